@@ -1,0 +1,1 @@
+"""Customer value: summaries, RFM, cohorts, profitability and (extra ``models``) probabilistic CLV."""
