@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Set up and run crmkit on a machine that has only Python 3.10+.
+
+    python3 dev.py demo     # create .venv if needed, then run the demo on the embedded store
+    python3 dev.py test     # create .venv if needed, then ruff, mypy and the whole test suite
+
+The virtualenv is rebuilt only when pyproject or requirement files change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".crmkit-setup"
+
+
+def _inputs() -> list[Path]:
+    files = [ROOT / "pyproject.toml", ROOT / "requirements" / "dev.txt", Path(__file__)]
+    files += sorted(ROOT.glob("plugins/*/pyproject.toml"))
+    files += sorted(ROOT.glob("examples/*/pyproject.toml"))
+    return files
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in _inputs():
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _run(*cmd: str | Path) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT)
+
+
+def setup() -> None:
+    """Create the virtualenv and install crmkit, its plugins and the test tools (editable)."""
+    if STAMP.exists() and STAMP.read_text() == _fingerprint():
+        return
+    if sys.version_info < (3, 10):
+        sys.exit("crmkit needs Python 3.10 or newer")
+    if not PY.exists():
+        print(f"creating {VENV.name}/", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    pip = [PY, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    _run(*pip, "--upgrade", "pip")
+    editables: list[str] = ["-e", ".[testing,models]"]
+    for project in sorted(ROOT.glob("plugins/*/pyproject.toml")) + sorted(ROOT.glob("examples/*/pyproject.toml")):
+        editables += ["-e", str(project.parent.relative_to(ROOT))]
+    _run(*pip, "-r", "requirements/dev.txt", *editables)
+    STAMP.write_text(_fingerprint())
+
+
+def demo(args: list[str]) -> int:
+    setup()
+    crmkit = BIN / "crmkit"
+    if (ROOT / "src" / "crmkit" / "cli.py").exists():
+        return subprocess.call([str(crmkit), "demo", *args], cwd=ROOT)
+    return subprocess.call([str(PY), "examples/quickstart.py", *args], cwd=ROOT)
+
+
+def test(args: list[str]) -> int:
+    setup()
+    for cmd in (
+        [PY, "-m", "ruff", "check", "."],
+        [PY, "-m", "mypy"],
+    ):
+        print("+", " ".join(str(c) for c in cmd), flush=True)
+        if subprocess.call([str(c) for c in cmd], cwd=ROOT) != 0:
+            return 1
+    cmd = [str(PY), "-m", "pytest", *args]
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=ROOT)
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("setup", "demo", "test"):
+        print(__doc__)
+        return 2
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "setup":
+        setup()
+        return 0
+    return demo(args) if command == "demo" else test(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The plugin host: builds a pluggy manager per ``connect`` and wraps each hook in a typed call."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pluggy
+
+from crmkit import hookspecs
+from crmkit._errors import CRMError, PluginError
+from crmkit.channels import ChannelType
+from crmkit.relationships import RelationshipType
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+    from crmkit.customers import Customer
+    from crmkit.events import Event
+    from crmkit.lifecycle import CustomerFacts, StageProposal
+    from crmkit.lifecycle_model import Stage
+    from crmkit.store import Store
+    from crmkit.summaries import PurchaseSummary
+
+__all__ = ["BUILTIN_PLUGINS", "PluginHost", "PluginInfo", "plugins"]
+
+#: Internal plugins, registered before installed ones; their first-result defaults are trylast.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "crmkit.backends.memory",
+    "crmkit.rules.defaults",
+    "crmkit._builtin",
+)
+
+ENTRY_POINT_GROUP = "crmkit"
+
+
+@attrs.frozen
+class PluginInfo:
+    """An installed or built-in plugin: its name, where it comes from, and the URL schemes it opens."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    schemes: tuple[str, ...]
+    builtin: bool
+
+
+class PluginHost:
+    """One plugin manager and a typed method per hook; nothing else calls ``pm.hook``."""
+
+    def __init__(self, plugins: Iterable[object] = (), block: Iterable[str] = ()) -> None:
+        self.pm = pluggy.PluginManager("crmkit")
+        self.pm.add_hookspecs(hookspecs)
+        for name in block:
+            self.pm.set_blocked(name)
+        for module_name in BUILTIN_PLUGINS:
+            if not self.pm.is_blocked(module_name):
+                self.pm.register(importlib.import_module(module_name), name=module_name)
+        try:
+            self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except Exception as exc:  # a broken third-party plugin must be named, not crash obscurely
+            raise PluginError(f"loading plugins of the '{ENTRY_POINT_GROUP}' entry-point group failed: {exc}") from exc
+        for plugin in plugins:
+            if self.pm.is_registered(plugin):
+                continue
+            try:
+                self.pm.register(plugin)
+            except ValueError as exc:
+                raise PluginError(f"plugin {plugin!r} could not be registered: {exc}") from exc
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"{exc} (a misspelt hook name? see docs/plugin_hooks.md)") from exc
+
+    # --- storage
+    def open_store(self, url: str, options: Mapping[str, Any]) -> Store:
+        scheme = url.split(":", 1)[0] if ":" in url else ""
+        store = self.pm.hook.crmkit_open_store(url=url, options=options)
+        if store is None:
+            served = ", ".join(sorted(self.url_schemes())) or "none"
+            raise PluginError(
+                f"no installed plugin opens URLs of scheme '{scheme}' (schemes served: {served}); "
+                "install the backend distribution, e.g. crmkit-sqlalchemy or crmkit-mongo"
+            )
+        return store  # type: ignore[no-any-return]
+
+    def url_schemes(self) -> list[str]:
+        return sorted({s for result in self.pm.hook.crmkit_url_schemes() for s in result})
+
+    def purchase_summaries(
+        self,
+        store: Store,
+        tenant: str,
+        customer_ids: Sequence[uuid.UUID] | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+    ) -> Iterable[PurchaseSummary]:
+        result = self.pm.hook.crmkit_purchase_summaries(
+            store=store, tenant=tenant, customer_ids=customer_ids, since=since, until=until
+        )
+        if result is None:  # pragma: no cover - the built-in fallback always answers
+            raise PluginError("no plugin computed purchase summaries")
+        return result  # type: ignore[no-any-return]
+
+    # --- vocabularies
+    def channels(self) -> dict[str, ChannelType]:
+        found: dict[str, ChannelType] = {}
+        for result in self.pm.hook.crmkit_channels():
+            for item in result:
+                if not isinstance(item, ChannelType):
+                    raise PluginError(f"crmkit_channels returned {item!r}, not a ChannelType")
+                if item.name in found and found[item.name] != item:
+                    raise PluginError(f"two plugins define channel '{item.name}' differently")
+                found[item.name] = item
+        return found
+
+    def relationship_types(self) -> dict[str, RelationshipType]:
+        found: dict[str, RelationshipType] = {}
+        for result in self.pm.hook.crmkit_relationship_types():
+            for item in result:
+                if not isinstance(item, RelationshipType):
+                    raise PluginError(f"crmkit_relationship_types returned {item!r}, not a RelationshipType")
+                for name in {item.name, item.inverse}:
+                    clash = found.get(name)
+                    if clash is not None and clash != item:
+                        raise PluginError(f"relationship type name '{name}' is defined twice differently")
+                found[item.name] = item
+                found.setdefault(item.inverse, item)
+        return found
+
+    # --- life cycle
+    def propose_stage(self, facts: CustomerFacts) -> StageProposal | None:
+        return self.pm.hook.crmkit_propose_stage(facts=facts)  # type: ignore[no-any-return]
+
+    def guard_transition(
+        self, customer: Customer, from_stage: Stage, to_stage: Stage, facts: CustomerFacts, rule: str
+    ) -> tuple[str, ...]:
+        reasons = self.pm.hook.crmkit_guard_transition(
+            customer=customer, from_stage=from_stage, to_stage=to_stage, facts=facts, rule=rule
+        )
+        return tuple(str(r) for r in reasons if r)
+
+    # --- events
+    def wants_events(self) -> bool:
+        return bool(self.pm.hook.crmkit_after_commit.get_hookimpls())
+
+    def after_commit(self, crm: CRM, events: Sequence[Event]) -> None:
+        self.pm.hook.crmkit_after_commit(crm=crm, events=events)
+
+    def describe(self) -> list[PluginInfo]:
+        dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
+        out = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            schemes: tuple[str, ...] = ()
+            impl = getattr(plugin, "crmkit_url_schemes", None)
+            if impl is not None:
+                try:
+                    schemes = tuple(sorted(impl()))
+                except CRMError:  # pragma: no cover - a broken plugin still gets listed
+                    schemes = ()
+            dist = dists.get(id(plugin))
+            out.append(
+                PluginInfo(
+                    name=name,
+                    distribution=dist.project_name if dist is not None else None,
+                    version=dist.version if dist is not None else None,
+                    schemes=schemes,
+                    builtin=name in BUILTIN_PLUGINS,
+                )
+            )
+        return out
+
+
+def plugins() -> list[PluginInfo]:
+    """Every plugin crmkit would load (built-in and installed), with the URL schemes each opens."""
+    return PluginHost().describe()

@@ -1,0 +1,1 @@
+"""Backends that ship inside crmkit (only the in-memory reference store)."""

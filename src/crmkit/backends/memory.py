@@ -1,0 +1,289 @@
+"""The in-memory reference store (``memory://``): complete, thread-safe, transactional.
+
+Every other backend is checked against it by the conformance suite. A transaction holds
+the store's lock from start to end, so transactions are serialisable; an undo log rolls
+back on exceptions. Lookups by id, external id and owning customer use indexes.
+
+``memory://`` opens a private store; ``memory://NAME`` opens the store of that name, shared
+by every connection of the process (for tenancy tests and several CRM objects).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from crmkit._errors import ConflictError, PluginError
+from crmkit.entities import ENTITIES, TRANSACTIONS, EntitySpec
+from crmkit.hookspecs import hookimpl
+from crmkit.query import Compare, Expr, In, Order, conjuncts, evaluate
+from crmkit.store import Capabilities, Repository, Store
+from crmkit.summaries import PurchaseSummary, summarize
+from crmkit.transactions import Transaction
+
+__all__ = ["MemoryRepository", "MemoryStore"]
+
+_NAMED: dict[str, MemoryStore] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+class MemoryRepository(Repository[Any]):
+    """One entity kind of a MemoryStore, with id, external id and owner indexes."""
+
+    def __init__(self, store: MemoryStore, spec: EntitySpec) -> None:
+        self.spec = spec
+        self._store = store
+        self._rows: dict[str, dict[uuid.UUID, Any]] = {}
+        self._external: dict[str, dict[str, uuid.UUID]] = {}
+        # owner field -> tenant -> owner id -> record ids
+        owners = [spec.customer_field] if spec.customer_field else []
+        if spec.name == "relationships":
+            owners = ["source_id", "target_id"]
+        self._owners: dict[str, dict[str, dict[uuid.UUID, set[uuid.UUID]]]] = {f: {} for f in owners}
+
+    # -- index maintenance (callers hold the store lock)
+    def _put(self, tenant: str, record: Any) -> None:
+        self._rows.setdefault(tenant, {})[record.id] = record
+        external = getattr(record, "external_id", None) if self.spec.has_external_id else None
+        if external is not None:
+            self._external.setdefault(tenant, {})[external] = record.id
+        for field, index in self._owners.items():
+            index.setdefault(tenant, {}).setdefault(getattr(record, field), set()).add(record.id)
+
+    def _drop(self, tenant: str, record: Any) -> None:
+        del self._rows[tenant][record.id]
+        external = getattr(record, "external_id", None) if self.spec.has_external_id else None
+        if external is not None:
+            self._external[tenant].pop(external, None)
+        for field, index in self._owners.items():
+            ids = index[tenant][getattr(record, field)]
+            ids.discard(record.id)
+            if not ids:
+                del index[tenant][getattr(record, field)]
+
+    def _write(self, tenant: str, old: Any | None, new: Any | None) -> None:
+        if old is not None:
+            self._drop(tenant, old)
+        if new is not None:
+            self._put(tenant, new)
+        self._store._log(lambda: self._undo(tenant, old, new))
+
+    def _undo(self, tenant: str, old: Any | None, new: Any | None) -> None:
+        if new is not None:
+            self._drop(tenant, new)
+        if old is not None:
+            self._put(tenant, old)
+
+    def _conflicts(self, tenant: str, records: Sequence[Any], *, skip_external: bool) -> list[Any]:
+        """Check ids and external ids; return the records to write (those not skipped)."""
+        rows = self._rows.get(tenant, {})
+        external = self._external.get(tenant, {})
+        batch_ids: set[uuid.UUID] = set()
+        batch_ext: set[str] = set()
+        keep = []
+        for record in records:
+            ext = getattr(record, "external_id", None) if self.spec.has_external_id else None
+            if ext is not None and (ext in external or ext in batch_ext):
+                if skip_external:
+                    continue
+                raise ConflictError(
+                    f"{self.spec.label} with external_id {ext!r} already exists", entity=self.spec.label, key=ext
+                )
+            if record.id in rows or record.id in batch_ids:
+                raise ConflictError(f"{self.spec.label} {record.id} already exists", entity=self.spec.label, key=record.id)
+            batch_ids.add(record.id)
+            if ext is not None:
+                batch_ext.add(ext)
+            keep.append(record)
+        return keep
+
+    # -- the contract
+    def insert(self, tenant: str, records: Sequence[Any]) -> None:
+        with self._store._lock:
+            for record in self._conflicts(tenant, records, skip_external=False):
+                self._write(tenant, None, record)
+
+    def insert_new(self, tenant: str, records: Sequence[Any]) -> list[Any]:
+        with self._store._lock:
+            keep = self._conflicts(tenant, records, skip_external=True)
+            for record in keep:
+                self._write(tenant, None, record)
+            return keep
+
+    def get(self, tenant: str, id: uuid.UUID) -> Any | None:
+        with self._store._lock:
+            return self._rows.get(tenant, {}).get(id)
+
+    def get_by_external_id(self, tenant: str, external_id: str) -> Any | None:
+        with self._store._lock:
+            rid = self._external.get(tenant, {}).get(external_id)
+            return None if rid is None else self._rows[tenant][rid]
+
+    def replace(self, tenant: str, record: Any, expected_version: int) -> bool:
+        with self._store._lock:
+            current = self._rows.get(tenant, {}).get(record.id)
+            if current is None or current.version != expected_version:
+                return False
+            new_ext = getattr(record, "external_id", None) if self.spec.has_external_id else None
+            if new_ext is not None and new_ext != getattr(current, "external_id", None):
+                owner = self._external.get(tenant, {}).get(new_ext)
+                if owner is not None and owner != record.id:
+                    raise ConflictError(
+                        f"{self.spec.label} with external_id {new_ext!r} already exists",
+                        entity=self.spec.label,
+                        key=new_ext,
+                    )
+            self._write(tenant, current, record)
+            return True
+
+    def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:
+        with self._store._lock:
+            current = self._rows.get(tenant, {}).get(id)
+            if current is None or (expected_version is not None and current.version != expected_version):
+                return False
+            self._write(tenant, current, None)
+            return True
+
+    def delete_where(self, tenant: str, where: Expr) -> int:
+        with self._store._lock:
+            doomed = list(self._matching(tenant, where))
+            for record in doomed:
+                self._write(tenant, record, None)
+            return len(doomed)
+
+    def count(self, tenant: str, where: Expr) -> int:
+        with self._store._lock:
+            return sum(1 for _ in self._matching(tenant, where))
+
+    def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[Any]:
+        with self._store._lock:
+            found = list(self._matching(tenant, where))
+        for name, desc in reversed(order.keys):  # stable sorts, least significant key first
+            found.sort(key=lambda r, n=name: order_value(self.spec, r, n), reverse=desc)
+        return found if limit is None else found[:limit]
+
+    def _matching(self, tenant: str, where: Expr) -> Iterator[Any]:
+        rows = self._rows.get(tenant, {})
+        for record in self._candidates(tenant, where, rows):
+            if evaluate(where, self.spec, record):
+                yield record
+
+    def _candidates(self, tenant: str, where: Expr, rows: Mapping[uuid.UUID, Any]) -> Iterable[Any]:
+        """Use an index when a top-level condition pins id, external id or owner; else scan."""
+        for part in conjuncts(where):
+            keys: tuple[Any, ...] | None = None
+            if isinstance(part, Compare) and part.op == "==" and part.value is not None:
+                field, keys = part.field, (part.value,)
+            elif isinstance(part, In):
+                field, keys = part.field, part.values
+            if keys is None:
+                continue
+            if field == "id":
+                return [rows[k] for k in keys if isinstance(k, uuid.UUID) and k in rows]
+            if field == "external_id" and self.spec.has_external_id:
+                ext = self._external.get(tenant, {})
+                return [rows[ext[k]] for k in keys if isinstance(k, str) and k in ext]
+            if field in self._owners:
+                index = self._owners[field].get(tenant, {})
+                ids = {rid for k in keys for rid in index.get(k, ())}
+                return [rows[rid] for rid in ids]
+        return list(rows.values())
+
+    def transactions_of(self, tenant: str, customer_ids: Sequence[uuid.UUID] | None) -> Iterator[Transaction]:
+        """Transactions of some customers (all when None), read through the customer index."""
+        with self._store._lock:
+            rows = self._rows.get(tenant, {})
+            if customer_ids is None:
+                records = list(rows.values())
+            else:
+                index = self._owners["customer_id"].get(tenant, {})
+                records = [rows[rid] for cid in customer_ids for rid in index.get(cid, ())]
+        return iter(records)
+
+
+def order_value(spec: EntitySpec, record: Any, name: str) -> Any:
+    value = spec.record_value(record, name)
+    if isinstance(value, str) and type(value) is not str:
+        return str(value.value) if hasattr(value, "value") else str.__str__(value)
+    return value
+
+
+class MemoryStore(Store):
+    """All data in Python dicts, guarded by one re-entrant lock."""
+
+    capabilities = Capabilities(
+        transactions=True, concurrent_writers=True, persistent=False, native_traversal=False, native_summaries=True
+    )
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
+        self._lock = threading.RLock()
+        self._undo: list[Callable[[], None]] | None = None
+        self._owner: int | None = None
+        self._repos = {spec.name: MemoryRepository(self, spec) for spec in ENTITIES.values()}
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return f"memory://{self.name or ''}"
+
+    def repository(self, spec: EntitySpec) -> MemoryRepository:
+        return self._repos[spec.name]
+
+    def _log(self, undo: Callable[[], None]) -> None:
+        if self._undo is not None and self._owner == threading.get_ident():
+            self._undo.append(undo)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._undo is not None:  # already inside one on this thread: join it
+                yield
+                return
+            self._undo, self._owner = [], threading.get_ident()
+            try:
+                yield
+            except BaseException:
+                for undo in reversed(self._undo):
+                    undo()
+                raise
+            finally:
+                self._undo, self._owner = None, None
+
+    def close(self) -> None:
+        self._closed = True
+
+
+@hookimpl(trylast=True)
+def crmkit_open_store(url: str, options: Mapping[str, Any]) -> Store | None:
+    """Open ``memory://`` (a private store) or ``memory://NAME`` (shared in this process)."""
+    if not url.startswith("memory://"):
+        return None
+    name = url[len("memory://") :]
+    if options:
+        raise PluginError(f"memory:// takes no options (got {', '.join(sorted(options))})")
+    if not name:
+        return MemoryStore()
+    if "/" in name or "?" in name:
+        raise PluginError(f"memory URLs are memory:// or memory://NAME, not {url!r}")
+    with _NAMED_LOCK:
+        return _NAMED.setdefault(name, MemoryStore(name))
+
+
+@hookimpl
+def crmkit_url_schemes() -> Iterable[str]:
+    return ("memory",)
+
+
+@hookimpl
+def crmkit_purchase_summaries(
+    store: Store, tenant: str, customer_ids: Sequence[uuid.UUID] | None, since: Any, until: Any
+) -> list[PurchaseSummary] | None:
+    """Summaries straight from the customer index of a MemoryStore."""
+    if not isinstance(store, MemoryStore):
+        return None
+    repo = store.repository(TRANSACTIONS)
+    return summarize(repo.transactions_of(tenant, customer_ids), since=since, until=until)

@@ -1,0 +1,610 @@
+"""``crmkit.connect`` and the CRM object it returns: repositories, transactions, timeline, life cycle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from crmkit._errors import CRMError, ConflictError, NotFound, ValidationError
+from crmkit._host import PluginHost
+from crmkit.channels import ChannelType
+from crmkit.customers import Customer
+from crmkit.entities import (
+    CUSTOMERS,
+    INTERACTIONS,
+    RELATIONSHIPS,
+    STAGE_CHANGES,
+    TRANSACTIONS,
+    EntitySpec,
+)
+from crmkit.events import Event, StageChanged, event_for
+from crmkit.interactions import Interaction
+from crmkit.lifecycle import Lifecycle, LifecyclePolicy
+from crmkit.lifecycle_model import Stage, StageChange
+from crmkit.query import (
+    ALL,
+    And,
+    Compare,
+    Cursor,
+    Expr,
+    Or,
+    Where,
+    bind,
+    keyset_after,
+    parse_order,
+)
+from crmkit.relationships import DIRECTIONS, Direction, Reached, Relationship, RelationshipType
+from crmkit.store import Repository, Store, iter_batches, scan
+from crmkit.summaries import PurchaseSummary
+from crmkit.transactions import Transaction
+
+__all__ = ["CRM", "BulkResult", "Page", "TimelineEntry", "connect"]
+
+T = TypeVar("T")
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$")
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of ``find`` results; pass ``next`` as ``after`` to get the following page (None: no more)."""
+
+    items: tuple[T, ...]
+    next: Cursor | None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> T:
+        return self.items[index]
+
+
+@attrs.frozen
+class BulkResult:
+    """What ``add_many`` did: records added, and records skipped because their external_id was stored."""
+
+    added: int
+    skipped: int
+
+
+@attrs.frozen
+class TimelineEntry:
+    """One item of a customer's timeline: an interaction, a transaction or a stage change."""
+
+    at: dt.datetime
+    kind: str
+    record: Interaction | Transaction | StageChange
+
+
+class _RollbackOnly(Exception):
+    pass
+
+
+class _ReadRecords(Generic[T]):
+    """Reads shared by every repository of a CRM: get, find, count, stream."""
+
+    spec: EntitySpec
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self._repo: Repository[T] = crm.store.repository(self.spec)
+
+    def get(self, id: uuid.UUID) -> T:
+        """The record with that id; NotFound if this tenant has none."""
+        if not isinstance(id, uuid.UUID):
+            raise ValidationError("id", "must be a uuid.UUID", id)
+        record = self._repo.get(self._crm.tenant, id)
+        if record is None:
+            raise NotFound(self.spec.label, id)
+        return record
+
+    def count(self, where: Where = None) -> int:
+        """How many records match, counted in the store."""
+        return self._repo.count(self._crm.tenant, bind(where, self.spec))
+
+    def find(
+        self,
+        where: Where = None,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        after: Cursor | str | None = None,
+    ) -> Page[T]:
+        """Matching records in order (``"-field"`` for descending), at most ``limit``, after a cursor."""
+        condition = bind(where, self.spec)
+        order = parse_order(order_by, self.spec)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValidationError("limit", "must be a positive integer or None", limit)
+        if after is not None:
+            cursor = Cursor.parse(after)
+            if cursor.order != order.text() or len(cursor.values) != len(order.keys):
+                raise ValidationError("after", f"belongs to order_by={cursor.order!r}, not {order.text()!r}", after)
+            keyset = keyset_after(order, cursor.values)
+            condition = keyset if isinstance(condition, type(ALL)) else And((condition, keyset))
+        fetch = None if limit is None else limit + 1
+        items = self._repo.find(self._crm.tenant, condition, order, fetch)
+        if limit is not None and len(items) > limit:
+            items = items[:limit]
+            return Page(tuple(items), Cursor(order.text(), order.sort_key_values(self.spec, items[-1])))
+        return Page(tuple(items), None)
+
+    def stream(
+        self, where: Where = None, *, order_by: str | Sequence[str] | None = None, batch_size: int = 1000
+    ) -> Iterator[T]:
+        """Every matching record, fetched page by page (bounded memory, any number of records)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValidationError("batch_size", "must be a positive integer", batch_size)
+        return scan(self._repo, self._crm.tenant, bind(where, self.spec), parse_order(order_by, self.spec), batch_size)
+
+
+class _Records(_ReadRecords[T]):
+    """Reads and writes: add, add_many, update, delete, with events and optimistic concurrency."""
+
+    def _check(self, item: object, row: int | None = None) -> T:
+        if not isinstance(item, self.spec.cls):
+            err = ValidationError(self.spec.label, f"must be a {self.spec.cls.__name__}", item)
+            raise err if row is None else err.at_row(row)
+        return item  # type: ignore[return-value]
+
+    def _check_references(self, records: Sequence[T], first_row: int | None) -> None:
+        """Raise ValidationError naming the field and row of a reference the store does not hold."""
+
+    def _require_customers(self, records: Sequence[T], fields: Sequence[str], first_row: int | None) -> None:
+        wanted = {getattr(r, f) for r in records for f in fields}
+        found = self._crm.store.repository(CUSTOMERS).existing_ids(self._crm.tenant, sorted(wanted))
+        for i, record in enumerate(records):
+            for field in fields:
+                if getattr(record, field) not in found:
+                    err = ValidationError(field, "no customer with this id in this tenant", getattr(record, field))
+                    raise err if first_row is None else err.at_row(first_row + i)
+
+    def add(self, item: T) -> T:
+        """Store a new record; returns the stored copy (version 1, timestamps set)."""
+        record = self._check(item)
+        if getattr(record, "version") != 0:
+            raise ValidationError("version", "a new record has version 0 (update() changes stored ones)", getattr(record, "version"))
+        now = self._crm.now()
+        stored: T = attrs.evolve(record, created_at=getattr(record, "created_at") or now, updated_at=now, version=1)  # type: ignore[misc]
+        with self._crm.transaction():
+            self._check_references([stored], None)
+            self._repo.insert(self._crm.tenant, [stored])
+            self._crm._emit(event_for(self.spec.name, "created"), None, stored)
+        return stored
+
+    def add_many(self, items: Iterable[T], *, batch_size: int = 1000) -> BulkResult:
+        """Store records from any iterable, a batch at a time, skipping external_ids already stored.
+
+        Each batch is written atomically (inside ``crm.transaction()``, everything is). A bad
+        record raises ValidationError naming its row (0-based position in ``items``); the
+        batches before it stay committed, and because imports are idempotent by
+        ``external_id`` the corrected import can simply be run again.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValidationError("batch_size", "must be a positive integer", batch_size)
+        if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+            raise ValidationError("items", "must be an iterable of records", items)
+        tenant = self._crm.tenant
+        added = skipped = 0
+        row = 0
+        for batch in iter_batches(iter(items), batch_size):
+            now = self._crm.now()
+            prepared: list[T] = []
+            seen_external: set[str] = set()
+            for i, item in enumerate(batch):
+                record = self._check(item, row + i)
+                if getattr(record, "version") != 0:
+                    raise ValidationError("version", "a new record has version 0", getattr(record, "version")).at_row(row + i)
+                external = getattr(record, "external_id", None)
+                if external is not None:
+                    if external in seen_external:
+                        continue
+                    seen_external.add(external)
+                prepared.append(
+                    attrs.evolve(record, created_at=getattr(record, "created_at") or now, updated_at=now, version=1)  # type: ignore[misc]
+                )
+            with self._crm.transaction():
+                self._check_references(prepared, row)
+                inserted = self._repo.insert_new(tenant, prepared)
+                if self._crm._events_wanted:
+                    created = event_for(self.spec.name, "created")
+                    for record in inserted:
+                        self._crm._emit(created, None, record)
+            added += len(inserted)
+            skipped += len(batch) - len(inserted)
+            row += len(batch)
+        return BulkResult(added, skipped)
+
+    def get_by_external_id(self, external_id: str) -> T:
+        """The record imported under that external id; NotFound if none."""
+        if not self.spec.has_external_id:
+            raise ValidationError("external_id", f"{self.spec.name} have no external id", external_id)
+        if not isinstance(external_id, str):
+            raise ValidationError("external_id", "must be a string", external_id)
+        record = self._repo.get_by_external_id(self._crm.tenant, external_id)
+        if record is None:
+            raise NotFound(self.spec.label, f"with external_id {external_id!r}")
+        return record
+
+    def update(self, item: T) -> T:
+        """Replace a stored record; ConflictError unless ``item.version`` is the stored version.
+
+        Returns the stored copy with the version bumped and ``updated_at`` set.
+        """
+        record = self._check(item)
+        with self._crm.transaction():
+            current = self._current(record)
+            new = self._bumped(current, record)
+            self._check_references([new], None)
+            self._before_replace(current, new)
+            self._replace(current, new)
+            self._after_replace(current, new, rule="manual", reason=None)
+        return new
+
+    def _current(self, record: T) -> T:
+        current = self.get(getattr(record, "id"))
+        if getattr(current, "version") != getattr(record, "version"):
+            raise ConflictError(
+                f"{self.spec.label} {getattr(record, 'id')} is at version {getattr(current, 'version')}; "
+                f"this update was based on version {getattr(record, 'version')} (reload and retry)",
+                entity=self.spec.label,
+                key=getattr(record, "id"),
+            )
+        return current
+
+    def _bumped(self, current: T, record: T) -> T:
+        return attrs.evolve(  # type: ignore[misc, no-any-return]
+            record,
+            created_at=getattr(current, "created_at"),
+            updated_at=self._crm.now(),
+            version=getattr(current, "version") + 1,
+        )
+
+    def _replace(self, current: T, new: T) -> None:
+        if not self._repo.replace(self._crm.tenant, new, getattr(current, "version")):
+            raise ConflictError(
+                f"{self.spec.label} {getattr(new, 'id')} was changed or deleted concurrently (reload and retry)",
+                entity=self.spec.label,
+                key=getattr(new, "id"),
+            )
+        self._crm._emit(event_for(self.spec.name, "updated"), current, new)
+
+    def _before_replace(self, current: T, new: T) -> None:
+        """Checks that need the stored record (subclasses)."""
+
+    def _after_replace(self, current: T, new: T, *, rule: str, reason: str | None) -> StageChange | None:
+        """Follow-up writes in the same transaction (subclasses)."""
+        return None
+
+    def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:
+        """Delete a record (and, for customers, everything that belongs to it); NotFound if absent."""
+        with self._crm.transaction():
+            current = self.get(id)
+            if expected_version is not None and getattr(current, "version") != expected_version:
+                raise ConflictError(
+                    f"{self.spec.label} {id} is at version {getattr(current, 'version')}, not {expected_version}",
+                    entity=self.spec.label,
+                    key=id,
+                )
+            self._cascade(current)
+            if not self._repo.delete(self._crm.tenant, id, getattr(current, "version")):
+                raise ConflictError(f"{self.spec.label} {id} was changed concurrently", entity=self.spec.label, key=id)
+            self._crm._emit(event_for(self.spec.name, "deleted"), current, None)
+
+    def _cascade(self, current: T) -> None:
+        """Delete what depends on the record (subclasses)."""
+
+
+class Customers(_Records[Customer]):
+    """``crm.customers``: people and organisations."""
+
+    spec = CUSTOMERS
+
+    def _before_replace(self, current: Customer, new: Customer) -> None:
+        if new.stage != current.stage:
+            self._crm.lifecycle.guard(current, new.stage, "manual")
+
+    def _after_replace(self, current: Customer, new: Customer, *, rule: str, reason: str | None) -> StageChange | None:
+        if new.stage == current.stage:
+            return None
+        change = StageChange(
+            customer_id=new.id,
+            from_stage=current.stage,
+            to_stage=new.stage,
+            occurred_at=self._crm.now(),
+            rule=rule,
+            reason=reason,
+        )
+        now = self._crm.now()
+        change = attrs.evolve(change, created_at=now, updated_at=now, version=1)
+        self._crm.store.repository(STAGE_CHANGES).insert(self._crm.tenant, [change])
+        self._crm._emit(StageChanged, None, change)
+        return change
+
+    def _move(self, customer: Customer, stage: Stage, *, rule: str, reason: str | None) -> StageChange | None:
+        """Change the stage of a stored customer (guards already passed) and record why."""
+        with self._crm.transaction():
+            current = self._current(customer)
+            new = self._bumped(current, attrs.evolve(current, stage=stage))
+            self._replace(current, new)
+            return self._after_replace(current, new, rule=rule, reason=reason)
+
+    def _cascade(self, current: Customer) -> None:
+        tenant, store = self._crm.tenant, self._crm.store
+        mine = Compare("customer_id", "==", current.id)
+        store.repository(RELATIONSHIPS).delete_where(
+            tenant, Or((Compare("source_id", "==", current.id), Compare("target_id", "==", current.id)))
+        )
+        for spec in (INTERACTIONS, TRANSACTIONS, STAGE_CHANGES):
+            store.repository(spec).delete_where(tenant, mine)
+
+
+class Interactions(_Records[Interaction]):
+    """``crm.interactions``: contacts with customers on any channel."""
+
+    spec = INTERACTIONS
+
+    def _check_references(self, records: Sequence[Interaction], first_row: int | None) -> None:
+        known = self._crm.channels
+        for i, record in enumerate(records):
+            if record.channel not in known:
+                err = ValidationError("channel", f"is not a registered channel (known: {', '.join(sorted(known))})", str(record.channel))
+                raise err if first_row is None else err.at_row(first_row + i)
+        self._require_customers(records, ("customer_id",), first_row)
+
+
+class Transactions(_Records[Transaction]):
+    """``crm.transactions``: purchases and refunds."""
+
+    spec = TRANSACTIONS
+
+    def _check_references(self, records: Sequence[Transaction], first_row: int | None) -> None:
+        self._require_customers(records, ("customer_id",), first_row)
+
+
+class Relationships(_Records[Relationship]):
+    """``crm.relationships``: typed edges between customers, with neighbour and traversal queries."""
+
+    spec = RELATIONSHIPS
+
+    def _check_references(self, records: Sequence[Relationship], first_row: int | None) -> None:
+        types = self._crm.relationship_types
+        for i, record in enumerate(records):
+            rtype = types.get(record.kind)
+            problem = None
+            if rtype is None:
+                problem = f"is not a registered relationship type (known: {', '.join(sorted(types))})"
+            elif rtype.name != record.kind:
+                problem = f"is the inverse of '{rtype.name}': store it as {rtype.name} with source and target swapped"
+            if problem is not None:
+                err = ValidationError("kind", problem, record.kind)
+                raise err if first_row is None else err.at_row(first_row + i)
+        self._require_customers(records, ("source_id", "target_id"), first_row)
+
+    def _resolve(self, kind: str | Iterable[str] | None, direction: Direction) -> tuple[frozenset[str], Direction]:
+        if direction not in DIRECTIONS:
+            raise ValidationError("direction", "must be out, in or both", direction)
+        types = self._crm.relationship_types
+        names = list(types) if kind is None else [kind] if isinstance(kind, str) else list(kind)
+        if not names:
+            raise ValidationError("kind", "names no relationship type", kind)
+        resolved: set[str] = set()
+        directions: set[str] = set()
+        for name in names:
+            rtype = types.get(name)
+            if rtype is None:
+                raise ValidationError("kind", f"is not a registered relationship type (known: {', '.join(sorted(types))})", name)
+            resolved.add(rtype.name)
+            if rtype.symmetric or kind is None:
+                directions.add("both" if rtype.symmetric else direction)
+            elif rtype.name == name:
+                directions.add(direction)
+            else:  # asked by the inverse name: walk the stored edges the other way
+                directions.add({"out": "in", "in": "out", "both": "both"}[direction])
+        if len(directions) > 1:
+            raise ValidationError("kind", "mixes relationship types that must be walked in different directions", kind)
+        return frozenset(resolved), directions.pop()  # type: ignore[return-value]
+
+    def neighbours(
+        self,
+        customer_id: uuid.UUID,
+        *,
+        kind: str | Iterable[str] | None = None,
+        direction: Direction = "both",
+        as_of: dt.date | None = None,
+    ) -> list[Reached]:
+        """Customers one step away, with the edge to each (``kind`` may be an inverse name such as employs)."""
+        return self.traverse(customer_id, kind=kind, direction=direction, depth=1, as_of=as_of)
+
+    def traverse(
+        self,
+        customer_id: uuid.UUID,
+        *,
+        kind: str | Iterable[str] | None = None,
+        direction: Direction = "out",
+        depth: int = 1,
+        as_of: dt.date | None = None,
+    ) -> list[Reached]:
+        """Customers reachable within ``depth`` steps (account hierarchies, referral chains), nearest first."""
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 100:
+            raise ValidationError("depth", "must be an integer from 1 to 100", depth)
+        if as_of is not None and (not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime)):
+            raise ValidationError("as_of", "must be a date", as_of)
+        self._crm.customers.get(customer_id)
+        kinds, walk = self._resolve(kind, direction)
+        reached = self._crm.store.traverse(self._crm.tenant, customer_id, kinds, walk, depth, as_of)
+        return sorted(reached, key=lambda r: (r.depth, r.customer_id))
+
+
+class StageChanges(_ReadRecords[StageChange]):
+    """``crm.stage_changes``: the record of every stage change (written by the life cycle only)."""
+
+    spec = STAGE_CHANGES
+
+
+class CRM:
+    """A tenant's view of a store, with the plugins that ``connect`` loaded."""
+
+    def __init__(
+        self,
+        store: Store,
+        host: PluginHost,
+        tenant: str,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+        policy: LifecyclePolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.tenant = tenant
+        self.policy = policy or LifecyclePolicy()
+        self._host = host
+        self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self._local = threading.local()
+        self._events_wanted = host.wants_events()
+        self.channels: dict[str, ChannelType] = host.channels()
+        self.relationship_types: dict[str, RelationshipType] = host.relationship_types()
+        self.customers = Customers(self)
+        self.relationships = Relationships(self)
+        self.interactions = Interactions(self)
+        self.transactions = Transactions(self)
+        self.stage_changes = StageChanges(self)
+        self.lifecycle = Lifecycle(self)
+
+    def __repr__(self) -> str:
+        return f"<CRM tenant={self.tenant!r} store={self.store.url}>"
+
+    def now(self) -> dt.datetime:
+        """The current time from the CRM's clock (timezone-aware UTC)."""
+        from crmkit._validation import utc
+
+        return utc(self._clock(), "clock")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all; events are delivered after the commit.
+
+        Blocks nest: an inner block joins the outer transaction. If an exception leaves an
+        inner block, the whole transaction is rolled back even if the outer code catches it.
+        """
+        local = self._local
+        if getattr(local, "depth", 0) > 0:
+            local.depth += 1
+            try:
+                yield
+            except BaseException:
+                local.doomed = True
+                raise
+            finally:
+                local.depth -= 1
+            return
+        local.depth, local.events, local.doomed = 1, [], False
+        committed = False
+        try:
+            with self.store.transaction():
+                yield
+                if local.doomed:
+                    raise _RollbackOnly
+            committed = True
+        except _RollbackOnly:
+            raise CRMError("rolled back: an inner transaction() block failed and its error was caught") from None
+        finally:
+            local.depth = 0
+            events, local.events = local.events, []
+        if committed and events:
+            self._host.after_commit(self, events)
+
+    def _emit(self, kind: type[Event], before: Any, after: Any) -> None:
+        if self._events_wanted:
+            self._local.events.append(kind(self.tenant, self.now(), before, after))
+
+    def purchase_summaries(
+        self,
+        customer_ids: Sequence[uuid.UUID] | None = None,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[PurchaseSummary]:
+        """Per-customer purchase summaries, computed inside the store by the backend's hook."""
+        from crmkit._validation import utc
+
+        since = None if since is None else utc(since, "since")
+        until = None if until is None else utc(until, "until")
+        ids = None if customer_ids is None else list(customer_ids)
+        return list(self._host.purchase_summaries(self.store, self.tenant, ids, since, until))
+
+    def timeline(
+        self,
+        customer_id: uuid.UUID,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[TimelineEntry]:
+        """A customer's interactions, transactions and stage changes in one time-ordered list."""
+        self.customers.get(customer_id)
+        where: Expr = Compare("customer_id", "==", customer_id)
+        if since is not None:
+            where = And((where, Compare("occurred_at", ">=", since)))
+        if until is not None:
+            where = And((where, Compare("occurred_at", "<=", until)))
+        order = "-occurred_at" if newest_first else "occurred_at"
+        streams = [
+            (label, service.find(where, order_by=order, limit=limit).items)
+            for label, service in (
+                ("interaction", self.interactions),
+                ("transaction", self.transactions),
+                ("stage_change", self.stage_changes),
+            )
+        ]
+        entries = [
+            [TimelineEntry(r.occurred_at, label, r) for r in records]  # type: ignore[attr-defined]
+            for label, records in streams
+        ]
+        merged = heapq.merge(*entries, key=lambda e: (e.at, e.record.id), reverse=newest_first)
+        out = list(merged)
+        return out if limit is None else out[:limit]
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def __enter__(self) -> CRM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(
+    url: str = "memory://",
+    *,
+    tenant: str = "default",
+    plugins: Iterable[object] = (),
+    block: Iterable[str] = (),
+    clock: Callable[[], dt.datetime] | None = None,
+    policy: LifecyclePolicy | None = None,
+    **options: Any,
+) -> CRM:
+    """Open the store at ``url`` for ``tenant``, loading built-in and installed plugins.
+
+    ``plugins`` are extra plugin objects or modules to register (rules, channels...);
+    ``block`` names plugins not to load (e.g. ``"crmkit.rules.defaults"``); ``clock``
+    supplies the current time; remaining keyword options go to the backend.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ValidationError("url", "must be a URL such as memory://, sqlite:///crm.db or mongodb://host/db", url)
+    if not isinstance(tenant, str) or not _TENANT.match(tenant):
+        raise ValidationError("tenant", "must be 1-100 letters, digits or _.:@- (starting with a letter or digit)", tenant)
+    host = PluginHost(plugins=plugins, block=block)
+    store = host.open_store(url, options)
+    return CRM(store, host, tenant, clock=clock, policy=policy)

@@ -1,0 +1,120 @@
+"""Every hook crmkit calls, with when it is called and what it may return.
+
+Plugins implement hooks with ``@crmkit.hookimpl`` on functions named like these specs, in
+a module or object registered through the ``crmkit`` entry-point group (or passed to
+``crmkit.connect(plugins=[...])``). Specs only ever grow by new optional arguments, and
+an implementation may take any subset of a spec's arguments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from crmkit.channels import ChannelType
+    from crmkit.crm import CRM
+    from crmkit.customers import Customer
+    from crmkit.events import Event
+    from crmkit.lifecycle import CustomerFacts, StageProposal
+    from crmkit.lifecycle_model import Stage
+    from crmkit.relationships import RelationshipType
+    from crmkit.store import Store
+    from crmkit.summaries import PurchaseSummary
+
+__all__ = ["hookimpl", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("crmkit")
+hookimpl = pluggy.HookimplMarker("crmkit")
+
+
+# --- storage -----------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def crmkit_open_store(url: str, options: Mapping[str, Any]) -> Store | None:
+    """Open the store at ``url`` if this plugin serves its scheme, else return None.
+
+    Called by ``crmkit.connect``. ``options`` holds the keyword arguments given to
+    ``connect`` that crmkit itself does not use (pool sizes, timeouts...). The first
+    non-None result wins. Raise ``crmkit.BackendError`` when the store cannot be reached.
+    """
+
+
+@hookspec
+def crmkit_url_schemes() -> Iterable[str]:
+    """The URL schemes this plugin opens (``"sqlite"``, ``"mongodb+srv"``...), for ``crmkit.plugins()``.
+
+    All results are collected.
+    """
+
+
+@hookspec(firstresult=True)
+def crmkit_purchase_summaries(
+    store: Store,
+    tenant: str,
+    customer_ids: Sequence[uuid.UUID] | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+) -> Iterable[PurchaseSummary] | None:
+    """Compute per-customer purchase summaries inside ``store``, or None if it is not this plugin's.
+
+    One ``PurchaseSummary`` per (customer, currency) with at least one purchase, for the
+    given customers (all when None) and transactions with ``since <= occurred_at <= until``,
+    ordered by customer id then currency. Backends answer with one aggregate query
+    (GROUP BY, an aggregation pipeline) instead of reading rows into Python. crmkit's own
+    fallback (which streams rows) runs last. First non-None result wins.
+    """
+
+
+# --- vocabularies --------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_channels() -> Iterable[ChannelType]:
+    """Interaction channels this plugin adds (``ChannelType("whatsapp")``). All results are collected."""
+
+
+@hookspec
+def crmkit_relationship_types() -> Iterable[RelationshipType]:
+    """Relationship types this plugin adds (name, inverse, symmetric). All results are collected."""
+
+
+# --- life cycle --------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def crmkit_propose_stage(facts: CustomerFacts) -> StageProposal | None:
+    """Propose the stage a customer should be in, from its facts, or None to let other rules decide.
+
+    Called by ``crm.lifecycle.evaluate`` and ``evaluate_all``. The first non-None
+    proposal wins; crmkit's default rules run last (``trylast``), so any installed rule
+    plugin overrides them. Proposing the current stage means "no change".
+    """
+
+
+@hookspec
+def crmkit_guard_transition(
+    customer: Customer, from_stage: Stage, to_stage: Stage, facts: CustomerFacts, rule: str
+) -> str | None:
+    """Veto a stage change by returning the reason, or return None to allow it.
+
+    Called before every stage change (rule-driven or a manual update). All guards run and
+    every reason is reported together; any reason blocks the change.
+    """
+
+
+# --- events --------------------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_after_commit(crm: CRM, events: Sequence[Event]) -> None:
+    """Receive the events of a transaction after it committed, in the order they happened.
+
+    Never called for rolled-back work. An exception raised here propagates to the caller
+    but the data stays committed. Every implementation is called.
+    """

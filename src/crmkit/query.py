@@ -1,0 +1,468 @@
+"""A small typed query language that every backend translates into its own queries.
+
+Build conditions from field references and combine them with ``&``, ``|`` and ``~``::
+
+    from crmkit.query import F
+    where = (F("kind") == "person") & F("tags").contains("vip") & (F("attributes.score") >= 10)
+
+Semantics (every backend must give the same answers; the conformance suite checks it):
+
+* Logic is two-valued. A comparison with a missing value (NULL, an absent attribute) is
+  false, and ``~`` is plain negation, so ``F("owner") != "x"`` is true when owner is None.
+* ``== None`` / ``!= None`` test for a missing value.
+* Ordering comparisons hold only between values of the same kind: numbers (int, float,
+  Decimal; never bool), text, dates, datetimes, uuids. Mixed kinds never match.
+* ``contains`` means membership for sets (``tags``, ``participants``) and a case-sensitive
+  substring test for text.
+* Text compares by Unicode code point (binary collation), never by locale.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Literal, Union
+
+import attrs
+
+from crmkit._errors import ValidationError
+from crmkit._validation import check_identifier, frozen_attributes
+from crmkit.entities import EntitySpec, FieldSpec
+
+__all__ = [
+    "ALL",
+    "All",
+    "And",
+    "Compare",
+    "Contains",
+    "Cursor",
+    "Expr",
+    "F",
+    "In",
+    "Not",
+    "Or",
+    "Order",
+    "Where",
+    "bind",
+    "evaluate",
+    "keyset_after",
+    "parse_order",
+]
+
+CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
+_OPS: tuple[str, ...] = ("==", "!=", "<", "<=", ">", ">=")
+
+
+class Expr:
+    """A condition on records; combine with ``&``, ``|`` and ``~``."""
+
+    __slots__ = ()
+
+    def __and__(self, other: Expr) -> Expr:
+        return And((self, _expr(other)))
+
+    def __or__(self, other: Expr) -> Expr:
+        return Or((self, _expr(other)))
+
+    def __invert__(self) -> Expr:
+        return Not(self)
+
+
+def _expr(value: object) -> Expr:
+    if not isinstance(value, Expr):
+        raise ValidationError("where", "conditions combine only with other conditions", value)
+    return value
+
+
+@attrs.frozen
+class All(Expr):
+    """Matches every record."""
+
+
+ALL = All()
+
+
+@attrs.frozen
+class Compare(Expr):
+    """``field op value``."""
+
+    field: str
+    op: CompareOp
+    value: Any
+
+
+@attrs.frozen
+class In(Expr):
+    """``field`` equals one of ``values``."""
+
+    field: str
+    values: tuple[Any, ...]
+
+
+@attrs.frozen
+class Contains(Expr):
+    """Set membership (tags) or substring (text)."""
+
+    field: str
+    value: Any
+
+
+@attrs.frozen
+class And(Expr):
+    """All of ``items`` hold."""
+
+    items: tuple[Expr, ...]
+
+
+@attrs.frozen
+class Or(Expr):
+    """At least one of ``items`` holds."""
+
+    items: tuple[Expr, ...]
+
+
+@attrs.frozen
+class Not(Expr):
+    """``item`` does not hold."""
+
+    item: Expr
+
+
+class F:
+    """A reference to a field (``F("name")``) or a custom attribute (``F("attributes.tier")``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str):
+            raise ValidationError("where", "field names are strings", name)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"F({self.name!r})"
+
+    def __eq__(self, value: object) -> Compare:  # type: ignore[override]
+        return Compare(self.name, "==", value)
+
+    def __ne__(self, value: object) -> Compare:  # type: ignore[override]
+        return Compare(self.name, "!=", value)
+
+    def __lt__(self, value: object) -> Compare:
+        return Compare(self.name, "<", value)
+
+    def __le__(self, value: object) -> Compare:
+        return Compare(self.name, "<=", value)
+
+    def __gt__(self, value: object) -> Compare:
+        return Compare(self.name, ">", value)
+
+    def __ge__(self, value: object) -> Compare:
+        return Compare(self.name, ">=", value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def in_(self, values: Iterable[Any]) -> In:
+        """The field equals one of the values."""
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise ValidationError(self.name, "in_() takes a collection of values", values)
+        return In(self.name, tuple(values))
+
+    def contains(self, value: Any) -> Contains:
+        """Membership for set fields, substring for text."""
+        return Contains(self.name, value)
+
+    def is_null(self) -> Compare:
+        """The field is missing."""
+        return Compare(self.name, "==", None)
+
+
+#: What ``find(where=...)`` accepts: a condition, a mapping of field to value (all equal), or None.
+Where = Union[Expr, Mapping[str, Any], None]
+
+# --------------------------------------------------------------------------- binding
+
+
+def _field_spec(entity: EntitySpec, name: str) -> FieldSpec:
+    if name.startswith("attributes."):
+        if not entity.has_attributes:
+            raise ValidationError(name, f"{entity.name} have no custom attributes", name)
+        check_identifier(name, name[len("attributes.") :])
+        return FieldSpec(name, "text", nullable=True)  # kind checked per value below
+    spec = entity.field(name)
+    if spec is None:
+        known = ", ".join(sorted(entity.fields))
+        raise ValidationError(name, f"is not a field of {entity.name} (known: {known}, attributes.<name>)", name)
+    return spec
+
+
+def _value(entity: EntitySpec, spec: FieldSpec, value: Any, *, for_contains: bool = False) -> Any:
+    """Check a query value against the field kind and normalise it (UTC datetimes, plain str)."""
+    name = spec.name
+    if value is None:
+        return None
+    if name.startswith("attributes."):
+        key = name[len("attributes.") :]
+        return frozen_attributes({key: value})[key]
+    kind = spec.kind
+    if kind == "text_set" or (kind == "text" and for_contains):
+        kind = "text"
+    if kind == "uuid":
+        if isinstance(value, uuid.UUID):
+            return value
+    elif kind == "text":
+        if isinstance(value, str):
+            return str(value.value) if hasattr(value, "value") else str(value)
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind == "decimal":
+        if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+            return Decimal(value)
+    elif kind == "datetime":
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValidationError(name, "query datetimes must be timezone-aware", value)
+            return value.astimezone(dt.timezone.utc)
+    elif kind == "date":
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value
+    raise ValidationError(name, f"compares with {spec.kind} values", value)
+
+
+def bind(where: Where, entity: EntitySpec) -> Expr:
+    """Check a condition against an entity's fields and normalise its values; raises ValidationError."""
+    if where is None:
+        return ALL
+    if isinstance(where, Mapping):
+        items = tuple(Compare(str(k), "==", v) for k, v in where.items())
+        where = And(items) if items else ALL
+    if not isinstance(where, Expr):
+        raise ValidationError("where", "must be a condition built with crmkit.query.F, a mapping or None", where)
+    return _bind(where, entity)
+
+
+def _bind(expr: Expr, entity: EntitySpec) -> Expr:
+    if isinstance(expr, All):
+        return expr
+    if isinstance(expr, Compare):
+        spec = _field_spec(entity, expr.field)
+        if expr.op not in _OPS:
+            raise ValidationError(expr.field, f"unknown operator (use one of {' '.join(_OPS)})", expr.op)
+        if spec.kind == "text_set":
+            raise ValidationError(expr.field, "is a set: use contains()", expr.value)
+        if expr.value is None and expr.op not in ("==", "!="):
+            raise ValidationError(expr.field, "None only compares with == or !=", expr.value)
+        return Compare(expr.field, expr.op, _value(entity, spec, expr.value))
+    if isinstance(expr, In):
+        spec = _field_spec(entity, expr.field)
+        if spec.kind == "text_set":
+            raise ValidationError(expr.field, "is a set: use contains()", expr.values)
+        if not isinstance(expr.values, tuple):
+            raise ValidationError(expr.field, "in_() takes a collection of values", expr.values)
+        values = tuple(_value(entity, spec, v) for v in expr.values)
+        if any(v is None for v in values):
+            raise ValidationError(expr.field, "in_() values must not be None", expr.values)
+        return In(expr.field, values)
+    if isinstance(expr, Contains):
+        spec = _field_spec(entity, expr.field)
+        if spec.kind not in ("text", "text_set"):
+            raise ValidationError(expr.field, "contains() applies to text and set fields", expr.value)
+        value = _value(entity, spec, expr.value, for_contains=True)
+        if not isinstance(value, str):
+            raise ValidationError(expr.field, "contains() takes a string", expr.value)
+        return Contains(expr.field, value)
+    if isinstance(expr, (And, Or)):
+        if not isinstance(expr.items, tuple) or not expr.items:
+            raise ValidationError("where", f"{type(expr).__name__} needs at least one condition", expr.items)
+        items = tuple(_bind(_expr(i), entity) for i in expr.items)
+        return type(expr)(items)
+    if isinstance(expr, Not):
+        return Not(_bind(_expr(expr.item), entity))
+    raise ValidationError("where", "is not a crmkit condition", expr)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _kind_of(value: Any) -> str | None:
+    if value is None or isinstance(value, bool):
+        return "bool" if isinstance(value, bool) else None
+    if isinstance(value, (int, float, Decimal)):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dt.datetime):
+        return "datetime"
+    if isinstance(value, dt.date):
+        return "date"
+    if isinstance(value, uuid.UUID):
+        return "uuid"
+    return type(value).__name__
+
+
+def _plain(value: Any) -> Any:
+    # Enums and str subclasses (Stage, Channel) compare as their text.
+    if isinstance(value, str) and type(value) is not str:
+        return str(value.value) if hasattr(value, "value") else str.__str__(value)
+    return value
+
+
+def _equal(left: Any, right: Any) -> bool:
+    if left is None or right is None:
+        return left is None and right is None
+    left = _plain(left)
+    return _kind_of(left) == _kind_of(right) and bool(left == right)
+
+
+def evaluate(expr: Expr, entity: EntitySpec, record: Any) -> bool:
+    """Whether a bound condition holds for a domain record: the reference semantics."""
+    if isinstance(expr, All):
+        return True
+    if isinstance(expr, Compare):
+        value = entity.record_value(record, expr.field)
+        if expr.op == "==":
+            return _equal(value, expr.value)
+        if expr.op == "!=":
+            return not _equal(value, expr.value)
+        value = _plain(value)
+        if value is None or _kind_of(value) != _kind_of(expr.value) or isinstance(value, bool):
+            return False
+        if expr.op == "<":
+            return bool(value < expr.value)
+        if expr.op == "<=":
+            return bool(value <= expr.value)
+        if expr.op == ">":
+            return bool(value > expr.value)
+        return bool(value >= expr.value)
+    if isinstance(expr, In):
+        value = entity.record_value(record, expr.field)
+        return any(_equal(value, v) for v in expr.values)
+    if isinstance(expr, Contains):
+        value = entity.record_value(record, expr.field)
+        if isinstance(value, (frozenset, set)):
+            return expr.value in value
+        return isinstance(value, str) and expr.value in value
+    if isinstance(expr, And):
+        return all(evaluate(i, entity, record) for i in expr.items)
+    if isinstance(expr, Or):
+        return any(evaluate(i, entity, record) for i in expr.items)
+    if isinstance(expr, Not):
+        return not evaluate(expr.item, entity, record)
+    raise ValidationError("where", "is not a crmkit condition", expr)
+
+
+def conjuncts(expr: Expr) -> Iterable[Expr]:
+    """The top-level AND-ed parts of a condition (used to pick an index)."""
+    if isinstance(expr, And):
+        for item in expr.items:
+            yield from conjuncts(item)
+    else:
+        yield expr
+
+
+# --------------------------------------------------------------------------- ordering and keyset pagination
+
+
+@attrs.frozen
+class Order:
+    """Sort keys as (field, descending) pairs; always ends with ``id`` so the order is total."""
+
+    keys: tuple[tuple[str, bool], ...]
+
+    def text(self) -> str:
+        return ",".join(("-" if desc else "") + name for name, desc in self.keys)
+
+    def sort_key_values(self, entity: EntitySpec, record: Any) -> tuple[Any, ...]:
+        return tuple(_plain(entity.record_value(record, name)) for name, _ in self.keys)
+
+
+def parse_order(order_by: str | Sequence[str] | None, entity: EntitySpec) -> Order:
+    """``"-occurred_at"`` or ``("name", "-created_at")`` to an Order; only sortable fields are allowed."""
+    if order_by is None:
+        names: Sequence[str] = entity.default_order
+    elif isinstance(order_by, str):
+        names = [order_by]
+    else:
+        names = list(order_by)
+    keys: list[tuple[str, bool]] = []
+    for raw in names:
+        if not isinstance(raw, str) or not raw.lstrip("-"):
+            raise ValidationError("order_by", "takes field names, '-' in front for descending", raw)
+        desc = raw.startswith("-")
+        name = raw[1:] if desc else raw
+        spec = entity.field(name)
+        if spec is None or not spec.sortable:
+            sortable = ", ".join(sorted(n for n, f in entity.fields.items() if f.sortable))
+            raise ValidationError("order_by", f"cannot sort {entity.name} by this (sortable: {sortable})", raw)
+        if any(k == name for k, _ in keys):
+            raise ValidationError("order_by", "names a field twice", raw)
+        keys.append((name, desc))
+    if not any(k == "id" for k, _ in keys):
+        keys.append(("id", False))
+    return Order(tuple(keys))
+
+
+def keyset_after(order: Order, values: Sequence[Any]) -> Expr:
+    """The condition "comes after ``values`` in ``order``", as plain comparisons any backend can run."""
+    branches: list[Expr] = []
+    for i, (name, desc) in enumerate(order.keys):
+        equal = [Compare(order.keys[j][0], "==", values[j]) for j in range(i)]
+        beyond = Compare(name, "<" if desc else ">", values[i])
+        branches.append(And((*equal, beyond)) if equal else beyond)
+    return Or(tuple(branches))
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return {"u": value.hex}
+    if isinstance(value, dt.datetime):
+        return {"t": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"d": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"n": str(value)}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        ((tag, text),) = value.items()
+        if tag == "u":
+            return uuid.UUID(hex=text)
+        if tag == "t":
+            return dt.datetime.fromisoformat(text)
+        if tag == "d":
+            return dt.date.fromisoformat(text)
+        if tag == "n":
+            return Decimal(text)
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return value
+    raise ValueError("bad cursor value")
+
+
+@attrs.frozen
+class Cursor:
+    """Where a page ended: the sort-key values of its last record. Opaque to callers as ``str(cursor)``."""
+
+    order: str
+    values: tuple[Any, ...]
+
+    def __str__(self) -> str:
+        raw = json.dumps([self.order, [_encode(v) for v in self.values]], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def parse(cls, token: Cursor | str) -> Cursor:
+        """A cursor from its string form; a bad token is a ValidationError on ``after``."""
+        if isinstance(token, Cursor):
+            return token
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            order, values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+            return cls(str(order), tuple(_decode(v) for v in values))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ValidationError("after", f"is not a cursor returned by find() ({exc})", token) from None

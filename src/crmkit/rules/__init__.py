@@ -1,0 +1,1 @@
+"""Life-cycle rules that ship inside crmkit."""

@@ -1,0 +1,216 @@
+"""The storage contract every backend implements: a Store holding one Repository per aggregate.
+
+Stores are tenant-agnostic: every call names the tenant, and a backend must never return
+or touch another tenant's records. Domain objects go in and out; rows and documents stay
+inside the backend. Driver errors are translated into crmkit errors before they escape.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from crmkit.entities import RELATIONSHIPS, EntitySpec
+from crmkit.query import ALL, And, Compare, Expr, In, Or, Order, keyset_after, parse_order
+from crmkit.relationships import Reached, Relationship
+
+__all__ = ["Activity", "Capabilities", "Repository", "Store", "iter_batches", "scan"]
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Capabilities:
+    """What a backend can do; conformance tests that need a missing capability are skipped."""
+
+    #: ``transaction()`` is atomic: all writes in it commit or none do.
+    transactions: bool = True
+    #: Several threads (and processes, for servers) may write at once without losing updates.
+    concurrent_writers: bool = True
+    #: Data outlives the process (files, servers).
+    persistent: bool = False
+    #: Relationship traversal runs inside the store (recursive CTE, $graphLookup).
+    native_traversal: bool = False
+    #: Purchase summaries are computed inside the store.
+    native_summaries: bool = False
+
+
+@attrs.frozen
+class Activity:
+    """How many records a customer has in a repository, and the first and last business time."""
+
+    count: int
+    first_at: dt.datetime | None
+    last_at: dt.datetime | None
+
+
+class Repository(abc.ABC, Generic[T]):
+    """Storage for one aggregate kind (customers, interactions, ...) of every tenant."""
+
+    spec: EntitySpec
+
+    @abc.abstractmethod
+    def insert(self, tenant: str, records: Sequence[T]) -> None:
+        """Store new records; ConflictError (and nothing written) if an id or external_id exists."""
+
+    @abc.abstractmethod
+    def insert_new(self, tenant: str, records: Sequence[T]) -> list[T]:
+        """Store the records whose external_id is not stored yet (ids must be new); return those stored."""
+
+    @abc.abstractmethod
+    def get(self, tenant: str, id: uuid.UUID) -> T | None:
+        """The record with that id, or None."""
+
+    @abc.abstractmethod
+    def get_by_external_id(self, tenant: str, external_id: str) -> T | None:
+        """The record with that external id, or None."""
+
+    @abc.abstractmethod
+    def replace(self, tenant: str, record: T, expected_version: int) -> bool:
+        """Write ``record`` over the stored one iff its version is ``expected_version``, in one step."""
+
+    @abc.abstractmethod
+    def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:
+        """Delete one record (iff at that version when given); False when nothing matched."""
+
+    @abc.abstractmethod
+    def delete_where(self, tenant: str, where: Expr) -> int:
+        """Delete every matching record; return how many."""
+
+    @abc.abstractmethod
+    def count(self, tenant: str, where: Expr) -> int:
+        """How many records match, counted in the store."""
+
+    @abc.abstractmethod
+    def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[T]:
+        """Matching records in ``order``, at most ``limit`` of them."""
+
+    def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these ids are stored (backends may override with one cheap query)."""
+        if not ids:
+            return set()
+        found = self.find(tenant, In("id", tuple(ids)), parse_order(None, self.spec), None)
+        return {getattr(r, "id") for r in found}
+
+    def activity(self, tenant: str, customer_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Activity]:
+        """Count and first/last time per customer (backends should override with one grouped query)."""
+        field, time_field = self.spec.customer_field, self.spec.time_field
+        if field is None or time_field is None:
+            raise TypeError(f"{self.spec.name} are not kept per customer")
+        out: dict[uuid.UUID, Activity] = {}
+        order_asc = parse_order(time_field, self.spec)
+        order_desc = parse_order("-" + time_field, self.spec)
+        for cid in customer_ids:
+            where = Compare(field, "==", cid)
+            n = self.count(tenant, where)
+            if n:
+                first = getattr(self.find(tenant, where, order_asc, 1)[0], time_field)
+                last = getattr(self.find(tenant, where, order_desc, 1)[0], time_field)
+                out[cid] = Activity(n, first, last)
+        return out
+
+
+class Store(abc.ABC):
+    """An open connection to one storage location, shared by every tenant."""
+
+    capabilities: Capabilities = Capabilities()
+
+    @abc.abstractmethod
+    def repository(self, spec: EntitySpec) -> Repository[Any]:
+        """The repository for an entity spec (one of ``crmkit.entities.ENTITIES``)."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """A unit of work for the calling thread: commit on normal exit, roll back on an exception."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and files; the store is unusable afterwards."""
+
+    @property
+    def url(self) -> str:
+        """Where the store is, with any password hidden."""
+        return type(self).__name__
+
+    def traverse(
+        self,
+        tenant: str,
+        start: uuid.UUID,
+        kinds: frozenset[str],
+        direction: str,
+        depth: int,
+        as_of: dt.date | None,
+    ) -> list[Reached]:
+        """Breadth-first walk over relationships of ``kinds`` (``out``, ``in`` or ``both``) up to ``depth``.
+
+        The default asks the relationship repository one query per level; backends with
+        recursive queries override it. Each customer is reported once, at its smallest depth.
+        """
+        repo: Repository[Relationship] = self.repository(RELATIONSHIPS)
+        seen = {start}
+        frontier = [start]
+        reached: list[Reached] = []
+        order = parse_order(None, RELATIONSHIPS)
+        for level in range(1, depth + 1):
+            if not frontier:
+                break
+            edges = repo.find(tenant, _edges_from(frontier, kinds, direction, as_of), order, None)
+            next_frontier: list[uuid.UUID] = []
+            current = set(frontier)
+            for edge in sorted(edges, key=lambda e: e.id):
+                for here, there in ((edge.source_id, edge.target_id), (edge.target_id, edge.source_id)):
+                    forward = here == edge.source_id
+                    if here not in current or (direction == "out" and not forward) or (direction == "in" and forward):
+                        continue
+                    if there not in seen:
+                        seen.add(there)
+                        next_frontier.append(there)
+                        reached.append(Reached(there, level, edge))
+            frontier = next_frontier
+        return reached
+
+
+def _edges_from(nodes: Sequence[uuid.UUID], kinds: frozenset[str], direction: str, as_of: dt.date | None) -> Expr:
+    ids = tuple(nodes)
+    ends: list[Expr] = []
+    if direction in ("out", "both"):
+        ends.append(In("source_id", ids))
+    if direction in ("in", "both"):
+        ends.append(In("target_id", ids))
+    parts: list[Expr] = [Or(tuple(ends)) if len(ends) > 1 else ends[0], In("kind", tuple(sorted(kinds)))]
+    if as_of is not None:
+        parts.append(Or((Compare("since", "==", None), Compare("since", "<=", as_of))))
+        parts.append(Or((Compare("until", "==", None), Compare("until", ">=", as_of))))
+    return And(tuple(parts)) if parts else ALL
+
+
+def iter_batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most ``size`` items from an iterator (streams, never loads all)."""
+    while True:
+        batch = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= size:
+                break
+        if not batch:
+            return
+        yield batch
+
+
+def scan(repo: Repository[T], tenant: str, where: Expr, order: Order, batch_size: int = 1000) -> Iterator[T]:
+    """Every matching record in ``order``, fetched a page at a time by keyset (bounded memory)."""
+    condition = where
+    while True:
+        page = repo.find(tenant, condition, order, batch_size)
+        yield from page
+        if len(page) < batch_size:
+            return
+        last = order.sort_key_values(repo.spec, page[-1])
+        after = keyset_after(order, last)
+        condition = after if isinstance(where, type(ALL)) else And((where, after))
