@@ -47,7 +47,7 @@ def setup() -> None:
     """Create the virtualenv and install crmkit, its plugins and the test tools (editable)."""
     if STAMP.exists() and STAMP.read_text() == _fingerprint():
         return
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit("crmkit needs Python 3.10 or newer")
     if not PY.exists():
         print(f"creating {VENV.name}/", flush=True)

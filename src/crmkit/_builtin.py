@@ -43,6 +43,8 @@ def crmkit_purchase_summaries(
     if until is not None:
         parts.append(Compare("occurred_at", "<=", until))
     where: Expr = And(tuple(parts)) if parts else ALL
-    rows = scan(store.repository(TRANSACTIONS), tenant, where, parse_order(("customer_id", "occurred_at"), TRANSACTIONS))
+    rows = scan(
+        store.repository(TRANSACTIONS), tenant, where, parse_order(("customer_id", "occurred_at"), TRANSACTIONS)
+    )
     for _, group in itertools.groupby(rows, key=lambda t: t.customer_id):
         yield from summarize(group)

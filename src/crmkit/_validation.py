@@ -67,6 +67,17 @@ def aware_datetime(field: str, *, optional: bool = False) -> Callable[[Any], Any
     return convert
 
 
+def aware(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """Validator: a timezone-aware datetime (naive ones have no defined instant)."""
+    utc(value, attribute.name)
+
+
+def optional_aware(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """Validator: None or a timezone-aware datetime."""
+    if value is not None:
+        utc(value, attribute.name)
+
+
 def _check_text(field: str, value: Any, *, allow_empty: bool) -> str:
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string", value)

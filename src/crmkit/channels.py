@@ -60,4 +60,3 @@ BUILTIN_CHANNELS: tuple[ChannelType, ...] = (
     ChannelType(Channel.SOCIAL, "Social media"),
     ChannelType(Channel.IN_PERSON, "Face to face", needs_consent=False),
 )
-

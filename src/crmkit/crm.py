@@ -9,11 +9,11 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
-from crmkit._errors import CRMError, ConflictError, NotFound, ValidationError
+from crmkit._errors import ConflictError, CRMError, NotFound, ValidationError
 from crmkit._host import PluginHost
 from crmkit.channels import ChannelType
 from crmkit.customers import Customer
@@ -45,6 +45,9 @@ from crmkit.relationships import DIRECTIONS, Direction, Reached, Relationship, R
 from crmkit.store import Repository, Store, iter_batches, scan
 from crmkit.summaries import PurchaseSummary
 from crmkit.transactions import Transaction
+
+if TYPE_CHECKING:
+    from crmkit.value._store import CRMValue
 
 __all__ = ["CRM", "BulkResult", "Page", "TimelineEntry", "connect"]
 
@@ -171,10 +174,12 @@ class _Records(_ReadRecords[T]):
     def add(self, item: T) -> T:
         """Store a new record; returns the stored copy (version 1, timestamps set)."""
         record = self._check(item)
-        if getattr(record, "version") != 0:
-            raise ValidationError("version", "a new record has version 0 (update() changes stored ones)", getattr(record, "version"))
+        if record.version != 0:
+            raise ValidationError(
+                "version", "a new record has version 0 (update() changes stored ones)", record.version
+            )
         now = self._crm.now()
-        stored: T = attrs.evolve(record, created_at=getattr(record, "created_at") or now, updated_at=now, version=1)  # type: ignore[misc]
+        stored: T = attrs.evolve(record, created_at=record.created_at or now, updated_at=now, version=1)  # type: ignore[misc]
         with self._crm.transaction():
             self._check_references([stored], None)
             self._repo.insert(self._crm.tenant, [stored])
@@ -202,15 +207,15 @@ class _Records(_ReadRecords[T]):
             seen_external: set[str] = set()
             for i, item in enumerate(batch):
                 record = self._check(item, row + i)
-                if getattr(record, "version") != 0:
-                    raise ValidationError("version", "a new record has version 0", getattr(record, "version")).at_row(row + i)
+                if record.version != 0:
+                    raise ValidationError("version", "a new record has version 0", record.version).at_row(row + i)
                 external = getattr(record, "external_id", None)
                 if external is not None:
                     if external in seen_external:
                         continue
                     seen_external.add(external)
                 prepared.append(
-                    attrs.evolve(record, created_at=getattr(record, "created_at") or now, updated_at=now, version=1)  # type: ignore[misc]
+                    attrs.evolve(record, created_at=record.created_at or now, updated_at=now, version=1)  # type: ignore[misc]
                 )
             with self._crm.transaction():
                 self._check_references(prepared, row)
@@ -251,30 +256,30 @@ class _Records(_ReadRecords[T]):
         return new
 
     def _current(self, record: T) -> T:
-        current = self.get(getattr(record, "id"))
-        if getattr(current, "version") != getattr(record, "version"):
+        current = self.get(record.id)
+        if current.version != record.version:
             raise ConflictError(
-                f"{self.spec.label} {getattr(record, 'id')} is at version {getattr(current, 'version')}; "
-                f"this update was based on version {getattr(record, 'version')} (reload and retry)",
+                f"{self.spec.label} {record.id} is at version {current.version}; "
+                f"this update was based on version {record.version} (reload and retry)",
                 entity=self.spec.label,
-                key=getattr(record, "id"),
+                key=record.id,
             )
         return current
 
     def _bumped(self, current: T, record: T) -> T:
-        return attrs.evolve(  # type: ignore[misc, no-any-return]
+        return attrs.evolve(  # type: ignore[misc]
             record,
-            created_at=getattr(current, "created_at"),
+            created_at=current.created_at,
             updated_at=self._crm.now(),
-            version=getattr(current, "version") + 1,
+            version=current.version + 1,
         )
 
     def _replace(self, current: T, new: T) -> None:
-        if not self._repo.replace(self._crm.tenant, new, getattr(current, "version")):
+        if not self._repo.replace(self._crm.tenant, new, current.version):
             raise ConflictError(
-                f"{self.spec.label} {getattr(new, 'id')} was changed or deleted concurrently (reload and retry)",
+                f"{self.spec.label} {new.id} was changed or deleted concurrently (reload and retry)",
                 entity=self.spec.label,
-                key=getattr(new, "id"),
+                key=new.id,
             )
         self._crm._emit(event_for(self.spec.name, "updated"), current, new)
 
@@ -289,14 +294,14 @@ class _Records(_ReadRecords[T]):
         """Delete a record (and, for customers, everything that belongs to it); NotFound if absent."""
         with self._crm.transaction():
             current = self.get(id)
-            if expected_version is not None and getattr(current, "version") != expected_version:
+            if expected_version is not None and current.version != expected_version:
                 raise ConflictError(
-                    f"{self.spec.label} {id} is at version {getattr(current, 'version')}, not {expected_version}",
+                    f"{self.spec.label} {id} is at version {current.version}, not {expected_version}",
                     entity=self.spec.label,
                     key=id,
                 )
             self._cascade(current)
-            if not self._repo.delete(self._crm.tenant, id, getattr(current, "version")):
+            if not self._repo.delete(self._crm.tenant, id, current.version):
                 raise ConflictError(f"{self.spec.label} {id} was changed concurrently", entity=self.spec.label, key=id)
             self._crm._emit(event_for(self.spec.name, "deleted"), current, None)
 
@@ -357,7 +362,9 @@ class Interactions(_Records[Interaction]):
         known = self._crm.channels
         for i, record in enumerate(records):
             if record.channel not in known:
-                err = ValidationError("channel", f"is not a registered channel (known: {', '.join(sorted(known))})", str(record.channel))
+                err = ValidationError(
+                    "channel", f"is not a registered channel (known: {', '.join(sorted(known))})", str(record.channel)
+                )
                 raise err if first_row is None else err.at_row(first_row + i)
         self._require_customers(records, ("customer_id",), first_row)
 
@@ -402,7 +409,9 @@ class Relationships(_Records[Relationship]):
         for name in names:
             rtype = types.get(name)
             if rtype is None:
-                raise ValidationError("kind", f"is not a registered relationship type (known: {', '.join(sorted(types))})", name)
+                raise ValidationError(
+                    "kind", f"is not a registered relationship type (known: {', '.join(sorted(types))})", name
+                )
             resolved.add(rtype.name)
             if rtype.symmetric or kind is None:
                 directions.add("both" if rtype.symmetric else direction)
@@ -481,6 +490,13 @@ class CRM:
 
     def __repr__(self) -> str:
         return f"<CRM tenant={self.tenant!r} store={self.store.url}>"
+
+    @property
+    def value(self) -> CRMValue:
+        """Customer-value calculations over this CRM's data, pushed down into the store."""
+        from crmkit.value._store import CRMValue
+
+        return CRMValue(self)
 
     def now(self) -> dt.datetime:
         """The current time from the CRM's clock (timezone-aware UTC)."""
@@ -566,10 +582,7 @@ class CRM:
                 ("stage_change", self.stage_changes),
             )
         ]
-        entries = [
-            [TimelineEntry(r.occurred_at, label, r) for r in records]  # type: ignore[attr-defined]
-            for label, records in streams
-        ]
+        entries = [[TimelineEntry(r.occurred_at, label, r) for r in records] for label, records in streams]
         merged = heapq.merge(*entries, key=lambda e: (e.at, e.record.id), reverse=newest_first)
         out = list(merged)
         return out if limit is None else out[:limit]
@@ -604,7 +617,9 @@ def connect(
     if not isinstance(url, str) or "://" not in url:
         raise ValidationError("url", "must be a URL such as memory://, sqlite:///crm.db or mongodb://host/db", url)
     if not isinstance(tenant, str) or not _TENANT.match(tenant):
-        raise ValidationError("tenant", "must be 1-100 letters, digits or _.:@- (starting with a letter or digit)", tenant)
+        raise ValidationError(
+            "tenant", "must be 1-100 letters, digits or _.:@- (starting with a letter or digit)", tenant
+        )
     host = PluginHost(plugins=plugins, block=block)
     store = host.open_store(url, options)
     return CRM(store, host, tenant, clock=clock, policy=policy)

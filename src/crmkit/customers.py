@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -14,11 +14,11 @@ from crmkit._errors import ValidationError
 from crmkit._ids import new_id
 from crmkit._validation import (
     AttributeValue,
-    aware_datetime,
     frozen_attributes,
     frozen_tuple,
     nonempty_text,
     one_of,
+    optional_aware,
     optional_text,
     positive_int,
     text_of,
@@ -47,13 +47,37 @@ _PHONE = re.compile(r"^\+?[0-9 ().\-/]{3,32}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
+def _to_lines(value: Any) -> Any:
+    return frozen_tuple("lines", str)(value)
+
+
+def _to_emails(value: Any) -> Any:
+    return frozen_tuple("emails", EmailAddress)(value)
+
+
+def _to_phones(value: Any) -> Any:
+    return frozen_tuple("phones", Phone)(value)
+
+
+def _to_addresses(value: Any) -> Any:
+    return frozen_tuple("addresses", PostalAddress)(value)
+
+
+def _to_handles(value: Any) -> Any:
+    return frozen_tuple("handles", Handle)(value)
+
+
+def _to_tags(value: Any) -> Any:
+    return text_set("tags")(value)
+
+
 @attrs.frozen
 class Consent:
     """Whether the customer agreed to be contacted on a channel, when, and how we know."""
 
     channel: Channel = attrs.field(converter=Channel)
     granted: bool = attrs.field(validator=attrs.validators.instance_of(bool))
-    at: dt.datetime | None = attrs.field(default=None, converter=aware_datetime("consent.at", optional=True))
+    at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     source: str | None = attrs.field(default=None, validator=optional_text)
 
 
@@ -126,7 +150,7 @@ class Phone(_ContactPoint):
 class PostalAddress(_ContactPoint):
     """A postal address; consent covers the ``letter`` channel."""
 
-    lines: tuple[str, ...] = attrs.field(converter=frozen_tuple("lines", str))
+    lines: tuple[str, ...] = attrs.field(converter=_to_lines)
     city: str | None = attrs.field(default=None, validator=optional_text)
     postal_code: str | None = attrs.field(default=None, validator=optional_text)
     region: str | None = attrs.field(default=None, validator=optional_text)
@@ -161,22 +185,18 @@ class Customer:
 
     kind: CustomerKind = attrs.field(validator=one_of("kind", CUSTOMER_KINDS))
     name: str = attrs.field(validator=nonempty_text)
-    emails: tuple[EmailAddress, ...] = attrs.field(default=(), converter=frozen_tuple("emails", EmailAddress))
-    phones: tuple[Phone, ...] = attrs.field(default=(), converter=frozen_tuple("phones", Phone))
-    addresses: tuple[PostalAddress, ...] = attrs.field(
-        default=(), converter=frozen_tuple("addresses", PostalAddress)
-    )
-    handles: tuple[Handle, ...] = attrs.field(default=(), converter=frozen_tuple("handles", Handle))
-    tags: frozenset[str] = attrs.field(default=frozenset(), converter=text_set("tags"))
+    emails: tuple[EmailAddress, ...] = attrs.field(default=(), converter=_to_emails)
+    phones: tuple[Phone, ...] = attrs.field(default=(), converter=_to_phones)
+    addresses: tuple[PostalAddress, ...] = attrs.field(default=(), converter=_to_addresses)
+    handles: tuple[Handle, ...] = attrs.field(default=(), converter=_to_handles)
+    tags: frozenset[str] = attrs.field(default=frozenset(), converter=_to_tags)
     owner: str | None = attrs.field(default=None, validator=optional_text)
-    attributes: Mapping[str, AttributeValue] = attrs.field(
-        factory=dict, converter=frozen_attributes, hash=False
-    )
+    attributes: Mapping[str, AttributeValue] = attrs.field(factory=dict, converter=frozen_attributes, hash=False)
     stage: Stage = attrs.field(default=Stage.LEAD, converter=to_stage)
     external_id: str | None = attrs.field(default=None, validator=optional_text)
     id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
-    created_at: dt.datetime | None = attrs.field(default=None, converter=aware_datetime("created_at", optional=True))
-    updated_at: dt.datetime | None = attrs.field(default=None, converter=aware_datetime("updated_at", optional=True))
+    created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
+    updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     version: int = attrs.field(default=0, validator=positive_int)
 
     @external_id.validator

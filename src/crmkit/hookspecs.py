@@ -1,3 +1,4 @@
+# mypy: disable-error-code="empty-body"
 """Every hook crmkit calls, with when it is called and what it may return.
 
 Plugins implement hooks with ``@crmkit.hookimpl`` on functions named like these specs, in

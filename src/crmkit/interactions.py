@@ -5,16 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
 from crmkit._ids import new_id
 from crmkit._validation import (
     AttributeValue,
-    aware_datetime,
+    aware,
     frozen_attributes,
     one_of,
+    optional_aware,
     optional_text,
     positive_int,
     text_set,
@@ -33,6 +34,10 @@ def _channel(value: object) -> Channel:
     return Channel(value)  # type: ignore[arg-type]
 
 
+def _to_participants(value: Any) -> Any:
+    return text_set("participants")(value)
+
+
 @attrs.frozen
 class Interaction:
     """A call, e-mail, meeting, chat... with one customer; ``participants`` are staff ids."""
@@ -40,14 +45,14 @@ class Interaction:
     customer_id: uuid.UUID = attrs.field(validator=uuid_field)
     channel: Channel = attrs.field(converter=_channel)
     direction: InteractionDirection = attrs.field(validator=one_of("direction", ("inbound", "outbound")))
-    occurred_at: dt.datetime = attrs.field(converter=aware_datetime("occurred_at"))
+    occurred_at: dt.datetime = attrs.field(validator=aware)
     subject: str | None = attrs.field(default=None, validator=optional_text)
     summary: str | None = attrs.field(default=None, validator=optional_text)
     outcome: str | None = attrs.field(default=None, validator=optional_text)
-    participants: frozenset[str] = attrs.field(default=frozenset(), converter=text_set("participants"))
+    participants: frozenset[str] = attrs.field(default=frozenset(), converter=_to_participants)
     attributes: Mapping[str, AttributeValue] = attrs.field(factory=dict, converter=frozen_attributes, hash=False)
     external_id: str | None = attrs.field(default=None, validator=optional_text)
     id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
-    created_at: dt.datetime | None = attrs.field(default=None, converter=aware_datetime("created_at", optional=True))
-    updated_at: dt.datetime | None = attrs.field(default=None, converter=aware_datetime("updated_at", optional=True))
+    created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
+    updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     version: int = attrs.field(default=0, validator=positive_int)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -168,8 +168,13 @@ class Lifecycle:
         customer = facts.customer
         proposal = crm._host.propose_stage(facts)
         if proposal is None or proposal.stage == customer.stage:
-            return Decision(customer.id, customer.stage, proposal.stage if proposal else None,
-                            proposal.rule if proposal else None, proposal.reason if proposal else None)
+            return Decision(
+                customer.id,
+                customer.stage,
+                proposal.stage if proposal else None,
+                proposal.rule if proposal else None,
+                proposal.reason if proposal else None,
+            )
         vetoes = crm._host.guard_transition(customer, customer.stage, proposal.stage, facts, proposal.rule)
         decision = Decision(customer.id, customer.stage, proposal.stage, proposal.rule, proposal.reason, vetoes)
         if vetoes or not apply:
@@ -194,7 +199,9 @@ class Lifecycle:
         """Every stage change of a customer, oldest first."""
         repo = self._crm.store.repository(STAGE_CHANGES)
         return list(
-            repo.find(self._crm.tenant, Compare("customer_id", "==", customer_id), parse_order(None, STAGE_CHANGES), None)
+            repo.find(
+                self._crm.tenant, Compare("customer_id", "==", customer_id), parse_order(None, STAGE_CHANGES), None
+            )
         )
 
     def guard(self, customer: Customer, target: Stage, rule: str) -> None:
@@ -203,4 +210,3 @@ class Lifecycle:
         vetoes = self._crm._host.guard_transition(customer, customer.stage, target, facts, rule)
         if vetoes:
             raise TransitionVetoed(customer.id, customer.stage.value, target.value, vetoes)
-

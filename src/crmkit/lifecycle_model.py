@@ -9,7 +9,7 @@ import uuid
 import attrs
 
 from crmkit._ids import new_id
-from crmkit._validation import aware_datetime, nonempty_text, optional_text, uuid_field
+from crmkit._validation import aware, nonempty_text, optional_aware, optional_text, uuid_field
 
 __all__ = ["Stage", "StageChange"]
 
@@ -50,10 +50,10 @@ class StageChange:
     customer_id: uuid.UUID = attrs.field(validator=uuid_field)
     from_stage: Stage | None = attrs.field(converter=_optional_stage)
     to_stage: Stage = attrs.field(converter=to_stage)
-    occurred_at: dt.datetime = attrs.field(converter=aware_datetime("occurred_at"))
+    occurred_at: dt.datetime = attrs.field(validator=aware)
     rule: str = attrs.field(default="manual", validator=nonempty_text)
     reason: str | None = attrs.field(default=None, validator=optional_text)
     id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
-    created_at: dt.datetime | None = attrs.field(default=None, converter=aware_datetime("created_at", optional=True))
-    updated_at: dt.datetime | None = attrs.field(default=None, converter=aware_datetime("updated_at", optional=True))
+    created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
+    updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     version: int = attrs.field(default=0)

@@ -227,9 +227,8 @@ def _value(entity: EntitySpec, spec: FieldSpec, value: Any, *, for_contains: boo
             if value.tzinfo is None or value.utcoffset() is None:
                 raise ValidationError(name, "query datetimes must be timezone-aware", value)
             return value.astimezone(dt.timezone.utc)
-    elif kind == "date":
-        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-            return value
+    elif kind == "date" and isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
     raise ValidationError(name, f"compares with {spec.kind} values", value)
 
 

@@ -13,9 +13,9 @@ from crmkit._errors import ValidationError
 from crmkit._ids import new_id
 from crmkit._validation import (
     AttributeValue,
-    aware_datetime,
     check_identifier,
     frozen_attributes,
+    optional_aware,
     optional_date,
     optional_text,
     positive_int,
@@ -75,8 +75,8 @@ class Relationship:
     until: dt.date | None = attrs.field(default=None, validator=optional_date)
     attributes: Mapping[str, AttributeValue] = attrs.field(factory=dict, converter=frozen_attributes, hash=False)
     id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
-    created_at: dt.datetime | None = attrs.field(default=None, converter=aware_datetime("created_at", optional=True))
-    updated_at: dt.datetime | None = attrs.field(default=None, converter=aware_datetime("updated_at", optional=True))
+    created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
+    updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     version: int = attrs.field(default=0, validator=positive_int)
 
     def __attrs_post_init__(self) -> None:

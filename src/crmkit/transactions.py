@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -14,13 +14,14 @@ from crmkit._errors import ValidationError
 from crmkit._ids import new_id
 from crmkit._validation import (
     AttributeValue,
-    aware_datetime,
+    aware,
     currency_code,
     frozen_attributes,
     frozen_tuple,
     money,
     nonempty_text,
     one_of,
+    optional_aware,
     optional_text,
     positive_int,
     uuid_field,
@@ -38,13 +39,25 @@ def _quantity(value: object) -> Decimal:
     return amount
 
 
+def _to_unit_price(value: Any) -> Any:
+    return money("unit_price")(value)
+
+
+def _to_amount(value: Any) -> Any:
+    return money("amount")(value)
+
+
+def _to_line_items(value: Any) -> Any:
+    return frozen_tuple("line_items", LineItem)(value)
+
+
 @attrs.frozen
 class LineItem:
     """One product line of a transaction."""
 
     product: str = attrs.field(validator=nonempty_text)
     quantity: Decimal = attrs.field(default=Decimal(1), converter=_quantity)
-    unit_price: Decimal = attrs.field(default=Decimal(0), converter=money("unit_price"))
+    unit_price: Decimal = attrs.field(default=Decimal(0), converter=_to_unit_price)
 
     @property
     def total(self) -> Decimal:
@@ -57,16 +70,16 @@ class Transaction:
     """A purchase or a refund. ``amount`` is never negative: ``kind`` says which way money went."""
 
     customer_id: uuid.UUID = attrs.field(validator=uuid_field)
-    occurred_at: dt.datetime = attrs.field(converter=aware_datetime("occurred_at"))
-    amount: Decimal = attrs.field(converter=money("amount"))
+    occurred_at: dt.datetime = attrs.field(validator=aware)
+    amount: Decimal = attrs.field(converter=_to_amount)
     currency: str = attrs.field(validator=currency_code)
     kind: TransactionKind = attrs.field(default="purchase", validator=one_of("kind", ("purchase", "refund")))
-    line_items: tuple[LineItem, ...] = attrs.field(default=(), converter=frozen_tuple("line_items", LineItem))
+    line_items: tuple[LineItem, ...] = attrs.field(default=(), converter=_to_line_items)
     attributes: Mapping[str, AttributeValue] = attrs.field(factory=dict, converter=frozen_attributes, hash=False)
     external_id: str | None = attrs.field(default=None, validator=optional_text)
     id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
-    created_at: dt.datetime | None = attrs.field(default=None, converter=aware_datetime("created_at", optional=True))
-    updated_at: dt.datetime | None = attrs.field(default=None, converter=aware_datetime("updated_at", optional=True))
+    created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
+    updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     version: int = attrs.field(default=0, validator=positive_int)
 
     @property

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from crmkit._errors import ConflictError, PluginError
@@ -93,7 +94,9 @@ class MemoryRepository(Repository[Any]):
                     f"{self.spec.label} with external_id {ext!r} already exists", entity=self.spec.label, key=ext
                 )
             if record.id in rows or record.id in batch_ids:
-                raise ConflictError(f"{self.spec.label} {record.id} already exists", entity=self.spec.label, key=record.id)
+                raise ConflictError(
+                    f"{self.spec.label} {record.id} already exists", entity=self.spec.label, key=record.id
+                )
             batch_ids.add(record.id)
             if ext is not None:
                 batch_ext.add(ext)
@@ -162,7 +165,7 @@ class MemoryRepository(Repository[Any]):
         with self._store._lock:
             found = list(self._matching(tenant, where))
         for name, desc in reversed(order.keys):  # stable sorts, least significant key first
-            found.sort(key=lambda r, n=name: order_value(self.spec, r, n), reverse=desc)
+            found.sort(key=partial(order_value, self.spec, name=name), reverse=desc)
         return found if limit is None else found[:limit]
 
     def _matching(self, tenant: str, where: Expr) -> Iterator[Any]:
@@ -204,7 +207,7 @@ class MemoryRepository(Repository[Any]):
         return iter(records)
 
 
-def order_value(spec: EntitySpec, record: Any, name: str) -> Any:
+def order_value(spec: EntitySpec, record: Any, *, name: str) -> Any:
     value = spec.record_value(record, name)
     if isinstance(value, str) and type(value) is not str:
         return str(value.value) if hasattr(value, "value") else str.__str__(value)
