@@ -1,0 +1,110 @@
+"""pymongo errors as crmkit errors: callers only ever catch ``crmkit.CRMError`` subclasses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from bson.binary import Binary
+from pymongo.errors import (
+    BulkWriteError,
+    ConfigurationError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
+
+from crmkit._errors import BackendError, ConflictError, CRMError
+from crmkit_mongo._url import MongoURL
+
+__all__ = ["DUPLICATE_KEY", "WRITE_CONFLICT", "duplicate_key_of", "translate_errors"]
+
+DUPLICATE_KEY = 11000
+WRITE_CONFLICT = 112
+_AUTH_FAILED = 18
+_MAX_REASON = 300
+
+
+def _reason(exc: BaseException, url: MongoURL) -> str:
+    text = str(exc)
+    # Server-selection errors end with a long topology description; the first part says it all.
+    for marker in (", Timeout:", " Topology Description:"):
+        head = text.split(marker, 1)[0]
+        text = head if head else text
+    text = url.scrub(text)
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Binary) and value.subtype == 4:
+        return uuid.UUID(bytes=bytes(value))
+    return value
+
+
+def duplicate_key_of(details: Mapping[str, Any] | None) -> tuple[str, Any] | None:
+    """(field, value) of the unique key a duplicate-key error names (``id`` or ``external_id``)."""
+    if not details:
+        return None
+    key_value = details.get("keyValue") or {}
+    for field in ("external_id", "id"):
+        if field in key_value:
+            return field, _plain(key_value[field])
+    return None
+
+
+def conflict_for(label: str, details: Mapping[str, Any] | None) -> ConflictError:
+    """The ConflictError for a duplicate key, worded as the memory store words it."""
+    found = duplicate_key_of(details)
+    if found is None:
+        return ConflictError(f"{label} already exists (duplicate key)", entity=label)
+    field, value = found
+    if field == "external_id":
+        return ConflictError(f"{label} with external_id {value!r} already exists", entity=label, key=value)
+    return ConflictError(f"{label} {value} already exists", entity=label, key=value)
+
+
+def _first_write_error(exc: BulkWriteError) -> Mapping[str, Any] | None:
+    errors = exc.details.get("writeErrors") or []
+    return errors[0] if errors else None
+
+
+@contextmanager
+def translate_errors(url: MongoURL, label: str = "record") -> Iterator[None]:
+    """Turn any pymongo error raised inside the block into the matching crmkit error."""
+    try:
+        yield
+    except CRMError:
+        raise
+    except DuplicateKeyError as exc:
+        raise conflict_for(label, exc.details) from exc
+    except BulkWriteError as exc:
+        first = _first_write_error(exc)
+        if first is not None and first.get("code") == DUPLICATE_KEY:
+            raise conflict_for(label, first) from exc
+        if first is not None and first.get("code") == WRITE_CONFLICT:
+            raise _write_conflict(label) from exc
+        raise BackendError(f"MongoDB at {url.hosts}: bulk write failed: {_reason(exc, url)}") from exc
+    except OperationFailure as exc:
+        if exc.code == WRITE_CONFLICT:
+            raise _write_conflict(label) from exc
+        if exc.code == DUPLICATE_KEY:
+            raise conflict_for(label, exc.details) from exc
+        if exc.code == _AUTH_FAILED:
+            raise BackendError(f"MongoDB at {url.hosts}: authentication failed ({_reason(exc, url)})") from exc
+        raise BackendError(f"MongoDB at {url.hosts}: {_reason(exc, url)}") from exc
+    except ConnectionFailure as exc:
+        raise BackendError(f"MongoDB at {url.hosts} is unreachable: {_reason(exc, url)}") from exc
+    except ConfigurationError as exc:
+        raise BackendError(f"MongoDB at {url.hosts}: configuration error: {_reason(exc, url)}") from exc
+    except PyMongoError as exc:
+        raise BackendError(f"MongoDB at {url.hosts}: {_reason(exc, url)}") from exc
+
+
+def _write_conflict(label: str) -> ConflictError:
+    return ConflictError(
+        f"{label} was changed by a concurrent transaction (write conflict); nothing was written, retry",
+        entity=label,
+    )

@@ -1,0 +1,102 @@
+"""crmkit's query language as MongoDB filters, with the semantics of ``crmkit.query.evaluate``.
+
+How each rule of the reference semantics is kept:
+
+* two-valued logic: ``~`` becomes ``$nor`` of the translated condition, which is the
+  exact complement over documents (a missing field included), never ``$not``;
+  ``!=`` is ``$ne``, which matches missing fields as the reference does;
+* same-kind comparisons: MongoDB compares values of one BSON type bracket only, and the
+  stored shapes (``_documents``) put each crmkit kind in its own bracket (numbers, text,
+  booleans, BSON dates for dates, ``{"us": ...}`` sub-documents for attribute datetimes).
+  Booleans are never ordered, so an ordering comparison with a boolean matches nothing;
+* binary collation: no collation is ever given, so strings compare by UTF-8 bytes, which
+  is code-point order;
+* ``contains``: array membership for sets, an escaped regular expression for text.
+
+User values only ever appear as operands (``{"$eq": value}``), and field names come from
+the entity spec or are identifiers (``attributes.<name>``), so no value can become an
+operator or a path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from bson import Decimal128
+
+from crmkit.entities import EntitySpec
+from crmkit.query import All, And, Compare, Contains, Expr, In, Not, Or, Order
+from crmkit_mongo._documents import bson_date, encode_attribute, micros
+
+__all__ = ["NOTHING", "for_tenant", "sort_spec", "translate"]
+
+#: A filter no document matches (every document has an _id).
+NOTHING: Mapping[str, Any] = {"_id": {"$exists": False}}
+
+_ORDERING = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
+
+
+def encode_value(spec: EntitySpec, field: str, value: Any) -> Any:
+    """A bound query value in the stored BSON form of ``field``."""
+    if field.startswith("attributes."):
+        return encode_attribute(value)
+    kind = spec.fields[field].kind
+    if kind == "datetime":
+        return micros(value)
+    if kind == "date":
+        return bson_date(value)
+    if kind == "decimal":
+        return Decimal128(value if isinstance(value, Decimal) else Decimal(value))
+    if kind in ("text", "text_set"):
+        return str(value)  # plain str, not a Stage or Channel subclass
+    return value
+
+
+def translate(expr: Expr, spec: EntitySpec) -> dict[str, Any]:
+    """A MongoDB filter matching exactly the documents whose records satisfy ``expr``."""
+    if isinstance(expr, All):
+        return {}
+    if isinstance(expr, Compare):
+        field = expr.field
+        if expr.value is None:
+            return {field: None} if expr.op == "==" else {field: {"$ne": None}}
+        value = encode_value(spec, field, expr.value)
+        if expr.op == "==":
+            return {field: {"$eq": value}}
+        if expr.op == "!=":
+            return {field: {"$ne": value}}
+        if isinstance(expr.value, bool):
+            return dict(NOTHING)
+        return {field: {_ORDERING[expr.op]: value}}
+    if isinstance(expr, In):
+        return {expr.field: {"$in": [encode_value(spec, expr.field, v) for v in expr.values]}}
+    if isinstance(expr, Contains):
+        field = expr.field
+        if not field.startswith("attributes.") and spec.fields[field].kind == "text_set":
+            return {field: {"$eq": expr.value}}  # an array field equals a value when it holds it
+        return {field: {"$regex": re.escape(expr.value)}}
+    if isinstance(expr, And):
+        return {"$and": [translate(item, spec) for item in expr.items]}
+    if isinstance(expr, Or):
+        return {"$or": [translate(item, spec) for item in expr.items]}
+    if isinstance(expr, Not):
+        return {"$nor": [translate(expr.item, spec)]}
+    raise TypeError(f"not a bound crmkit condition: {expr!r}")
+
+
+def for_tenant(tenant: str, expr: Expr, spec: EntitySpec) -> dict[str, Any]:
+    """The filter of ``expr`` restricted to one tenant (every query goes through here)."""
+    condition = translate(expr, spec)
+    if not condition:
+        return {"tenant": tenant}
+    if "$and" in condition and len(condition) == 1:
+        return {"$and": [{"tenant": tenant}, *condition["$and"]]}
+    return {"$and": [{"tenant": tenant}, condition]}
+
+
+def sort_spec(order: Order) -> list[tuple[str, int]]:
+    """A pymongo sort for an Order (always total: it ends with id)."""
+    return [(name, -1 if desc else 1) for name, desc in order.keys]

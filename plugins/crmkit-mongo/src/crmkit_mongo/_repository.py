@@ -1,0 +1,223 @@
+"""One MongoDB collection per aggregate kind, every document and every filter tagged with the tenant."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
+
+from crmkit._errors import ConflictError
+from crmkit.entities import EntitySpec
+from crmkit.query import Expr, Order
+from crmkit.store import Activity, Repository
+from crmkit_mongo._documents import CODECS, from_micros
+from crmkit_mongo._errors import DUPLICATE_KEY, conflict_for, duplicate_key_of
+from crmkit_mongo._filters import for_tenant, sort_spec
+
+if TYPE_CHECKING:
+    from crmkit_mongo._store import MongoStore
+
+__all__ = ["MongoRepository"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _translated(method: F) -> F:
+    """Run a repository method with driver errors turned into crmkit errors."""
+
+    @functools.wraps(method)
+    def wrapper(self: MongoRepository, *args: Any, **kwargs: Any) -> Any:
+        with self._store.errors(self.spec.label):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class MongoRepository(Repository[Any]):
+    """Customers, relationships, interactions, transactions or stage changes in one collection."""
+
+    def __init__(self, store: MongoStore, spec: EntitySpec, collection: Collection[Any]) -> None:
+        self.spec = spec
+        self._store = store
+        self._codec = CODECS[spec.name]
+        self.collection = collection
+
+    # -- helpers
+    def _docs(self, tenant: str, records: Sequence[Any]) -> list[dict[str, Any]]:
+        encode = self._codec.encode
+        return [encode(tenant, r) for r in records]
+
+    def _session(self) -> Any:
+        return self._store.session()
+
+    def _check_new(self, tenant: str, records: Sequence[Any]) -> None:
+        """Raise ConflictError before writing anything when an id or external_id is taken (no transaction)."""
+        label = self.spec.label
+        ids = [r.id for r in records]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ConflictError(f"{label} {dup} already exists", entity=label, key=dup)
+        taken = self.collection.find_one({"tenant": tenant, "id": {"$in": ids}}, {"id": 1})
+        if taken is not None:
+            raise ConflictError(f"{label} {taken['id']} already exists", entity=label, key=taken["id"])
+        if self.spec.has_external_id:
+            exts = [r.external_id for r in records if r.external_id is not None]
+            if len(set(exts)) != len(exts):
+                dup_ext = next(e for e in exts if exts.count(e) > 1)
+                raise ConflictError(f"{label} with external_id {dup_ext!r} already exists", entity=label, key=dup_ext)
+            if exts:
+                found = self.collection.find_one({"tenant": tenant, "external_id": {"$in": exts}}, {"external_id": 1})
+                if found is not None:
+                    ext = found["external_id"]
+                    raise ConflictError(f"{label} with external_id {ext!r} already exists", entity=label, key=ext)
+
+    # -- the contract
+    @_translated
+    def insert(self, tenant: str, records: Sequence[Any]) -> None:
+        if not records:
+            return
+        docs = self._docs(tenant, records)
+        session = self._session()
+        if session is not None:
+            # Inside a transaction a duplicate key aborts it: nothing of this unit of work stays.
+            self.collection.insert_many(docs, ordered=True, session=session)
+            return
+        self._check_new(tenant, records)
+        try:
+            self.collection.insert_many(docs, ordered=True)
+        except BulkWriteError as exc:
+            # Lost a race after the check: take back what this call wrote, then report the clash.
+            written = [d["_id"] for d in docs[: exc.details.get("nInserted", 0)]]
+            if written:
+                self.collection.delete_many({"_id": {"$in": written}})
+            raise
+
+    @_translated
+    def insert_new(self, tenant: str, records: Sequence[Any]) -> list[Any]:
+        if not records:
+            return []
+        session = self._session()
+        keep: list[Any] = list(records)
+        if self.spec.has_external_id:
+            exts = [r.external_id for r in records if r.external_id is not None]
+            stored: set[str] = set()
+            if exts:
+                cursor = self.collection.find(
+                    {"tenant": tenant, "external_id": {"$in": exts}}, {"external_id": 1, "_id": 0}, session=session
+                )
+                stored = {d["external_id"] for d in cursor}
+            keep = []
+            for record in records:
+                ext = record.external_id
+                if ext is not None:
+                    if ext in stored:
+                        continue
+                    stored.add(ext)  # a second record with the same external_id in this batch is skipped too
+                keep.append(record)
+        if not keep:
+            return []
+        docs = self._docs(tenant, keep)
+        if session is not None:
+            self.collection.insert_many(docs, ordered=False, session=session)
+            return keep
+        try:
+            self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            # Without a transaction another writer may have stored an external_id since the check:
+            # those records are skipped (the import is idempotent); any other error is real.
+            skipped: set[int] = set()
+            for error in exc.details.get("writeErrors", []):
+                key = duplicate_key_of(error) if error.get("code") == DUPLICATE_KEY else None
+                if key is None:
+                    raise
+                if key[0] != "external_id":
+                    raise conflict_for(self.spec.label, error) from exc
+                skipped.add(error["index"])
+            return [r for i, r in enumerate(keep) if i not in skipped]
+        return keep
+
+    @_translated
+    def get(self, tenant: str, id: uuid.UUID) -> Any | None:
+        doc = self.collection.find_one({"tenant": tenant, "id": id}, session=self._session())
+        return None if doc is None else self._codec.decode(doc)
+
+    @_translated
+    def get_by_external_id(self, tenant: str, external_id: str) -> Any | None:
+        if not self.spec.has_external_id:
+            return None
+        doc = self.collection.find_one({"tenant": tenant, "external_id": external_id}, session=self._session())
+        return None if doc is None else self._codec.decode(doc)
+
+    @_translated
+    def replace(self, tenant: str, record: Any, expected_version: int) -> bool:
+        # The version is part of the filter: the check and the write are one atomic operation.
+        result = self.collection.replace_one(
+            {"tenant": tenant, "id": record.id, "version": expected_version},
+            self._codec.encode(tenant, record),
+            session=self._session(),
+        )
+        return result.matched_count == 1
+
+    @_translated
+    def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:
+        condition: dict[str, Any] = {"tenant": tenant, "id": id}
+        if expected_version is not None:
+            condition["version"] = expected_version
+        return self.collection.delete_one(condition, session=self._session()).deleted_count == 1
+
+    @_translated
+    def delete_where(self, tenant: str, where: Expr) -> int:
+        return self.collection.delete_many(for_tenant(tenant, where, self.spec), session=self._session()).deleted_count
+
+    @_translated
+    def count(self, tenant: str, where: Expr) -> int:
+        return self.collection.count_documents(for_tenant(tenant, where, self.spec), session=self._session())
+
+    @_translated
+    def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[Any]:
+        cursor = self.collection.find(
+            for_tenant(tenant, where, self.spec),
+            {"_id": 0},
+            sort=sort_spec(order),
+            limit=limit or 0,
+            allow_disk_use=True,
+            session=self._session(),
+        )
+        decode = self._codec.decode
+        return [decode(doc) for doc in cursor]
+
+    @_translated
+    def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        if not ids:
+            return set()
+        cursor = self.collection.find(
+            {"tenant": tenant, "id": {"$in": list(ids)}}, {"id": 1, "_id": 0}, session=self._session()
+        )
+        return {doc["id"] for doc in cursor}
+
+    @_translated
+    def activity(self, tenant: str, customer_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Activity]:
+        field, time_field = self.spec.customer_field, self.spec.time_field
+        if field is None or time_field is None:
+            raise TypeError(f"{self.spec.name} are not kept per customer")
+        if not customer_ids:
+            return {}
+        pipeline = [
+            {"$match": {"tenant": tenant, field: {"$in": list(customer_ids)}}},
+            {
+                "$group": {
+                    "_id": "$" + field,
+                    "count": {"$sum": 1},
+                    "first": {"$min": "$" + time_field},
+                    "last": {"$max": "$" + time_field},
+                }
+            },
+        ]
+        out: dict[uuid.UUID, Activity] = {}
+        for row in self.collection.aggregate(pipeline, session=self._session()):
+            out[row["_id"]] = Activity(int(row["count"]), from_micros(row["first"]), from_micros(row["last"]))
+        return out

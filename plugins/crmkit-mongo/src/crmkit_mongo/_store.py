@@ -1,0 +1,246 @@
+"""The MongoDB store: one client, one database, a session transaction bound to each thread."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from bson.binary import UuidRepresentation
+from bson.codec_options import CodecOptions
+from pymongo import ASCENDING, DESCENDING, MongoClient
+from pymongo.client_session import ClientSession
+from pymongo.errors import ConfigurationError, PyMongoError
+from pymongo.read_concern import ReadConcern
+from pymongo.read_preferences import ReadPreference
+from pymongo.write_concern import WriteConcern
+
+from crmkit._errors import BackendError, PluginError
+from crmkit.entities import CUSTOMERS, ENTITIES, INTERACTIONS, RELATIONSHIPS, STAGE_CHANGES, TRANSACTIONS, EntitySpec
+from crmkit.relationships import Reached
+from crmkit.store import Capabilities, Store
+from crmkit_mongo._documents import CODECS
+from crmkit_mongo._errors import translate_errors
+from crmkit_mongo._repository import MongoRepository
+from crmkit_mongo._url import MongoURL
+
+__all__ = ["INDEXES", "MongoStore", "open_store"]
+
+#: Options of ``crmkit.connect`` that this plugin reads itself; every other option goes to MongoClient.
+CRMKIT_OPTIONS = ("transactions", "create_indexes")
+
+_COMMIT_ATTEMPTS = 3
+
+# Every index leads with the tenant (a later shard key prefix). Per-customer histories are read
+# newest first (customer 360, timelines), so their time index runs descending then by id.
+_PER_CUSTOMER = [("tenant", ASCENDING), ("customer_id", ASCENDING), ("occurred_at", DESCENDING), ("id", ASCENDING)]
+_BY_TIME = [("tenant", ASCENDING), ("occurred_at", ASCENDING), ("id", ASCENDING)]
+
+#: name -> (keys, options) per collection.
+INDEXES: Mapping[str, Mapping[str, tuple[list[tuple[str, int]], dict[str, Any]]]] = {
+    CUSTOMERS.name: {},
+    RELATIONSHIPS.name: {
+        "tenant_source": ([("tenant", ASCENDING), ("source_id", ASCENDING), ("kind", ASCENDING)], {}),
+        "tenant_target": ([("tenant", ASCENDING), ("target_id", ASCENDING), ("kind", ASCENDING)], {}),
+        "tenant_ends": ([("tenant", ASCENDING), ("ends", ASCENDING), ("kind", ASCENDING)], {}),
+    },
+    INTERACTIONS.name: {"tenant_customer_time": (_PER_CUSTOMER, {}), "tenant_time": (_BY_TIME, {})},
+    TRANSACTIONS.name: {"tenant_customer_time": (_PER_CUSTOMER, {}), "tenant_time": (_BY_TIME, {})},
+    STAGE_CHANGES.name: {"tenant_customer_time": (_PER_CUSTOMER, {})},
+}
+
+
+def _indexes(spec: EntitySpec) -> dict[str, tuple[list[tuple[str, int]], dict[str, Any]]]:
+    out: dict[str, tuple[list[tuple[str, int]], dict[str, Any]]] = {
+        "tenant_id": ([("tenant", ASCENDING), ("id", ASCENDING)], {"unique": True})
+    }
+    if spec.has_external_id:
+        # Partial: records without an external id are left out instead of clashing on null.
+        out["tenant_external_id"] = (
+            [("tenant", ASCENDING), ("external_id", ASCENDING)],
+            {"unique": True, "partialFilterExpression": {"external_id": {"$type": "string"}}},
+        )
+    out.update(INDEXES[spec.name])
+    return out
+
+
+class MongoStore(Store):
+    """crmkit's five aggregates in five collections of one MongoDB database."""
+
+    def __init__(self, url: MongoURL, client: MongoClient[Any], *, transactions: bool = True) -> None:
+        self._url = url
+        self.client = client
+        codecs: CodecOptions[Any] = CodecOptions(uuid_representation=UuidRepresentation.STANDARD, tz_aware=False)
+        self.db = client.get_database(url.database, codec_options=codecs)
+        self._local = threading.local()
+        self._want_transactions = transactions
+        self._standalone = False
+        self._repos = {
+            spec.name: MongoRepository(self, spec, self.db.get_collection(spec.name)) for spec in ENTITIES.values()
+        }
+        self.capabilities = self._capabilities()
+
+    def _capabilities(self) -> Capabilities:
+        return Capabilities(
+            transactions=self._want_transactions and not self._standalone,
+            concurrent_writers=True,
+            persistent=True,
+            native_traversal=True,
+            native_summaries=True,
+        )
+
+    # -- opening
+    def probe(self) -> None:
+        """Reach the server and learn whether it can run transactions (a replica set or mongos)."""
+        with self.errors():
+            hello = self.client.admin.command("hello")
+        self._standalone = "setName" not in hello and hello.get("msg") != "isdbgrid"
+        self.capabilities = self._capabilities()
+
+    def create_indexes(self) -> None:
+        """Create the collections' indexes (idempotent; run when the store opens)."""
+        with self.errors():
+            for spec in ENTITIES.values():
+                collection = self.db.get_collection(spec.name)
+                for name, (keys, options) in _indexes(spec).items():
+                    collection.create_index(keys, name=name, **options)
+
+    # -- the contract
+    @property
+    def url(self) -> str:
+        return self._url.redacted
+
+    @property
+    def hosts(self) -> str:
+        return self._url.hosts
+
+    def repository(self, spec: EntitySpec) -> MongoRepository:
+        return self._repos[spec.name]
+
+    def errors(self, label: str = "record") -> AbstractContextManager[None]:
+        """A block whose pymongo errors come out as crmkit errors naming this store's hosts."""
+        return translate_errors(self._url, label)
+
+    def session(self) -> ClientSession | None:
+        """The session of the calling thread's transaction, or None outside one."""
+        return getattr(self._local, "session", None)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        local = self._local
+        if getattr(local, "depth", 0):  # already inside one on this thread: join it
+            local.depth += 1
+            try:
+                yield
+            finally:
+                local.depth -= 1
+            return
+        if not self.capabilities.transactions:
+            if self._standalone and self._want_transactions:
+                raise BackendError(self._standalone_message())
+            local.depth = 1
+            try:
+                yield
+            finally:
+                local.depth = 0
+            return
+        with self.errors():
+            session = self.client.start_session(causal_consistency=False)
+            session.start_transaction(
+                read_concern=ReadConcern("snapshot"),
+                write_concern=WriteConcern("majority"),
+                read_preference=ReadPreference.PRIMARY,
+            )
+        local.depth, local.session = 1, session
+        try:
+            try:
+                yield
+            finally:
+                local.depth, local.session = 0, None
+        except BaseException:
+            with contextlib.suppress(PyMongoError):
+                session.abort_transaction()
+            session.end_session()
+            raise
+        try:
+            self._commit(session)
+        finally:
+            session.end_session()
+
+    def _commit(self, session: ClientSession) -> None:
+        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+            try:
+                with self.errors():
+                    session.commit_transaction()
+                return
+            except BackendError as exc:
+                cause = exc.__cause__
+                unknown = isinstance(cause, PyMongoError) and cause.has_error_label("UnknownTransactionCommitResult")
+                if not unknown or attempt == _COMMIT_ATTEMPTS:
+                    raise
+                # Committing again is safe: the server remembers a commit that went through.
+
+    def _standalone_message(self) -> str:
+        return (
+            f"MongoDB at {self.hosts} is a standalone server, but crmkit writes in multi-document "
+            "transactions, which need a replica set or a sharded cluster. Start mongod with "
+            "--replSet NAME and run rs.initiate() once (a single-node replica set is enough), or "
+            "connect with transactions=False to write without atomic units of work."
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- push-down
+    def traverse(
+        self,
+        tenant: str,
+        start: uuid.UUID,
+        kinds: frozenset[str],
+        direction: str,
+        depth: int,
+        as_of: dt.date | None,
+    ) -> list[Reached]:
+        """The same walk as ``Store.traverse``, as one ``$graphLookup`` over the relationships."""
+        from crmkit_mongo._traverse import graph_pipeline, reached_from
+
+        customers = self.repository(CUSTOMERS).collection
+        with self.errors(RELATIONSHIPS.label):
+            rows = list(
+                customers.aggregate(
+                    graph_pipeline(tenant, start, kinds, direction, depth, as_of), session=self.session()
+                )
+            )
+        if not rows:  # the start customer is not stored: nothing leads anywhere from it
+            return super().traverse(tenant, start, kinds, direction, depth, as_of)
+        return reached_from(rows, start, direction, CODECS[RELATIONSHIPS.name].decode)
+
+
+def open_store(url: MongoURL, options: Mapping[str, Any]) -> MongoStore:
+    """Connect, learn the topology and create the indexes; BackendError when the server is unreachable."""
+    client_options = {k: v for k, v in options.items() if k not in CRMKIT_OPTIONS}
+    transactions = options.get("transactions", True)
+    if not isinstance(transactions, bool):
+        raise PluginError(f"mongodb: transactions= takes True or False, not {transactions!r}")
+    create = options.get("create_indexes", True)
+    client_options.setdefault("appname", "crmkit")
+    client_options["uuidRepresentation"] = "standard"
+    try:
+        client: MongoClient[Any] = MongoClient(url.url, **client_options)
+    except ConfigurationError as exc:
+        raise PluginError(f"mongodb: bad URL or option for {url.redacted}: {url.scrub(str(exc))}") from None
+    except (PyMongoError, TypeError, ValueError) as exc:
+        raise PluginError(f"mongodb: cannot use {url.redacted}: {url.scrub(str(exc))}") from None
+    store = MongoStore(url, client, transactions=transactions)
+    try:
+        store.probe()
+        if create:
+            store.create_indexes()
+    except BaseException:
+        store.close()
+        raise
+    return store

@@ -1,0 +1,60 @@
+"""The crmkit hooks of the MongoDB backend (entry point ``mongo`` in the ``crmkit`` group)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from crmkit.entities import TRANSACTIONS
+from crmkit.hookspecs import hookimpl
+from crmkit.store import Store
+from crmkit.summaries import PurchaseSummary
+from crmkit_mongo._store import MongoStore, open_store
+from crmkit_mongo._summaries import summaries
+from crmkit_mongo._url import SCHEMES, parse_url
+
+__all__ = ["crmkit_open_store", "crmkit_purchase_summaries", "crmkit_url_schemes"]
+
+
+@hookimpl
+def crmkit_open_store(url: str, options: Mapping[str, Any]) -> Store | None:
+    """Open ``mongodb://`` and ``mongodb+srv://`` URLs (the database is the URL path, ``crmkit`` by default)."""
+    parsed = parse_url(url)
+    if parsed is None:
+        return None
+    return open_store(parsed, options)
+
+
+@hookimpl
+def crmkit_url_schemes() -> Iterable[str]:
+    return SCHEMES
+
+
+@hookimpl
+def crmkit_purchase_summaries(
+    store: Store,
+    tenant: str,
+    customer_ids: Sequence[uuid.UUID] | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+) -> Iterable[PurchaseSummary] | None:
+    """One aggregation pipeline over the transactions collection (streamed, in order)."""
+    if not isinstance(store, MongoStore):
+        return None
+    if customer_ids is not None and not customer_ids:
+        return []
+    return _streamed(store, tenant, customer_ids, since, until)
+
+
+def _streamed(
+    store: MongoStore,
+    tenant: str,
+    customer_ids: Sequence[uuid.UUID] | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+) -> Iterator[PurchaseSummary]:
+    collection = store.repository(TRANSACTIONS).collection
+    with store.errors(TRANSACTIONS.label):
+        yield from summaries(collection, store.session(), tenant, customer_ids, since, until)
