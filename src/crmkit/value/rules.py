@@ -1,6 +1,6 @@
 """Probability alive from a fitted repeat-purchase model, as scores and as a life-cycle rule plugin.
 
-A model here is anything with ``conditional_probability_alive(frequency, recency, T)``
+A model here is anything with ``probability_alive(frequency, recency, T)``
 accepting scalars or sequences (``crmkit.value.models.BetaGeo`` once fitted). The rule
 works from the facts the life cycle already computes in the store (purchase summaries),
 so it needs no extra query per customer.
@@ -26,12 +26,12 @@ __all__ = ["AliveModel", "ProbabilityAliveRule", "probability_alive"]
 class AliveModel(Protocol):
     """What the rule needs from a model: probability alive given (frequency, recency, T)."""
 
-    def conditional_probability_alive(self, frequency: Any, recency: Any, T: Any) -> Any: ...
+    def probability_alive(self, frequency: Any, recency: Any, T: Any) -> Any: ...
 
 
 def _check_model(model: object) -> AliveModel:
-    if not callable(getattr(model, "conditional_probability_alive", None)):
-        raise ValidationError("model", "must have conditional_probability_alive (e.g. a fitted BetaGeo)", model)
+    if not callable(getattr(model, "probability_alive", None)):
+        raise ValidationError("model", "must have probability_alive (e.g. a fitted BetaGeo)", model)
     return model  # type: ignore[return-value]
 
 
@@ -49,7 +49,7 @@ def probability_alive(model: AliveModel, summary: Summary) -> dict[uuid.UUID, fl
         raise ValidationError("summary", "must be a crmkit.value.Summary", summary)
     if not summary.rows:
         return {}
-    values = model.conditional_probability_alive(list(summary.frequency), list(summary.recency), list(summary.T))
+    values = model.probability_alive(list(summary.frequency), list(summary.recency), list(summary.T))
     return {cid: _probability(v, "model") for cid, v in zip(summary.customer_ids, _sequence(values), strict=True)}
 
 
@@ -98,7 +98,7 @@ class ProbabilityAliveRule:
         frequency = max(p.purchase_days for p in purchases) - 1
         recency = (last - first).days / scale
         age = max((now - first).days / scale, recency)
-        return _probability(self.model.conditional_probability_alive(frequency, recency, age), "model")
+        return _probability(self.model.probability_alive(frequency, recency, age), "model")
 
     @hookimpl
     def crmkit_propose_stage(self, facts: CustomerFacts) -> StageProposal | None:
