@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmkit.entities import TRANSACTIONS
 from crmkit.hookspecs import hookimpl
 from crmkit.store import Store
 from crmkit.summaries import PurchaseSummary
-from crmkit_mongo._store import MongoStore, open_store
-from crmkit_mongo._summaries import summaries
 from crmkit_mongo._url import SCHEMES, parse_url
+
+if TYPE_CHECKING:
+    from crmkit_mongo._store import MongoStore
 
 __all__ = ["crmkit_open_store", "crmkit_purchase_summaries", "crmkit_url_schemes"]
 
@@ -24,6 +26,8 @@ def crmkit_open_store(url: str, options: Mapping[str, Any]) -> Store | None:
     parsed = parse_url(url)
     if parsed is None:
         return None
+    from crmkit_mongo._store import open_store  # pymongo is loaded only for MongoDB URLs
+
     return open_store(parsed, options)
 
 
@@ -41,7 +45,9 @@ def crmkit_purchase_summaries(
     until: dt.datetime | None,
 ) -> Iterable[PurchaseSummary] | None:
     """One aggregation pipeline over the transactions collection (streamed, in order)."""
-    if not isinstance(store, MongoStore):
+    # Without the store module loaded, no MongoStore exists (and pymongo stays unloaded).
+    module = sys.modules.get("crmkit_mongo._store")
+    if module is None or not isinstance(store, module.MongoStore):
         return None
     if customer_ids is not None and not customer_ids:
         return []
@@ -55,6 +61,8 @@ def _streamed(
     since: dt.datetime | None,
     until: dt.datetime | None,
 ) -> Iterator[PurchaseSummary]:
+    from crmkit_mongo._summaries import summaries
+
     collection = store.repository(TRANSACTIONS).collection
     with store.errors(TRANSACTIONS.label):
         yield from summaries(collection, store.session(), tenant, customer_ids, since, until)
