@@ -150,7 +150,7 @@ def test_month_summaries_need_the_transactions() -> None:
 
 
 def _reference() -> dict[int, tuple[str, str, str, str]]:
-    path = resources.files("crmkit").joinpath("data", "cdnow", "cdnow_customers_summary_with_transactions.csv")
+    path = resources.files("crmkit") / "data" / "cdnow" / "cdnow_customers_summary_with_transactions.csv"
     with path.open(encoding="ascii") as f:
         return {int(r["ID"]): (r["x"], r["t_x"], r["T"], r["zbar"]) for r in csv.DictReader(f)}
 

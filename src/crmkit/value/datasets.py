@@ -36,7 +36,7 @@ _NAMESPACE = uuid.UUID("9f3c1c2e-5d1a-4f8e-9a57-0c2f8e1b7d41")
 
 
 def _lines() -> Iterator[tuple[int, list[str]]]:
-    source = resources.files("crmkit").joinpath("data", "cdnow", "CDNOW_sample.txt")
+    source = resources.files("crmkit") / "data" / "cdnow" / "CDNOW_sample.txt"
     try:
         text = source.read_text(encoding="ascii")
     except FileNotFoundError:
