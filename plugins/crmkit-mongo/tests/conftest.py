@@ -5,11 +5,16 @@ The server is the session's single-node replica set (root ``conftest.py``: ``mon
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from pymongo import MongoClient
+from tests.support import servers
 from tests.support.servers import unique_name
 
 import crmkit
@@ -60,3 +65,39 @@ def crm(mongo_db_url: str) -> Iterator[CRM]:
 def url_with_database():
     """``database_url`` as a fixture (test modules cannot import this conftest by name)."""
     return database_url
+
+
+@contextlib.contextmanager
+def standalone_mongod(directory: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A mongod that is not a replica set member (no transactions), stopped by its pid."""
+    mongod = servers._mongod_path()
+    port = servers._free_port()
+    cmd = [
+        str(mongod), "--port", str(port), "--bind_ip", servers.HOST, "--dbpath", str(directory),
+        "--nounixsocket", "--logpath", str(directory / "mongod.log"), "--wiredTigerCacheSizeGB", "0.25",
+        "--setParameter", "diagnosticDataCollectionEnabled=false",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not servers._port_open(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log = (directory / "mongod.log").read_text(errors="replace")[-2000:]
+                raise servers.ServerStartError(f"standalone mongod did not start:\n{log}")
+            time.sleep(0.05)
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@pytest.fixture
+def start_standalone(tmp_path: Path) -> Iterator[Callable[[], tuple[int, subprocess.Popen[bytes]]]]:
+    """Call to start a standalone mongod for this test; it is stopped (by pid) afterwards."""
+    with contextlib.ExitStack() as stack:
+        yield lambda: stack.enter_context(standalone_mongod(tmp_path))

@@ -30,6 +30,11 @@ _MAX_REASON = 300
 
 def _reason(exc: BaseException, url: MongoURL) -> str:
     text = str(exc)
+    if isinstance(exc, OperationFailure) and exc.details:
+        # The server's own message, without the raw reply pymongo appends.
+        text = str(exc.details.get("errmsg") or text)
+        if exc.details.get("codeName"):
+            text = f"{text} ({exc.details['codeName']})"
     # Server-selection errors end with a long topology description; the first part says it all.
     for marker in (", Timeout:", " Topology Description:"):
         head = text.split(marker, 1)[0]
@@ -93,7 +98,7 @@ def translate_errors(url: MongoURL, label: str = "record") -> Iterator[None]:
         if exc.code == DUPLICATE_KEY:
             raise conflict_for(label, exc.details) from exc
         if exc.code == _AUTH_FAILED:
-            raise BackendError(f"MongoDB at {url.hosts}: authentication failed ({_reason(exc, url)})") from exc
+            raise BackendError(f"MongoDB at {url.hosts}: authentication failed: {_reason(exc, url)}") from exc
         raise BackendError(f"MongoDB at {url.hosts}: {_reason(exc, url)}") from exc
     except ConnectionFailure as exc:
         raise BackendError(f"MongoDB at {url.hosts} is unreachable: {_reason(exc, url)}") from exc
