@@ -1,0 +1,242 @@
+"""The ``crmkit`` console script: ``crmkit demo`` now; one subcommand per task as the tool grows.
+
+Each subcommand is a function taking the parsed arguments and an output stream and
+returning the exit status; ``main`` builds the parser, runs one, and turns crmkit errors
+into a one-line message and status 1 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+import crmkit
+from crmkit._errors import CRMError, PluginError
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace, TextIO], int]
+
+#: Assumptions the demo states when it prints figures that depend on them.
+DEMO_MARGIN = Decimal("0.30")
+DEMO_ACQUISITION_COST = Decimal("25.00")
+DEMO_AT_RISK_BELOW = 0.3
+DEMO_HORIZON_WEEKS = 52
+DEMO_MONTHLY_DISCOUNT = 0.01
+
+
+def _money(value: Decimal | float) -> str:
+    return f"${value:,.2f}"
+
+
+def _default_url() -> tuple[str, str]:
+    folder = Path(tempfile.gettempdir()) / "crmkit-demo"
+    return f"sqlite:///{(folder / 'crm.db').as_posix()}", "embedded SQLite file"
+
+
+def _open(url: str | None, tenant: str, out: TextIO) -> crmkit.CRM:
+    if url is not None:
+        crm = crmkit.connect(url, tenant=tenant)
+        print(f"store: {crm.store.url} (given with --url), tenant {tenant!r}", file=out)
+        return crm
+    sqlite, what = _default_url()
+    try:
+        Path(sqlite[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        crm = crmkit.connect(sqlite, tenant=tenant)
+    except PluginError:
+        crm = crmkit.connect("memory://", tenant=tenant)
+        print(f"store: memory:// (install crmkit-sqlalchemy for an SQLite file), tenant {tenant!r}", file=out)
+        return crm
+    print(f"store: {crm.store.url} ({what}), tenant {tenant!r}", file=out)
+    return crm
+
+
+def _load(crm: crmkit.CRM, out: TextIO) -> None:
+    from crmkit.value.datasets import cdnow_customers, cdnow_transactions
+
+    people = crm.customers.add_many(cdnow_customers())
+    sales = crm.transactions.add_many(cdnow_transactions())
+    if people.added or sales.added:
+        print(f"loaded {people.added:,} customers and {sales.added:,} purchases from the CDNOW sample", file=out)
+    if people.skipped or sales.skipped:
+        print(f"already stored: {people.skipped:,} customers and {sales.skipped:,} purchases (skipped)", file=out)
+
+
+def _names(crm: crmkit.CRM, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    return {cid: crm.customers.get(cid).name for cid in ids}
+
+
+def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    from crmkit.value import probability_alive
+    from crmkit.value.datasets import CDNOW_CALIBRATION_END, CDNOW_OBSERVATION_END
+
+    started = time.perf_counter()
+    print("crmkit demo: customer value on the CDNOW sample (2,357 customers, Jan 1997 - Jun 1998)", file=out)
+    with _open(args.url, args.tenant, out) as crm:
+        _load(crm, out)
+        end = CDNOW_OBSERVATION_END
+        now = dt.datetime.combine(end, dt.time(23, 59), dt.timezone.utc)
+        full = crm.value.summary(unit="week", observation_end=end)
+        split = crm.value.summary(unit="week", calibration_end=CDNOW_CALIBRATION_END, observation_end=end)
+        repeaters = full.repeaters()
+        print(
+            f"\nsummary computed in the store as of {end}: {len(full):,} customers, "
+            f"{len(repeaters):,} with repeat purchases (unit: week)",
+            file=out,
+        )
+        revenue = {v.customer_id: v.revenue for v in crm.value.historic(until=now)}
+        model = _models(crm, full, split, out)
+        rfm = crm.value.rfm(as_of=now)
+        print(f"\nRFM segments as of {end} (quintiles):", file=out)
+        sizes = [(name, n) for name, n in rfm.sizes().items() if n]
+        for i in range(0, len(sizes), 4):
+            print("  " + "  ".join(f"{name:<20}{n:>5}" for name, n in sizes[i : i + 4]), file=out)
+        cut = sorted(revenue.values(), reverse=True)[max(len(revenue) // 5 - 1, 0)]
+        if model is not None:
+            alive = probability_alive(model, full)
+            risky = [c for c, p in alive.items() if p < DEMO_AT_RISK_BELOW and revenue[c] >= cut]
+            why = f"P(alive) below {DEMO_AT_RISK_BELOW:g}"
+        else:
+            alive = {}
+            slipping = ("cant_lose", "at_risk")
+            risky = [r.customer_id for r in rfm if r.segment in slipping and revenue[r.customer_id] >= cut]
+            why = "RFM segment cant_lose or at_risk"
+        risky.sort(key=lambda c: (-revenue[c], c))
+        print(
+            f"\nhigh-value customers at risk: {len(risky):,} of the top 20 % by revenue have {why}",
+            file=out,
+        )
+        names = _names(crm, risky[:5])
+        for c in risky[:5]:
+            extra = f"  P(alive) {alive[c]:.2f}" if c in alive else f"  RFM {rfm.get(c).code}"
+            print(f"  {names[c]:<12} revenue {_money(revenue[c]):>10}{extra}", file=out)
+        _payback(crm, end, out)
+    print(f"\ndone in {time.perf_counter() - started:.1f} s", file=out)
+    return 0
+
+
+def _floats(values: Any) -> list[float]:
+    """Model output (a numpy array or a float) as a list of floats, without importing numpy here."""
+    return [float(v) for v in (values.tolist() if hasattr(values, "tolist") else [values])]
+
+
+def _models(crm: crmkit.CRM, full: Any, split: Any, out: TextIO) -> Any:
+    """Fit BG/NBD and Gamma-Gamma, print parameters, a holdout check and the top CLV; None without numpy/scipy."""
+    try:
+        from crmkit.value.models import BetaGeo, GammaGamma, customer_lifetime_value
+    except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        why = "they need numpy and scipy: pip install 'crmkit[models]'" if missing in ("numpy", "scipy") else str(exc)
+        print(f"\nnote: skipping BG/NBD, Gamma-Gamma and CLV ({why})", file=out)
+        return None
+    check = BetaGeo().fit(split.frequency, split.recency, split.T)
+    expected = check.conditional_expected_purchases(split.duration_holdout, split.frequency, split.recency, split.T)
+    params = "  ".join(f"{k}={v:.3f}" for k, v in check.params.items())
+    print("\nBG/NBD fitted on weeks 1-39 (to 1997-09-30), as in Fader, Hardie and Lee (2005):", file=out)
+    print(f"  {params}  LL={check.log_likelihood:.1f}", file=out)
+    actual = sum(split.frequency_holdout)
+    print(f"  weeks 40-78: predicted {sum(_floats(expected)):,.0f} repeat purchases, actual {actual:,}", file=out)
+    bg = BetaGeo().fit(full.frequency, full.recency, full.T)
+    repeaters = full.repeaters()
+    gg = GammaGamma().fit(repeaters.frequency, repeaters.monetary_value)
+    print("refitted on all 78 weeks to score customers now:", file=out)
+    print("  BG/NBD       " + "  ".join(f"{k}={v:.3f}" for k, v in bg.params.items()), file=out)
+    print("  Gamma-Gamma  " + "  ".join(f"{k}={v:.3f}" for k, v in gg.params.items()), file=out)
+    columns = (full.frequency, full.recency, full.T)
+    clv = _floats(
+        customer_lifetime_value(
+            bg, gg, *columns, full.monetary_value, horizon=12, time_unit="week", period="month",
+            discount_rate=DEMO_MONTHLY_DISCOUNT, margin=float(DEMO_MARGIN),
+        )
+    )
+    buys = _floats(bg.conditional_expected_purchases(DEMO_HORIZON_WEEKS, *columns))
+    alive = _floats(bg.probability_alive(*columns))
+    rows = sorted(zip(full, clv, buys, alive, strict=True), key=lambda r: (-r[1], r[0].customer_id))[:10]
+    names = _names(crm, [r[0].customer_id for r in rows])
+    print(
+        f"\ntop 10 customers by 12-month CLV (assumed: {DEMO_MARGIN:.0%} margin, "
+        f"{DEMO_MONTHLY_DISCOUNT:.0%} discount a month):",
+        file=out,
+    )
+    head = f"{'customer':<12}{'x':>4}{'t_x':>7}{'T':>7}{'mean $':>9}{'P(alive)':>10}{'E[buys]':>9}{'CLV':>11}"
+    print(f"  {head}", file=out)
+    for row, value, n, p in rows:
+        print(
+            f"  {names[row.customer_id]:<12}{row.frequency:>4}{row.recency:>7.1f}{row.T:>7.1f}"
+            f"{float(row.monetary_value):>9.2f}{p:>10.2f}{n:>9.2f}{_money(value):>11}",
+            file=out,
+        )
+    return bg
+
+
+def _payback(crm: crmkit.CRM, end: dt.date, out: TextIO) -> None:
+    result = crm.value.profitability(
+        unit="month", margin=DEMO_MARGIN, acquisition_cost=DEMO_ACQUISITION_COST, observation_end=end
+    )
+    print(
+        f"\ncohort payback (assumed: acquisition cost {_money(DEMO_ACQUISITION_COST)} per customer, "
+        f"gross margin {DEMO_MARGIN:.0%}):",
+        file=out,
+    )
+    for cohort in result.cohorts:
+        month = "not yet" if cohort.payback_period is None else f"in month {cohort.payback_period}"
+        share = cohort.paid_back / cohort.customers
+        print(
+            f"  {cohort.cohort:%Y-%m}: {cohort.customers:>4} customers, cohort paid back {month:<11} "
+            f"({share:.0%} of its customers individually)",
+            file=out,
+        )
+    curve = result.whale_curve(top=3)
+    top = curve.deciles[1].cumulative_share
+    print(
+        f"whale curve: the top 20 % of customers earn {top:.0%} of the profit; "
+        f"{len(curve.unprofitable):,} customers have not covered their acquisition cost",
+        file=out,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``crmkit`` command, one subparser per subcommand."""
+    parser = argparse.ArgumentParser(prog="crmkit", description="crmkit: a CRM domain library.")
+    parser.add_argument("--version", action="version", version=f"crmkit {crmkit.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="load the CDNOW sample and print a customer-value report",
+        description="Load the bundled CDNOW sample into a store (idempotent) and report customer value.",
+    )
+    demo.add_argument("--url", help="store URL (default: an SQLite file in the temp directory, else memory://)")
+    demo.add_argument("--tenant", default="demo", help="tenant to load the sample into (default: demo)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Run the ``crmkit`` command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Command | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help(out or sys.stdout)
+        return 2
+    try:
+        return run(args, out or sys.stdout)
+    except CRMError as exc:
+        print(f"crmkit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader (head, less) went away: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
