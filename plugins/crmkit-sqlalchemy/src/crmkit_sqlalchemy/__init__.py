@@ -1,0 +1,62 @@
+"""crmkit-sqlalchemy: crmkit's SQL storage on SQLAlchemy 2, for SQLite and PostgreSQL.
+
+Installed, it lets ``crmkit.connect`` open ``sqlite://`` (in memory), ``sqlite:///crm.db``
+and ``postgresql+psycopg://user:password@host/db``. The schema is created or migrated
+when a store is opened (``connect(url, upgrade=False)`` refuses instead), or ahead of time::
+
+    crmkit_sqlalchemy.upgrade("postgresql+psycopg://crm@db/crm")
+    python -m crmkit_sqlalchemy upgrade postgresql+psycopg://crm@db/crm
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crmkit._errors import PluginError
+from crmkit_sqlalchemy._migrate import HEAD
+from crmkit_sqlalchemy._schema import metadata
+from crmkit_sqlalchemy._store import SqlRepository, SqlStore
+
+__all__ = ["HEAD", "SqlRepository", "SqlStore", "current", "metadata", "upgrade"]
+
+
+def _engine(url: str, **options: Any) -> tuple[Any, Any]:
+    from crmkit_sqlalchemy._store import engine_options, install_sqlite_pragmas
+    from crmkit_sqlalchemy._url import SUPPORTED, parse_options, parse_url
+
+    parsed = parse_url(url)
+    if parsed is None:
+        raise PluginError(f"crmkit-sqlalchemy does not open {url.split('://', 1)[0]}:// URLs; supported: {SUPPORTED}")
+    opts = parse_options(options)
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(parsed, **engine_options(parsed, opts))
+    if parsed.get_backend_name() == "sqlite":
+        install_sqlite_pragmas(engine, opts.busy_timeout, in_memory=parsed.database in (None, "", ":memory:"))
+    return engine, parsed
+
+
+def upgrade(url: str) -> str:
+    """Create crmkit's tables in an empty database, or migrate them to the current revision; return it."""
+    from crmkit_sqlalchemy._errors import Where, translated
+    from crmkit_sqlalchemy._migrate import upgrade_engine
+
+    engine, parsed = _engine(url)
+    try:
+        with translated(Where(parsed)):
+            return upgrade_engine(engine)
+    finally:
+        engine.dispose()
+
+
+def current(url: str) -> str | None:
+    """The schema revision of the database at ``url`` (None: no crmkit schema yet)."""
+    from crmkit_sqlalchemy._errors import Where, translated
+    from crmkit_sqlalchemy._migrate import current_revision
+
+    engine, parsed = _engine(url)
+    try:
+        with translated(Where(parsed)), engine.connect() as connection:
+            return current_revision(connection)
+    finally:
+        engine.dispose()

@@ -1,0 +1,274 @@
+"""Translate crmkit's query language (``crmkit.query``) into SQLAlchemy Core expressions.
+
+Every atom is built so that it is never NULL (two-valued logic): comparisons on nullable
+columns are guarded with ``IS NOT NULL``, attribute tests are wrapped in ``COALESCE(.., false)``.
+``NOT``, ``AND`` and ``OR`` over such atoms then mean exactly what ``crmkit.query.evaluate``
+says. Values always travel as bound parameters.
+
+Custom attributes use the typed JSON encoding of ``_encoding``: a comparison with a
+number looks only at the ``n`` key (exact number key), with text only at ``s``, and so on,
+so values of different kinds never match and booleans are never numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import operator
+import uuid
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import ColumnElement
+
+from crmkit.entities import EntitySpec
+from crmkit.query import All, And, Compare, Contains, Expr, In, Not, Or, Order
+from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
+
+__all__ = ["Compiler"]
+
+# Above this many values an IN list becomes one array (PostgreSQL) or JSON (SQLite) parameter.
+_LONG_IN = 64
+
+
+class Compiler:
+    """Builds WHERE and ORDER BY clauses for one table on one dialect."""
+
+    def __init__(self, table: sa.Table, spec: EntitySpec, dialect: str) -> None:
+        self.table = table
+        self.spec = spec
+        self.pg = dialect == "postgresql"
+
+    # ------------------------------------------------------------------ public
+    def where(self, tenant: str, expr: Expr) -> ColumnElement[bool]:
+        """``tenant = :tenant AND <expr>``."""
+        condition = self.table.c.tenant == tenant
+        if isinstance(expr, All):
+            return condition
+        return sa.and_(condition, self.expr(expr))
+
+    def order_by(self, order: Order) -> list[ColumnElement[Any]]:
+        """ORDER BY terms for a crmkit Order (binary text order, exact money order)."""
+        terms: list[ColumnElement[Any]] = []
+        for name, desc in order.keys:
+            column = self.sortable(name)
+            terms.append(column.desc() if desc else column.asc())
+        return terms
+
+    def sortable(self, name: str) -> ColumnElement[Any]:
+        """The expression that orders and compares a field like crmkit does."""
+        column = self.table.c[name]
+        if self.spec.fields[name].kind == "decimal" and not self.pg:
+            return sa.func.substr(column, 1, MONEY_KEY_WIDTH)
+        return column
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, expr: Expr) -> ColumnElement[bool]:
+        if isinstance(expr, All):
+            return sa.true()
+        if isinstance(expr, And):
+            return sa.and_(*(self.expr(i) for i in expr.items))
+        if isinstance(expr, Or):
+            keyset = self._keyset(expr)
+            if keyset is not None:
+                return keyset
+            return sa.or_(*(self.expr(i) for i in expr.items))
+        if isinstance(expr, Not):
+            return sa.not_(self.expr(expr.item))
+        if isinstance(expr, Compare):
+            if expr.field.startswith("attributes."):
+                return self._attribute_compare(expr.field[len("attributes.") :], expr.op, expr.value)
+            return self._compare(expr.field, expr.op, expr.value)
+        if isinstance(expr, In):
+            if expr.field.startswith("attributes."):
+                key = expr.field[len("attributes.") :]
+                return sa.or_(sa.false(), *(self._attribute_compare(key, "==", v) for v in expr.values))
+            return self._in(expr.field, expr.values)
+        if isinstance(expr, Contains):
+            return self._contains(expr.field, expr.value)
+        raise TypeError(f"not a crmkit condition: {expr!r}")
+
+    # ------------------------------------------------------------------ model fields
+    def _guard(self, name: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+        if self.spec.fields[name].nullable:
+            return sa.and_(self.table.c[name].is_not(None), condition)
+        return condition
+
+    def _value(self, name: str, value: Any) -> Any:
+        """A query value in the form the column compares with."""
+        if self.spec.fields[name].kind == "decimal" and not self.pg:
+            return money_key(value)
+        return value
+
+    def _bound(self, name: str, value: Any) -> ColumnElement[Any]:
+        """A bound parameter for a field value, typed like what it is compared with."""
+        if self.spec.fields[name].kind == "decimal" and not self.pg:
+            return sa.bindparam(None, money_key(value), type_=sa.Text())
+        return sa.bindparam(None, value, type_=self.table.c[name].type)
+
+    def _compare(self, name: str, op: str, value: Any) -> ColumnElement[bool]:
+        column = self.sortable(name)
+        if value is None:
+            return column.is_(None) if op == "==" else column.is_not(None)
+        bound = self._bound(name, value)
+        if op == "==":
+            return self._guard(name, column == bound)
+        if op == "!=":
+            return sa.not_(self._guard(name, column == bound))
+        return self._guard(name, _OPERATORS[op](column, bound))
+
+    def _in(self, name: str, values: Sequence[Any]) -> ColumnElement[bool]:
+        if not values:
+            return sa.false()
+        column = self.sortable(name)
+        bound = [self._value(name, v) for v in values]
+        if len(bound) <= _LONG_IN:
+            return self._guard(name, column.in_(bound))
+        kind = self.spec.fields[name].kind
+        if self.pg:
+            elements: dict[str, Any] = {
+                "uuid": sa.Uuid(),
+                "int": sa.BigInteger(),
+                "decimal": sa.Numeric(),
+                "date": sa.Date(),
+                "datetime": postgresql.TIMESTAMP(timezone=True),
+            }
+            element = elements.get(kind, sa.Text())
+            return self._guard(name, column == sa.any_(sa.bindparam(None, bound, type_=postgresql.ARRAY(element))))
+        # SQLite: one JSON array parameter read back by json_each, in the column's stored form
+        stored = [_sqlite_form(kind, v) for v in bound]
+        each: sa.Select[Any] = sa.select(sa.column("value")).select_from(
+            sa.func.json_each(sa.bindparam(None, json.dumps(stored), type_=sa.Text())).table_valued("value")
+        )
+        return self._guard(name, column.in_(each))
+
+    def _contains(self, name: str, value: str) -> ColumnElement[bool]:
+        if name.startswith("attributes."):
+            text = self._attribute_path(name[len("attributes.") :], "s", as_text=True)
+            return _never_null(self._substring(text, value))
+        column = self.table.c[name]
+        if self.spec.fields[name].kind == "text_set":
+            if self.pg:
+                return column.bool_op("@>")(_jsonb([value]))
+            each = sa.func.json_each(column).table_valued("value")
+            return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == value))
+        return self._guard(name, self._substring(column, value))
+
+    def _substring(self, text: ColumnElement[Any], value: str) -> ColumnElement[bool]:
+        # strpos / instr treat % _ \ literally, unlike LIKE; an empty needle is found at 1
+        function = sa.func.strpos if self.pg else sa.func.instr
+        return function(text, sa.bindparam(None, value, type_=sa.Text())) > 0
+
+    # ------------------------------------------------------------------ keyset pagination
+    def _keyset(self, expr: Or) -> ColumnElement[bool] | None:
+        """Recognise ``keyset_after`` (one sort direction) and emit a row-value comparison.
+
+        ``(a > x) OR (a = x AND b > y) ...`` is ``(a, b) > (x, y)`` when the sorted fields
+        are never NULL; the row form lets both databases seek the index directly.
+        """
+        names: list[str] = []
+        values: list[Any] = []
+        op: str | None = None
+        for i, branch in enumerate(expr.items):
+            parts = branch.items if isinstance(branch, And) else (branch,)
+            if len(parts) != i + 1 or not all(isinstance(p, Compare) for p in parts):
+                return None
+            *equal, beyond = parts
+            assert isinstance(beyond, Compare)
+            for j, part in enumerate(equal):
+                assert isinstance(part, Compare)
+                if part.op != "==" or part.field != names[j] or part.value is not values[j]:
+                    return None
+            if beyond.op not in ("<", ">") or beyond.value is None or (op is not None and beyond.op != op):
+                return None
+            spec = self.spec.field(beyond.field)
+            if spec is None or spec.nullable or not spec.sortable or beyond.field in names:
+                return None
+            op = beyond.op
+            names.append(beyond.field)
+            values.append(beyond.value)
+        if len(names) < 2 or op is None:
+            return None
+        left = sa.tuple_(*(self.sortable(n) for n in names))
+        right = sa.tuple_(*(self._bound(n, v) for n, v in zip(names, values, strict=True)))
+        return left > right if op == ">" else left < right
+
+    # ------------------------------------------------------------------ custom attributes
+    def _attribute_path(self, key: str, slot: str, *, as_text: bool) -> ColumnElement[Any]:
+        column = self.table.c.attributes
+        if self.pg:
+            item = column.op("->")(sa.bindparam(None, key, type_=sa.Text()))
+            if as_text:
+                return sa.type_coerce(item.op("->>")(sa.literal(slot, sa.Text())), sa.Text()).collate("C")
+            return item.op("->")(sa.literal(slot, sa.Text()))
+        return sa.func.json_extract(column, sa.bindparam(None, f"$.{key}.{slot}", type_=sa.Text()))
+
+    def _attribute_compare(self, key: str, op: str, value: Any) -> ColumnElement[bool]:
+        column = self.table.c.attributes
+        if value is None:
+            if self.pg:
+                present = column.op("->")(sa.bindparam(None, key, type_=sa.Text())).is_not(None)
+            else:
+                present = sa.func.json_type(column, sa.bindparam(None, f"$.{key}", type_=sa.Text())).is_not(None)
+            return sa.not_(present) if op == "==" else present
+        if op == "!=":
+            return sa.not_(self._attribute_compare(key, "==", value))
+        if isinstance(value, bool):
+            if op != "==":
+                return sa.false()  # booleans have no order
+            if self.pg:
+                return column.bool_op("@>")(_jsonb({key: {"b": value}}))
+            path = sa.bindparam(None, f"$.{key}.b", type_=sa.Text())
+            return _never_null(sa.func.json_type(column, path) == ("true" if value else "false"))
+        slot, stored = _attribute_slot(value)
+        if op == "==" and self.pg:
+            return column.bool_op("@>")(_jsonb({key: {slot: stored}}))
+        left = self._attribute_path(key, slot, as_text=True)
+        return _never_null(_OPERATORS[op](left, sa.bindparam(None, stored, type_=sa.Text())))
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "==": operator.eq,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def _attribute_slot(value: Any) -> tuple[str, str]:
+    """Which key of the typed attribute object holds comparable values of this kind, and the value there."""
+    if isinstance(value, (int, float, Decimal)):
+        return "n", number_key(value)
+    if isinstance(value, str):
+        return "s", value
+    if isinstance(value, dt.datetime):
+        return "T", utc_text(value)
+    if isinstance(value, dt.date):
+        return "D", value.isoformat()
+    raise TypeError(f"attribute values cannot be compared with {value!r}")
+
+
+def _jsonb(document: Any) -> ColumnElement[Any]:
+    return sa.cast(sa.bindparam(None, json.dumps(document, ensure_ascii=False), type_=sa.Text()), postgresql.JSONB)
+
+
+def _never_null(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    return sa.func.coalesce(condition, sa.false())
+
+
+def _sqlite_form(kind: str, value: Any) -> Any:
+    """How SQLite stores a column value (for comparisons inside json_each)."""
+    if kind == "uuid" and isinstance(value, uuid.UUID):
+        return value.hex
+    if kind == "datetime" and isinstance(value, dt.datetime):
+        from crmkit_sqlalchemy._types import micros_of
+
+        return micros_of(value)
+    if kind == "date" and isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+

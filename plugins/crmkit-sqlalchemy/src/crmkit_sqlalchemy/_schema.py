@@ -1,0 +1,151 @@
+"""The tables: SQLAlchemy Core metadata, one table per crmkit aggregate.
+
+Every primary key, unique key and index starts with ``tenant``, so that all of one
+tenant's rows can live on one node when the database is distributed by tenant (Citus).
+The Alembic migrations shipped in ``crmkit_sqlalchemy/migrations`` build exactly this
+schema; a test checks that they never drift apart.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from crmkit_sqlalchemy._types import Json, Money, Text, UtcDateTime
+
+__all__ = ["TABLES", "VERSION_TABLE", "metadata"]
+
+#: Alembic's revision table, named apart from any the application may keep in the same database.
+VERSION_TABLE = "crmkit_alembic_version"
+
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    }
+)
+
+_TENANT_LENGTH = 100
+
+
+def _common() -> list[sa.Column[object]]:
+    return [
+        sa.Column("tenant", sa.String(_TENANT_LENGTH), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+    ]
+
+
+def _stamps() -> list[sa.Column[object]]:
+    return [
+        sa.Column("created_at", UtcDateTime(), nullable=True),
+        sa.Column("updated_at", UtcDateTime(), nullable=True),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+    ]
+
+
+def _json(name: str) -> sa.Column[object]:
+    return sa.Column(name, Json, nullable=False)
+
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    *_common(),
+    sa.Column("kind", Text, nullable=False),
+    sa.Column("name", Text, nullable=False),
+    sa.Column("stage", Text, nullable=False),
+    sa.Column("owner", Text, nullable=True),
+    sa.Column("external_id", Text, nullable=True),
+    _json("tags"),
+    _json("emails"),
+    _json("phones"),
+    _json("addresses"),
+    _json("handles"),
+    _json("attributes"),
+    *_stamps(),
+    sa.PrimaryKeyConstraint("tenant", "id"),
+    sa.UniqueConstraint("tenant", "external_id"),
+    sa.Index(None, "tenant", "stage"),
+    sqlite_with_rowid=False,
+)
+
+relationships = sa.Table(
+    "relationships",
+    metadata,
+    *_common(),
+    sa.Column("source_id", sa.Uuid(), nullable=False),
+    sa.Column("target_id", sa.Uuid(), nullable=False),
+    sa.Column("kind", Text, nullable=False),
+    sa.Column("role", Text, nullable=True),
+    sa.Column("since", sa.Date(), nullable=True),
+    sa.Column("until", sa.Date(), nullable=True),
+    _json("attributes"),
+    *_stamps(),
+    sa.PrimaryKeyConstraint("tenant", "id"),
+    sa.Index(None, "tenant", "source_id", "kind"),
+    sa.Index(None, "tenant", "target_id", "kind"),
+    sqlite_with_rowid=False,
+)
+
+interactions = sa.Table(
+    "interactions",
+    metadata,
+    *_common(),
+    sa.Column("customer_id", sa.Uuid(), nullable=False),
+    sa.Column("channel", Text, nullable=False),
+    sa.Column("direction", Text, nullable=False),
+    sa.Column("occurred_at", UtcDateTime(), nullable=False),
+    sa.Column("subject", Text, nullable=True),
+    sa.Column("summary", Text, nullable=True),
+    sa.Column("outcome", Text, nullable=True),
+    _json("participants"),
+    _json("attributes"),
+    sa.Column("external_id", Text, nullable=True),
+    *_stamps(),
+    sa.PrimaryKeyConstraint("tenant", "id"),
+    sa.UniqueConstraint("tenant", "external_id"),
+    sa.Index(None, "tenant", "customer_id", "occurred_at", "id"),
+    sa.Index(None, "tenant", "occurred_at", "id"),
+    sqlite_with_rowid=False,
+)
+
+transactions = sa.Table(
+    "transactions",
+    metadata,
+    *_common(),
+    sa.Column("customer_id", sa.Uuid(), nullable=False),
+    sa.Column("occurred_at", UtcDateTime(), nullable=False),
+    sa.Column("amount", Money(), nullable=False),
+    sa.Column("currency", Text, nullable=False),
+    sa.Column("kind", Text, nullable=False),
+    _json("line_items"),
+    _json("attributes"),
+    sa.Column("external_id", Text, nullable=True),
+    *_stamps(),
+    sa.PrimaryKeyConstraint("tenant", "id"),
+    sa.UniqueConstraint("tenant", "external_id"),
+    sa.Index(None, "tenant", "customer_id", "occurred_at", "id"),
+    sa.Index(None, "tenant", "occurred_at", "id"),
+    sqlite_with_rowid=False,
+)
+
+stage_changes = sa.Table(
+    "stage_changes",
+    metadata,
+    *_common(),
+    sa.Column("customer_id", sa.Uuid(), nullable=False),
+    sa.Column("from_stage", Text, nullable=True),
+    sa.Column("to_stage", Text, nullable=False),
+    sa.Column("occurred_at", UtcDateTime(), nullable=False),
+    sa.Column("rule", Text, nullable=False),
+    sa.Column("reason", Text, nullable=True),
+    *_stamps(),
+    sa.PrimaryKeyConstraint("tenant", "id"),
+    sa.Index(None, "tenant", "customer_id", "occurred_at", "id"),
+    sqlite_with_rowid=False,
+)
+
+#: Table per entity name (``crmkit.entities.ENTITIES`` keys).
+TABLES: dict[str, sa.Table] = {
+    t.name: t for t in (customers, relationships, interactions, transactions, stage_changes)
+}

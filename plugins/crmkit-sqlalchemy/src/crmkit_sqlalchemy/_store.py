@@ -1,0 +1,405 @@
+"""``SqlStore`` and ``SqlRepository``: crmkit's storage contract on SQLAlchemy Core.
+
+Connections and transactions
+----------------------------
+``store.transaction()`` checks a connection out of the pool, begins a database
+transaction and binds the connection to the calling thread; every repository call made
+by that thread until the block ends runs on it. Calls made outside a transaction take
+their own connection and commit at once. Statements that may violate a unique key run
+inside a SAVEPOINT when a transaction is open, so a ConflictError leaves the transaction
+usable, as it does with the in-memory store.
+
+SQLite serialises writers. A transaction on a SQLite file therefore starts with
+``BEGIN IMMEDIATE`` (it takes the write lock up front and waits up to ``busy_timeout``
+for it) instead of failing when a read lock cannot be upgraded; readers never wait (WAL).
+An in-memory SQLite database lives in one connection, so its store lets one thread in
+at a time, like ``memory://``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from crmkit._errors import ConflictError
+from crmkit.entities import ENTITIES, EntitySpec
+from crmkit.query import Expr, Order
+from crmkit.store import Activity, Capabilities, Repository, Store
+from crmkit_sqlalchemy._errors import Where, translated
+from crmkit_sqlalchemy._query import Compiler
+from crmkit_sqlalchemy._rows import CONVERTERS, Converter
+from crmkit_sqlalchemy._schema import TABLES
+from crmkit_sqlalchemy._url import Options
+
+__all__ = ["SqlRepository", "SqlStore"]
+
+_CHUNK = 1000  # ids per IN list in existing_ids / activity
+
+
+class SqlRepository(Repository[Any]):
+    """One aggregate kind in one table of a SqlStore."""
+
+    def __init__(self, store: SqlStore, spec: EntitySpec) -> None:
+        self.spec = spec
+        self.store = store
+        self.table: sa.Table = TABLES[spec.name]
+        self.convert: Converter = CONVERTERS[spec.name]
+        self.compiler = Compiler(self.table, spec, store.dialect)
+        self._columns = [c for c in self.table.c if c.name != "tenant"]
+
+    # ------------------------------------------------------------------ helpers
+    def rows(self, tenant: str, records: Sequence[Any]) -> list[dict[str, Any]]:
+        """Rows (dicts) of records, with the tenant."""
+        to_row = self.convert.to_row
+        return [{"tenant": tenant, **to_row(r)} for r in records]
+
+    def _select(self, tenant: str, where: Expr) -> sa.Select[Any]:
+        return sa.select(*self._columns).where(self.compiler.where(tenant, where))
+
+    def _records(self, result: sa.Result[Any]) -> list[Any]:
+        from_row = self.convert.from_row
+        return [from_row(row) for row in result.mappings()]
+
+    def _conflict(self, tenant: str, records: Sequence[Any], cause: ConflictError) -> ConflictError:
+        """A ConflictError naming the id or external_id that clashed, found after the failed write."""
+        label = self.spec.label
+        seen_ids: set[uuid.UUID] = set()
+        seen_ext: set[str] = set()
+        for record in records:  # duplicates inside the batch itself
+            ext = getattr(record, "external_id", None) if self.spec.has_external_id else None
+            if record.id in seen_ids:
+                return ConflictError(f"{label} {record.id} appears twice in one write", entity=label, key=record.id)
+            if ext is not None and ext in seen_ext:
+                return ConflictError(f"{label} with external_id {ext!r} appears twice", entity=label, key=ext)
+            seen_ids.add(record.id)
+            if ext is not None:
+                seen_ext.add(ext)
+        try:
+            if self.spec.has_external_id and seen_ext:
+                for record in records:
+                    key = record.external_id
+                    if key is not None and self.get_by_external_id(tenant, key) is not None:
+                        return ConflictError(f"{label} with external_id {key!r} already exists", entity=label, key=key)
+            taken = self.existing_ids(tenant, [r.id for r in records])
+        except Exception:  # the explanation is best effort; the original error stands
+            return cause
+        for record in records:
+            if record.id in taken:
+                return ConflictError(f"{label} {record.id} already exists", entity=label, key=record.id)
+        return cause
+
+    # ------------------------------------------------------------------ writes
+    def insert(self, tenant: str, records: Sequence[Any]) -> None:
+        if not records:
+            return
+        rows = self.rows(tenant, records)
+        try:
+            with self.store.connection(write=True, atomic=True, entity=self.spec.label) as conn:
+                conn.execute(self.table.insert(), rows)
+        except ConflictError as exc:
+            raise self._conflict(tenant, records, exc) from exc
+
+    def insert_new(self, tenant: str, records: Sequence[Any]) -> list[Any]:
+        if not records:
+            return []
+        from crmkit_sqlalchemy._ingest import insert_new
+
+        try:
+            with self.store.connection(write=True, atomic=True, entity=self.spec.label) as conn:
+                stored_ids = insert_new(self, conn, tenant, records)
+        except ConflictError as exc:
+            raise self._conflict(tenant, records, exc) from exc
+        return [r for r in records if r.id in stored_ids]
+
+    def replace(self, tenant: str, record: Any, expected_version: int) -> bool:
+        row = self.convert.to_row(record)
+        t = self.table
+        statement = (
+            t.update()
+            .where(t.c.tenant == tenant, t.c.id == record.id, t.c.version == expected_version)
+            .values({k: v for k, v in row.items() if k != "id"})
+        )
+        try:
+            with self.store.connection(write=True, atomic=True, entity=self.spec.label) as conn:
+                return conn.execute(statement).rowcount == 1
+        except ConflictError as exc:
+            ext = getattr(record, "external_id", None)
+            raise ConflictError(
+                f"{self.spec.label} with external_id {ext!r} already exists", entity=self.spec.label, key=ext
+            ) from exc
+
+    def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:
+        t = self.table
+        statement = t.delete().where(t.c.tenant == tenant, t.c.id == id)
+        if expected_version is not None:
+            statement = statement.where(t.c.version == expected_version)
+        with self.store.connection(write=True) as conn:
+            return conn.execute(statement).rowcount == 1
+
+    def delete_where(self, tenant: str, where: Expr) -> int:
+        statement = self.table.delete().where(self.compiler.where(tenant, where))
+        with self.store.connection(write=True) as conn:
+            return int(conn.execute(statement).rowcount)
+
+    # ------------------------------------------------------------------ reads
+    def get(self, tenant: str, id: uuid.UUID) -> Any | None:
+        t = self.table
+        with self.store.connection() as conn:
+            found = self._records(conn.execute(sa.select(*self._columns).where(t.c.tenant == tenant, t.c.id == id)))
+        return found[0] if found else None
+
+    def get_by_external_id(self, tenant: str, external_id: str) -> Any | None:
+        if not self.spec.has_external_id:
+            return None
+        t = self.table
+        statement = sa.select(*self._columns).where(t.c.tenant == tenant, t.c.external_id == external_id)
+        with self.store.connection() as conn:
+            found = self._records(conn.execute(statement))
+        return found[0] if found else None
+
+    def count(self, tenant: str, where: Expr) -> int:
+        statement = sa.select(sa.func.count()).select_from(self.table).where(self.compiler.where(tenant, where))
+        with self.store.connection() as conn:
+            return int(conn.execute(statement).scalar_one())
+
+    def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[Any]:
+        statement = self._select(tenant, where).order_by(*self.compiler.order_by(order))
+        if limit is not None:
+            statement = statement.limit(limit)
+        with self.store.connection() as conn:
+            return self._records(conn.execute(statement))
+
+    def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        found: set[uuid.UUID] = set()
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return found
+        t = self.table
+        with self.store.connection() as conn:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                statement = sa.select(t.c.id).where(t.c.tenant == tenant, t.c.id.in_(chunk))
+                found.update(conn.execute(statement).scalars())
+        return found
+
+    def activity(self, tenant: str, customer_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Activity]:
+        field, time_field = self.spec.customer_field, self.spec.time_field
+        if field is None or time_field is None:
+            raise TypeError(f"{self.spec.name} are not kept per customer")
+        t = self.table
+        owner, at = t.c[field], t.c[time_field]
+        out: dict[uuid.UUID, Activity] = {}
+        unique = list(dict.fromkeys(customer_ids))
+        with self.store.connection() as conn:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                statement = (
+                    sa.select(owner, sa.func.count(), sa.func.min(at), sa.func.max(at))
+                    .where(t.c.tenant == tenant, owner.in_(chunk))
+                    .group_by(owner)
+                )
+                for cid, n, first, last in conn.execute(statement):
+                    out[cid] = Activity(int(n), first, last)
+        return out
+
+
+class SqlStore(Store):
+    """A SQLite file, an in-memory SQLite database or a PostgreSQL database, shared by every tenant."""
+
+    def __init__(self, engine: sa.Engine, url: URL, options: Options) -> None:
+        self.engine = engine
+        self.sa_url = url
+        self.options = options
+        self.dialect = engine.dialect.name
+        self.where = Where(url)
+        self.in_memory = self.dialect == "sqlite" and url.database in (None, "", ":memory:")
+        self.capabilities = Capabilities(
+            transactions=True,
+            concurrent_writers=True,
+            persistent=not self.in_memory,
+            native_traversal=True,
+            native_summaries=True,
+        )
+        self._local = threading.local()
+        # one connection holds an in-memory database: let one thread use it at a time
+        self._serial: threading.RLock | None = threading.RLock() if self.in_memory else None
+        self._repos = {spec.name: SqlRepository(self, spec) for spec in ENTITIES.values()}
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return self.sa_url.render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"<SqlStore {self.url}>"
+
+    def repository(self, spec: EntitySpec) -> SqlRepository:
+        return self._repos[spec.name]
+
+    # ------------------------------------------------------------------ connections
+    def _lock(self) -> threading.RLock | nullcontext[None]:
+        return self._serial if self._serial is not None else nullcontext()
+
+    @property
+    def current(self) -> sa.Connection | None:
+        """The connection of the calling thread's open transaction, if any."""
+        return getattr(self._local, "connection", None)
+
+    @contextmanager
+    def connection(
+        self, *, write: bool = False, atomic: bool = False, entity: str | None = None
+    ) -> Iterator[sa.Connection]:
+        """A connection for one repository call: the thread's transaction, or a new one that commits.
+
+        ``atomic`` wraps the call in a SAVEPOINT inside an open transaction, so that a failed
+        multi-row write leaves nothing behind and the transaction stays usable.
+        """
+        current = self.current
+        if current is not None:
+            with translated(self.where, entity=entity):
+                if atomic:
+                    with current.begin_nested():
+                        yield current
+                else:
+                    yield current
+            return
+        with self._lock(), translated(self.where, entity=entity), self.engine.connect() as conn:
+            if write and self.dialect == "sqlite":
+                conn.execution_options(crmkit_immediate=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.current is not None:  # already inside one on this thread: join it
+            yield
+            return
+        with self._lock():
+            with translated(self.where):
+                conn = self.engine.connect()
+            try:
+                with translated(self.where):
+                    if self.dialect == "sqlite":
+                        conn.execution_options(crmkit_immediate=True)
+                    txn = conn.begin()
+                self._local.connection = conn
+                try:
+                    yield
+                except BaseException:
+                    self._local.connection = None
+                    try:
+                        txn.rollback()
+                    except Exception:  # connection lost: the server has dropped the transaction already
+                        pass
+                    raise
+                self._local.connection = None
+                with translated(self.where):
+                    txn.commit()
+            finally:
+                self._local.connection = None
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.engine.dispose()
+
+    # ------------------------------------------------------------------ push-down
+    def traverse(
+        self,
+        tenant: str,
+        start: uuid.UUID,
+        kinds: frozenset[str],
+        direction: str,
+        depth: int,
+        as_of: Any,
+    ) -> list[Any]:
+        from crmkit_sqlalchemy._traverse import traverse
+
+        return traverse(self, tenant, start, kinds, direction, depth, as_of)
+
+
+def _json_dumps(value: Any) -> str:
+    # module level: psycopg keeps a reference to the serializer for the process
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def engine_options(url: URL, options: Options) -> Mapping[str, Any]:
+    """create_engine keyword arguments for a URL."""
+    kwargs: dict[str, Any] = {"echo": options.echo, "json_serializer": _json_dumps}
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            kwargs.update(poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False})
+        else:
+            kwargs.update(
+                poolclass=sa.pool.QueuePool,
+                pool_size=options.pool_size,
+                max_overflow=options.max_overflow,
+                pool_timeout=options.pool_timeout,
+                connect_args={"check_same_thread": False, "timeout": options.busy_timeout},
+            )
+    else:
+        kwargs.update(
+            pool_pre_ping=True,
+            pool_size=options.pool_size,
+            max_overflow=options.max_overflow,
+            pool_timeout=options.pool_timeout,
+            pool_recycle=options.pool_recycle,
+            connect_args={
+                "connect_timeout": options.connect_timeout,
+                "options": "-c timezone=UTC",
+                "application_name": "crmkit",
+            },
+        )
+    return kwargs
+
+
+def install_sqlite_pragmas(engine: sa.Engine, busy_timeout: float, *, in_memory: bool) -> None:
+    """WAL, busy timeout, foreign keys; and crmkit, not the driver, decides when transactions begin."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the sqlite3 module must not BEGIN on its own
+        cursor = dbapi_connection.cursor()
+        try:
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get("crmkit_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def open_store(url: URL, options: Options) -> SqlStore:
+    """Create the engine, check (or create / upgrade) the schema, and return the store."""
+    from crmkit_sqlalchemy._migrate import ensure_schema
+
+    where = Where(url)
+    with translated(where):
+        engine = sa.create_engine(url, **engine_options(url, options))
+    store = SqlStore(engine, url, options)
+    if store.dialect == "sqlite":
+        install_sqlite_pragmas(engine, options.busy_timeout, in_memory=store.in_memory)
+    try:
+        with translated(where):
+            ensure_schema(engine, upgrade=options.upgrade, where=where.text)
+    except BaseException:
+        engine.dispose()
+        raise
+    return store
