@@ -1,0 +1,310 @@
+"""Maximum-likelihood machinery shared by every model.
+
+Each model supplies its total log-likelihood and its analytic gradient in the natural
+parameters. The optimiser works on ``theta = log(param / start)``, which keeps every
+parameter positive and makes the problem scale-free (a time scale in days or weeks only
+moves ``log(alpha)``). L-BFGS-B does the bulk of the work; a few Newton steps with a
+Hessian taken by central differences of the analytic gradient then polish the optimum
+to the last digits, and the same Hessian gives the covariance matrix (inverse observed
+information).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import ndtri
+
+from crmkit._errors import CRMError, ValidationError
+from crmkit.value.models._validation import FloatArray
+
+__all__ = ["ConvergenceWarning", "MLEModel", "NotFittedError"]
+
+_M = TypeVar("_M", bound="MLEModel")
+
+# log-parameters are bounded to start * exp(+-_BOUND); beyond _DIVERGED the estimate is
+# running off to 0 or infinity, i.e. the data cannot pin that parameter down.
+_BOUND = 30.0
+_DIVERGED = 25.0
+_HESSIAN_STEP = 1e-4
+
+
+class NotFittedError(CRMError, RuntimeError):
+    """A model was used before ``fit`` (or before parameters were given)."""
+
+    def __init__(self, model: str, what: str) -> None:
+        self.model = model
+        super().__init__(f"{model} {what}")
+
+
+class ConvergenceWarning(UserWarning):
+    """The optimiser stopped without meeting its tolerance; check the estimates."""
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """What a fit leaves behind besides the parameters."""
+
+    log_likelihood: float
+    covariance: FloatArray
+    n_observations: float
+    converged: bool
+    evaluations: int
+
+
+Objective = Callable[[FloatArray], tuple[float, FloatArray]]
+
+
+class MLEModel:
+    """Base class: parameters, fit bookkeeping, standard errors, information criteria."""
+
+    _param_names: ClassVar[tuple[str, ...]] = ()
+    _data_field: ClassVar[str] = "frequency"
+
+    def __init__(self) -> None:
+        self._params: FloatArray | None = None
+        self._summary: FitSummary | None = None
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_params(cls: type[_M], **params: float) -> _M:
+        """A model with known parameters (e.g. published ones): predicts, but has no fit."""
+        model = cls()
+        model._params = model._check_params(params, "params")
+        return model
+
+    def _check_params(self, params: Mapping[str, float], field: str) -> FloatArray:
+        names = self._param_names
+        if set(params) != set(names):
+            raise ValidationError(field, f"expected exactly the parameters {', '.join(names)}", dict(params))
+        values = np.array([float(params[n]) for n in names], dtype=np.float64)
+        bad = ~np.isfinite(values) | (values <= 0)
+        if np.any(bad):
+            name = names[int(np.flatnonzero(bad)[0])]
+            raise ValidationError(field, f"parameter {name} must be a finite number > 0", params[name])
+        return values
+
+    # ------------------------------------------------------------------- accessors
+    def _require_params(self) -> FloatArray:
+        if self._params is None:
+            raise NotFittedError(type(self).__name__, "is not fitted: call fit() first")
+        return self._params
+
+    def _require_fit(self) -> FitSummary:
+        self._require_params()
+        if self._summary is None:
+            raise NotFittedError(
+                type(self).__name__, "was built from parameters, not fitted: it has no likelihood or errors"
+            )
+        return self._summary
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._params is not None
+
+    @property
+    def params(self) -> dict[str, float]:
+        """The estimates, as plain floats keyed by the papers' names."""
+        values = self._require_params()
+        return {n: float(v) for n, v in zip(self._param_names, values, strict=True)}
+
+    @property
+    def log_likelihood(self) -> float:
+        """Total log-likelihood of the fitted data at the optimum (not a mean)."""
+        return self._require_fit().log_likelihood
+
+    @property
+    def n_observations(self) -> float:
+        """Number of customers (sum of the weights) the model was fitted on."""
+        return self._require_fit().n_observations
+
+    @property
+    def converged(self) -> bool:
+        return self._require_fit().converged
+
+    @property
+    def covariance(self) -> FloatArray:
+        """Covariance matrix of the estimates (inverse observed information), in ``params`` order."""
+        return np.array(self._require_fit().covariance, dtype=np.float64)
+
+    @property
+    def standard_errors(self) -> dict[str, float]:
+        cov = self._require_fit().covariance
+        se = np.sqrt(np.diag(cov))
+        return {n: float(v) for n, v in zip(self._param_names, se, strict=True)}
+
+    def confidence_intervals(self, level: float = 0.95) -> dict[str, tuple[float, float]]:
+        """Wald intervals built on the log scale (so they stay positive): est * exp(+-z se/est)."""
+        if not (isinstance(level, (int, float)) and 0 < level < 1):
+            raise ValidationError("level", "must be strictly between 0 and 1", level)
+        z = float(ndtri(0.5 + level / 2))
+        out: dict[str, tuple[float, float]] = {}
+        se = self.standard_errors
+        for name, est in self.params.items():
+            spread = math.exp(z * se[name] / est) if np.isfinite(se[name]) else math.inf
+            out[name] = (est / spread, est * spread)
+        return out
+
+    @property
+    def aic(self) -> float:
+        return 2.0 * len(self._param_names) - 2.0 * self.log_likelihood
+
+    @property
+    def bic(self) -> float:
+        return len(self._param_names) * math.log(self.n_observations) - 2.0 * self.log_likelihood
+
+    def __repr__(self) -> str:
+        if self._params is None:
+            return f"{type(self).__name__}(not fitted)"
+        inner = ", ".join(f"{n}={v:.6g}" for n, v in self.params.items())
+        return f"{type(self).__name__}({inner})"
+
+    # ------------------------------------------------------------------------ fit
+    def _start(self, initial_params: Mapping[str, float] | None, default: FloatArray) -> FloatArray:
+        if initial_params is None:
+            return default
+        return self._check_params(initial_params, "initial_params")
+
+    def _maximize(
+        self,
+        loglik: Callable[[FloatArray], tuple[float, FloatArray]],
+        start: FloatArray,
+        n_obs: float,
+        *,
+        final: Callable[[FloatArray], tuple[float, FloatArray]] | None = None,
+    ) -> None:
+        """Maximise ``loglik`` (total LL and its gradient in natural params) from ``start``.
+
+        ``final``, when given, is a more precise version of ``loglik`` used for the
+        polishing Newton steps and the reported optimum (the Pareto/NBD uses it).
+        """
+        scale = start.copy()
+        evaluations = 0
+
+        def make(fn: Callable[[FloatArray], tuple[float, FloatArray]]) -> Objective:
+            def objective(theta: FloatArray) -> tuple[float, FloatArray]:
+                nonlocal evaluations
+                evaluations += 1
+                p = scale * np.exp(theta)
+                ll, grad = fn(p)
+                if not np.isfinite(ll) or not np.all(np.isfinite(grad)):
+                    return math.inf, np.zeros_like(theta)
+                return -ll / n_obs, -(grad * p) / n_obs
+
+            return objective
+
+        coarse = make(loglik)
+        fine = make(final) if final is not None else coarse
+        k = start.size
+        theta = np.zeros(k)
+        f0, _ = coarse(theta)
+        if not np.isfinite(f0):
+            raise ValidationError("initial_params", "the log-likelihood is not finite at the start", self._named(start))
+        res = minimize(
+            coarse,
+            theta,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-_BOUND, _BOUND)] * k,
+            options={"maxiter": 3000, "maxcor": 20, "ftol": 1e-13, "gtol": 1e-7},
+        )
+        theta = np.asarray(res.x, dtype=np.float64)
+        self._check_identified(scale * np.exp(theta), theta)
+        theta, f, grad, hess = self._newton_polish(fine, theta)
+        self._check_identified(scale * np.exp(theta), theta)
+        converged = bool(np.max(np.abs(grad)) < 1e-5)
+        if not converged:
+            warnings.warn(
+                f"{type(self).__name__}: the optimiser stopped with gradient {np.max(np.abs(grad)):.2e}; "
+                "the estimates may be inaccurate",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        params = scale * np.exp(theta)
+        cov = self._covariance(hess * n_obs, params)
+        self._params = params
+        self._summary = FitSummary(
+            log_likelihood=float(-f * n_obs),
+            covariance=cov,
+            n_observations=float(n_obs),
+            converged=converged,
+            evaluations=evaluations,
+        )
+
+    def _named(self, values: FloatArray) -> dict[str, float]:
+        return {n: float(v) for n, v in zip(self._param_names, values, strict=True)}
+
+    def _check_identified(self, params: FloatArray, theta: FloatArray) -> None:
+        far = np.abs(theta) > _DIVERGED
+        if np.any(far):
+            i = int(np.flatnonzero(far)[0])
+            direction = "infinity" if theta[i] > 0 else "zero"
+            raise ValidationError(
+                self._data_field,
+                f"the data cannot identify the {type(self).__name__} model: parameter "
+                f"{self._param_names[i]} runs off to {direction} (estimate {params[i]:.3g})",
+                self._named(params),
+            )
+
+    @staticmethod
+    def _hessian(fn: Objective, theta: FloatArray) -> FloatArray:
+        k = theta.size
+        hess = np.empty((k, k))
+        for j in range(k):
+            step = np.zeros(k)
+            step[j] = _HESSIAN_STEP
+            _, gp = fn(theta + step)
+            _, gm = fn(theta - step)
+            hess[:, j] = (gp - gm) / (2 * _HESSIAN_STEP)
+        return np.asarray((hess + hess.T) / 2, dtype=np.float64)
+
+    def _newton_polish(self, fn: Objective, theta: FloatArray) -> tuple[FloatArray, float, FloatArray, FloatArray]:
+        """Newton steps with one finite-difference Hessian, re-taken only if the point moved."""
+        f, grad = fn(theta)
+        hess = self._hessian(fn, theta)
+        try:
+            chol = np.linalg.cholesky(hess)
+        except np.linalg.LinAlgError:
+            return theta, f, grad, hess
+        moved = 0.0
+        for _ in range(8):
+            step = -np.linalg.solve(chol.T, np.linalg.solve(chol, grad))
+            if np.max(np.abs(step)) < 1e-12:
+                break
+            t = 1.0
+            accepted = False
+            for _ in range(30):
+                cand = np.clip(theta + t * step, -_BOUND, _BOUND)
+                fc, gc = fn(cand)
+                if np.isfinite(fc) and fc <= f + 1e-15 * abs(f):
+                    accepted = True
+                    break
+                t /= 2
+            if not accepted:
+                break
+            moved = max(moved, float(np.max(np.abs(cand - theta))))
+            theta, f, grad = cand, fc, gc
+        if moved > 1e-6:
+            hess = self._hessian(fn, theta)
+        return theta, f, grad, hess
+
+    def _covariance(self, hess_theta: FloatArray, params: FloatArray) -> FloatArray:
+        k = params.size
+        try:
+            np.linalg.cholesky(hess_theta)
+            cov_theta = np.linalg.inv(hess_theta)
+        except np.linalg.LinAlgError:
+            warnings.warn(
+                f"{type(self).__name__}: the observed information is not positive definite; "
+                "standard errors are undefined (NaN)",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+            return np.full((k, k), np.nan, dtype=np.float64)
+        return np.asarray(cov_theta * np.outer(params, params), dtype=np.float64)

@@ -1,0 +1,52 @@
+"""Frequency/recency/age data prepared for fitting: validated, grouped, weighted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from crmkit._errors import ValidationError
+from crmkit.value.models._validation import FloatArray, compress_rows, rfm_arrays, weights_array
+
+__all__ = ["RFMData", "prepare_rfm"]
+
+
+@dataclass(frozen=True)
+class RFMData:
+    """Distinct (x, t_x, T) rows with the number of customers behind each."""
+
+    x: FloatArray
+    tx: FloatArray
+    T: FloatArray
+    w: FloatArray
+    n_obs: float
+    ux: FloatArray  # distinct frequencies
+    wx: FloatArray  # total weight per distinct frequency
+
+    @property
+    def repeat_weight(self) -> float:
+        return float(self.w[self.x > 0].sum())
+
+
+def prepare_rfm(frequency: Any, recency: Any, T: Any, weights: Any, *, model: str) -> RFMData:
+    x, tx, tt = rfm_arrays(frequency, recency, T, fit=True)
+    w = weights_array(weights, "frequency", x)
+    (x, tx, tt), w = compress_rows([x, tx, tt], w)
+    if not np.any(x > 0):
+        raise ValidationError(
+            "frequency",
+            f"no customer made a repeat purchase: the data cannot identify the {model} model",
+            0,
+        )
+    if not np.any(tt > 0):
+        raise ValidationError("T", f"every customer has age 0: the data cannot identify the {model} model", 0)
+    ux, inverse = np.unique(x, return_inverse=True)
+    wx = np.bincount(inverse, weights=w, minlength=ux.size).astype(np.float64)
+    return RFMData(x=x, tx=tx, T=tt, w=w, n_obs=float(w.sum()), ux=ux, wx=wx)
+
+
+def default_rate_scale(data: RFMData) -> float:
+    """Rough inverse purchase rate ``sum(T) / sum(x)``: the start for alpha and beta."""
+    return float(np.dot(data.w, data.T) / max(np.dot(data.w, data.x), 1e-12))

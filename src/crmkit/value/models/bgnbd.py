@@ -1,0 +1,216 @@
+"""BG/NBD (Fader, Hardie and Lee 2005) and MBG/NBD (Batislam, Denizel and Filiztekin 2007).
+
+Both describe non-contractual repeat buying in continuous time: while alive a customer buys
+as a Poisson process of rate ``lambda ~ Gamma(r, alpha)``; the BG/NBD customer drops out
+after each repeat purchase with probability ``p ~ Beta(a, b)``, the MBG/NBD customer also
+right after the first purchase (time 0), so that MBG/NBD customers without repeat purchases
+are not all alive. Formulas are in ``docs/value_models.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.special import betainc, betaln, digamma, expit, gammaln
+
+from crmkit._errors import ValidationError
+from crmkit.value.models._base import MLEModel
+from crmkit.value.models._numerics import bgnbd_future
+from crmkit.value.models._rfm import RFMData, default_rate_scale, prepare_rfm
+from crmkit.value.models._validation import (
+    FloatArray,
+    as_array,
+    check_nonnegative,
+    group_rows,
+    result,
+    rfm_arrays,
+)
+
+__all__ = ["BetaGeo", "ModifiedBetaGeo"]
+
+
+class _BetaGeoBase(MLEModel):
+    _param_names: ClassVar[tuple[str, ...]] = ("r", "alpha", "a", "b")
+    _modified: ClassVar[bool] = False
+    _label: ClassVar[str] = "BG/NBD"
+
+    # -------------------------------------------------------------- likelihood
+    def _loglik(self, params: FloatArray, d: RFMData) -> tuple[float, FloatArray]:
+        """Total log-likelihood and its gradient in (r, alpha, a, b)."""
+        r, alpha, a, b = (float(v) for v in params)
+        shift = 1.0 if self._modified else 0.0
+        ux, wx = d.ux, d.wx
+        bx = b + ux + shift
+        # terms depending on the frequency only: one value per distinct frequency
+        ll = float(wx @ (gammaln(r + ux) + betaln(a, bx)) + d.n_obs * (r * np.log(alpha) - gammaln(r) - betaln(a, b)))
+        psi_ab = digamma(a + b)
+        d_r = float(wx @ digamma(r + ux) + d.n_obs * (np.log(alpha) - digamma(r)))
+        d_a = float(wx @ (psi_ab - digamma(a + bx)))
+        d_b = float(wx @ (digamma(bx) - digamma(a + bx)) + d.n_obs * (psi_ab - digamma(b)))
+        d_alpha = d.n_obs * r / alpha
+
+        x, tx, tt, w = d.x, d.tx, d.T, d.w
+        m = r + x
+        log_at = np.log(alpha + tt)
+        log_ax = np.log(alpha + tx)
+        l1 = -m * log_at
+        if self._modified:
+            c = b + x
+            eligible = np.ones(x.shape, dtype=bool)
+        else:
+            eligible = x > 0
+            c = np.where(eligible, b + x - 1, 1.0)
+        l2 = np.where(eligible, np.log(a) - np.log(c) - m * log_ax, -np.inf)
+        lm = np.logaddexp(l1, l2)
+        w2 = np.exp(l2 - lm)
+        w1 = 1 - w2
+        ll += float(w @ lm)
+        d_r -= float(w @ (w1 * log_at + w2 * log_ax))
+        d_alpha -= float(w @ (m * (w1 / (alpha + tt) + w2 / (alpha + tx))))
+        ww2 = w * w2
+        d_a += float(ww2.sum()) / a
+        d_b -= float(ww2 @ (1.0 / c))
+        return ll, np.array([d_r, d_alpha, d_a, d_b])
+
+    def fit(
+        self,
+        frequency: Any,
+        recency: Any,
+        T: Any,
+        weights: Any = None,
+        *,
+        initial_params: Mapping[str, float] | None = None,
+    ) -> _BetaGeoBase:
+        """Maximum-likelihood fit; returns the fitted model.
+
+        ``frequency``: repeat purchases; ``recency``: age at the last purchase; ``T``: age
+        at the end of observation (same time unit). ``weights``: customers per row.
+        """
+        data = prepare_rfm(frequency, recency, T, weights, model=self._label)
+        default = np.array([1.0, default_rate_scale(data), 1.0, 1.0])
+        start = self._start(initial_params, default)
+        self._maximize(lambda p: self._loglik(p, data), start, data.n_obs)
+        return self
+
+    def log_likelihood_of(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> float:
+        """Total log-likelihood of the given data under the current parameters."""
+        params = self._require_params()
+        data = prepare_rfm(frequency, recency, T, weights, model=self._label)
+        return self._loglik(params, data)[0]
+
+    # ------------------------------------------------------------- predictions
+    def _log_odds_dead(self, params: FloatArray, x: FloatArray, tx: FloatArray, tt: FloatArray) -> FloatArray:
+        """log of P(dead-path) / P(alive-path) per customer; -inf where the customer must be alive."""
+        r, alpha, a, b = params
+        if self._modified:
+            c = b + x
+            eligible = np.ones(x.shape, dtype=bool)
+        else:
+            eligible = x > 0
+            c = np.where(eligible, b + x - 1, 1.0)
+        ratio = np.log1p((tt - tx) / (alpha + tx))  # log((alpha+T)/(alpha+t_x))
+        return np.asarray(np.where(eligible, np.log(a) - np.log(c) + (r + x) * ratio, -np.inf), dtype=np.float64)
+
+    def probability_alive(self, frequency: Any, recency: Any, T: Any) -> float | FloatArray:
+        """P(the customer is still alive at age T | frequency, recency, T)."""
+        params = self._require_params()
+        x, tx, tt = rfm_arrays(frequency, recency, T, fit=False)
+        return result(np.asarray(expit(-self._log_odds_dead(params, x, tx, tt)), dtype=np.float64))
+
+    def expected_purchases(self, t: Any) -> float | FloatArray:
+        """E[X(t)]: expected repeat purchases of a new customer in the first ``t`` time units."""
+        r, alpha, a, b = self._require_params()
+        tt = as_array("t", t)
+        check_nonnegative("t", tt)
+        ones = np.ones_like(tt)
+        if self._modified:
+            val = b / (a + b) * bgnbd_future(a, ones * (b + 1), ones * r, ones * alpha, tt, b + 1 - r)
+        else:
+            val = bgnbd_future(a, ones * b, ones * r, ones * alpha, tt, b - r)
+        return result(val)
+
+    def _future(self, t: FloatArray, x: FloatArray, age: FloatArray) -> FloatArray:
+        """Expected purchases in ``(T, T+t]`` of a customer known to be alive at T (flat arrays)."""
+        r, alpha, a, b = self._require_params()
+        shift = 1.0 if self._modified else 0.0
+        (ux, ua, ut), inverse = group_rows([x, age, t])
+        fut = bgnbd_future(a, b + ux + shift, r + ux, alpha + ua, ut, b + shift - r)
+        return fut[inverse]
+
+    def conditional_expected_purchases(self, t: Any, frequency: Any, recency: Any, T: Any) -> float | FloatArray:
+        """E[Y(t) | frequency, recency, T]: expected purchases in the next ``t`` time units."""
+        params = self._require_params()
+        tt = as_array("t", t)
+        check_nonnegative("t", tt)
+        x, tx, age = rfm_arrays(frequency, recency, T, fit=False)
+        try:
+            tt, x, tx, age = np.broadcast_arrays(tt, x, tx, age)
+        except ValueError:
+            raise ValidationError("t", "shape does not broadcast with the customer data", tt.shape) from None
+        shape = x.shape
+        xf, txf, af, tf = (v.reshape(-1) for v in (x, tx, age, tt))
+        alive = expit(-self._log_odds_dead(params, xf, txf, af))
+        return result(np.asarray(alive * self._future(tf, xf, af), dtype=np.float64).reshape(shape))
+
+    def _expected_purchase_curve(self, times: FloatArray, frequency: Any, recency: Any, T: Any) -> FloatArray:
+        """Conditional expected purchases at each of ``times`` (rows) for each customer (columns)."""
+        params = self._require_params()
+        r, alpha, a, b = params
+        x, tx, age = rfm_arrays(frequency, recency, T, fit=False)
+        shape = x.shape
+        xf, txf, af = (v.reshape(-1) for v in (x, tx, age))
+        alive = expit(-self._log_odds_dead(params, xf, txf, af))
+        shift = 1.0 if self._modified else 0.0
+        (ux, ua), inverse = group_rows([xf, af])
+        fut = bgnbd_future(
+            a, (b + ux + shift)[None, :], (r + ux)[None, :], (alpha + ua)[None, :], times[:, None], b + shift - r
+        )
+        return np.asarray(fut[:, inverse] * alive[None, :], dtype=np.float64).reshape(times.size, *shape)
+
+    def probability_of_purchases(self, n: Any, t: Any) -> float | FloatArray:
+        """P(X(t) = n): probability that a new customer makes exactly ``n`` repeat purchases by ``t``."""
+        r, alpha, a, b = self._require_params()
+        nn = as_array("n", n)
+        check_nonnegative("n", nn)
+        if np.any(nn != np.floor(nn)):
+            raise ValidationError("n", "must be whole numbers", n)
+        tt = as_array("t", t)
+        check_nonnegative("t", tt)
+        nn, tt = np.broadcast_arrays(nn, tt)
+        shift = 1.0 if self._modified else 0.0
+        with np.errstate(divide="ignore"):
+            log_z = np.log(tt) - np.log(alpha + tt)  # log(t/(alpha+t)), -inf at t = 0
+            log_nb = (
+                gammaln(r + nn)
+                - gammaln(r)
+                - gammaln(nn + 1)
+                - r * np.log1p(tt / alpha)
+                + np.where(nn > 0, nn * log_z, 0.0)
+            )
+            # still alive after n purchases
+            alive_term = np.exp(betaln(a, b + nn + shift) - betaln(a, b) + log_nb)
+            # died right after the n-th purchase, which happened before t
+            pos = nn > 0
+            nsafe = np.where(pos, nn, 1.0)
+            tail = betainc(nsafe, r, tt / (alpha + tt))  # P(NB(r, alpha/(alpha+t)) >= n)
+            dead_term = np.where(pos, np.exp(betaln(a + 1, b + nsafe - 1 + shift) - betaln(a, b)) * tail, 0.0)
+        val = alive_term + dead_term
+        if self._modified:
+            val = val + np.where(nn == 0, a / (a + b), 0.0)
+        return result(np.asarray(val, dtype=np.float64))
+
+
+class BetaGeo(_BetaGeoBase):
+    """BG/NBD model: parameters ``r, alpha`` (purchase rates) and ``a, b`` (drop-out)."""
+
+    _modified = False
+    _label = "BG/NBD"
+
+
+class ModifiedBetaGeo(_BetaGeoBase):
+    """MBG/NBD model: the BG/NBD with a possible drop-out right after the first purchase."""
+
+    _modified = True
+    _label = "MBG/NBD"
