@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from tests.support.servers import unique_name
 
 import crmkit
 from crmkit.summaries import summarize
@@ -17,7 +18,6 @@ from crmkit.value.datasets import (
     cdnow_customers,
     cdnow_transactions,
 )
-from tests.support.servers import unique_name
 
 AS_OF = dt.datetime(1998, 7, 1, tzinfo=dt.timezone.utc)
 
