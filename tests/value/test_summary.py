@@ -186,6 +186,9 @@ def test_cdnow_summary_through_a_memory_store_matches_the_reference_and_the_iter
         some = [cdnow_customer_id(1), cdnow_customer_id(2)]
         few = crm.value.summary(unit="week", observation_end=CDNOW_CALIBRATION_END, customer_ids=some)
         assert few.customer_ids == tuple(sorted(some))
+        for unit in ("week", "month"):
+            none = crm.value.summary(unit=unit, observation_end=CDNOW_CALIBRATION_END, customer_ids=[])  # type: ignore[arg-type]
+            assert len(none) == 0 and none.unit == unit
 
 
 def test_store_summary_names_bad_arguments() -> None:

@@ -76,6 +76,10 @@ class CRMValue:
         _, until = boundary(observation_end, "observation_end")
         cal_until = None if calibration_end is None else boundary(calibration_end, "calibration_end")[1]
         ids = _ids(customer_ids)
+        if ids is not None and not ids:
+            end_day = boundary(observation_end, "observation_end")[0]
+            cal_day = None if calibration_end is None else boundary(calibration_end, "calibration_end")[0]
+            return Summary((), unit, end_day, cal_day, currency)
         if unit == "month":
             return customer_summary(
                 self._purchases(ids, until),
