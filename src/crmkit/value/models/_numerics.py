@@ -8,9 +8,12 @@ Two kernels carry the hard parts:
   grows with the customer's frequency) is large, because the 2F1 is then astronomically
   large and the power astronomically small. We use Euler's transformation, which folds the
   power into the function: ``(1-z)**(a-1) * 2F1(a+b-1-r, a-1; a+b-1; z)``; Pfaff's
-  transformation ``2F1(r, a-1; a+b-1; -t/alpha)`` is the second choice, a power series for
-  tiny ``t`` the third, and adaptive quadrature of the defining integral the last resort.
-  Each candidate must lie inside the proven bounds ``[h(1), r t / alpha]`` to be accepted.
+  transformation ``2F1(r, a-1; a+b-1; -t/alpha)`` is the second choice. Both are
+  ``(a+b-1)/(a-1) * (1 - something)`` and cancel badly when the result is far below
+  ``(a+b-1)/(a-1)`` (short horizons, huge ``b``): there a series in the moments of ``p``
+  converges fast and is used first. Adaptive quadrature of the defining integral is the
+  last resort. A candidate must lie inside the proven bounds ``[h(1), r t / alpha]`` and
+  have a small estimated rounding error to be accepted.
 
 * ``pareto_dead_integral`` - the Pareto/NBD likelihood written without differences of
   hypergeometric functions::
@@ -33,6 +36,7 @@ import itertools
 import math
 
 import numpy as np
+import numpy.typing as npt
 from scipy.integrate import quad
 from scipy.special import betaln, hyp2f1, log_expit, logsumexp, polygamma
 
@@ -93,8 +97,8 @@ def bgnbd_future(
     if abs(a - 1.0) < 1e-5:
         # The closed forms divide by (a - 1); the function is smooth in a, so average the
         # two sides (error O(1e-10), far below the data's precision).
-        lo = bgnbd_future(1.0 - 1e-5, b_post, r_post, alpha_post, t, b_minus_r)
-        hi = bgnbd_future(1.0 + 1e-5, b_post, r_post, alpha_post, t, b_minus_r)
+        lo = bgnbd_future(1.0 - 2e-5, b_post, r_post, alpha_post, t, b_minus_r)
+        hi = bgnbd_future(1.0 + 2e-5, b_post, r_post, alpha_post, t, b_minus_r)
         return (lo + hi) / 2
     bp, rp, al, tt = (np.asarray(v, dtype=np.float64) for v in np.broadcast_arrays(b_post, r_post, alpha_post, t))
     out = np.zeros(bp.shape, dtype=np.float64)
@@ -105,43 +109,51 @@ def bgnbd_future(
     q = tt / al
     lq = np.log1p(q)
     c = (a - 1.0) + bp
+    scale = np.abs(c / (a - 1.0))  # the closed forms are scale * (1 - something)
+    eps = np.finfo(np.float64).eps
     with np.errstate(all="ignore"):
-        lower = -np.expm1(-rp * lq)
+        lower = -np.expm1(-rp * lq) * (1 - 1e-9)
         upper = rp * q
         if a > 1:
             upper = np.minimum(upper, c / (a - 1.0))
-        lower = lower * (1 - 1e-9)
         upper = upper * (1 + 1e-9)
 
+        def good(v: FloatArray, rel_err: FloatArray, lo: FloatArray, hi: FloatArray) -> npt.NDArray[np.bool_]:
+            return np.asarray(np.isfinite(v) & (v >= lo) & (v <= hi) & (rel_err < 1e-9), dtype=np.bool_)
+
         val = np.full(q.shape, np.nan)
-        # 1. tiny horizon: series in q, E[p^k] of the beta law
-        small = (rp + 3) * q < 1e-2
-        if np.any(small):
-            rs, qs, bs = rp[small], q[small], bp[small]
-            e1 = a / (a + bs)
-            e2 = e1 * (a + 1) / (a + bs + 1)
-            e3 = e2 * (a + 2) / (a + bs + 2)
-            rq = rs * qs
-            val[small] = rq * (
-                1
-                - (rs + 1) * qs * e1 / 2
-                + (rs + 1) * (rs + 2) * qs**2 * e2 / 6
-                - (rs + 1) * (rs + 2) * (rs + 3) * qs**3 * e3 / 24
-            )
+        # 1. moment series: h(p) = sum_k (-1)^k (r')_(k+1) q^(k+1)/(k+1)! p^k with E[p^k] of the
+        #    beta law. Used where its terms shrink at least geometrically (short horizons, or
+        #    a drop-out probability concentrated near 0), exactly where 2. and 3. cancel.
+        k_max = 60
+        ratio_bound = (rp + k_max) * q * (a + k_max) / (2 * (a + bp))
+        series = ratio_bound < 0.5
+        if np.any(series):
+            rs, qs, bs = rp[series], q[series], bp[series]
+            term = rs * qs
+            total = term.copy()
+            for k in range(k_max):
+                term = -term * (rs + k + 1) * qs / (k + 2) * (a + k) / (a + bs + k)
+                total += term
+            val[series] = total
         # 2. Euler transformation
-        need = ~small
+        need = ~series
         if np.any(need):
             z = q[need] / (1 + q[need])
             f = hyp2f1((a - 1.0) + b_minus_r, a - 1.0, c[need], z)
             lu = -(a - 1.0) * lq[need] + np.log(f)
-            val[need] = c[need] / (a - 1.0) * -np.expm1(lu)
-        bad = ~(np.isfinite(val) & (val >= lower) & (val <= upper))
+            v2 = c[need] / (a - 1.0) * -np.expm1(lu)
+            err = 16 * eps * scale[need] * np.exp(lu) * (1 + np.abs((a - 1.0) * lq[need]) + np.abs(np.log(f)))
+            val[need] = np.where(good(v2, err / np.abs(v2), lower[need], upper[need]), v2, np.nan)
+        bad = np.isnan(val)
         # 3. Pfaff transformation
         if np.any(bad):
             f2 = hyp2f1(rp[bad], a - 1.0, c[bad], -q[bad])
-            val[bad] = c[bad] / (a - 1.0) * (1 - f2)
-            bad = ~(np.isfinite(val) & (val >= lower) & (val <= upper))
-    # 4. adaptive quadrature of the defining integral (rare: huge r' with tiny alpha')
+            v3 = c[bad] / (a - 1.0) * (1 - f2)
+            err = 16 * eps * scale[bad] * (1 + np.abs(f2))
+            val[bad] = np.where(good(v3, err / np.abs(v3), lower[bad], upper[bad]), v3, np.nan)
+            bad = np.isnan(val)
+    # 4. adaptive quadrature of the defining integral (rare corners)
     for i in np.flatnonzero(bad):
         val[i] = _bgnbd_future_quad(a, float(bp[i]), float(rp[i]), float(q[i]))
     out[todo] = val

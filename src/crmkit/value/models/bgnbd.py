@@ -187,7 +187,7 @@ class _BetaGeoBase(MLEModel):
                 - gammaln(r)
                 - gammaln(nn + 1)
                 - r * np.log1p(tt / alpha)
-                + np.where(nn > 0, nn * log_z, 0.0)
+                + nn * np.where(nn > 0, log_z, 0.0)
             )
             # still alive after n purchases
             alive_term = np.exp(betaln(a, b + nn + shift) - betaln(a, b) + log_nb)
