@@ -1,0 +1,187 @@
+"""crmkit's backend conformance suite: one contract every store must honour, shipped as pytest classes.
+
+Run all of it against any URL::
+
+    pytest --pyargs crmkit.testing.conformance --crmkit-url=sqlite:///tmp/crm.db
+
+or from a backend's own test module, unchanged, by overriding one fixture::
+
+    import pytest
+    from crmkit.testing.conformance import *  # noqa: F403  (every Test* class below)
+
+    @pytest.fixture(scope="session")
+    def crmkit_url(my_server):
+        return my_server.url
+
+The ``*Contract`` classes hold the tests and are not collected under their own names; the
+``Test*`` classes are the same contracts under collectable names. Each test works in a
+fresh random tenant, so a shared server needs no cleanup. Tests that need a capability
+the store does not declare (``crmkit.store.Capabilities``) are skipped.
+"""
+
+from crmkit.testing.conformance._bulk import BulkImportContract
+from crmkit.testing.conformance._concurrency import ConcurrencyContract
+from crmkit.testing.conformance._fuzz import KNOWN_CORE_GAPS, FuzzContract
+from crmkit.testing.conformance._graph import RelationshipGraphContract
+from crmkit.testing.conformance._harness import ContractBase
+from crmkit.testing.conformance._query import OrderingContract, PaginationContract, QueryContract
+from crmkit.testing.conformance._records import (
+    DeleteCascadeContract,
+    ExternalIdContract,
+    ReferenceContract,
+    RepositoryContract,
+    StageChangeContract,
+)
+from crmkit.testing.conformance._roundtrip import RoundTripContract
+from crmkit.testing.conformance._stateful import StatefulContract, crm_state_machine
+from crmkit.testing.conformance._tenancy import TenancyContract
+from crmkit.testing.conformance._timeline import LifecycleContract, PurchaseSummaryContract, TimelineContract
+from crmkit.testing.conformance._unit_of_work import EventRecorder, UnitOfWorkContract
+
+__all__ = [
+    "CONTRACTS",
+    "KNOWN_CORE_GAPS",
+    "TestBulkImport",
+    "TestConcurrency",
+    "TestDeleteCascade",
+    "TestExternalIds",
+    "TestFuzz",
+    "TestLifecycle",
+    "TestOrdering",
+    "TestPagination",
+    "TestPurchaseSummaries",
+    "TestQueries",
+    "TestReferences",
+    "TestRelationshipGraph",
+    "TestRepositories",
+    "TestRoundTrip",
+    "TestStageChanges",
+    "TestStateMachine",
+    "TestTenancy",
+    "TestTimeline",
+    "TestUnitOfWork",
+]
+
+__all__ += [
+    "BulkImportContract",
+    "ConcurrencyContract",
+    "ContractBase",
+    "DeleteCascadeContract",
+    "EventRecorder",
+    "ExternalIdContract",
+    "FuzzContract",
+    "LifecycleContract",
+    "OrderingContract",
+    "PaginationContract",
+    "PurchaseSummaryContract",
+    "QueryContract",
+    "ReferenceContract",
+    "RelationshipGraphContract",
+    "RepositoryContract",
+    "RoundTripContract",
+    "StageChangeContract",
+    "StatefulContract",
+    "TenancyContract",
+    "TimelineContract",
+    "UnitOfWorkContract",
+    "crm_state_machine",
+]
+
+#: Every contract, for backends that build their own test classes.
+CONTRACTS: tuple[type[ContractBase], ...] = (
+    RepositoryContract,
+    ExternalIdContract,
+    ReferenceContract,
+    DeleteCascadeContract,
+    StageChangeContract,
+    RoundTripContract,
+    QueryContract,
+    OrderingContract,
+    PaginationContract,
+    UnitOfWorkContract,
+    ConcurrencyContract,
+    BulkImportContract,
+    TenancyContract,
+    RelationshipGraphContract,
+    TimelineContract,
+    PurchaseSummaryContract,
+    LifecycleContract,
+    StatefulContract,
+    FuzzContract,
+)
+
+
+class TestRepositories(RepositoryContract):
+    """add/get/update/delete/count on every repository."""
+
+
+class TestExternalIds(ExternalIdContract):
+    """external_id unique per tenant."""
+
+
+class TestReferences(ReferenceContract):
+    """References to customers and vocabularies are checked."""
+
+
+class TestDeleteCascade(DeleteCascadeContract):
+    """Deleting a customer deletes its history."""
+
+
+class TestStageChanges(StageChangeContract):
+    """Stage changes recorded and readable."""
+
+
+class TestRoundTrip(RoundTripContract):
+    """Exact round trips of every field type."""
+
+
+class TestQueries(QueryContract):
+    """Every operator of the query language."""
+
+
+class TestOrdering(OrderingContract):
+    """order_by semantics."""
+
+
+class TestPagination(PaginationContract):
+    """Keyset pagination."""
+
+
+class TestUnitOfWork(UnitOfWorkContract):
+    """crm.transaction() and events after commit."""
+
+
+class TestConcurrency(ConcurrencyContract):
+    """Optimistic concurrency under threads."""
+
+
+class TestBulkImport(BulkImportContract):
+    """add_many."""
+
+
+class TestTenancy(TenancyContract):
+    """Tenant isolation."""
+
+
+class TestRelationshipGraph(RelationshipGraphContract):
+    """Neighbours and traversal."""
+
+
+class TestTimeline(TimelineContract):
+    """Timelines."""
+
+
+class TestPurchaseSummaries(PurchaseSummaryContract):
+    """Purchase summaries against the reference."""
+
+
+class TestLifecycle(LifecycleContract):
+    """Life-cycle decisions against memory://."""
+
+
+class TestStateMachine(StatefulContract):
+    """Random operations against a model."""
+
+
+class TestFuzz(FuzzContract):
+    """Hostile input."""

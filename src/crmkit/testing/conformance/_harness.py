@@ -1,0 +1,139 @@
+"""What every contract class shares: the fixtures, capability skips, Hypothesis settings, small builders."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, settings
+
+from crmkit.crm import CRM
+from crmkit.customers import Customer
+from crmkit.interactions import Interaction
+from crmkit.relationships import Relationship
+from crmkit.store import Capabilities
+from crmkit.testing._backends import Backend, BackendPool
+from crmkit.transactions import Transaction
+
+__all__ = ["Clock", "ContractBase", "at", "conformance_settings", "person", "organization", "purchase", "contact"]
+
+_CAPABILITIES = tuple(a.name for a in attrs.fields(Capabilities))
+
+# Deterministic runs (same examples every time, nothing written to a .hypothesis folder), so a
+# backend's CI never flickers; the numbers keep the whole suite fast on a real server.
+settings.register_profile(
+    "crmkit-conformance",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+_BASE = settings.get_profile("crmkit-conformance")
+
+
+def conformance_settings(max_examples: int = 25, **overrides: Any) -> settings:
+    """Settings for a property test of the suite: derandomized, no deadline, few examples."""
+    return settings(_BASE, max_examples=max_examples, **overrides)
+
+
+class ContractBase:
+    """Fixtures of the conformance suite; subclasses are the contracts (not collected by their name).
+
+    The store comes from the ``crmkit_url`` fixture (pytest plugin ``crmkit``), so a backend's
+    own test module overrides that one fixture to run every contract against its server.
+    """
+
+    @pytest.fixture
+    def crmkit_backend(
+        self, crmkit_url: str, crmkit_connect_options: dict[str, Any], crmkit_backends: BackendPool
+    ) -> Backend:
+        """The store under test, opened once per session and URL."""
+        return crmkit_backends.get(crmkit_url, crmkit_connect_options)
+
+    @pytest.fixture(autouse=True)
+    def _crmkit_requires(self, request: pytest.FixtureRequest, crmkit_backend: Backend) -> None:
+        for marker in request.node.iter_markers("requires"):
+            for name in marker.args:
+                if name not in _CAPABILITIES:
+                    known = ", ".join(_CAPABILITIES)
+                    pytest.fail(f"@pytest.mark.requires({name!r}): unknown capability (known: {known})")
+                if not getattr(crmkit_backend.capabilities, name):
+                    pytest.skip(f"{crmkit_backend.url} does not declare the {name!r} capability")
+
+    @pytest.fixture
+    def crm(self, crmkit_backend: Backend) -> CRM:
+        """A CRM on the store under test, for a tenant no other test uses."""
+        return crmkit_backend.crm()
+
+    @pytest.fixture
+    def capabilities(self, crmkit_backend: Backend) -> Capabilities:
+        return crmkit_backend.capabilities
+
+
+class Clock:
+    """A settable clock for ``CRM(clock=...)``: tests decide what ``crm.now()`` returns."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dt.datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, when: dt.datetime) -> None:
+        with self._lock:
+            self._now = when
+
+    def advance(self, **delta: float) -> dt.datetime:
+        with self._lock:
+            self._now += dt.timedelta(**delta)
+            return self._now
+
+
+def at(
+    year: int,
+    month: int = 1,
+    day: int = 1,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    micro: int = 0,
+    *,
+    offset: float = 0,
+) -> dt.datetime:
+    """An aware datetime at a UTC offset in hours."""
+    tz = dt.timezone(dt.timedelta(hours=offset))
+    return dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+
+
+def person(name: str = "Ada Lovelace", **fields: Any) -> Customer:
+    return Customer(kind="person", name=name, **fields)
+
+
+def organization(name: str = "Acme SRL", **fields: Any) -> Customer:
+    return Customer(kind="organization", name=name, **fields)
+
+
+def purchase(
+    customer: Customer, amount: str | int | Decimal, when: dt.datetime, currency: str = "EUR", **fields: Any
+) -> Transaction:
+    return Transaction(customer_id=customer.id, occurred_at=when, amount=Decimal(amount), currency=currency, **fields)
+
+
+def contact(customer: Customer, when: dt.datetime, channel: str = "email", **fields: Any) -> Interaction:
+    fields.setdefault("direction", "inbound")
+    return Interaction(customer_id=customer.id, channel=channel, occurred_at=when, **fields)
+
+
+def edge(source: Customer, kind: str, target: Customer, **fields: Any) -> Relationship:
+    return Relationship(source_id=source.id, target_id=target.id, kind=kind, **fields)
+
+
+Factory = Callable[..., Any]
