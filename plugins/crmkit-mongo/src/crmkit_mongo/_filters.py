@@ -25,11 +25,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from bson import Decimal128
-
 from crmkit.entities import EntitySpec
 from crmkit.query import All, And, Compare, Contains, Expr, In, Not, Or, Order
-from crmkit_mongo._documents import bson_date, encode_attribute, micros
+from crmkit_mongo._documents import bson_date, decimal128, encode_attribute, micros
 
 __all__ = ["NOTHING", "for_tenant", "sort_spec", "translate"]
 
@@ -49,7 +47,7 @@ def encode_value(spec: EntitySpec, field: str, value: Any) -> Any:
     if kind == "date":
         return bson_date(value)
     if kind == "decimal":
-        return Decimal128(value if isinstance(value, Decimal) else Decimal(value))
+        return decimal128(value if isinstance(value, Decimal) else Decimal(value))
     if kind in ("text", "text_set"):
         return str(value)  # plain str, not a Stage or Channel subclass
     return value

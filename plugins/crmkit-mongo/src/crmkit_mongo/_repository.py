@@ -107,7 +107,10 @@ class MongoRepository(Repository[Any]):
             stored: set[str] = set()
             if exts:
                 cursor = self.collection.find(
-                    {"tenant": tenant, "external_id": {"$in": exts}}, {"external_id": 1, "_id": 0}, session=session
+                    {"tenant": tenant, "external_id": {"$in": exts}},
+                    {"external_id": 1, "_id": 0},
+                    batch_size=len(exts),
+                    session=session,
                 )
                 stored = {d["external_id"] for d in cursor}
             keep = []
@@ -194,8 +197,12 @@ class MongoRepository(Repository[Any]):
     def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         if not ids:
             return set()
+        # Answered from the (tenant, id) index alone, in one batch.
         cursor = self.collection.find(
-            {"tenant": tenant, "id": {"$in": list(ids)}}, {"id": 1, "_id": 0}, session=self._session()
+            {"tenant": tenant, "id": {"$in": list(ids)}},
+            {"id": 1, "_id": 0},
+            batch_size=len(ids),
+            session=self._session(),
         )
         return {doc["id"] for doc in cursor}
 

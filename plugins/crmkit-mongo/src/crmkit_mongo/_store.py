@@ -59,10 +59,12 @@ def _indexes(spec: EntitySpec) -> dict[str, tuple[list[tuple[str, int]], dict[st
         "tenant_id": ([("tenant", ASCENDING), ("id", ASCENDING)], {"unique": True})
     }
     if spec.has_external_id:
-        # Partial: records without an external id are left out instead of clashing on null.
+        # Partial: records without an external id (the field is left out) are not indexed, so
+        # they never clash on null. $exists, unlike $type, lets the planner use the index for
+        # equality and $in lookups.
         out["tenant_external_id"] = (
             [("tenant", ASCENDING), ("external_id", ASCENDING)],
-            {"unique": True, "partialFilterExpression": {"external_id": {"$type": "string"}}},
+            {"unique": True, "partialFilterExpression": {"external_id": {"$exists": True}}},
         )
     out.update(INDEXES[spec.name])
     return out
