@@ -1,0 +1,61 @@
+"""The access paths are served by indexes (a regression here is slow, not wrong, so test the plans)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from crmkit_mongo._store import _indexes
+
+from crmkit import Customer, Transaction
+from crmkit.entities import CUSTOMERS, TRANSACTIONS
+
+
+def _plan(cursor) -> str:
+    return str(cursor.explain()["queryPlanner"]["winningPlan"])
+
+
+def test_every_index_leads_with_the_tenant(crm):
+    for name in ("customers", "relationships", "interactions", "transactions", "stage_changes"):
+        info = crm.store.db[name].index_information()
+        for index, spec in info.items():
+            if index != "_id_":
+                assert spec["key"][0][0] == "tenant", (name, index)
+
+
+def test_lookups_use_their_indexes(crm):
+    people = [crm.customers.add(Customer(kind="person", name=f"P{i}", external_id=f"p{i}")) for i in range(30)]
+    crm.transactions.add_many(
+        Transaction(customer_id=p.id, occurred_at=dt.datetime(2024, 1, 1 + d, tzinfo=dt.timezone.utc),
+                    amount=Decimal(d), currency="EUR")
+        for p in people
+        for d in range(5)
+    )
+    customers = crm.store.db["customers"]
+    transactions = crm.store.db["transactions"]
+    # The partial unique index must be usable for lookups ($exists, not $type, in its filter).
+    assert "tenant_external_id" in _plan(customers.find({"tenant": crm.tenant, "external_id": "p3"}))
+    assert "tenant_external_id" in _plan(customers.find({"tenant": crm.tenant, "external_id": {"$in": ["p1", "p2"]}}))
+    assert "PROJECTION_COVERED" in _plan(
+        customers.find({"tenant": crm.tenant, "id": {"$in": [p.id for p in people]}}, {"id": 1, "_id": 0})
+    )
+    # Customer 360: newest first straight from the index, no sort stage.
+    view = transactions.find({"tenant": crm.tenant, "customer_id": people[0].id},
+                             sort=[("occurred_at", -1), ("id", 1)], limit=20)
+    plan = _plan(view)
+    assert "tenant_customer_time" in plan and "'SORT'" not in plan
+    assert "tenant_time" in _plan(transactions.find({"tenant": crm.tenant}, sort=[("occurred_at", 1), ("id", 1)]))
+
+
+def test_external_id_index_is_unique_and_partial():
+    keys, options = _indexes(CUSTOMERS)["tenant_external_id"]
+    assert keys == [("tenant", 1), ("external_id", 1)]
+    assert options == {"unique": True, "partialFilterExpression": {"external_id": {"$exists": True}}}
+    assert "tenant_external_id" in _indexes(TRANSACTIONS)
+
+
+def test_records_without_external_id_never_clash(crm):
+    for _ in range(3):
+        crm.customers.add(Customer(kind="person", name="No key " + uuid.uuid4().hex))
+    assert crm.customers.count() == 3
