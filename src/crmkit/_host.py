@@ -135,6 +135,18 @@ class PluginHost:
     def propose_stage(self, facts: CustomerFacts) -> StageProposal | None:
         return self.pm.hook.crmkit_propose_stage(facts=facts)  # type: ignore[no-any-return]
 
+    def customer_scores(
+        self, crm: CRM, customers: Sequence[Customer], now: dt.datetime
+    ) -> dict[uuid.UUID, dict[str, float]]:
+        merged: dict[uuid.UUID, dict[str, float]] = {}
+        # pluggy returns the results last-registered first; merge oldest first so later plugins win
+        for result in reversed(self.pm.hook.crmkit_customer_scores(crm=crm, customers=customers, now=now)):
+            if result is None:
+                continue
+            for customer_id, scores in result.items():
+                merged.setdefault(customer_id, {}).update({str(k): float(v) for k, v in scores.items()})
+        return merged
+
     def guard_transition(
         self, customer: Customer, from_stage: Stage, to_stage: Stage, facts: CustomerFacts, rule: str
     ) -> tuple[str, ...]:

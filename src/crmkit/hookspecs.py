@@ -99,6 +99,18 @@ def crmkit_propose_stage(facts: CustomerFacts) -> StageProposal | None:
 
 
 @hookspec
+def crmkit_customer_scores(
+    crm: CRM, customers: Sequence[Customer], now: dt.datetime
+) -> Mapping[uuid.UUID, Mapping[str, float]] | None:
+    """Score a batch of customers (e.g. probability alive from a fitted model) for the rules.
+
+    Called once per batch by ``crm.lifecycle.evaluate`` and ``evaluate_all`` before the
+    rules run. Return ``{customer_id: {"score_name": value}}`` (or None); all results are
+    merged into ``CustomerFacts.scores``, later plugins overriding earlier ones per name.
+    """
+
+
+@hookspec
 def crmkit_guard_transition(
     customer: Customer, from_stage: Stage, to_stage: Stage, facts: CustomerFacts, rule: str
 ) -> str | None:

@@ -129,6 +129,7 @@ class Lifecycle:
         for s in crm._host.purchase_summaries(crm.store, crm.tenant, ids, None, None):
             summaries.setdefault(s.customer_id, []).append(s)
         activity = crm.store.repository(INTERACTIONS).activity(crm.tenant, ids)
+        scores = crm._host.customer_scores(crm, customers, now)
         return {
             c.id: CustomerFacts(
                 customer=c,
@@ -136,6 +137,7 @@ class Lifecycle:
                 policy=crm.policy,
                 purchases=tuple(summaries.get(c.id, ())),
                 interactions=activity.get(c.id),
+                scores=scores.get(c.id, {}),
             )
             for c in customers
         }

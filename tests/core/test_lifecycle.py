@@ -158,3 +158,28 @@ def test_policy_thresholds_are_validated() -> None:
         buy(crm, c, START)
         clock.now = START + dt.timedelta(days=45)
         assert crm.lifecycle.evaluate(c.id).proposed == Stage.AT_RISK
+
+
+def test_scores_from_a_plugin_reach_the_rules_once_per_batch() -> None:
+    calls: list[int] = []
+
+    class Scorer:
+        @crmkit.hookimpl
+        def crmkit_customer_scores(self, customers: list[Customer]) -> dict[object, dict[str, float]]:
+            calls.append(len(customers))
+            return {c.id: {"probability_alive": 0.1 if "sleepy" in c.tags else 0.9} for c in customers}
+
+    class ScoreRule:
+        @crmkit.hookimpl
+        def crmkit_propose_stage(self, facts: crmkit.CustomerFacts) -> StageProposal | None:
+            p = facts.scores.get("probability_alive")
+            if p is not None and p < 0.5:
+                return StageProposal(Stage.AT_RISK, "test.p_alive", f"P(alive)={p}")
+            return None
+
+    with crmkit.connect("memory://", plugins=[Scorer(), ScoreRule()], block=WITHOUT_EXAMPLE) as crm:
+        for i in range(6):
+            crm.customers.add(Customer(kind="person", name=f"C{i}", tags={"sleepy"} if i % 3 == 0 else set()))
+        decisions = list(crm.lifecycle.evaluate_all(batch_size=4))
+        assert calls == [4, 2]
+        assert sorted(d.proposed == Stage.AT_RISK for d in decisions) == [False] * 4 + [True] * 2
