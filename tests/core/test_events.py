@@ -27,9 +27,7 @@ def test_events_after_commit_with_before_and_after() -> None:
     with crmkit.connect("memory://", plugins=[rec], tenant="t1") as crm:
         c = crm.customers.add(Customer(kind="person", name="Ada"))
         c2 = crm.customers.update(attrs.evolve(c, name="Ada King"))
-        crm.transactions.add(
-            Transaction(customer_id=c.id, occurred_at=crm.now(), amount=Decimal("5"), currency="GBP")
-        )
+        crm.transactions.add(Transaction(customer_id=c.id, occurred_at=crm.now(), amount=Decimal("5"), currency="GBP"))
         crm.customers.delete(c.id)
     kinds = [type(e) for batch in rec.batches for e in batch]
     assert kinds == [events.CustomerCreated, events.CustomerUpdated, events.TransactionAdded, events.CustomerDeleted]
@@ -78,7 +76,9 @@ def test_stage_change_events_carry_the_change() -> None:
     with crmkit.connect("memory://", plugins=[rec], block=["vip_rules"]) as crm:
         c = crm.customers.add(Customer(kind="person", name="A"))
         crm.transactions.add(
-            Transaction(customer_id=c.id, occurred_at=crm.now() - dt.timedelta(days=1), amount=Decimal(1), currency="EUR")
+            Transaction(
+                customer_id=c.id, occurred_at=crm.now() - dt.timedelta(days=1), amount=Decimal(1), currency="EUR"
+            )
         )
         crm.lifecycle.evaluate(c.id)
     changed = [e for batch in rec.batches for e in batch if isinstance(e, events.StageChanged)]

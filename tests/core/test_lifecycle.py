@@ -58,9 +58,7 @@ def test_default_rules_walk_a_customer_through_the_life_cycle() -> None:
             Stage.WON_BACK,
         ]
         history = crm.lifecycle.history(c.id)
-        assert [(h.from_stage, h.to_stage) for h in history] == list(
-            zip([Stage.LEAD, *steps[:-1]], steps, strict=True)
-        )
+        assert [(h.from_stage, h.to_stage) for h in history] == list(zip([Stage.LEAD, *steps[:-1]], steps, strict=True))
         assert all(h.rule.startswith("default.") and h.reason for h in history)
         assert crm.customers.get(c.id).stage == Stage.WON_BACK
         kinds = [e.kind for e in crm.timeline(c.id)]

@@ -69,9 +69,11 @@ def test_plugins_add_channels_and_relationship_types() -> None:
         assert [r.customer_id for r in crm.relationships.neighbours(b.id, kind="mentee_of", direction="out")] == [a.id]
     with crmkit.connect("memory://") as crm:  # without the plugin the channel is unknown
         a = crm.customers.add(Customer(kind="person", name="A"))
-        with pytest.raises(crmkit.ValidationError, match="channel.*registered"):
+        with pytest.raises(crmkit.ValidationError, match=r"channel.*registered"):
             crm.interactions.add(
-                Interaction(customer_id=a.id, channel="telegram", direction="outbound", occurred_at=dt.datetime.now(UTC))
+                Interaction(
+                    customer_id=a.id, channel="telegram", direction="outbound", occurred_at=dt.datetime.now(UTC)
+                )
             )
 
 

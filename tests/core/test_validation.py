@@ -56,7 +56,10 @@ CASES: list[tuple[str, Any]] = [
     ("source_id", lambda: Relationship(source_id="a", target_id=CID, kind="works_for")),
     ("target_id", lambda: Relationship(source_id=CID, target_id=CID, kind="works_for")),
     ("kind", lambda: Relationship(source_id=CID, target_id=uuid.uuid4(), kind="works for")),
-    ("until", lambda: Relationship(CID, uuid.uuid4(), "works_for", since=dt.date(2026, 2, 1), until=dt.date(2026, 1, 1))),
+    (
+        "until",
+        lambda: Relationship(CID, uuid.uuid4(), "works_for", since=dt.date(2026, 2, 1), until=dt.date(2026, 1, 1)),
+    ),
     ("direction", lambda: Interaction(customer_id=CID, channel="email", direction="sideways", occurred_at=NOW)),
     ("channel", lambda: Interaction(customer_id=CID, channel="e mail", direction="inbound", occurred_at=NOW)),
     ("attributes.score", lambda: Customer(kind="person", name="x", attributes={"score": math.nan})),
