@@ -39,7 +39,7 @@ def _day(store: SqlStore, occurred_at: ColumnElement[Any]) -> ColumnElement[Any]
     if store.dialect == "postgresql":
         return sa.cast(sa.func.timezone("UTC", occurred_at), sa.Date())
     micros = sa.type_coerce(occurred_at, sa.BigInteger())
-    return (micros + _YEAR_ONE).op("/")(sa.literal(_MICROS_PER_DAY, sa.BigInteger()))
+    return (micros + _YEAR_ONE).self_group().op("/")(sa.literal(_MICROS_PER_DAY, sa.BigInteger()))
 
 
 class _MoneySum:

@@ -1,0 +1,125 @@
+"""Bulk ingest: idempotent by external_id on every path (executemany, multi-row INSERT, COPY), in bounded memory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import tracemalloc
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+import attrs
+import pytest
+from crmkit_sqlalchemy._ingest import COPY_MIN_ROWS
+
+import crmkit
+from crmkit import ConflictError, Customer, Transaction
+from crmkit.crm import CRM
+from crmkit.entities import TRANSACTIONS
+
+BASE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _purchases(customer: Customer, n: int, prefix: str = "tx", start: int = 0) -> Iterator[Transaction]:
+    for i in range(start, start + n):
+        yield Transaction(
+            customer_id=customer.id,
+            occurred_at=BASE + dt.timedelta(minutes=i),
+            amount=Decimal(i % 997) / 100,
+            currency="EUR",
+            external_id=f"{prefix}-{i}",
+        )
+
+
+@pytest.mark.parametrize("batch_size", [COPY_MIN_ROWS // 2, COPY_MIN_ROWS * 3])
+def test_importing_twice_adds_nothing(crm: CRM, batch_size: int) -> None:
+    ada = crm.customers.add(Customer(kind="person", name="Ada"))
+    first = crm.transactions.add_many(_purchases(ada, 700), batch_size=batch_size)
+    assert (first.added, first.skipped) == (700, 0)
+    again = crm.transactions.add_many(_purchases(ada, 700), batch_size=batch_size)
+    assert (again.added, again.skipped) == (0, 700)
+    overlap = crm.transactions.add_many(_purchases(ada, 400, start=500), batch_size=batch_size)
+    assert (overlap.added, overlap.skipped) == (200, 200)
+    assert crm.transactions.count() == 900
+    assert crm.transactions.get_by_external_id("tx-899").amount == Decimal(899 % 997) / 100
+
+
+def _stored(records: Iterator[Transaction]) -> list[Transaction]:
+    """Records as the core hands them to a repository (version 1)."""
+    return [attrs.evolve(t, version=1) for t in records]
+
+
+@pytest.mark.parametrize("size", [5, COPY_MIN_ROWS + 5])
+def test_insert_new_keeps_the_first_of_duplicates_and_returns_what_it_stored(crm: CRM, size: int) -> None:
+    repo = crm.store.repository(TRANSACTIONS)
+    ada = crm.customers.add(Customer(kind="person", name="Ada"))
+    old = _stored(_purchases(ada, 2, prefix="old"))
+    repo.insert(crm.tenant, old)
+    batch = _stored(_purchases(ada, size, prefix="new"))
+    twin = attrs.evolve(batch[0], id=uuid.uuid4(), amount=Decimal(7))  # external_id seen earlier in the batch
+    old_again = attrs.evolve(old[0], id=uuid.uuid4())  # external_id already stored
+    anonymous = attrs.evolve(batch[1], id=uuid.uuid4(), external_id=None)  # no external_id: always new
+    written = repo.insert_new(crm.tenant, [*batch, twin, old_again, anonymous])
+    assert [t.id for t in written] == [*(t.id for t in batch), anonymous.id]
+    assert repo.get(crm.tenant, twin.id) is None and repo.get(crm.tenant, old_again.id) is None
+    assert crm.transactions.get_by_external_id("new-0").amount == batch[0].amount
+    assert crm.transactions.count() == 2 + size + 1
+
+
+@pytest.mark.parametrize("size", [3, COPY_MIN_ROWS + 3])
+def test_an_existing_id_is_a_conflict_and_writes_nothing(crm: CRM, size: int) -> None:
+    repo = crm.store.repository(TRANSACTIONS)
+    ada = crm.customers.add(Customer(kind="person", name="Ada"))
+    batch = _stored(_purchases(ada, size))
+    repo.insert(crm.tenant, [batch[-1]])
+    moved = attrs.evolve(batch[-1], external_id="renamed")
+    with pytest.raises(ConflictError) as caught:
+        repo.insert_new(crm.tenant, [*batch[:-1], moved])
+    assert caught.value.key == moved.id
+    assert crm.transactions.count() == 1
+
+
+def test_concurrent_imports_of_the_same_file(new_database: Callable[[str], str]) -> None:
+    url = new_database("postgresql")
+    with crmkit.connect(url, tenant="acme", pool_size=4) as crm:
+        ada = crm.customers.add(Customer(kind="person", name="Ada"))
+        results = []
+        lock = threading.Lock()
+
+        def run() -> None:
+            result = crm.transactions.add_many(_purchases(ada, 1500), batch_size=COPY_MIN_ROWS * 2)
+            with lock:
+                results.append(result)
+
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(r.added for r in results) == 1500
+        assert sum(r.skipped for r in results) == 4 * 1500 - 1500
+        assert crm.transactions.count() == 1500
+
+
+def _peak_while(work: Callable[[], object]) -> int:
+    tracemalloc.reset_peak()
+    before = tracemalloc.get_traced_memory()[0]
+    work()
+    return tracemalloc.get_traced_memory()[1] - before
+
+
+def test_memory_does_not_grow_with_the_number_of_rows(new_database: Callable[[str], str]) -> None:
+    with crmkit.connect(new_database("sqlite"), tenant="acme") as crm:
+        ada = crm.customers.add(Customer(kind="person", name="Ada"))
+        tracemalloc.start()
+        try:
+            crm.transactions.add_many(_purchases(ada, 1_000, prefix="warm"), batch_size=500)
+            small = _peak_while(lambda: crm.transactions.add_many(_purchases(ada, 2_000, prefix="s"), batch_size=500))
+            large = _peak_while(lambda: crm.transactions.add_many(_purchases(ada, 8_000, prefix="l"), batch_size=500))
+        finally:
+            tracemalloc.stop()
+        assert crm.transactions.count() == 11_000
+    # four times the rows, about the same peak: the rows stream through in batches
+    assert large < small * 1.5 + 256 * 1024, (small, large)
+
