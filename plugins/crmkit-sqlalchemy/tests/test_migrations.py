@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.script import ScriptDirectory
+from crmkit_sqlalchemy.__main__ import main
 from crmkit_sqlalchemy._migrate import HEAD, alembic_config, current_revision, diff
 from crmkit_sqlalchemy._schema import TABLES, VERSION_TABLE
 
@@ -75,21 +76,18 @@ def test_refusing_to_upgrade(empty_url: str) -> None:
         assert crm.customers.count() == 0
 
 
-def test_command_line(new_database: Callable[[str], str]) -> None:
+def test_command_line(new_database: Callable[[str], str], capsys: pytest.CaptureFixture[str]) -> None:
     url = new_database("sqlite")
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "crmkit_sqlalchemy", *args], capture_output=True, text=True)
-
-    assert run("current", url).stdout.strip() == "no crmkit schema"
-    done = run("upgrade", url)
+    assert main(["current", url]) == 0
+    assert capsys.readouterr().out.strip() == "no crmkit schema"
+    refused = main(["upgrade", "mysql://u:secret@h/db"])
+    err = capsys.readouterr().err
+    assert refused == 1 and "supported" in err and "secret" not in err
+    done = subprocess.run([sys.executable, "-m", "crmkit_sqlalchemy", "upgrade", url], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert f"revision {HEAD}" in done.stdout
-    assert run("current", url).stdout.strip() == HEAD
-    refused = run("upgrade", "mysql://u:secret@h/db")
-    assert refused.returncode == 1
-    assert "supported" in refused.stderr
-    assert "secret" not in refused.stderr
+    assert main(["current", url]) == 0
+    assert capsys.readouterr().out.strip() == HEAD
 
 
 def test_tables_of_someone_else_are_not_touched(new_database: Callable[[str], str]) -> None:

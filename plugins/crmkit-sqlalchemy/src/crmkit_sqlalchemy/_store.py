@@ -53,6 +53,18 @@ class SqlRepository(Repository[Any]):
         self.convert: Converter = CONVERTERS[spec.name]
         self.compiler = Compiler(self.table, spec, store.dialect)
         self._columns = [c for c in self.table.c if c.name != "tenant"]
+        # The statements of the hot paths, built once (SQLAlchemy then reuses their compiled form).
+        t = self.table
+        mine = t.c.tenant == sa.bindparam("p_tenant")
+        self._get = sa.select(*self._columns).where(mine, t.c.id == sa.bindparam("p_id"))
+        self._get_external = (
+            sa.select(*self._columns).where(mine, t.c.external_id == sa.bindparam("p_external"))
+            if spec.has_external_id
+            else None
+        )
+        self._replace = t.update().where(mine, t.c.id == sa.bindparam("p_id"), t.c.version == sa.bindparam("p_version"))
+        self._delete = t.delete().where(mine, t.c.id == sa.bindparam("p_id"))
+        self._delete_version = self._delete.where(t.c.version == sa.bindparam("p_version"))
 
     # ------------------------------------------------------------------ helpers
     def rows(self, tenant: str, records: Sequence[Any]) -> list[dict[str, Any]]:
@@ -101,7 +113,7 @@ class SqlRepository(Repository[Any]):
             return
         rows = self.rows(tenant, records)
         try:
-            with self.store.connection(write=True, atomic=True, entity=self.spec.label) as conn:
+            with self.store.connection(atomic=True, several=True, entity=self.spec.label) as conn:
                 conn.execute(self.table.insert(), rows)
         except ConflictError as exc:
             raise self._conflict(tenant, records, exc) from exc
@@ -112,23 +124,19 @@ class SqlRepository(Repository[Any]):
         from crmkit_sqlalchemy._ingest import insert_new
 
         try:
-            with self.store.connection(write=True, atomic=True, entity=self.spec.label) as conn:
+            with self.store.connection(atomic=True, several=True, entity=self.spec.label) as conn:
                 stored_ids = insert_new(self, conn, tenant, records)
         except ConflictError as exc:
             raise self._conflict(tenant, records, exc) from exc
         return [r for r in records if r.id in stored_ids]
 
     def replace(self, tenant: str, record: Any, expected_version: int) -> bool:
-        row = self.convert.to_row(record)
-        t = self.table
-        statement = (
-            t.update()
-            .where(t.c.tenant == tenant, t.c.id == record.id, t.c.version == expected_version)
-            .values({k: v for k, v in row.items() if k != "id"})
-        )
+        values = self.convert.to_row(record)
+        del values["id"]
+        values.update(p_tenant=tenant, p_id=record.id, p_version=expected_version)
         try:
-            with self.store.connection(write=True, atomic=True, entity=self.spec.label) as conn:
-                return conn.execute(statement).rowcount == 1
+            with self.store.connection(atomic=True, entity=self.spec.label) as conn:
+                return conn.execute(self._replace, values).rowcount == 1
         except ConflictError as exc:
             ext = getattr(record, "external_id", None)
             raise ConflictError(
@@ -136,32 +144,29 @@ class SqlRepository(Repository[Any]):
             ) from exc
 
     def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:
-        t = self.table
-        statement = t.delete().where(t.c.tenant == tenant, t.c.id == id)
-        if expected_version is not None:
-            statement = statement.where(t.c.version == expected_version)
-        with self.store.connection(write=True) as conn:
-            return conn.execute(statement).rowcount == 1
+        if expected_version is None:
+            statement, params = self._delete, {"p_tenant": tenant, "p_id": id}
+        else:
+            statement, params = self._delete_version, {"p_tenant": tenant, "p_id": id, "p_version": expected_version}
+        with self.store.connection() as conn:
+            return conn.execute(statement, params).rowcount == 1
 
     def delete_where(self, tenant: str, where: Expr) -> int:
         statement = self.table.delete().where(self.compiler.where(tenant, where))
-        with self.store.connection(write=True) as conn:
+        with self.store.connection() as conn:
             return int(conn.execute(statement).rowcount)
 
     # ------------------------------------------------------------------ reads
     def get(self, tenant: str, id: uuid.UUID) -> Any | None:
-        t = self.table
         with self.store.connection() as conn:
-            found = self._records(conn.execute(sa.select(*self._columns).where(t.c.tenant == tenant, t.c.id == id)))
+            found = self._records(conn.execute(self._get, {"p_tenant": tenant, "p_id": id}))
         return found[0] if found else None
 
     def get_by_external_id(self, tenant: str, external_id: str) -> Any | None:
-        if not self.spec.has_external_id:
+        if self._get_external is None:
             return None
-        t = self.table
-        statement = sa.select(*self._columns).where(t.c.tenant == tenant, t.c.external_id == external_id)
         with self.store.connection() as conn:
-            found = self._records(conn.execute(statement))
+            found = self._records(conn.execute(self._get_external, {"p_tenant": tenant, "p_external": external_id}))
         return found[0] if found else None
 
     def count(self, tenant: str, where: Expr) -> int:
@@ -254,12 +259,15 @@ class SqlStore(Store):
 
     @contextmanager
     def connection(
-        self, *, write: bool = False, atomic: bool = False, entity: str | None = None
+        self, *, atomic: bool = False, several: bool = False, entity: str | None = None
     ) -> Iterator[sa.Connection]:
-        """A connection for one repository call: the thread's transaction, or a new one that commits.
+        """A connection for one repository call: the thread's transaction if it has one, else its own.
 
-        ``atomic`` wraps the call in a SAVEPOINT inside an open transaction, so that a failed
-        multi-row write leaves nothing behind and the transaction stays usable.
+        Outside a transaction, a call that sends one statement runs it in autocommit mode (no
+        BEGIN / COMMIT round trips); ``several`` statements that must apply together get a
+        transaction of their own (``BEGIN IMMEDIATE`` on SQLite: they write). Inside a
+        transaction, ``atomic`` wraps the call in a SAVEPOINT, so that a failed write leaves
+        nothing behind and the transaction stays usable.
         """
         current = self.current
         if current is not None:
@@ -271,8 +279,10 @@ class SqlStore(Store):
                     yield current
             return
         with self._lock(), translated(self.where, entity=entity), self.engine.connect() as conn:
-            if write and self.dialect == "sqlite":
-                conn.execution_options(crmkit_immediate=True)
+            if self.dialect == "sqlite":
+                conn.execution_options(**{"crmkit_immediate" if several else "crmkit_autocommit": True})
+            elif not several:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             with conn.begin():
                 yield conn
 
@@ -382,8 +392,10 @@ def install_sqlite_pragmas(engine: sa.Engine, busy_timeout: float, *, in_memory:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        immediate = conn.get_execution_options().get("crmkit_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("crmkit_autocommit", False):
+            return  # one statement: SQLite runs it in a transaction of its own
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("crmkit_immediate", False) else "BEGIN")
 
 
 def open_store(url: URL, options: Options) -> SqlStore:
