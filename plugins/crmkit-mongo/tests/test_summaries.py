@@ -106,7 +106,7 @@ def test_one_aggregation_answers_for_every_customer(watched):
     assert crm.purchase_summaries([people[2].id, people[2].id]) == [summaries[2]]  # duplicates count once
 
 
-def test_existing_ids_and_activity_are_one_query_each(watched):
+def test_existing_ids_and_activity_push_down(watched):
     crm, listener = watched
     a = crm.customers.add(Customer(kind="person", name="A"))
     b = crm.customers.add(Customer(kind="person", name="B"))
@@ -118,8 +118,11 @@ def test_existing_ids_and_activity_are_one_query_each(watched):
         crmkit.entities.TRANSACTIONS
     )
     listener.names.clear()
+    assert customers.existing_ids(crm.tenant, [a.id, b.id, a.id]) == {a.id, b.id}
+    assert listener.names == ["aggregate"]  # all there: one count, no ids sent back
+    listener.names.clear()
     assert customers.existing_ids(crm.tenant, [a.id, b.id, uuid.uuid4()]) == {a.id, b.id}
-    assert listener.names == ["find"]
+    assert listener.names == ["aggregate", "find"]  # some missing: then the ids are fetched
     listener.names.clear()
     activity = transactions.activity(crm.tenant, [a.id, b.id])
     assert listener.names == ["aggregate"]

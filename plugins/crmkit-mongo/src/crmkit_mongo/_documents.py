@@ -36,6 +36,7 @@ from crmkit.transactions import LineItem, Transaction
 __all__ = [
     "CODECS",
     "Codec",
+    "as_binary",
     "bson_date",
     "decimal",
     "decimal128",
@@ -101,7 +102,7 @@ def decimal(value: Any) -> Decimal:
     return Decimal(int(value)) if not isinstance(value, Decimal) else value
 
 
-def _uuid(value: uuid.UUID) -> Binary:
+def as_binary(value: uuid.UUID) -> Binary:
     """A UUID as BSON Binary subtype 4 (what the driver writes for it, without its slower path)."""
     binary: Binary = Binary(value.bytes, 4)
     return binary
@@ -204,7 +205,13 @@ def _consent_back(items: Any) -> tuple[Consent, ...]:
 
 
 def _encode_customer(tenant: str, c: Customer) -> dict[str, Any]:
-    doc: dict[str, Any] = {"tenant": tenant, "id": _uuid(c.id), "kind": c.kind, "name": c.name, "stage": c.stage.value}
+    doc: dict[str, Any] = {
+        "tenant": tenant,
+        "id": as_binary(c.id),
+        "kind": c.kind,
+        "name": c.name,
+        "stage": c.stage.value,
+    }
     _put(doc, "owner", c.owner)
     _put(doc, "external_id", c.external_id)
     _put(doc, "tags", sorted(c.tags))
@@ -285,10 +292,10 @@ def _encode_relationship(tenant: str, r: Relationship) -> dict[str, Any]:
     # ``ends`` lets one $graphLookup walk edges in both directions (and an index serve it).
     doc: dict[str, Any] = {
         "tenant": tenant,
-        "id": _uuid(r.id),
-        "source_id": _uuid(r.source_id),
-        "target_id": _uuid(r.target_id),
-        "ends": [_uuid(r.source_id), _uuid(r.target_id)],
+        "id": as_binary(r.id),
+        "source_id": as_binary(r.source_id),
+        "target_id": as_binary(r.target_id),
+        "ends": [as_binary(r.source_id), as_binary(r.target_id)],
         "kind": r.kind,
     }
     _put(doc, "role", r.role)
@@ -319,8 +326,8 @@ def _decode_relationship(doc: Mapping[str, Any]) -> Relationship:
 def _encode_interaction(tenant: str, i: Interaction) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "tenant": tenant,
-        "id": _uuid(i.id),
-        "customer_id": _uuid(i.customer_id),
+        "id": as_binary(i.id),
+        "customer_id": as_binary(i.customer_id),
         "channel": str(i.channel),
         "direction": i.direction,
         "occurred_at": micros(i.occurred_at),
@@ -357,8 +364,8 @@ def _decode_interaction(doc: Mapping[str, Any]) -> Interaction:
 def _encode_transaction(tenant: str, t: Transaction) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "tenant": tenant,
-        "id": _uuid(t.id),
-        "customer_id": _uuid(t.customer_id),
+        "id": as_binary(t.id),
+        "customer_id": as_binary(t.customer_id),
         "occurred_at": micros(t.occurred_at),
         "amount": decimal128(t.amount),
         "currency": t.currency,
@@ -400,8 +407,8 @@ def _decode_transaction(doc: Mapping[str, Any]) -> Transaction:
 def _encode_stage_change(tenant: str, s: StageChange) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "tenant": tenant,
-        "id": _uuid(s.id),
-        "customer_id": _uuid(s.customer_id),
+        "id": as_binary(s.id),
+        "customer_id": as_binary(s.customer_id),
         "to_stage": s.to_stage.value,
         "occurred_at": micros(s.occurred_at),
         "rule": s.rule,
@@ -448,8 +455,3 @@ CODECS: Mapping[str, Codec] = {
         Codec(STAGE_CHANGES, _encode_stage_change, _decode_stage_change),
     )
 }
-
-
-def uuid_of(value: Any) -> uuid.UUID:
-    """A UUID read back from BSON (already a UUID with the standard representation)."""
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(bytes=bytes(value))

@@ -14,7 +14,7 @@ from crmkit._errors import ConflictError
 from crmkit.entities import EntitySpec
 from crmkit.query import Expr, Order
 from crmkit.store import Activity, Repository
-from crmkit_mongo._documents import CODECS, from_micros
+from crmkit_mongo._documents import CODECS, as_binary, from_micros
 from crmkit_mongo._errors import DUPLICATE_KEY, conflict_for, duplicate_key_of
 from crmkit_mongo._filters import for_tenant, sort_spec
 
@@ -197,9 +197,14 @@ class MongoRepository(Repository[Any]):
     def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         if not ids:
             return set()
-        # Answered from the (tenant, id) index alone, in one batch.
+        wanted = set(ids)
+        condition = {"tenant": tenant, "id": {"$in": [as_binary(i) for i in wanted]}}
+        # Usually every referenced id exists (bulk imports check each batch): a count from the
+        # (tenant, id) index then answers without sending the ids back. Otherwise fetch them.
+        if self.collection.count_documents(condition, session=self._session()) == len(wanted):
+            return wanted
         cursor = self.collection.find(
-            {"tenant": tenant, "id": {"$in": list(ids)}},
+            condition,
             {"id": 1, "_id": 0},
             batch_size=len(ids),
             session=self._session(),
