@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from crmkit._errors import ValidationError
-from crmkit.value.models._validation import FloatArray, compress_rows, rfm_arrays, weights_array
+from crmkit.value.models._validation import FloatArray, compress_rows, dot, rfm_arrays, weights_array
 
 __all__ = ["RFMData", "prepare_rfm"]
 
@@ -49,4 +49,4 @@ def prepare_rfm(frequency: Any, recency: Any, T: Any, weights: Any, *, model: st
 
 def default_rate_scale(data: RFMData) -> float:
     """Rough inverse purchase rate ``sum(T) / sum(x)``: the start for alpha and beta."""
-    return float(np.dot(data.w, data.T) / max(np.dot(data.w, data.x), 1e-12))
+    return float(dot(data.w, data.T) / max(dot(data.w, data.x), 1e-12))

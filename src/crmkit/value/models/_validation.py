@@ -18,6 +18,7 @@ __all__ = [
     "check_nonnegative",
     "check_same_shape",
     "compress_rows",
+    "dot",
     "fail_where",
     "group_rows",
     "result",
@@ -149,6 +150,16 @@ def compress_rows(columns: list[FloatArray], weights: FloatArray) -> tuple[list[
     unique, inverse = group_rows(columns)
     summed = np.bincount(inverse, weights=weights, minlength=unique[0].size).astype(np.float64)
     return unique, summed
+
+
+def dot(a: FloatArray, b: FloatArray) -> float:
+    """Inner product of two 1-D arrays without BLAS.
+
+    BLAS would hand large products to its thread pool, whose waking and spinning threads
+    cost far more than they save on the short vectors of a fit, and much more again on a
+    busy machine.
+    """
+    return float(np.einsum("i,i->", a, b))
 
 
 def result(arr: FloatArray) -> float | FloatArray:

@@ -25,6 +25,7 @@ from crmkit.value.models._validation import (
     check_nonnegative,
     check_same_length,
     compress_rows,
+    dot,
     fail_where,
     result,
     weights_array,
@@ -123,7 +124,7 @@ class BetaGeoBetaBinom(MLEModel):
             ea = np.exp(log_alive - top)
             ed = np.exp(log_dead - top[:, None])
             norm = ea + ed.sum(axis=1)
-            total += float(ws @ (top + np.log(norm)))
+            total += float(dot(ws, top + np.log(norm)))
             pa = ea / norm  # share of the alive term
             pd = ed / norm[:, None]  # shares of the dead terms
             xc, tc = xs[:, None], ts[:, None]
@@ -142,10 +143,10 @@ class BetaGeoBetaBinom(MLEModel):
                 pd * (digamma(de + tc + i) - digamma(ga + de + tc + i + 1))
             ).sum(1)
             wsum = ws.sum()
-            grad[0] += float(ws @ g_al) + wsum * (psi_ab - psi_a)
-            grad[1] += float(ws @ g_be) + wsum * (psi_ab - psi_b)
-            grad[2] += float(ws @ g_ga) + wsum * (psi_gd - psi_g)
-            grad[3] += float(ws @ g_de) + wsum * (psi_gd - psi_d)
+            grad[0] += float(dot(ws, g_al)) + wsum * (psi_ab - psi_a)
+            grad[1] += float(dot(ws, g_be)) + wsum * (psi_ab - psi_b)
+            grad[2] += float(dot(ws, g_ga)) + wsum * (psi_gd - psi_g)
+            grad[3] += float(dot(ws, g_de)) + wsum * (psi_gd - psi_d)
         return total, grad
 
     def fit(

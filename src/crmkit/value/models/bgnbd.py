@@ -23,6 +23,7 @@ from crmkit.value.models._validation import (
     FloatArray,
     as_array,
     check_nonnegative,
+    dot,
     group_rows,
     result,
     rfm_arrays,
@@ -44,11 +45,11 @@ class _BetaGeoBase(MLEModel):
         ux, wx = d.ux, d.wx
         bx = b + ux + shift
         # terms depending on the frequency only: one value per distinct frequency
-        ll = float(wx @ (gammaln(r + ux) + betaln(a, bx)) + d.n_obs * (r * np.log(alpha) - gammaln(r) - betaln(a, b)))
+        ll = float(dot(wx, gammaln(r + ux) + betaln(a, bx)) + d.n_obs * (r * np.log(alpha) - gammaln(r) - betaln(a, b)))
         psi_ab = digamma(a + b)
-        d_r = float(wx @ digamma(r + ux) + d.n_obs * (np.log(alpha) - digamma(r)))
-        d_a = float(wx @ (psi_ab - digamma(a + bx)))
-        d_b = float(wx @ (digamma(bx) - digamma(a + bx)) + d.n_obs * (psi_ab - digamma(b)))
+        d_r = float(dot(wx, digamma(r + ux)) + d.n_obs * (np.log(alpha) - digamma(r)))
+        d_a = float(dot(wx, psi_ab - digamma(a + bx)))
+        d_b = float(dot(wx, digamma(bx) - digamma(a + bx)) + d.n_obs * (psi_ab - digamma(b)))
         d_alpha = d.n_obs * r / alpha
 
         x, tx, tt, w = d.x, d.tx, d.T, d.w
@@ -66,12 +67,12 @@ class _BetaGeoBase(MLEModel):
         lm = np.logaddexp(l1, l2)
         w2 = np.exp(l2 - lm)
         w1 = 1 - w2
-        ll += float(w @ lm)
-        d_r -= float(w @ (w1 * log_at + w2 * log_ax))
-        d_alpha -= float(w @ (m * (w1 / (alpha + tt) + w2 / (alpha + tx))))
+        ll += float(dot(w, lm))
+        d_r -= float(dot(w, w1 * log_at + w2 * log_ax))
+        d_alpha -= float(dot(w, m * (w1 / (alpha + tt) + w2 / (alpha + tx))))
         ww2 = w * w2
         d_a += float(ww2.sum()) / a
-        d_b -= float(ww2 @ (1.0 / c))
+        d_b -= float(dot(ww2, 1.0 / c))
         return ll, np.array([d_r, d_alpha, d_a, d_b])
 
     def fit(

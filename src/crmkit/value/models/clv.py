@@ -71,7 +71,7 @@ def customer_lifetime_value(
     curve = transaction_model._expected_purchase_curve(times, frequency, recency, T)
     increments = np.diff(np.concatenate([np.zeros((1, *curve.shape[1:])), curve]), axis=0)
     factors = (1.0 + d) ** -np.arange(1, int(horizon) + 1, dtype=np.float64)
-    discounted = np.tensordot(factors, increments, axes=(0, 0)) if horizon else np.zeros(curve.shape[1:])
+    discounted = np.einsum("i,i...->...", factors, increments) if horizon else np.zeros(curve.shape[1:])
     try:
         value = m * spend * discounted
     except ValueError:

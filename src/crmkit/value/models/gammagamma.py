@@ -24,6 +24,7 @@ from crmkit.value.models._validation import (
     check_same_length,
     check_same_shape,
     compress_rows,
+    dot,
     result,
     weights_array,
 )
@@ -83,12 +84,12 @@ class GammaGamma(MLEModel):
         log_x, log_z = np.log(x), np.log(z)
         psi = digamma(px + q)
         ll = float(
-            w @ (gammaln(px + q) - gammaln(px) + px * log_x + (px - 1) * log_z - (px + q) * log_vz)
+            dot(w, gammaln(px + q) - gammaln(px) + px * log_x + (px - 1) * log_z - (px + q) * log_vz)
             + w.sum() * (q * np.log(v) - gammaln(q))
         )
-        d_p = float(w @ (x * (psi - digamma(px) + log_x + log_z - log_vz)))
-        d_q = float(w @ (psi - log_vz) + w.sum() * (np.log(v) - digamma(q)))
-        d_v = float(w.sum() * q / v - w @ ((px + q) / (v + x * z)))
+        d_p = float(dot(w, x * (psi - digamma(px) + log_x + log_z - log_vz)))
+        d_q = float(dot(w, psi - log_vz) + w.sum() * (np.log(v) - digamma(q)))
+        d_v = float(w.sum() * q / v - dot(w, (px + q) / (v + x * z)))
         return ll, np.array([d_p, d_q, d_v])
 
     def fit(
@@ -102,7 +103,7 @@ class GammaGamma(MLEModel):
         """Fit on repeat customers: ``frequency`` (repeat transactions) and ``monetary_value``
         (their average value). Customers with frequency 0 are ignored."""
         x, z, w = self._prepare(frequency, monetary_value, weights)
-        mean_z = float(np.dot(w, z) / w.sum())
+        mean_z = float(dot(w, z) / w.sum())
         start = self._start(initial_params, np.array([1.0, 2.0, mean_z]))
         self._maximize(lambda prm: self._loglik(prm, x, z, w), start, float(w.sum()))
         return self

@@ -23,6 +23,7 @@ from crmkit.value.models._validation import (
     FloatArray,
     as_array,
     check_nonnegative,
+    dot,
     group_rows,
     result,
     rfm_arrays,
@@ -53,8 +54,8 @@ class ParetoNBD(MLEModel):
     def _loglik(self, params: FloatArray, d: RFMData, precise: bool = False) -> tuple[float, FloatArray]:
         r, alpha, s, beta = (float(v) for v in params)
         ux, wx = d.ux, d.wx
-        ll = float(wx @ gammaln(r + ux) + d.n_obs * (r * np.log(alpha) + s * np.log(beta) - gammaln(r)))
-        d_r = float(wx @ digamma(r + ux) + d.n_obs * (np.log(alpha) - digamma(r)))
+        ll = float(dot(wx, gammaln(r + ux)) + d.n_obs * (r * np.log(alpha) + s * np.log(beta) - gammaln(r)))
+        d_r = float(dot(wx, digamma(r + ux)) + d.n_obs * (np.log(alpha) - digamma(r)))
         d_alpha = d.n_obs * r / alpha
         d_s = d.n_obs * float(np.log(beta))
         d_beta = d.n_obs * s / beta
@@ -66,11 +67,11 @@ class ParetoNBD(MLEModel):
         m = r + x
         log_at = np.log(alpha + tt)
         log_bt = np.log(beta + tt)
-        ll += float(w @ log_bracket)
-        d_r -= float(w @ (w_alive * log_at + w_dead * moments[0]))
-        d_alpha -= float(w @ (m * (w_alive / (alpha + tt) + w_dead * moments[1])))
-        d_s += float(w @ (-w_alive * log_bt + w_dead * (1 / s - moments[2])))
-        d_beta -= float(w @ (w_alive * s / (beta + tt) + w_dead * (s + 1) * moments[3]))
+        ll += float(dot(w, log_bracket))
+        d_r -= float(dot(w, w_alive * log_at + w_dead * moments[0]))
+        d_alpha -= float(dot(w, m * (w_alive / (alpha + tt) + w_dead * moments[1])))
+        d_s += float(dot(w, -w_alive * log_bt + w_dead * (1 / s - moments[2])))
+        d_beta -= float(dot(w, w_alive * s / (beta + tt) + w_dead * (s + 1) * moments[3]))
         return ll, np.array([d_r, d_alpha, d_s, d_beta])
 
     def fit(
@@ -106,7 +107,7 @@ class ParetoNBD(MLEModel):
         """P(alive) per customer; the quadrature runs once per distinct (x, t_x, T)."""
         params = self._require_params()
         (ux, utx, ut), inverse = group_rows([v.reshape(-1) for v in (x, tx, tt)])
-        log_alive, log_bracket, _, _ = self._row_terms(params, ux, utx, ut, gradient=False, precise=True)
+        log_alive, log_bracket, _, _ = self._row_terms(params, ux, utx, ut, gradient=False, precise=False)
         return np.exp(log_alive - log_bracket)[inverse].reshape(x.shape)
 
     def probability_alive(self, frequency: Any, recency: Any, T: Any) -> float | FloatArray:

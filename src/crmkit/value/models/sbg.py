@@ -28,6 +28,7 @@ from crmkit.value.models._validation import (
     check_nonnegative,
     check_same_length,
     compress_rows,
+    dot,
     result,
     weights_array,
 )
@@ -80,8 +81,10 @@ class ShiftedBetaGeometric(MLEModel):
         d_al = np.where(churn, digamma(al + 1) - digamma(al), 0.0) - psi_end
         d_be = np.where(churn, digamma(np.where(churn, be + t - 1, 1.0)), digamma(be + t)) - psi_end
         psi_ab = digamma(al + be)
-        ll = float(w @ ll_rows)
-        grad = np.array([float(w @ d_al) + w.sum() * psi_ab, float(w @ d_be) + w.sum() * (psi_ab - digamma(be))])
+        ll = float(dot(w, ll_rows))
+        grad = np.array(
+            [float(dot(w, d_al)) + w.sum() * psi_ab, float(dot(w, d_be)) + w.sum() * (psi_ab - digamma(be))]
+        )
         return ll, grad
 
     def fit(
