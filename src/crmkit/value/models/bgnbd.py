@@ -10,7 +10,7 @@ are not all alive. Formulas are in ``docs/value_models.md``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from scipy.special import betainc, betaln, digamma, expit, gammaln
@@ -30,6 +30,8 @@ from crmkit.value.models._validation import (
 )
 
 __all__ = ["BetaGeo", "ModifiedBetaGeo"]
+
+_B = TypeVar("_B", bound="_BetaGeoBase")
 
 
 class _BetaGeoBase(MLEModel):
@@ -76,14 +78,14 @@ class _BetaGeoBase(MLEModel):
         return ll, np.array([d_r, d_alpha, d_a, d_b])
 
     def fit(
-        self,
+        self: _B,
         frequency: Any,
         recency: Any,
         T: Any,
         weights: Any = None,
         *,
         initial_params: Mapping[str, float] | None = None,
-    ) -> _BetaGeoBase:
+    ) -> _B:
         """Maximum-likelihood fit; returns the fitted model.
 
         ``frequency``: repeat purchases; ``recency``: age at the last purchase; ``T``: age

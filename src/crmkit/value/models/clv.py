@@ -8,7 +8,7 @@ import numpy as np
 
 from crmkit._errors import ValidationError
 from crmkit.value.models._validation import FloatArray, as_array, result
-from crmkit.value.models.bgnbd import _BetaGeoBase
+from crmkit.value.models.bgnbd import BetaGeo, ModifiedBetaGeo, _BetaGeoBase
 from crmkit.value.models.gammagamma import GammaGamma
 from crmkit.value.models.paretonbd import ParetoNBD
 
@@ -20,7 +20,7 @@ _DATA_UNITS = ("day", "week", "month")
 
 
 def customer_lifetime_value(
-    transaction_model: _BetaGeoBase | ParetoNBD,
+    transaction_model: BetaGeo | ModifiedBetaGeo | ParetoNBD,
     spend_model: GammaGamma,
     frequency: Any,
     recency: Any,
