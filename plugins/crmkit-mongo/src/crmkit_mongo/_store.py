@@ -133,6 +133,7 @@ class MongoStore(Store):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """A session transaction bound to the calling thread (snapshot reads, majority commit)."""
         local = self._local
         if getattr(local, "depth", 0):  # already inside one on this thread: join it
             local.depth += 1
