@@ -203,7 +203,7 @@ class MemoryRepository(Repository[Any]):
                 records = list(rows.values())
             else:
                 index = self._owners["customer_id"].get(tenant, {})
-                records = [rows[rid] for cid in customer_ids for rid in index.get(cid, ())]
+                records = [rows[rid] for cid in dict.fromkeys(customer_ids) for rid in index.get(cid, ())]
         return iter(records)
 
 
