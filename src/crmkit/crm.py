@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import heapq
 import re
@@ -9,7 +10,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -52,6 +53,22 @@ if TYPE_CHECKING:
 __all__ = ["CRM", "BulkResult", "Page", "TimelineEntry", "connect"]
 
 T = TypeVar("T")
+
+
+class _Record(Protocol):
+    """What the CRM needs of every stored aggregate."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def created_at(self) -> dt.datetime | None: ...
+
+
+R = TypeVar("R", bound=_Record)
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$")
 
 
@@ -93,16 +110,28 @@ class _RollbackOnly(Exception):
     pass
 
 
-class _ReadRecords(Generic[T]):
+def _stamped(record: R, **changes: Any) -> R:
+    """A copy of an already validated record with store-set fields changed, without re-running validators.
+
+    ``attrs.evolve`` would validate every field again, which dominated bulk imports; the
+    changed fields here (timestamps from the CRM clock, versions) are produced by crmkit.
+    """
+    new = copy.copy(record)
+    for name, value in changes.items():
+        object.__setattr__(new, name, value)
+    return new
+
+
+class _ReadRecords(Generic[R]):
     """Reads shared by every repository of a CRM: get, find, count, stream."""
 
     spec: EntitySpec
 
     def __init__(self, crm: CRM) -> None:
         self._crm = crm
-        self._repo: Repository[T] = crm.store.repository(self.spec)
+        self._repo: Repository[R] = crm.store.repository(self.spec)
 
-    def get(self, id: uuid.UUID) -> T:
+    def get(self, id: uuid.UUID) -> R:
         """The record with that id; NotFound if this tenant has none."""
         if not isinstance(id, uuid.UUID):
             raise ValidationError("id", "must be a uuid.UUID", id)
@@ -122,7 +151,7 @@ class _ReadRecords(Generic[T]):
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
         after: Cursor | str | None = None,
-    ) -> Page[T]:
+    ) -> Page[R]:
         """Matching records in order (``"-field"`` for descending), at most ``limit``, after a cursor."""
         condition = bind(where, self.spec)
         order = parse_order(order_by, self.spec)
@@ -143,26 +172,26 @@ class _ReadRecords(Generic[T]):
 
     def stream(
         self, where: Where = None, *, order_by: str | Sequence[str] | None = None, batch_size: int = 1000
-    ) -> Iterator[T]:
+    ) -> Iterator[R]:
         """Every matching record, fetched page by page (bounded memory, any number of records)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValidationError("batch_size", "must be a positive integer", batch_size)
         return scan(self._repo, self._crm.tenant, bind(where, self.spec), parse_order(order_by, self.spec), batch_size)
 
 
-class _Records(_ReadRecords[T]):
+class _Records(_ReadRecords[R]):
     """Reads and writes: add, add_many, update, delete, with events and optimistic concurrency."""
 
-    def _check(self, item: object, row: int | None = None) -> T:
+    def _check(self, item: object, row: int | None = None) -> R:
         if not isinstance(item, self.spec.cls):
             err = ValidationError(self.spec.label, f"must be a {self.spec.cls.__name__}", item)
             raise err if row is None else err.at_row(row)
         return item  # type: ignore[return-value]
 
-    def _check_references(self, records: Sequence[T], first_row: int | None) -> None:
+    def _check_references(self, records: Sequence[R], first_row: int | None) -> None:
         """Raise ValidationError naming the field and row of a reference the store does not hold."""
 
-    def _require_customers(self, records: Sequence[T], fields: Sequence[str], first_row: int | None) -> None:
+    def _require_customers(self, records: Sequence[R], fields: Sequence[str], first_row: int | None) -> None:
         wanted = {getattr(r, f) for r in records for f in fields}
         found = self._crm.store.repository(CUSTOMERS).existing_ids(self._crm.tenant, sorted(wanted))
         for i, record in enumerate(records):
@@ -171,7 +200,7 @@ class _Records(_ReadRecords[T]):
                     err = ValidationError(field, "no customer with this id in this tenant", getattr(record, field))
                     raise err if first_row is None else err.at_row(first_row + i)
 
-    def add(self, item: T) -> T:
+    def add(self, item: R) -> R:
         """Store a new record; returns the stored copy (version 1, timestamps set)."""
         record = self._check(item)
         if record.version != 0:
@@ -179,14 +208,14 @@ class _Records(_ReadRecords[T]):
                 "version", "a new record has version 0 (update() changes stored ones)", record.version
             )
         now = self._crm.now()
-        stored: T = attrs.evolve(record, created_at=record.created_at or now, updated_at=now, version=1)  # type: ignore[misc]
+        stored = _stamped(record, created_at=record.created_at or now, updated_at=now, version=1)
         with self._crm.transaction():
             self._check_references([stored], None)
             self._repo.insert(self._crm.tenant, [stored])
             self._crm._emit(event_for(self.spec.name, "created"), None, stored)
         return stored
 
-    def add_many(self, items: Iterable[T], *, batch_size: int = 1000) -> BulkResult:
+    def add_many(self, items: Iterable[R], *, batch_size: int = 1000) -> BulkResult:
         """Store records from any iterable, a batch at a time, skipping external_ids already stored.
 
         Each batch is written atomically (inside ``crm.transaction()``, everything is). A bad
@@ -203,7 +232,7 @@ class _Records(_ReadRecords[T]):
         row = 0
         for batch in iter_batches(iter(items), batch_size):
             now = self._crm.now()
-            prepared: list[T] = []
+            prepared: list[R] = []
             seen_external: set[str] = set()
             for i, item in enumerate(batch):
                 record = self._check(item, row + i)
@@ -214,9 +243,7 @@ class _Records(_ReadRecords[T]):
                     if external in seen_external:
                         continue
                     seen_external.add(external)
-                prepared.append(
-                    attrs.evolve(record, created_at=record.created_at or now, updated_at=now, version=1)  # type: ignore[misc]
-                )
+                prepared.append(_stamped(record, created_at=record.created_at or now, updated_at=now, version=1))
             with self._crm.transaction():
                 self._check_references(prepared, row)
                 inserted = self._repo.insert_new(tenant, prepared)
@@ -229,7 +256,7 @@ class _Records(_ReadRecords[T]):
             row += len(batch)
         return BulkResult(added, skipped)
 
-    def get_by_external_id(self, external_id: str) -> T:
+    def get_by_external_id(self, external_id: str) -> R:
         """The record imported under that external id; NotFound if none."""
         if not self.spec.has_external_id:
             raise ValidationError("external_id", f"{self.spec.name} have no external id", external_id)
@@ -240,7 +267,7 @@ class _Records(_ReadRecords[T]):
             raise NotFound(self.spec.label, f"with external_id {external_id!r}")
         return record
 
-    def update(self, item: T) -> T:
+    def update(self, item: R) -> R:
         """Replace a stored record; ConflictError unless ``item.version`` is the stored version.
 
         Returns the stored copy with the version bumped and ``updated_at`` set.
@@ -255,7 +282,7 @@ class _Records(_ReadRecords[T]):
             self._after_replace(current, new, rule="manual", reason=None)
         return new
 
-    def _current(self, record: T) -> T:
+    def _current(self, record: R) -> R:
         current = self.get(record.id)
         if current.version != record.version:
             raise ConflictError(
@@ -266,7 +293,7 @@ class _Records(_ReadRecords[T]):
             )
         return current
 
-    def _bumped(self, current: T, record: T) -> T:
+    def _bumped(self, current: R, record: R) -> R:
         return attrs.evolve(  # type: ignore[misc]
             record,
             created_at=current.created_at,
@@ -274,7 +301,7 @@ class _Records(_ReadRecords[T]):
             version=current.version + 1,
         )
 
-    def _replace(self, current: T, new: T) -> None:
+    def _replace(self, current: R, new: R) -> None:
         if not self._repo.replace(self._crm.tenant, new, current.version):
             raise ConflictError(
                 f"{self.spec.label} {new.id} was changed or deleted concurrently (reload and retry)",
@@ -283,10 +310,10 @@ class _Records(_ReadRecords[T]):
             )
         self._crm._emit(event_for(self.spec.name, "updated"), current, new)
 
-    def _before_replace(self, current: T, new: T) -> None:
+    def _before_replace(self, current: R, new: R) -> None:
         """Checks that need the stored record (subclasses)."""
 
-    def _after_replace(self, current: T, new: T, *, rule: str, reason: str | None) -> StageChange | None:
+    def _after_replace(self, current: R, new: R, *, rule: str, reason: str | None) -> StageChange | None:
         """Follow-up writes in the same transaction (subclasses)."""
         return None
 
@@ -305,7 +332,7 @@ class _Records(_ReadRecords[T]):
                 raise ConflictError(f"{self.spec.label} {id} was changed concurrently", entity=self.spec.label, key=id)
             self._crm._emit(event_for(self.spec.name, "deleted"), current, None)
 
-    def _cascade(self, current: T) -> None:
+    def _cascade(self, current: R) -> None:
         """Delete what depends on the record (subclasses)."""
 
 
@@ -398,10 +425,18 @@ class Relationships(_Records[Relationship]):
         self._require_customers(records, ("source_id", "target_id"), first_row)
 
     def _resolve(self, kind: str | Iterable[str] | None, direction: Direction) -> tuple[frozenset[str], Direction]:
+        """Primary type names and the direction to walk stored edges in.
+
+        Without ``kind`` every type is walked in ``direction`` as stored (pass "both" to
+        follow symmetric edges either way). A named symmetric type is walked both ways; an
+        inverse name (``employs``) walks its primary type's edges the other way.
+        """
         if direction not in DIRECTIONS:
             raise ValidationError("direction", "must be out, in or both", direction)
         types = self._crm.relationship_types
-        names = list(types) if kind is None else [kind] if isinstance(kind, str) else list(kind)
+        if kind is None:
+            return frozenset(t.name for t in types.values()), direction
+        names = [kind] if isinstance(kind, str) else list(kind)
         if not names:
             raise ValidationError("kind", "names no relationship type", kind)
         resolved: set[str] = set()
@@ -413,8 +448,8 @@ class Relationships(_Records[Relationship]):
                     "kind", f"is not a registered relationship type (known: {', '.join(sorted(types))})", name
                 )
             resolved.add(rtype.name)
-            if rtype.symmetric or kind is None:
-                directions.add("both" if rtype.symmetric else direction)
+            if rtype.symmetric:
+                directions.add("both")
             elif rtype.name == name:
                 directions.add(direction)
             else:  # asked by the inverse name: walk the stored edges the other way

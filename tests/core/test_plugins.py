@@ -113,3 +113,18 @@ def test_memory_urls_private_and_named() -> None:
             two.customers.get(c.id)
     with pytest.raises(crmkit.PluginError, match="options"):
         crmkit.connect("memory://", pool_size=3)
+
+
+def test_traverse_without_a_kind_walks_every_type_in_the_given_direction() -> None:
+    with crmkit.connect("memory://") as crm:
+        ada, acme, grace = (crm.customers.add(Customer(kind="person", name=n)) for n in ("Ada", "Acme", "Grace"))
+        crm.relationships.add(Relationship(ada.id, acme.id, "works_for"))
+        crm.relationships.add(Relationship(grace.id, ada.id, "referred_by"))
+        crm.relationships.add(Relationship(ada.id, grace.id, "partner_of"))
+        assert {r.customer_id for r in crm.relationships.traverse(ada.id)} == {acme.id, grace.id}
+        assert {(r.customer_id, r.depth) for r in crm.relationships.traverse(grace.id, depth=2)} == {
+            (ada.id, 1),
+            (acme.id, 2),
+        }
+        assert [r.customer_id for r in crm.relationships.traverse(acme.id, direction="in")] == [ada.id]
+        assert {r.customer_id for r in crm.relationships.neighbours(ada.id)} == {acme.id, grace.id}
