@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import attrs
 import pytest
+import sqlalchemy as sa
 from crmkit_sqlalchemy._ingest import COPY_MIN_ROWS
 
 import crmkit
@@ -123,3 +124,40 @@ def test_memory_does_not_grow_with_the_number_of_rows(new_database: Callable[[st
     # four times the rows, about the same peak: the rows stream through in batches
     assert large < small * 1.5 + 256 * 1024, (small, large)
 
+
+
+def test_bulk_rows_are_what_sqlalchemy_would_bind(crm: CRM) -> None:
+    """The generated fast converters of the bulk paths write exactly what an ordinary INSERT writes."""
+    import json
+
+    from crmkit_sqlalchemy._ingest import driver_rows
+
+    from crmkit import Interaction, Relationship
+    from crmkit.entities import ENTITIES
+    from crmkit.lifecycle_model import StageChange
+
+    when = dt.datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    ada = Customer(kind="person", name="Ada 😀", tags={"b", "a"}, attributes={"x": Decimal("1.50"), "d": when},
+                   created_at=when, updated_at=when, version=1)
+    records = {
+        "customers": ada,
+        "transactions": next(_purchases(ada, 1)),
+        "interactions": Interaction(customer_id=ada.id, channel="sms", direction="inbound", occurred_at=when,
+                                    participants={"z", "y"}, attributes={"n": 1}),
+        "relationships": Relationship(source_id=ada.id, target_id=uuid.uuid4(), kind="partner_of",
+                                      since=dt.date(2020, 2, 29), attributes={"f": 0.5}),
+        "stage_changes": StageChange(customer_id=ada.id, from_stage=None, to_stage="lead", occurred_at=when),
+    }
+    dialect = crm.store.engine.dialect  # type: ignore[attr-defined]
+    for name, record in records.items():
+        repo = crm.store.repository(ENTITIES[name])
+        (row,) = repo.rows(crm.tenant, [record])
+        (fast,) = driver_rows(repo.table, dialect, [row])
+        slow = []
+        for column in repo.table.c:
+            process = column.type.dialect_impl(dialect).bind_processor(dialect)
+            slow.append(process(row[column.name]) if process else row[column.name])
+        for column, a, b in zip(repo.table.c, fast, slow, strict=True):
+            if isinstance(column.type.dialect_impl(dialect), sa.JSON):
+                a, b = json.loads(a), json.loads(b if isinstance(b, str) else json.dumps(b.obj))
+            assert a == b, (name, column.name, a, b)

@@ -4,9 +4,9 @@
   exactly (no float rounding), so attribute numbers of different Python types compare
   as ``crmkit.query.evaluate`` does (``1 == 1.0 == Decimal("1.00")``, ``0.1 != Decimal("0.1")``).
 * ``money_text``: money for SQLite, whose NUMERIC is a float. A fixed-width sortable key
-  (sign letter, 15 integer digits, 6 decimals) followed by the Decimal's exponent, so the
-  exact Decimal (``1.50`` stays ``1.50``) comes back and the first 23 characters compare
-  and sort like the amounts.
+  (sign letter, 15 integer digits, point, 6 decimals), then ``s`` and the Decimal's scale
+  (0 to 6 places), so the exact Decimal comes back (``1.50`` stays ``1.50``, as in a
+  PostgreSQL ``numeric``) and the first 23 characters compare and sort like the amounts.
 * ``encode_attributes``: custom attributes as a JSON object of small typed objects
   (``{"s": text}``, ``{"b": bool}``, ``{"i"|"f"|"d": exact, "n": number_key}``, ``{"D": date}``,
   ``{"T": UTC datetime}``): the Python type round-trips, and each kind of value sits under
@@ -22,9 +22,11 @@ from typing import Any
 
 __all__ = [
     "MONEY_KEY_WIDTH",
+    "SCALES",
     "decode_attributes",
     "encode_attributes",
     "money_key",
+    "money_of",
     "money_text",
     "number_key",
     "parse_money_text",
@@ -67,20 +69,27 @@ def money_key(amount: Decimal) -> str:
 
 
 def money_text(amount: Decimal) -> str:
-    """Money as stored on SQLite: the sortable key, then ``e`` and the Decimal's own exponent."""
+    """Money as stored on SQLite: the sortable key, then ``s`` and the number of decimal places."""
     exponent = amount.as_tuple().exponent
     assert isinstance(exponent, int)
-    return f"{money_key(amount)}e{exponent}"
+    return f"{money_key(amount)}s{max(0, -exponent)}"  # like numeric, no negative scale: 1E+2 is 100
+
+
+#: Decimal(1) scaled to 0..6 places, for quantize.
+SCALES = tuple(Decimal(1).scaleb(-places) for places in range(7))
+
+
+def money_of(micros: int, places: int) -> Decimal:
+    """An amount from its count of millionths and its number of decimal places."""
+    return Decimal(micros).scaleb(-6).quantize(SCALES[places])
 
 
 def parse_money_text(text: str) -> Decimal:
     """The exact Decimal back from ``money_text``."""
-    key, _, exponent = text.partition("e")
-    micros = int(key[1:16] + key[17:23])
-    if key[0] == "N":
+    micros = int(text[1:16] + text[17:23])
+    if text[0] == "N":
         micros = micros - (10**21 - 1)
-    value = Decimal(micros).scaleb(-6)
-    return value.quantize(Decimal(1).scaleb(int(exponent))) if exponent else value
+    return money_of(micros, int(text[24]) if len(text) > 24 else 6)
 
 
 def utc_text(value: dt.datetime) -> str:

@@ -66,7 +66,6 @@ customers = sa.Table(
     sa.PrimaryKeyConstraint("tenant", "id"),
     sa.UniqueConstraint("tenant", "external_id"),
     sa.Index(None, "tenant", "stage"),
-    sqlite_with_rowid=False,
 )
 
 relationships = sa.Table(
@@ -84,7 +83,6 @@ relationships = sa.Table(
     sa.PrimaryKeyConstraint("tenant", "id"),
     sa.Index(None, "tenant", "source_id", "kind"),
     sa.Index(None, "tenant", "target_id", "kind"),
-    sqlite_with_rowid=False,
 )
 
 interactions = sa.Table(
@@ -106,7 +104,6 @@ interactions = sa.Table(
     sa.UniqueConstraint("tenant", "external_id"),
     sa.Index(None, "tenant", "customer_id", "occurred_at", "id"),
     sa.Index(None, "tenant", "occurred_at", "id"),
-    sqlite_with_rowid=False,
 )
 
 transactions = sa.Table(
@@ -126,7 +123,6 @@ transactions = sa.Table(
     sa.UniqueConstraint("tenant", "external_id"),
     sa.Index(None, "tenant", "customer_id", "occurred_at", "id"),
     sa.Index(None, "tenant", "occurred_at", "id"),
-    sqlite_with_rowid=False,
 )
 
 stage_changes = sa.Table(
@@ -142,7 +138,6 @@ stage_changes = sa.Table(
     *_stamps(),
     sa.PrimaryKeyConstraint("tenant", "id"),
     sa.Index(None, "tenant", "customer_id", "occurred_at", "id"),
-    sqlite_with_rowid=False,
 )
 
 #: Table per entity name (``crmkit.entities.ENTITIES`` keys).

@@ -6,8 +6,8 @@ one GROUP BY counts, sums and takes minima and maxima, with ``COUNT(DISTINCT day
 purchase days. Only the summaries travel back to Python.
 
 Money sums stay exact: PostgreSQL sums ``numeric``; SQLite, whose sums are integers or
-floats, sums the integer and the micro part of the stored money key separately and
-crmkit adds them up as Decimals (and restores the scale a Decimal sum would have).
+floats, sums the integer and the micro part of the stored money key separately, and
+crmkit combines them into a Decimal with the scale a Decimal sum would have.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from crmkit.entities import TRANSACTIONS
 from crmkit.query import In
 from crmkit.summaries import PurchaseSummary
+from crmkit_sqlalchemy._encoding import money_of
 
 if TYPE_CHECKING:
     from crmkit_sqlalchemy._store import SqlStore
@@ -45,37 +46,39 @@ def _day(store: SqlStore, occurred_at: ColumnElement[Any]) -> ColumnElement[Any]
 class _MoneySum:
     """Aggregate columns for an exact sum of money, and how to read the result back."""
 
-    def __init__(self, store: SqlStore, amount: ColumnElement[Any], name: str) -> None:
+    def __init__(self, store: SqlStore, amount: ColumnElement[Any]) -> None:
         self.pg = store.dialect == "postgresql"
-        self.name = name
         self.amount = amount
 
     def columns(self, condition: ColumnElement[bool]) -> list[ColumnElement[Any]]:
         if self.pg:
-            return [sa.func.sum(sa.case((condition, self.amount))).label(self.name)]
+            return [sa.func.sum(sa.case((condition, self.amount)))]
         text = sa.type_coerce(self.amount, sa.Text())
 
-        def part(start: int, length: int | None = None) -> ColumnElement[Any]:
-            piece = sa.func.substr(text, start) if length is None else sa.func.substr(text, start, length)
-            return sa.case((condition, sa.cast(piece, sa.BigInteger())))
+        def part(start: int, length: int) -> ColumnElement[Any]:
+            return sa.case((condition, sa.func.substr(text, start, length)))
 
-        # money text: sign letter, 15 integer digits, point, 6 decimals, "e", exponent (amounts are >= 0)
+        # money text: sign letter, 15 integer digits, point, 6 decimals, "s", places (amounts are >= 0)
         return [
-            sa.func.sum(part(2, 15)).label(f"{self.name}_units"),
-            sa.func.sum(part(18, 6)).label(f"{self.name}_micros"),
-            sa.func.min(part(25)).label(f"{self.name}_exp"),
+            sa.func.sum(sa.cast(part(2, 15), sa.BigInteger())),
+            sa.func.sum(sa.cast(part(18, 6), sa.BigInteger())),
+            sa.func.max(part(25, 1)),  # a Decimal sum has as many places as its longest term
         ]
 
-    def read(self, row: Any) -> Decimal:
+    @property
+    def width(self) -> int:
+        return 1 if self.pg else 3
+
+    def read(self, values: Sequence[Any]) -> Decimal:
         if self.pg:
-            value = row[self.name]
-            return Decimal(0) if value is None else Decimal(value)
-        units = row[f"{self.name}_units"]
+            return _ZERO if values[0] is None else values[0]
+        units, micros, places = values
         if units is None:
-            return Decimal(0)
-        total = Decimal(units) + Decimal(row[f"{self.name}_micros"]).scaleb(-6)
-        # a Decimal sum starting from Decimal(0) has the smallest exponent of its terms (and of 0)
-        return total.quantize(Decimal(1).scaleb(min(0, int(row[f"{self.name}_exp"]))))
+            return _ZERO
+        return money_of(units * 1_000_000 + micros, int(places))
+
+
+_ZERO = Decimal(0)
 
 
 def summary_statement(
@@ -114,18 +117,18 @@ def summary_statement(
     )
     purchase = rows.c.kind == "purchase"
     refund = rows.c.kind == "refund"
-    total = _MoneySum(store, rows.c.amount, "total")
-    first_day_total = _MoneySum(store, rows.c.amount, "first_day_total")
-    refunds = _MoneySum(store, rows.c.amount, "refunds")
+    total = _MoneySum(store, rows.c.amount)
+    first_day_total = _MoneySum(store, rows.c.amount)
+    refunds = _MoneySum(store, rows.c.amount)
     purchases = sa.func.count(sa.case((purchase, 1)))
     statement = (
         sa.select(
             rows.c.customer_id,
             rows.c.currency,
-            purchases.label("purchases"),
-            sa.func.min(sa.case((purchase, rows.c.occurred_at))).label("first_at"),
-            sa.func.max(sa.case((purchase, rows.c.occurred_at))).label("last_at"),
-            sa.func.count(sa.distinct(sa.case((purchase, rows.c.day)))).label("days"),
+            purchases,
+            sa.func.min(sa.case((purchase, rows.c.occurred_at))),
+            sa.func.max(sa.case((purchase, rows.c.occurred_at))),
+            sa.func.count(sa.distinct(sa.case((purchase, rows.c.day)))),
             *total.columns(purchase),
             *first_day_total.columns(sa.and_(purchase, rows.c.day == rows.c.first_day)),
             *refunds.columns(refund),
@@ -134,18 +137,20 @@ def summary_statement(
         .having(purchases > 0)
         .order_by(rows.c.customer_id, rows.c.currency)
     )
+    w = total.width
+    read_total, read_first, read_refunds = total.read, first_day_total.read, refunds.read
 
-    def summary(row: Any) -> PurchaseSummary:
+    def summary(row: Sequence[Any]) -> PurchaseSummary:
         return PurchaseSummary(
-            customer_id=row["customer_id"],
-            currency=row["currency"],
-            purchases=int(row["purchases"]),
-            first_purchase_at=row["first_at"],
-            last_purchase_at=row["last_at"],
-            purchase_days=int(row["days"]),
-            total=total.read(row),
-            first_day_total=first_day_total.read(row),
-            refunds=refunds.read(row),
+            customer_id=row[0],
+            currency=row[1],
+            purchases=row[2],
+            first_purchase_at=row[3],
+            last_purchase_at=row[4],
+            purchase_days=row[5],
+            total=read_total(row[6 : 6 + w]),
+            first_day_total=read_first(row[6 + w : 6 + 2 * w]),
+            refunds=read_refunds(row[6 + 2 * w : 6 + 3 * w]),
         )
 
     return statement, summary
@@ -163,4 +168,4 @@ def purchase_summaries(
         return []
     statement, summary = summary_statement(store, tenant, customer_ids, since, until)
     with store.connection() as conn:
-        return [summary(row) for row in conn.execute(statement).mappings()]
+        return [summary(row) for row in conn.execute(statement)]

@@ -26,12 +26,12 @@ from crmkit_sqlalchemy._encoding import money_text, parse_money_text
 __all__ = ["EPOCH", "Json", "Money", "Text", "UtcDateTime", "micros_of", "datetime_of"]
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_MICRO = dt.timedelta(microseconds=1)
 
 
 def micros_of(value: dt.datetime) -> int:
     """Microseconds since 1970-01-01 UTC (exact, any year 1..9999)."""
-    return (value - EPOCH) // _MICRO
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def datetime_of(micros: int) -> dt.datetime:

@@ -50,7 +50,6 @@ def upgrade() -> None:
         *_stamps(),
         sa.PrimaryKeyConstraint("tenant", "id", name="pk_customers"),
         sa.UniqueConstraint("tenant", "external_id", name="uq_customers_tenant_external_id"),
-        sqlite_with_rowid=False,
     )
     op.create_index("ix_customers_tenant_stage", "customers", ["tenant", "stage"])
 
@@ -66,7 +65,6 @@ def upgrade() -> None:
         sa.Column("attributes", Json, nullable=False),
         *_stamps(),
         sa.PrimaryKeyConstraint("tenant", "id", name="pk_relationships"),
-        sqlite_with_rowid=False,
     )
     op.create_index("ix_relationships_tenant_source_id_kind", "relationships", ["tenant", "source_id", "kind"])
     op.create_index("ix_relationships_tenant_target_id_kind", "relationships", ["tenant", "target_id", "kind"])
@@ -87,7 +85,6 @@ def upgrade() -> None:
         *_stamps(),
         sa.PrimaryKeyConstraint("tenant", "id", name="pk_interactions"),
         sa.UniqueConstraint("tenant", "external_id", name="uq_interactions_tenant_external_id"),
-        sqlite_with_rowid=False,
     )
     op.create_index(
         "ix_interactions_tenant_customer_id_occurred_at_id",
@@ -110,7 +107,6 @@ def upgrade() -> None:
         *_stamps(),
         sa.PrimaryKeyConstraint("tenant", "id", name="pk_transactions"),
         sa.UniqueConstraint("tenant", "external_id", name="uq_transactions_tenant_external_id"),
-        sqlite_with_rowid=False,
     )
     op.create_index(
         "ix_transactions_tenant_customer_id_occurred_at_id",
@@ -130,7 +126,6 @@ def upgrade() -> None:
         sa.Column("reason", Text, nullable=True),
         *_stamps(),
         sa.PrimaryKeyConstraint("tenant", "id", name="pk_stage_changes"),
-        sqlite_with_rowid=False,
     )
     op.create_index(
         "ix_stage_changes_tenant_customer_id_occurred_at_id",
