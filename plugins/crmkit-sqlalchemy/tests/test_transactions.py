@@ -98,14 +98,14 @@ def test_a_connection_killed_mid_transaction(new_database: Callable[[str], str])
 
 def test_a_connection_killed_while_idle_in_the_pool(new_database: Callable[[str], str]) -> None:
     url = new_database("postgresql")
-    with crmkit.connect(url, tenant="acme", pool_size=1) as crm:
+    with crmkit.connect(url, tenant="acme", pool_size=1, ping_after=0) as crm:
         crm.customers.add(Customer(kind="person", name="Ada"))
         with psycopg.connect(**libpq_params(url), autocommit=True) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-        assert crm.customers.count() == 1  # the pool noticed (pre-ping) and reconnected
+        assert crm.customers.count() == 1  # the pool noticed (the idle check) and reconnected
 
 
 def test_sqlite_writers_wait_for_each_other(new_database: Callable[[str], str]) -> None:

@@ -73,6 +73,8 @@ def upgrade_engine(engine: sa.Engine) -> str:
     with engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             connection.execution_options(crmkit_immediate=True)
+        else:  # crmkit's engines autocommit by default; DDL and the advisory lock need a transaction
+            connection.execution_options(isolation_level="READ COMMITTED")
         with connection.begin():
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})

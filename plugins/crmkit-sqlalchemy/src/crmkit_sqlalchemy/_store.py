@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -279,12 +280,19 @@ class SqlStore(Store):
                     yield current
             return
         with self._lock(), translated(self.where, entity=entity), self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                conn.execution_options(**{"crmkit_immediate" if several else "crmkit_autocommit": True})
-            elif not several:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
+            if several:
+                self._transactional(conn)
+            elif self.dialect == "sqlite":
+                conn.execution_options(crmkit_autocommit=True)
             with conn.begin():
                 yield conn
+
+    def _transactional(self, conn: sa.Connection) -> None:
+        """Make ``conn`` run a real transaction (connections are in autocommit mode by default)."""
+        if self.dialect == "sqlite":
+            conn.execution_options(crmkit_immediate=True)
+        else:
+            conn.execution_options(isolation_level="READ COMMITTED")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -296,8 +304,7 @@ class SqlStore(Store):
                 conn = self.engine.connect()
             try:
                 with translated(self.where):
-                    if self.dialect == "sqlite":
-                        conn.execution_options(crmkit_immediate=True)
+                    self._transactional(conn)
                     txn = conn.begin()
                 self._local.connection = conn
                 try:
@@ -360,7 +367,7 @@ def engine_options(url: URL, options: Options) -> Mapping[str, Any]:
             )
     else:
         kwargs.update(
-            pool_pre_ping=True,
+            isolation_level="AUTOCOMMIT",  # single statements need no BEGIN / COMMIT round trips
             pool_size=options.pool_size,
             max_overflow=options.max_overflow,
             pool_timeout=options.pool_timeout,
@@ -398,6 +405,34 @@ def install_sqlite_pragmas(engine: sa.Engine, busy_timeout: float, *, in_memory:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("crmkit_immediate", False) else "BEGIN")
 
 
+def install_idle_ping(engine: sa.Engine, idle_seconds: float) -> None:
+    """Check a pooled connection with a round trip before use if it sat idle longer than ``idle_seconds``.
+
+    A connection the server closed while it was idle is then replaced transparently (the
+    pool retries with a new one); one used moments ago is trusted, which saves a round trip
+    on every call under load. Should a connection die within that window, the failing call
+    raises BackendError and SQLAlchemy invalidates the pool, so the next call reconnects.
+    """
+
+    @sa.event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info["crmkit_idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("crmkit_idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except Exception as exc:  # a dead connection: the pool discards it and connects anew
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+
+
 def open_store(url: URL, options: Options) -> SqlStore:
     """Create the engine, check (or create / upgrade) the schema, and return the store."""
     from crmkit_sqlalchemy._migrate import ensure_schema
@@ -408,6 +443,8 @@ def open_store(url: URL, options: Options) -> SqlStore:
     store = SqlStore(engine, url, options)
     if store.dialect == "sqlite":
         install_sqlite_pragmas(engine, options.busy_timeout, in_memory=store.in_memory)
+    else:
+        install_idle_ping(engine, options.ping_after)
     try:
         with translated(where):
             ensure_schema(engine, upgrade=options.upgrade, where=where.text)

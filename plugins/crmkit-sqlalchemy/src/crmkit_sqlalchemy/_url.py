@@ -82,6 +82,8 @@ class Options:
     busy_timeout: float = 30.0
     #: PostgreSQL: seconds to wait for the server when connecting.
     connect_timeout: int = 10
+    #: PostgreSQL: a pooled connection idle longer than this many seconds is checked before use.
+    ping_after: float = 1.0
     #: Log every SQL statement (SQLAlchemy's ``echo``).
     echo: bool = False
 
@@ -94,6 +96,7 @@ _KINDS: dict[str, tuple[type, ...]] = {
     "pool_recycle": (int,),
     "busy_timeout": (int, float),
     "connect_timeout": (int,),
+    "ping_after": (int, float),
     "echo": (bool,),
 }
 
