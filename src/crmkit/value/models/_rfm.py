@@ -24,6 +24,13 @@ class RFMData:
     n_obs: float
     ux: FloatArray  # distinct frequencies
     wx: FloatArray  # total weight per distinct frequency
+    # the same rows split into customers without (T0, w0) and with repeat purchases
+    T0: FloatArray
+    w0: FloatArray
+    x1: FloatArray
+    tx1: FloatArray
+    T1: FloatArray
+    w1: FloatArray
 
     @property
     def repeat_weight(self) -> float:
@@ -44,7 +51,23 @@ def prepare_rfm(frequency: Any, recency: Any, T: Any, weights: Any, *, model: st
         raise ValidationError("T", f"every customer has age 0: the data cannot identify the {model} model", 0)
     ux, inverse = np.unique(x, return_inverse=True)
     wx = np.bincount(inverse, weights=w, minlength=ux.size).astype(np.float64)
-    return RFMData(x=x, tx=tx, T=tt, w=w, n_obs=float(w.sum()), ux=ux, wx=wx)
+    zero = x == 0
+    rep = ~zero
+    return RFMData(
+        x=x,
+        tx=tx,
+        T=tt,
+        w=w,
+        n_obs=float(w.sum()),
+        ux=ux,
+        wx=wx,
+        T0=tt[zero],
+        w0=w[zero],
+        x1=x[rep],
+        tx1=tx[rep],
+        T1=tt[rep],
+        w1=w[rep],
+    )
 
 
 def default_rate_scale(data: RFMData) -> float:

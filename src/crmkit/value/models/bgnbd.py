@@ -49,32 +49,36 @@ class _BetaGeoBase(MLEModel):
         # terms depending on the frequency only: one value per distinct frequency
         ll = float(dot(wx, gammaln(r + ux) + betaln(a, bx)) + d.n_obs * (r * np.log(alpha) - gammaln(r) - betaln(a, b)))
         psi_ab = digamma(a + b)
+        psi_abx = digamma(a + bx)
         d_r = float(dot(wx, digamma(r + ux)) + d.n_obs * (np.log(alpha) - digamma(r)))
-        d_a = float(dot(wx, psi_ab - digamma(a + bx)))
-        d_b = float(dot(wx, digamma(bx) - digamma(a + bx)) + d.n_obs * (psi_ab - digamma(b)))
+        d_a = float(d.n_obs * psi_ab - dot(wx, psi_abx))
+        d_b = float(dot(wx, digamma(bx) - psi_abx) + d.n_obs * (psi_ab - digamma(b)))
         d_alpha = d.n_obs * r / alpha
 
-        x, tx, tt, w = d.x, d.tx, d.T, d.w
+        if self._modified:  # every customer may have dropped out after their last purchase
+            x, tx, tt, w = d.x, d.tx, d.T, d.w
+            c = b + x
+        else:  # customers without repeat purchases are alive for sure: one term only
+            log_a0 = np.log(alpha + d.T0)
+            ll -= r * dot(d.w0, log_a0)
+            d_r -= dot(d.w0, log_a0)
+            d_alpha -= r * dot(d.w0, 1.0 / (alpha + d.T0))
+            x, tx, tt, w = d.x1, d.tx1, d.T1, d.w1
+            c = b + x - 1
         m = r + x
         log_at = np.log(alpha + tt)
         log_ax = np.log(alpha + tx)
         l1 = -m * log_at
-        if self._modified:
-            c = b + x
-            eligible = np.ones(x.shape, dtype=bool)
-        else:
-            eligible = x > 0
-            c = np.where(eligible, b + x - 1, 1.0)
-        l2 = np.where(eligible, np.log(a) - np.log(c) - m * log_ax, -np.inf)
+        l2 = np.log(a) - np.log(c) - m * log_ax
         lm = np.logaddexp(l1, l2)
         w2 = np.exp(l2 - lm)
         w1 = 1 - w2
-        ll += float(dot(w, lm))
-        d_r -= float(dot(w, w1 * log_at + w2 * log_ax))
-        d_alpha -= float(dot(w, m * (w1 / (alpha + tt) + w2 / (alpha + tx))))
+        ll += dot(w, lm)
+        d_r -= dot(w, w1 * log_at + w2 * log_ax)
+        d_alpha -= dot(w, m * (w1 / (alpha + tt) + w2 / (alpha + tx)))
         ww2 = w * w2
         d_a += float(ww2.sum()) / a
-        d_b -= float(dot(ww2, 1.0 / c))
+        d_b -= dot(ww2, 1.0 / c)
         return ll, np.array([d_r, d_alpha, d_a, d_b])
 
     def fit(
