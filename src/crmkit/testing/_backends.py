@@ -23,10 +23,11 @@ def new_tenant(prefix: str = "conformance") -> str:
 class Backend:
     """One open store under test; hands out CRMs for fresh tenants that share it."""
 
-    def __init__(self, url: str, options: Mapping[str, Any]) -> None:
+    def __init__(self, url: str, options: Mapping[str, Any], plugins: Iterable[object] = ()) -> None:
         self.url = url
         self.options = dict(options)
-        self._root = crmkit.connect(url, tenant=new_tenant("setup"), **self.options)
+        self.plugins = tuple(plugins)
+        self._root = crmkit.connect(url, tenant=new_tenant("setup"), plugins=self.plugins, **self.options)
 
     @property
     def store(self) -> Store:
@@ -54,7 +55,9 @@ class Backend:
         clock: Callable[[], dt.datetime] | None = None,
     ) -> CRM:
         """A separate ``crmkit.connect`` to the URL with extra plugins; the caller closes it."""
-        return crmkit.connect(self.url, tenant=tenant or new_tenant(), plugins=plugins, clock=clock, **self.options)
+        return crmkit.connect(
+            self.url, tenant=tenant or new_tenant(), plugins=(*self.plugins, *plugins), clock=clock, **self.options
+        )
 
     def close(self) -> None:
         self._root.close()
@@ -66,13 +69,14 @@ class BackendPool:
     def __init__(self) -> None:
         self._open: dict[str, Backend] = {}
 
-    def get(self, url: str, options: Mapping[str, Any] | None = None) -> Backend:
+    def get(self, url: str, options: Mapping[str, Any] | None = None, plugins: Iterable[object] = ()) -> Backend:
         if not isinstance(url, str):
             raise TypeError(f"the crmkit_url fixture must return a URL string, not {url!r}")
         options = dict(options or {})
-        key = f"{url}\n{sorted(options.items())!r}"
+        plugins = tuple(plugins)
+        key = f"{url}\n{sorted(options.items())!r}\n{[id(p) for p in plugins]}"
         if key not in self._open:
-            self._open[key] = Backend(url, options)
+            self._open[key] = Backend(url, options, plugins)
         return self._open[key]
 
     def close(self) -> None:

@@ -5,6 +5,8 @@ Fixtures, all overridable in a conftest.py or test module:
 * ``crmkit_url`` (session): the store URL the conformance suite runs against; the
   ``--crmkit-url`` option, else ``memory://``. A backend plugin overrides this one.
 * ``crmkit_connect_options`` (session): extra keyword arguments for ``crmkit.connect``.
+* ``crmkit_plugins`` (session): plugin objects for ``crmkit.connect(plugins=...)``, for a
+  backend that is not installed as a distribution with an entry point.
 * ``crmkit_backends`` (session): the stores opened so far, one per URL, closed at the end.
 """
 
@@ -48,6 +50,12 @@ def crmkit_url(request: pytest.FixtureRequest) -> str:
 def crmkit_connect_options() -> dict[str, Any]:
     """Keyword options passed to ``crmkit.connect`` with ``crmkit_url`` (none by default)."""
     return {}
+
+
+@pytest.fixture(scope="session")
+def crmkit_plugins() -> tuple[object, ...]:
+    """Extra plugin objects registered with every ``crmkit.connect`` of the suite (none by default)."""
+    return ()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import attrs
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.errors import InvalidArgument
 
 from crmkit.crm import CRM
 from crmkit.customers import Customer
@@ -20,26 +22,46 @@ from crmkit.store import Capabilities
 from crmkit.testing._backends import Backend, BackendPool
 from crmkit.transactions import Transaction
 
-__all__ = ["Clock", "ContractBase", "at", "conformance_settings", "person", "organization", "purchase", "contact"]
+__all__ = [
+    "PROFILE",
+    "Clock",
+    "ContractBase",
+    "at",
+    "conformance_settings",
+    "contact",
+    "edge",
+    "organization",
+    "person",
+    "purchase",
+    "sample_customer",
+    "sample_history",
+]
 
 _CAPABILITIES = tuple(a.name for a in attrs.fields(Capabilities))
 
-# Deterministic runs (same examples every time, nothing written to a .hypothesis folder), so a
-# backend's CI never flickers; the numbers keep the whole suite fast on a real server.
-settings.register_profile(
-    "crmkit-conformance",
-    derandomize=True,
-    database=None,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-_BASE = settings.get_profile("crmkit-conformance")
+#: The Hypothesis profile every property test of the suite starts from. It is registered only if
+#: missing, so a backend's conftest.py may register its own (more examples in a nightly run, no
+#: shrinking while bisecting) before the suite is imported.
+PROFILE = "crmkit-conformance"
+
+try:
+    settings.get_profile(PROFILE)
+except InvalidArgument:
+    # Deterministic runs (the same examples every time, no .hypothesis folder written), so a
+    # backend's CI never flickers; the example counts keep the whole suite fast on a real server.
+    settings.register_profile(
+        PROFILE,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 def conformance_settings(max_examples: int = 25, **overrides: Any) -> settings:
-    """Settings for a property test of the suite: derandomized, no deadline, few examples."""
-    return settings(_BASE, max_examples=max_examples, **overrides)
+    """Settings for a property test of the suite: the crmkit-conformance profile, with few examples."""
+    return settings(settings.get_profile(PROFILE), max_examples=max_examples, **overrides)
 
 
 class ContractBase:
@@ -51,10 +73,14 @@ class ContractBase:
 
     @pytest.fixture
     def crmkit_backend(
-        self, crmkit_url: str, crmkit_connect_options: dict[str, Any], crmkit_backends: BackendPool
+        self,
+        crmkit_url: str,
+        crmkit_connect_options: dict[str, Any],
+        crmkit_plugins: tuple[object, ...],
+        crmkit_backends: BackendPool,
     ) -> Backend:
         """The store under test, opened once per session and URL."""
-        return crmkit_backends.get(crmkit_url, crmkit_connect_options)
+        return crmkit_backends.get(crmkit_url, crmkit_connect_options, crmkit_plugins)
 
     @pytest.fixture(autouse=True)
     def _crmkit_requires(self, request: pytest.FixtureRequest, crmkit_backend: Backend) -> None:
@@ -137,3 +163,43 @@ def edge(source: Customer, kind: str, target: Customer, **fields: Any) -> Relati
 
 
 Factory = Callable[..., Any]
+
+
+def sample_customer() -> Customer:
+    """One customer with a value of every attribute type, consent and micro-second times: an explicit
+    example put before the generated ones, so a bug that breaks every record fails at once, unshrunk."""
+    from crmkit.customers import Consent, EmailAddress
+
+    return person(
+        "Ștefan زهرا 😀",
+        id=uuid.UUID("018f0000-0000-7000-8000-000000000001"),
+        emails=[EmailAddress("s@example.ro", consent=[Consent("email", True, at(2024, 1, 1, 0, 0, 0, 1, offset=3.5))])],
+        tags={"vip"},
+        attributes={
+            "d": Decimal("1.000001"),
+            "t": at(2024, 1, 1, 0, 0, 0, 1, offset=2),
+            "f": 0.5,
+            "b": True,
+            "i": 7,
+            "s": "ș",
+            "day": dt.date(2024, 1, 1),
+        },
+        external_id="sample-1",
+    )
+
+
+def sample_history() -> Any:
+    """A small consistent history (two customers, one record of each kind) for explicit examples."""
+    from crmkit.testing.strategies import CRMHistory
+
+    first = sample_customer()
+    second = organization("Acme SRL", id=uuid.UUID("018f0000-0000-7000-8000-000000000002"))
+    return CRMHistory(
+        customers=(first, second),
+        relationships=(edge(first, "works_for", second, since=dt.date(2024, 1, 1)),),
+        interactions=(contact(first, at(2024, 1, 1, 23, 59, 59, 999999, offset=-5), attributes={"d": Decimal("2.5")}),),
+        transactions=(
+            purchase(first, "10.000001", at(2024, 1, 1, 0, 30, 0, 1, offset=3.5), attributes={"d": Decimal("3")}),
+            purchase(first, "0.5", at(2024, 1, 2, 12), "RON", kind="refund"),
+        ),
+    )

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from crmkit import Customer, Stage, ValidationError
@@ -250,6 +250,7 @@ class QueryContract(ContractBase):
 
         @conformance_settings(max_examples=150)
         @given(where=q.customer_wheres(ids))
+        @example(where=~(F("owner") == "ana") & (F("attributes.a") != 10))
         def check(where: Expr) -> None:
             expected = {c.id for c in stored if matches(where, c)}
             reference = {c.id for c in stored if evaluate(bind(where, CUSTOMERS), CUSTOMERS, c)}

@@ -42,6 +42,9 @@ _customer_fields = st.fixed_dictionaries(
     }
 )
 _limits = st.sampled_from((None, 1, 2, 3, 5))
+_PICKS = st.none() | st.integers(0, 100)
+_CUSTOMER_WHERES = q.customer_wheres()
+_TRANSACTION_WHERES = q.transaction_wheres()
 
 
 def crm_state_machine(backend: Backend) -> type[RuleBasedStateMachine]:
@@ -236,18 +239,20 @@ def crm_state_machine(backend: Backend) -> type[RuleBasedStateMachine]:
             del self.transactions[current.id]
 
         # -- reads
-        @rule(data=st.data(), order=q.customer_orders(), limit=_limits)
-        def find_customers(self, data: st.DataObject, order: tuple[str, ...], limit: int | None) -> None:
-            where: Expr = data.draw(q.customer_wheres(sorted(self.customers)), label="where")
+        @rule(where=_CUSTOMER_WHERES, pick=_PICKS, order=q.customer_orders(), limit=_limits)
+        def find_customers(self, where: Expr, pick: int | None, order: tuple[str, ...], limit: int | None) -> None:
+            if pick is not None and self.customers:
+                where = where | (F("id") == sorted(self.customers)[pick % len(self.customers)])
             expected = sort_records(
                 [c for c in self.customers.values() if matches(where, c)], parse_order(order, CUSTOMERS).keys
             )
             assert self._pages(self.crm.customers, where, order, limit) == expected
             assert self.crm.customers.count(where) == len(expected)
 
-        @rule(data=st.data(), order=q.transaction_orders(), limit=_limits)
-        def find_transactions(self, data: st.DataObject, order: tuple[str, ...], limit: int | None) -> None:
-            where: Expr = data.draw(q.transaction_wheres(sorted(self.customers)), label="where")
+        @rule(where=_TRANSACTION_WHERES, pick=_PICKS, order=q.transaction_orders(), limit=_limits)
+        def find_transactions(self, where: Expr, pick: int | None, order: tuple[str, ...], limit: int | None) -> None:
+            if pick is not None and self.customers:
+                where = where & (F("customer_id") == sorted(self.customers)[pick % len(self.customers)])
             expected = sort_records(
                 [t for t in self.transactions.values() if matches(where, t)], parse_order(order, TRANSACTIONS).keys
             )

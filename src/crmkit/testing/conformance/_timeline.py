@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import crmkit
@@ -26,6 +26,7 @@ from crmkit.testing.conformance._harness import (
     contact,
     person,
     purchase,
+    sample_history,
 )
 
 __all__ = ["LifecycleContract", "PurchaseSummaryContract", "TimelineContract"]
@@ -150,6 +151,7 @@ class PurchaseSummaryContract(ContractBase):
 
         @conformance_settings(max_examples=25)
         @given(history=histories, since=st.none() | recent, until=st.none() | recent)
+        @example(history=sample_history(), since=None, until=None)
         def check(history: cs.CRMHistory, since: dt.datetime | None, until: dt.datetime | None) -> None:
             crm = crmkit_backend.crm()
             history.load(crm)
@@ -264,6 +266,7 @@ class LifecycleContract(ContractBase):
 
         @conformance_settings(max_examples=20)
         @given(history=histories)
+        @example(history=sample_history())
         def check(history: cs.CRMHistory) -> None:
             crm = crmkit_backend.crm(clock=lambda: now)
             with crmkit.connect("memory://", clock=lambda: now) as reference:
