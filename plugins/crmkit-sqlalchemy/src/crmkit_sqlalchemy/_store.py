@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL
 
 from crmkit._errors import ConflictError
 from crmkit.entities import ENTITIES, EntitySpec
-from crmkit.query import Expr, Order
+from crmkit.query import All, Compare, Expr, Order, conjuncts
 from crmkit.store import Activity, Capabilities, Repository, Store
 from crmkit_sqlalchemy._errors import Where, translated
 from crmkit_sqlalchemy._query import Compiler
@@ -42,6 +42,7 @@ from crmkit_sqlalchemy._url import Options
 __all__ = ["SqlRepository", "SqlStore"]
 
 _CHUNK = 1000  # ids per IN list in existing_ids / activity
+_PREPARED_KINDS = ("uuid", "text", "int", "datetime", "date")
 
 
 class SqlRepository(Repository[Any]):
@@ -66,6 +67,7 @@ class SqlRepository(Repository[Any]):
         self._replace = t.update().where(mine, t.c.id == sa.bindparam("p_id"), t.c.version == sa.bindparam("p_version"))
         self._delete = t.delete().where(mine, t.c.id == sa.bindparam("p_id"))
         self._delete_version = self._delete.where(t.c.version == sa.bindparam("p_version"))
+        self._shapes: dict[tuple[Any, ...], sa.Select[Any]] = {}
 
     # ------------------------------------------------------------------ helpers
     def rows(self, tenant: str, records: Sequence[Any]) -> list[dict[str, Any]]:
@@ -176,11 +178,52 @@ class SqlRepository(Repository[Any]):
             return int(conn.execute(statement).scalar_one())
 
     def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[Any]:
+        prepared = self._prepared_find(where, order, limit)
+        if prepared is not None:
+            statement, params = prepared
+            params.update(p_tenant=tenant, p_limit=limit)
+            with self.store.connection() as conn:
+                return self._records(conn.execute(statement, params))
         statement = self._select(tenant, where).order_by(*self.compiler.order_by(order))
         if limit is not None:
             statement = statement.limit(limit)
         with self.store.connection() as conn:
             return self._records(conn.execute(statement))
+
+    def _prepared_find(
+        self, where: Expr, order: Order, limit: int | None
+    ) -> tuple[sa.Select[Any], dict[str, Any]] | None:
+        """For the common shape "field = value AND ...", a statement built once and its parameters.
+
+        Customer 360 reads and timelines ask the same shape over and over
+        (``customer_id = ?`` newest first); building and hashing the SQLAlchemy expression is
+        then most of the cost of a call. A top-level equality with a value is never NULL-
+        sensitive, so the plain ``col = :v`` is exact here.
+        """
+        parts = [] if isinstance(where, All) else list(conjuncts(where))
+        fields = []
+        for part in parts:
+            if not (isinstance(part, Compare) and part.op == "==" and part.value is not None):
+                return None
+            spec = self.spec.field(part.field)
+            if spec is None or spec.kind not in _PREPARED_KINDS or part.field in fields:
+                return None
+            fields.append(part.field)
+        key = (tuple(fields), order.keys, limit is None)
+        statement = self._shapes.get(key)
+        if statement is None:
+            if len(self._shapes) > 64:  # shapes come from code, not data; keep the cache small anyway
+                self._shapes.clear()
+            t = self.table
+            statement = (
+                sa.select(*self._columns)
+                .where(t.c.tenant == sa.bindparam("p_tenant"), *(t.c[f] == sa.bindparam(f"p_{f}") for f in fields))
+                .order_by(*self.compiler.order_by(order))
+            )
+            if limit is not None:
+                statement = statement.limit(sa.bindparam("p_limit", type_=sa.Integer()))
+            self._shapes[key] = statement
+        return statement, {f"p_{p.field}": p.value for p in parts if isinstance(p, Compare)}
 
     def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         found: set[uuid.UUID] = set()
@@ -381,8 +424,8 @@ def engine_options(url: URL, options: Options) -> Mapping[str, Any]:
     return kwargs
 
 
-def install_sqlite_pragmas(engine: sa.Engine, busy_timeout: float, *, in_memory: bool) -> None:
-    """WAL, busy timeout, foreign keys; and crmkit, not the driver, decides when transactions begin."""
+def install_sqlite_pragmas(engine: sa.Engine, busy_timeout: float, *, in_memory: bool, cache_mb: int = 64) -> None:
+    """WAL, busy timeout, foreign keys, page cache; and crmkit, not the driver, decides when transactions begin."""
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
@@ -393,6 +436,8 @@ def install_sqlite_pragmas(engine: sa.Engine, busy_timeout: float, *, in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            # SQLite's default page cache is 2 MB: too small for the indexes of a CRM's history
+            cursor.execute(f"PRAGMA cache_size=-{int(cache_mb) * 1024}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()
@@ -442,7 +487,7 @@ def open_store(url: URL, options: Options) -> SqlStore:
         engine = sa.create_engine(url, **engine_options(url, options))
     store = SqlStore(engine, url, options)
     if store.dialect == "sqlite":
-        install_sqlite_pragmas(engine, options.busy_timeout, in_memory=store.in_memory)
+        install_sqlite_pragmas(engine, options.busy_timeout, in_memory=store.in_memory, cache_mb=options.cache_mb)
     else:
         install_idle_ping(engine, options.ping_after)
     try:
