@@ -9,7 +9,6 @@ tests/support/servers.py.
 from collections.abc import Iterator
 
 import pytest
-
 from tests.support.servers import session_mongo_url, session_postgres_url
 
 

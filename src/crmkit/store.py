@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
@@ -96,7 +96,7 @@ class Repository(abc.ABC, Generic[T]):
         if not ids:
             return set()
         found = self.find(tenant, In("id", tuple(ids)), parse_order(None, self.spec), None)
-        return {r.id for r in found}
+        return {cast(Any, r).id for r in found}
 
     def activity(self, tenant: str, customer_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Activity]:
         """Count and first/last time per customer (backends should override with one grouped query)."""

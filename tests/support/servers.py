@@ -110,7 +110,7 @@ class ServerStartError(RuntimeError):
 # --------------------------------------------------------------------------
 
 _registry_lock = threading.Lock()
-_live: dict[int, "_Stoppable"] = {}
+_live: dict[int, _Stoppable] = {}
 
 
 class _Stoppable:
@@ -307,10 +307,7 @@ def _temp_root() -> Path:
 
 def _others_can_traverse(path: Path) -> bool:
     path = path.resolve()
-    for part in [path, *path.parents]:
-        if not part.stat().st_mode & stat.S_IXOTH:
-            return False
-    return True
+    return all(part.stat().st_mode & stat.S_IXOTH for part in [path, *path.parents])
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -425,7 +422,7 @@ class PostgresServer(_Stoppable):
         shutil.rmtree(self.directory, ignore_errors=True)
         _unregister(self)
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -744,7 +741,7 @@ class MongoReplicaSet(_Stoppable):
         shutil.rmtree(self.directory, ignore_errors=True)
         _unregister(self)
 
-    def __enter__(self) -> "MongoReplicaSet":
+    def __enter__(self) -> MongoReplicaSet:
         return self
 
     def __exit__(self, *exc) -> None:

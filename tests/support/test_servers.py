@@ -12,7 +12,6 @@ import pytest
 from pymongo import MongoClient, WriteConcern
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-
 from tests.support.servers import (
     HOST,
     ServerStartError,
@@ -146,11 +145,10 @@ def test_mongo_multi_document_transaction_commits_and_aborts(mongo_url):
         assert accounts.find_one({"_id": "acme"})["balance"] == 70
         assert ledger.find_one({"_id": "t1"})["amount"] == 30
 
-        with client.start_session() as session, pytest.raises(RuntimeError):
-            with session.start_transaction():
-                accounts.update_one({"_id": "acme"}, {"$inc": {"balance": -70}}, session=session)
-                ledger.insert_one({"_id": "t2"}, session=session)
-                raise RuntimeError("abort the transaction")
+        with client.start_session() as session, pytest.raises(RuntimeError), session.start_transaction():
+            accounts.update_one({"_id": "acme"}, {"$inc": {"balance": -70}}, session=session)
+            ledger.insert_one({"_id": "t2"}, session=session)
+            raise RuntimeError("abort the transaction")
         assert accounts.find_one({"_id": "acme"})["balance"] == 70
         assert ledger.find_one({"_id": "t2"}) is None
     finally:
