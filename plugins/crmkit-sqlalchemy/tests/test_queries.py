@@ -175,3 +175,20 @@ def test_keyset_conditions_use_row_values(crm: CRM) -> None:
     mixed = keyset_after(parse_order(("-occurred_at",), TRANSACTIONS), last)
     sql = str(repo.compiler.expr(bind(mixed, TRANSACTIONS)).compile(crm.store.engine))
     assert " OR " in sql  # mixed directions stay plain comparisons
+
+
+def test_query_values_with_nul_behave_as_on_memory(crm: CRM) -> None:
+    """Stored text never holds NUL; a query value may, and PostgreSQL cannot even bind it."""
+    crm = _fresh(crm)
+    names = ["a", "a\x01", "ab", "b", "", "😀"]
+    crm.customers.add_many(Customer(kind="person", name=n if n else "blank name", owner=n or None) for n in names)
+    stored = list(crm.customers.find())
+    for value in ["a\x00", "\x00", "a\x00b", "ab\x00"]:
+        for where in [F("name") == value, F("name") != value, F("name") < value, F("name") <= value,
+                      F("name") > value, F("name") >= value, F("owner") < value, F("owner") >= value,
+                      ~(F("owner") > value), F("name").contains(value), F("tags").contains(value),
+                      F("name").in_([value, "b"]), F("owner").in_([value])]:
+            bound = bind(where, CUSTOMERS)
+            expected = {c.id for c in stored if evaluate(bound, CUSTOMERS, c)}
+            assert {c.id for c in crm.customers.find(where)} == expected, repr(where)
+    assert crm.store.repository(CUSTOMERS).get_by_external_id(crm.tenant, "x\x00") is None

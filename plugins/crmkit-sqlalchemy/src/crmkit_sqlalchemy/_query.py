@@ -113,6 +113,12 @@ class Compiler:
         column = self.sortable(name)
         if value is None:
             return column.is_(None) if op == "==" else column.is_not(None)
+        if isinstance(value, str) and "\x00" in value and self.pg:
+            # PostgreSQL text cannot hold NUL, and stored text never does (the domain refuses it):
+            # equality never holds, and an order comparison with p + NUL + ... is one with p.
+            if op in ("==", "!="):
+                return sa.true() if op == "!=" else sa.false()
+            value, op = value[: value.index("\x00")], {"<": "<=", "<=": "<=", ">": ">", ">=": ">"}[op]
         bound = self._bound(name, value)
         if op == "==":
             return self._guard(name, column == bound)
@@ -124,6 +130,10 @@ class Compiler:
         if not values:
             return sa.false()
         column = self.sortable(name)
+        if self.pg:  # text with NUL is never stored, so never equal (and PostgreSQL cannot bind it)
+            values = [v for v in values if not (isinstance(v, str) and "\x00" in v)]
+            if not values:
+                return sa.false()
         bound = [self._value(name, v) for v in values]
         if len(bound) <= _LONG_IN:
             return self._guard(name, column.in_(bound))
@@ -146,6 +156,8 @@ class Compiler:
         return self._guard(name, column.in_(each))
 
     def _contains(self, name: str, value: str) -> ColumnElement[bool]:
+        if "\x00" in value and self.pg:
+            return sa.false()  # stored text never holds NUL
         if name.startswith("attributes."):
             text = self._attribute_path(name[len("attributes.") :], "s", as_text=True)
             return _never_null(self._substring(text, value))

@@ -166,7 +166,7 @@ class SqlRepository(Repository[Any]):
         return found[0] if found else None
 
     def get_by_external_id(self, tenant: str, external_id: str) -> Any | None:
-        if self._get_external is None:
+        if self._get_external is None or "\x00" in external_id:  # stored text never holds NUL
             return None
         with self.store.connection() as conn:
             found = self._records(conn.execute(self._get_external, {"p_tenant": tenant, "p_external": external_id}))
@@ -205,6 +205,8 @@ class SqlRepository(Repository[Any]):
         for part in parts:
             if not (isinstance(part, Compare) and part.op == "==" and part.value is not None):
                 return None
+            if isinstance(part.value, str) and "\x00" in part.value:
+                return None  # the compiler knows what NUL means (PostgreSQL cannot bind it)
             spec = self.spec.field(part.field)
             if spec is None or spec.kind not in _PREPARED_KINDS or part.field in fields:
                 return None
