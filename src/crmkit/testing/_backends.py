@@ -52,11 +52,19 @@ class Backend:
         *,
         tenant: str | None = None,
         plugins: Iterable[object] = (),
+        block: Iterable[str] = (),
         clock: Callable[[], dt.datetime] | None = None,
+        policy: LifecyclePolicy | None = None,
     ) -> CRM:
-        """A separate ``crmkit.connect`` to the URL with extra plugins; the caller closes it."""
+        """A separate ``crmkit.connect`` to the URL with extra (or blocked) plugins; the caller closes it."""
         return crmkit.connect(
-            self.url, tenant=tenant or new_tenant(), plugins=(*self.plugins, *plugins), clock=clock, **self.options
+            self.url,
+            tenant=tenant or new_tenant(),
+            plugins=(*self.plugins, *plugins),
+            block=block,
+            clock=clock,
+            policy=policy,
+            **self.options,
         )
 
     def close(self) -> None:
