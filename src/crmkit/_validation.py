@@ -53,7 +53,10 @@ def utc(value: dt.datetime, field: str) -> dt.datetime:
         raise ValidationError(field, "must be a datetime", value)
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValidationError(field, "must be timezone-aware (naive datetimes are ambiguous)", value)
-    return value.astimezone(dt.timezone.utc)
+    try:
+        return value.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise ValidationError(field, "is outside the range of UTC datetimes (years 1 to 9999)", value) from None
 
 
 def aware_datetime(field: str, *, optional: bool = False) -> Callable[[Any], Any]:
@@ -215,12 +218,12 @@ def text_set(field: str) -> Callable[[Any], frozenset[str]]:
             return frozenset()
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             raise ValidationError(field, "must be a set of strings", value)
-        items = frozenset(value)
+        items = tuple(value)
         for item in items:
             text_of(field, item)
             if len(item) > 200:
                 raise ValidationError(field, "items are at most 200 characters", item)
-        return items
+        return frozenset(items)
 
     return convert
 
@@ -247,6 +250,37 @@ def optional_date(instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
         _fail(attribute, "must be a date", value)
 
 
+def of_type(kind: type, name: str | None = None) -> Validator:
+    """Validator like attrs' instance_of, raising ValidationError (bool is never an int here)."""
+    label = name or kind.__name__
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            _fail(attribute, f"must be a {label}", value)
+
+    return check
+
+
+def at_least(minimum: int) -> Validator:
+    """Validator: an int (not bool) of at least ``minimum``."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            _fail(attribute, f"must be an integer of at least {minimum}", value)
+
+    return check
+
+
+def valid_external_id(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """Validator: None or a non-blank key of at most 200 characters (unique per tenant)."""
+    if value is None:
+        return
+    _check_text(attribute.name, value, allow_empty=False)
+    if len(value) > 200:
+        _fail(attribute, "must be at most 200 characters", value)
+
+
 def positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        _fail(attribute, "must be a non-negative integer", value)
+    """Validator: a non-negative integer that fits in 64 bits (versions)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _INT64:
+        _fail(attribute, "must be a non-negative 64-bit integer", value)

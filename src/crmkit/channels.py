@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import attrs
 
-from crmkit._validation import check_identifier
+from crmkit._validation import check_identifier, of_type
 
 __all__ = ["Channel", "ChannelType", "BUILTIN_CHANNELS"]
 
@@ -43,9 +43,9 @@ class ChannelType:
     """A channel a CRM accepts, registered through the ``crmkit_channels`` hook."""
 
     name: Channel = attrs.field(converter=Channel)
-    description: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    description: str = attrs.field(default="", validator=of_type(str, "string"))
     #: Whether a contact point's consent is needed before outbound contact on this channel.
-    needs_consent: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    needs_consent: bool = attrs.field(default=True, validator=of_type(bool))
 
 
 BUILTIN_CHANNELS: tuple[ChannelType, ...] = (

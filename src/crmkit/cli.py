@@ -154,8 +154,15 @@ def _models(crm: crmkit.CRM, full: Any, split: Any, out: TextIO) -> Any:
     columns = (full.frequency, full.recency, full.T)
     clv = _floats(
         customer_lifetime_value(
-            bg, gg, *columns, full.monetary_value, horizon=12, time_unit="week", period="month",
-            discount_rate=DEMO_MONTHLY_DISCOUNT, margin=float(DEMO_MARGIN),
+            bg,
+            gg,
+            *columns,
+            full.monetary_value,
+            horizon=12,
+            time_unit="week",
+            period="month",
+            discount_rate=DEMO_MONTHLY_DISCOUNT,
+            margin=float(DEMO_MARGIN),
         )
     )
     buys = _floats(bg.conditional_expected_purchases(DEMO_HORIZON_WEEKS, *columns))

@@ -8,7 +8,7 @@ import heapq
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -39,6 +39,7 @@ from crmkit.query import (
     Or,
     Where,
     bind,
+    check_cursor,
     keyset_after,
     parse_order,
 )
@@ -110,6 +111,17 @@ class _RollbackOnly(Exception):
     pass
 
 
+def _uuids(field: str, values: object) -> list[uuid.UUID]:
+    """A list of UUIDs from any iterable (duplicates dropped, order kept); ValidationError otherwise."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise ValidationError(field, "must be a collection of uuid.UUID", values)
+    items = list(values)
+    for value in items:
+        if not isinstance(value, uuid.UUID):
+            raise ValidationError(field, "must contain only uuid.UUID values", value)
+    return list(dict.fromkeys(items))
+
+
 def _stamped(record: R, **changes: Any) -> R:
     """A copy of an already validated record with store-set fields changed, without re-running validators.
 
@@ -158,10 +170,9 @@ class _ReadRecords(Generic[R]):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValidationError("limit", "must be a positive integer or None", limit)
         if after is not None:
-            cursor = Cursor.parse(after)
-            if cursor.order != order.text() or len(cursor.values) != len(order.keys):
-                raise ValidationError("after", f"belongs to order_by={cursor.order!r}, not {order.text()!r}", after)
-            keyset = keyset_after(order, cursor.values)
+            if not isinstance(after, (Cursor, str)):
+                raise ValidationError("after", "must be the cursor (or its string) returned by find()", after)
+            keyset = keyset_after(order, check_cursor(Cursor.parse(after), order, self.spec))
             condition = keyset if isinstance(condition, type(ALL)) else And((condition, keyset))
         fetch = None if limit is None else limit + 1
         items = self._repo.find(self._crm.tenant, condition, order, fetch)
@@ -319,6 +330,10 @@ class _Records(_ReadRecords[R]):
 
     def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:
         """Delete a record (and, for customers, everything that belongs to it); NotFound if absent."""
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise ValidationError("expected_version", "must be an integer or None", expected_version)
         with self._crm.transaction():
             current = self.get(id)
             if expected_version is not None and current.version != expected_version:
@@ -436,8 +451,13 @@ class Relationships(_Records[Relationship]):
         types = self._crm.relationship_types
         if kind is None:
             return frozenset(t.name for t in types.values()), direction
-        names = [kind] if isinstance(kind, str) else list(kind)
-        if not names:
+        if isinstance(kind, str):
+            names = [kind]
+        elif isinstance(kind, Iterable) and not isinstance(kind, (bytes, Mapping)):
+            names = list(kind)
+        else:
+            raise ValidationError("kind", "takes a relationship type name or a collection of them", kind)
+        if not names or not all(isinstance(n, str) for n in names):
             raise ValidationError("kind", "names no relationship type", kind)
         resolved: set[str] = set()
         directions: set[str] = set()
@@ -589,7 +609,7 @@ class CRM:
 
         since = None if since is None else utc(since, "since")
         until = None if until is None else utc(until, "until")
-        ids = None if customer_ids is None else list(customer_ids)
+        ids = None if customer_ids is None else _uuids("customer_ids", customer_ids)
         return list(self._host.purchase_summaries(self.store, self.tenant, ids, since, until))
 
     def timeline(

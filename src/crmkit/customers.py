@@ -17,6 +17,7 @@ from crmkit._validation import (
     frozen_attributes,
     frozen_tuple,
     nonempty_text,
+    of_type,
     one_of,
     optional_aware,
     optional_text,
@@ -24,6 +25,7 @@ from crmkit._validation import (
     text_of,
     text_set,
     uuid_field,
+    valid_external_id,
 )
 from crmkit.channels import Channel
 from crmkit.lifecycle_model import Stage, to_stage
@@ -76,7 +78,7 @@ class Consent:
     """Whether the customer agreed to be contacted on a channel, when, and how we know."""
 
     channel: Channel = attrs.field(converter=Channel)
-    granted: bool = attrs.field(validator=attrs.validators.instance_of(bool))
+    granted: bool = attrs.field(validator=of_type(bool))
     at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     source: str | None = attrs.field(default=None, validator=optional_text)
 
@@ -93,14 +95,14 @@ def _consents(value: object) -> tuple[Consent, ...]:
 
 def _email(value: object) -> str:
     text = text_of("email", value)
-    if not _EMAIL.match(text) or len(text) > 320:
+    if not _EMAIL.fullmatch(text) or len(text) > 320:
         raise ValidationError("email", "is not a valid e-mail address", value)
     return text
 
 
 def _phone(value: object) -> str:
     text = text_of("phone", value)
-    if not _PHONE.match(text) or sum(c.isdigit() for c in text) < 3:
+    if not _PHONE.fullmatch(text) or sum(c.isdigit() for c in text) < 3:
         raise ValidationError("phone", "is not a valid phone number", value)
     return text
 
@@ -108,7 +110,7 @@ def _phone(value: object) -> str:
 def _country(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _COUNTRY.match(value):
+    if not isinstance(value, str) or not _COUNTRY.fullmatch(value):
         raise ValidationError("country", "must be an ISO 3166-1 alpha-2 code such as DE", value)
     return value
 
@@ -193,16 +195,11 @@ class Customer:
     owner: str | None = attrs.field(default=None, validator=optional_text)
     attributes: Mapping[str, AttributeValue] = attrs.field(factory=dict, converter=frozen_attributes, hash=False)
     stage: Stage = attrs.field(default=Stage.LEAD, converter=to_stage)
-    external_id: str | None = attrs.field(default=None, validator=optional_text)
+    external_id: str | None = attrs.field(default=None, validator=valid_external_id)
     id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
     created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     version: int = attrs.field(default=0, validator=positive_int)
-
-    @external_id.validator
-    def _check_external_id(self, attribute: attrs.Attribute[str | None], value: str | None) -> None:
-        if value is not None and (not value.strip() or len(value) > 200):
-            raise ValidationError("external_id", "must be 1 to 200 characters, not blank", value)
 
     def may_contact(self, channel: str) -> bool:
         """True when some contact point records granted consent for the channel (and none denies it)."""

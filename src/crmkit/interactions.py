@@ -20,6 +20,7 @@ from crmkit._validation import (
     positive_int,
     text_set,
     uuid_field,
+    valid_external_id,
 )
 from crmkit.channels import Channel
 
@@ -51,7 +52,7 @@ class Interaction:
     outcome: str | None = attrs.field(default=None, validator=optional_text)
     participants: frozenset[str] = attrs.field(default=frozenset(), converter=_to_participants)
     attributes: Mapping[str, AttributeValue] = attrs.field(factory=dict, converter=frozen_attributes, hash=False)
-    external_id: str | None = attrs.field(default=None, validator=optional_text)
+    external_id: str | None = attrs.field(default=None, validator=valid_external_id)
     id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
     created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)

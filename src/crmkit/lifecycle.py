@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from crmkit._errors import ConflictError, TransitionVetoed, ValidationError
+from crmkit._validation import at_least, nonempty_text, of_type
 from crmkit.entities import CUSTOMERS, INTERACTIONS, STAGE_CHANGES
 from crmkit.lifecycle_model import Stage, StageChange, to_stage
 from crmkit.query import Compare, Where, bind, parse_order
@@ -35,7 +36,7 @@ class LifecyclePolicy:
 
     at_risk_after: dt.timedelta = attrs.field(default=dt.timedelta(days=180), converter=_days)
     churned_after: dt.timedelta = attrs.field(default=dt.timedelta(days=365), converter=_days)
-    loyal_purchase_days: int = attrs.field(default=5, validator=attrs.validators.ge(2))
+    loyal_purchase_days: int = attrs.field(default=5, validator=at_least(2))
 
     def __attrs_post_init__(self) -> None:
         if self.churned_after <= self.at_risk_after:
@@ -87,8 +88,8 @@ class StageProposal:
     """A rule's answer: move to ``stage``, because ``reason``; ``rule`` names the rule."""
 
     stage: Stage = attrs.field(converter=to_stage)
-    rule: str = attrs.field(validator=attrs.validators.instance_of(str))
-    reason: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    rule: str = attrs.field(validator=nonempty_text)
+    reason: str = attrs.field(default="", validator=of_type(str, "string"))
 
 
 @attrs.frozen

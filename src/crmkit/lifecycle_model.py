@@ -9,7 +9,7 @@ import uuid
 import attrs
 
 from crmkit._ids import new_id
-from crmkit._validation import aware, nonempty_text, optional_aware, optional_text, uuid_field
+from crmkit._validation import aware, nonempty_text, optional_aware, optional_text, positive_int, uuid_field
 
 __all__ = ["Stage", "StageChange"]
 
@@ -56,4 +56,4 @@ class StageChange:
     id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
     created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
-    version: int = attrs.field(default=0)
+    version: int = attrs.field(default=0, validator=positive_int)

@@ -30,7 +30,7 @@ from typing import Any, Literal, Union
 import attrs
 
 from crmkit._errors import ValidationError
-from crmkit._validation import check_identifier, frozen_attributes
+from crmkit._validation import check_identifier, frozen_attributes, utc
 from crmkit.entities import EntitySpec, FieldSpec
 
 __all__ = [
@@ -187,6 +187,8 @@ Where = Union[Expr, Mapping[str, Any], None]
 
 
 def _field_spec(entity: EntitySpec, name: str) -> FieldSpec:
+    if not isinstance(name, str):
+        raise ValidationError("where", "field names are strings", name)
     if name.startswith("attributes."):
         if not entity.has_attributes:
             raise ValidationError(name, f"{entity.name} have no custom attributes", name)
@@ -218,15 +220,18 @@ def _value(entity: EntitySpec, spec: FieldSpec, value: Any, *, for_contains: boo
             return str(value.value) if hasattr(value, "value") else str(value)
     elif kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -(2**63) <= value < 2**63:
+                raise ValidationError(name, "integers in queries must fit in 64 bits", value)
             return value
     elif kind == "decimal":
         if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-            return Decimal(value)
+            number = Decimal(value)
+            if not number.is_finite():
+                raise ValidationError(name, "must be a finite number", value)
+            return number
     elif kind == "datetime":
         if isinstance(value, dt.datetime):
-            if value.tzinfo is None or value.utcoffset() is None:
-                raise ValidationError(name, "query datetimes must be timezone-aware", value)
-            return value.astimezone(dt.timezone.utc)
+            return utc(value, name)
     elif kind == "date" and isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return value
     raise ValidationError(name, f"compares with {spec.kind} values", value)
@@ -385,8 +390,10 @@ def parse_order(order_by: str | Sequence[str] | None, entity: EntitySpec) -> Ord
         names: Sequence[str] = entity.default_order
     elif isinstance(order_by, str):
         names = [order_by]
-    else:
+    elif isinstance(order_by, Iterable) and not isinstance(order_by, (bytes, Mapping)):
         names = list(order_by)
+    else:
+        raise ValidationError("order_by", "takes a field name or a sequence of them", order_by)
     keys: list[tuple[str, bool]] = []
     for raw in names:
         if not isinstance(raw, str) or not raw.lstrip("-"):
@@ -403,6 +410,22 @@ def parse_order(order_by: str | Sequence[str] | None, entity: EntitySpec) -> Ord
     if not any(k == "id" for k, _ in keys):
         keys.append(("id", False))
     return Order(tuple(keys))
+
+
+def check_cursor(cursor: Cursor, order: Order, entity: EntitySpec) -> tuple[Any, ...]:
+    """The cursor's values, checked against the kinds of the order's fields (ValidationError on ``after``)."""
+    if cursor.order != order.text() or len(cursor.values) != len(order.keys):
+        raise ValidationError("after", f"belongs to order_by={cursor.order!r}, not {order.text()!r}", str(cursor))
+    checked = []
+    for (name, _), value in zip(order.keys, cursor.values, strict=True):
+        spec = entity.field(name)
+        try:
+            if spec is None or value is None:
+                raise ValidationError(name, "is missing", value)
+            checked.append(_value(entity, spec, value))
+        except ValidationError as exc:
+            raise ValidationError("after", f"is not a cursor of this order ({exc})", str(cursor)) from None
+    return tuple(checked)
 
 
 def keyset_after(order: Order, values: Sequence[Any]) -> Expr:

@@ -15,6 +15,7 @@ from crmkit._validation import (
     AttributeValue,
     check_identifier,
     frozen_attributes,
+    of_type,
     optional_aware,
     optional_date,
     optional_text,
@@ -44,8 +45,8 @@ class RelationshipType:
 
     name: str = attrs.field(converter=_kind)
     inverse: str = attrs.field(converter=_kind)
-    symmetric: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    description: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    symmetric: bool = attrs.field(default=False, validator=of_type(bool))
+    description: str = attrs.field(default="", validator=of_type(str, "string"))
 
     @symmetric.validator
     def _check_symmetric(self, attribute: attrs.Attribute[bool], value: bool) -> None:

@@ -22,9 +22,9 @@ from crmkit._validation import (
     nonempty_text,
     one_of,
     optional_aware,
-    optional_text,
     positive_int,
     uuid_field,
+    valid_external_id,
 )
 
 __all__ = ["LineItem", "Transaction", "TransactionKind"]
@@ -76,7 +76,7 @@ class Transaction:
     kind: TransactionKind = attrs.field(default="purchase", validator=one_of("kind", ("purchase", "refund")))
     line_items: tuple[LineItem, ...] = attrs.field(default=(), converter=_to_line_items)
     attributes: Mapping[str, AttributeValue] = attrs.field(factory=dict, converter=frozen_attributes, hash=False)
-    external_id: str | None = attrs.field(default=None, validator=optional_text)
+    external_id: str | None = attrs.field(default=None, validator=valid_external_id)
     id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
     created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
