@@ -25,6 +25,7 @@ from crmkit.entities import TRANSACTIONS
 from crmkit.query import In
 from crmkit.summaries import PurchaseSummary
 from crmkit_sqlalchemy._encoding import money_of
+from crmkit_sqlalchemy._types import datetime_of
 
 if TYPE_CHECKING:
     from crmkit_sqlalchemy._store import SqlStore
@@ -81,6 +82,14 @@ class _MoneySum:
 _ZERO = Decimal(0)
 
 
+def _uuid_of_hex(text: str) -> uuid.UUID:
+    return uuid.UUID(int=int(text, 16))  # the stored form is bare hex: skip UUID's text clean-up
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 def summary_statement(
     store: SqlStore,
     tenant: str,
@@ -121,13 +130,24 @@ def summary_statement(
     first_day_total = _MoneySum(store, rows.c.amount)
     refunds = _MoneySum(store, rows.c.amount)
     purchases = sa.func.count(sa.case((purchase, 1)))
+    first_at: ColumnElement[Any] = sa.func.min(sa.case((purchase, rows.c.occurred_at)))
+    last_at: ColumnElement[Any] = sa.func.max(sa.case((purchase, rows.c.occurred_at)))
+    customer: ColumnElement[Any] = rows.c.customer_id
+    if store.dialect == "sqlite":
+        # 100,000s of summaries: convert hex ids and microseconds here rather than per value in SQLAlchemy
+        customer = sa.type_coerce(customer, sa.Text())
+        first_at, last_at = sa.type_coerce(first_at, sa.BigInteger()), sa.type_coerce(last_at, sa.BigInteger())
+        as_id: Callable[[Any], Any] = _uuid_of_hex
+        as_time: Callable[[Any], Any] = datetime_of
+    else:
+        as_id = as_time = _same
     statement = (
         sa.select(
-            rows.c.customer_id,
+            customer,
             rows.c.currency,
             purchases,
-            sa.func.min(sa.case((purchase, rows.c.occurred_at))),
-            sa.func.max(sa.case((purchase, rows.c.occurred_at))),
+            first_at,
+            last_at,
             sa.func.count(sa.distinct(sa.case((purchase, rows.c.day)))),
             *total.columns(purchase),
             *first_day_total.columns(sa.and_(purchase, rows.c.day == rows.c.first_day)),
@@ -142,11 +162,11 @@ def summary_statement(
 
     def summary(row: Sequence[Any]) -> PurchaseSummary:
         return PurchaseSummary(
-            customer_id=row[0],
+            customer_id=as_id(row[0]),
             currency=row[1],
             purchases=row[2],
-            first_purchase_at=row[3],
-            last_purchase_at=row[4],
+            first_purchase_at=as_time(row[3]),
+            last_purchase_at=as_time(row[4]),
             purchase_days=row[5],
             total=read_total(row[6 : 6 + w]),
             first_day_total=read_first(row[6 + w : 6 + 2 * w]),
