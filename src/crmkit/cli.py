@@ -38,19 +38,17 @@ def _money(value: Decimal | float) -> str:
     return f"${value:,.2f}"
 
 
-def _default_url() -> tuple[str, str]:
-    folder = Path(tempfile.gettempdir()) / "crmkit-demo"
-    return f"sqlite:///{(folder / 'crm.db').as_posix()}", "embedded SQLite file"
+def _default_url(folder: Path) -> tuple[str, str]:
+    return f"sqlite:///{(folder / 'crm.db').as_posix()}", "embedded SQLite file, removed afterwards"
 
 
-def _open(url: str | None, tenant: str, out: TextIO) -> crmkit.CRM:
+def _open(url: str | None, tenant: str, out: TextIO, folder: Path) -> crmkit.CRM:
     if url is not None:
         crm = crmkit.connect(url, tenant=tenant)
         print(f"store: {crm.store.url} (given with --url), tenant {tenant!r}", file=out)
         return crm
-    sqlite, what = _default_url()
+    sqlite, what = _default_url(folder)
     try:
-        Path(sqlite[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         crm = crmkit.connect(sqlite, tenant=tenant)
     except PluginError:
         crm = crmkit.connect("memory://", tenant=tenant)
@@ -81,7 +79,11 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
 
     started = time.perf_counter()
     print("crmkit demo: customer value on the CDNOW sample (2,357 customers, Jan 1997 - Jun 1998)", file=out)
-    with _open(args.url, args.tenant, out) as crm:
+    # A fresh store each run: a file left from an earlier run (or crmkit version) never leaks in.
+    with (
+        tempfile.TemporaryDirectory(prefix="crmkit-demo-") as folder,
+        _open(args.url, args.tenant, out, Path(folder)) as crm,
+    ):
         _load(crm, out)
         end = CDNOW_OBSERVATION_END
         now = dt.datetime.combine(end, dt.time(23, 59), dt.timezone.utc)

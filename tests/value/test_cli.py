@@ -22,7 +22,7 @@ def run_demo(*args: str) -> str:
     return out.getvalue()
 
 
-def test_demo_on_the_default_store_is_idempotent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_demo_report_and_idempotent_reload(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     first = run_demo()
     store_line = next(line for line in first.splitlines() if line.startswith("store: "))
@@ -39,15 +39,19 @@ def test_demo_on_the_default_store_is_idempotent(monkeypatch: pytest.MonkeyPatch
     assert "cohort payback (assumed: acquisition cost $25.00 per customer, gross margin 30%)" in first
     assert "1997-01:  781 customers, cohort paid back in month" in first
     assert "whale curve: the top 20 % of customers earn" in first
-    if "sqlite" in store_line:  # crmkit-sqlalchemy installed: the file in the temp directory is reused
-        assert (tmp_path / "crmkit-demo" / "crm.db").exists()
-        again = run_demo()
+    if "sqlite" in store_line:  # crmkit-sqlalchemy installed: a fresh file, removed afterwards
+        assert "removed afterwards" in store_line
+        assert not any(tmp_path.glob("crmkit-demo-*"))
+        url = f"sqlite:///{(tmp_path / 'kept.db').as_posix()}"
+        kept = run_demo("--url", url)
+        again = run_demo("--url", url)
         assert "already stored: 2,357 customers and 6,919 purchases (skipped)" in again
         assert "loaded" not in again
+
         def report(text: str) -> str:
             return text.split("BG/NBD fitted")[1].split("done in")[0]
 
-        assert report(again) == report(first)
+        assert report(again) == report(kept) == report(first)
     else:
         assert store_line.startswith("store: memory://")
 
