@@ -8,12 +8,9 @@ from pathlib import Path
 import pytest
 
 from crmkit import ValidationError
-from crmkit.value import cohort_retention, customer_summary
+from crmkit.value import cohort_retention, customer_summary, plots
 from crmkit.value.datasets import CDNOW_CALIBRATION_END, CDNOW_OBSERVATION_END, cdnow_transactions
 from crmkit.value.models import BetaGeo
-
-pytest.importorskip("matplotlib")
-from crmkit.value import plots  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -53,7 +50,7 @@ def test_cohort_retention_curves(tmp_path: Path) -> None:
 
 
 def test_figures_need_a_png_path_and_a_holdout(cdnow: tuple[BetaGeo, object], tmp_path: Path) -> None:
-    model, summary = cdnow
+    model, _ = cdnow
     with pytest.raises(ValidationError, match="path"):
         plots.probability_alive_matrix(model, tmp_path / "p_alive.svg")
     no_holdout = customer_summary(cdnow_transactions(), unit="week", observation_end=CDNOW_CALIBRATION_END)
