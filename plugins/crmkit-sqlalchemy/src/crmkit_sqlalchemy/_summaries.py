@@ -1,9 +1,16 @@
 """Per-customer purchase summaries as one aggregate query (the ``crmkit_purchase_summaries`` push-down).
 
 The same answer as ``crmkit.summaries.summarize``, computed by the database in a single
-statement: a window function finds each (customer, currency)'s first purchase day, then
-one GROUP BY counts, sums and takes minima and maxima, with ``COUNT(DISTINCT day)`` for
-purchase days. Only the summaries travel back to Python.
+statement; only the summaries travel back to Python. One ``GROUP BY`` (customer,
+currency) does the counts, sums, first and last times and ``COUNT(DISTINCT day)``; the
+total of the first purchase day needs that day first, and each database gets the form
+it runs fastest:
+
+* PostgreSQL: a window function (``min(day) OVER (PARTITION BY customer, currency)``)
+  marks each row's first day, then the one GROUP BY sums that day's purchases too.
+* SQLite: the GROUP BY finds each group's first day, and a correlated subquery sums
+  that day's purchases through the (tenant, customer_id, occurred_at) index, one short
+  index range per group; SQLite's window functions would sort every row once more.
 
 Money sums stay exact: PostgreSQL sums ``numeric``; SQLite, whose sums are integers or
 floats, sums the integer and the micro part of the stored money key separately, and
@@ -34,60 +41,9 @@ __all__ = ["purchase_summaries", "summary_statement"]
 
 _MICROS_PER_DAY = 86_400_000_000
 _YEAR_ONE = 62_135_596_800_000_000  # microseconds from 0001-01-01 to 1970-01-01: day numbers never negative
-
-
-def _day(store: SqlStore, occurred_at: ColumnElement[Any]) -> ColumnElement[Any]:
-    """The UTC calendar day of a stored instant (a date on PostgreSQL, a day number on SQLite)."""
-    if store.dialect == "postgresql":
-        return sa.cast(sa.func.timezone("UTC", occurred_at), sa.Date())
-    micros = sa.type_coerce(occurred_at, sa.BigInteger())
-    return (micros + _YEAR_ONE).self_group().op("/")(sa.literal(_MICROS_PER_DAY, sa.BigInteger()))
-
-
-class _MoneySum:
-    """Aggregate columns for an exact sum of money, and how to read the result back."""
-
-    def __init__(self, store: SqlStore, amount: ColumnElement[Any]) -> None:
-        self.pg = store.dialect == "postgresql"
-        self.amount = amount
-
-    def columns(self, condition: ColumnElement[bool]) -> list[ColumnElement[Any]]:
-        if self.pg:
-            return [sa.func.sum(sa.case((condition, self.amount)))]
-        text = sa.type_coerce(self.amount, sa.Text())
-
-        def part(start: int, length: int) -> ColumnElement[Any]:
-            return sa.case((condition, sa.func.substr(text, start, length)))
-
-        # money text: sign letter, 15 integer digits, point, 6 decimals, "s", places (amounts are >= 0)
-        return [
-            sa.func.sum(sa.cast(part(2, 15), sa.BigInteger())),
-            sa.func.sum(sa.cast(part(18, 6), sa.BigInteger())),
-            sa.func.max(part(25, 1)),  # a Decimal sum has as many places as its longest term
-        ]
-
-    @property
-    def width(self) -> int:
-        return 1 if self.pg else 3
-
-    def read(self, values: Sequence[Any]) -> Decimal:
-        if self.pg:
-            return _ZERO if values[0] is None else values[0]
-        units, micros, places = values
-        if units is None:
-            return _ZERO
-        return money_of(units * 1_000_000 + micros, int(places))
-
-
 _ZERO = Decimal(0)
 
-
-def _uuid_of_hex(text: str) -> uuid.UUID:
-    return uuid.UUID(int=int(text, 16))  # the stored form is bare hex: skip UUID's text clean-up
-
-
-def _same(value: Any) -> Any:
-    return value
+Converter = Callable[[Sequence[Any]], PurchaseSummary]
 
 
 def summary_statement(
@@ -96,7 +52,7 @@ def summary_statement(
     customer_ids: Sequence[uuid.UUID] | None,
     since: dt.datetime | None,
     until: dt.datetime | None,
-) -> tuple[sa.Select[Any], Callable[[Any], PurchaseSummary]]:
+) -> tuple[sa.Select[Any], Converter]:
     """The aggregate query and the function turning each of its rows into a PurchaseSummary."""
     repo = store.repository(TRANSACTIONS)
     t = repo.table
@@ -107,8 +63,16 @@ def summary_statement(
         conditions.append(t.c.occurred_at >= since)
     if until is not None:
         conditions.append(t.c.occurred_at <= until)
-    day = _day(store, t.c.occurred_at)
-    bought = t.c.kind == "purchase"
+    if store.dialect == "postgresql":
+        return _postgresql(t, conditions)
+    return _sqlite(t, tenant, conditions, since, until)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _postgresql(t: sa.Table, conditions: list[ColumnElement[bool]]) -> tuple[sa.Select[Any], Converter]:
+    day = sa.cast(sa.func.timezone("UTC", t.c.occurred_at), sa.Date())
     rows = (
         sa.select(
             t.c.customer_id,
@@ -117,7 +81,7 @@ def summary_statement(
             t.c.occurred_at,
             t.c.amount,
             day.label("day"),
-            sa.func.min(sa.case((bought, day)))
+            sa.func.min(sa.case((t.c.kind == "purchase", day)))
             .over(partition_by=(t.c.customer_id, t.c.currency))
             .label("first_day"),
         )
@@ -125,52 +89,138 @@ def summary_statement(
         .subquery("rows")
     )
     purchase = rows.c.kind == "purchase"
-    refund = rows.c.kind == "refund"
-    total = _MoneySum(store, rows.c.amount)
-    first_day_total = _MoneySum(store, rows.c.amount)
-    refunds = _MoneySum(store, rows.c.amount)
     purchases = sa.func.count(sa.case((purchase, 1)))
-    first_at: ColumnElement[Any] = sa.func.min(sa.case((purchase, rows.c.occurred_at)))
-    last_at: ColumnElement[Any] = sa.func.max(sa.case((purchase, rows.c.occurred_at)))
-    customer: ColumnElement[Any] = rows.c.customer_id
-    if store.dialect == "sqlite":
-        # 100,000s of summaries: convert hex ids and microseconds here rather than per value in SQLAlchemy
-        customer = sa.type_coerce(customer, sa.Text())
-        first_at, last_at = sa.type_coerce(first_at, sa.BigInteger()), sa.type_coerce(last_at, sa.BigInteger())
-        as_id: Callable[[Any], Any] = _uuid_of_hex
-        as_time: Callable[[Any], Any] = datetime_of
-    else:
-        as_id = as_time = _same
     statement = (
         sa.select(
-            customer,
+            rows.c.customer_id,
             rows.c.currency,
             purchases,
-            first_at,
-            last_at,
+            sa.func.min(sa.case((purchase, rows.c.occurred_at))),
+            sa.func.max(sa.case((purchase, rows.c.occurred_at))),
             sa.func.count(sa.distinct(sa.case((purchase, rows.c.day)))),
-            *total.columns(purchase),
-            *first_day_total.columns(sa.and_(purchase, rows.c.day == rows.c.first_day)),
-            *refunds.columns(refund),
+            sa.func.sum(sa.case((purchase, rows.c.amount))),
+            sa.func.sum(sa.case((sa.and_(purchase, rows.c.day == rows.c.first_day), rows.c.amount))),
+            sa.func.sum(sa.case((rows.c.kind == "refund", rows.c.amount))),
         )
         .group_by(rows.c.customer_id, rows.c.currency)
         .having(purchases > 0)
         .order_by(rows.c.customer_id, rows.c.currency)
     )
-    w = total.width
-    read_total, read_first, read_refunds = total.read, first_day_total.read, refunds.read
 
     def summary(row: Sequence[Any]) -> PurchaseSummary:
         return PurchaseSummary(
-            customer_id=as_id(row[0]),
+            customer_id=row[0],
             currency=row[1],
             purchases=row[2],
-            first_purchase_at=as_time(row[3]),
-            last_purchase_at=as_time(row[4]),
+            first_purchase_at=row[3],
+            last_purchase_at=row[4],
             purchase_days=row[5],
-            total=read_total(row[6 : 6 + w]),
-            first_day_total=read_first(row[6 + w : 6 + 2 * w]),
-            refunds=read_refunds(row[6 + 2 * w : 6 + 3 * w]),
+            total=row[6],
+            first_day_total=row[7],
+            refunds=_ZERO if row[8] is None else row[8],
+        )
+
+    return statement, summary
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+def _sqlite(
+    t: sa.Table,
+    tenant: str,
+    conditions: list[ColumnElement[bool]],
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+) -> tuple[sa.Select[Any], Converter]:
+    micros = sa.type_coerce(t.c.occurred_at, sa.BigInteger())
+    day = (micros + _YEAR_ONE).self_group().op("/")(sa.literal(_MICROS_PER_DAY, sa.BigInteger()))
+    amount = sa.type_coerce(t.c.amount, sa.Text())
+    purchase = t.c.kind == "purchase"
+    refund = t.c.kind == "refund"
+    purchases = sa.func.count(sa.case((purchase, 1)))
+
+    def money_parts(condition: ColumnElement[bool] | None, text: ColumnElement[Any]) -> list[ColumnElement[Any]]:
+        # money text: sign letter, 15 integer digits, point, 6 decimals, "s", places (amounts are >= 0)
+        def when(value: ColumnElement[Any]) -> ColumnElement[Any]:
+            return value if condition is None else sa.case((condition, value))
+
+        return [
+            sa.func.sum(when(sa.cast(sa.func.substr(text, 2, 15), sa.BigInteger()))),
+            sa.func.sum(when(sa.cast(sa.func.substr(text, 18, 6), sa.BigInteger()))),
+            sa.func.max(when(sa.func.substr(text, 25, 1))),  # a sum has the places of its longest term
+        ]
+
+    groups = (
+        sa.select(
+            t.c.customer_id.label("customer_id"),
+            t.c.currency.label("currency"),
+            purchases.label("purchases"),
+            sa.func.min(sa.case((purchase, micros))).label("first_at"),
+            sa.func.max(sa.case((purchase, micros))).label("last_at"),
+            sa.func.count(sa.distinct(sa.case((purchase, day)))).label("days"),
+            sa.func.min(sa.case((purchase, day))).label("first_day"),
+            *(c.label(f"total_{i}") for i, c in enumerate(money_parts(purchase, amount))),
+            *(c.label(f"refunds_{i}") for i, c in enumerate(money_parts(refund, amount))),
+        )
+        .where(*conditions)
+        .group_by(t.c.customer_id, t.c.currency)
+        .having(purchases > 0)
+        .subquery("groups")
+    )
+    # the purchases of each group's first day: one index range of that customer
+    f = t.alias("first_day_rows")
+    f_micros = sa.type_coerce(f.c.occurred_at, sa.BigInteger())
+    start = groups.c.first_day * _MICROS_PER_DAY - _YEAR_ONE
+    on_day = [
+        f.c.tenant == tenant,
+        f.c.customer_id == groups.c.customer_id,
+        f.c.currency == groups.c.currency,
+        f.c.kind == "purchase",
+        f_micros >= start,
+        f_micros < start + _MICROS_PER_DAY,
+    ]
+    if since is not None:
+        on_day.append(f.c.occurred_at >= since)
+    if until is not None:
+        on_day.append(f.c.occurred_at <= until)
+    units, micro_part, places = money_parts(None, sa.type_coerce(f.c.amount, sa.Text()))
+    first_day_total = (
+        sa.select(sa.cast(units, sa.Text()) + ":" + sa.cast(micro_part, sa.Text()) + ":" + places)
+        .where(*on_day)
+        .scalar_subquery()
+    )
+    statement = sa.select(
+        sa.type_coerce(groups.c.customer_id, sa.Text()),  # hex; converted below, faster than per value
+        groups.c.currency,
+        groups.c.purchases,
+        groups.c.first_at,
+        groups.c.last_at,
+        groups.c.days,
+        groups.c.total_0,
+        groups.c.total_1,
+        groups.c.total_2,
+        first_day_total,
+        groups.c.refunds_0,
+        groups.c.refunds_1,
+        groups.c.refunds_2,
+    ).order_by(groups.c.customer_id, groups.c.currency)
+
+    def money(units: int | None, micros: int, places: str) -> Decimal:
+        return _ZERO if units is None else money_of(units * 1_000_000 + micros, int(places))
+
+    def summary(row: Sequence[Any]) -> PurchaseSummary:
+        u, m, p = row[9].split(":")
+        return PurchaseSummary(
+            customer_id=uuid.UUID(int=int(row[0], 16)),
+            currency=row[1],
+            purchases=row[2],
+            first_purchase_at=datetime_of(row[3]),
+            last_purchase_at=datetime_of(row[4]),
+            purchase_days=row[5],
+            total=money(row[6], row[7], row[8]),
+            first_day_total=money_of(int(u) * 1_000_000 + int(m), int(p)),
+            refunds=money(row[10], row[11], row[12]),
         )
 
     return statement, summary
