@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL
 
 from crmkit._errors import ConflictError
 from crmkit.entities import ENTITIES, EntitySpec
-from crmkit.query import All, Compare, Expr, Order, conjuncts
+from crmkit.query import All, Compare, Expr, In, Order, conjuncts
 from crmkit.store import Activity, Capabilities, Repository, Store
 from crmkit_sqlalchemy._errors import Where, translated
 from crmkit_sqlalchemy._query import Compiler
@@ -236,7 +236,7 @@ class SqlRepository(Repository[Any]):
         with self.store.connection() as conn:
             for start in range(0, len(unique), _CHUNK):
                 chunk = unique[start : start + _CHUNK]
-                statement = sa.select(t.c.id).where(t.c.tenant == tenant, t.c.id.in_(chunk))
+                statement = sa.select(t.c.id).where(t.c.tenant == tenant, self.compiler.expr(In("id", tuple(chunk))))
                 found.update(conn.execute(statement).scalars())
         return found
 
@@ -253,7 +253,7 @@ class SqlRepository(Repository[Any]):
                 chunk = unique[start : start + _CHUNK]
                 statement = (
                     sa.select(owner, sa.func.count(), sa.func.min(at), sa.func.max(at))
-                    .where(t.c.tenant == tenant, owner.in_(chunk))
+                    .where(t.c.tenant == tenant, self.compiler.expr(In(field, tuple(chunk))))
                     .group_by(owner)
                 )
                 for cid, n, first, last in conn.execute(statement):
