@@ -117,6 +117,18 @@ def check_identifier(field: str, value: Any) -> str:
     return value
 
 
+#: The largest page or batch size accepted: far above any sensible value, and small enough
+#: that every store's integer type holds it (plus one, for look-ahead).
+MAX_COUNT = 2**31 - 1
+
+
+def count_of(field: str, value: Any) -> int:
+    """A page or batch size: an int from 1 to MAX_COUNT (bool refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+        raise ValidationError(field, f"must be an integer from 1 to {MAX_COUNT:,}", value)
+    return value
+
+
 def uuid_of(field: str, value: Any) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value

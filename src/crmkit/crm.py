@@ -16,6 +16,7 @@ import attrs
 
 from crmkit._errors import ConflictError, CRMError, NotFound, ValidationError
 from crmkit._host import PluginHost
+from crmkit._validation import count_of, text_of, utc
 from crmkit.channels import ChannelType
 from crmkit.customers import Customer
 from crmkit.entities import (
@@ -167,8 +168,8 @@ class _ReadRecords(Generic[R]):
         """Matching records in order (``"-field"`` for descending), at most ``limit``, after a cursor."""
         condition = bind(where, self.spec)
         order = parse_order(order_by, self.spec)
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValidationError("limit", "must be a positive integer or None", limit)
+        if limit is not None:
+            count_of("limit", limit)
         if after is not None:
             if not isinstance(after, (Cursor, str)):
                 raise ValidationError("after", "must be the cursor (or its string) returned by find()", after)
@@ -185,8 +186,7 @@ class _ReadRecords(Generic[R]):
         self, where: Where = None, *, order_by: str | Sequence[str] | None = None, batch_size: int = 1000
     ) -> Iterator[R]:
         """Every matching record, fetched page by page (bounded memory, any number of records)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValidationError("batch_size", "must be a positive integer", batch_size)
+        count_of("batch_size", batch_size)
         return scan(self._repo, self._crm.tenant, bind(where, self.spec), parse_order(order_by, self.spec), batch_size)
 
 
@@ -234,8 +234,7 @@ class _Records(_ReadRecords[R]):
         batches before it stay committed, and because imports are idempotent by
         ``external_id`` the corrected import can simply be run again.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValidationError("batch_size", "must be a positive integer", batch_size)
+        count_of("batch_size", batch_size)
         if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
             raise ValidationError("items", "must be an iterable of records", items)
         tenant = self._crm.tenant
@@ -271,8 +270,7 @@ class _Records(_ReadRecords[R]):
         """The record imported under that external id; NotFound if none."""
         if not self.spec.has_external_id:
             raise ValidationError("external_id", f"{self.spec.name} have no external id", external_id)
-        if not isinstance(external_id, str):
-            raise ValidationError("external_id", "must be a string", external_id)
+        text_of("external_id", external_id)  # no NUL or lone surrogates: no store could hold them
         record = self._repo.get_by_external_id(self._crm.tenant, external_id)
         if record is None:
             raise NotFound(self.spec.label, f"with external_id {external_id!r}")
@@ -555,8 +553,6 @@ class CRM:
 
     def now(self) -> dt.datetime:
         """The current time from the CRM's clock (timezone-aware UTC)."""
-        from crmkit._validation import utc
-
         return utc(self._clock(), "clock")
 
     @contextmanager
@@ -605,7 +601,6 @@ class CRM:
         until: dt.datetime | None = None,
     ) -> list[PurchaseSummary]:
         """Per-customer purchase summaries, computed inside the store by the backend's hook."""
-        from crmkit._validation import utc
 
         since = None if since is None else utc(since, "since")
         until = None if until is None else utc(until, "until")

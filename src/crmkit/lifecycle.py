@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from crmkit._errors import ConflictError, TransitionVetoed, ValidationError
-from crmkit._validation import at_least, nonempty_text, of_type
+from crmkit._validation import at_least, count_of, nonempty_text, of_type
 from crmkit.entities import CUSTOMERS, INTERACTIONS, STAGE_CHANGES
 from crmkit.lifecycle_model import Stage, StageChange, to_stage
 from crmkit.query import Compare, Where, bind, parse_order
@@ -151,8 +151,7 @@ class Lifecycle:
 
     def evaluate_all(self, *, where: Where = None, batch_size: int = 500, apply: bool = True) -> Iterator[Decision]:
         """Evaluate every customer (matching ``where``), streaming in batches; yields one Decision each."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValidationError("batch_size", "must be a positive integer", batch_size)
+        count_of("batch_size", batch_size)
         bind(where, CUSTOMERS)
         after = None
         while True:

@@ -196,3 +196,20 @@ def test_a_non_integer_expected_version_is_a_validation_error(crm: crmkit.CRM) -
     cid = crm.customers.find(limit=1)[0].id
     with pytest.raises(ValidationError):
         crm.customers.delete(cid, expected_version="1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda crm: crm.customers.find(limit=2**63 - 1),
+        lambda crm: list(crm.customers.stream(batch_size=2**63 - 1)),
+        lambda crm: list(crm.lifecycle.evaluate_all(batch_size=2**63 - 1)),
+        lambda crm: crm.customers.add_many([], batch_size=2**40),
+        lambda crm: crm.customers.get_by_external_id("\ud800"),
+        lambda crm: crm.customers.get_by_external_id("nul\x00"),
+    ],
+    ids=["find limit", "stream batch", "evaluate_all batch", "add_many batch", "surrogate key", "NUL key"],
+)
+def test_sizes_and_keys_no_store_can_hold_are_refused(crm: crmkit.CRM, call: Callable[[crmkit.CRM], Any]) -> None:
+    with pytest.raises(ValidationError):
+        call(crm)
