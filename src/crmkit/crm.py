@@ -601,7 +601,6 @@ class CRM:
         until: dt.datetime | None = None,
     ) -> list[PurchaseSummary]:
         """Per-customer purchase summaries, computed inside the store by the backend's hook."""
-
         since = None if since is None else utc(since, "since")
         until = None if until is None else utc(until, "until")
         ids = None if customer_ids is None else _uuids("customer_ids", customer_ids)
