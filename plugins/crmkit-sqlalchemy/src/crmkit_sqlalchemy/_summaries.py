@@ -20,16 +20,17 @@ crmkit combines them into a Decimal with the scale a Decimal sum would have.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.entities import TRANSACTIONS
-from crmkit.query import In
 from crmkit.summaries import PurchaseSummary
 from crmkit_sqlalchemy._encoding import money_of
 from crmkit_sqlalchemy._types import datetime_of
@@ -46,26 +47,33 @@ _ZERO = Decimal(0)
 Converter = Callable[[Sequence[Any]], PurchaseSummary]
 
 
+_cache: dict[tuple[str, bool, bool, bool], tuple[sa.Select[Any], Converter]] = {}
+
+
 def summary_statement(
-    store: SqlStore,
-    tenant: str,
-    customer_ids: Sequence[uuid.UUID] | None,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
+    store: SqlStore, *, some_customers: bool, since: bool, until: bool
 ) -> tuple[sa.Select[Any], Converter]:
-    """The aggregate query and the function turning each of its rows into a PurchaseSummary."""
-    repo = store.repository(TRANSACTIONS)
-    t = repo.table
-    conditions: list[ColumnElement[bool]] = [t.c.tenant == tenant]
-    if customer_ids is not None:
-        conditions.append(repo.compiler.expr(In("customer_id", tuple(customer_ids))))
-    if since is not None:
-        conditions.append(t.c.occurred_at >= since)
-    if until is not None:
-        conditions.append(t.c.occurred_at <= until)
-    if store.dialect == "postgresql":
-        return _postgresql(t, conditions)
-    return _sqlite(t, tenant, conditions, since, until)
+    """The aggregate query (parameters ``p_tenant``, ``p_ids``, ``p_since``, ``p_until``) and the
+    function turning each of its rows into a PurchaseSummary; built once per shape and dialect."""
+    key = (store.dialect, some_customers, since, until)
+    found = _cache.get(key)
+    if found is not None:
+        return found
+    t = store.repository(TRANSACTIONS).table
+    conditions: list[ColumnElement[bool]] = [t.c.tenant == sa.bindparam("p_tenant")]
+    if some_customers:
+        if store.dialect == "postgresql":
+            conditions.append(t.c.customer_id == sa.any_(sa.bindparam("p_ids", type_=postgresql.ARRAY(sa.Uuid()))))
+        else:  # one JSON array of hex ids, whatever their number
+            each = sa.func.json_each(sa.bindparam("p_ids", type_=sa.Text())).table_valued("value")
+            conditions.append(sa.type_coerce(t.c.customer_id, sa.Text()).in_(sa.select(each.c.value)))
+    if since:
+        conditions.append(t.c.occurred_at >= sa.bindparam("p_since"))
+    if until:
+        conditions.append(t.c.occurred_at <= sa.bindparam("p_until"))
+    found = _postgresql(t, conditions) if store.dialect == "postgresql" else _sqlite(t, conditions, since, until)
+    _cache[key] = found
+    return found
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -127,11 +135,7 @@ def _postgresql(t: sa.Table, conditions: list[ColumnElement[bool]]) -> tuple[sa.
 
 
 def _sqlite(
-    t: sa.Table,
-    tenant: str,
-    conditions: list[ColumnElement[bool]],
-    since: dt.datetime | None,
-    until: dt.datetime | None,
+    t: sa.Table, conditions: list[ColumnElement[bool]], since: bool, until: bool
 ) -> tuple[sa.Select[Any], Converter]:
     micros = sa.type_coerce(t.c.occurred_at, sa.BigInteger())
     day = (micros + _YEAR_ONE).self_group().op("/")(sa.literal(_MICROS_PER_DAY, sa.BigInteger()))
@@ -173,17 +177,17 @@ def _sqlite(
     f_micros = sa.type_coerce(f.c.occurred_at, sa.BigInteger())
     start = groups.c.first_day * _MICROS_PER_DAY - _YEAR_ONE
     on_day = [
-        f.c.tenant == tenant,
+        f.c.tenant == sa.bindparam("p_tenant"),
         f.c.customer_id == groups.c.customer_id,
         f.c.currency == groups.c.currency,
         f.c.kind == "purchase",
         f_micros >= start,
         f_micros < start + _MICROS_PER_DAY,
     ]
-    if since is not None:
-        on_day.append(f.c.occurred_at >= since)
-    if until is not None:
-        on_day.append(f.c.occurred_at <= until)
+    if since:
+        on_day.append(f.c.occurred_at >= sa.bindparam("p_since"))
+    if until:
+        on_day.append(f.c.occurred_at <= sa.bindparam("p_until"))
     units, micro_part, places = money_parts(None, sa.type_coerce(f.c.amount, sa.Text()))
     first_day_total = (
         sa.select(sa.cast(units, sa.Text()) + ":" + sa.cast(micro_part, sa.Text()) + ":" + places)
@@ -236,6 +240,12 @@ def purchase_summaries(
     """Summaries for some customers (all when None) and a time window, from one query."""
     if customer_ids is not None and not customer_ids:
         return []
-    statement, summary = summary_statement(store, tenant, customer_ids, since, until)
+    statement, summary = summary_statement(
+        store, some_customers=customer_ids is not None, since=since is not None, until=until is not None
+    )
+    params: dict[str, Any] = {"p_tenant": tenant, "p_since": since, "p_until": until}
+    if customer_ids is not None:
+        unique = list(dict.fromkeys(customer_ids))
+        params["p_ids"] = unique if store.dialect == "postgresql" else json.dumps([c.hex for c in unique])
     with store.connection() as conn:
-        return [summary(row) for row in conn.execute(statement)]
+        return [summary(row) for row in conn.execute(statement, params)]
