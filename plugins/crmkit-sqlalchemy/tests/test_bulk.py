@@ -161,3 +161,23 @@ def test_bulk_rows_are_what_sqlalchemy_would_bind(crm: CRM) -> None:
             if isinstance(column.type.dialect_impl(dialect), sa.JSON):
                 a, b = json.loads(a), json.loads(b if isinstance(b, str) else json.dumps(b.obj))
             assert a == b, (name, column.name, a, b)
+
+
+def test_postgresql_statistics_are_refreshed_after_big_imports(new_database: Callable[[str], str]) -> None:
+    url = new_database("postgresql")
+    with crmkit.connect(url, tenant="acme") as crm:
+        ada = crm.customers.add(Customer(kind="person", name="Ada"))
+        repo = crm.store.repository(TRANSACTIONS)
+        repo._analyze_at = 300  # type: ignore[attr-defined]  # instead of 20,000, to keep the test quick
+
+        def analyzed() -> object:
+            with crm.store.engine.connect() as conn:  # type: ignore[attr-defined]
+                return conn.exec_driver_sql(
+                    "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'transactions'"
+                ).scalar()
+
+        crm.transactions.add_many(_purchases(ada, 200), batch_size=COPY_MIN_ROWS)
+        assert analyzed() is None
+        crm.transactions.add_many(_purchases(ada, 200, start=200), batch_size=COPY_MIN_ROWS)
+        assert analyzed() is not None
+        assert repo._analyze_at == 600  # type: ignore[attr-defined]  # next when twice as many rows are in

@@ -5,10 +5,13 @@
 * SQLite: writers are serialised (the write transaction began with ``BEGIN IMMEDIATE``),
   so the stored external_ids of the batch are read first and the rest goes to the
   driver's ``executemany`` as plain tuples, skipping SQLAlchemy's per-row work.
-* PostgreSQL: other processes may import the same rows at the same moment, so the
-  database decides: large batches are streamed with ``COPY`` into a temporary table and
-  moved with ``INSERT ... SELECT ... ON CONFLICT (tenant, external_id) DO NOTHING
-  RETURNING id``; small ones use a multi-row ``INSERT ... ON CONFLICT DO NOTHING``.
+* PostgreSQL: batches of 100 rows or more are first ``COPY``-ed straight into the table,
+  inside a savepoint, on the bet that they are new. If an external id is stored already
+  (a re-run import, or another process importing the same rows at that moment), the
+  COPY hits the unique key, the savepoint is rolled back and the database decides row by
+  row: the batch is streamed with ``COPY`` into a temporary table and moved with
+  ``INSERT ... SELECT ... ON CONFLICT (tenant, external_id) DO NOTHING RETURNING id``.
+  Small batches use a multi-row ``INSERT ... ON CONFLICT DO NOTHING``.
 
 Rows are converted by a function generated once per table, applying the same conversions
 as the columns' SQLAlchemy types (a test checks both store the same), without SQLAlchemy's
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from crmkit.query import In
 from crmkit_sqlalchemy._encoding import money_text
 from crmkit_sqlalchemy._types import Money, UtcDateTime, micros_of
 
@@ -127,16 +131,25 @@ def insert_new(repo: SqlRepository, conn: sa.Connection, tenant: str, records: S
     return _sqlite(repo, conn, tenant, records)
 
 
+def _stored_external_ids(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> set[str]:
+    """Which external ids of the batch are stored already (one query per 1,000)."""
+    stored: set[str] = set()
+    if not repo.spec.has_external_id:
+        return stored
+    table = repo.table
+    wanted = list({r.external_id for r in records if r.external_id is not None})
+    for start in range(0, len(wanted), _LOOKUP_CHUNK):
+        chunk = tuple(wanted[start : start + _LOOKUP_CHUNK])
+        statement = sa.select(table.c.external_id).where(
+            table.c.tenant == tenant, repo.compiler.expr(In("external_id", chunk))
+        )
+        stored.update(conn.execute(statement).scalars())
+    return stored
+
+
 def _sqlite(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> set[uuid.UUID]:
     table = repo.table
-    stored: set[str] = set()
-    if repo.spec.has_external_id:
-        wanted = list({r.external_id for r in records if r.external_id is not None})
-        for start in range(0, len(wanted), _LOOKUP_CHUNK):
-            chunk = wanted[start : start + _LOOKUP_CHUNK]
-            statement = sa.select(table.c.external_id).where(table.c.tenant == tenant, table.c.external_id.in_(chunk))
-            stored.update(conn.execute(statement).scalars())
-    keep = _first_new(repo, records, stored)
+    keep = _first_new(repo, records, _stored_external_ids(repo, conn, tenant, records))
     if keep:
         quote = conn.dialect.identifier_preparer.quote
         columns = ", ".join(quote(c.name) for c in table.c)
@@ -150,16 +163,43 @@ def _sqlite(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequ
 
 def _postgresql(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> set[uuid.UUID]:
     table = repo.table
+    if len(records) >= COPY_MIN_ROWS:
+        from psycopg.errors import IntegrityError
+
+        # The common case first: the rows are new. COPY them straight into the table inside a
+        # savepoint; a stored (or concurrently imported) external id makes it fail, and then
+        # the database sorts the batch out row by row. Asking first would cost more: PostgreSQL
+        # plans a lookup of a thousand keys as a scan until the table is large.
+        keep = _first_new(repo, records, set())
+        try:
+            with conn.begin_nested():
+                _copy_into(conn, table, table.name, driver_rows(table, conn.dialect, repo.rows(tenant, keep)))
+            return {r.id for r in keep}
+        except IntegrityError:
+            pass  # someone stored one of them meanwhile (or an id is taken): let the database decide, below
+        return _copy(repo, conn, repo.rows(tenant, records))
     rows = repo.rows(tenant, records)
-    if len(rows) >= COPY_MIN_ROWS:
-        return _copy(repo, conn, rows)
     statement = postgresql.insert(table)
     if repo.spec.has_external_id:
         statement = statement.on_conflict_do_nothing(index_elements=["tenant", "external_id"])
     return set(conn.execute(statement.returning(table.c.id), rows).scalars())
 
 
+def _copy_into(
+    conn: sa.Connection, table: sa.Table, target: str, values: Sequence[tuple[Any, ...]], *extra: str
+) -> None:
+    """Stream tuples into ``target`` (the table's columns, then ``extra`` ones) with COPY."""
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join([quote(c.name) for c in table.c] + list(extra))
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(f"COPY {quote(target)} ({columns}) FROM STDIN") as copy:
+        for row in values:
+            copy.write_row(row)
+
+
 def _copy(repo: SqlRepository, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """The race-proof path: COPY into a temporary table, then INSERT ... ON CONFLICT DO NOTHING."""
     table = repo.table
     quote = conn.dialect.identifier_preparer.quote
     staging = quote(f"crmkit_load_{table.name}")
@@ -171,11 +211,7 @@ def _copy(repo: SqlRepository, conn: sa.Connection, rows: Sequence[dict[str, Any
     )
     columns = ", ".join(quote(c.name) for c in table.c)
     values = driver_rows(table, conn.dialect, rows)
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(f"COPY {staging} ({columns}, crmkit_ord) FROM STDIN") as copy:
-        for ordinal, row in enumerate(values):
-            copy.write_row((*row, ordinal))
+    _copy_into(conn, table, f"crmkit_load_{table.name}", [(*row, i) for i, row in enumerate(values)], "crmkit_ord")
     conflict = " ON CONFLICT (tenant, external_id) DO NOTHING" if repo.spec.has_external_id else ""
     result = conn.exec_driver_sql(
         f"INSERT INTO {quote(table.name)} ({columns}) SELECT {columns} FROM {staging} "

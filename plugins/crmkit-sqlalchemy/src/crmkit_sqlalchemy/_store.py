@@ -43,6 +43,7 @@ __all__ = ["SqlRepository", "SqlStore"]
 
 _CHUNK = 1000  # ids per IN list in existing_ids / activity
 _PREPARED_KINDS = ("uuid", "text", "int", "datetime", "date")
+_ANALYZE_FIRST = 20_000  # rows imported by this store before the first ANALYZE of a table
 
 
 class SqlRepository(Repository[Any]):
@@ -68,6 +69,7 @@ class SqlRepository(Repository[Any]):
         self._delete = t.delete().where(mine, t.c.id == sa.bindparam("p_id"))
         self._delete_version = self._delete.where(t.c.version == sa.bindparam("p_version"))
         self._shapes: dict[tuple[Any, ...], sa.Select[Any]] = {}
+        self._written, self._analyze_at = 0, _ANALYZE_FIRST
 
     # ------------------------------------------------------------------ helpers
     def rows(self, tenant: str, records: Sequence[Any]) -> list[dict[str, Any]]:
@@ -131,7 +133,25 @@ class SqlRepository(Repository[Any]):
                 stored_ids = insert_new(self, conn, tenant, records)
         except ConflictError as exc:
             raise self._conflict(tenant, records, exc) from exc
+        self._grown(len(stored_ids))
         return [r for r in records if r.id in stored_ids]
+
+    def _grown(self, rows: int) -> None:
+        """Refresh PostgreSQL's statistics after big imports, at 20,000 rows, 40,000, 80,000...
+
+        Right after a bulk load the planner has no statistics yet (autovacuum gets there a
+        minute or so later) and guesses that ``tenant = ?`` matches a handful of rows, which
+        turns id lookups into scans of the whole tenant. ANALYZE samples the table and
+        takes a fraction of a second; doubling the threshold keeps it rare.
+        """
+        if self.store.dialect != "postgresql" or not rows:
+            return
+        self._written += rows
+        if self._written < self._analyze_at:
+            return
+        self._analyze_at = 2 * self._written
+        with translated(self.store.where), self.store.engine.connect() as conn:
+            conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(self.table.name)}")
 
     def replace(self, tenant: str, record: Any, expected_version: int) -> bool:
         values = self.convert.to_row(record)
