@@ -20,7 +20,6 @@ __all__ = [
     "AttributeValue",
     "MAX_MONEY",
     "MONEY_PLACES",
-    "aware_datetime",
     "check_identifier",
     "currency_code",
     "frozen_attributes",
@@ -57,17 +56,6 @@ def utc(value: dt.datetime, field: str) -> dt.datetime:
         return value.astimezone(dt.timezone.utc)
     except OverflowError:
         raise ValidationError(field, "is outside the range of UTC datetimes (years 1 to 9999)", value) from None
-
-
-def aware_datetime(field: str, *, optional: bool = False) -> Callable[[Any], Any]:
-    """Converter: check awareness and normalise to UTC (the instant is kept)."""
-
-    def convert(value: Any) -> Any:
-        if value is None and optional:
-            return None
-        return utc(value, field)
-
-    return convert
 
 
 def aware(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

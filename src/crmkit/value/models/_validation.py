@@ -72,6 +72,17 @@ def check_integer(name: str, arr: FloatArray) -> None:
     fail_where(name, "must be a whole number", arr, arr != np.floor(arr))
 
 
+def counts_and_times(n: Any, t: Any) -> tuple[FloatArray, FloatArray]:
+    """``n`` (whole, >= 0) and ``t`` (>= 0) as broadcast arrays, for P(X(t) = n)."""
+    nn = as_array("n", n)
+    check_nonnegative("n", nn)
+    check_integer("n", nn)
+    tt = as_array("t", t)
+    check_nonnegative("t", tt)
+    nn, tt = np.broadcast_arrays(nn, tt)
+    return nn, tt
+
+
 def check_same_shape(first: str, a: FloatArray, name: str, b: FloatArray) -> None:
     try:
         np.broadcast_shapes(a.shape, b.shape)

@@ -23,6 +23,7 @@ from crmkit.value.models._validation import (
     FloatArray,
     as_array,
     check_nonnegative,
+    counts_and_times,
     dot,
     group_rows,
     result,
@@ -179,13 +180,7 @@ class _BetaGeoBase(MLEModel):
     def probability_of_purchases(self, n: Any, t: Any) -> float | FloatArray:
         """P(X(t) = n): probability that a new customer makes exactly ``n`` repeat purchases by ``t``."""
         r, alpha, a, b = self._require_params()
-        nn = as_array("n", n)
-        check_nonnegative("n", nn)
-        if np.any(nn != np.floor(nn)):
-            raise ValidationError("n", "must be whole numbers", n)
-        tt = as_array("t", t)
-        check_nonnegative("t", tt)
-        nn, tt = np.broadcast_arrays(nn, tt)
+        nn, tt = counts_and_times(n, t)
         shift = 1.0 if self._modified else 0.0
         with np.errstate(divide="ignore"):
             log_z = np.log(tt) - np.log(alpha + tt)  # log(t/(alpha+t)), -inf at t = 0

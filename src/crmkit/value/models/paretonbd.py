@@ -23,6 +23,7 @@ from crmkit.value.models._validation import (
     FloatArray,
     as_array,
     check_nonnegative,
+    counts_and_times,
     dot,
     group_rows,
     result,
@@ -150,13 +151,7 @@ class ParetoNBD(MLEModel):
     def probability_of_purchases(self, n: Any, t: Any) -> float | FloatArray:
         """P(X(t) = n) for a new customer (alive-at-t part plus died-before-t part)."""
         r, alpha, s, beta = self._require_params()
-        nn = as_array("n", n)
-        check_nonnegative("n", nn)
-        if np.any(nn != np.floor(nn)):
-            raise ValidationError("n", "must be whole numbers", n)
-        tt = as_array("t", t)
-        check_nonnegative("t", tt)
-        nn, tt = np.broadcast_arrays(nn, tt)
+        nn, tt = counts_and_times(n, t)
         out = np.where(nn == 0, 1.0, 0.0)  # at t = 0 nothing has happened yet
         pos = tt > 0
         if np.any(pos):
