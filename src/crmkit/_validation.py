@@ -38,6 +38,8 @@ MAX_MONEY = Decimal(10) ** 15
 MAX_TEXT = 100_000
 _INT64 = 2**63
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UTC = dt.timezone.utc
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
@@ -48,6 +50,8 @@ def _fail(attribute: attrs.Attribute[Any], message: str, value: Any) -> None:
 
 def utc(value: dt.datetime, field: str) -> dt.datetime:
     """The same instant in UTC; naive datetimes are rejected because their instant is unknown."""
+    if value.__class__ is dt.datetime and value.tzinfo is _UTC:
+        return value  # the common case, already UTC: nothing to convert
     if not isinstance(value, dt.datetime):
         raise ValidationError(field, "must be a datetime", value)
     if value.tzinfo is None or value.utcoffset() is None:
@@ -72,13 +76,13 @@ def optional_aware(instance: Any, attribute: attrs.Attribute[Any], value: Any) -
 def _check_text(field: str, value: Any, *, allow_empty: bool) -> str:
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string", value)
-    if not allow_empty and not value.strip():
+    if not allow_empty and (not value or value.isspace()):
         raise ValidationError(field, "must not be empty or blank", value)
     if len(value) > MAX_TEXT:
         raise ValidationError(field, f"is longer than {MAX_TEXT} characters", value)
     if "\x00" in value:
         raise ValidationError(field, "must not contain NUL characters", value)
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+    if not value.isascii() and _SURROGATE.search(value):
         raise ValidationError(field, "must not contain lone surrogates (not valid Unicode text)", value)
     return value
 
@@ -132,9 +136,12 @@ def money(field: str, *, allow_negative: bool = False) -> Callable[[Any], Decima
     """Converter: a finite Decimal (ints accepted, floats refused: they are not exact)."""
 
     def convert(value: Any) -> Decimal:
-        if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
+        if value.__class__ is Decimal:
+            amount = value  # immutable: no copy needed
+        elif isinstance(value, bool) or not isinstance(value, (Decimal, int)):
             raise ValidationError(field, "must be a Decimal (floats are not exact money)", value)
-        amount = Decimal(value)
+        else:
+            amount = Decimal(value)
         if not amount.is_finite():
             raise ValidationError(field, "must be a finite number", value)
         if not allow_negative and amount < 0:
@@ -180,12 +187,18 @@ def _attribute_value(field: str, value: Any) -> AttributeValue:
     raise ValidationError(field, "must be str, int, float, bool, date, datetime or Decimal", value)
 
 
+#: Shared by every record without custom attributes (read-only, so sharing is safe).
+_NO_ATTRIBUTES: Mapping[str, AttributeValue] = types.MappingProxyType({})
+
+
 def frozen_attributes(value: Any) -> Mapping[str, AttributeValue]:
     """Converter: typed custom attributes as a read-only mapping with identifier keys."""
     if value is None:
-        value = {}
+        return _NO_ATTRIBUTES
     if not isinstance(value, Mapping):
         raise ValidationError("attributes", "must be a mapping of name to value", value)
+    if not value:
+        return _NO_ATTRIBUTES
     checked: dict[str, AttributeValue] = {}
     for key in sorted(value, key=lambda k: str(k)):
         check_identifier("attributes", key)
@@ -197,7 +210,7 @@ def frozen_tuple(field: str, item_type: type | tuple[type, ...]) -> Callable[[An
     """Converter: any iterable (not a bare string) to a tuple whose items have the given type."""
 
     def convert(value: Any) -> tuple[Any, ...]:
-        if value is None:
+        if value is None or (value.__class__ is tuple and not value):
             return ()
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             raise ValidationError(field, "must be a sequence", value)

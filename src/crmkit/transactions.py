@@ -32,23 +32,25 @@ __all__ = ["LineItem", "Transaction", "TransactionKind"]
 TransactionKind = Literal["purchase", "refund"]
 
 
+# The converters are built once: imports construct transactions by the million.
+_QUANTITY = money("quantity")
+_UNIT_PRICE = money("unit_price")
+_AMOUNT = money("amount")
+
+
 def _quantity(value: object) -> Decimal:
-    amount = money("quantity")(value)
+    amount = _QUANTITY(value)
     if amount == 0:
         raise ValidationError("quantity", "must be greater than zero", value)
     return amount
 
 
 def _to_unit_price(value: Any) -> Any:
-    return money("unit_price")(value)
+    return _UNIT_PRICE(value)
 
 
 def _to_amount(value: Any) -> Any:
-    return money("amount")(value)
-
-
-def _to_line_items(value: Any) -> Any:
-    return frozen_tuple("line_items", LineItem)(value)
+    return _AMOUNT(value)
 
 
 @attrs.frozen
@@ -63,6 +65,13 @@ class LineItem:
     def total(self) -> Decimal:
         """quantity x unit price."""
         return self.quantity * self.unit_price
+
+
+_LINE_ITEMS = frozen_tuple("line_items", LineItem)
+
+
+def _to_line_items(value: Any) -> Any:
+    return _LINE_ITEMS(value)
 
 
 @attrs.frozen
