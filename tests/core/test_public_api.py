@@ -90,3 +90,38 @@ def test_ids_are_time_ordered_uuid7() -> None:
     assert all(i.version == 7 for i in ids)
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_ids_are_ordinary_uuids() -> None:
+    """The fast construction gives UUIDs indistinguishable from ``uuid.UUID(int=...)``."""
+    import uuid
+
+    from crmkit._ids import new_id
+
+    made = new_id()
+    same = uuid.UUID(int=made.int)
+    assert made == same and hash(made) == hash(same) and str(made) == str(same) and made.bytes == same.bytes
+    assert made.variant == uuid.RFC_4122 and made.is_safe == same.is_safe
+    assert {made: 1}[same] == 1
+
+
+def test_a_forked_child_draws_fresh_random_bits() -> None:
+    """Random bits are drawn from os.urandom in blocks; a child must not replay its parent's block."""
+    import os
+
+    from crmkit._ids import new_id
+
+    new_id()  # the parent now holds a partly used block
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        os.write(write, new_id().bytes)
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = new_id().bytes
+    assert len(child) == 16
+    assert child[8:] != parent[8:]  # the 62 random bits (and variant) differ
