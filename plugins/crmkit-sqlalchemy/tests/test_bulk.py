@@ -17,7 +17,7 @@ from crmkit_sqlalchemy._ingest import COPY_MIN_ROWS
 import crmkit
 from crmkit import ConflictError, Customer, Transaction
 from crmkit.crm import CRM
-from crmkit.entities import TRANSACTIONS
+from crmkit.entities import CUSTOMERS, TRANSACTIONS
 
 BASE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -152,7 +152,7 @@ def test_bulk_rows_are_what_sqlalchemy_would_bind(crm: CRM) -> None:
     for name, record in records.items():
         repo = crm.store.repository(ENTITIES[name])
         (row,) = repo.rows(crm.tenant, [record])
-        (fast,) = driver_rows(repo.table, dialect, [row])
+        (fast,) = driver_rows(repo.table, dialect, crm.tenant, [record])
         slow = []
         for column in repo.table.c:
             process = column.type.dialect_impl(dialect).bind_processor(dialect)
@@ -181,3 +181,52 @@ def test_postgresql_statistics_are_refreshed_after_big_imports(new_database: Cal
         crm.transactions.add_many(_purchases(ada, 200, start=200), batch_size=COPY_MIN_ROWS)
         assert analyzed() is not None
         assert repo._analyze_at == 600  # type: ignore[attr-defined]  # next when twice as many rows are in
+
+
+HOSTILE_KEYS = [
+    'quote"inside', "back\\slash", "trailing\\", '\\"', "{brace}", "a,b", " lead and trail ", "NULL", "null",
+    "tab\there", "new\nline", "'single'", "--comment", "فارسی", "😀 emoji", "x" * 200,
+]
+
+
+def test_stored_keys_finds_hostile_external_ids_exactly(crm: CRM) -> None:
+    """The bulk paths' key probe (one text parameter per chunk) neither misses nor invents a hostile key."""
+    ada = crm.customers.add(Customer(kind="person", name="Ada"))
+    stored = HOSTILE_KEYS[::2]
+    for key in stored:
+        crm.transactions.add(Transaction(customer_id=ada.id, occurred_at=BASE, amount=Decimal(1), currency="EUR",
+                                         external_id=key))
+    repo = crm.store.repository(TRANSACTIONS)
+    with crm.store.connection() as conn:  # type: ignore[attr-defined]
+        found = repo.stored_keys(conn, crm.tenant, "external_id", HOSTILE_KEYS)  # type: ignore[attr-defined]
+    assert found == set(stored)
+    again = crm.transactions.add_many(
+        Transaction(customer_id=ada.id, occurred_at=BASE, amount=Decimal(2), currency="EUR", external_id=key)
+        for key in HOSTILE_KEYS
+    )
+    assert (again.added, again.skipped) == (len(HOSTILE_KEYS) - len(stored), len(stored))
+
+
+def test_existing_ids_answers_for_its_own_tenant_only(crm: CRM, shared_url: str) -> None:
+    ada = crm.customers.add(Customer(kind="person", name="Ada"))
+    with crmkit.connect(shared_url, tenant=crm.tenant + "-other") as other:
+        bob = other.customers.add(Customer(kind="person", name="Bob"))
+    repo = crm.store.repository(CUSTOMERS)
+    unknown = uuid.uuid4()
+    assert repo.existing_ids(crm.tenant, [ada.id, bob.id, unknown, ada.id]) == {ada.id}
+    assert repo.existing_ids(crm.tenant, []) == set()
+
+
+@pytest.mark.parametrize("batch_size", [COPY_MIN_ROWS // 2, COPY_MIN_ROWS * 3])
+def test_the_same_record_objects_imported_again_with_new_ones_are_skipped_not_clashes(
+    crm: CRM, batch_size: int
+) -> None:
+    """Re-importing records that carry the stored ids (not only external ids) skips them; new ones are added."""
+    ada = crm.customers.add(Customer(kind="person", name="Ada"))
+    first = list(_purchases(ada, 150))
+    assert crm.transactions.add_many(first, batch_size=batch_size) == crmkit.BulkResult(150, 0)
+    mixed = [x for pair in zip(first, _purchases(ada, 150, prefix="more"), strict=True) for x in pair]
+    result = crm.transactions.add_many(mixed, batch_size=batch_size)
+    assert result == crmkit.BulkResult(150, 150)
+    assert crm.transactions.count() == 300
+    assert crm.transactions.get_by_external_id("more-149").amount == Decimal(149) / 100

@@ -89,7 +89,11 @@ def test_number_keys_of_awkward_pairs() -> None:
 def test_money_text_sorts_and_round_trips(a: Decimal, b: Decimal) -> None:
     assert _cmp(money_key(a), money_key(b)) == _cmp(a, b)
     assert len(money_key(a)) == 23
-    back = parse_money_text(money_text(a))
+    text = money_text(a)
+    exponent = a.as_tuple().exponent
+    assert isinstance(exponent, int)
+    assert text == f"{money_key(a)}s{max(0, -exponent)}"  # key, then the scale as numeric keeps it
+    back = parse_money_text(text)
     assert back == a
     if not a.is_zero():
         assert str(back) == str(a)  # the exponent survives: 1.50 stays 1.50
@@ -98,6 +102,9 @@ def test_money_text_sorts_and_round_trips(a: Decimal, b: Decimal) -> None:
 def test_money_text_examples() -> None:
     assert money_text(Decimal("1.50")) == "P000000000000001.500000s2"
     assert money_text(Decimal("-0.000001")) == "N999999999999999.999998s6"
+    assert money_text(Decimal("-0.00")) == money_text(Decimal("0.00")) == "P000000000000000.000000s2"
+    assert money_text(Decimal("-999999999999999.999999")) == "N000000000000000.000000s6"
+    assert money_text(Decimal("12")) == "P000000000000012.000000s0"
     assert str(parse_money_text(money_text(Decimal("1E+2")))) == "100"  # as numeric does: no negative scale
 
 

@@ -110,3 +110,24 @@ def test_store_url_hides_the_password(new_database: Callable[[str], str]) -> Non
 def test_unopenable_sqlite_file_is_a_backend_error(tmp_path: object) -> None:
     with pytest.raises(BackendError, match="SQLite database"):
         crmkit.connect(f"sqlite:///{tmp_path}/no/such/folder/crm.db")
+
+
+def test_sqlite_files_get_the_pragmas_the_options_ask_for(tmp_path: object) -> None:
+    def pragmas(**options: object) -> dict[str, object]:
+        names = ("journal_mode", "synchronous", "busy_timeout", "cache_size", "foreign_keys",
+                 "wal_autocheckpoint", "page_size")
+        with (
+            crmkit.connect(f"sqlite:///{tmp_path}/crm.db", **options) as crm,  # type: ignore[arg-type]
+            crm.store.engine.connect() as conn,  # type: ignore[attr-defined]
+        ):
+            return {n: conn.exec_driver_sql(f"PRAGMA {n}").scalar() for n in names}
+
+    default = pragmas()
+    assert default["journal_mode"] == "wal" and default["synchronous"] == 1 and default["foreign_keys"] == 1
+    assert default["busy_timeout"] == 30_000 and default["cache_size"] == -64 * 1024
+    assert default["wal_autocheckpoint"] == 64 * 2**20 // default["page_size"]  # type: ignore[operator]
+    tuned = pragmas(busy_timeout=2.5, cache_mb=8, checkpoint_mb=4)
+    assert tuned["busy_timeout"] == 2500 and tuned["cache_size"] == -8 * 1024
+    assert tuned["wal_autocheckpoint"] == 4 * 2**20 // tuned["page_size"]  # type: ignore[operator]
+    with pytest.raises(PluginError, match="checkpoint_mb must be at least 1"):
+        crmkit.connect("sqlite://", checkpoint_mb=0)

@@ -33,7 +33,9 @@ def _engine(url: str, **options: Any) -> tuple[Any, Any]:
     engine = sa.create_engine(parsed, **engine_options(parsed, opts))
     if parsed.get_backend_name() == "sqlite":
         in_memory = parsed.database in (None, "", ":memory:")
-        install_sqlite_pragmas(engine, opts.busy_timeout, in_memory=in_memory, cache_mb=opts.cache_mb)
+        install_sqlite_pragmas(
+            engine, opts.busy_timeout, in_memory=in_memory, cache_mb=opts.cache_mb, checkpoint_mb=opts.checkpoint_mb
+        )
     return engine, parsed
 
 

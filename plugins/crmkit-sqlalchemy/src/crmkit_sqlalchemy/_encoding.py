@@ -61,18 +61,35 @@ MONEY_KEY_WIDTH = 23
 def money_key(amount: Decimal) -> str:
     """The fixed-width sortable key of an amount (|amount| < 10**15, at most 6 places)."""
     micros = int(amount.scaleb(6))
+    letter = "P"
     if micros < 0:
-        digits = f"{10**21 - 1 + micros:021d}"  # complement: larger magnitude sorts first
-        return f"N{digits[:15]}.{digits[15:]}"
-    digits = f"{micros:021d}"
-    return f"P{digits[:15]}.{digits[15:]}"
+        micros += 10**21 - 1  # complement: larger magnitude sorts first
+        letter = "N"
+    units, fraction = divmod(micros, 1_000_000)
+    return f"{letter}{units:015d}.{fraction:06d}"
 
 
 def money_text(amount: Decimal) -> str:
     """Money as stored on SQLite: the sortable key, then ``s`` and the number of decimal places."""
+    text = str(amount)
+    if "E" not in text:  # plain notation, read straight off the text (imports write millions)
+        negative = text[0] == "-"
+        whole, _, fraction = (text[1:] if negative else text).partition(".")
+        places = len(fraction)
+        if places <= 6:
+            micros = int(whole + fraction) * _TENS[6 - places]
+            letter = "P"
+            if negative and micros:
+                micros = 10**21 - 1 - micros
+                letter = "N"
+            units, rest = divmod(micros, 1_000_000)
+            return f"{letter}{units:015d}.{rest:06d}s{places}"
     exponent = amount.as_tuple().exponent
     assert isinstance(exponent, int)
     return f"{money_key(amount)}s{max(0, -exponent)}"  # like numeric, no negative scale: 1E+2 is 100
+
+
+_TENS = tuple(10**k for k in range(7))
 
 
 #: Decimal(1) scaled to 0..6 places, for quantize.

@@ -2,9 +2,12 @@
 
 ``insert_new`` stores the records whose external_id is not stored yet:
 
-* SQLite: writers are serialised (the write transaction began with ``BEGIN IMMEDIATE``),
-  so the stored external_ids of the batch are read first and the rest goes to the
-  driver's ``executemany`` as plain tuples, skipping SQLAlchemy's per-row work.
+* SQLite: the batch goes to the driver's ``executemany`` as plain tuples, skipping
+  SQLAlchemy's per-row work, with ``ON CONFLICT (tenant, external_id) DO NOTHING``
+  inside a savepoint, on the bet that its rows are new. If the count of rows written
+  says some were skipped, the savepoint is rolled back, the stored external_ids of the
+  batch are read and the rest is inserted (writers are serialised: the write
+  transaction began with ``BEGIN IMMEDIATE``, so nothing changes in between).
 * PostgreSQL: batches of 100 rows or more are first ``COPY``-ed straight into the table,
   inside a savepoint, on the bet that they are new. If an external id is stored already
   (a re-run import, or another process importing the same rows at that moment), the
@@ -13,9 +16,10 @@
   ``INSERT ... SELECT ... ON CONFLICT (tenant, external_id) DO NOTHING RETURNING id``.
   Small batches use a multi-row ``INSERT ... ON CONFLICT DO NOTHING``.
 
-Rows are converted by a function generated once per table, applying the same conversions
-as the columns' SQLAlchemy types (a test checks both store the same), without SQLAlchemy's
-per-value overhead.
+Records are turned into driver tuples by a function generated once per table, applying
+the entity's encoders and then the same conversions as the columns' SQLAlchemy types (a
+test checks both store the same), without SQLAlchemy's per-value overhead or an
+intermediate dict per row.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from crmkit.query import In
 from crmkit_sqlalchemy._encoding import money_text
+from crmkit_sqlalchemy._rows import record_expressions
 from crmkit_sqlalchemy._types import Money, UtcDateTime, micros_of
 
 if TYPE_CHECKING:
@@ -39,9 +43,8 @@ __all__ = ["driver_rows", "insert_new"]
 
 #: From this many rows on, PostgreSQL batches go through COPY.
 COPY_MIN_ROWS = 100
-_LOOKUP_CHUNK = 500
 
-_converters: dict[tuple[str, str], Callable[[dict[str, Any]], tuple[Any, ...]]] = {}
+_converters: dict[tuple[str, str], Callable[[str, Any], tuple[Any, ...]]] = {}
 
 
 def _json_text(value: Any) -> str:
@@ -72,8 +75,21 @@ def _hex(value: uuid.UUID | None) -> str | None:
     return None if value is None else value.hex
 
 
+#: The last datetime converted and its microseconds, as one tuple (replaced atomically). The
+#: created_at and updated_at of a whole batch are one datetime: converted once, not per row.
+_last_micros: tuple[Any, int] = (None, 0)
+
+
 def _micros(value: Any) -> int | None:
-    return None if value is None else micros_of(value)
+    global _last_micros
+    if value is None:
+        return None
+    last = _last_micros
+    if last[0] is value:
+        return last[1]
+    micros = micros_of(value)
+    _last_micros = (value, micros)
+    return micros
 
 
 def _money(value: Any) -> str | None:
@@ -84,30 +100,34 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _converter(table: sa.Table, dialect: sa.Dialect) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    """A function from a row dict to the tuple of driver values, generated once per table and dialect."""
+def _converter(table: sa.Table, dialect: sa.Dialect) -> Callable[[str, Any], tuple[Any, ...]]:
+    """A function from (tenant, record) to the tuple of driver values, generated once per table and dialect.
+
+    Each column's value is the record's field through the entity's encoder (``_rows.ENCODERS``)
+    and then the column's driver form, written out as one tuple expression.
+    """
     key = (table.name, dialect.name)
     found = _converters.get(key)
     if found is None:
         namespace: dict[str, Any] = {}
         items = []
-        for i, column in enumerate(table.c):
-            form = _driver_form(column, dialect)
+        for i, (column, expression) in enumerate(record_expressions(table.name, namespace)):
+            form = None if column.name == "tenant" else _driver_form(column, dialect)
             if form is None:
-                items.append(f"row[{column.name!r}]")
+                items.append(expression)
             else:
                 namespace[f"f{i}"] = form
-                items.append(f"f{i}(row[{column.name!r}])")
-        source = f"def convert(row):\n    return ({', '.join(items)},)\n"
-        exec(compile(source, f"<crmkit_sqlalchemy rows of {table.name}>", "exec"), namespace)
+                items.append(f"f{i}({expression})")
+        source = f"def convert(tenant, r):\n    return ({', '.join(items)},)\n"
+        exec(compile(source, f"<crmkit_sqlalchemy driver rows of {table.name}>", "exec"), namespace)
         found = _converters[key] = namespace["convert"]
     return found
 
 
-def driver_rows(table: sa.Table, dialect: sa.Dialect, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """Row dicts as tuples of driver values, in the table's column order."""
+def driver_rows(table: sa.Table, dialect: sa.Dialect, tenant: str, records: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Records as tuples of driver values, in the table's column order."""
     convert = _converter(table, dialect)
-    return [convert(row) for row in rows]
+    return [convert(tenant, r) for r in records]
 
 
 def _first_new(repo: SqlRepository, records: Sequence[Any], stored: set[str]) -> list[Any]:
@@ -124,44 +144,57 @@ def _first_new(repo: SqlRepository, records: Sequence[Any], stored: set[str]) ->
     return keep
 
 
-def insert_new(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> set[uuid.UUID]:
-    """Write the records with new external_ids on ``conn``; return the ids written."""
+def insert_new(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> list[Any]:
+    """Write the records with new external_ids on ``conn``; return those written, in order."""
     if conn.dialect.name == "postgresql":
         return _postgresql(repo, conn, tenant, records)
     return _sqlite(repo, conn, tenant, records)
 
 
+class _SomeWereStored(Exception):
+    """The bet that a batch is all new lost: undo it and look before inserting."""
+
+
 def _stored_external_ids(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> set[str]:
-    """Which external ids of the batch are stored already (one query per 1,000)."""
-    stored: set[str] = set()
+    """Which external ids of the batch are stored already."""
     if not repo.spec.has_external_id:
-        return stored
+        return set()
+    wanted = {r.external_id for r in records if r.external_id is not None}
+    return repo.stored_keys(conn, tenant, "external_id", wanted) if wanted else set()
+
+
+def _sqlite(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> list[Any]:
     table = repo.table
-    wanted = list({r.external_id for r in records if r.external_id is not None})
-    for start in range(0, len(wanted), _LOOKUP_CHUNK):
-        chunk = tuple(wanted[start : start + _LOOKUP_CHUNK])
-        statement = sa.select(table.c.external_id).where(
-            table.c.tenant == tenant, repo.compiler.expr(In("external_id", chunk))
-        )
-        stored.update(conn.execute(statement).scalars())
-    return stored
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c.name) for c in table.c)
+    marks = ", ".join("?" for _ in table.c)
+    insert = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})"
+    keep = _first_new(repo, records, set())
+    if not keep:
+        return []
+    if repo.spec.has_external_id:
+        # The common case first: the rows are new. Insert them skipping stored external ids; if
+        # the count says some were skipped, undo the batch and insert the ones not stored.
+        # (SQLite checks the ON CONFLICT target before the primary key, so a record stored
+        # before under the same id is skipped too, not reported as a clash.)
+        try:
+            with conn.begin_nested():
+                result = conn.exec_driver_sql(
+                    f"{insert} ON CONFLICT (tenant, external_id) DO NOTHING",
+                    driver_rows(table, conn.dialect, tenant, keep),
+                )
+                if result.rowcount != len(keep):
+                    raise _SomeWereStored
+            return keep
+        except _SomeWereStored:
+            keep = _first_new(repo, records, _stored_external_ids(repo, conn, tenant, records))
+            if not keep:
+                return []
+    conn.exec_driver_sql(insert, driver_rows(table, conn.dialect, tenant, keep))
+    return keep
 
 
-def _sqlite(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> set[uuid.UUID]:
-    table = repo.table
-    keep = _first_new(repo, records, _stored_external_ids(repo, conn, tenant, records))
-    if keep:
-        quote = conn.dialect.identifier_preparer.quote
-        columns = ", ".join(quote(c.name) for c in table.c)
-        marks = ", ".join("?" for _ in table.c)
-        conn.exec_driver_sql(
-            f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})",
-            driver_rows(table, conn.dialect, repo.rows(tenant, keep)),
-        )
-    return {r.id for r in keep}
-
-
-def _postgresql(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> set[uuid.UUID]:
+def _postgresql(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> list[Any]:
     table = repo.table
     if len(records) >= COPY_MIN_ROWS:
         from psycopg.errors import IntegrityError
@@ -173,16 +206,20 @@ def _postgresql(repo: SqlRepository, conn: sa.Connection, tenant: str, records: 
         keep = _first_new(repo, records, set())
         try:
             with conn.begin_nested():
-                _copy_into(conn, table, table.name, driver_rows(table, conn.dialect, repo.rows(tenant, keep)))
-            return {r.id for r in keep}
+                _copy_into(conn, table, table.name, driver_rows(table, conn.dialect, tenant, keep))
+            return keep
         except IntegrityError:
             pass  # someone stored one of them meanwhile (or an id is taken): let the database decide, below
-        return _copy(repo, conn, repo.rows(tenant, records))
+        return _written(records, _copy(repo, conn, tenant, records))
     rows = repo.rows(tenant, records)
     statement = postgresql.insert(table)
     if repo.spec.has_external_id:
         statement = statement.on_conflict_do_nothing(index_elements=["tenant", "external_id"])
-    return set(conn.execute(statement.returning(table.c.id), rows).scalars())
+    return _written(records, set(conn.execute(statement.returning(table.c.id), rows).scalars()))
+
+
+def _written(records: Sequence[Any], ids: set[uuid.UUID]) -> list[Any]:
+    return [r for r in records if r.id in ids]
 
 
 def _copy_into(
@@ -198,7 +235,7 @@ def _copy_into(
             copy.write_row(row)
 
 
-def _copy(repo: SqlRepository, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+def _copy(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> set[uuid.UUID]:
     """The race-proof path: COPY into a temporary table, then INSERT ... ON CONFLICT DO NOTHING."""
     table = repo.table
     quote = conn.dialect.identifier_preparer.quote
@@ -210,7 +247,7 @@ def _copy(repo: SqlRepository, conn: sa.Connection, rows: Sequence[dict[str, Any
         f"(LIKE {quote(table.name)} INCLUDING DEFAULTS, crmkit_ord bigint) ON COMMIT DELETE ROWS"
     )
     columns = ", ".join(quote(c.name) for c in table.c)
-    values = driver_rows(table, conn.dialect, rows)
+    values = driver_rows(table, conn.dialect, tenant, records)
     _copy_into(conn, table, f"crmkit_load_{table.name}", [(*row, i) for i, row in enumerate(values)], "crmkit_ord")
     conflict = " ON CONFLICT (tenant, external_id) DO NOTHING" if repo.spec.has_external_id else ""
     result = conn.exec_driver_sql(

@@ -1,8 +1,9 @@
 """Converters between crmkit's frozen domain objects and table rows (plain dicts), both ways.
 
 The domain classes never learn about rows: each entity has a ``to_row`` and a
-``from_row`` here. JSON columns hold contact points, line items, tags and the typed
-attribute encoding of ``_encoding``.
+``from_row`` here. ``to_row`` is generated from ``ENCODERS`` (which field goes to which
+column, through which function), as are the bulk paths' row tuples. JSON columns hold
+contact points, line items, tags and the typed attribute encoding of ``_encoding``.
 
 Rows are trusted on the way back: every one was validated by the domain classes when it
 was written, so records are rebuilt without running the validators again (``_trusted``),
@@ -22,6 +23,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import attrs
+import sqlalchemy as sa
 
 from crmkit.channels import Channel
 from crmkit.customers import Consent, Customer, EmailAddress, Handle, Phone, PostalAddress
@@ -30,8 +32,9 @@ from crmkit.lifecycle_model import Stage, StageChange
 from crmkit.relationships import Relationship
 from crmkit.transactions import LineItem, Transaction
 from crmkit_sqlalchemy._encoding import decode_attributes, encode_attributes
+from crmkit_sqlalchemy._schema import TABLES
 
-__all__ = ["CONVERTERS", "Converter"]
+__all__ = ["CONVERTERS", "ENCODERS", "Converter", "record_expressions"]
 
 Row = dict[str, Any]
 
@@ -151,33 +154,11 @@ def _handle(doc: Mapping[str, Any]) -> Handle:
     return Handle(network=doc["network"], handle=doc["handle"], consent=_consents(doc))
 
 
-def _stamps(record: Any) -> Row:
-    return {"created_at": record.created_at, "updated_at": record.updated_at, "version": record.version}
-
-
 def _texts(values: frozenset[str]) -> list[str]:
     return sorted(values)
 
 
 # --------------------------------------------------------------------------- customers
-
-
-def customer_row(c: Customer) -> Row:
-    return {
-        "id": c.id,
-        "kind": c.kind,
-        "name": c.name,
-        "stage": c.stage.value,
-        "owner": c.owner,
-        "external_id": c.external_id,
-        "tags": _texts(c.tags),
-        "emails": [_email_doc(e) for e in c.emails],
-        "phones": [_phone_doc(p) for p in c.phones],
-        "addresses": [_address_doc(a) for a in c.addresses],
-        "handles": [_handle_doc(h) for h in c.handles],
-        "attributes": encode_attributes(c.attributes),
-        **_stamps(c),
-    }
 
 
 _customer = _trusted(Customer)
@@ -206,20 +187,6 @@ def customer_of(row: Mapping[str, Any]) -> Customer:
 # --------------------------------------------------------------------------- relationships
 
 
-def relationship_row(r: Relationship) -> Row:
-    return {
-        "id": r.id,
-        "source_id": r.source_id,
-        "target_id": r.target_id,
-        "kind": r.kind,
-        "role": r.role,
-        "since": r.since,
-        "until": r.until,
-        "attributes": encode_attributes(r.attributes),
-        **_stamps(r),
-    }
-
-
 _relationship = _trusted(Relationship)
 
 
@@ -240,23 +207,6 @@ def relationship_of(row: Mapping[str, Any]) -> Relationship:
 
 
 # --------------------------------------------------------------------------- interactions
-
-
-def interaction_row(i: Interaction) -> Row:
-    return {
-        "id": i.id,
-        "customer_id": i.customer_id,
-        "channel": str(i.channel),
-        "direction": i.direction,
-        "occurred_at": i.occurred_at,
-        "subject": i.subject,
-        "summary": i.summary,
-        "outcome": i.outcome,
-        "participants": _texts(i.participants),
-        "attributes": encode_attributes(i.attributes),
-        "external_id": i.external_id,
-        **_stamps(i),
-    }
 
 
 _interaction = _trusted(Interaction)
@@ -292,21 +242,6 @@ def _line(doc: Mapping[str, Any]) -> LineItem:
     return LineItem(product=doc["product"], quantity=Decimal(doc["quantity"]), unit_price=Decimal(doc["unit_price"]))
 
 
-def transaction_row(t: Transaction) -> Row:
-    return {
-        "id": t.id,
-        "customer_id": t.customer_id,
-        "occurred_at": t.occurred_at,
-        "amount": t.amount,
-        "currency": t.currency,
-        "kind": t.kind,
-        "line_items": [_line_doc(li) for li in t.line_items],
-        "attributes": encode_attributes(t.attributes),
-        "external_id": t.external_id,
-        **_stamps(t),
-    }
-
-
 _transaction = _trusted(Transaction)
 
 
@@ -330,19 +265,6 @@ def transaction_of(row: Mapping[str, Any]) -> Transaction:
 # --------------------------------------------------------------------------- stage changes
 
 
-def stage_change_row(s: StageChange) -> Row:
-    return {
-        "id": s.id,
-        "customer_id": s.customer_id,
-        "from_stage": None if s.from_stage is None else s.from_stage.value,
-        "to_stage": s.to_stage.value,
-        "occurred_at": s.occurred_at,
-        "rule": s.rule,
-        "reason": s.reason,
-        **_stamps(s),
-    }
-
-
 _stage_change = _trusted(StageChange)
 
 
@@ -361,6 +283,82 @@ def stage_change_of(row: Mapping[str, Any]) -> StageChange:
     )
 
 
+# --------------------------------------------------------------------------- records to rows
+
+def _value(member: Any) -> Any:
+    return member.value
+
+
+def _optional_value(member: Any) -> Any:
+    return None if member is None else member.value
+
+
+def _line_docs(items: Sequence[LineItem]) -> list[dict[str, Any]]:
+    return [_line_doc(li) for li in items]
+
+
+def _email_docs(items: Sequence[EmailAddress]) -> list[dict[str, Any]]:
+    return [_email_doc(e) for e in items]
+
+
+def _phone_docs(items: Sequence[Phone]) -> list[dict[str, Any]]:
+    return [_phone_doc(p) for p in items]
+
+
+def _address_docs(items: Sequence[PostalAddress]) -> list[dict[str, Any]]:
+    return [_address_doc(a) for a in items]
+
+
+def _handle_docs(items: Sequence[Handle]) -> list[dict[str, Any]]:
+    return [_handle_doc(h) for h in items]
+
+
+#: How a record's field becomes its column, per entity: every column but ``tenant`` holds the
+#: field of the same name, through the function given here, or as it is when none is given.
+ENCODERS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "customers": {
+        "stage": _value,
+        "tags": _texts,
+        "emails": _email_docs,
+        "phones": _phone_docs,
+        "addresses": _address_docs,
+        "handles": _handle_docs,
+        "attributes": encode_attributes,
+    },
+    "relationships": {"attributes": encode_attributes},
+    "interactions": {"channel": str, "participants": _texts, "attributes": encode_attributes},
+    "transactions": {"line_items": _line_docs, "attributes": encode_attributes},
+    "stage_changes": {"from_stage": _optional_value, "to_stage": _value},
+}
+
+
+def record_expressions(entity: str, namespace: dict[str, Any]) -> list[tuple[sa.Column[Any], str]]:
+    """Each column of the entity's table with the Python expression of its value from record ``r``.
+
+    Used to generate the converters (here, and the bulk paths' in ``_ingest``), so that the
+    mapping is written once; the encoders the expressions call are added to ``namespace``.
+    """
+    encoders = ENCODERS[entity]
+    out = []
+    for column in TABLES[entity].c:
+        if column.name == "tenant":
+            out.append((column, "tenant"))
+        elif column.name in encoders:
+            namespace[f"encode_{column.name}"] = encoders[column.name]
+            out.append((column, f"encode_{column.name}(r.{column.name})"))
+        else:
+            out.append((column, f"r.{column.name}"))
+    return out
+
+
+def _to_row(entity: str) -> Callable[[Any], Row]:
+    namespace: dict[str, Any] = {}
+    items = [f"{c.name!r}: {e}" for c, e in record_expressions(entity, namespace) if c.name != "tenant"]
+    source = f"def to_row(r):\n    return {{{', '.join(items)}}}\n"
+    exec(compile(source, f"<crmkit_sqlalchemy rows of {entity}>", "exec"), namespace)
+    return namespace["to_row"]  # type: ignore[no-any-return]
+
+
 class Converter:
     """The pair of converters of one entity."""
 
@@ -373,9 +371,9 @@ class Converter:
 
 #: Converters per entity name.
 CONVERTERS: dict[str, Converter] = {
-    "customers": Converter(customer_row, customer_of),
-    "relationships": Converter(relationship_row, relationship_of),
-    "interactions": Converter(interaction_row, interaction_of),
-    "transactions": Converter(transaction_row, transaction_of),
-    "stage_changes": Converter(stage_change_row, stage_change_of),
+    "customers": Converter(_to_row("customers"), customer_of),
+    "relationships": Converter(_to_row("relationships"), relationship_of),
+    "interactions": Converter(_to_row("interactions"), interaction_of),
+    "transactions": Converter(_to_row("transactions"), transaction_of),
+    "stage_changes": Converter(_to_row("stage_changes"), stage_change_of),
 }

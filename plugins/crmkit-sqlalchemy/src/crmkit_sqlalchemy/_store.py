@@ -22,9 +22,9 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -41,9 +41,17 @@ from crmkit_sqlalchemy._url import Options
 
 __all__ = ["SqlRepository", "SqlStore"]
 
-_CHUNK = 1000  # ids per IN list in existing_ids / activity
+_CHUNK = 1000  # ids per IN list in activity
+_KEYS_PER_QUERY = 10_000  # keys per statement in stored_keys
+
+K = TypeVar("K")
 _PREPARED_KINDS = ("uuid", "text", "int", "datetime", "date")
 _ANALYZE_FIRST = 20_000  # rows imported by this store before the first ANALYZE of a table
+
+
+def _array_literal(texts: Sequence[str]) -> str:
+    """A PostgreSQL array literal of text elements, each quoted (backslash and quote escaped)."""
+    return "{" + ",".join('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in texts) + "}"
 
 
 class SqlRepository(Repository[Any]):
@@ -130,11 +138,11 @@ class SqlRepository(Repository[Any]):
 
         try:
             with self.store.connection(atomic=True, several=True, entity=self.spec.label) as conn:
-                stored_ids = insert_new(self, conn, tenant, records)
+                stored = insert_new(self, conn, tenant, records)
         except ConflictError as exc:
             raise self._conflict(tenant, records, exc) from exc
-        self._grown(len(stored_ids))
-        return [r for r in records if r.id in stored_ids]
+        self._grown(len(stored))
+        return stored
 
     def _grown(self, rows: int) -> None:
         """Refresh PostgreSQL's statistics after big imports, at 20,000 rows, 40,000, 80,000...
@@ -248,17 +256,46 @@ class SqlRepository(Repository[Any]):
         return statement, {f"p_{p.field}": p.value for p in parts if isinstance(p, Compare)}
 
     def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        found: set[uuid.UUID] = set()
-        unique = list(dict.fromkeys(ids))
-        if not unique:
-            return found
-        t = self.table
+        if not ids:
+            return set()
         with self.store.connection() as conn:
-            for start in range(0, len(unique), _CHUNK):
-                chunk = unique[start : start + _CHUNK]
-                statement = sa.select(t.c.id).where(t.c.tenant == tenant, self.compiler.expr(In("id", tuple(chunk))))
-                found.update(conn.execute(statement).scalars())
-        return found
+            return self.stored_keys(conn, tenant, "id", ids)
+
+    def stored_keys(self, conn: sa.Connection, tenant: str, column: str, keys: Iterable[K]) -> set[K]:
+        """Which of ``keys`` (UUIDs of ``id``, strings of ``external_id``) the tenant has stored.
+
+        Bulk imports ask this per batch, so it bypasses SQLAlchemy's statement and result
+        machinery: one driver statement per 10,000 keys, the keys passed as one text parameter
+        (a PostgreSQL array literal, or JSON for SQLite's json_each), probing the unique index,
+        and only the keys *not* stored come back, usually none. (Binding a list of UUIDs made
+        psycopg spend 5 ms per 1,000 adapting them, and PostgreSQL plans ``= ANY(array)`` on
+        a table without statistics as a scan.)
+        """
+        pg = self.store.dialect == "postgresql"
+        by_text: dict[str, K] = {(k.hex if column == "id" else k): k for k in keys}  # type: ignore[attr-defined]
+        quote = conn.dialect.identifier_preparer.quote
+        table, name = quote(self.table.name), quote(column)
+        texts = list(by_text)
+        missing: set[str] = set()
+        for start in range(0, len(texts), _KEYS_PER_QUERY):
+            chunk = texts[start : start + _KEYS_PER_QUERY]
+            if pg:
+                key = "k.key::uuid" if column == "id" else 'k.key COLLATE "C"'
+                sql = (
+                    f"SELECT k.key FROM unnest(%(keys)s::text[]) AS k(key) WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM {table} AS t WHERE t.tenant = %(tenant)s AND t.{name} = {key})"
+                )
+                result = conn.exec_driver_sql(sql, {"tenant": tenant, "keys": _array_literal(chunk)})
+            else:
+                sql = (
+                    f"SELECT k.value FROM json_each(?) AS k WHERE NOT EXISTS "
+                    f"(SELECT 1 FROM {table} AS t WHERE t.tenant = ? AND t.{name} = k.value)"
+                )
+                result = conn.exec_driver_sql(sql, (json.dumps(chunk, ensure_ascii=False), tenant))
+            missing.update(row[0] for row in result.fetchall())
+        if not missing:
+            return set(by_text.values())
+        return {k for text, k in by_text.items() if text not in missing}
 
     def activity(self, tenant: str, customer_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Activity]:
         field, time_field = self.spec.customer_field, self.spec.time_field
@@ -446,8 +483,15 @@ def engine_options(url: URL, options: Options) -> Mapping[str, Any]:
     return kwargs
 
 
-def install_sqlite_pragmas(engine: sa.Engine, busy_timeout: float, *, in_memory: bool, cache_mb: int = 64) -> None:
-    """WAL, busy timeout, foreign keys, page cache; and crmkit, not the driver, decides when transactions begin."""
+def install_sqlite_pragmas(
+    engine: sa.Engine, busy_timeout: float, *, in_memory: bool, cache_mb: int = 64, checkpoint_mb: int = 64
+) -> None:
+    """WAL, busy timeout, foreign keys, page cache; and crmkit, not the driver, decides when transactions begin.
+
+    SQLite's default checkpoint size (1,000 pages, about 4 MB) makes a writer that commits
+    often, such as an import committing every batch, copy the log back and fsync twice
+    every few commits; the larger default here halved the commits' share of import time.
+    """
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
@@ -457,6 +501,8 @@ def install_sqlite_pragmas(engine: sa.Engine, busy_timeout: float, *, in_memory:
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
+                (page_size,) = cursor.execute("PRAGMA page_size").fetchone()
+                cursor.execute(f"PRAGMA wal_autocheckpoint={max(1, int(checkpoint_mb) * 1024 * 1024 // page_size)}")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             # SQLite's default page cache is 2 MB: too small for the indexes of a CRM's history
             cursor.execute(f"PRAGMA cache_size=-{int(cache_mb) * 1024}")
@@ -509,7 +555,13 @@ def open_store(url: URL, options: Options) -> SqlStore:
         engine = sa.create_engine(url, **engine_options(url, options))
     store = SqlStore(engine, url, options)
     if store.dialect == "sqlite":
-        install_sqlite_pragmas(engine, options.busy_timeout, in_memory=store.in_memory, cache_mb=options.cache_mb)
+        install_sqlite_pragmas(
+            engine,
+            options.busy_timeout,
+            in_memory=store.in_memory,
+            cache_mb=options.cache_mb,
+            checkpoint_mb=options.checkpoint_mb,
+        )
     else:
         install_idle_ping(engine, options.ping_after)
     try:

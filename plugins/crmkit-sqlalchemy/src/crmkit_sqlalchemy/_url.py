@@ -82,6 +82,9 @@ class Options:
     busy_timeout: float = 30.0
     #: SQLite: page cache per connection, in MiB.
     cache_mb: int = 64
+    #: SQLite: the write-ahead log is copied back into the database file (a checkpoint, with
+    #: two fsyncs) once it has grown past this many MiB.
+    checkpoint_mb: int = 64
     #: PostgreSQL: seconds to wait for the server when connecting.
     connect_timeout: int = 10
     #: PostgreSQL: a pooled connection idle longer than this many seconds is checked before use.
@@ -98,6 +101,7 @@ _KINDS: dict[str, tuple[type, ...]] = {
     "pool_recycle": (int,),
     "busy_timeout": (int, float),
     "cache_mb": (int,),
+    "checkpoint_mb": (int,),
     "connect_timeout": (int,),
     "ping_after": (int, float),
     "echo": (bool,),
@@ -117,6 +121,6 @@ def parse_options(options: Mapping[str, Any]) -> Options:
         kinds = _KINDS[name]
         if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
             raise PluginError(f"option {name} must be {' or '.join(k.__name__ for k in kinds)}, not {value!r}")
-        if name in ("pool_size", "cache_mb") and isinstance(value, int) and value < 1:
+        if name in ("pool_size", "cache_mb", "checkpoint_mb") and isinstance(value, int) and value < 1:
             raise PluginError(f"option {name} must be at least 1, not {value!r}")
     return Options(**options)
