@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import heapq
+import itertools
 import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -254,23 +256,74 @@ class _Records(_ReadRecords[R]):
     def add_many(self, items: Iterable[R], *, batch_size: int = 10_000) -> BulkResult:
         """Store records from any iterable, a batch at a time, skipping external_ids already stored.
 
-        At most ``batch_size`` records are held in memory. Each batch is written atomically,
-        in one database transaction (inside ``crm.transaction()``, everything is). A bad
-        record raises ValidationError naming its row (0-based position in ``items``); the
-        batches before it stay committed, and because imports are idempotent by
-        ``external_id`` the corrected import can simply be run again. Larger batches mean
-        fewer commits, which is what bulk imports mostly pay for on a database; smaller
-        ones hold a SQLite file's write lock for less time at once.
+        Each batch is written atomically, in one database transaction (inside
+        ``crm.transaction()``, everything is), and batches commit in order. A bad record
+        raises ValidationError naming its row (0-based position in ``items``); the batches
+        before it stay committed, and because imports are idempotent by ``external_id`` the
+        corrected import can simply be run again. Larger batches mean fewer commits, which
+        is what bulk imports mostly pay for on a database; smaller ones hold a SQLite file's
+        write lock for less time at once. At most ``batch_size`` records are held in memory,
+        twice that on a database server: there (``store.capabilities.server``), outside
+        ``crm.transaction()``, one batch is written by a helper thread while the next is
+        read from ``items`` and prepared, so that the server works while Python does. Events
+        are delivered on the calling thread either way, after each commit, in order.
         """
         count_of("batch_size", batch_size)
         if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
             raise ValidationError("items", "must be an iterable of records", items)
+        batches = iter_batches(iter(items), batch_size)
+        if self._crm.store.capabilities.server and not self._crm._in_transaction():
+            first = next(batches, None)
+            if first is None:
+                return BulkResult(0, 0)
+            second = next(batches, None)
+            if second is not None:  # a thread is worth starting only for two batches or more
+                return self._add_overlapped(itertools.chain([first, second], batches))
+            batches = iter([first])
+        # no server to keep busy, or the caller's transaction to join, or one batch: write here
         added = skipped = row = 0
-        for batch in iter_batches(iter(items), batch_size):
+        for batch in batches:
             inserted = self._write_batch(self._prepared(batch, row), row)
             added += len(inserted)
             skipped += len(batch) - len(inserted)
             row += len(batch)
+        return BulkResult(added, skipped)
+
+    def _add_overlapped(self, batches: Iterator[list[Any]]) -> BulkResult:
+        """add_many writing batch k on a helper thread while this thread prepares batch k+1."""
+        added = skipped = row = 0
+        pending: tuple[Future[list[R]], list[Event], int] | None = None
+
+        def settle() -> None:
+            nonlocal added, skipped, pending
+            assert pending is not None
+            future, events, size = pending
+            pending = None
+            inserted = future.result()  # raises the batch's own error if its write failed
+            added += len(inserted)
+            skipped += size - len(inserted)
+            if events:
+                self._crm._host.after_commit(self._crm, events)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crmkit-add-many") as writer:
+            try:
+                for batch in batches:
+                    prepared = self._prepared(batch, row)
+                    self._check_references(prepared, row)
+                    write = self._repo.prepare_insert_new(self._crm.tenant, prepared)
+                    if pending is not None:
+                        settle()
+                    events: list[Event] = []
+                    task = writer.submit(self._write_batch, prepared, row, write, events, checked=True)
+                    pending = (task, events, len(batch))
+                    row += len(batch)
+                if pending is not None:
+                    settle()
+            finally:
+                # Reading or preparing the input failed: the batch in flight still commits (or
+                # fails, and then its error, about earlier rows, is the one raised).
+                if pending is not None:
+                    settle()
         return BulkResult(added, skipped)
 
     def _prepared(self, batch: Sequence[Any], row: int) -> list[R]:
@@ -290,11 +343,23 @@ class _Records(_ReadRecords[R]):
             prepared.append(_stamped(record, now))
         return prepared
 
-    def _write_batch(self, prepared: list[R], row: int) -> list[R]:
-        """Check references and insert the new records of one batch, atomically; return those stored."""
-        with self._crm.transaction():
-            self._check_references(prepared, row)
-            inserted: list[R] = self._repo.insert_new(self._crm.tenant, prepared)
+    def _write_batch(
+        self,
+        prepared: list[R],
+        row: int,
+        write: Callable[[], list[R]] | None = None,
+        committed_events: list[Event] | None = None,
+        *,
+        checked: bool = False,
+    ) -> list[R]:
+        """Check references and insert the new records of one batch, atomically; return those stored.
+
+        ``write`` is the batch's prepared insert (``Repository.prepare_insert_new``), if any.
+        """
+        with self._crm._transaction(committed_events):
+            if not checked:
+                self._check_references(prepared, row)
+            inserted = write() if write is not None else self._repo.insert_new(self._crm.tenant, prepared)
             if self._crm._events_wanted:
                 created = event_for(self.spec.name, "created")
                 for record in inserted:
@@ -597,6 +662,15 @@ class CRM:
         Blocks nest: an inner block joins the outer transaction. If an exception leaves an
         inner block, the whole transaction is rolled back even if the outer code catches it.
         """
+        with self._transaction(None):
+            yield
+
+    @contextmanager
+    def _transaction(self, committed_events: list[Event] | None) -> Iterator[None]:
+        """``transaction()``; given a list, the events of the commit go into it instead of to the hooks.
+
+        (Bulk imports may write on a helper thread, and deliver the events on the caller's.)
+        """
         local = self._local
         if getattr(local, "depth", 0) > 0:
             local.depth += 1
@@ -622,7 +696,14 @@ class CRM:
             local.depth = 0
             events, local.events = local.events, []
         if committed and events:
-            self._host.after_commit(self, events)
+            if committed_events is None:
+                self._host.after_commit(self, events)
+            else:
+                committed_events.extend(events)
+
+    def _in_transaction(self) -> bool:
+        """Whether the calling thread is inside ``transaction()``."""
+        return getattr(self._local, "depth", 0) > 0
 
     def _emit(self, kind: type[Event], before: Any, after: Any) -> None:
         if self._events_wanted:

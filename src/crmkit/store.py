@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Generic, TypeVar, cast
 
@@ -39,6 +39,10 @@ class Capabilities:
     native_traversal: bool = False
     #: Purchase summaries are computed inside the store.
     native_summaries: bool = False
+    #: The database works in processes of its own (a server): ``add_many`` has one batch
+    #: written on a helper thread while the caller's thread prepares the next. Each thread
+    #: must get its own transaction (as ``transaction()`` binds it to the calling thread).
+    server: bool = False
 
 
 @attrs.frozen
@@ -62,6 +66,17 @@ class Repository(abc.ABC, Generic[T]):
     @abc.abstractmethod
     def insert_new(self, tenant: str, records: Sequence[T]) -> list[T]:
         """Store the records whose external_id is not stored yet (ids must be new); return those stored."""
+
+    def prepare_insert_new(self, tenant: str, records: Sequence[T]) -> Callable[[], list[T]]:
+        """``insert_new`` in two steps: its Python work now, and a function that does the rest.
+
+        ``add_many`` on a store with ``Capabilities.server`` prepares a batch on the caller's
+        thread and runs the returned function on a helper thread, inside a transaction of
+        that thread, while the caller prepares the next batch. Only one thread runs Python
+        at a time, so a backend that wants the overlap formats its rows here (the database
+        then works while the next batch is built); by default everything happens later.
+        """
+        return lambda: self.insert_new(tenant, records)
 
     @abc.abstractmethod
     def get(self, tenant: str, id: uuid.UUID) -> T | None:
