@@ -8,16 +8,19 @@ import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from typing import Any
 
 import attrs
 import pytest
 import sqlalchemy as sa
 from crmkit_sqlalchemy._ingest import COPY_MIN_ROWS
+from hypothesis import strategies as st
 
 import crmkit
 from crmkit import ConflictError, Customer, Transaction
 from crmkit.crm import CRM
 from crmkit.entities import CUSTOMERS, TRANSACTIONS
+from crmkit.lifecycle_model import StageChange
 
 BASE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -230,3 +233,69 @@ def test_the_same_record_objects_imported_again_with_new_ones_are_skipped_not_cl
     assert result == crmkit.BulkResult(150, 150)
     assert crm.transactions.count() == 300
     assert crm.transactions.get_by_external_id("more-149").amount == Decimal(149) / 100
+
+
+_HOSTILE_TEXT = st.sampled_from(["tab\there", "new\nline\r\n", "back\\slash\\", "\\N", "'quote\"", "😀 فارسی", "{a,b}"])
+
+
+@st.composite
+def _stored_batch(draw: st.DrawFn, entity: str) -> list[Any]:
+    """A few generated records of one entity (hostile text mixed in), stamped as stored, padded to COPY size."""
+    import crmkit.testing.strategies as cs
+
+    texts = st.one_of(_HOSTILE_TEXT, cs.texts(blank=False))
+    built = {
+        "customers": cs.customers(name=texts, tags=st.frozensets(texts, max_size=3),
+                                  attributes=st.dictionaries(cs.identifiers(), st.one_of(texts, cs.attribute_values()),
+                                                             max_size=3)),
+        "interactions": cs.interactions(),
+        "transactions": cs.transactions(),
+        "relationships": cs.relationships(),
+        "stage_changes": st.builds(
+            StageChange, customer_id=cs.uuids(), from_stage=st.none() | cs.stages(), to_stage=cs.stages(),
+            occurred_at=cs.aware_datetimes(), rule=texts, reason=st.none() | texts,
+        ),
+    }[entity]
+    records = draw(st.lists(built, min_size=1, max_size=6, unique_by=lambda r: r.id))
+    when = draw(cs.aware_datetimes())
+    records += [attrs.evolve(records[0], id=uuid.uuid4(), **({"external_id": None}
+                if hasattr(records[0], "external_id") else {})) for _ in range(COPY_MIN_ROWS)]
+    seen: set[str] = set()
+    out = []
+    for r in records:  # external ids unique, as insert() needs
+        ext = getattr(r, "external_id", None)
+        if ext is not None and ext in seen:
+            r = attrs.evolve(r, external_id=None)
+        seen.add(ext or "")
+        out.append(attrs.evolve(r, created_at=when, updated_at=when, version=1))
+    return out
+
+
+@pytest.mark.parametrize("entity", ["customers", "interactions", "transactions", "relationships", "stage_changes"])
+def test_copy_text_stores_exactly_what_an_insert_stores(new_database: Callable[[str], str], entity: str) -> None:
+    """PostgreSQL bulk batches are formatted as COPY text by crmkit: every column must come out as an INSERT's."""
+    from hypothesis import HealthCheck, given, settings
+
+    from crmkit.entities import ENTITIES
+
+    url = new_database("postgresql")
+    with crmkit.connect(url, tenant="unused") as crm:
+        repo = crm.store.repository(ENTITIES[entity])
+        engine: sa.Engine = crm.store.engine  # type: ignore[attr-defined]
+        columns = ", ".join(f"{c.name}::text" for c in repo.table.c if c.name != "tenant")
+
+        @given(records=_stored_batch(entity))
+        @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+        def check(records: list[Any]) -> None:
+            copied, inserted = "c-" + uuid.uuid4().hex[:12], "i-" + uuid.uuid4().hex[:12]
+            assert len(repo.insert_new(copied, records)) == len(records)  # >= COPY_MIN_ROWS: the COPY path
+            repo.insert(inserted, records)  # SQLAlchemy's INSERT with its bind processors
+            with engine.connect() as conn:
+                def rows(tenant: str) -> list[Any]:
+                    sql = f"SELECT {columns} FROM {entity} WHERE tenant = %(t)s ORDER BY id"
+                    return conn.exec_driver_sql(sql, {"t": tenant}).all()
+
+                assert rows(copied) == rows(inserted)
+            assert [repo.get(copied, r.id) for r in records] == records
+
+        check()

@@ -24,9 +24,10 @@ intermediate dict per row.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -130,6 +131,110 @@ def driver_rows(table: sa.Table, dialect: sa.Dialect, tenant: str, records: Sequ
     return [convert(tenant, r) for r in records]
 
 
+# --------------------------------------------------------------------------- COPY text
+
+# COPY's text format: columns split by tab, rows by newline, NULL written \N; inside a value
+# a backslash, newline, carriage return or tab is written with a backslash. Formatting the
+# rows here, a batch at a time, costs half what the driver's per-row write_row does and
+# sends the batch as one block.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+_NULL = "\\N"
+
+
+def _copy_text(value: Any) -> str:
+    if value is None:
+        return _NULL
+    if "\\" in value or "\n" in value or "\r" in value or "\t" in value:
+        return str(value.translate(_COPY_ESCAPES))
+    return str(value)
+
+
+def _copy_plain(value: Any) -> str:
+    """numeric and integer values: their str() never holds a character COPY escapes."""
+    return _NULL if value is None else str(value)
+
+
+def _copy_uuid(value: Any) -> str:
+    """32 hex digits, which PostgreSQL reads as a uuid (cheaper to make than the dashed form)."""
+    return _NULL if value is None else str(value.hex)
+
+
+_last_instant: tuple[Any, str] = (None, "")
+
+
+def _copy_instant(value: Any) -> str:
+    global _last_instant
+    if value is None:
+        return _NULL
+    last = _last_instant  # a batch's created_at and updated_at are one datetime: formatted once
+    if last[0] is value:
+        return last[1]
+    text = value.astimezone(dt.timezone.utc).isoformat()
+    _last_instant = (value, text)
+    return text
+
+
+def _copy_date(value: Any) -> str:
+    return _NULL if value is None else value.isoformat()
+
+
+def _copy_json(value: Any) -> str:
+    return _copy_text(_json_text(value))
+
+
+def _copy_form(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[Any], str] | None:
+    """The COPY text of a column's value, or None for a type this module does not format."""
+    if isinstance(column.type, UtcDateTime):
+        return _copy_instant
+    if isinstance(column.type, Money):
+        return _copy_plain
+    kind = column.type.dialect_impl(dialect)
+    if isinstance(kind, sa.JSON):
+        return _copy_json
+    if isinstance(kind, sa.Uuid):
+        return _copy_uuid
+    if isinstance(kind, (sa.Numeric, sa.Integer)):
+        return _copy_plain
+    if isinstance(kind, sa.Date):
+        return _copy_date
+    if isinstance(kind, sa.String):
+        return _copy_text
+    return None
+
+
+_copy_lines: dict[str, Callable[[str, Any], str]] = {}
+
+
+#: Rows formatted and sent at a time: the server parses one chunk while the next is formatted.
+COPY_CHUNK_ROWS = 500
+
+
+def copy_chunks(table: sa.Table, dialect: sa.Dialect, tenant: str, records: Sequence[Any]) -> Iterator[str]:
+    """The records as COPY text rows in the table's column order (PostgreSQL), a chunk at a time."""
+    line = _copy_line(table, dialect)
+    for start in range(0, len(records), COPY_CHUNK_ROWS):
+        yield "".join([line(tenant, r) for r in records[start : start + COPY_CHUNK_ROWS]])
+
+
+def _copy_line(table: sa.Table, dialect: sa.Dialect) -> Callable[[str, Any], str]:
+    """A function from (tenant, record) to its COPY text row, generated once per table."""
+    line = _copy_lines.get(table.name)
+    if line is None:
+        namespace: dict[str, Any] = {}
+        items = []
+        for i, (column, expression) in enumerate(record_expressions(table.name, namespace)):
+            form = _copy_form(column, dialect)
+            if form is None:  # pragma: no cover - every column type of the schema is handled
+                raise TypeError(f"no COPY text form for {table.name}.{column.name} ({column.type})")
+            namespace[f"f{i}"] = form
+            items.append(f"{{f{i}({expression})}}")
+        body = "\\t".join(items)  # a tab, once inside the generated f-string
+        source = f'def line(tenant, r):\n    return f"{body}\\n"\n'
+        exec(compile(source, f"<crmkit_sqlalchemy COPY rows of {table.name}>", "exec"), namespace)
+        line = _copy_lines[table.name] = namespace["line"]
+    return line
+
+
 def _first_new(repo: SqlRepository, records: Sequence[Any], stored: set[str]) -> list[Any]:
     """Records whose external_id is neither stored nor taken by an earlier record of the batch."""
     keep = []
@@ -195,27 +300,58 @@ def _sqlite(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequ
 
 
 def _postgresql(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> list[Any]:
+    return prepare_postgresql(repo, conn.dialect, tenant, records)(conn)
+
+
+def prepare_postgresql(
+    repo: SqlRepository, dialect: sa.Dialect, tenant: str, records: Sequence[Any], *, formatted: bool = False
+) -> Callable[[sa.Connection], list[Any]]:
+    """A PostgreSQL ``insert_new`` as a function of the connection to run it on.
+
+    ``formatted``: the COPY text is made now (for ``prepare_insert_new``, whose caller builds
+    the next batch while the database takes this one); otherwise a chunk at a time during the
+    COPY, so that the server parses one chunk while the next is formatted.
+    """
     table = repo.table
-    if len(records) >= COPY_MIN_ROWS:
+    if len(records) < COPY_MIN_ROWS:
+
+        def insert(conn: sa.Connection) -> list[Any]:
+            statement = postgresql.insert(table)
+            if repo.spec.has_external_id:
+                statement = statement.on_conflict_do_nothing(index_elements=["tenant", "external_id"])
+            ids = set(conn.execute(statement.returning(table.c.id), repo.rows(tenant, records)).scalars())
+            return _written(records, ids)
+
+        return insert
+    # The common case first: the rows are new. COPY them straight into the table inside a
+    # savepoint; a stored (or concurrently imported) external id makes it fail, and then
+    # the database sorts the batch out row by row. Asking first would cost more: PostgreSQL
+    # plans a lookup of a thousand keys as a scan until the table is large.
+    keep = _first_new(repo, records, set())
+    chunks: Iterable[str] = list(copy_chunks(table, dialect, tenant, keep)) if formatted else ()
+
+    def copy(conn: sa.Connection) -> list[Any]:
         from psycopg.errors import IntegrityError
 
-        # The common case first: the rows are new. COPY them straight into the table inside a
-        # savepoint; a stored (or concurrently imported) external id makes it fail, and then
-        # the database sorts the batch out row by row. Asking first would cost more: PostgreSQL
-        # plans a lookup of a thousand keys as a scan until the table is large.
-        keep = _first_new(repo, records, set())
         try:
             with conn.begin_nested():
-                _copy_into(conn, table, table.name, driver_rows(table, conn.dialect, tenant, keep))
+                _copy_text_into(conn, table, chunks or copy_chunks(table, dialect, tenant, keep))
             return keep
         except IntegrityError:
             pass  # someone stored one of them meanwhile (or an id is taken): let the database decide, below
         return _written(records, _copy(repo, conn, tenant, records))
-    rows = repo.rows(tenant, records)
-    statement = postgresql.insert(table)
-    if repo.spec.has_external_id:
-        statement = statement.on_conflict_do_nothing(index_elements=["tenant", "external_id"])
-    return _written(records, set(conn.execute(statement.returning(table.c.id), rows).scalars()))
+
+    return copy
+
+
+def _copy_text_into(conn: sa.Connection, table: sa.Table, chunks: Iterable[str]) -> None:
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c.name) for c in table.c)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy:
+        for chunk in chunks:
+            copy.write(chunk)
 
 
 def _written(records: Sequence[Any], ids: set[uuid.UUID]) -> list[Any]:

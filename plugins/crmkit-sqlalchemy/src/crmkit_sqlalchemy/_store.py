@@ -22,7 +22,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
@@ -143,6 +143,25 @@ class SqlRepository(Repository[Any]):
             raise self._conflict(tenant, records, exc) from exc
         self._grown(len(stored))
         return stored
+
+    def prepare_insert_new(self, tenant: str, records: Sequence[Any]) -> Callable[[], list[Any]]:
+        if self.store.dialect != "postgresql" or not records:
+            return super().prepare_insert_new(tenant, records)
+        from crmkit_sqlalchemy._ingest import prepare_postgresql
+
+        # the rows are formatted as COPY text now, on the caller's thread; the database gets them later
+        write = prepare_postgresql(self, self.store.engine.dialect, tenant, records, formatted=True)
+
+        def insert() -> list[Any]:
+            try:
+                with self.store.connection(atomic=True, several=True, entity=self.spec.label) as conn:
+                    stored = write(conn)
+            except ConflictError as exc:
+                raise self._conflict(tenant, records, exc) from exc
+            self._grown(len(stored))
+            return stored
+
+        return insert
 
     def _grown(self, rows: int) -> None:
         """Refresh PostgreSQL's statistics after big imports, at 20,000 rows, 40,000, 80,000...
@@ -332,6 +351,7 @@ class SqlStore(Store):
             transactions=True,
             concurrent_writers=True,
             persistent=not self.in_memory,
+            server=self.dialect == "postgresql",
             native_traversal=True,
             native_summaries=True,
         )
