@@ -265,8 +265,9 @@ class _Records(_ReadRecords[R]):
         write lock for less time at once. At most ``batch_size`` records are held in memory,
         twice that on a database server: there (``store.capabilities.server``), outside
         ``crm.transaction()``, one batch is written by a helper thread while the next is
-        read from ``items`` and prepared, so that the server works while Python does. Events
-        are delivered on the calling thread either way, after each commit, in order.
+        read from ``items``, prepared and checked for references (just before its own
+        transaction rather than inside it), so that the server works while Python does.
+        Events are delivered on the calling thread either way, after each commit, in order.
         """
         count_of("batch_size", batch_size)
         if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
