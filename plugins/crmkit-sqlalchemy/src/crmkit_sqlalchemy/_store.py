@@ -510,7 +510,8 @@ def install_sqlite_pragmas(
 
     SQLite's default checkpoint size (1,000 pages, about 4 MB) makes a writer that commits
     often, such as an import committing every batch, copy the log back and fsync twice
-    every few commits; the larger default here halved the commits' share of import time.
+    every few commits; with the larger default here a 50,000-row import in batches of
+    1,000 ran about a quarter faster (16,400 to 20,800 rows a second).
     """
 
     @sa.event.listens_for(engine, "connect")
