@@ -299,3 +299,20 @@ def test_copy_text_stores_exactly_what_an_insert_stores(new_database: Callable[[
             assert [repo.get(copied, r.id) for r in records] == records
 
         check()
+
+
+def test_sqlite_imports_of_new_rows_do_not_look_up_external_ids_first(new_database: Callable[[str], str]) -> None:
+    """The bet on new rows wins without a probe; only a batch that meets stored external ids pays for one."""
+    with crmkit.connect(new_database("sqlite"), tenant="acme") as crm:
+        ada = crm.customers.add(Customer(kind="person", name="Ada"))
+        probes: list[str] = []
+
+        @sa.event.listens_for(crm.store.engine, "before_cursor_execute")  # type: ignore[attr-defined]
+        def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.startswith("SELECT") and "external_id" in statement and "json_each" in statement:
+                probes.append(statement)
+
+        assert crm.transactions.add_many(_purchases(ada, 300), batch_size=100) == crmkit.BulkResult(300, 0)
+        assert probes == []
+        assert crm.transactions.add_many(_purchases(ada, 200, start=250), batch_size=100) == crmkit.BulkResult(150, 50)
+        assert len(probes) == 1  # the batch 250-349 met stored ids; 350-449 was new
