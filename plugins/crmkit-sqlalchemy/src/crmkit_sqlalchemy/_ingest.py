@@ -16,10 +16,12 @@
   ``INSERT ... SELECT ... ON CONFLICT (tenant, external_id) DO NOTHING RETURNING id``.
   Small batches use a multi-row ``INSERT ... ON CONFLICT DO NOTHING``.
 
-Records are turned into driver tuples by a function generated once per table, applying
-the entity's encoders and then the same conversions as the columns' SQLAlchemy types (a
-test checks both store the same), without SQLAlchemy's per-value overhead or an
-intermediate dict per row.
+Records are turned into driver tuples (SQLite) or COPY text (PostgreSQL) by functions
+generated once per table, applying the entity's encoders and then the same conversions as
+the columns' SQLAlchemy types (tests check that both paths store exactly what an INSERT
+stores), without SQLAlchemy's per-value overhead or an intermediate dict per row.
+``prepare_postgresql`` splits the PostgreSQL write in two, so that ``add_many`` can format
+one batch while a helper thread streams the one before.
 """
 
 from __future__ import annotations
