@@ -30,7 +30,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from crmkit_sqlalchemy._store import SqlRepository
 
 __all__ = ["driver_rows", "insert_new"]
+
+T = TypeVar("T")
 
 #: From this many rows on, PostgreSQL batches go through COPY.
 COPY_MIN_ROWS = 100
@@ -78,21 +80,29 @@ def _hex(value: uuid.UUID | None) -> str | None:
     return None if value is None else value.hex
 
 
-#: The last datetime converted and its microseconds, as one tuple (replaced atomically). The
-#: created_at and updated_at of a whole batch are one datetime: converted once, not per row.
-_last_micros: tuple[Any, int] = (None, 0)
+def _last_remembered(convert: Callable[[Any], T]) -> Callable[[Any], T]:
+    """``convert`` remembering its last argument (by identity) and result.
+
+    The created_at and updated_at of a whole batch are one datetime: converted once, not
+    twice a row. The pair is one tuple, replaced in one step, so threads may share it.
+    """
+    memo: list[tuple[Any, Any]] = [(None, None)]
+
+    def remembered(value: Any) -> T:
+        seen, result = memo[0]
+        if seen is not value:
+            result = convert(value)
+            memo[0] = (value, result)
+        return result  # type: ignore[no-any-return]
+
+    return remembered
+
+
+_micros_of = _last_remembered(micros_of)
 
 
 def _micros(value: Any) -> int | None:
-    global _last_micros
-    if value is None:
-        return None
-    last = _last_micros
-    if last[0] is value:
-        return last[1]
-    micros = micros_of(value)
-    _last_micros = (value, micros)
-    return micros
+    return None if value is None else _micros_of(value)
 
 
 def _money(value: Any) -> str | None:
@@ -161,19 +171,11 @@ def _copy_uuid(value: Any) -> str:
     return _NULL if value is None else str(value.hex)
 
 
-_last_instant: tuple[Any, str] = (None, "")
+_instant_text = _last_remembered(lambda value: value.astimezone(dt.timezone.utc).isoformat())
 
 
 def _copy_instant(value: Any) -> str:
-    global _last_instant
-    if value is None:
-        return _NULL
-    last = _last_instant  # a batch's created_at and updated_at are one datetime: formatted once
-    if last[0] is value:
-        return last[1]
-    text = value.astimezone(dt.timezone.utc).isoformat()
-    _last_instant = (value, text)
-    return text
+    return _NULL if value is None else _instant_text(value)
 
 
 def _copy_date(value: Any) -> str:
