@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from crmkit.events import Event
     from crmkit.lifecycle import CustomerFacts, StageProposal
     from crmkit.lifecycle_model import Stage
+    from crmkit.schema import AggregateSpec, Schema
     from crmkit.store import Store
     from crmkit.summaries import PurchaseSummary
 
@@ -76,9 +77,11 @@ class PluginHost:
             raise PluginError(f"{exc} (a misspelt hook name? see docs/plugin_hooks.md)") from exc
 
     # --- storage
-    def open_store(self, url: str, options: Mapping[str, Any]) -> Store:
+    def open_store(self, url: str, options: Mapping[str, Any], schema: Schema | None = None) -> Store:
         scheme = url.split(":", 1)[0] if ":" in url else ""
-        store = self.pm.hook.crmkit_open_store(url=url, options=options)
+        if schema is None:
+            schema = self.schema()
+        store = self.pm.hook.crmkit_open_store(url=url, options=options, schema=schema)
         if store is None:
             served = ", ".join(sorted(self.url_schemes())) or "none"
             raise PluginError(
@@ -104,6 +107,22 @@ class PluginHost:
         if result is None:  # pragma: no cover - the built-in fallback always answers
             raise PluginError("no plugin computed purchase summaries")
         return result  # type: ignore[no-any-return]
+
+    # --- aggregates
+    def schema(self) -> Schema:
+        """Every aggregate: crmkit's own and those the plugins declare (PluginError on a clash)."""
+        from crmkit.schema import Schema
+        from crmkit.schema._declare import spec_of
+
+        specs: dict[int, AggregateSpec] = {}  # one class named by two plugins counts once
+        for result in reversed(self.pm.hook.crmkit_aggregates()):  # registration order
+            for cls in result or ():
+                try:
+                    spec = spec_of(cls)
+                except CRMError as exc:
+                    raise PluginError(f"crmkit_aggregates returned {cls!r}: {exc}") from None
+                specs.setdefault(id(spec), spec)
+        return Schema(specs.values())
 
     # --- vocabularies
     def channels(self) -> dict[str, ChannelType]:
@@ -157,7 +176,15 @@ class PluginHost:
 
     # --- events
     def wants_events(self) -> bool:
-        return bool(self.pm.hook.crmkit_after_commit.get_hookimpls())
+        hook = self.pm.hook
+        return bool(hook.crmkit_after_commit.get_hookimpls() or hook.crmkit_before_commit.get_hookimpls())
+
+    @property
+    def has_before_commit(self) -> bool:
+        return bool(self.pm.hook.crmkit_before_commit.get_hookimpls())
+
+    def before_commit(self, crm: CRM, events: Sequence[Event]) -> None:
+        self.pm.hook.crmkit_before_commit(crm=crm, events=events)  # the first error aborts the transaction
 
     def after_commit(self, crm: CRM, events: Sequence[Event]) -> None:
         self.pm.hook.crmkit_after_commit(crm=crm, events=events)

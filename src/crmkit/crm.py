@@ -47,6 +47,7 @@ from crmkit.query import (
     parse_order,
 )
 from crmkit.relationships import DIRECTIONS, Direction, Reached, Relationship, RelationshipType
+from crmkit.schema import Reference, Schema
 from crmkit.store import Repository, Store, iter_batches, scan
 from crmkit.summaries import PurchaseSummary
 from crmkit.transactions import Transaction
@@ -54,7 +55,7 @@ from crmkit.transactions import Transaction
 if TYPE_CHECKING:
     from crmkit.value._store import CRMValue
 
-__all__ = ["CRM", "BulkResult", "Page", "TimelineEntry", "connect"]
+__all__ = ["CRM", "BulkResult", "Page", "Records", "TimelineEntry", "connect"]
 
 T = TypeVar("T")
 
@@ -112,6 +113,29 @@ class TimelineEntry:
 
 class _RollbackOnly(Exception):
     pass
+
+
+#: How many times ``crmkit_before_commit`` may be called for what its own writes added.
+_BEFORE_COMMIT_ROUNDS = 10
+
+
+def _pointer(ref: Reference, value: Any) -> tuple[str, uuid.UUID] | None:
+    """(aggregate, id) that a reference field's value points at, None when it is empty."""
+    if value is None:
+        return None
+    if ref.target is None:
+        return value.aggregate, value.id
+    return ref.target, value
+
+
+def _actor(field: str, value: object) -> str | None:
+    """None or a non-blank actor name such as ``user:42``."""
+    if value is None:
+        return None
+    text = text_of(field, value)
+    if len(text) > 200:
+        raise ValidationError(field, "must be at most 200 characters", value)
+    return text
 
 
 def _uuids(field: str, values: object) -> list[uuid.UUID]:
@@ -221,13 +245,22 @@ class _Records(_ReadRecords[R]):
     """Reads and writes: add, add_many, update, delete, with events and optimistic concurrency."""
 
     def _check(self, item: object, row: int | None = None) -> R:
-        if not isinstance(item, self.spec.cls):
-            err = ValidationError(self.spec.label, f"must be a {self.spec.cls.__name__}", item)
+        cls = self.spec.cls
+        if item.__class__ is not cls:
+            if isinstance(item, cls):
+                message = (
+                    f"must be a {cls.__name__}: {type(item).__name__} is a subclass, and the store keeps "
+                    f"only the fields of {cls.__name__} (declare an aggregate of its own instead)"
+                )
+            else:
+                message = f"must be a {cls.__name__}"
+            err = ValidationError(self.spec.label, message, item)
             raise err if row is None else err.at_row(row)
         return item  # type: ignore[return-value]
 
     def _check_references(self, records: Sequence[R], first_row: int | None) -> None:
         """Raise ValidationError naming the field and row of a reference the store does not hold."""
+        self._crm._require_references(self.spec, records, first_row)
 
     def _require_customers(self, records: Sequence[R], fields: Sequence[str], first_row: int | None) -> None:
         wanted = {getattr(r, f) for r in records for f in fields}
@@ -250,7 +283,7 @@ class _Records(_ReadRecords[R]):
         with self._crm.transaction():
             self._check_references([stored], None)
             self._repo.insert(self._crm.tenant, [stored])
-            self._crm._emit(event_for(self.spec.name, "created"), None, stored)
+            self._crm._emit(event_for(self.spec.name, "created", self.spec.label), None, stored)
         return stored
 
     def add_many(self, items: Iterable[R], *, batch_size: int = 10_000) -> BulkResult:
@@ -362,7 +395,7 @@ class _Records(_ReadRecords[R]):
                 self._check_references(prepared, row)
             inserted = write() if write is not None else self._repo.insert_new(self._crm.tenant, prepared)
             if self._crm._events_wanted:
-                created = event_for(self.spec.name, "created")
+                created = event_for(self.spec.name, "created", self.spec.label)
                 for record in inserted:
                     self._crm._emit(created, None, record)
         return inserted
@@ -418,7 +451,7 @@ class _Records(_ReadRecords[R]):
                 entity=self.spec.label,
                 key=new.id,
             )
-        self._crm._emit(event_for(self.spec.name, "updated"), current, new)
+        self._crm._emit(event_for(self.spec.name, "updated", self.spec.label), current, new)
 
     def _before_replace(self, current: R, new: R) -> None:
         """Checks that need the stored record (subclasses)."""
@@ -441,13 +474,20 @@ class _Records(_ReadRecords[R]):
                     entity=self.spec.label,
                     key=id,
                 )
-            self._cascade(current)
-            if not self._repo.delete(self._crm.tenant, id, current.version):
-                raise ConflictError(f"{self.spec.label} {id} was changed concurrently", entity=self.spec.label, key=id)
-            self._crm._emit(event_for(self.spec.name, "deleted"), current, None)
+            self._delete_current(current)
+
+    def _delete_current(self, current: R) -> None:
+        """Apply the references' delete policies, then delete the record (inside a transaction)."""
+        self._cascade(current)
+        if not self._repo.delete(self._crm.tenant, current.id, current.version):
+            raise ConflictError(
+                f"{self.spec.label} {current.id} was changed concurrently", entity=self.spec.label, key=current.id
+            )
+        self._crm._emit(event_for(self.spec.name, "deleted", self.spec.label), current, None)
 
     def _cascade(self, current: R) -> None:
-        """Delete what depends on the record (subclasses)."""
+        """What deleting the record does to records that refer to it (``on_delete`` of each reference)."""
+        self._crm._on_delete(self.spec, current.id)
 
 
 class Customers(_Records[Customer]):
@@ -485,13 +525,22 @@ class Customers(_Records[Customer]):
             return self._after_replace(current, new, rule=rule, reason=reason)
 
     def _cascade(self, current: Customer) -> None:
-        tenant, store = self._crm.tenant, self._crm.store
+        super()._cascade(current)  # the declared aggregates' references to customers
+        tenant, crm = self._crm.tenant, self._crm
         mine = Compare("customer_id", "==", current.id)
-        store.repository(RELATIONSHIPS).delete_where(
-            tenant, Or((Compare("source_id", "==", current.id), Compare("target_id", "==", current.id)))
-        )
-        for spec in (INTERACTIONS, TRANSACTIONS, STAGE_CHANGES):
-            store.repository(spec).delete_where(tenant, mine)
+        edges = Or((Compare("source_id", "==", current.id), Compare("target_id", "==", current.id)))
+        for spec, where in (
+            (RELATIONSHIPS, edges),
+            (INTERACTIONS, mine),
+            (TRANSACTIONS, mine),
+            (STAGE_CHANGES, mine),
+        ):
+            if crm._referred_to(spec):  # some declared aggregate may point at these records: one by one
+                repo = crm.store.repository(spec)
+                for record in list(scan(repo, tenant, where, parse_order(None, spec))):
+                    crm._delete_dependent(spec, record)
+            else:
+                crm.store.repository(spec).delete_where(tenant, where)
 
 
 class Interactions(_Records[Interaction]):
@@ -614,6 +663,22 @@ class StageChanges(_ReadRecords[StageChange]):
     spec = STAGE_CHANGES
 
 
+class Records(_Records[R]):
+    """``crm.records(Subscription)``: the service of any aggregate, derived from its declaration.
+
+    add, add_many (streamed, batched, idempotent by external_id), get, get_by_external_id,
+    find with keyset pages, count, stream, update with optimistic concurrency and delete
+    applying every reference's ``on_delete`` policy; references are checked on write.
+    """
+
+    def __init__(self, crm: CRM, spec: EntitySpec) -> None:
+        self.spec = spec
+        super().__init__(crm)
+
+    def __repr__(self) -> str:
+        return f"<records of {self.spec.name}>"
+
+
 class CRM:
     """A tenant's view of a store, with the plugins that ``connect`` loaded."""
 
@@ -625,14 +690,20 @@ class CRM:
         *,
         clock: Callable[[], dt.datetime] | None = None,
         policy: LifecyclePolicy | None = None,
+        schema: Schema | None = None,
+        actor: str | None = None,
     ) -> None:
         self.store = store
         self.tenant = tenant
         self.policy = policy or LifecyclePolicy()
+        #: Every aggregate of this connection, with fields, references, unique keys and indexes.
+        self.schema: Schema = schema if schema is not None else host.schema()
+        self._actor = _actor("actor", actor)
         self._host = host
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._local = threading.local()
         self._events_wanted = host.wants_events()
+        self._before_commit_wanted = host.has_before_commit
         self.channels: dict[str, ChannelType] = host.channels()
         self.relationship_types: dict[str, RelationshipType] = host.relationship_types()
         self.customers = Customers(self)
@@ -641,6 +712,126 @@ class CRM:
         self.transactions = Transactions(self)
         self.stage_changes = StageChanges(self)
         self.lifecycle = Lifecycle(self)
+        self._services: dict[str, _ReadRecords[Any]] = {
+            s.spec.name: s
+            for s in (self.customers, self.relationships, self.interactions, self.transactions, self.stage_changes)
+        }
+        self._referrers = {
+            name: any(r.source in self.schema.declared for r in self.schema.references_to(name)) for name in self.schema
+        }
+
+    def records(self, aggregate: type[R] | str) -> Records[R]:
+        """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""
+        spec = self.schema.spec(aggregate)
+        service = self._services.get(spec.name)
+        if service is None:
+            service = self._services.setdefault(spec.name, Records(self, spec))
+        return service  # type: ignore[return-value]
+
+    @property
+    def actor(self) -> str | None:
+        """Who the changes made now are attributed to (events carry it); None when unset."""
+        stack = getattr(self._local, "actors", None)
+        return stack[-1] if stack else self._actor
+
+    @contextmanager
+    def acting_as(self, actor: str | None) -> Iterator[None]:
+        """Attribute the changes made in the block (on this thread) to ``actor``."""
+        checked = _actor("actor", actor)
+        stack = self._local.__dict__.setdefault("actors", [])
+        stack.append(checked)
+        try:
+            yield
+        finally:
+            stack.pop()
+
+    # ------------------------------------------------------------------ references
+    def _referred_to(self, spec: EntitySpec) -> bool:
+        """Whether a declared aggregate has a reference that may point at records of ``spec``."""
+        return self._referrers.get(spec.name, False)
+
+    def _require_references(self, spec: EntitySpec, records: Sequence[Any], first_row: int | None) -> None:
+        """ValidationError (field and row) for a reference to a record this tenant does not hold."""
+        for ref in self.schema.references_from(spec.name):
+            if spec.name not in self.schema.declared:
+                continue  # crmkit's own aggregates check theirs in their services
+            wanted: dict[str, set[uuid.UUID]] = {}
+            for record in records:
+                pointer = _pointer(ref, getattr(record, ref.field))
+                if pointer is not None:
+                    wanted.setdefault(pointer[0], set()).add(pointer[1])
+            found: dict[str, set[uuid.UUID]] = {}
+            for target, ids in wanted.items():
+                if target in self.schema:
+                    found[target] = self.store.repository(self.schema[target]).existing_ids(self.tenant, list(ids))
+            for i, record in enumerate(records):
+                value = getattr(record, ref.field)
+                pointer = _pointer(ref, value)
+                if pointer is None or pointer[1] in found.get(pointer[0], ()):
+                    continue
+                if pointer[0] not in self.schema:
+                    err = ValidationError(ref.field, f"refers to {pointer[0]!r}, not a registered aggregate", value)
+                else:
+                    err = ValidationError(
+                        ref.field, f"no {self.schema[pointer[0]].label} with this id in this tenant", value
+                    )
+                raise err if first_row is None else err.at_row(first_row + i)
+
+    def _on_delete(self, spec: EntitySpec, id: uuid.UUID) -> None:
+        """Apply every declared reference's ``on_delete`` to the records that point at one being deleted."""
+        if not self._referred_to(spec):
+            return
+        deleting: set[tuple[str, uuid.UUID]] = self._local.__dict__.setdefault("deleting", set())
+        if (spec.name, id) in deleting:
+            return  # a reference cycle led back here: the record is already on its way out
+        deleting.add((spec.name, id))
+        try:
+            referring = []
+            for ref in self.schema.references_to(spec.name):
+                if ref.source not in self.schema.declared:
+                    continue
+                source = self.schema[ref.source]
+                if ref.any:
+                    where: Expr = And(
+                        (Compare(f"{ref.field}.aggregate", "==", spec.name), Compare(f"{ref.field}.id", "==", id))
+                    )
+                else:
+                    where = Compare(ref.field, "==", id)
+                if ref.on_delete == "restrict":
+                    blocking = self.store.repository(source).find(self.tenant, where, parse_order(None, source), 5)
+                    if blocking:
+                        names = ", ".join(str(r.id) for r in blocking)
+                        raise ConflictError(
+                            f"{spec.label} {id} is referred to by {source.name}.{ref.field} "
+                            f"({names}{' and more' if len(blocking) == 5 else ''}): "
+                            "delete or change those first",
+                            entity=spec.label,
+                            key=id,
+                        )
+                else:
+                    referring.append((ref, source, where))
+            for ref, source, where in referring:
+                service: Records[Any] = self.records(source.name)
+                for record in list(scan(service._repo, self.tenant, where, parse_order(None, source))):
+                    current = service._repo.get(self.tenant, record.id)
+                    if current is None:
+                        continue  # deleted by an earlier cascade of this same delete
+                    if ref.on_delete == "cascade":
+                        service._delete_current(current)
+                    else:
+                        service._replace(current, service._bumped(current, attrs.evolve(current, **{ref.field: None})))
+        finally:
+            deleting.discard((spec.name, id))
+
+    def _delete_dependent(self, spec: EntitySpec, record: Any) -> None:
+        """Delete one record of crmkit's own aggregates as part of a cascade, with its policies and event."""
+        service: _ReadRecords[Any] = self.records(spec.name)
+        if isinstance(service, _Records):
+            service._delete_current(record)
+            return
+        self._on_delete(spec, record.id)
+        self.store.repository(spec).delete(self.tenant, record.id, record.version)
+        self._emit(event_for(spec.name, "deleted", spec.label), record, None)
 
     def __repr__(self) -> str:
         return f"<CRM tenant={self.tenant!r} store={self.store.url}>"
@@ -690,6 +881,7 @@ class CRM:
                 yield
                 if local.doomed:
                     raise _RollbackOnly
+                self._before_commit(local)
             committed = True
         except _RollbackOnly:
             raise CRMError("rolled back: an inner transaction() block failed and its error was caught") from None
@@ -702,13 +894,30 @@ class CRM:
             else:
                 committed_events.extend(events)
 
+    def _before_commit(self, local: threading.local) -> None:
+        """Hand the transaction's events to ``crmkit_before_commit``, again for what its writes add."""
+        if not self._before_commit_wanted:
+            return
+        seen = 0  # writes the hook makes join this transaction: its depth is still 1
+        for _ in range(_BEFORE_COMMIT_ROUNDS):
+            if seen == len(local.events):
+                return
+            fresh, seen = local.events[seen:], len(local.events)
+            self._host.before_commit(self, tuple(fresh))
+            if local.doomed:
+                raise _RollbackOnly
+        raise CRMError(
+            f"crmkit_before_commit kept writing for {_BEFORE_COMMIT_ROUNDS} rounds: "
+            "a hook reacts to its own records (rolled back)"
+        )
+
     def _in_transaction(self) -> bool:
         """Whether the calling thread is inside ``transaction()``."""
         return getattr(self._local, "depth", 0) > 0
 
     def _emit(self, kind: type[Event], before: Any, after: Any) -> None:
         if self._events_wanted:
-            self._local.events.append(kind(self.tenant, self.now(), before, after))
+            self._local.events.append(kind(self.tenant, self.now(), before, after, self.actor))
 
     def purchase_summaries(
         self,
@@ -772,13 +981,16 @@ def connect(
     block: Iterable[str] = (),
     clock: Callable[[], dt.datetime] | None = None,
     policy: LifecyclePolicy | None = None,
+    actor: str | None = None,
     **options: Any,
 ) -> CRM:
     """Open the store at ``url`` for ``tenant``, loading built-in and installed plugins.
 
     ``plugins`` are extra plugin objects or modules to register (rules, channels...);
     ``block`` names plugins not to load (e.g. ``"crmkit.rules.defaults"``); ``clock``
-    supplies the current time; remaining keyword options go to the backend.
+    supplies the current time; ``actor`` names who the changes are made by (events
+    carry it; ``crm.acting_as`` overrides it for a block); remaining keyword options go
+    to the backend.
     """
     if not isinstance(url, str) or "://" not in url:
         raise ValidationError("url", "must be a URL such as memory://, sqlite:///crm.db or mongodb://host/db", url)
@@ -786,6 +998,8 @@ def connect(
         raise ValidationError(
             "tenant", "must be 1-100 letters, digits or _.:@- (starting with a letter or digit)", tenant
         )
+    checked_actor = _actor("actor", actor)
     host = PluginHost(plugins=plugins, block=block)
-    store = host.open_store(url, options)
-    return CRM(store, host, tenant, clock=clock, policy=policy)
+    schema = host.schema()
+    store = host.open_store(url, options, schema)
+    return CRM(store, host, tenant, clock=clock, policy=policy, schema=schema, actor=checked_actor)

@@ -29,8 +29,8 @@ __all__ = [
     "FieldSpec",
 ]
 
-#: uuid, text, integer, Decimal, timezone-aware datetime, date, or a set of texts (tags).
-FieldKind = Literal["uuid", "text", "int", "decimal", "datetime", "date", "text_set"]
+#: uuid, text, integer, Decimal, timezone-aware datetime, date, a set of texts (tags), or a boolean.
+FieldKind = Literal["uuid", "text", "int", "decimal", "datetime", "date", "text_set", "bool"]
 
 
 @attrs.frozen

@@ -37,6 +37,8 @@ class Event:
     occurred_at: dt.datetime
     before: Any
     after: Any
+    #: Who made the change (``connect(actor=...)``, ``crm.acting_as(...)``); None when unset.
+    actor: str | None = None
 
     @property
     def record(self) -> Any:
@@ -168,6 +170,24 @@ _BY_KEY: dict[tuple[str, str], type[Event]] = {
 }
 
 
-def event_for(entity: str, action: str) -> type[Event]:
-    """The event class for an entity name and an action (created, updated, deleted)."""
-    return _BY_KEY[(entity, action)]
+ACTIONS = ("created", "updated", "deleted")
+
+
+def event_for(entity: str, action: str, label: str | None = None) -> type[Event]:
+    """The event class for an aggregate name and an action (created, updated, deleted).
+
+    crmkit's own aggregates have the classes above; every other aggregate gets one class
+    per action, made on first use (``subscriptions``: ``SubscriptionCreated``...), so
+    that plugins can tell events apart by class as well as by ``entity`` and ``action``.
+    """
+    found = _BY_KEY.get((entity, action))
+    if found is None:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown event action {action!r}")
+        words = (label or entity).replace("_", " ").split()
+        name = "".join(w[:1].upper() + w[1:] for w in words) + action.capitalize()
+        doc = f"A {label or entity} was {action}."
+        made = type(name, (Event,), {"entity": entity, "action": action, "__doc__": doc})
+        made.__module__ = __name__
+        found = _BY_KEY.setdefault((entity, action), attrs.frozen(made))
+    return found

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from crmkit.lifecycle import CustomerFacts, StageProposal
     from crmkit.lifecycle_model import Stage
     from crmkit.relationships import RelationshipType
+    from crmkit.schema import Schema
     from crmkit.store import Store
     from crmkit.summaries import PurchaseSummary
 
@@ -37,12 +38,24 @@ hookimpl = pluggy.HookimplMarker("crmkit")
 
 
 @hookspec(firstresult=True)
-def crmkit_open_store(url: str, options: Mapping[str, Any]) -> Store | None:
+def crmkit_open_store(url: str, options: Mapping[str, Any], schema: Schema) -> Store | None:
     """Open the store at ``url`` if this plugin serves its scheme, else return None.
 
     Called by ``crmkit.connect``. ``options`` holds the keyword arguments given to
-    ``connect`` that crmkit itself does not use (pool sizes, timeouts...). The first
-    non-None result wins. Raise ``crmkit.BackendError`` when the store cannot be reached.
+    ``connect`` that crmkit itself does not use (pool sizes, timeouts...). ``schema``
+    lists every aggregate of the connection (plugins' included): a store creates the
+    tables, collections and indexes of those it does not hold yet (or, where schema
+    changes are migrations, says which are missing). The first non-None result wins.
+    Raise ``crmkit.BackendError`` when the store cannot be reached.
+    """
+
+
+@hookspec
+def crmkit_aggregates() -> Iterable[type]:
+    """Aggregate classes this plugin adds, each declared with ``@crmkit.schema.aggregate``.
+
+    All results are collected at ``connect``; two aggregates with one name is a
+    ``PluginError``. Every backend then stores them with no code of the plugin's own.
     """
 
 
@@ -72,56 +85,15 @@ def crmkit_purchase_summaries(
     """
 
 
-# --- vocabularies --------------------------------------------------------------------------
-
-
 @hookspec
-def crmkit_channels() -> Iterable[ChannelType]:
-    """Interaction channels this plugin adds (``ChannelType("whatsapp")``). All results are collected."""
+def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
+    """See the events of a transaction just before it commits, inside it.
 
-
-@hookspec
-def crmkit_relationship_types() -> Iterable[RelationshipType]:
-    """Relationship types this plugin adds (name, inverse, symmetric). All results are collected."""
-
-
-# --- life cycle --------------------------------------------------------------------------------
-
-
-@hookspec(firstresult=True)
-def crmkit_propose_stage(facts: CustomerFacts) -> StageProposal | None:
-    """Propose the stage a customer should be in, from its facts, or None to let other rules decide.
-
-    Called by ``crm.lifecycle.evaluate`` and ``evaluate_all``. The first non-None
-    proposal wins; crmkit's default rules run last (``trylast``), so any installed rule
-    plugin overrides them. Proposing the current stage means "no change".
+    An implementation may write more records through ``crm`` (audit rows, counters):
+    they join the same transaction, and their own events are handed to this hook in a
+    further call before the commit. Raising aborts the whole transaction (and the
+    implementations not called yet are skipped: nothing is committed for them to see).
     """
-
-
-@hookspec
-def crmkit_customer_scores(
-    crm: CRM, customers: Sequence[Customer], now: dt.datetime
-) -> Mapping[uuid.UUID, Mapping[str, float]] | None:
-    """Score a batch of customers (e.g. probability alive from a fitted model) for the rules.
-
-    Called once per batch by ``crm.lifecycle.evaluate`` and ``evaluate_all`` before the
-    rules run. Return ``{customer_id: {"score_name": value}}`` (or None); all results are
-    merged into ``CustomerFacts.scores``, later plugins overriding earlier ones per name.
-    """
-
-
-@hookspec
-def crmkit_guard_transition(
-    customer: Customer, from_stage: Stage, to_stage: Stage, facts: CustomerFacts, rule: str
-) -> str | None:
-    """Veto a stage change by returning the reason, or return None to allow it.
-
-    Called before every stage change (rule-driven or a manual update). All guards run and
-    every reason is reported together; any reason blocks the change.
-    """
-
-
-# --- events --------------------------------------------------------------------------------------
 
 
 @hookspec

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import enum
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -218,6 +219,11 @@ def _value(entity: EntitySpec, spec: FieldSpec, value: Any, *, for_contains: boo
     elif kind == "text":
         if isinstance(value, str):
             return str(value.value) if hasattr(value, "value") else str(value)
+        if isinstance(value, enum.Enum) and isinstance(value.value, str):
+            return value.value  # an enum field compares as its value text
+    elif kind == "bool":
+        if isinstance(value, bool):
+            return value
     elif kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             if not -(2**63) <= value < 2**63:
@@ -258,6 +264,8 @@ def _bind(expr: Expr, entity: EntitySpec) -> Expr:
             raise ValidationError(expr.field, f"unknown operator (use one of {' '.join(_OPS)})", expr.op)
         if spec.kind == "text_set":
             raise ValidationError(expr.field, "is a set: use contains()", expr.value)
+        if spec.kind == "bool" and expr.op not in ("==", "!="):
+            raise ValidationError(expr.field, "is true or false: compare it with == or !=", expr.value)
         if expr.value is None and expr.op not in ("==", "!="):
             raise ValidationError(expr.field, "None only compares with == or !=", expr.value)
         return Compare(expr.field, expr.op, _value(entity, spec, expr.value))

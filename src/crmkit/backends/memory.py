@@ -21,6 +21,7 @@ from crmkit._errors import ConflictError, PluginError
 from crmkit.entities import ENTITIES, TRANSACTIONS, EntitySpec
 from crmkit.hookspecs import hookimpl
 from crmkit.query import Compare, Expr, In, Order, conjuncts, evaluate
+from crmkit.schema import Schema
 from crmkit.store import Capabilities, Repository, Store
 from crmkit.summaries import PurchaseSummary, summarize
 from crmkit.transactions import Transaction
@@ -39,11 +40,18 @@ class MemoryRepository(Repository[Any]):
         self._store = store
         self._rows: dict[str, dict[uuid.UUID, Any]] = {}
         self._external: dict[str, dict[str, uuid.UUID]] = {}
-        # owner field -> tenant -> owner id -> record ids
+        # owner field -> tenant -> owner id -> record ids: every reference field is indexed
         owners = [spec.customer_field] if spec.customer_field else []
         if spec.name == "relationships":
             owners = ["source_id", "target_id"]
-        self._owners: dict[str, dict[str, dict[uuid.UUID, set[uuid.UUID]]]] = {f: {} for f in owners}
+        references = getattr(spec, "references", ())
+        if references:
+            owners = [r.field if r.target is not None else f"{r.field}.id" for r in references]
+        self._owners: dict[str, dict[str, dict[Any, set[uuid.UUID]]]] = {f: {} for f in owners}
+        # unique key -> tenant -> key values -> record id (the database's unique index)
+        self._unique: dict[tuple[str, ...], dict[str, dict[tuple[Any, ...], uuid.UUID]]] = {
+            tuple(key): {} for key in getattr(spec, "unique", ())
+        }
 
     # -- index maintenance (callers hold the store lock)
     def _put(self, tenant: str, record: Any) -> None:
@@ -52,7 +60,11 @@ class MemoryRepository(Repository[Any]):
         if external is not None:
             self._external.setdefault(tenant, {})[external] = record.id
         for field, index in self._owners.items():
-            index.setdefault(tenant, {}).setdefault(getattr(record, field), set()).add(record.id)
+            owner = self.spec.record_value(record, field)
+            if owner is not None:
+                index.setdefault(tenant, {}).setdefault(owner, set()).add(record.id)
+        for key, unique in self._unique.items():
+            unique.setdefault(tenant, {})[self._key(record, key)] = record.id
 
     def _drop(self, tenant: str, record: Any) -> None:
         del self._rows[tenant][record.id]
@@ -60,10 +72,32 @@ class MemoryRepository(Repository[Any]):
         if external is not None:
             self._external[tenant].pop(external, None)
         for field, index in self._owners.items():
-            ids = index[tenant][getattr(record, field)]
+            owner = self.spec.record_value(record, field)
+            if owner is None:
+                continue
+            ids = index[tenant][owner]
             ids.discard(record.id)
             if not ids:
-                del index[tenant][getattr(record, field)]
+                del index[tenant][owner]
+        for key, unique in self._unique.items():
+            unique[tenant].pop(self._key(record, key), None)
+
+    def _key(self, record: Any, key: tuple[str, ...]) -> tuple[Any, ...]:
+        return tuple(self.spec.record_value(record, name) for name in key)
+
+    def _unique_clash(self, tenant: str, record: Any, batch: dict[tuple[str, ...], set[tuple[Any, ...]]]) -> None:
+        """ConflictError if a unique key of ``record`` is held by another stored record or the batch."""
+        for key, unique in self._unique.items():
+            values = self._key(record, key)
+            if any(v is None for v in values):
+                continue  # as in SQL, a key with a missing part is never a duplicate
+            owner = unique.get(tenant, {}).get(values)
+            if (owner is not None and owner != record.id) or values in batch.setdefault(key, set()):
+                shown = ", ".join(f"{n}={v!r}" for n, v in zip(key, values, strict=True))
+                raise ConflictError(
+                    f"{self.spec.label} with {shown} already exists", entity=self.spec.label, key=values
+                )
+            batch[key].add(values)
 
     def _write(self, tenant: str, old: Any | None, new: Any | None) -> None:
         if old is not None:
@@ -84,6 +118,7 @@ class MemoryRepository(Repository[Any]):
         external = self._external.get(tenant, {})
         batch_ids: set[uuid.UUID] = set()
         batch_ext: set[str] = set()
+        batch_keys: dict[tuple[str, ...], set[tuple[Any, ...]]] = {}
         keep = []
         for record in records:
             ext = getattr(record, "external_id", None) if self.spec.has_external_id else None
@@ -97,6 +132,8 @@ class MemoryRepository(Repository[Any]):
                 raise ConflictError(
                     f"{self.spec.label} {record.id} already exists", entity=self.spec.label, key=record.id
                 )
+            if self._unique:
+                self._unique_clash(tenant, record, batch_keys)
             batch_ids.add(record.id)
             if ext is not None:
                 batch_ext.add(ext)
@@ -120,6 +157,11 @@ class MemoryRepository(Repository[Any]):
         with self._store._lock:
             return self._rows.get(tenant, {}).get(id)
 
+    def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        with self._store._lock:
+            rows = self._rows.get(tenant, {})
+            return {i for i in ids if i in rows}
+
     def get_by_external_id(self, tenant: str, external_id: str) -> Any | None:
         with self._store._lock:
             rid = self._external.get(tenant, {}).get(external_id)
@@ -139,6 +181,8 @@ class MemoryRepository(Repository[Any]):
                         entity=self.spec.label,
                         key=new_ext,
                     )
+            if self._unique:
+                self._unique_clash(tenant, record, {})
             self._write(tenant, current, record)
             return True
 
@@ -229,12 +273,22 @@ class MemoryStore(Store):
         self._repos = {spec.name: MemoryRepository(self, spec) for spec in ENTITIES.values()}
         self._closed = False
 
+    def prepare(self, schema: Schema) -> None:
+        """Make room for every aggregate of ``schema`` (a repository each, with its indexes)."""
+        with self._lock:
+            for name in schema:
+                self.repository(schema[name])
+
     @property
     def url(self) -> str:
         return f"memory://{self.name or ''}"
 
     def repository(self, spec: EntitySpec) -> MemoryRepository:
-        return self._repos[spec.name]
+        repo = self._repos.get(spec.name)
+        if repo is None:
+            with self._lock:
+                repo = self._repos.get(spec.name) or self._repos.setdefault(spec.name, MemoryRepository(self, spec))
+        return repo
 
     def _log(self, undo: Callable[[], None]) -> None:
         if self._undo is not None and self._owner == threading.get_ident():
@@ -261,19 +315,22 @@ class MemoryStore(Store):
 
 
 @hookimpl(trylast=True)
-def crmkit_open_store(url: str, options: Mapping[str, Any]) -> Store | None:
+def crmkit_open_store(url: str, options: Mapping[str, Any], schema: Schema) -> Store | None:
     """Open ``memory://`` (a private store) or ``memory://NAME`` (shared in this process)."""
     if not url.startswith("memory://"):
         return None
     name = url[len("memory://") :]
     if options:
         raise PluginError(f"memory:// takes no options (got {', '.join(sorted(options))})")
-    if not name:
-        return MemoryStore()
     if "/" in name or "?" in name:
         raise PluginError(f"memory URLs are memory:// or memory://NAME, not {url!r}")
-    with _NAMED_LOCK:
-        return _NAMED.setdefault(name, MemoryStore(name))
+    if not name:
+        store = MemoryStore()
+    else:
+        with _NAMED_LOCK:
+            store = _NAMED.setdefault(name, MemoryStore(name))
+    store.prepare(schema)
+    return store
 
 
 @hookimpl

@@ -1,0 +1,197 @@
+"""``@schema.aggregate`` and ``@schema.value_object``: a class declared once, checked on construction.
+
+The decorators turn a class whose fields use the helpers of ``crmkit.schema`` into a
+frozen, slotted attrs class with keyword-only arguments, bind every field's checking
+converter to its name (so a ``ValidationError`` names the field), and, for aggregates,
+attach the ``AggregateSpec`` that backends, services, events and tests derive from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+
+from crmkit._errors import ValidationError
+from crmkit._ids import new_id
+from crmkit._validation import check_identifier, optional_aware, positive_int, uuid_field, valid_external_id
+from crmkit.schema import _fields
+from crmkit.schema._fields import FieldDef, converter_for, field_def
+
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+
+    from crmkit.schema._registry import AggregateSpec
+elif sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # Python 3.10: the marker only informs type checkers
+
+    def dataclass_transform(**_: Any) -> Callable[[Any], Any]:
+        return lambda decorated: decorated
+
+
+__all__ = ["Record", "aggregate", "spec_of", "value_object"]
+
+C = TypeVar("C", bound=type)
+
+#: Names no declaration may use: the stores keep them for themselves.
+RESERVED = frozenset({"tenant"})
+
+
+@attrs.frozen(kw_only=True)
+class Record:
+    """The fields every stored record has: id, created_at, updated_at, version and external_id.
+
+    ``created_at``, ``updated_at`` and ``version`` are set by the store: a record built in
+    code has version 0 until it is added. ``external_id`` is the key of the record in the
+    system it was imported from (unique per tenant; imports are idempotent by it).
+    """
+
+    id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
+    created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
+    updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
+    version: int = attrs.field(default=0, validator=positive_int)
+    external_id: str | None = attrs.field(default=None, validator=valid_external_id)
+
+
+_RECORD_FIELDS = tuple(a.name for a in attrs.fields(Record))
+
+
+# ``schema.attributes`` is left out of the field specifiers on purpose: type checkers then take
+# its call as the field's default, so ``attributes`` is optional as it is at run time.
+
+
+def _bind(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.Attribute[Any]]:
+    """attrs field transformer: give each schema field its name and its checking converter."""
+    out = []
+    for attribute in fields:
+        fd = field_def(attribute)
+        if fd is None:
+            if attribute.name not in _RECORD_FIELDS:
+                raise ValidationError(
+                    attribute.name, f"of {cls.__name__} is not declared with a crmkit.schema field helper", None
+                )
+            out.append(attribute)
+            continue
+        if attribute.name in RESERVED or attribute.name.startswith("_"):
+            raise ValidationError(attribute.name, "is a name crmkit keeps for itself", cls.__name__)
+        check_identifier(attribute.name, attribute.name)
+        fd = attrs.evolve(fd, name=attribute.name)
+        convert = converter_for(fd)
+        name = attribute.name
+        out.append(
+            attribute.evolve(
+                converter=lambda value, _convert=convert, _name=name: _convert(_name, value),
+                metadata={**attribute.metadata, _fields.METADATA_KEY: fd},
+            )
+        )
+    return out
+
+
+def declared_fields(cls: type) -> tuple[FieldDef, ...]:
+    """The FieldDefs of a declared class, in declaration order (Record's own fields left out)."""
+    return tuple(fd for a in attrs.fields(cls) if (fd := field_def(a)) is not None)
+
+
+@dataclass_transform(
+    frozen_default=True,
+    kw_only_default=True,
+    field_specifiers=(
+        attrs.field,
+        _fields.text,
+        _fields.integer,
+        _fields.boolean,
+        _fields.money,
+        _fields.currency,
+        _fields.instant,
+        _fields.date,
+        _fields.uuid,
+        _fields.enum,
+        _fields.text_set,
+        _fields.many,
+        _fields.ref,
+        _fields.ref_any,
+    ),
+)
+def value_object(cls: C) -> C:
+    """A small immutable value kept inside a record (``schema.many(Seat)``): no id, no versions."""
+    if attrs.has(cls):
+        raise ValidationError("value_object", "decorate a plain class, not an attrs class", cls)
+    made: Any = attrs.frozen(kw_only=True, field_transformer=_bind)(cls)
+    for fd in declared_fields(made):
+        if fd.kind in ("ref", "ref_any", "attributes"):
+            raise ValidationError(fd.name, f"{fd.kind} fields belong on aggregates, not value objects", cls.__name__)
+    made.__crmkit_value_object__ = True
+    return made  # type: ignore[no-any-return]
+
+
+@dataclass_transform(
+    frozen_default=True,
+    kw_only_default=True,
+    field_specifiers=(
+        attrs.field,
+        _fields.text,
+        _fields.integer,
+        _fields.boolean,
+        _fields.money,
+        _fields.currency,
+        _fields.instant,
+        _fields.date,
+        _fields.uuid,
+        _fields.enum,
+        _fields.text_set,
+        _fields.many,
+        _fields.ref,
+        _fields.ref_any,
+    ),
+)
+def aggregate(
+    name: str,
+    *,
+    label: str | None = None,
+    time_field: str | None = None,
+    unique: Sequence[Sequence[str]] = (),
+    indexes: Sequence[Sequence[str]] = (),
+    default_order: Sequence[str] | None = None,
+) -> Callable[[C], C]:
+    """Declare an aggregate stored under ``name`` (a table or collection per tenant-aware store).
+
+    ``time_field`` names the business time (an ``instant`` field) that timelines and
+    default ordering use; ``unique`` lists keys (tuples of field names) the database keeps
+    unique per tenant; ``indexes`` lists the look-ups worth an index.
+    """
+    check_identifier("aggregate", name)
+
+    def declare(cls: C) -> C:
+        if not (isinstance(cls, type) and issubclass(cls, Record)):
+            raise ValidationError("aggregate", f"{getattr(cls, '__name__', cls)} must subclass schema.Record", cls)
+        made: Any = attrs.frozen(kw_only=True, field_transformer=_bind)(cls)
+        from crmkit.schema._registry import build_spec
+
+        made.__crmkit_aggregate__ = name
+        made.__crmkit_spec__ = build_spec(
+            made,
+            name=name,
+            label=label,
+            time_field=time_field,
+            unique=unique,
+            indexes=indexes,
+            default_order=default_order,
+        )
+        return made  # type: ignore[no-any-return]
+
+    return declare
+
+
+def spec_of(cls: type) -> AggregateSpec:
+    """The AggregateSpec of a class declared with ``@schema.aggregate``."""
+    spec = getattr(cls, "__crmkit_spec__", None)
+    if spec is None or getattr(cls, "__crmkit_aggregate__", None) != spec.name or spec.cls is not cls:
+        raise ValidationError(
+            "aggregate", f"{getattr(cls, '__name__', cls)} is not declared with @schema.aggregate", cls
+        )
+    return spec  # type: ignore[no-any-return]
