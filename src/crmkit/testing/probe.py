@@ -1,0 +1,79 @@
+"""The probe aggregate: one field of every kind, a ``ref`` per delete policy, a ``ref_any`` and a composite key.
+
+A backend that passes the generic contract on the probe stores any aggregate that can be
+declared: the conformance suite runs it on every backend. Register it with
+``crmkit.connect(url, plugins=[ProbePlugin()])``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+
+from crmkit import schema
+from crmkit.hookspecs import hookimpl
+
+__all__ = ["Probe", "ProbeColour", "ProbePart", "ProbePlugin"]
+
+
+class ProbeColour(enum.Enum):
+    """An enum with text values."""
+
+    RED = "red"
+    GREEN = "green"
+    BLUE = "blue"
+
+
+@schema.value_object
+class ProbePart:
+    """A value object with a field of every kind a value object may hold."""
+
+    label: str = schema.text()
+    amount: Decimal = schema.money(negative=True)
+    at: dt.datetime | None = schema.instant(default=None)
+    on: dt.date | None = schema.date(default=None)
+    count: int = schema.integer(default=0)
+    flag: bool = schema.boolean(default=False)
+    colour: ProbeColour | None = schema.enum(ProbeColour, default=None)
+    token: uuid.UUID | None = schema.uuid(default=None)
+    marks: frozenset[str] = schema.text_set(default=frozenset())
+
+
+@schema.aggregate(
+    "crmkit_probes",
+    label="probe",
+    time_field="happened_at",
+    unique=[("owner_id", "code", "number")],
+    indexes=[("code",), ("happened_at", "amount")],
+)
+class Probe(schema.Record):
+    """A record of no use but to prove a backend: every field kind, every reference kind."""
+
+    owner_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
+    code: str = schema.text(sortable=True)
+    note: str | None = schema.text(default=None, blank=True, sortable=True, personal=True)
+    number: int = schema.integer(sortable=True)
+    flag: bool = schema.boolean(default=False)
+    amount: Decimal = schema.money(negative=True, sortable=True)
+    currency: str = schema.currency(sortable=True)
+    happened_at: dt.datetime = schema.instant(sortable=True)
+    day: dt.date | None = schema.date(default=None, sortable=True)
+    token: uuid.UUID | None = schema.uuid(default=None, sortable=True)
+    colour: ProbeColour = schema.enum(ProbeColour, default=ProbeColour.RED, sortable=True)
+    labels: frozenset[str] = schema.text_set(default=frozenset())
+    parts: tuple[ProbePart, ...] = schema.many(ProbePart, default=())
+    sponsor_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None)
+    guard_id: uuid.UUID | None = schema.ref("customers", on_delete="restrict", default=None)
+    about: schema.Ref | None = schema.ref_any(on_delete="cascade", default=None)
+    attributes: Mapping[str, object] = schema.attributes()
+
+
+class ProbePlugin:
+    """Registers the probe aggregate."""
+
+    @hookimpl
+    def crmkit_aggregates(self) -> Iterable[type]:
+        return [Probe]
