@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -83,6 +84,74 @@ def crmkit_purchase_summaries(
     (GROUP BY, an aggregation pipeline) instead of reading rows into Python. crmkit's own
     fallback (which streams rows) runs last. First non-None result wins.
     """
+
+
+# --- customer value ------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def crmkit_exchange_rate(from_currency: str, to_currency: str, at: dt.datetime) -> Decimal | None:
+    """The rate that converts an amount in ``from_currency`` into ``to_currency`` at ``at``, or None.
+
+    Called by ``crm.value`` when money is stated in one currency (``currency=``) and a
+    customer bought in another: ``amount * rate`` is the amount in ``to_currency``. ``at``
+    is the end of the measured period (observation end, ``as_of``), so every amount of one
+    calculation is converted at one rate. Return a positive ``Decimal``, or None when you
+    have no rate: those amounts are then left out of the money figures (they still count as
+    purchases for timing). The first non-None result wins; crmkit itself supplies no rates.
+    """
+
+
+# --- vocabularies --------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_channels() -> Iterable[ChannelType]:
+    """Interaction channels this plugin adds (``ChannelType("whatsapp")``). All results are collected."""
+
+
+@hookspec
+def crmkit_relationship_types() -> Iterable[RelationshipType]:
+    """Relationship types this plugin adds (name, inverse, symmetric). All results are collected."""
+
+
+# --- life cycle --------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def crmkit_propose_stage(facts: CustomerFacts) -> StageProposal | None:
+    """Propose the stage a customer should be in, from its facts, or None to let other rules decide.
+
+    Called by ``crm.lifecycle.evaluate`` and ``evaluate_all``. The first non-None
+    proposal wins; crmkit's default rules run last (``trylast``), so any installed rule
+    plugin overrides them. Proposing the current stage means "no change".
+    """
+
+
+@hookspec
+def crmkit_customer_scores(
+    crm: CRM, customers: Sequence[Customer], now: dt.datetime
+) -> Mapping[uuid.UUID, Mapping[str, float]] | None:
+    """Score a batch of customers (e.g. probability alive from a fitted model) for the rules.
+
+    Called once per batch by ``crm.lifecycle.evaluate`` and ``evaluate_all`` before the
+    rules run. Return ``{customer_id: {"score_name": value}}`` (or None); all results are
+    merged into ``CustomerFacts.scores``, later plugins overriding earlier ones per name.
+    """
+
+
+@hookspec
+def crmkit_guard_transition(
+    customer: Customer, from_stage: Stage, to_stage: Stage, facts: CustomerFacts, rule: str
+) -> str | None:
+    """Veto a stage change by returning the reason, or return None to allow it.
+
+    Called before every stage change (rule-driven or a manual update). All guards run and
+    every reason is reported together; any reason blocks the change.
+    """
+
+
+# --- events --------------------------------------------------------------------------------------
 
 
 @hookspec

@@ -93,7 +93,7 @@ def test_the_rule_passes_frequency_recency_and_age_in_its_unit() -> None:
     with crmkit.connect("memory://", clock=clock, plugins=[rule], block=WITHOUT_EXAMPLE) as crm:
         c = weekly_buyer(crm, 3)
         assert crm.lifecycle.evaluate(c.id).rule == "default.repeat"  # 0.9 is above the threshold
-        assert model.calls == [(2, 14.0, 30.0)]
+        assert model.calls == [([2], [14.0], [30.0])]  # one call for the whole batch being evaluated
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,10 @@ Summaries for day and week units, RFM and historic value come from the backend's
 summaries, cohorts and profitability need per-period detail that purchase summaries do
 not carry; they stream the records ordered by customer, a page at a time, and keep only
 one customer's records (plus the per-cohort counters) in memory.
+
+Several currencies (``crmkit.value.currencies``): timing counts every purchase; money is in
+``currency=``, converted by the rates of the ``crmkit_exchange_rate`` hook. A customer who
+bought in several currencies has its distinct purchase days counted from its purchases.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +26,7 @@ from crmkit.interactions import Interaction
 from crmkit.query import And, Compare, Expr, In
 from crmkit.transactions import LineItem, Transaction
 from crmkit.value.cohorts import CohortCounter, CohortTable
+from crmkit.value.currencies import valid_rate
 from crmkit.value.historic import HistoricValue, ValueMetrics, historic_values, value_metrics
 from crmkit.value.periods import (
     PERIOD_UNITS,
@@ -34,9 +39,9 @@ from crmkit.value.periods import (
     period_index,
 )
 from crmkit.value.profitability import AcquisitionCost, CostToServe, Ledger, Profitability, ProfitBook
-from crmkit.value.rfm import RFMTable, rfm_scores
+from crmkit.value.rfm import RFMTable, _rfm_scores
 from crmkit.value.rules import AliveModel, probability_alive
-from crmkit.value.summary import Summary, customer_summary, summary_from_purchases
+from crmkit.value.summary import Summary, _customer_summary, _summary_from_purchases
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
@@ -70,42 +75,71 @@ class CRMValue:
 
         Day and week summaries are derived from ``crm.purchase_summaries`` (distinct purchase
         days, first-day spend); month summaries stream the purchases, because purchase
-        summaries do not count distinct months.
+        summaries do not count distinct months. Timing counts purchases in every currency;
+        spend is in ``currency``, other currencies converted by the ``crmkit_exchange_rate``
+        hook (left out without a rate). Without ``currency`` the purchases must be in one.
         """
+        return self._summary(unit, observation_end, calibration_end, customer_ids, currency, money=True)
+
+    def _summary(
+        self,
+        unit: object,
+        observation_end: dt.date | dt.datetime,
+        calibration_end: dt.date | dt.datetime | None,
+        customer_ids: Sequence[uuid.UUID] | None,
+        currency: str | None,
+        *,
+        money: bool,
+    ) -> Summary:
         check_unit(unit, SUMMARY_UNITS)
         _, until = boundary(observation_end, "observation_end")
         cal_until = None if calibration_end is None else boundary(calibration_end, "calibration_end")[1]
         ids = _ids(customer_ids)
+        rates = None if currency is None else self._rates(currency, until)
         if ids is not None and not ids:
             end_day = boundary(observation_end, "observation_end")[0]
             cal_day = None if calibration_end is None else boundary(calibration_end, "calibration_end")[0]
-            return Summary((), unit, end_day, cal_day, currency)
+            return Summary((), str(unit), end_day, cal_day, currency)
         if unit == "month":
-            return customer_summary(
+            return _customer_summary(
                 self._purchases(ids, until),
                 unit=unit,
                 observation_end=observation_end,
                 calibration_end=calibration_end,
                 currency=currency,
+                rates=rates,
+                money=money,
             )
         crm = self._crm
-        calibration = crm.purchase_summaries(ids, until=until if cal_until is None else cal_until)
+        model_until = until if cal_until is None else cal_until
+        calibration = crm.purchase_summaries(ids, until=model_until)
         holdout = []
         if cal_until is not None:
             holdout = crm.purchase_summaries(ids, since=cal_until + _ONE_MICROSECOND, until=until)
-        return summary_from_purchases(
+        return _summary_from_purchases(
             calibration,
             unit=unit,
             observation_end=observation_end,
             calibration_end=calibration_end,
             holdout=holdout,
             currency=currency,
+            rates=rates,
+            money=money,
+            days=self._exact_days(calibration, None, model_until),
+            holdout_days=None if cal_until is None else self._exact_days(holdout, cal_until + _ONE_MICROSECOND, until),
         )
 
     def rfm(self, *, as_of: dt.datetime | None = None, bins: int = 5, currency: str | None = None) -> RFMTable:
-        """RFM scores and segments of every customer with a purchase up to ``as_of`` (default: now)."""
+        """RFM scores and segments of every customer with a purchase up to ``as_of`` (default: now).
+
+        Recency and frequency count purchases in every currency; monetary is in ``currency``
+        (other currencies converted by the ``crmkit_exchange_rate`` hook, left out without a rate).
+        """
         moment = self._crm.now() if as_of is None else utc(as_of, "as_of")
-        return rfm_scores(self._crm.purchase_summaries(until=moment), as_of=moment, bins=bins, currency=currency)
+        purchases = self._crm.purchase_summaries(until=moment)
+        rates = None if currency is None else self._rates(currency, moment)
+        days = self._exact_days(purchases, None, moment)
+        return _rfm_scores(purchases, as_of=moment, bins=bins, currency=currency, rates=rates, days=days)
 
     def historic(
         self,
@@ -115,9 +149,10 @@ class CRMValue:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
     ) -> list[HistoricValue]:
-        """Each customer's historic value (revenue, AOV, historic CLV) in the time window."""
+        """Each customer's historic value (revenue, AOV, historic CLV) in the time window, money in ``currency``."""
         purchases = self._crm.purchase_summaries(since=since, until=until)
-        return list(historic_values(purchases, margin=margin, currency=currency))
+        rates = None if currency is None else self._rates(currency, until)
+        return list(historic_values(purchases, margin=margin, currency=currency, rates=rates))
 
     def metrics(
         self,
@@ -127,14 +162,26 @@ class CRMValue:
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
     ) -> ValueMetrics:
-        """Average order value, purchase frequency and mean historic CLV in the time window."""
-        return value_metrics(self._crm.purchase_summaries(since=since, until=until), margin=margin, currency=currency)
+        """Average order value, purchase frequency and mean historic CLV in the time window, in ``currency``."""
+        purchases = self._crm.purchase_summaries(since=since, until=until)
+        rates = None if currency is None else self._rates(currency, until)
+        return value_metrics(purchases, margin=margin, currency=currency, rates=rates)
 
     def probability_alive(
-        self, model: AliveModel, *, unit: SummaryUnit, as_of: dt.date | dt.datetime | None = None
+        self,
+        model: AliveModel,
+        *,
+        unit: SummaryUnit,
+        as_of: dt.date | dt.datetime | None = None,
+        customer_ids: Sequence[uuid.UUID] | None = None,
     ) -> dict[uuid.UUID, float]:
-        """P(alive) of every customer with a purchase up to ``as_of`` (default: now), from a fitted model."""
-        summary = self.summary(unit=unit, observation_end=self._crm.now() if as_of is None else as_of)
+        """P(alive) of every customer with a purchase up to ``as_of`` (default: now), from a fitted model.
+
+        Only timing matters here, so purchases in every currency count and no ``currency``
+        is needed.
+        """
+        end = self._crm.now() if as_of is None else as_of
+        summary = self._summary(unit, end, None, customer_ids, None, money=False)
         return probability_alive(model, summary)
 
     # ------------------------------------------------------------------ cohorts and profit
@@ -163,6 +210,7 @@ class CRMValue:
         Transactions and interactions are streamed in customer order and merged, so only one
         customer's records are held at a time. The observation ends now unless given.
         """
+        end_at = self._crm.now() if observation_end is None else observation_end
         book = ProfitBook(
             unit=unit,
             margin=margin,
@@ -170,7 +218,8 @@ class CRMValue:
             cost_to_serve=cost_to_serve,
             acquisition_cost=acquisition_cost,
             currency=currency,
-            observation_end=self._crm.now() if observation_end is None else observation_end,
+            observation_end=end_at,
+            rates=None if currency is None else self._rates(currency, boundary(end_at, "observation_end")[1]),
         )
         end = book.end()
         crm = self._crm
@@ -193,6 +242,36 @@ class CRMValue:
         return book.result()
 
     # ------------------------------------------------------------------ helpers
+    def _rates(self, currency: str, at: dt.datetime | None) -> Mapping[str, Decimal]:
+        """Rates into ``currency`` from the ``crmkit_exchange_rate`` hook, asked once per currency met."""
+        if not isinstance(currency, str):
+            raise ValidationError("currency", "must be an ISO 4217 code or None", currency)
+        return _HookRates(self._crm, currency, self._crm.now() if at is None else utc(at, "until"))
+
+    def _exact_days(
+        self, purchases: Sequence[Any], since: dt.datetime | None, until: dt.datetime | None
+    ) -> dict[uuid.UUID, int]:
+        """Distinct purchase days (any currency) of the customers with summaries in several currencies."""
+        counts: dict[uuid.UUID, int] = {}
+        for p in purchases:
+            counts[p.customer_id] = counts.get(p.customer_id, 0) + 1
+        mixed = [cid for cid, n in counts.items() if n > 1]
+        if not mixed:
+            return {}
+        days: dict[uuid.UUID, set[dt.date]] = {cid: set() for cid in mixed}
+        for start in range(0, len(mixed), 1000):
+            parts: list[Expr] = [
+                Compare("kind", "==", "purchase"),
+                In("customer_id", tuple(mixed[start : start + 1000])),
+            ]
+            if since is not None:
+                parts.append(Compare("occurred_at", ">=", since))
+            if until is not None:
+                parts.append(Compare("occurred_at", "<=", until))
+            for t in self._crm.transactions.stream(And(tuple(parts)), order_by=_BY_CUSTOMER):
+                days[t.customer_id].add(day_of(t.occurred_at))
+        return {cid: len(d) for cid, d in days.items() if d}
+
     def _purchases(self, ids: list[uuid.UUID] | None, until: dt.datetime | None) -> Iterator[Transaction]:
         """Purchases up to ``until``, in customer order, page by page."""
         parts: list[Expr] = [Compare("kind", "==", "purchase")]
@@ -201,6 +280,37 @@ class CRMValue:
         if ids is not None:
             parts.append(In("customer_id", tuple(ids)))
         return self._crm.transactions.stream(And(tuple(parts)), order_by=_BY_CUSTOMER)
+
+
+class _HookRates(Mapping[str, Decimal]):
+    """Exchange rates into one currency, asked of the ``crmkit_exchange_rate`` hook on first use."""
+
+    def __init__(self, crm: CRM, target: str, at: dt.datetime) -> None:
+        self._crm = crm
+        self._target = target
+        self._at = at
+        self._known: dict[str, Decimal | None] = {}
+
+    def _lookup(self, source: str) -> Decimal | None:
+        if source not in self._known:
+            hook = self._crm._host.pm.hook.crmkit_exchange_rate
+            value = hook(from_currency=source, to_currency=self._target, at=self._at)
+            self._known[source] = (
+                None if value is None else valid_rate(value, source, self._target, "crmkit_exchange_rate")
+            )
+        return self._known[source]
+
+    def __getitem__(self, source: str) -> Decimal:
+        value = self._lookup(source)
+        if value is None:
+            raise KeyError(source)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([k for k, v in self._known.items() if v is not None])
+
+    def __len__(self) -> int:
+        return sum(v is not None for v in self._known.values())
 
 
 def _ids(customer_ids: Sequence[uuid.UUID] | None) -> list[uuid.UUID] | None:

@@ -7,6 +7,10 @@ Computed from purchase summaries (``crm.purchase_summaries()`` or ``crmkit.summa
 * purchase frequency = orders / customers;
 * historic CLV of a customer = revenue x margin (the gross margin earned so far); its mean
   over customers equals AOV x purchase frequency x margin.
+
+Money is in ``currency``: purchases in another currency count (as orders and revenue) when
+``rates`` converts them, and are left out otherwise; first and last purchase cover every
+currency (see ``crmkit.value.currencies``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import attrs
 
 from crmkit._errors import ValidationError
 from crmkit.summaries import PurchaseSummary
+from crmkit.value.currencies import Rates, check_currency, check_rates, merge_purchases, rate_for
 
 __all__ = ["HistoricValue", "ValueMetrics", "historic_values", "value_metrics"]
 
@@ -61,30 +66,45 @@ def check_margin(margin: object, field: str = "margin") -> Decimal:
     return Decimal(margin)
 
 
-def _purchases(purchases: Iterable[PurchaseSummary], currency: str | None) -> Iterator[PurchaseSummary]:
+def _purchases(
+    purchases: Iterable[PurchaseSummary], currency: str | None, rates: Rates | None
+) -> Iterator[PurchaseSummary]:
+    """One summary per customer with money in ``currency`` (streamed: input grouped by customer)."""
     if isinstance(purchases, (str, bytes)) or not isinstance(purchases, Iterable):
         raise ValidationError("purchases", "must be an iterable of crmkit.PurchaseSummary", purchases)
-    if currency is not None and not isinstance(currency, str):
-        raise ValidationError("currency", "must be an ISO 4217 code or None", currency)
-    first: str | None = None
-    for row, p in enumerate(purchases):
-        if not isinstance(p, PurchaseSummary):
-            raise ValidationError("purchases", "must hold crmkit.PurchaseSummary objects", p).at_row(row)
-        if currency is not None and p.currency != currency:
-            continue
-        if first is not None and p.currency != first:
-            err = ValidationError("currency", f"purchases are in {first} and {p.currency}: pass currency=", None)
-            raise err.at_row(row)
-        first = p.currency
-        yield p
+    currency = check_currency(currency)
+    checked_rates = check_rates(rates)
+
+    def checked() -> Iterator[PurchaseSummary]:
+        first: str | None = None
+        for row, p in enumerate(purchases):
+            if not isinstance(p, PurchaseSummary):
+                raise ValidationError("purchases", "must hold crmkit.PurchaseSummary objects", p).at_row(row)
+            if currency is None:
+                if first is not None and p.currency != first:
+                    msg = f"purchases are in {first} and {p.currency}: pass currency= (and rates= to convert)"
+                    raise ValidationError("currency", msg, None).at_row(row)
+                first = p.currency
+            yield p
+
+    if currency is None:
+        yield from checked()
+        return
+    for p in merge_purchases(checked(), currency=currency, rate=rate_for(currency, checked_rates)):
+        if p.purchases:
+            yield p
 
 
 def historic_values(
-    purchases: Iterable[PurchaseSummary], *, margin: Decimal = Decimal(1), currency: str | None = None
+    purchases: Iterable[PurchaseSummary],
+    *,
+    margin: Decimal = Decimal(1),
+    currency: str | None = None,
+    rates: Rates | None = None,
 ) -> Iterator[HistoricValue]:
     """Each customer's historic value, one at a time in input order (bounded memory)."""
     rate = check_margin(margin)
-    for p in _purchases(purchases, currency):
+    for p in _purchases(purchases, currency, rates):
         revenue = p.total - p.refunds
         yield HistoricValue(
             customer_id=p.customer_id,
@@ -99,14 +119,18 @@ def historic_values(
 
 
 def value_metrics(
-    purchases: Iterable[PurchaseSummary], *, margin: Decimal = Decimal(1), currency: str | None = None
+    purchases: Iterable[PurchaseSummary],
+    *,
+    margin: Decimal = Decimal(1),
+    currency: str | None = None,
+    rates: Rates | None = None,
 ) -> ValueMetrics:
     """AOV, purchase frequency, revenue per customer and mean historic CLV, in one pass."""
     rate = check_margin(margin)
     customers = orders = 0
     revenue = _ZERO
     seen: str | None = None
-    for p in _purchases(purchases, currency):
+    for p in _purchases(purchases, currency, rates):
         customers += 1
         orders += p.purchases
         revenue += p.total - p.refunds

@@ -17,6 +17,10 @@ contribution covers the acquisition cost; a cohort's, the first at whose end the
 cumulative contribution covers the acquisition cost of all its customers. None when not
 (yet) paid back by the observation end. Costs of interactions before the first purchase
 count in period 1.
+
+Money is in ``currency``: a transaction in another currency counts when ``rates``
+converts it (its line costs too) and is left out otherwise; the acquisition (the first
+purchase) is timing and counts purchases in every currency (see ``crmkit.value.currencies``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import attrs
 from crmkit._errors import NotFound, ValidationError
 from crmkit.interactions import Interaction
 from crmkit.transactions import LineItem, Transaction
+from crmkit.value.currencies import Rates, check_currency, check_rates, rate_for
 from crmkit.value.historic import check_margin
 from crmkit.value.periods import PERIOD_UNITS, PeriodUnit, boundary, check_unit, day_of, period_index, period_start
 
@@ -266,15 +271,15 @@ class ProfitBook:
         acquisition_cost: object,
         currency: object,
         observation_end: object,
+        rates: object = None,
     ) -> None:
         self.unit = check_unit(unit, PERIOD_UNITS)
         self.goods = _goods_cost(margin, line_cost)
         self.serve = _serve_cost(cost_to_serve)
         self.acquire = _acquisition_cost(acquisition_cost)
-        if currency is not None and not isinstance(currency, str):
-            raise ValidationError("currency", "must be an ISO 4217 code or None", currency)
-        self.currency: str | None = currency
+        self.currency: str | None = check_currency(currency)
         self.currency_given = currency is not None
+        self.rate = rate_for(self.currency, check_rates(rates))
         self.end_day: dt.date | None = None
         self.until: dt.datetime | None = None
         if observation_end is not None:
@@ -297,14 +302,20 @@ class ProfitBook:
             return False
         if self.currency is None:
             self.currency = t.currency
-        elif t.currency != self.currency:
-            if self.currency_given:
-                return False
-            both = f"{self.currency} and {t.currency}"
-            err = ValidationError("currency", f"transactions are in {both}: pass currency=", t)
-            raise err.at_row(row)
+            self.rate = rate_for(t.currency, None)
+        rate = self.rate(t.currency)
+        if rate is None:
+            if not self.currency_given:
+                both = f"{self.currency} and {t.currency}"
+                err = ValidationError("currency", f"transactions are in {both}: pass currency= (and rates=)", t)
+                raise err.at_row(row)
+            if t.kind == "purchase":  # not money in this currency, but still the customer's purchase
+                ledger.first = t.occurred_at if ledger.first is None else min(ledger.first, t.occurred_at)
+            return False
         sign = -1 if t.kind == "refund" else 1
         revenue, goods = sign * t.amount, sign * self.goods(t, row)
+        if rate != 1:
+            revenue, goods = revenue * rate, goods * rate
         ledger.revenue += revenue
         ledger.cost_of_goods += goods
         ledger.book(self._period(t.occurred_at), revenue - goods)
@@ -406,6 +417,7 @@ def profitability(
     acquisition_cost: AcquisitionCost = 0,
     currency: str | None = None,
     observation_end: dt.date | dt.datetime | None = None,
+    rates: Rates | None = None,
 ) -> Profitability:
     """Profit and payback per customer and cohort from transactions and interactions.
 
@@ -422,23 +434,24 @@ def profitability(
         acquisition_cost=acquisition_cost,
         currency=currency,
         observation_end=observation_end,
+        rates=rates,
     )
     ledgers: dict[uuid.UUID, Ledger] = {}
+    booked: set[uuid.UUID] = set()
     for row, t in enumerate(_iterable(transactions, "transactions", "Transaction")):
         if not isinstance(t, Transaction):
             raise ValidationError("transactions", "must hold crmkit.Transaction objects", t).at_row(row)
-        ledger = ledgers.get(t.customer_id) or Ledger()
-        if book.add_transaction(ledger, t, row):
-            ledgers[t.customer_id] = ledger
+        if book.add_transaction(ledgers.setdefault(t.customer_id, Ledger()), t, row):
+            booked.add(t.customer_id)
     for row, i in enumerate(_iterable(interactions, "interactions", "Interaction")):
         if not isinstance(i, Interaction):
             raise ValidationError("interactions", "must hold crmkit.Interaction objects", i).at_row(row)
-        ledger = ledgers.get(i.customer_id) or Ledger()
-        if book.add_interaction(ledger, i, row):
-            ledgers[i.customer_id] = ledger
+        if book.add_interaction(ledgers.setdefault(i.customer_id, Ledger()), i, row):
+            booked.add(i.customer_id)
     end = book.end()
     for customer_id, ledger in ledgers.items():
-        book.close(customer_id, ledger, end)
+        if customer_id in booked:
+            book.close(customer_id, ledger, end)
     return book.result()
 
 

@@ -26,6 +26,7 @@ import attrs
 from crmkit._errors import NotFound, ValidationError
 from crmkit._validation import utc
 from crmkit.summaries import PurchaseSummary
+from crmkit.value.currencies import Rates, check_currency, check_rates, merge_purchases, rate_for, target_currency
 
 __all__ = ["SEGMENTS", "RFMScore", "RFMTable", "rfm_scores", "rfm_segment"]
 
@@ -169,36 +170,45 @@ def rfm_scores(
     as_of: dt.datetime,
     bins: int = 5,
     currency: str | None = None,
+    rates: Rates | None = None,
 ) -> RFMTable:
     """Score every customer in ``purchases`` (e.g. ``crm.purchase_summaries()`` or ``summarize(...)``).
 
-    Only purchase summaries in ``currency`` count; with ``currency=None`` they must all be
-    in one currency. A summary whose last purchase is after ``as_of`` is an error.
+    Recency and frequency count purchases in every currency; monetary is in ``currency``
+    (amounts in another currency count when ``rates`` converts them), and only customers
+    with a purchase whose amount counts are scored. With ``currency=None`` the purchases
+    must be in one currency. The summaries must be grouped by customer, as stores return
+    them. A summary whose last purchase is after ``as_of`` is an error.
     """
+    return _rfm_scores(purchases, as_of=as_of, bins=bins, currency=currency, rates=rates)
+
+
+def _rfm_scores(
+    purchases: Iterable[PurchaseSummary],
+    *,
+    as_of: dt.datetime,
+    bins: int,
+    currency: str | None,
+    rates: Rates | None,
+    days: Mapping[uuid.UUID, int] | None = None,
+) -> RFMTable:
     as_of = utc(as_of, "as_of")
     bins = _check_bins(bins)
+    currency = check_currency(currency)
+    checked_rates = check_rates(rates)
     if isinstance(purchases, (str, bytes)) or not isinstance(purchases, Iterable):
         raise ValidationError("purchases", "must be an iterable of crmkit.PurchaseSummary", purchases)
-    kept: list[PurchaseSummary] = []
-    seen: set[uuid.UUID] = set()
-    currencies: set[str] = set()
+    parts: list[PurchaseSummary] = []
     for row, p in enumerate(purchases):
         if not isinstance(p, PurchaseSummary):
             raise ValidationError("purchases", "must hold crmkit.PurchaseSummary objects", p).at_row(row)
-        if currency is not None and p.currency != currency:
-            continue
         if p.last_purchase_at > as_of:
             err = ValidationError("as_of", f"is before the last purchase of customer {p.customer_id}", as_of)
             raise err.at_row(row)
-        if p.customer_id in seen:
-            err = ValidationError("purchases", f"customer {p.customer_id} appears twice (several currencies?)", p)
-            raise err.at_row(row)
-        seen.add(p.customer_id)
-        currencies.add(p.currency)
-        kept.append(p)
-    if len(currencies) > 1:
-        names = ", ".join(sorted(currencies))
-        raise ValidationError("currency", f"purchases are in several currencies ({names}): pass currency=", None)
+        parts.append(p)
+    target = target_currency([p.currency for p in parts], currency, money=True)
+    merged = merge_purchases(parts, currency=target, rate=rate_for(target, checked_rates), days=days)
+    kept = [p for p in merged if p.purchases > 0]
     kept.sort(key=lambda p: p.customer_id)
     recency = [(as_of - p.last_purchase_at).total_seconds() / 86400 for p in kept]
     frequency = [p.purchase_days for p in kept]

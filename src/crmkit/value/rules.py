@@ -2,23 +2,30 @@
 
 A model here is anything with ``probability_alive(frequency, recency, T)``
 accepting scalars or sequences (``crmkit.value.models.BetaGeo`` once fitted). The rule
-works from the facts the life cycle already computes in the store (purchase summaries),
-so it needs no extra query per customer.
+scores each batch of customers the life cycle evaluates with one model call, from the
+store's purchase summaries; purchase timing counts every currency (see
+``crmkit.value.currencies``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import uuid
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from crmkit._errors import ValidationError
 from crmkit.hookspecs import hookimpl
 from crmkit.lifecycle import CustomerFacts, StageProposal
 from crmkit.lifecycle_model import Stage
-from crmkit.value.periods import check_unit, day_of
+from crmkit.value.currencies import merge_purchases, rate_for
+from crmkit.value.periods import SummaryUnit, check_unit, day_of
 from crmkit.value.summary import Summary
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+    from crmkit.customers import Customer
 
 __all__ = ["AliveModel", "ProbabilityAliveRule", "probability_alive"]
 
@@ -65,16 +72,19 @@ class ProbabilityAliveRule:
 
     Register it with ``crmkit.connect(url, plugins=[ProbabilityAliveRule(model, unit="week")])``.
     ``unit`` is the time unit the model was fitted in (day or week: the rule derives
-    frequency, recency and T from the customer's purchase days). It answers only for
-    customers with a purchase who have not been silent for ``policy.churned_after``; for
-    everyone else, and when the probability is at or above the threshold, it returns None
-    and the other rules (the defaults) decide. A customer with no repeat purchase has
-    probability 1 under BG/NBD, so one-time buyers are left to the defaults.
+    frequency, recency and T from the customer's purchase days, in every currency). It
+    answers only for customers with a purchase who have not been silent for
+    ``policy.churned_after``; for everyone else, and when the probability is at or above
+    the threshold, it returns None and the other rules (the defaults) decide. A customer
+    with no repeat purchase has probability 1 under BG/NBD, so one-time buyers are left to
+    the defaults. Scores are computed per batch of evaluated customers
+    (``crmkit_customer_scores``, one model call per batch) and land in
+    ``CustomerFacts.scores`` under the rule's name.
     """
 
     def __init__(self, model: AliveModel, *, unit: str, threshold: float = 0.3, name: str = "value.probability_alive"):
         self.model = _check_model(model)
-        self.unit = check_unit(unit, ("day", "week"))
+        self.unit = cast(SummaryUnit, check_unit(unit, ("day", "week")))
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
             raise ValidationError("threshold", "must be a probability strictly between 0 and 1", threshold)
         if not isinstance(name, str) or not name.strip():
@@ -86,19 +96,32 @@ class ProbabilityAliveRule:
         return f"ProbabilityAliveRule(threshold={self.threshold}, unit={self.unit!r})"
 
     def score(self, facts: CustomerFacts) -> float | None:
-        """The customer's probability alive at ``facts.now``, or None without purchases."""
-        purchases = facts.purchases
-        if not purchases:
+        """The customer's probability alive at ``facts.now``, or None without purchases.
+
+        The batch score in ``facts.scores`` when the life cycle computed it; otherwise from
+        ``facts.purchases``, merging currencies (exact unless two currencies share a
+        purchase day inside both of their spans, see ``crmkit.value.currencies``).
+        """
+        if self.name in facts.scores:
+            return _probability(facts.scores[self.name], "model")
+        if not facts.purchases:
             return None
-        first = day_of(min(p.first_purchase_at for p in purchases))
-        last = day_of(max(p.last_purchase_at for p in purchases))
-        now = day_of(facts.now)
-        scale = _DAYS[self.unit]
-        # one summary per currency: the days of the busiest currency (exact with one currency)
-        frequency = max(p.purchase_days for p in purchases) - 1
-        recency = (last - first).days / scale
-        age = max((now - first).days / scale, recency)
+        (merged,) = merge_purchases(facts.purchases, currency=None, rate=rate_for(None, None))
+        first = day_of(merged.first_purchase_at)
+        recency = (day_of(merged.last_purchase_at) - first).days / _DAYS[self.unit]
+        age = max((day_of(facts.now) - first).days / _DAYS[self.unit], recency)
+        frequency = merged.purchase_days - 1
         return _probability(self.model.probability_alive(frequency, recency, age), "model")
+
+    @hookimpl
+    def crmkit_customer_scores(
+        self, crm: CRM, customers: Sequence[Customer], now: dt.datetime
+    ) -> Mapping[uuid.UUID, Mapping[str, float]]:
+        """P(alive) of a batch of customers, with one model call and exact purchase days."""
+        alive = crm.value.probability_alive(
+            self.model, unit=self.unit, as_of=now, customer_ids=[c.id for c in customers]
+        )
+        return {cid: {self.name: p} for cid, p in alive.items()}
 
     @hookimpl
     def crmkit_propose_stage(self, facts: CustomerFacts) -> StageProposal | None:

@@ -13,13 +13,18 @@ With unit ``"day"`` and ``"week"`` purchases are merged per UTC day and times ar
 in days, divided by 7 for weeks (the convention of Fader, Hardie and Lee's CDNOW analyses).
 With ``"month"`` purchases are merged per calendar month and times are whole months.
 Refunds are not purchases and are left out.
+
+Several currencies (see ``crmkit.value.currencies``): timing (frequency, recency, T) counts
+every purchase whatever its currency; spend is in ``currency``, amounts in other
+currencies counting only when ``rates`` convert them. A customer is in the summary when
+it has a purchase whose amount counts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import overload
 
@@ -28,6 +33,14 @@ import attrs
 from crmkit._errors import NotFound, ValidationError
 from crmkit.summaries import PurchaseSummary
 from crmkit.transactions import Transaction
+from crmkit.value.currencies import (
+    Rates,
+    check_currency,
+    check_rates,
+    merge_purchases,
+    rate_for,
+    target_currency,
+)
 from crmkit.value.periods import SUMMARY_UNITS, SummaryUnit, boundary, check_unit, day_of
 
 __all__ = ["CustomerSummary", "Summary", "customer_summary", "summary_from_purchases"]
@@ -204,20 +217,6 @@ def _ends(
     return unit, end_day, until, cal_day, cal_until
 
 
-def _one_currency(found: Iterable[str], currency: str | None) -> str | None:
-    names = sorted(set(found))
-    if currency is None and len(names) > 1:
-        listed = ", ".join(names)
-        raise ValidationError("currency", f"purchases are in several currencies ({listed}): pass currency=", None)
-    return currency if currency is not None else (names[0] if names else None)
-
-
-def _check_currency(currency: object) -> str | None:
-    if currency is not None and not isinstance(currency, str):
-        raise ValidationError("currency", "must be an ISO 4217 code or None", currency)
-    return currency
-
-
 def customer_summary(
     transactions: Iterable[Transaction],
     *,
@@ -225,6 +224,7 @@ def customer_summary(
     observation_end: dt.date | dt.datetime,
     calibration_end: dt.date | dt.datetime | None = None,
     currency: str | None = None,
+    rates: Rates | None = None,
 ) -> Summary:
     """Summarise purchases per customer from any iterable of transactions (one pass).
 
@@ -232,49 +232,88 @@ def customer_summary(
     inclusive: a date means the whole UTC day, a datetime that instant. Transactions after
     ``observation_end`` are ignored; with ``calibration_end`` the model columns cover
     purchases up to it and the holdout columns those after it, for customers already
-    acquired by then. Purchases in another currency than ``currency`` are ignored; with
-    ``currency=None`` mixing currencies is an error. Memory grows with the number of
-    (customer, purchase period) pairs, not with the number of transactions.
+    acquired by then. Timing counts purchases in every currency; spend is in ``currency``
+    (amounts in another currency count when ``rates`` maps it to its rate into
+    ``currency``). With ``currency=None`` the purchases must be in one currency. Memory
+    grows with the number of (customer, purchase period) pairs, not of transactions.
     """
+    return _customer_summary(
+        transactions,
+        unit=unit,
+        observation_end=observation_end,
+        calibration_end=calibration_end,
+        currency=currency,
+        rates=rates,
+        money=True,
+    )
+
+
+def _customer_summary(
+    transactions: Iterable[Transaction],
+    *,
+    unit: object,
+    observation_end: object,
+    calibration_end: object,
+    currency: object,
+    rates: object,
+    money: bool,
+) -> Summary:
+    """``customer_summary``; with ``money=False`` only the timing columns are meaningful (no currency needed)."""
     _, end_day, until, cal_day, cal_until = _ends(unit, observation_end, calibration_end)
-    currency = _check_currency(currency)
+    unit = str(unit)
+    wanted = check_currency(currency)
+    rate = rate_for(wanted, check_rates(rates))
     if isinstance(transactions, (str, bytes)) or not isinstance(transactions, Iterable):
         raise ValidationError("transactions", "must be an iterable of crmkit.Transaction", transactions)
     model_until = until if cal_until is None else cal_until
-    calibration: dict[tuple[uuid.UUID, str], dict[int, Decimal]] = {}
-    holdout: dict[tuple[uuid.UUID, str], dict[int, Decimal]] = {}
+    # per customer: purchase period -> spend counted in the target currency (None: no amount counted)
+    calibration: dict[uuid.UUID, dict[int, Decimal | None]] = {}
+    holdout: dict[uuid.UUID, dict[int, Decimal | None]] = {}
+    found: set[str] = set()
+    provisional: str | None = None  # without currency=, the first currency seen (others are an error)
     for row, t in enumerate(transactions):
         if not isinstance(t, Transaction):
             raise ValidationError("transactions", "must hold crmkit.Transaction objects", t).at_row(row)
-        if t.kind != "purchase" or t.occurred_at > until or (currency is not None and t.currency != currency):
+        if t.kind != "purchase" or t.occurred_at > until:
             continue
+        found.add(t.currency)
+        if wanted is None:
+            provisional = provisional or t.currency
+            r = Decimal(1) if t.currency == provisional else None
+        else:
+            r = rate(t.currency)
         target = calibration if t.occurred_at <= model_until else holdout
-        periods = target.setdefault((t.customer_id, t.currency), {})
+        periods = target.setdefault(t.customer_id, {})
         key = _key(day_of(t.occurred_at), unit)
-        periods[key] = periods.get(key, _ZERO) + t.amount
-    currency = _one_currency([c for _, c in calibration] + [c for _, c in holdout], currency)
+        spent = periods.get(key)
+        if r is not None:
+            spent = (_ZERO if spent is None else spent) + t.amount * r
+        periods[key] = spent
+    summary_currency = target_currency(found, wanted, money=money)
     end = _key(end_day if cal_day is None else cal_day, unit)
     rows = []
-    for (customer_id, _), periods in sorted(calibration.items()):
+    for customer_id, periods in sorted(calibration.items()):
+        if summary_currency is not None and all(v is None for v in periods.values()):
+            continue  # no purchase whose amount counts in the currency
         first = min(periods)
         held = None
         if cal_day is not None:
-            later = holdout.get((customer_id, currency or ""), {})
-            held = (len(later), sum(later.values(), _ZERO))
+            later = holdout.get(customer_id, {})
+            held = (len(later), sum((v for v in later.values() if v is not None), _ZERO))
         rows.append(
             _row(
                 customer_id,
                 first=first,
                 last=max(periods),
                 periods=len(periods),
-                total=sum(periods.values(), _ZERO),
-                first_total=periods[first],
+                total=sum((v for v in periods.values() if v is not None), _ZERO),
+                first_total=periods[first] or _ZERO,
                 end=end,
                 unit=unit,
                 holdout=held,
             )
         )
-    return Summary(tuple(rows), unit, end_day, cal_day, currency)
+    return Summary(tuple(rows), unit, end_day, cal_day, summary_currency)
 
 
 def summary_from_purchases(
@@ -285,25 +324,63 @@ def summary_from_purchases(
     calibration_end: dt.date | dt.datetime | None = None,
     holdout: Iterable[PurchaseSummary] = (),
     currency: str | None = None,
+    rates: Rates | None = None,
 ) -> Summary:
     """The day- or week-based summary from purchase summaries a store computed (no transaction rows).
 
     ``calibration`` holds the summaries up to ``calibration_end`` (or ``observation_end``
-    without a split); ``holdout`` those after ``calibration_end`` up to ``observation_end``.
-    Month summaries need distinct months, which purchase summaries do not carry: compute
-    them with ``customer_summary`` from the transactions.
+    without a split); ``holdout`` those after ``calibration_end`` up to ``observation_end``;
+    both grouped by customer, as stores return them. Month summaries need distinct months,
+    which purchase summaries do not carry: compute them with ``customer_summary`` from the
+    transactions. Currencies as in ``customer_summary``; the distinct purchase days of a
+    customer who bought in several currencies are merged as ``crmkit.value.currencies``
+    describes.
     """
+    return _summary_from_purchases(
+        calibration,
+        unit=unit,
+        observation_end=observation_end,
+        calibration_end=calibration_end,
+        holdout=holdout,
+        currency=currency,
+        rates=rates,
+        money=True,
+    )
+
+
+def _summary_from_purchases(
+    calibration: Iterable[PurchaseSummary],
+    *,
+    unit: object,
+    observation_end: object,
+    calibration_end: object,
+    holdout: Iterable[PurchaseSummary],
+    currency: object,
+    rates: object,
+    money: bool,
+    days: Mapping[uuid.UUID, int] | None = None,
+    holdout_days: Mapping[uuid.UUID, int] | None = None,
+) -> Summary:
+    """``summary_from_purchases``; ``days`` and ``holdout_days`` are exact distinct-day counts where known."""
     _, end_day, _, cal_day, _ = _ends(unit, observation_end, calibration_end)
     if unit == "month":
         raise ValidationError("unit", "month summaries need the transactions: use customer_summary", unit)
-    currency = _check_currency(currency)
-    wanted = [p for p in _checked_purchases(calibration, "calibration") if currency is None or p.currency == currency]
-    held_back = [p for p in _checked_purchases(holdout, "holdout") if currency is None or p.currency == currency]
-    currency = _one_currency([p.currency for p in wanted + held_back], currency)
-    later = {p.customer_id: p for p in held_back}
+    unit = str(unit)
+    wanted = check_currency(currency)
+    checked_rates = check_rates(rates)
+    parts = list(_checked_purchases(calibration, "calibration"))
+    held_parts = list(_checked_purchases(holdout, "holdout"))
+    summary_currency = target_currency([p.currency for p in parts + held_parts], wanted, money=money)
+    rate = rate_for(summary_currency, checked_rates)
+    merged = list(merge_purchases(parts, currency=summary_currency, rate=rate, days=days))
+    later = {
+        p.customer_id: p for p in merge_purchases(held_parts, currency=summary_currency, rate=rate, days=holdout_days)
+    }
     end = _key(end_day if cal_day is None else cal_day, unit)
     rows = []
-    for p in sorted(wanted, key=lambda p: p.customer_id):
+    for p in sorted(merged, key=lambda p: p.customer_id):
+        if summary_currency is not None and p.purchases == 0:
+            continue  # no purchase whose amount counts in the currency
         held = None
         if cal_day is not None:
             h = later.get(p.customer_id)
@@ -321,7 +398,7 @@ def summary_from_purchases(
                 holdout=held,
             )
         )
-    return Summary(tuple(rows), unit, end_day, cal_day, currency)
+    return Summary(tuple(rows), unit, end_day, cal_day, summary_currency)
 
 
 def _checked_purchases(items: Iterable[PurchaseSummary], field: str) -> Iterator[PurchaseSummary]:
