@@ -132,6 +132,17 @@ def uuid_field(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> No
     uuid_of(attribute.name, value)
 
 
+def _not_money(value: Any) -> str:
+    """Why a value is not an amount, naming what was given (only on the error path)."""
+    if isinstance(value, float):
+        return f"must be a Decimal, not the float {value!r} (floats are not exact money: use Decimal({str(value)!r}))"
+    if isinstance(value, str):
+        return f"must be a Decimal or an int, not the string {value!r} (convert it: Decimal({value!r}))"
+    if value is None:
+        return "is required: a Decimal or an int"
+    return f"must be a Decimal or an int, not {type(value).__name__}"
+
+
 def money(field: str, *, allow_negative: bool = False) -> Callable[[Any], Decimal]:
     """Converter: a finite Decimal (ints accepted, floats refused: they are not exact)."""
 
@@ -139,7 +150,7 @@ def money(field: str, *, allow_negative: bool = False) -> Callable[[Any], Decima
         if value.__class__ is Decimal:
             amount = value  # immutable: no copy needed
         elif isinstance(value, bool) or not isinstance(value, (Decimal, int)):
-            raise ValidationError(field, "must be a Decimal (floats are not exact money)", value)
+            raise ValidationError(field, _not_money(value), value)
         else:
             amount = Decimal(value)
         if not amount.is_finite():

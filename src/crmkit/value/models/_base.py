@@ -66,9 +66,17 @@ class MLEModel:
     """Base class: parameters, fit bookkeeping, standard errors, information criteria."""
 
     _param_names: ClassVar[tuple[str, ...]] = ()
-    _data_field: ClassVar[str] = "frequency"
 
-    def __init__(self) -> None:
+    def __init__(self, penalizer_coef: float = 0.0) -> None:
+        if (
+            isinstance(penalizer_coef, bool)
+            or not isinstance(penalizer_coef, (int, float))
+            or not math.isfinite(penalizer_coef)
+            or penalizer_coef < 0
+        ):
+            raise ValidationError("penalizer_coef", "must be a finite number >= 0", penalizer_coef)
+        #: L2 penalty on the parameters: the fit minimises -LL/n + penalizer_coef * sum(params**2).
+        self.penalizer_coef = float(penalizer_coef)
         self._params: FloatArray | None = None
         self._summary: FitSummary | None = None
 
@@ -163,6 +171,9 @@ class MLEModel:
     def __repr__(self) -> str:
         if self._params is None:
             return f"{type(self).__name__}(not fitted)"
+        if self.penalizer_coef:
+            inner = ", ".join(f"{n}={v:.6g}" for n, v in self.params.items())
+            return f"{type(self).__name__}({inner}, penalizer_coef={self.penalizer_coef:g})"
         inner = ", ".join(f"{n}={v:.6g}" for n, v in self.params.items())
         return f"{type(self).__name__}({inner})"
 
@@ -187,6 +198,7 @@ class MLEModel:
         """
         scale = start.copy()
         evaluations = 0
+        penalty = self.penalizer_coef
 
         def make(fn: Callable[[FloatArray], tuple[float, FloatArray]]) -> Objective:
             last: list[tuple[FloatArray, tuple[float, FloatArray]]] = []
@@ -206,6 +218,8 @@ class MLEModel:
                     # outside the box, a gentle slope leads back in
                     outside = theta - inside
                     out = (-ll / n_obs + float(np.sum(outside**2)), -(grad * p) / n_obs + 2 * outside)
+                    if penalty:  # L2 penalty on the natural parameters, as in lifetimes
+                        out = (out[0] + penalty * float(np.sum(p**2)), out[1] + 2 * penalty * p**2)
                 last[:] = [(theta.copy(), out)]
                 return out
 
@@ -235,9 +249,12 @@ class MLEModel:
             )
         params = scale * np.exp(theta)
         cov = self._covariance(hess * n_obs, params)
+        log_likelihood = float(-f * n_obs)
+        if penalty:  # report the log-likelihood itself, without the penalty
+            log_likelihood = float((final or loglik)(params)[0])
         self._params = params
         self._summary = FitSummary(
-            log_likelihood=float(-f * n_obs),
+            log_likelihood=log_likelihood,
             covariance=cov,
             n_observations=float(n_obs),
             converged=converged,
@@ -253,11 +270,18 @@ class MLEModel:
             i = int(np.flatnonzero(far)[0])
             direction = "infinity" if theta[i] > 0 else "zero"
             raise ValidationError(
-                self._data_field,
+                self._param_names[i],
                 f"the data cannot identify the {type(self).__name__} model: parameter "
-                f"{self._param_names[i]} runs off to {direction} (estimate {params[i]:.3g})",
+                f"{self._param_names[i]} runs off to {direction} (estimate {params[i]:.3g})"
+                + self._penalty_hint(theta[i] > 0),
                 self._named(params),
             )
+
+    def _penalty_hint(self, large: bool) -> str:
+        """Advice for data that leave a parameter free: an L2 penalty reins in large values."""
+        if large and not self.penalizer_coef:
+            return "; a penalizer_coef > 0 (e.g. 0.001) keeps the parameters finite"
+        return ""
 
     @staticmethod
     def _hessian(fn: Objective, theta: FloatArray, grad: FloatArray) -> FloatArray:
@@ -322,8 +346,9 @@ class MLEModel:
 
     def _unidentified(self, index: int, params: FloatArray, why: str) -> NoReturn:
         raise ValidationError(
-            self._data_field,
+            self._param_names[index],
             f"the data cannot identify the {type(self).__name__} model: parameter "
-            f"{self._param_names[index]} (estimate {params[index]:.3g}) is not determined ({why})",
+            f"{self._param_names[index]} (estimate {params[index]:.3g}) is not determined ({why})"
+            + self._penalty_hint(params[index] > 1),
             self._named(params),
         )

@@ -50,7 +50,6 @@ class GammaGamma(MLEModel):
     """Gamma-Gamma model of average transaction value: parameters ``p, q, v``."""
 
     _param_names: ClassVar[tuple[str, ...]] = ("p", "q", "v")
-    _data_field = "monetary_value"
 
     @staticmethod
     def _prepare(frequency: Any, monetary_value: Any, weights: Any) -> tuple[FloatArray, FloatArray, FloatArray]:

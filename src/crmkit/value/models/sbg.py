@@ -40,7 +40,6 @@ class ShiftedBetaGeometric(MLEModel):
     """sBG retention model: parameters ``alpha, beta`` of the beta churn-probability law."""
 
     _param_names: ClassVar[tuple[str, ...]] = ("alpha", "beta")
-    _data_field = "periods"
 
     @staticmethod
     def _prepare(periods: Any, churned: Any, weights: Any) -> tuple[FloatArray, FloatArray, FloatArray]:
