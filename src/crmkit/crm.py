@@ -502,16 +502,18 @@ class Customers(_Records[Customer]):
     def _after_replace(self, current: Customer, new: Customer, *, rule: str, reason: str | None) -> StageChange | None:
         if new.stage == current.stage:
             return None
+        now = self._crm.now()  # read once: the change happened at one moment
         change = StageChange(
             customer_id=new.id,
             from_stage=current.stage,
             to_stage=new.stage,
-            occurred_at=self._crm.now(),
+            occurred_at=now,
             rule=rule,
             reason=reason,
+            created_at=now,
+            updated_at=now,
+            version=1,
         )
-        now = self._crm.now()
-        change = attrs.evolve(change, created_at=now, updated_at=now, version=1)
         self._crm.store.repository(STAGE_CHANGES).insert(self._crm.tenant, [change])
         self._crm._emit(StageChanged, None, change)
         return change
@@ -523,6 +525,21 @@ class Customers(_Records[Customer]):
             new = self._bumped(current, attrs.evolve(current, stage=stage))
             self._replace(current, new)
             return self._after_replace(current, new, rule=rule, reason=reason)
+
+    def may_contact(self, customer: Customer | uuid.UUID, channel: str) -> bool:
+        """Whether outbound contact with the customer on ``channel`` is allowed now.
+
+        A channel whose type does not need consent (``ChannelType.needs_consent`` false: the
+        web, meetings, face to face) is always allowed; on any other channel some contact
+        point must record granted consent for it and none may deny it. ValidationError for a
+        channel no plugin registered.
+        """
+        ctype = self._crm.channels.get(str(channel)) if isinstance(channel, str) else None
+        if ctype is None:
+            known = ", ".join(sorted(self._crm.channels))
+            raise ValidationError("channel", f"is not a registered channel (known: {known})", channel)
+        record = customer if isinstance(customer, Customer) else self.get(customer)
+        return not ctype.needs_consent or record.may_contact(ctype.name)
 
     def _cascade(self, current: Customer) -> None:
         super()._cascade(current)  # the declared aggregates' references to customers
