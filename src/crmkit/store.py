@@ -35,10 +35,6 @@ class Capabilities:
     concurrent_writers: bool = True
     #: Data outlives the process (files, servers).
     persistent: bool = False
-    #: Relationship traversal runs inside the store (recursive CTE, $graphLookup).
-    native_traversal: bool = False
-    #: Purchase summaries are computed inside the store.
-    native_summaries: bool = False
     #: The database works in processes of its own (a server): ``add_many`` has one batch
     #: written on a helper thread while the caller's thread prepares the next. Each thread
     #: must get its own transaction (as ``transaction()`` binds it to the calling thread).

@@ -262,7 +262,7 @@ class MemoryStore(Store):
     """All data in Python dicts, guarded by one re-entrant lock."""
 
     capabilities = Capabilities(
-        transactions=True, concurrent_writers=True, persistent=False, native_traversal=False, native_summaries=True
+        transactions=True, concurrent_writers=True, persistent=False
     )
 
     def __init__(self, name: str | None = None) -> None:

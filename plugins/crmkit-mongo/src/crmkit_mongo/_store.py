@@ -91,8 +91,6 @@ class MongoStore(Store):
             transactions=self._want_transactions and not self._standalone,
             concurrent_writers=True,
             persistent=True,
-            native_traversal=True,
-            native_summaries=True,
         )
 
     # -- opening

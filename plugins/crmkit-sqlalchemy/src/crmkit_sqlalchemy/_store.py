@@ -352,8 +352,6 @@ class SqlStore(Store):
             concurrent_writers=True,
             persistent=not self.in_memory,
             server=self.dialect == "postgresql",
-            native_traversal=True,
-            native_summaries=True,
         )
         self._local = threading.local()
         # one connection holds an in-memory database: let one thread use it at a time

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -160,9 +159,6 @@ def contact(customer: Customer, when: dt.datetime, channel: str = "email", **fie
 
 def edge(source: Customer, kind: str, target: Customer, **fields: Any) -> Relationship:
     return Relationship(source_id=source.id, target_id=target.id, kind=kind, **fields)
-
-
-Factory = Callable[..., Any]
 
 
 def sample_customer() -> Customer:
