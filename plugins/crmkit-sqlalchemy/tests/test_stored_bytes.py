@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sqlalchemy as sa
+from crmkit_sqlalchemy._schema import TABLES
 from tests.support import golden
 
 import crmkit
-from crmkit_sqlalchemy._schema import TABLES
 
 BUILTIN = ("customers", "relationships", "interactions", "transactions", "stage_changes")
 
