@@ -1,9 +1,12 @@
 """Benchmark crmkit.value.models against the ``lifetimes`` package, in the same process.
 
-``lifetimes`` is a benchmark-only dependency; keep it out of the project's environment:
+``lifetimes`` is a benchmark-only dependency: it is listed in ``benchmarks/requirements.txt``,
+never in the project's own dependencies. Install it into the virtualenv that runs the
+benchmark (the project's, or one of its own):
 
+    pip install -r benchmarks/requirements.txt        # into the project's virtualenv, or
     python -m venv bench-env
-    bench-env/bin/pip install lifetimes "attrs>=23.1" "pluggy>=1.3"
+    bench-env/bin/pip install -r benchmarks/requirements.txt "attrs>=23.1" "pluggy>=1.3"
 
 lifetimes 0.11.3 installs with current numpy, scipy and pandas (checked with numpy 2.4,
 scipy 1.17, pandas 3.1). Should a future release break it, pin older versions, for example
@@ -11,6 +14,7 @@ scipy 1.17, pandas 3.1). Should a future release break it, pin older versions, f
 
     PYTHONPATH=src bench-env/bin/python benchmarks/bench_models.py            # full run, ~10 min
     PYTHONPATH=src bench-env/bin/python benchmarks/bench_models.py --quick    # 100,000 instead of 1,000,000
+    PYTHONPATH=src bench-env/bin/python benchmarks/bench_models.py --continuous-only   # the BG/NBD case below
 
 (``pip install -e .`` instead of ``PYTHONPATH=src`` works too.) Every timing is the best of
 ``--repeat`` runs (default 3; the 1,000,000-customer lifetimes fits run once). Both fits
@@ -20,7 +24,15 @@ Synthetic data are drawn from the BG/NBD and Pareto/NBD generative processes at 
 estimates (Fader, Hardie and Lee 2005) with a fixed seed, shaped like the CDNOW summary:
 customers are acquired on one of the first 84 days and observed to day 273, purchases are
 recorded to the day, and recency and T are in weeks rounded to 2 decimals. Identical
-(frequency, recency, T) rows are therefore common, as in real data.
+(frequency, recency, T) rows are therefore common, as in such data.
+
+The "continuous times" BG/NBD case draws the same process with acquisition and purchase
+times kept to the full float precision (recency and T in weeks, unrounded): every row is
+distinct, so grouping identical rows does not help, as with data recorded to the second.
+
+On processors where the environment sets ``OPENBLAS_CORETYPE`` (and ``OPENBLAS_L2_SIZE``)
+for older OpenBLAS builds, a current numpy runs slower with them; both sides of the
+comparison run in the same process, so they share whatever setting is in force.
 """
 
 from __future__ import annotations
@@ -72,6 +84,20 @@ def simulate_bgnbd(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     pos = x > 0
     last[pos] = T[pos] * rng.beta(x[pos], events[pos] - x[pos] + 1)  # x-th of the event times
     return x.astype(float), weeks(np.floor(last * 7)), weeks(age_days)
+
+
+def simulate_bgnbd_continuous(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BG/NBD customers with continuous acquisition and purchase times (no two rows alike)."""
+    rng = np.random.default_rng(seed)
+    T = (273.0 - rng.uniform(0.0, 84.0, n)) / 7.0  # weeks, unrounded
+    lam = rng.gamma(BG_PARAMS["r"], 1 / BG_PARAMS["alpha"], n)
+    p = rng.beta(BG_PARAMS["a"], BG_PARAMS["b"], n)
+    events = rng.poisson(lam * T)
+    x = np.minimum(events, rng.geometric(p))
+    last = np.zeros(n)
+    pos = x > 0
+    last[pos] = T[pos] * rng.beta(x[pos], events[pos] - x[pos] + 1)  # the x-th of the event times
+    return x.astype(float), last, T
 
 
 def simulate_paretonbd(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,6 +161,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100,000 synthetic customers instead of 1,000,000")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing (best is kept)")
+    parser.add_argument(
+        "--continuous-only", action="store_true", help="only the BG/NBD fit on continuous times (1,000,000 customers)"
+    )
     args = parser.parse_args()
 
     warnings.filterwarnings("ignore")  # lifetimes and pandas deprecation noise
@@ -149,6 +178,13 @@ def main() -> None:
         f"{platform.machine()}\n"
     )
     report = Report()
+    continuous = simulate_bgnbd_continuous(big, seed=7)
+    distinct = np.unique(np.column_stack(continuous), axis=0).shape[0]
+    fit_pair(report, "BG/NBD fit (continuous times)", BetaGeo, BetaGeoFitter, continuous, rep, 1)
+    print(f"  ({distinct:,} distinct rows)")
+    if args.continuous_only:
+        print("\n" + report.markdown())
+        return
     cdnow = datasets.load_cdnow_summary_with_monetary_value()
     small = (cdnow["frequency"], cdnow["recency"], cdnow["T"])
 

@@ -51,7 +51,8 @@ class Recording:
         self.calls: list[tuple[list[Any], list[Any], list[Any]]] = []
 
     def probability_alive(self, frequency: Any, recency: Any, T: Any) -> Any:
-        rows = (list(frequency), list(recency), list(T)) if isinstance(frequency, list) else ([frequency], [recency], [T])
+        batch = isinstance(frequency, list)
+        rows = (list(frequency), list(recency), list(T)) if batch else ([frequency], [recency], [T])
         self.calls.append(rows)
         return [self.p] * len(rows[0]) if isinstance(frequency, list) else self.p
 

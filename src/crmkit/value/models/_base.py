@@ -60,6 +60,7 @@ class FitSummary:
 
 
 Objective = Callable[[FloatArray], tuple[float, FloatArray]]
+Curvature = Callable[[FloatArray], tuple[float, FloatArray, FloatArray]]
 
 
 class MLEModel:
@@ -190,17 +191,28 @@ class MLEModel:
         n_obs: float,
         *,
         final: Callable[[FloatArray], tuple[float, FloatArray]] | None = None,
+        sample: tuple[Callable[[FloatArray], tuple[float, FloatArray]], float] | None = None,
+        curvature: Callable[[FloatArray], tuple[float, FloatArray, FloatArray]] | None = None,
     ) -> None:
         """Maximise ``loglik`` (total LL and its gradient in natural params) from ``start``.
 
         ``final``, when given, is a more precise version of ``loglik`` used for the
         polishing Newton steps and the reported optimum (the Pareto/NBD uses it).
+
+        ``sample``, when given, is ``(loglik of a random sample of the rows, its weight)``:
+        BFGS runs on the sample, whose optimum lies within a few standard errors of the
+        full one, and Newton steps on all rows (with a Hessian from differences of the
+        analytic gradient) finish the job in a handful of full evaluations. Should they
+        not converge, BFGS on all rows takes over from there.
+
+        ``curvature``, when given, is ``loglik`` with its analytic Hessian: the Newton steps
+        then use it instead of finite differences (and the covariance too).
         """
         scale = start.copy()
         evaluations = 0
         penalty = self.penalizer_coef
 
-        def make(fn: Callable[[FloatArray], tuple[float, FloatArray]]) -> Objective:
+        def make(fn: Callable[[FloatArray], tuple[float, FloatArray]], n_obs: float = n_obs) -> Objective:
             last: list[tuple[FloatArray, tuple[float, FloatArray]]] = []
 
             def objective(theta: FloatArray) -> tuple[float, FloatArray]:
@@ -225,19 +237,61 @@ class MLEModel:
 
             return objective
 
+        def make_exact(fn: Callable[[FloatArray], tuple[float, FloatArray, FloatArray]]) -> Curvature:
+            def objective(theta: FloatArray) -> tuple[float, FloatArray, FloatArray]:
+                nonlocal evaluations
+                evaluations += 1
+                inside = np.clip(theta, -_BOUND, _BOUND)
+                p = scale * np.exp(inside)
+                ll, gp, hp = fn(p)
+                if not (np.isfinite(ll) and np.all(np.isfinite(gp)) and np.all(np.isfinite(hp))):
+                    return math.inf, np.zeros_like(theta), np.eye(theta.size)
+                outside = theta - inside
+                free = (outside == 0).astype(np.float64)  # clipped coordinates do not move p
+                gp, hp = gp * free, hp * np.outer(free, free)
+                f = -ll / n_obs + float(np.sum(outside**2))
+                g = -(gp * p) / n_obs + 2 * outside
+                h = -(hp * np.outer(p, p) + np.diag(gp * p)) / n_obs + np.diag(2.0 * (1.0 - free))
+                if penalty:
+                    f += penalty * float(np.sum(p**2))
+                    g = g + 2 * penalty * p**2 * free
+                    h = h + np.diag(4 * penalty * p**2 * free)
+                return f, g, h
+
+            return objective
+
         coarse = make(loglik)
         fine = make(final) if final is not None else coarse
+        exact = None if curvature is None else make_exact(curvature)
+
+        def polish(theta: FloatArray) -> tuple[FloatArray, float, FloatArray, FloatArray]:
+            if exact is not None:
+                out = self._newton_exact(exact, theta)
+                if out is not None:
+                    return out
+            return self._newton_polish(fine, theta)
+
         k = start.size
         theta = np.zeros(k)
-        f0, _ = coarse(theta)
+        first = coarse if sample is None else make(sample[0], sample[1])
+        f0, _ = first(theta)
         if not np.isfinite(f0):
             raise ValidationError("initial_params", "the log-likelihood is not finite at the start", self._named(start))
-        # Dense BFGS: with 2 to 4 parameters its algebra is trivial and, unlike L-BFGS-B, it
-        # makes no BLAS calls that BLAS hands to its thread pool (very costly on a busy machine).
-        res = minimize(coarse, theta, jac=True, method="BFGS", options={"maxiter": 3000, "gtol": 1e-5})
-        theta = np.asarray(res.x, dtype=np.float64)
-        self._check_identified(scale * np.exp(theta), theta)
-        theta, f, grad, hess = self._newton_polish(fine, theta)
+        done = False
+        if sample is not None:
+            res = minimize(first, theta, jac=True, method="BFGS", options={"maxiter": 3000, "gtol": 1e-5})
+            near = np.asarray(res.x, dtype=np.float64)
+            if np.all(np.abs(near) < _DIVERGED):  # else the full data must say whether it is identified
+                theta = near
+                theta, f, grad, hess = polish(theta)
+                done = bool(np.max(np.abs(grad)) < 1e-5)
+        if not done:
+            # Dense BFGS: with 2 to 4 parameters its algebra is trivial and, unlike L-BFGS-B, it
+            # makes no BLAS calls that BLAS hands to its thread pool (very costly on a busy machine).
+            res = minimize(coarse, theta, jac=True, method="BFGS", options={"maxiter": 3000, "gtol": 1e-5})
+            theta = np.asarray(res.x, dtype=np.float64)
+            self._check_identified(scale * np.exp(theta), theta)
+            theta, f, grad, hess = polish(theta)
         self._check_identified(scale * np.exp(theta), theta)
         converged = bool(np.max(np.abs(grad)) < 1e-5)
         if not converged:
@@ -294,6 +348,40 @@ class MLEModel:
             _, gp = fn(theta + step)
             hess[:, j] = (gp - grad) / _HESSIAN_STEP
         return np.asarray((hess + hess.T) / 2, dtype=np.float64)
+
+    @staticmethod
+    def _newton_exact(fn: Curvature, theta: FloatArray) -> tuple[FloatArray, float, FloatArray, FloatArray] | None:
+        """Newton's method with the analytic Hessian; None if it is not positive definite at the start."""
+        f, grad, hess = fn(theta)
+        if not np.isfinite(f):
+            return None
+        for _ in range(40):
+            try:
+                chol = np.linalg.cholesky(hess)
+            except np.linalg.LinAlgError:
+                return None
+            if np.max(np.abs(grad)) < 1e-9:  # the next step would move the log-likelihood by ~1e-18
+                break
+            step = -np.linalg.solve(chol.T, np.linalg.solve(chol, grad))
+            if np.max(np.abs(step)) < 1e-12:
+                break
+            t = 1.0
+            for _ in range(30):
+                cand = np.clip(theta + t * step, -_BOUND, _BOUND)
+                fc, gc, hc = fn(cand)
+                # near the optimum f is flat to rounding, so a smaller gradient also counts
+                if np.isfinite(fc) and (
+                    fc < f or (fc <= f + 1e-13 * abs(f) and np.max(np.abs(gc)) < np.max(np.abs(grad)))
+                ):
+                    break
+                t /= 2
+            else:
+                break
+            small = np.max(np.abs(cand - theta)) < 1e-10
+            theta, f, grad, hess = cand, fc, gc, hc
+            if small:
+                break
+        return theta, f, grad, hess
 
     def _newton_polish(self, fn: Objective, theta: FloatArray) -> tuple[FloatArray, float, FloatArray, FloatArray]:
         """Newton steps with one finite-difference Hessian, re-taken only if the point moved."""

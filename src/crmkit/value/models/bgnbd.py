@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-from scipy.special import betainc, betaln, digamma, expit, gammaln
+from scipy.special import betainc, betaln, digamma, expit, gammaln, polygamma
 
 from crmkit._errors import ValidationError
 from crmkit.value.models._base import MLEModel
 from crmkit.value.models._numerics import bgnbd_future
-from crmkit.value.models._rfm import RFMData, default_rate_scale, prepare_rfm
+from crmkit.value.models._rfm import RFMData, default_rate_scale, prepare_rfm, sample_rfm
 from crmkit.value.models._validation import (
     FloatArray,
     as_array,
@@ -43,44 +43,106 @@ class _BetaGeoBase(MLEModel):
     # -------------------------------------------------------------- likelihood
     def _loglik(self, params: FloatArray, d: RFMData) -> tuple[float, FloatArray]:
         """Total log-likelihood and its gradient in (r, alpha, a, b)."""
-        r, alpha, a, b = (float(v) for v in params)
-        shift = 1.0 if self._modified else 0.0
-        ux, wx = d.ux, d.wx
-        bx = b + ux + shift
-        # terms depending on the frequency only: one value per distinct frequency
-        ll = float(dot(wx, gammaln(r + ux) + betaln(a, bx)) + d.n_obs * (r * np.log(alpha) - gammaln(r) - betaln(a, b)))
-        psi_ab = digamma(a + b)
-        psi_abx = digamma(a + bx)
-        d_r = float(dot(wx, digamma(r + ux)) + d.n_obs * (np.log(alpha) - digamma(r)))
-        d_a = float(d.n_obs * psi_ab - dot(wx, psi_abx))
-        d_b = float(dot(wx, digamma(bx) - psi_abx) + d.n_obs * (psi_ab - digamma(b)))
-        d_alpha = d.n_obs * r / alpha
+        ll, grad, _ = self._loglik_terms(params, d, hessian=False)
+        return ll, grad
 
-        if self._modified:  # every customer may have dropped out after their last purchase
-            x, tx, tt, w = d.x, d.tx, d.T, d.w
-            c = b + x
+    def _loglik_hessian(self, params: FloatArray, d: RFMData) -> tuple[float, FloatArray, FloatArray]:
+        """Total log-likelihood, its gradient and its Hessian in (r, alpha, a, b)."""
+        ll, grad, hess = self._loglik_terms(params, d, hessian=True)
+        assert hess is not None
+        return ll, grad, hess
+
+    def _loglik_terms(
+        self, params: FloatArray, d: RFMData, *, hessian: bool
+    ) -> tuple[float, FloatArray, FloatArray | None]:
+        """The log-likelihood, written per customer as
+
+            log L = [log G(r+x) - log G(r) + r log alpha + log B(a, b+x') - log B(a, b)]
+                    - (r+x) log(alpha+T) + softplus(delta),
+            delta = log(a/c) + (r+x) log((alpha+T)/(alpha+t_x)),
+
+        with x' = x (BG/NBD) or x+1 (MBG/NBD) and c = b+x-1 (BG/NBD, x > 0) or b+x (MBG/NBD):
+        softplus(delta) = log(1 + e^delta) adds the "dropped out after the last purchase"
+        branch to the "still alive" one. The bracket depends on the frequency alone and is
+        computed once per distinct frequency. Every derivative follows in closed form, with
+        sigma = logistic(delta) (the probability of the dead branch) and digamma/trigamma
+        for the Gamma and Beta functions.
+        """
+        r, alpha, a, b = (float(v) for v in params)
+        modified = self._modified
+        shift = 1.0 if modified else 0.0
+        ux, wx, n = d.ux, d.wx, d.n_obs
+        bx = b + ux + shift
+        log_alpha = float(np.log(alpha))
+        ll = float(dot(wx, gammaln(r + ux) + betaln(a, bx)) + n * (r * log_alpha - gammaln(r) - betaln(a, b)))
+        psi_ab = float(digamma(a + b))
+        psi_abx = digamma(a + bx)
+        g_r = float(dot(wx, digamma(r + ux)) + n * (log_alpha - digamma(r)))
+        g_alpha = n * r / alpha
+        g_a = float(n * psi_ab - dot(wx, psi_abx))
+        g_b = float(dot(wx, digamma(bx) - psi_abx) + n * (psi_ab - digamma(b)))
+        h = np.zeros((4, 4)) if hessian else None
+        if h is not None:
+            tri_ab = float(polygamma(1, a + b))
+            tri_abx = polygamma(1, a + bx)
+            h[0, 0] = dot(wx, polygamma(1, r + ux)) - n * float(polygamma(1, r))
+            h[0, 1] = n / alpha
+            h[1, 1] = -n * r / alpha**2
+            h[2, 2] = h[2, 3] = n * tri_ab - dot(wx, tri_abx)
+            h[3, 3] = dot(wx, polygamma(1, bx) - tri_abx) - n * (float(polygamma(1, b)) - tri_ab)
+
+        if modified:  # every customer may have dropped out after their last purchase
+            x, tx, tt, w, where = d.x, d.tx, d.T, d.w, d.ix
+            c_by_x = b + ux
         else:  # customers without repeat purchases are alive for sure: one term only
-            log_a0 = np.log(alpha + d.T0)
-            ll -= r * dot(d.w0, log_a0)
-            d_r -= dot(d.w0, log_a0)
-            d_alpha -= r * dot(d.w0, 1.0 / (alpha + d.T0))
-            x, tx, tt, w = d.x1, d.tx1, d.T1, d.w1
-            c = b + x - 1
+            inv0 = 1.0 / (alpha + d.T0)
+            ll -= r * dot(d.w0, np.log(alpha + d.T0))
+            g_r -= dot(d.w0, np.log(alpha + d.T0))
+            q0 = dot(d.w0, inv0)
+            g_alpha -= r * q0
+            if h is not None:
+                h[0, 1] -= q0
+                h[1, 1] += r * dot(d.w0, inv0 * inv0)
+            x, tx, tt, w, where = d.x1, d.tx1, d.T1, d.w1, d.ix1
+            c_by_x = np.where(ux > 0, b + ux - 1, 1.0)
+        log_c = np.log(c_by_x)[where]
+        inv_c = (1.0 / c_by_x)[where]
         m = r + x
+        inv_t = 1.0 / (alpha + tt)
+        inv_x = 1.0 / (alpha + tx)
         log_at = np.log(alpha + tt)
-        log_ax = np.log(alpha + tx)
-        l1 = -m * log_at
-        l2 = np.log(a) - np.log(c) - m * log_ax
-        lm = np.logaddexp(l1, l2)
-        w2 = np.exp(l2 - lm)
-        w1 = 1 - w2
-        ll += dot(w, lm)
-        d_r -= dot(w, w1 * log_at + w2 * log_ax)
-        d_alpha -= dot(w, m * (w1 / (alpha + tt) + w2 / (alpha + tx)))
-        ww2 = w * w2
-        d_a += float(ww2.sum()) / a
-        d_b -= dot(ww2, 1.0 / c)
-        return ll, np.array([d_r, d_alpha, d_a, d_b])
+        u = np.log1p((tt - tx) * inv_x)  # log((alpha+T)/(alpha+t_x)) >= 0
+        delta = (np.log(a) - log_c) + m * u
+        e = np.exp(-np.abs(delta))
+        softplus = np.maximum(delta, 0.0) + np.log1p(e)
+        sigma = np.where(delta > 0, 1.0, e) / (1.0 + e)
+        wm = w * m
+        ws = w * sigma
+        diff = inv_t - inv_x
+        ll += dot(w, softplus) - dot(wm, log_at)
+        g_r += dot(ws, u) - dot(w, log_at)
+        g_alpha += dot(wm, sigma * diff - inv_t)
+        s_sigma = float(ws.sum())
+        g_a += s_sigma / a
+        g_b -= dot(ws, inv_c)
+        if h is not None:
+            wv = ws * (1.0 - sigma)  # w sigma (1 - sigma): the curvature of softplus
+            md = m * diff
+            wvu = wv * u
+            wvmd = wv * md
+            s_v = float(wv.sum())
+            h[0, 0] += dot(wvu, u)
+            h[0, 1] += dot(wvu, md) + dot(ws, diff) - dot(w, inv_t)
+            h[1, 1] += dot(wm, inv_t * inv_t) + dot(wvmd, md) + dot(ws * m, inv_x * inv_x - inv_t * inv_t)
+            h[0, 2] += float(wvu.sum()) / a
+            h[0, 3] -= dot(wvu, inv_c)
+            h[1, 2] += float(wvmd.sum()) / a
+            h[1, 3] -= dot(wvmd, inv_c)
+            h[2, 2] += (s_v - s_sigma) / a**2
+            h[2, 3] -= dot(wv, inv_c) / a
+            h[3, 3] += dot(wv + ws, inv_c * inv_c)
+            h = np.triu(h) + np.triu(h, 1).T
+        return ll, np.array([g_r, g_alpha, g_a, g_b]), h
 
     def fit(
         self: _B,
@@ -99,7 +161,15 @@ class _BetaGeoBase(MLEModel):
         data = prepare_rfm(frequency, recency, T, weights, model=self._label)
         default = np.array([1.0, default_rate_scale(data), 1.0, 1.0])
         start = self._start(initial_params, default)
-        self._maximize(lambda p: self._loglik(p, data), start, data.n_obs)
+        part = sample_rfm(data)
+        sample = None if part is None else (lambda p: self._loglik(p, part), part.n_obs)
+        self._maximize(
+            lambda p: self._loglik(p, data),
+            start,
+            data.n_obs,
+            sample=sample,
+            curvature=lambda p: self._loglik_hessian(p, data),
+        )
         return self
 
     def log_likelihood_of(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> float:
