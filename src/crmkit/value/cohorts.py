@@ -61,6 +61,18 @@ class CohortTable(Sequence[CohortCell]):
         """The first day of each acquisition period, oldest first."""
         return tuple(dict.fromkeys(c.cohort for c in self.cells))
 
+    @property
+    def last_period_complete(self) -> bool | None:
+        """Whether the table's last period had ended by the observation end (None without one).
+
+        A table observed to the 15th of a month holds half of that month: its retention
+        there is lower because the period is not over, not because customers left.
+        """
+        if self.observation_end is None:
+            return None
+        end = self.observation_end
+        return period_index(end + dt.timedelta(days=1), self.unit) != period_index(end, self.unit)
+
     def sizes(self) -> Mapping[dt.date, int]:
         """Customers acquired in each cohort."""
         return {c.cohort: c.customers for c in self.cells if c.period == 0}

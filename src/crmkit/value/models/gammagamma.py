@@ -3,13 +3,17 @@
 A customer's transaction values are Gamma(p, nu) with a customer-specific scale ``nu ~
 Gamma(q, v)``; the model is fitted to each repeat customer's number of repeat
 transactions ``x`` and their average value ``zbar``. Spend is assumed independent of
-the purchase process, which is why it combines with BG/NBD or Pareto/NBD in a CLV.
+the purchase process, which is why it combines with BG/NBD or Pareto/NBD in a CLV; ``fit``
+checks the correlation of spend and frequency and warns (``SpendFrequencyWarning``) when
+it is far from 0.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from scipy.special import digamma, gammaln
@@ -29,7 +33,18 @@ from crmkit.value.models._validation import (
     weights_array,
 )
 
-__all__ = ["GammaGamma"]
+if TYPE_CHECKING:
+    from crmkit.value.models.bgnbd import BetaGeo, ModifiedBetaGeo
+    from crmkit.value.models.paretonbd import ParetoNBD
+
+__all__ = ["INDEPENDENCE_THRESHOLD", "GammaGamma", "SpendFrequencyWarning"]
+
+#: |correlation| of repeat customers' frequency and mean spend from which ``fit`` warns.
+INDEPENDENCE_THRESHOLD = 0.3
+
+
+class SpendFrequencyWarning(UserWarning):
+    """Spend and purchase frequency are correlated: the Gamma-Gamma model assumes they are not."""
 
 
 def _spend_arrays(frequency: Any, monetary_value: Any, *, fit: bool) -> tuple[FloatArray, FloatArray]:
@@ -50,6 +65,8 @@ class GammaGamma(MLEModel):
     """Gamma-Gamma model of average transaction value: parameters ``p, q, v``."""
 
     _param_names: ClassVar[tuple[str, ...]] = ("p", "q", "v")
+    #: Correlation of frequency and mean spend of the repeat customers of the last fit (None unchecked).
+    spend_correlation: float | None = None
 
     @staticmethod
     def _prepare(frequency: Any, monetary_value: Any, weights: Any) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -98,10 +115,27 @@ class GammaGamma(MLEModel):
         weights: Any = None,
         *,
         initial_params: Mapping[str, float] | None = None,
+        check_independence: bool = True,
     ) -> GammaGamma:
         """Fit on repeat customers: ``frequency`` (repeat transactions) and ``monetary_value``
-        (their average value). Customers with frequency 0 are ignored."""
+        (their average value). Customers with frequency 0 are ignored.
+
+        With ``check_independence`` (the default) the weighted Pearson correlation of the
+        repeat customers' frequency and mean spend is computed first (``spend_correlation``
+        afterwards); beyond +-``INDEPENDENCE_THRESHOLD`` a ``SpendFrequencyWarning`` says the
+        model's assumption of independent spend does not hold for these data."""
         x, z, w = self._prepare(frequency, monetary_value, weights)
+        self.spend_correlation = None
+        if check_independence:
+            self.spend_correlation = _weighted_correlation(x, z, w)
+            if abs(self.spend_correlation) >= INDEPENDENCE_THRESHOLD:
+                warnings.warn(
+                    f"GammaGamma: mean spend and frequency of the repeat customers are correlated "
+                    f"(Pearson r = {self.spend_correlation:.2f}); the model assumes spend does not depend on "
+                    "frequency, so its spend and CLV predictions are biased for these data",
+                    SpendFrequencyWarning,
+                    stacklevel=2,
+                )
         mean_z = float(dot(w, z) / w.sum())
         start = self._start(initial_params, np.array([1.0, 2.0, mean_z]))
         self._maximize(lambda prm: self._loglik(prm, x, z, w), start, float(w.sum()))
@@ -112,6 +146,37 @@ class GammaGamma(MLEModel):
         params = self._require_params()
         x, z, w = self._prepare(frequency, monetary_value, weights)
         return self._loglik(params, x, z, w)[0]
+
+    def customer_lifetime_value(
+        self,
+        transaction_model: BetaGeo | ModifiedBetaGeo | ParetoNBD,
+        frequency: Any,
+        recency: Any,
+        T: Any,
+        monetary_value: Any,
+        *,
+        horizon: int,
+        time_unit: str,
+        discount_rate: float,
+        period: str = "month",
+        margin: float = 1.0,
+    ) -> float | FloatArray:
+        """Discounted CLV with this spend model: ``customer_lifetime_value(transaction_model, self, ...)``."""
+        from crmkit.value.models.clv import customer_lifetime_value
+
+        return customer_lifetime_value(
+            transaction_model,
+            self,
+            frequency,
+            recency,
+            T,
+            monetary_value,
+            horizon=horizon,
+            time_unit=time_unit,
+            discount_rate=discount_rate,
+            period=period,
+            margin=margin,
+        )
 
     def expected_spend(self) -> float:
         """Population mean transaction value ``p v / (q - 1)`` (infinite when ``q <= 1``)."""
@@ -129,3 +194,12 @@ class GammaGamma(MLEModel):
         with np.errstate(divide="ignore", invalid="ignore"):
             val = np.where(denom > 0, p * (v + x * z) / np.where(denom > 0, denom, 1.0), np.inf)
         return result(np.asarray(val, dtype=np.float64))
+
+
+def _weighted_correlation(x: FloatArray, z: FloatArray, w: FloatArray) -> float:
+    """Pearson correlation of ``x`` and ``z`` with row weights (NaN when either is constant)."""
+    total = float(w.sum())
+    dx = x - dot(w, x) / total
+    dz = z - dot(w, z) / total
+    denom = math.sqrt(dot(w, dx * dx) * dot(w, dz * dz))
+    return dot(w, dx * dz) / denom if denom > 0 else math.nan
