@@ -15,6 +15,8 @@ Semantics (every backend must give the same answers; the conformance suite check
 * ``contains`` means membership for sets (``tags``, ``participants``) and a case-sensitive
   substring test for text.
 * Text compares by Unicode code point (binary collation), never by locale.
+* ``order_by`` puts a missing value (None) before every value of the field: first in an
+  ascending order, last in a descending one; keyset pages follow the same order.
 """
 
 from __future__ import annotations
@@ -384,6 +386,8 @@ class Order:
     """Sort keys as (field, descending) pairs; always ends with ``id`` so the order is total."""
 
     keys: tuple[tuple[str, bool], ...]
+    #: The fields of ``keys`` that may be missing (None sorts before every value).
+    nullable: frozenset[str] = frozenset()
 
     def text(self) -> str:
         return ",".join(("-" if desc else "") + name for name, desc in self.keys)
@@ -417,17 +421,21 @@ def parse_order(order_by: str | Sequence[str] | None, entity: EntitySpec) -> Ord
         keys.append((name, desc))
     if not any(k == "id" for k, _ in keys):
         keys.append(("id", False))
-    return Order(tuple(keys))
+    nullable = frozenset(name for name, _ in keys if (field := entity.field(name)) is not None and field.nullable)
+    return Order(tuple(keys), nullable)
 
 
 def check_cursor(cursor: Cursor, order: Order, entity: EntitySpec) -> tuple[Any, ...]:
     """The cursor's values, checked against the kinds of the order's fields (ValidationError on ``after``)."""
     if cursor.order != order.text() or len(cursor.values) != len(order.keys):
         raise ValidationError("after", f"belongs to order_by={cursor.order!r}, not {order.text()!r}", str(cursor))
-    checked = []
+    checked: list[Any] = []
     for (name, _), value in zip(order.keys, cursor.values, strict=True):
         spec = entity.field(name)
         try:
+            if value is None and spec is not None and spec.nullable:
+                checked.append(None)
+                continue
             if spec is None or value is None:
                 raise ValidationError(name, "is missing", value)
             checked.append(_value(entity, spec, value))
@@ -437,11 +445,23 @@ def check_cursor(cursor: Cursor, order: Order, entity: EntitySpec) -> tuple[Any,
 
 
 def keyset_after(order: Order, values: Sequence[Any]) -> Expr:
-    """The condition "comes after ``values`` in ``order``", as plain comparisons any backend can run."""
+    """The condition "comes after ``values`` in ``order``", as plain comparisons any backend can run.
+
+    A missing value sorts before every value: after None come the present values
+    (ascending) or nothing (descending); after a value, descending, come the missing ones.
+    """
     branches: list[Expr] = []
     for i, (name, desc) in enumerate(order.keys):
         equal = [Compare(order.keys[j][0], "==", values[j]) for j in range(i)]
-        beyond = Compare(name, "<" if desc else ">", values[i])
+        beyond: Expr
+        if values[i] is None:
+            if desc:
+                continue
+            beyond = Compare(name, "!=", None)
+        else:
+            beyond = Compare(name, "<" if desc else ">", values[i])
+            if desc and name in order.nullable:
+                beyond = Or((beyond, Compare(name, "==", None)))
         branches.append(And((*equal, beyond)) if equal else beyond)
     return Or(tuple(branches))
 
@@ -459,6 +479,8 @@ def _encode(value: Any) -> Any:
 
 
 def _decode(value: Any) -> Any:
+    if value is None:
+        return None
     if isinstance(value, dict) and len(value) == 1:
         ((tag, text),) = value.items()
         if tag == "u":

@@ -209,7 +209,7 @@ class MemoryRepository(Repository[Any]):
         with self._store._lock:
             found = list(self._matching(tenant, where))
         for name, desc in reversed(order.keys):  # stable sorts, least significant key first
-            found.sort(key=partial(order_value, self.spec, name=name), reverse=desc)
+            found.sort(key=partial(sort_key, self.spec, name=name), reverse=desc)
         return found if limit is None else found[:limit]
 
     def _matching(self, tenant: str, where: Expr) -> Iterator[Any]:
@@ -256,6 +256,12 @@ def order_value(spec: EntitySpec, record: Any, *, name: str) -> Any:
     if isinstance(value, str) and type(value) is not str:
         return str(value.value) if hasattr(value, "value") else str.__str__(value)
     return value
+
+
+def sort_key(spec: EntitySpec, record: Any, *, name: str) -> tuple[bool, Any]:
+    """The key ``find`` sorts on: a missing value before every value (last when descending)."""
+    value = order_value(spec, record, name=name)
+    return (value is not None, value)
 
 
 class MemoryStore(Store):
