@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import crmkit
+from crmkit._host import PluginHost
 from crmkit.crm import CRM
 from crmkit.lifecycle import LifecyclePolicy
 from crmkit.store import Capabilities, Store
@@ -43,9 +44,18 @@ class Backend:
         tenant: str | None = None,
         clock: Callable[[], dt.datetime] | None = None,
         policy: LifecyclePolicy | None = None,
+        plugins: Iterable[object] = (),
+        actor: str | None = None,
     ) -> CRM:
-        """A CRM on the shared store for ``tenant`` (a fresh one by default); never close it."""
-        return CRM(self.store, self._root._host, tenant or new_tenant(), clock=clock, policy=policy)
+        """A CRM on the shared store for ``tenant`` (a fresh one by default); never close it.
+
+        ``plugins`` are registered on top of the backend's own (event recorders, hooks under
+        test) without opening the store again.
+        """
+        host = self._root._host
+        if plugins:
+            host = PluginHost(plugins=(*self.plugins, *plugins))
+        return CRM(self.store, host, tenant or new_tenant(), clock=clock, policy=policy, actor=actor)
 
     def connect(
         self,

@@ -17,8 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import attrs
@@ -33,6 +34,8 @@ from crmkit.customers import Consent, Customer, EmailAddress, Handle, Phone, Pos
 from crmkit.interactions import Interaction
 from crmkit.lifecycle_model import Stage
 from crmkit.relationships import BUILTIN_RELATIONSHIP_TYPES, Relationship
+from crmkit.schema import AggregateSpec, FieldDef, Ref, declared_fields
+from crmkit.testing.aggregates import REF_ANY_TARGETS, Targets, aggregate_spec
 from crmkit.transactions import LineItem, Transaction
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "customers",
     "email_addresses",
     "external_ids",
+    "field_values",
     "handles",
     "hostile_values",
     "identifiers",
@@ -57,6 +61,8 @@ __all__ = [
     "money",
     "phones",
     "postal_addresses",
+    "record_lists",
+    "records",
     "relationship_kinds",
     "relationships",
     "stages",
@@ -64,6 +70,7 @@ __all__ = [
     "texts",
     "transactions",
     "uuids",
+    "value_objects",
 ]
 
 T = TypeVar("T")
@@ -750,3 +757,122 @@ def hostile_values() -> SearchStrategy[Any]:
         st.decimals(),
         st.datetimes(),
     )
+
+
+# --------------------------------------------------------------------------- declared aggregates
+
+
+def field_values(fd: FieldDef, *, targets: Targets | None = None) -> SearchStrategy[Any]:
+    """Valid values of one declared field (``schema.text()``, ``schema.many(Seat)``...), None at times when it may be.
+
+    Text, money, datetimes and attributes come from the strategies above; a ``ref`` takes
+    one of ``targets`` (``crmkit.testing.aggregates.add_targets``), else any UUID.
+    """
+    kind = fd.kind
+    strategy: SearchStrategy[Any]
+    if kind == "text":
+        strategy = texts(max_size=60, blank=fd.blank)
+    elif kind == "integer":
+        strategy = st.integers(-(2**63), 2**63 - 1)
+    elif kind == "boolean":
+        strategy = st.booleans()
+    elif kind == "money":
+        strategy = money(min_value=-_MAX_AMOUNT if fd.negative else 0)
+    elif kind == "currency":
+        strategy = currencies()
+    elif kind == "instant":
+        strategy = aware_datetimes()
+    elif kind == "date":
+        strategy = st.dates()
+    elif kind == "uuid":
+        strategy = uuids()
+    elif kind == "enum":
+        strategy = st.sampled_from(list(fd.type))
+    elif kind == "text_set":
+        strategy = tags()
+    elif kind == "many":
+        strategy = st.lists(value_objects(fd.type), max_size=3).map(tuple)
+    elif kind == "attributes":
+        strategy = attributes(max_size=4)
+    elif kind == "ref":
+        assert fd.target is not None
+        ids = targets.of(fd.target) if targets is not None else ()
+        strategy = st.sampled_from(ids) if ids else uuids()
+    elif kind == "ref_any":
+        refs = targets.refs if targets is not None else ()
+        strategy = st.sampled_from(refs) if refs else st.builds(Ref, st.sampled_from(REF_ANY_TARGETS), uuids())
+    else:
+        raise ValueError(f"{fd.name or 'field'}: no strategy for {kind} fields")
+    return _optional(strategy) if fd.nullable else strategy
+
+
+_VALUE_OBJECTS: dict[type, SearchStrategy[Any]] = {}
+
+
+def value_objects(cls: type, **fields: SearchStrategy[Any]) -> SearchStrategy[Any]:
+    """Instances of a ``@schema.value_object`` class, each field drawn from its kind (nested ``many`` too).
+
+    ``fields`` pins fields with strategies of their own (``value_objects(Seat, email=st.just("a@b.c"))``).
+    """
+    if not getattr(cls, "__crmkit_value_object__", False):
+        raise TypeError(f"{cls!r} is not declared with @schema.value_object")
+    defs = {fd.name: fd for fd in declared_fields(cls)}
+    unknown = set(fields) - set(defs)
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
+    if not fields and cls in _VALUE_OBJECTS:
+        return _VALUE_OBJECTS[cls]
+    strategy = st.builds(cls, **{name: _or_default(fields.get(name), field_values(fd)) for name, fd in defs.items()})
+    if not fields:
+        _VALUE_OBJECTS[cls] = strategy
+    return strategy
+
+
+def records(
+    aggregate: AggregateSpec | type,
+    *,
+    targets: Targets | None = None,
+    id: SearchStrategy[uuid.UUID] | None = None,
+    external_id: SearchStrategy[str | None] | None = None,
+    **fields: SearchStrategy[Any],
+) -> SearchStrategy[Any]:
+    """New records (version 0) of any declared aggregate, by class or AggregateSpec, derived from its fields.
+
+    Every kind of field gets valid values (value objects through ``value_objects``,
+    nullable fields None at times). References point at ``targets``, the records
+    ``crmkit.testing.aggregates.add_targets(crm, aggregate)`` stored, so the records can
+    be added to that CRM; without targets they hold random ids. ``fields`` pin fields
+    with strategies (``records(Subscription, plan=st.just("pro"))``).
+    """
+    spec = aggregate_spec(aggregate)
+    unknown = set(fields) - set(spec.declared)
+    if unknown:
+        raise TypeError(f"{spec.cls.__name__} has no field {', '.join(sorted(unknown))}")
+    drawn = {
+        name: _or_default(fields.get(name), field_values(fd, targets=targets)) for name, fd in spec.declared.items()
+    }
+    return st.builds(
+        spec.cls, id=_or_default(id, uuids()), external_id=_or_default(external_id, _optional(external_ids())), **drawn
+    )
+
+
+def record_lists(
+    aggregate: AggregateSpec | type,
+    *,
+    targets: Targets | None = None,
+    min_size: int = 0,
+    max_size: int = 5,
+    **fields: SearchStrategy[Any],
+) -> SearchStrategy[list[Any]]:
+    """Lists of new records that can all be added to one tenant: ids, external ids and unique keys differ."""
+    spec = aggregate_spec(aggregate)
+    keyed: list[Callable[[Any], Any]] = [lambda r: r.id, _unique_key]
+    keyed += [partial(_declared_key, spec, key) for key in spec.unique]
+    return st.lists(
+        records(spec, targets=targets, **fields), min_size=min_size, max_size=max_size, unique_by=tuple(keyed)
+    )
+
+
+def _declared_key(spec: AggregateSpec, key: tuple[str, ...], record: Any) -> Any:
+    values = tuple(spec.record_value(record, name) for name in key)
+    return values if all(v is not None for v in values) else ("no key", record.id)

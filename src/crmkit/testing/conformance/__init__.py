@@ -19,6 +19,14 @@ fresh random tenant, so a shared server needs no cleanup. Tests that need a capa
 the store does not declare (``crmkit.store.Capabilities``) are skipped.
 """
 
+from crmkit.testing.conformance._aggregate_kit import AggregateContractBase
+from crmkit.testing.conformance._aggregate_machine import AggregateStateMachineContract, aggregate_state_machine
+from crmkit.testing.conformance._aggregate_queries import AggregateQueryContract
+from crmkit.testing.conformance._aggregates import (
+    AggregateRecordsContract,
+    AggregateReferencesContract,
+    AggregateUnitOfWorkContract,
+)
 from crmkit.testing.conformance._bulk import BulkImportContract
 from crmkit.testing.conformance._concurrency import ConcurrencyContract
 from crmkit.testing.conformance._fuzz import KNOWN_CORE_GAPS, FuzzContract
@@ -41,6 +49,11 @@ from crmkit.testing.conformance._unit_of_work import EventRecorder, UnitOfWorkCo
 __all__ = [
     "CONTRACTS",
     "KNOWN_CORE_GAPS",
+    "TestAggregateQueries",
+    "TestAggregateRecords",
+    "TestAggregateStateMachine",
+    "TestAggregateReferences",
+    "TestAggregateUnitOfWork",
     "TestBulkImport",
     "TestConcurrency",
     "TestDeleteCascade",
@@ -63,6 +76,12 @@ __all__ = [
 ]
 
 __all__ += [
+    "AggregateContractBase",
+    "AggregateQueryContract",
+    "AggregateRecordsContract",
+    "AggregateReferencesContract",
+    "AggregateStateMachineContract",
+    "AggregateUnitOfWorkContract",
     "BulkImportContract",
     "ConcurrencyContract",
     "ContractBase",
@@ -84,6 +103,7 @@ __all__ += [
     "TenancyContract",
     "TimelineContract",
     "UnitOfWorkContract",
+    "aggregate_state_machine",
     "crm_state_machine",
 ]
 
@@ -108,6 +128,11 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     LifecycleContract,
     StatefulContract,
     FuzzContract,
+    AggregateRecordsContract,
+    AggregateReferencesContract,
+    AggregateUnitOfWorkContract,
+    AggregateQueryContract,
+    AggregateStateMachineContract,
 )
 
 
@@ -185,3 +210,23 @@ class TestStateMachine(StatefulContract):
 
 class TestFuzz(FuzzContract):
     """Hostile input."""
+
+
+class TestAggregateRecords(AggregateRecordsContract):
+    """Every declared aggregate (the probe too): CRUD, versions, keys, exact round trips, imports, tenancy."""
+
+
+class TestAggregateReferences(AggregateReferencesContract):
+    """Every declared aggregate: references checked on write, every on_delete policy."""
+
+
+class TestAggregateUnitOfWork(AggregateUnitOfWorkContract):
+    """Every declared aggregate: events with the actor, crmkit_before_commit, rollbacks."""
+
+
+class TestAggregateQueries(AggregateQueryContract):
+    """Every declared aggregate: the query battery per field kind, ordering and keyset pages."""
+
+
+class TestAggregateStateMachine(AggregateStateMachineContract):
+    """Every declared aggregate: random operations against a dict model."""
