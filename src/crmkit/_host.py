@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from crmkit.customers import Customer
     from crmkit.events import Event
     from crmkit.lifecycle import CustomerFacts, StageProposal
-    from crmkit.lifecycle_model import Stage
+    from crmkit.lifecycle_model import Stage, StageSet
     from crmkit.schema import AggregateSpec, Schema
     from crmkit.store import Store
     from crmkit.summaries import PurchaseSummary
@@ -75,6 +75,8 @@ class PluginHost:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"{exc} (a misspelt hook name? see docs/plugin_hooks.md)") from exc
+        self._stages: StageSet | None = None
+        self.customer_stages()  # plugin stages become valid Stage values as soon as plugins are loaded
 
     # --- storage
     def open_store(self, url: str, options: Mapping[str, Any], schema: Schema | None = None) -> Store:
@@ -151,6 +153,24 @@ class PluginHost:
         return found
 
     # --- life cycle
+    def customer_stages(self) -> StageSet:
+        """The customer life cycle: the built-in stages, then those plugins add (registered as Stage values)."""
+        from crmkit.lifecycle_model import BUILTIN_STAGES, StageDef, StageSet, register_stages
+
+        if self._stages is not None:
+            return self._stages
+        found = {s.name: s for s in BUILTIN_STAGES}
+        for result in reversed(self.pm.hook.crmkit_customer_stages()):  # registration order
+            for item in result or ():
+                if not isinstance(item, StageDef):
+                    raise PluginError(f"crmkit_customer_stages returned {item!r}, not a StageDef")
+                if item.name in found and found[item.name] != item:
+                    raise PluginError(f"customer stage '{item.name}' is defined twice differently")
+                found[item.name] = item
+        register_stages(found.values())
+        self._stages = StageSet("customer", list(found.values()))
+        return self._stages
+
     def propose_stage(self, facts: CustomerFacts) -> StageProposal | None:
         return self.pm.hook.crmkit_propose_stage(facts=facts)  # type: ignore[no-any-return]
 

@@ -495,6 +495,15 @@ class Customers(_Records[Customer]):
 
     spec = CUSTOMERS
 
+    def _check_references(self, records: Sequence[Customer], first_row: int | None) -> None:
+        stages = self._crm.lifecycle.stages
+        for i, record in enumerate(records):
+            if record.stage not in stages:
+                err = ValidationError(
+                    "stage", f"is not a stage of this connection's life cycle ({', '.join(stages.names)})", record.stage
+                )
+                raise err if first_row is None else err.at_row(first_row + i)
+
     def _before_replace(self, current: Customer, new: Customer) -> None:
         if new.stage != current.stage:
             self._crm.lifecycle.guard(current, new.stage, "manual")

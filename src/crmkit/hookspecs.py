@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from crmkit.customers import Customer
     from crmkit.events import Event
     from crmkit.lifecycle import CustomerFacts, StageProposal
-    from crmkit.lifecycle_model import Stage
+    from crmkit.lifecycle_model import Stage, StageDef
     from crmkit.relationships import RelationshipType
     from crmkit.schema import Schema
     from crmkit.store import Store
@@ -116,6 +116,16 @@ def crmkit_relationship_types() -> Iterable[RelationshipType]:
 
 
 # --- life cycle --------------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_customer_stages() -> Iterable[StageDef]:
+    """Customer life-cycle stages this plugin adds (``StageDef("vip_club")``), after the built-in ones.
+
+    All results are collected when plugins are loaded; the stages then are valid ``Stage``
+    values, rules may propose them, and ``crm.lifecycle.stages`` lists them. Two plugins
+    may name the same stage only with the same definition.
+    """
 
 
 @hookspec(firstresult=True)

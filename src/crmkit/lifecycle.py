@@ -12,7 +12,7 @@ import attrs
 from crmkit._errors import ConflictError, TransitionVetoed, ValidationError
 from crmkit._validation import at_least, count_of, nonempty_text, of_type
 from crmkit.entities import CUSTOMERS, INTERACTIONS, STAGE_CHANGES
-from crmkit.lifecycle_model import Stage, StageChange, to_stage
+from crmkit.lifecycle_model import Stage, StageChange, StageSet, to_stage
 from crmkit.query import Compare, Where, bind, parse_order
 from crmkit.store import Activity
 from crmkit.summaries import PurchaseSummary
@@ -116,6 +116,8 @@ class Lifecycle:
 
     def __init__(self, crm: CRM) -> None:
         self._crm = crm
+        #: The stages of the customer life cycle on this connection, plugins' included.
+        self.stages: StageSet = crm._host.customer_stages()
 
     def facts(self, customer_id: uuid.UUID) -> CustomerFacts:
         """The facts rules see for one customer, computed in the store."""

@@ -259,7 +259,7 @@ def currencies() -> SearchStrategy[str]:
 
 def stages() -> SearchStrategy[Stage]:
     """Life-cycle stages."""
-    return st.sampled_from(Stage)
+    return st.sampled_from(tuple(Stage))
 
 
 def relationship_kinds() -> SearchStrategy[str]:

@@ -36,7 +36,7 @@ _customer_fields = st.fixed_dictionaries(
         "name": st.sampled_from(q.NAMES),
         "owner": st.sampled_from(q.OWNERS),
         "tags": st.sets(st.sampled_from(q.TAGS), max_size=3),
-        "stage": st.sampled_from(Stage),
+        "stage": st.sampled_from(tuple(Stage)),
         "external_id": _external,
         "attributes": _attributes,
     }
