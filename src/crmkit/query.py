@@ -15,6 +15,9 @@ Semantics (every backend must give the same answers; the conformance suite check
 * ``contains`` means membership for sets (``tags``, ``participants``) and a case-sensitive
   substring test for text.
 * Text compares by Unicode code point (binary collation), never by locale.
+* Text in a condition is Unicode: a lone surrogate is a ValidationError, as it is in
+  stored text. A value for a model field may hold NUL, which stored text never does: it
+  is never equal to a stored value, and ``contains`` with it matches nothing.
 * ``order_by`` puts a missing value (None) before every value of the field: first in an
   ascending order, last in a descending one; keyset pages follow the same order.
 """
@@ -33,7 +36,7 @@ from typing import Any, Literal, Union
 import attrs
 
 from crmkit._errors import ValidationError
-from crmkit._validation import check_identifier, frozen_attributes, utc
+from crmkit._validation import _SURROGATE, check_identifier, frozen_attributes, utc
 from crmkit.entities import EntitySpec, FieldSpec
 
 __all__ = [
@@ -219,10 +222,16 @@ def _value(entity: EntitySpec, spec: FieldSpec, value: Any, *, for_contains: boo
         if isinstance(value, uuid.UUID):
             return value
     elif kind == "text":
+        text = None
         if isinstance(value, str):
-            return str(value.value) if hasattr(value, "value") else str(value)
-        if isinstance(value, enum.Enum) and isinstance(value.value, str):
-            return value.value  # an enum field compares as its value text
+            text = str(value.value) if hasattr(value, "value") else str(value)
+        elif isinstance(value, enum.Enum) and isinstance(value.value, str):
+            text = value.value  # an enum field compares as its value text
+        if text is not None:
+            if not text.isascii() and _SURROGATE.search(text):
+                # not Unicode text: no store could hold it (and drivers cannot even encode it)
+                raise ValidationError(name, "must not contain lone surrogates (not valid Unicode text)", value)
+            return text
     elif kind == "bool":
         if isinstance(value, bool):
             return value
@@ -288,6 +297,10 @@ def _bind(expr: Expr, entity: EntitySpec) -> Expr:
         value = _value(entity, spec, expr.value, for_contains=True)
         if not isinstance(value, str):
             raise ValidationError(expr.field, "contains() takes a string", expr.value)
+        if "\x00" in value:
+            # Stored text never holds NUL (the domain refuses it), so no record contains it;
+            # said here, once, because some stores cannot even search for it.
+            return Not(ALL)
         return Contains(expr.field, value)
     if isinstance(expr, (And, Or)):
         if not isinstance(expr.items, tuple) or not expr.items:

@@ -108,7 +108,7 @@ def test_subclassing_with_a_conftest_fixture(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_inprocess(*_ARGS)
     expected = len([n for n in dir(conformance.PaginationContract) if n.startswith("test_")])
-    result.assert_outcomes(passed=expected + 4 + 1)  # five bad-limit cases in one method, plus ours
+    result.assert_outcomes(passed=expected + 5 + 1)  # six bad-limit cases in one method, plus ours
 
 
 def test_contract_classes_are_not_collected_by_their_own_names() -> None:

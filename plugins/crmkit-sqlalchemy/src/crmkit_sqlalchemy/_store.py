@@ -270,7 +270,7 @@ class SqlRepository(Repository[Any]):
                 .order_by(*self.compiler.order_by(order))
             )
             if limit is not None:
-                statement = statement.limit(sa.bindparam("p_limit", type_=sa.Integer()))
+                statement = statement.limit(sa.bindparam("p_limit", type_=sa.BigInteger()))  # limit + 1 may pass 2**31
             self._shapes[key] = statement
         return statement, {f"p_{p.field}": p.value for p in parts if isinstance(p, Compare)}
 
