@@ -11,7 +11,7 @@ import os
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -22,9 +22,11 @@ import pytest
 from hypothesis import Phase, settings
 
 import crmkit
-from crmkit.backends.memory import MemoryRepository, MemoryStore, order_value
-from crmkit.entities import ENTITIES
-from crmkit.query import And, Compare, Expr, Not, Or, Order, evaluate
+from crmkit._errors import ConflictError
+from crmkit.backends.memory import MemoryRepository, MemoryStore, sort_key
+from crmkit.entities import ENTITIES, EntitySpec
+from crmkit.query import And, Compare, Expr, Not, Or, Order, conjuncts, evaluate
+from crmkit.schema import Schema
 from crmkit.store import Capabilities, Store
 from crmkit.testing.conformance._harness import PROFILE
 
@@ -44,6 +46,20 @@ def _floats(record: Any) -> Any:
     return attrs.evolve(
         record, attributes={k: float(v) if isinstance(v, Decimal) else v for k, v in record.attributes.items()}
     )
+
+
+def _dropped(record: Any, bug: str) -> Any:
+    """A declared record as a store with a codec bug of one field kind would read it back."""
+    spec = getattr(type(record), "__crmkit_spec__", None)
+    if spec is None:
+        return record
+    if bug == "dropped_many":
+        return attrs.evolve(record, **{n: () for n, fd in spec.declared.items() if fd.kind == "many"})
+    copy = attrs.evolve(record)
+    for name, fd in spec.declared.items():
+        if fd.kind == "boolean":  # SQLite's 0 and 1, never turned back into False and True
+            object.__setattr__(copy, name, int(getattr(record, name)))
+    return copy
 
 
 def _null_is_unknown(expr: Expr, spec: Any, record: Any) -> bool:
@@ -70,7 +86,38 @@ class _Repository(MemoryRepository):
             record = _millis(record)
         elif self.bug == "decimal_attributes_as_floats":
             record = _floats(record)
+        elif self.bug in ("dropped_many", "boolean_as_int"):
+            record = _dropped(record, self.bug)
         super()._put(tenant, record)
+
+    def _unique_clash(self, tenant: str, record: Any, batch: dict[tuple[str, ...], set[tuple[Any, ...]]]) -> None:
+        if self.bug == "unique_keys_not_enforced":
+            return  # the unique index of the declared keys was never created
+        if self.bug == "unique_keys_span_tenants":  # the unique index forgot the tenant column
+            for key, index in self._unique.items():
+                values = self._key(record, key)
+                if None in values:
+                    continue
+                for other, held in index.items():
+                    if other != tenant and values in held:
+                        raise ConflictError(f"{self.spec.label} {key} {values} is taken", entity=self.spec.label)
+        super()._unique_clash(tenant, record, batch)
+
+    def _candidates(self, tenant: str, where: Expr, rows: Mapping[uuid.UUID, Any]) -> Iterable[Any]:
+        found = super()._candidates(tenant, where, rows)
+        if self.bug not in ("ref_index_keeps_one_row", "ref_lookup_ignores_tenant") or not self._declared:
+            return found
+        references = {r.field for r in self.spec.references}
+        pinned = [p for p in conjuncts(where) if isinstance(p, Compare) and p.field.split(".")[0] in references]
+        if not pinned or pinned[0].op != "==":
+            return found
+        if self.bug == "ref_index_keeps_one_row":  # a one-to-one map where a reference needs one-to-many
+            return list(found)[:1]
+        return [r for t in list(self._rows) for r in self._rows[t].values()]  # every tenant's rows
+
+    @property
+    def _declared(self) -> bool:
+        return bool(getattr(self.spec, "declared", None))
 
     def _conflicts(self, tenant: str, records: Any, *, skip_external: bool) -> list[Any]:
         if self.bug == "external_ids_not_unique":
@@ -117,13 +164,14 @@ class _Repository(MemoryRepository):
         found = super().find(tenant, where, order, None)
         if self.bug in ("case_insensitive_order", "utf16_order"):
             for name, desc in reversed(order.keys):
-                found.sort(key=lambda r, n=name: self._text_key(order_value(self.spec, r, name=n)), reverse=desc)
+                found.sort(key=lambda r, n=name: self._text_key(sort_key(self.spec, r, name=n)), reverse=desc)
         return found if limit is None else found[:limit]
 
-    def _text_key(self, value: Any) -> Any:
+    def _text_key(self, key: tuple[bool, Any]) -> Any:
+        present, value = key
         if not isinstance(value, str):
-            return value
-        return value.casefold() if self.bug == "case_insensitive_order" else value.encode("utf-16-be")
+            return key
+        return present, value.casefold() if self.bug == "case_insensitive_order" else value.encode("utf-16-be")
 
 
 class MutantStore(MemoryStore):
@@ -140,6 +188,17 @@ class MutantStore(MemoryStore):
         self._repos = repos  # type: ignore[assignment]
         if bug == "no_transactions_capability":
             self.capabilities = Capabilities(transactions=False, concurrent_writers=False)
+
+    def repository(self, spec: EntitySpec) -> MemoryRepository:
+        repo = self._repos.get(spec.name)
+        if repo is None:  # a declared aggregate: a mutant repository too
+            with self._lock:
+                repo = self._repos.get(spec.name)
+                if repo is None:
+                    repo = _Repository(self, spec)
+                    repo.bug = self.bug
+                    self._repos[spec.name] = repo
+        return repo
 
     @property
     def url(self) -> str:
@@ -169,6 +228,12 @@ BUGS: Mapping[str, tuple[str, ...]] = {
     "case_insensitive_order": ("TestOrdering",),
     "utf16_order": ("TestOrdering",),
     "delete_where_deletes_one": ("TestDeleteCascade",),
+    "ref_index_keeps_one_row": ("TestAggregateReferences",),
+    "ref_lookup_ignores_tenant": ("TestAggregateReferences",),
+    "unique_keys_not_enforced": ("TestAggregateRecords",),
+    "unique_keys_span_tenants": ("TestAggregateRecords",),
+    "dropped_many": ("TestAggregateRecords",),
+    "boolean_as_int": ("TestAggregateRecords",),
 }
 
 
@@ -179,10 +244,11 @@ class MutantPlugin:
         self.opened: list[Store] = []
 
     @crmkit.hookimpl
-    def crmkit_open_store(self, url: str, options: Mapping[str, Any]) -> Store | None:
+    def crmkit_open_store(self, url: str, options: Mapping[str, Any], schema: Schema) -> Store | None:
         if not url.startswith("mutant://"):
             return None
         store = MutantStore(url[len("mutant://") :])
+        store.prepare(schema)
         self.opened.append(store)
         return store
 

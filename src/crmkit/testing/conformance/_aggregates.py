@@ -17,14 +17,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import crmkit
-from crmkit import BulkResult, ConflictError, CRMError, Customer, NotFound, ValidationError
+from crmkit import BulkResult, ConflictError, CRMError, Customer, Interaction, NotFound, ValidationError
 from crmkit.crm import CRM, Records
 from crmkit.events import Event
 from crmkit.query import F
 from crmkit.schema import AggregateSpec, Ref
 from crmkit.testing import strategies as cs
 from crmkit.testing._backends import Backend
-from crmkit.testing.aggregates import add_targets, unique_keys_of
+from crmkit.testing.aggregates import REF_ANY_TARGETS, add_targets, unique_keys_of
 from crmkit.testing.conformance._aggregate_kit import (
     AggregateContractBase,
     AggregateKit,
@@ -317,6 +317,32 @@ class AggregateRecordsContract(AggregateContractBase):
         kit.service.delete(mine.id)
         assert_exact(stored, service.get(stored.id))
 
+    def test_another_tenant_may_hold_the_same_ids_and_keys(
+        self, crmkit_backend: Backend, kit: AggregateKit, spec: AggregateSpec
+    ) -> None:
+        mine = kit.add(external_id="shared")
+        theirs = crmkit_backend.crm()
+        for id in kit.targets.of("customers"):  # the same customers, by id, in the other tenant
+            theirs.customers.add(Customer(kind="person", name="twin", id=id))
+        if kit.targets.of("interactions"):
+            owner = theirs.customers.add(Customer(kind="organization", name="twin owner"))
+            for id in kit.targets.of("interactions"):
+                theirs.interactions.add(
+                    Interaction(id=id, customer_id=owner.id, channel="email", direction="inbound", occurred_at=at(2024))
+                )
+        own: dict[str, Any] = {}  # references to other declared aggregates point at records of their own
+        declared = [(r.field, r.target) for r in spec.references if r.target not in (None, *REF_ANY_TARGETS)]
+        if declared:
+            targets = add_targets(theirs, spec, count=1)
+            own = {f: targets.of(str(t))[0] for f, t in declared if getattr(mine, f) is not None}
+        twin = attrs.evolve(mine, version=0, created_at=None, updated_at=None, **own)
+        service: Records[Any] = theirs.records(spec.name)
+        stored = service.add(twin)
+        assert stored.id == mine.id and service.get_by_external_id("shared") == stored
+        assert service.count() == 1 and kit.service.count() == 1
+        service.delete(stored.id)
+        assert_exact(mine, kit.service.get(mine.id))
+
 
 class AggregateReferencesContract(AggregateContractBase):
     """References are checked on write; deleting what they point at applies their ``on_delete``."""
@@ -401,9 +427,11 @@ class AggregateReferencesContract(AggregateContractBase):
                 out[ref.field] = Ref("customers", kit.targets.of("customers")[-1])
         return out
 
-    def test_a_delete_cascades_only_in_its_own_tenant(self, crmkit_backend: Backend, spec: AggregateSpec) -> None:
+    def test_a_delete_applies_its_policies_only_in_its_own_tenant(
+        self, crmkit_backend: Backend, spec: AggregateSpec
+    ) -> None:
         for ref in spec.references:
-            if "customers" not in ref_targets(spec, ref.field) or ref.on_delete == "restrict":
+            if "customers" not in ref_targets(spec, ref.field):
                 continue
             mine = AggregateKit(crmkit_backend.crm(), spec)
             theirs_crm = crmkit_backend.crm()
@@ -411,10 +439,11 @@ class AggregateReferencesContract(AggregateContractBase):
             twin = theirs_crm.customers.add(Customer(kind="person", name="same id, other tenant", id=victim))
             theirs = AggregateKit(theirs_crm, spec)
             value = twin.id if ref.target is not None else Ref("customers", twin.id)
-            away = AggregateReferencesContract._pointing_away(theirs, spec, ref.field)
-            kept = theirs.add(**away, **{ref.field: value})
-            mine.add(**AggregateReferencesContract._pointing_away(mine, spec, ref.field), **{ref.field: value})
+            kept = theirs.add(**self._pointing_away(theirs, spec, ref.field), **{ref.field: value})
+            if ref.on_delete != "restrict":  # restrict: nothing of this tenant refers to the customer
+                mine.add(**self._pointing_away(mine, spec, ref.field), **{ref.field: value})
             mine.crm.customers.delete(victim)
+            assert mine.service.count() == 0 or ref.on_delete == "set_null", f"{ref.field}: {ref.on_delete}"
             assert_exact(kept, theirs.service.get(kept.id), f"{ref.field} in the other tenant")
             assert theirs_crm.customers.get(victim) == twin
 
