@@ -15,6 +15,7 @@ the aggregate known to a connection through the ``crmkit_aggregates`` hook.
 """
 
 from crmkit.schema._declare import Record, aggregate, declared_fields, spec_of, value_object
+from crmkit.schema._docs import field_table
 from crmkit.schema._fields import (
     KINDS,
     MISSING,
@@ -55,6 +56,7 @@ __all__ = [
     "declared_fields",
     "enum",
     "field_def",
+    "field_table",
     "instant",
     "integer",
     "many",
