@@ -159,7 +159,7 @@ def test_gamma_gamma_copes_with_huge_spends(spends: list[float], freq: list[int]
     x = np.array(freq[: len(spends)], dtype=float)
     z = np.array(spends)
     try:
-        gg = GammaGamma().fit(x, z)
+        gg = GammaGamma().fit(x, z, check_independence=False)  # tiny random samples correlate by chance
     except ValidationError as err:  # a tiny sample may not pin the model down: say so, clearly
         assert err.field in ("monetary_value", "p", "q", "v")  # the data, or the parameter they leave free
         return
