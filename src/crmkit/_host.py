@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from crmkit.store import Store
     from crmkit.summaries import PurchaseSummary
 
-__all__ = ["BUILTIN_PLUGINS", "PluginHost", "PluginInfo", "plugins"]
+__all__ = ["BUILTIN_PLUGINS", "PluginHost", "PluginInfo", "plugins", "together"]
 
 #: Internal plugins, registered before installed ones; their first-result defaults are trylast.
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -207,7 +207,35 @@ class PluginHost:
         self.pm.hook.crmkit_before_commit(crm=crm, events=events)  # the first error aborts the transaction
 
     def after_commit(self, crm: CRM, events: Sequence[Event]) -> None:
-        self.pm.hook.crmkit_after_commit(crm=crm, events=events)
+        """Deliver committed events to every implementation, then raise what any of them raised."""
+        errors = self.deliver(crm, events)
+        if errors:
+            raise together(errors)
+
+    def deliver(self, crm: CRM, events: Sequence[Event]) -> list[Exception]:
+        """Call every ``crmkit_after_commit`` implementation, each even if another raised; their errors.
+
+        pluggy stops a hook call at the first exception, so each implementation gets a call of
+        its own (hook wrappers, if any, run around each), in pluggy's order: the last
+        registered first.
+        """
+        name = "crmkit_after_commit"
+        hook = self.pm.hook.crmkit_after_commit
+        plugins = [impl.plugin for impl in hook.get_hookimpls() if not (impl.wrapper or impl.hookwrapper)]
+        if len(plugins) <= 1:
+            try:
+                hook(crm=crm, events=events)
+            except Exception as exc:
+                return [exc]
+            return []
+        errors: list[Exception] = []
+        for plugin in reversed(plugins):
+            only = self.pm.subset_hook_caller(name, [p for p in plugins if p is not plugin])
+            try:
+                only(crm=crm, events=events)
+            except Exception as exc:
+                errors.append(exc)
+        return errors
 
     def describe(self) -> list[PluginInfo]:
         dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
@@ -233,6 +261,25 @@ class PluginHost:
                 )
             )
         return out
+
+
+def together(errors: Sequence[BaseException]) -> BaseException:
+    """One exception to raise for several: the first, with the others attached.
+
+    The first keeps its type (so ``except`` clauses written for it still work); every error,
+    the first included, is in its ``crmkit_errors`` attribute, and each other one is named
+    in its notes, which tracebacks show from Python 3.11 on. (Python 3.10, which crmkit
+    supports, has no ``ExceptionGroup``.)
+    """
+    first = errors[0]
+    others = [e for e in errors[1:] if e is not first]
+    if others:
+        known = list(getattr(first, "crmkit_errors", (first,)))
+        setattr(first, "crmkit_errors", (*known, *(e for e in others if e not in known)))  # noqa: B010
+        notes = list(getattr(first, "__notes__", ()))
+        notes += [f"crmkit: also raised: {type(e).__name__}: {e}" for e in others]
+        setattr(first, "__notes__", notes)  # noqa: B010 (BaseException.add_note is Python 3.11+)
+    return first
 
 
 def plugins() -> list[PluginInfo]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 import attrs
 
 from crmkit._errors import ConflictError, CRMError, NotFound, ValidationError
-from crmkit._host import PluginHost
+from crmkit._host import PluginHost, together
 from crmkit._validation import count_of, text_of, utc
 from crmkit.channels import ChannelType
 from crmkit.customers import Customer
@@ -301,29 +301,45 @@ class _Records(_ReadRecords[R]):
         read from ``items``, prepared and checked for references (just before its own
         transaction rather than inside it), so that the server works while Python does.
         Events are delivered on the calling thread either way, after each commit, in order.
+        If ``crmkit_after_commit`` implementations raise, the import goes on and every batch
+        is still delivered to all of them; their first error is raised at the end, with the
+        others attached (``crmkit._host.together``).
         """
         count_of("batch_size", batch_size)
         if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
             raise ValidationError("items", "must be an iterable of records", items)
-        batches = iter_batches(iter(items), batch_size)
+        hook_errors: list[Exception] = []  # what crmkit_after_commit implementations raised, batch by batch
+        try:
+            result = self._add_batches(iter_batches(iter(items), batch_size), hook_errors)
+        except Exception as exc:
+            together([exc, *hook_errors])  # the import's own error first, the hooks' attached
+            raise
+        if hook_errors:
+            raise together(hook_errors)
+        return result
+
+    def _add_batches(self, batches: Iterator[list[Any]], hook_errors: list[Exception]) -> BulkResult:
         if self._crm.store.capabilities.server and not self._crm._in_transaction():
             first = next(batches, None)
             if first is None:
                 return BulkResult(0, 0)
             second = next(batches, None)
             if second is not None:  # a thread is worth starting only for two batches or more
-                return self._add_overlapped(itertools.chain([first, second], batches))
+                return self._add_overlapped(itertools.chain([first, second], batches), hook_errors)
             batches = iter([first])
         # no server to keep busy, or the caller's transaction to join, or one batch: write here
         added = skipped = row = 0
         for batch in batches:
-            inserted = self._write_batch(self._prepared(batch, row), row)
+            events: list[Event] = []
+            inserted = self._write_batch(self._prepared(batch, row), row, None, events)
             added += len(inserted)
             skipped += len(batch) - len(inserted)
             row += len(batch)
+            if events:
+                hook_errors += self._crm._host.deliver(self._crm, events)
         return BulkResult(added, skipped)
 
-    def _add_overlapped(self, batches: Iterator[list[Any]]) -> BulkResult:
+    def _add_overlapped(self, batches: Iterator[list[Any]], hook_errors: list[Exception]) -> BulkResult:
         """add_many writing batch k on a helper thread while this thread prepares batch k+1."""
         added = skipped = row = 0
         pending: tuple[Future[list[R]], list[Event], int] | None = None
@@ -337,7 +353,7 @@ class _Records(_ReadRecords[R]):
             added += len(inserted)
             skipped += size - len(inserted)
             if events:
-                self._crm._host.after_commit(self._crm, events)
+                hook_errors.extend(self._crm._host.deliver(self._crm, events))
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crmkit-add-many") as writer:
             try:

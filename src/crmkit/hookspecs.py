@@ -179,6 +179,8 @@ def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
 def crmkit_after_commit(crm: CRM, events: Sequence[Event]) -> None:
     """Receive the events of a transaction after it committed, in the order they happened.
 
-    Never called for rolled-back work. An exception raised here propagates to the caller
-    but the data stays committed. Every implementation is called.
+    Never called for rolled-back work. Every implementation is called, even after another
+    raised; then the first exception propagates to the caller (the data stays committed),
+    with every one in its ``crmkit_errors`` attribute. ``add_many`` delivers every batch
+    before raising.
     """

@@ -83,3 +83,54 @@ def test_stage_change_events_carry_the_change() -> None:
         crm.lifecycle.evaluate(c.id)
     changed = [e for batch in rec.batches for e in batch if isinstance(e, events.StageChanged)]
     assert len(changed) == 1 and changed[0].after.to_stage == crmkit.Stage.CUSTOMER
+
+
+class Broken:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @crmkit.hookimpl
+    def crmkit_after_commit(self, events: Sequence[events.Event]) -> None:
+        raise RuntimeError(f"{self.name} is down")
+
+
+class Wrapper:
+    """A new-style hook wrapper: it runs around each implementation's call and sees its error."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @crmkit.hookimpl(wrapper=True)
+    def crmkit_after_commit(self, events: Sequence[events.Event]):  # type: ignore[no-untyped-def]
+        try:
+            return (yield)
+        except RuntimeError as exc:
+            self.seen.append(str(exc))
+            raise
+
+
+@pytest.mark.parametrize("order", ["broken first", "broken last"])
+def test_every_after_commit_implementation_is_called_and_every_error_reported(order: str) -> None:
+    audit, hook, webhook, wrapper = Recorder(), Broken("hook"), Broken("webhook"), Wrapper()
+    plugins = [hook, audit, webhook, wrapper] if order == "broken first" else [wrapper, audit, hook, webhook]
+    with crmkit.connect("memory://", plugins=plugins) as crm:
+        with pytest.raises(RuntimeError) as raised:
+            crm.customers.add(Customer(kind="person", name="Ada"))
+        assert [[type(e) for e in batch] for batch in audit.batches] == [[events.CustomerCreated]]
+        errors = raised.value.crmkit_errors  # type: ignore[attr-defined]
+        assert sorted(str(e) for e in errors) == ["hook is down", "webhook is down"]
+        assert str(raised.value) == str(errors[0]) and raised.value is errors[0]
+        assert getattr(raised.value, "__notes__", None) == [f"crmkit: also raised: RuntimeError: {errors[1]}"]
+        assert sorted(wrapper.seen) == ["hook is down", "webhook is down"]
+        assert crm.customers.count() == 1
+
+
+def test_an_import_error_comes_first_with_the_hooks_errors_attached() -> None:
+    hook = Broken("hook")
+    with crmkit.connect("memory://", plugins=[hook]) as crm:
+        rows: list[object] = [Customer(kind="person", name=f"p{i}") for i in range(5)] + ["not a customer"]
+        with pytest.raises(crmkit.ValidationError) as raised:
+            crm.customers.add_many(rows, batch_size=2)  # type: ignore[arg-type]
+        assert raised.value.row == 5
+        assert [str(e) for e in raised.value.crmkit_errors[1:]] == ["hook is down"] * 2  # type: ignore[attr-defined]
+        assert crm.customers.count() == 4

@@ -48,6 +48,19 @@ class _Boom(Exception):
     pass
 
 
+class _BrokenHook:
+    """A plugin whose ``crmkit_after_commit`` always raises, as a webhook with its server down would."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls = 0
+
+    @crmkit.hookimpl
+    def crmkit_after_commit(self, events: Sequence[Event]) -> None:
+        self.calls += 1
+        raise _Boom(f"{self.name}: call {self.calls} failed")
+
+
 def _snapshot(crm: CRM) -> dict[str, list[Any]]:
     return {
         name: list(getattr(crm, name).find())
@@ -185,6 +198,45 @@ class UnitOfWorkContract(ContractBase):
             ["TransactionAdded"],
         ]
         assert all(recorder.visible)
+
+    @pytest.mark.parametrize("broken", ["registered first", "registered last"])
+    def test_a_raising_after_commit_hook_silences_no_other(self, crmkit_backend: Backend, broken: str) -> None:
+        """Every implementation sees every committed batch; the error comes after, and an import goes on."""
+        audit, webhook = EventRecorder(), _BrokenHook("webhook")
+        crm = crmkit_backend.connect(plugins=[webhook, audit] if broken == "registered first" else [audit, webhook])
+        try:
+            with pytest.raises(_Boom, match="webhook: call 1 failed"):
+                crm.customers.add(person("Ada"))
+            assert audit.kinds() == [["CustomerCreated"]]
+            ada = audit.batches[0][0].after
+            assert crm.customers.get(ada.id) == ada  # committed: the hook only heard of it too late
+            rows = [person(f"p{i}", external_id=f"p{i}") for i in range(25)]
+            with pytest.raises(_Boom, match="webhook: call 2 failed") as raised:
+                crm.customers.add_many(rows, batch_size=10)
+            # every batch was written and delivered to both plugins; the first error is raised
+            # at the end, with the others attached
+            assert crm.customers.count() == 26
+            assert audit.kinds()[1:] == [["CustomerCreated"] * 10, ["CustomerCreated"] * 10, ["CustomerCreated"] * 5]
+            assert webhook.calls == 4
+            reported = [str(e) for e in getattr(raised.value, "crmkit_errors", ())]
+            assert reported == [f"webhook: call {n} failed" for n in (2, 3, 4)]
+            assert crm.customers.add_many(rows, batch_size=10) == crmkit.BulkResult(0, 25)  # nothing new: no events
+            assert webhook.calls == 4
+        finally:
+            crm.close()
+
+    def test_every_raising_after_commit_hook_is_reported(self, crmkit_backend: Backend) -> None:
+        first, second, audit = _BrokenHook("first"), _BrokenHook("second"), EventRecorder()
+        crm = crmkit_backend.connect(plugins=[first, audit, second])
+        try:
+            with pytest.raises(_Boom) as raised:
+                crm.customers.add(person("Ada"))
+            assert audit.kinds() == [["CustomerCreated"]]
+            assert (first.calls, second.calls) == (1, 1)
+            reported = sorted(str(e) for e in getattr(raised.value, "crmkit_errors", ()))
+            assert reported == ["first: call 1 failed", "second: call 1 failed"]
+        finally:
+            crm.close()
 
     @pytest.mark.requires("transactions")
     def test_rolled_back_work_sends_no_events(self, recorded: tuple[CRM, EventRecorder]) -> None:
