@@ -56,7 +56,7 @@ class FitSummary:
     covariance: FloatArray
     n_observations: float
     converged: bool
-    evaluations: int
+    evaluations: int  # of the log-likelihood of all rows (a sample's are not counted)
 
 
 Objective = Callable[[FloatArray], tuple[float, FloatArray]]
@@ -212,14 +212,16 @@ class MLEModel:
         evaluations = 0
         penalty = self.penalizer_coef
 
-        def make(fn: Callable[[FloatArray], tuple[float, FloatArray]], n_obs: float = n_obs) -> Objective:
+        def make(
+            fn: Callable[[FloatArray], tuple[float, FloatArray]], n_obs: float = n_obs, *, counted: bool = True
+        ) -> Objective:
             last: list[tuple[FloatArray, tuple[float, FloatArray]]] = []
 
             def objective(theta: FloatArray) -> tuple[float, FloatArray]:
                 nonlocal evaluations
                 if last and np.array_equal(last[0][0], theta):
                     return last[0][1]
-                evaluations += 1
+                evaluations += counted  # evaluations of all rows (not of the sample)
                 # the box keeps exp() finite; past its walls the parameter is not identified
                 inside = np.clip(theta, -_BOUND, _BOUND)
                 p = scale * np.exp(inside)
@@ -273,7 +275,7 @@ class MLEModel:
 
         k = start.size
         theta = np.zeros(k)
-        first = coarse if sample is None else make(sample[0], sample[1])
+        first = coarse if sample is None else make(sample[0], sample[1], counted=False)
         f0, _ = first(theta)
         if not np.isfinite(f0):
             raise ValidationError("initial_params", "the log-likelihood is not finite at the start", self._named(start))
