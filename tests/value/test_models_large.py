@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 models = pytest.importorskip("crmkit.value.models")
-from crmkit.value.models import BetaGeo, ModifiedBetaGeo  # noqa: E402
-from crmkit.value.models import _rfm  # noqa: E402
+from crmkit.value.models import (  # noqa: E402
+    BetaGeo,
+    ModifiedBetaGeo,
+    _rfm,
+)
 
 BG = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 
