@@ -10,6 +10,7 @@ when a store is opened (``connect(url, upgrade=False)`` refuses instead), or ahe
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from crmkit._errors import PluginError
@@ -39,15 +40,23 @@ def _engine(url: str, **options: Any) -> tuple[Any, Any]:
     return engine, parsed
 
 
-def upgrade(url: str) -> str:
-    """Create crmkit's tables in an empty database, or migrate them to the current revision; return it."""
+def upgrade(url: str, *, plugins: Iterable[object] = ()) -> str:
+    """Create crmkit's tables in an empty database, or migrate them to the current revision; return it.
+
+    The tables of the aggregates declared by installed plugins (and by ``plugins``, as
+    given to ``crmkit.connect``) are created too when missing.
+    """
+    from crmkit._host import PluginHost
+    from crmkit_sqlalchemy._derived import declared_table
     from crmkit_sqlalchemy._errors import Where, translated
     from crmkit_sqlalchemy._migrate import upgrade_engine
 
+    declared = [declared_table(spec) for spec in PluginHost(plugins=plugins).schema().declared.values()]
     engine, parsed = _engine(url)
+    where = Where(parsed)
     try:
-        with translated(Where(parsed)):
-            return upgrade_engine(engine)
+        with translated(where):
+            return upgrade_engine(engine, declared, where=where.text)
     finally:
         engine.dispose()
 

@@ -11,7 +11,10 @@ from crmkit._errors import CRMError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crmkit_sqlalchemy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("upgrade", help="create the tables or migrate them to the newest revision")
+    up = commands.add_parser(
+        "upgrade",
+        help="create the tables (those of installed plugins' aggregates too) or migrate them to the newest revision",
+    )
     up.add_argument("url", help="sqlite:///crm.db or postgresql+psycopg://user:password@host/db")
     now = commands.add_parser("current", help="print the schema revision of the database")
     now.add_argument("url")

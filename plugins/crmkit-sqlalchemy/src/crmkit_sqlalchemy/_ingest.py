@@ -49,7 +49,7 @@ T = TypeVar("T")
 #: From this many rows on, PostgreSQL batches go through COPY.
 COPY_MIN_ROWS = 100
 
-_converters: dict[tuple[str, str], Callable[[str, Any], tuple[Any, ...]]] = {}
+_converters: dict[tuple[sa.Table, str], Callable[[str, Any], tuple[Any, ...]]] = {}
 
 
 def _json_text(value: Any) -> str:
@@ -119,12 +119,12 @@ def _converter(table: sa.Table, dialect: sa.Dialect) -> Callable[[str, Any], tup
     Each column's value is the record's field through the entity's encoder (``_rows.ENCODERS``)
     and then the column's driver form, written out as one tuple expression.
     """
-    key = (table.name, dialect.name)
+    key = (table, dialect.name)
     found = _converters.get(key)
     if found is None:
         namespace: dict[str, Any] = {}
         items = []
-        for i, (column, expression) in enumerate(record_expressions(table.name, namespace)):
+        for i, (column, expression) in enumerate(record_expressions(table, namespace)):
             form = None if column.name == "tenant" else _driver_form(column, dialect)
             if form is None:
                 items.append(expression)
@@ -197,7 +197,7 @@ def _copy_form(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[Any], s
         return _copy_json
     if isinstance(kind, sa.Uuid):
         return _copy_uuid
-    if isinstance(kind, (sa.Numeric, sa.Integer)):
+    if isinstance(kind, (sa.Numeric, sa.Integer, sa.Boolean)):  # str(True) is "True", which COPY reads
         return _copy_plain
     if isinstance(kind, sa.Date):
         return _copy_date
@@ -206,7 +206,7 @@ def _copy_form(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[Any], s
     return None
 
 
-_copy_lines: dict[str, Callable[[str, Any], str]] = {}
+_copy_lines: dict[sa.Table, Callable[[str, Any], str]] = {}
 
 
 #: Rows formatted and sent at a time: the server parses one chunk while the next is formatted.
@@ -222,11 +222,11 @@ def copy_chunks(table: sa.Table, dialect: sa.Dialect, tenant: str, records: Sequ
 
 def _copy_line(table: sa.Table, dialect: sa.Dialect) -> Callable[[str, Any], str]:
     """A function from (tenant, record) to its COPY text row, generated once per table."""
-    line = _copy_lines.get(table.name)
+    line = _copy_lines.get(table)
     if line is None:
         namespace: dict[str, Any] = {}
         items = []
-        for i, (column, expression) in enumerate(record_expressions(table.name, namespace)):
+        for i, (column, expression) in enumerate(record_expressions(table, namespace)):
             form = _copy_form(column, dialect)
             if form is None:  # pragma: no cover - every column type of the schema is handled
                 raise TypeError(f"no COPY text form for {table.name}.{column.name} ({column.type})")
@@ -235,7 +235,7 @@ def _copy_line(table: sa.Table, dialect: sa.Dialect) -> Callable[[str, Any], str
         body = "\\t".join(items)  # a tab, once inside the generated f-string
         source = f'def line(tenant, r):\n    return f"{body}\\n"\n'
         exec(compile(source, f"<crmkit_sqlalchemy COPY rows of {table.name}>", "exec"), namespace)
-        line = _copy_lines[table.name] = namespace["line"]
+        line = _copy_lines[table] = namespace["line"]
     return line
 
 

@@ -10,6 +10,7 @@ when something has to change.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -20,7 +21,18 @@ from crmkit_sqlalchemy._schema import TABLES, VERSION_TABLE, metadata
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["HEAD", "SCRIPT_LOCATION", "alembic_config", "current_revision", "diff", "ensure_schema"]
+    from crmkit.schema import AggregateSpec
+
+__all__ = [
+    "HEAD",
+    "SCRIPT_LOCATION",
+    "alembic_config",
+    "current_revision",
+    "declared_state",
+    "diff",
+    "ensure_declared",
+    "ensure_schema",
+]
 
 #: The newest migration; a test checks it is Alembic's head of ``migrations/versions``.
 HEAD = "0001"
@@ -52,24 +64,88 @@ def _crmkit_tables(connection: sa.Connection) -> list[str]:
     return sorted(existing & set(TABLES))
 
 
-def ensure_schema(engine: sa.Engine, *, upgrade: bool, where: str) -> str:
-    """Make the database's schema the current one (or, with upgrade=False, refuse unless it is)."""
+def declared_state(connection: sa.Connection, tables: Sequence[sa.Table]) -> tuple[list[str], list[str]]:
+    """Which tables of declared aggregates are missing, and how each existing one differs from its declaration.
+
+    Only column names are compared here (one catalog query on PostgreSQL); ``diff`` compares
+    everything. A table whose columns differ is not altered at connect: that is a migration.
+    """
+    if not tables:
+        return [], []
+    inspector = sa.inspect(connection)
+    existing = set(inspector.get_table_names())
+    missing = [t.name for t in tables if t.name not in existing]
+    present = [t for t in tables if t.name in existing]
+    differing: list[str] = []
+    if present:
+        found = inspector.get_multi_columns(filter_names=[t.name for t in present])
+        for table in present:
+            have = {c["name"] for c in found.get((None, table.name), [])}
+            want = {c.name for c in table.c}
+            if have != want:
+                parts = []
+                if want - have:
+                    parts.append(f"lacks {', '.join(sorted(want - have))}")
+                if have - want:
+                    parts.append(f"has undeclared {', '.join(sorted(have - want))}")
+                differing.append(f"{table.name} ({'; '.join(parts)})")
+    return missing, differing
+
+
+def _refuse_differing(where: str, differing: list[str]) -> None:
+    if differing:
+        raise BackendError(
+            f"{where}: the tables of declared aggregates differ from their declarations: {', '.join(differing)}; "
+            "migrate them (an Alembic revision of the plugin that declares them) before connecting"
+        )
+
+
+def ensure_schema(engine: sa.Engine, *, upgrade: bool, where: str, declared: Sequence[sa.Table] = ()) -> str:
+    """Make the database's schema the current one (or, with upgrade=False, refuse unless it is).
+
+    ``declared``: the tables of the connection's declared aggregates; missing ones are created
+    in the same locked transaction as crmkit's own tables.
+    """
     with engine.connect() as connection:
         revision = current_revision(connection)
+        missing, differing = declared_state(connection, declared) if revision == HEAD else ([], [])
         connection.rollback()
-    if revision == HEAD:
+    _refuse_differing(where, differing)
+    if revision == HEAD and not missing:
         return HEAD
     if not upgrade:
-        state = "has no crmkit tables" if revision is None else f"is at schema revision {revision}"
+        if revision != HEAD:
+            state = "has no crmkit tables" if revision is None else f"is at schema revision {revision}"
+            raise BackendError(
+                f"{where} {state}, and this crmkit-sqlalchemy needs revision {HEAD}; "
+                "run `python -m crmkit_sqlalchemy upgrade URL` or connect with upgrade=True"
+            )
         raise BackendError(
-            f"{where} {state}, and this crmkit-sqlalchemy needs revision {HEAD}; "
-            "run `python -m crmkit_sqlalchemy upgrade URL` or connect with upgrade=True"
+            f"{where} has no table for the declared aggregate{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}; run `python -m crmkit_sqlalchemy upgrade URL` with the plugins that "
+            "declare them installed, or connect with upgrade=True"
         )
-    return upgrade_engine(engine)
+    return upgrade_engine(engine, declared, where=where)
 
 
-def upgrade_engine(engine: sa.Engine) -> str:
-    """Create or migrate the schema to HEAD in one locked transaction; return the revision."""
+def ensure_declared(engine: sa.Engine, tables: Sequence[sa.Table], *, upgrade: bool, where: str) -> None:
+    """Create the missing tables of declared aggregates (a store asked for one it was not opened with)."""
+    with engine.connect() as connection:
+        missing, differing = declared_state(connection, tables)
+        connection.rollback()
+    _refuse_differing(where, differing)
+    if not missing:
+        return
+    if not upgrade:
+        raise BackendError(f"{where} has no table for the declared aggregates {', '.join(missing)}")
+    upgrade_engine(engine, tables, where=where)
+
+
+def upgrade_engine(engine: sa.Engine, declared: Sequence[sa.Table] = (), *, where: str = "the database") -> str:
+    """Create or migrate the schema to HEAD in one locked transaction; return the revision.
+
+    The tables of ``declared`` aggregates that are missing are created in the same transaction.
+    """
     with engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             connection.execution_options(crmkit_immediate=True)
@@ -80,6 +156,7 @@ def upgrade_engine(engine: sa.Engine) -> str:
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             revision = current_revision(connection)
             if revision == HEAD:
+                _create_declared(connection, declared, where)
                 return HEAD
             if revision is None:
                 found = _crmkit_tables(connection)
@@ -94,7 +171,17 @@ def upgrade_engine(engine: sa.Engine) -> str:
                 from alembic import command
 
                 command.upgrade(alembic_config(connection), "head")
+            _create_declared(connection, declared, where)
     return HEAD
+
+
+def _create_declared(connection: sa.Connection, tables: Sequence[sa.Table], where: str) -> None:
+    """Inside the locked transaction: create the declared tables still missing (another process may have)."""
+    missing, differing = declared_state(connection, tables)
+    _refuse_differing(where, differing)
+    for table in tables:
+        if table.name in missing:
+            table.create(connection)
 
 
 def _stamp(connection: sa.Connection) -> None:
@@ -110,12 +197,19 @@ def _script() -> Any:
     return ScriptDirectory.from_config(alembic_config())
 
 
-def diff(connection: sa.Connection) -> list[Any]:
-    """What Alembic autogenerate finds different between the database and the table metadata."""
+def diff(connection: sa.Connection, declared: Sequence[AggregateSpec] = ()) -> list[Any]:
+    """What Alembic autogenerate finds different between the database and the table metadata.
+
+    ``declared``: aggregates whose derived tables the database should hold too (the
+    connection's ``schema.declared``); tables of other aggregates count as extra.
+    """
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    from crmkit_sqlalchemy._derived import schema_metadata
+
+    target = schema_metadata(declared) if declared else metadata
     context = MigrationContext.configure(
-        connection, opts={"version_table": VERSION_TABLE, "compare_type": True, "target_metadata": metadata}
+        connection, opts={"version_table": VERSION_TABLE, "compare_type": True, "target_metadata": target}
     )
-    return list(compare_metadata(context, metadata))
+    return list(compare_metadata(context, target))

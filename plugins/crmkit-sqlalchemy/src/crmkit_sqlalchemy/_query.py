@@ -41,6 +41,8 @@ class Compiler:
         self.table = table
         self.spec = spec
         self.pg = dialect == "postgresql"
+        # a ref_any field ``about`` is queried as ``about.aggregate`` and ``about.id``: two columns
+        self._paths = {name: table.c[name.replace(".", "_")] for name in spec.fields if "." in name}
 
     # ------------------------------------------------------------------ public
     def where(self, tenant: str, expr: Expr) -> ColumnElement[bool]:
@@ -51,19 +53,32 @@ class Compiler:
         return sa.and_(condition, self.expr(expr))
 
     def order_by(self, order: Order) -> list[ColumnElement[Any]]:
-        """ORDER BY terms for a crmkit Order (binary text order, exact money order)."""
+        """ORDER BY terms for a crmkit Order (binary text order, exact money order, a missing value first).
+
+        crmkit sorts None before every value (first ascending, last descending): SQLite's
+        order already; PostgreSQL's is the opposite, so nullable fields say it there (only
+        those: a NULLS FIRST on a column without NULLs would keep an index from serving the order).
+        """
         terms: list[ColumnElement[Any]] = []
         for name, desc in order.keys:
             column = self.sortable(name)
-            terms.append(column.desc() if desc else column.asc())
+            term = column.desc() if desc else column.asc()
+            if self.pg and self.spec.fields[name].nullable:
+                term = term.nulls_last() if desc else term.nulls_first()
+            terms.append(term)
         return terms
 
     def sortable(self, name: str) -> ColumnElement[Any]:
         """The expression that orders and compares a field like crmkit does."""
-        column = self.table.c[name]
+        column = self.column(name)
         if self.spec.fields[name].kind == "decimal" and not self.pg:
             return sa.func.substr(column, 1, MONEY_KEY_WIDTH)
         return column
+
+    def column(self, name: str) -> sa.Column[Any]:
+        """The column of a queryable field (``about.id`` of a ref_any field is column ``about_id``)."""
+        path = self._paths.get(name)
+        return self.table.c[name] if path is None else path
 
     # ------------------------------------------------------------------ expressions
     def expr(self, expr: Expr) -> ColumnElement[bool]:
@@ -94,7 +109,7 @@ class Compiler:
     # ------------------------------------------------------------------ model fields
     def _guard(self, name: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
         if self.spec.fields[name].nullable:
-            return sa.and_(self.table.c[name].is_not(None), condition)
+            return sa.and_(self.column(name).is_not(None), condition)
         return condition
 
     def _value(self, name: str, value: Any) -> Any:
@@ -107,7 +122,7 @@ class Compiler:
         """A bound parameter for a field value, typed like what it is compared with."""
         if self.spec.fields[name].kind == "decimal" and not self.pg:
             return sa.bindparam(None, money_key(value), type_=sa.Text())
-        return sa.bindparam(None, value, type_=self.table.c[name].type)
+        return sa.bindparam(None, value, type_=self.column(name).type)
 
     def _compare(self, name: str, op: str, value: Any) -> ColumnElement[bool]:
         column = self.sortable(name)
@@ -142,6 +157,7 @@ class Compiler:
             elements: dict[str, Any] = {
                 "uuid": sa.Uuid(),
                 "int": sa.BigInteger(),
+                "bool": sa.Boolean(),
                 "decimal": sa.Numeric(),
                 "date": sa.Date(),
                 "datetime": postgresql.TIMESTAMP(timezone=True),
@@ -161,7 +177,7 @@ class Compiler:
         if name.startswith("attributes."):
             text = self._attribute_path(name[len("attributes.") :], "s", as_text=True)
             return _never_null(self._substring(text, value))
-        column = self.table.c[name]
+        column = self.column(name)
         if self.spec.fields[name].kind == "text_set":
             if self.pg:
                 return column.bool_op("@>")(_jsonb([value]))
@@ -283,4 +299,3 @@ def _sqlite_form(kind: str, value: Any) -> Any:
     if kind == "date" and isinstance(value, dt.date):
         return value.isoformat()
     return value
-

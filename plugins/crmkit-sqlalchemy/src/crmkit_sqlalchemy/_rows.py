@@ -285,6 +285,7 @@ def stage_change_of(row: Mapping[str, Any]) -> StageChange:
 
 # --------------------------------------------------------------------------- records to rows
 
+
 def _value(member: Any) -> Any:
     return member.value
 
@@ -332,15 +333,24 @@ ENCODERS: dict[str, dict[str, Callable[[Any], Any]]] = {
 }
 
 
-def record_expressions(entity: str, namespace: dict[str, Any]) -> list[tuple[sa.Column[Any], str]]:
-    """Each column of the entity's table with the Python expression of its value from record ``r``.
+def record_expressions(table: sa.Table | str, namespace: dict[str, Any]) -> list[tuple[sa.Column[Any], str]]:
+    """Each column of a table (or of an entity's table) with the Python expression of its value from record ``r``.
 
     Used to generate the converters (here, and the bulk paths' in ``_ingest``), so that the
     mapping is written once; the encoders the expressions call are added to ``namespace``.
+    Tables derived from a declared aggregate carry their expressions in ``table.info``
+    (``_derived.EXPRESSIONS``); crmkit's own five are described by ``ENCODERS``.
     """
-    encoders = ENCODERS[entity]
+    if isinstance(table, str):
+        table = TABLES[table]
+    derived = table.info.get("crmkit_expressions")
+    if derived is not None:
+        for _, helpers in derived.values():
+            namespace.update(helpers)
+        return [(column, derived[column.name][0]) for column in table.c]
+    encoders = ENCODERS[table.name]
     out = []
-    for column in TABLES[entity].c:
+    for column in table.c:
         if column.name == "tenant":
             out.append((column, "tenant"))
         elif column.name in encoders:

@@ -29,14 +29,15 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from crmkit._errors import ConflictError
+from crmkit._errors import ConflictError, PluginError
 from crmkit.entities import ENTITIES, EntitySpec
 from crmkit.query import All, Compare, Expr, In, Order, conjuncts
+from crmkit.schema import AggregateSpec, Schema
 from crmkit.store import Activity, Capabilities, Repository, Store
+from crmkit_sqlalchemy._derived import explain_conflict, storage_of
 from crmkit_sqlalchemy._errors import Where, translated
 from crmkit_sqlalchemy._query import Compiler
-from crmkit_sqlalchemy._rows import CONVERTERS, Converter
-from crmkit_sqlalchemy._schema import TABLES
+from crmkit_sqlalchemy._rows import Converter
 from crmkit_sqlalchemy._url import Options
 
 __all__ = ["SqlRepository", "SqlStore"]
@@ -60,8 +61,9 @@ class SqlRepository(Repository[Any]):
     def __init__(self, store: SqlStore, spec: EntitySpec) -> None:
         self.spec = spec
         self.store = store
-        self.table: sa.Table = TABLES[spec.name]
-        self.convert: Converter = CONVERTERS[spec.name]
+        self.table: sa.Table
+        self.convert: Converter
+        self.table, self.convert = storage_of(spec)  # crmkit's own tables, or derived from a declaration
         self.compiler = Compiler(self.table, spec, store.dialect)
         self._columns = [c for c in self.table.c if c.name != "tenant"]
         # The statements of the hot paths, built once (SQLAlchemy then reuses their compiled form).
@@ -94,6 +96,9 @@ class SqlRepository(Repository[Any]):
 
     def _conflict(self, tenant: str, records: Sequence[Any], cause: ConflictError) -> ConflictError:
         """A ConflictError naming the id or external_id that clashed, found after the failed write."""
+        explained = explain_conflict(self.spec, self.table, records, cause)  # a declared unique key
+        if explained is not cause:
+            return explained
         label = self.spec.label
         seen_ids: set[uuid.UUID] = set()
         seen_ext: set[str] = set()
@@ -188,6 +193,9 @@ class SqlRepository(Repository[Any]):
             with self.store.connection(atomic=True, entity=self.spec.label) as conn:
                 return conn.execute(self._replace, values).rowcount == 1
         except ConflictError as exc:
+            explained = explain_conflict(self.spec, self.table, [record], exc)
+            if explained is not exc:
+                raise explained from exc
             ext = getattr(record, "external_id", None)
             raise ConflictError(
                 f"{self.spec.label} with external_id {ext!r} already exists", entity=self.spec.label, key=ext
@@ -255,7 +263,7 @@ class SqlRepository(Repository[Any]):
             if isinstance(part.value, str) and "\x00" in part.value:
                 return None  # the compiler knows what NUL means (PostgreSQL cannot bind it)
             spec = self.spec.field(part.field)
-            if spec is None or spec.kind not in _PREPARED_KINDS or part.field in fields:
+            if spec is None or spec.kind not in _PREPARED_KINDS or part.field in fields or "." in part.field:
                 return None
             fields.append(part.field)
         key = (tuple(fields), order.keys, limit is None)
@@ -357,6 +365,7 @@ class SqlStore(Store):
         # one connection holds an in-memory database: let one thread use it at a time
         self._serial: threading.RLock | None = threading.RLock() if self.in_memory else None
         self._repos = {spec.name: SqlRepository(self, spec) for spec in ENTITIES.values()}
+        self._serving = threading.Lock()
         self._closed = False
 
     @property
@@ -367,7 +376,40 @@ class SqlStore(Store):
         return f"<SqlStore {self.url}>"
 
     def repository(self, spec: EntitySpec) -> SqlRepository:
-        return self._repos[spec.name]
+        repo = self._repos.get(spec.name)
+        if repo is None or repo.spec is not spec:
+            return self.serve([spec])[0]
+        return repo
+
+    def serve(self, specs: Sequence[EntitySpec], *, ensure: bool = True) -> list[SqlRepository]:
+        """Repositories for declared aggregates, their tables created first when missing (as ``upgrade`` allows).
+
+        ``ensure=False``: the caller has just made sure the tables are there.
+        """
+        from crmkit_sqlalchemy._derived import declared_table
+        from crmkit_sqlalchemy._migrate import ensure_declared
+
+        with self._serving:
+            new: list[AggregateSpec] = []
+            for spec in specs:
+                served = self._repos.get(spec.name)
+                if served is not None and served.spec is spec:
+                    continue
+                if served is not None and served.spec != spec:
+                    raise PluginError(
+                        f"this store already serves an aggregate named {spec.name!r} "
+                        f"({served.spec.cls.__qualname__}); {spec.cls.__qualname__} is another one"
+                    )
+                if not isinstance(spec, AggregateSpec):
+                    raise PluginError(f"{spec.name!r} is not an aggregate crmkit-sqlalchemy knows")
+                new.append(spec)
+            if new and ensure:
+                tables = [declared_table(s) for s in new]
+                with translated(self.where):
+                    ensure_declared(self.engine, tables, upgrade=self.options.upgrade, where=self.where.text)
+            for spec in new:
+                self._repos[spec.name] = SqlRepository(self, spec)
+            return [self._repos[s.name] for s in specs]
 
     # ------------------------------------------------------------------ connections
     def _lock(self) -> threading.RLock | nullcontext[None]:
@@ -565,9 +607,17 @@ def install_idle_ping(engine: sa.Engine, idle_seconds: float) -> None:
             raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
-def open_store(url: URL, options: Options) -> SqlStore:
-    """Create the engine, check (or create / upgrade) the schema, and return the store."""
+def open_store(url: URL, options: Options, schema: Schema | None = None) -> SqlStore:
+    """Create the engine, check (or create / upgrade) the schema, and return the store.
+
+    The tables of the declared aggregates of ``schema`` are created with the rest when
+    missing (in the same locked transaction), or named in a BackendError with ``upgrade=False``.
+    """
+    from crmkit_sqlalchemy._derived import declared_table
     from crmkit_sqlalchemy._migrate import ensure_schema
+
+    declared = list(schema.declared.values()) if schema is not None else []
+    tables = [declared_table(spec) for spec in declared]  # a declaration SQL cannot hold fails here
 
     where = Where(url)
     with translated(where):
@@ -585,7 +635,8 @@ def open_store(url: URL, options: Options) -> SqlStore:
         install_idle_ping(engine, options.ping_after)
     try:
         with translated(where):
-            ensure_schema(engine, upgrade=options.upgrade, where=where.text)
+            ensure_schema(engine, upgrade=options.upgrade, where=where.text, declared=tables)
+        store.serve(declared, ensure=False)
     except BaseException:
         engine.dispose()
         raise
