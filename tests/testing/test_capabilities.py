@@ -21,6 +21,15 @@ def test_missing_capabilities_become_skips(tmp_path: Path) -> None:
     assert "does not declare the 'concurrent_writers' capability" in reasons
 
 
+def test_the_generic_contract_skips_what_needs_transactions(tmp_path: Path) -> None:
+    classes = ("TestAggregateRecords", "TestAggregateUnitOfWork", "TestAggregateStateMachine")
+    result = run_inner(tmp_path, {"test_weak_aggregates.py": backend_module("no_transactions_capability", *classes)})
+    outcomes = list(result.by_test.values())
+    assert "failed" not in outcomes and "error" not in outcomes, result.by_test
+    assert outcomes.count("skipped") == 4 and outcomes.count("passed") >= 20, result.by_test
+    assert "does not declare the 'transactions' capability" in "\n".join(result.skip_reasons)
+
+
 def test_an_unknown_capability_is_an_error_not_a_skip(tmp_path: Path) -> None:
     typo = """
         import pytest
