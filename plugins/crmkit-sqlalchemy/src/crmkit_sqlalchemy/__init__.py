@@ -18,7 +18,7 @@ from crmkit_sqlalchemy._migrate import HEAD
 from crmkit_sqlalchemy._schema import metadata
 from crmkit_sqlalchemy._store import SqlRepository, SqlStore
 
-__all__ = ["HEAD", "SqlRepository", "SqlStore", "current", "metadata", "upgrade"]
+__all__ = ["HEAD", "SqlRepository", "SqlStore", "current", "metadata", "revision", "upgrade"]
 
 
 def _engine(url: str, **options: Any) -> tuple[Any, Any]:
@@ -57,6 +57,33 @@ def upgrade(url: str, *, plugins: Iterable[object] = ()) -> str:
     try:
         with translated(where):
             return upgrade_engine(engine, declared, where=where.text)
+    finally:
+        engine.dispose()
+
+
+def revision(url: str, package: str, message: str, *, plugins: Iterable[object] = ()) -> str:
+    """Autogenerate the next migration of the aggregates ``package`` declares; return its revision id.
+
+    The revision is written into ``<package>/crmkit_migrations/`` (create the folder for the
+    first one), comparing the tables derived from the declarations with the database at
+    ``url``, which must be at the package's latest revision (for the first one: without
+    the package's tables). Installed plugins and ``plugins`` are searched for the aggregates.
+    """
+    from crmkit._host import PluginHost
+    from crmkit_sqlalchemy._branches import write_revision
+    from crmkit_sqlalchemy._errors import Where, translated
+
+    specs = [
+        spec
+        for spec in PluginHost(plugins=plugins).schema().declared.values()
+        if spec.cls.__module__.split(".", 1)[0] == package
+    ]
+    if not specs:
+        raise PluginError(f"no installed plugin declares aggregates in package {package!r}")
+    engine, parsed = _engine(url)
+    try:
+        with translated(Where(parsed)), engine.begin() as connection:
+            return write_revision(connection, specs, message)
     finally:
         engine.dispose()
 

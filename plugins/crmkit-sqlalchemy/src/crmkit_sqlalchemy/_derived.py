@@ -163,6 +163,7 @@ def derive_table(spec: AggregateSpec, into: sa.MetaData) -> sa.Table:
     constraints += [sa.Index(None, *key) for key in indexes]
     table = sa.Table(spec.name, into, *columns, *constraints)
     table.info[EXPRESSIONS] = _expressions(spec)
+    table.info["crmkit_spec"] = spec
     return table
 
 
@@ -399,7 +400,7 @@ def schema_metadata(specs: Iterable[AggregateSpec]) -> sa.MetaData:
     for table in TABLES.values():
         table.to_metadata(combined)
     for spec in specs:
-        declared_table(spec).to_metadata(combined)
+        declared_table(spec).to_metadata(combined).info.clear()
     return combined
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from crmkit._errors import BackendError
+from crmkit_sqlalchemy._branches import Branch, branches
 from crmkit_sqlalchemy._schema import TABLES, VERSION_TABLE, metadata
 
 if TYPE_CHECKING:
@@ -64,18 +65,21 @@ def _crmkit_tables(connection: sa.Connection) -> list[str]:
     return sorted(existing & set(TABLES))
 
 
-def declared_state(connection: sa.Connection, tables: Sequence[sa.Table]) -> tuple[list[str], list[str]]:
+def declared_state(
+    connection: sa.Connection, tables: Sequence[sa.Table], *, skip: frozenset[str] = frozenset()
+) -> tuple[list[str], list[str]]:
     """Which tables of declared aggregates are missing, and how each existing one differs from its declaration.
 
     Only column names are compared here (one catalog query on PostgreSQL); ``diff`` compares
     everything. A table whose columns differ is not altered at connect: that is a migration.
+    ``skip``: tables whose columns are not compared (a migration of theirs is pending).
     """
     if not tables:
         return [], []
     inspector = sa.inspect(connection)
     existing = set(inspector.get_table_names())
     missing = [t.name for t in tables if t.name not in existing]
-    present = [t for t in tables if t.name in existing]
+    present = [t for t in tables if t.name in existing and t.name not in skip]
     differing: list[str] = []
     if present:
         found = inspector.get_multi_columns(filter_names=[t.name for t in present])
@@ -106,18 +110,34 @@ def ensure_schema(engine: sa.Engine, *, upgrade: bool, where: str, declared: Seq
     ``declared``: the tables of the connection's declared aggregates; missing ones are created
     in the same locked transaction as crmkit's own tables.
     """
+    groups = branches(declared)
+    stale: list[str] = []  # plugins' histories behind their heads
+    pending: set[str] = set()  # their tables: a migration will change them
     with engine.connect() as connection:
         revision = current_revision(connection)
-        missing, differing = declared_state(connection, declared) if revision == HEAD else ([], [])
+        missing: list[str] = []
+        differing: list[str] = []
+        if revision == HEAD:
+            for branch, tables in groups.items():
+                found = branch.revision(connection)
+                if found != branch.head():
+                    stale.append(f"{branch.label} is at {found or 'no revision'}, not {branch.head()}")
+                    pending.update(t.name for t in tables)
+            missing, differing = declared_state(connection, declared, skip=frozenset(pending))
         connection.rollback()
     _refuse_differing(where, differing)
-    if revision == HEAD and not missing:
+    if revision == HEAD and not missing and not stale:
         return HEAD
     if not upgrade:
         if revision != HEAD:
             state = "has no crmkit tables" if revision is None else f"is at schema revision {revision}"
             raise BackendError(
                 f"{where} {state}, and this crmkit-sqlalchemy needs revision {HEAD}; "
+                "run `python -m crmkit_sqlalchemy upgrade URL` or connect with upgrade=True"
+            )
+        if stale:
+            raise BackendError(
+                f"{where}: the migrations of installed plugins are behind ({'; '.join(stale)}); "
                 "run `python -m crmkit_sqlalchemy upgrade URL` or connect with upgrade=True"
             )
         raise BackendError(
@@ -129,16 +149,8 @@ def ensure_schema(engine: sa.Engine, *, upgrade: bool, where: str, declared: Seq
 
 
 def ensure_declared(engine: sa.Engine, tables: Sequence[sa.Table], *, upgrade: bool, where: str) -> None:
-    """Create the missing tables of declared aggregates (a store asked for one it was not opened with)."""
-    with engine.connect() as connection:
-        missing, differing = declared_state(connection, tables)
-        connection.rollback()
-    _refuse_differing(where, differing)
-    if not missing:
-        return
-    if not upgrade:
-        raise BackendError(f"{where} has no table for the declared aggregates {', '.join(missing)}")
-    upgrade_engine(engine, tables, where=where)
+    """Create (or migrate) the tables of declared aggregates a store was not opened with."""
+    ensure_schema(engine, upgrade=upgrade, where=where, declared=tables)
 
 
 def upgrade_engine(engine: sa.Engine, declared: Sequence[sa.Table] = (), *, where: str = "the database") -> str:
@@ -156,6 +168,7 @@ def upgrade_engine(engine: sa.Engine, declared: Sequence[sa.Table] = (), *, wher
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
             revision = current_revision(connection)
             if revision == HEAD:
+                _migrate_branches(connection, declared, where)
                 _create_declared(connection, declared, where)
                 return HEAD
             if revision is None:
@@ -171,8 +184,34 @@ def upgrade_engine(engine: sa.Engine, declared: Sequence[sa.Table] = (), *, wher
                 from alembic import command
 
                 command.upgrade(alembic_config(connection), "head")
+            _migrate_branches(connection, declared, where)
             _create_declared(connection, declared, where)
     return HEAD
+
+
+def _migrate_branches(connection: sa.Connection, declared: Sequence[sa.Table], where: str) -> None:
+    """Inside the locked transaction: bring every plugin's migration history to its head (see ``_branches``)."""
+    for branch, tables in branches(declared).items():
+        head = branch.head()
+        found = branch.revision(connection)
+        if found == head:
+            continue
+        if found is None:
+            missing, differing = declared_state(connection, tables)
+            if differing:
+                raise BackendError(
+                    f"{where}: tables of {branch.label} exist without its migration history and differ from "
+                    f"their declarations ({', '.join(differing)}); record the revision they match in "
+                    f"{branch.version_table} (alembic stamp, version location {branch.location})"
+                )
+            for table in tables:  # new ones, or created before the plugin shipped revisions: at the head
+                if table.name in missing:
+                    table.create(connection)
+            _stamp(connection, branch)
+            continue
+        from alembic import command
+
+        command.upgrade(branch.config(connection, tables), "head")
 
 
 def _create_declared(connection: sa.Connection, tables: Sequence[sa.Table], where: str) -> None:
@@ -184,11 +223,15 @@ def _create_declared(connection: sa.Connection, tables: Sequence[sa.Table], wher
             table.create(connection)
 
 
-def _stamp(connection: sa.Connection) -> None:
+def _stamp(connection: sa.Connection, branch: Branch | None = None) -> None:
+    """Record the head revision of crmkit's history (or of a plugin's branch) in its version table."""
     from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    context.stamp(_script(), "head")
+    table = VERSION_TABLE if branch is None else branch.version_table
+    script = _script() if branch is None else ScriptDirectory.from_config(branch.config())
+    context = MigrationContext.configure(connection, opts={"version_table": table})
+    context.stamp(script, "head")
 
 
 def _script() -> Any:
@@ -208,8 +251,18 @@ def diff(connection: sa.Connection, declared: Sequence[AggregateSpec] = ()) -> l
 
     from crmkit_sqlalchemy._derived import schema_metadata
 
+    def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+        # plugins' version tables (crmkit_alembic_version_<package>) are Alembic's, not the schema's
+        return not (type_ == "table" and name is not None and name.startswith(f"{VERSION_TABLE}_"))
+
     target = schema_metadata(declared) if declared else metadata
     context = MigrationContext.configure(
-        connection, opts={"version_table": VERSION_TABLE, "compare_type": True, "target_metadata": target}
+        connection,
+        opts={
+            "version_table": VERSION_TABLE,
+            "compare_type": True,
+            "target_metadata": target,
+            "include_name": include_name,
+        },
     )
     return list(compare_metadata(context, target))
