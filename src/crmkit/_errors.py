@@ -45,11 +45,18 @@ class NotFound(CRMError, LookupError):
 
 
 class ConflictError(CRMError):
-    """A write lost a race (stale version) or broke a unique key."""
+    """A write lost a race (stale version) or broke a unique key.
 
-    def __init__(self, message: str, *, entity: str | None = None, key: Any = None) -> None:
+    ``transient`` is true when the write collided with a concurrent transaction (a
+    deadlock, a serialisation failure, a MongoDB write conflict) rather than with stored
+    data: nothing of it was written, and running the same work again may well succeed.
+    ``add_many`` retries such batches itself.
+    """
+
+    def __init__(self, message: str, *, entity: str | None = None, key: Any = None, transient: bool = False) -> None:
         self.entity = entity
         self.key = key
+        self.transient = transient
         super().__init__(message)
 
 

@@ -18,6 +18,7 @@ import attrs
 
 from crmkit._errors import ConflictError, CRMError, NotFound, ValidationError
 from crmkit._host import PluginHost, together
+from crmkit._retry import retrying
 from crmkit._validation import count_of, text_of, utc
 from crmkit.channels import ChannelType
 from crmkit.customers import Customer
@@ -303,7 +304,9 @@ class _Records(_ReadRecords[R]):
         Events are delivered on the calling thread either way, after each commit, in order.
         If ``crmkit_after_commit`` implementations raise, the import goes on and every batch
         is still delivered to all of them; their first error is raised at the end, with the
-        others attached (``crmkit._host.together``).
+        others attached (``crmkit._host.together``). A batch that collides with a concurrent
+        transaction (another process importing the same rows) is run again, after a short
+        random pause, up to 20 times (``crmkit._retry``) before its ConflictError is raised.
         """
         count_of("batch_size", batch_size)
         if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
@@ -404,8 +407,22 @@ class _Records(_ReadRecords[R]):
     ) -> list[R]:
         """Check references and insert the new records of one batch, atomically; return those stored.
 
-        ``write`` is the batch's prepared insert (``Repository.prepare_insert_new``), if any.
+        ``write`` is the batch's prepared insert (``Repository.prepare_insert_new``), if any. A
+        batch that lost a race with a concurrent transaction (a transient ConflictError) is run
+        again, unless it is part of the caller's transaction, which the lost race undid whole.
         """
+        if self._crm._in_transaction():
+            return self._write_batch_once(prepared, row, write, committed_events, checked)
+        return retrying(lambda: self._write_batch_once(prepared, row, write, committed_events, checked))
+
+    def _write_batch_once(
+        self,
+        prepared: list[R],
+        row: int,
+        write: Callable[[], list[R]] | None,
+        committed_events: list[Event] | None,
+        checked: bool,
+    ) -> list[R]:
         with self._crm._transaction(committed_events):
             if not checked:
                 self._check_references(prepared, row)

@@ -61,7 +61,13 @@ class Repository(abc.ABC, Generic[T]):
 
     @abc.abstractmethod
     def insert_new(self, tenant: str, records: Sequence[T]) -> list[T]:
-        """Store the records whose external_id is not stored yet (ids must be new); return those stored."""
+        """Store the records whose external_id is not stored yet (ids must be new); return those stored.
+
+        Other processes may import the same records at the same moment: the call must then
+        still store each once. If a concurrent transaction made the database give this one
+        up, raise ``ConflictError(..., transient=True)`` with nothing written, and
+        ``add_many`` runs the batch again.
+        """
 
     def prepare_insert_new(self, tenant: str, records: Sequence[T]) -> Callable[[], list[T]]:
         """``insert_new`` in two steps: its Python work now, and a function that does the rest.

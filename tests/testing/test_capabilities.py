@@ -14,7 +14,7 @@ def test_missing_capabilities_become_skips(tmp_path: Path) -> None:
     result = run_inner(tmp_path, {"test_weak_backend.py": module})
     outcomes = list(result.by_test.values())
     assert "failed" not in outcomes and "error" not in outcomes, result.by_test
-    assert outcomes.count("skipped") == 6 + 1 + 5  # unit of work, bulk import, the whole concurrency class
+    assert outcomes.count("skipped") == 6 + 1 + 6  # unit of work, bulk import, the whole concurrency class
     assert outcomes.count("passed") >= 10
     reasons = "\n".join(result.skip_reasons)
     assert "does not declare the 'transactions' capability" in reasons

@@ -25,6 +25,11 @@ __all__ = ["DUPLICATE_KEY", "WRITE_CONFLICT", "duplicate_key_of", "translate_err
 DUPLICATE_KEY = 11000
 WRITE_CONFLICT = 112
 _AUTH_FAILED = 18
+_LOCK_TIMEOUT = 24
+#: How a transaction loses to a concurrent one: a write conflict, or a lock another one held
+#: past the 5 ms a transaction waits. Both carry the TransientTransactionError label, which
+#: elections and lost connections carry too; those stay BackendErrors.
+_LOST_RACE = (WRITE_CONFLICT, _LOCK_TIMEOUT)
 _MAX_REASON = 300
 
 
@@ -89,11 +94,11 @@ def translate_errors(url: MongoURL, label: str = "record") -> Iterator[None]:
         first = _first_write_error(exc)
         if first is not None and first.get("code") == DUPLICATE_KEY:
             raise conflict_for(label, first) from exc
-        if first is not None and first.get("code") == WRITE_CONFLICT:
+        if first is not None and first.get("code") in _LOST_RACE:
             raise _write_conflict(label) from exc
         raise BackendError(f"MongoDB at {url.hosts}: bulk write failed: {_reason(exc, url)}") from exc
     except OperationFailure as exc:
-        if exc.code == WRITE_CONFLICT:
+        if exc.code in _LOST_RACE:  # the server aborted the transaction: worth running again
             raise _write_conflict(label) from exc
         if exc.code == DUPLICATE_KEY:
             raise conflict_for(label, exc.details) from exc
@@ -112,4 +117,5 @@ def _write_conflict(label: str) -> ConflictError:
     return ConflictError(
         f"{label} was changed by a concurrent transaction (write conflict); nothing was written, retry",
         entity=label,
+        transient=True,
     )

@@ -51,6 +51,8 @@ def translated(where: Where, *, entity: str | None = None) -> Iterator[None]:
     except sa_exc.IntegrityError as exc:
         raise ConflictError(describe(where, exc), entity=entity) from exc
     except (sa_exc.DBAPIError, sa_exc.SQLAlchemyError) as exc:
+        if _lost_race(getattr(exc, "orig", None)):
+            raise _transient(where, exc, entity) from exc
         raise BackendError(describe(where, exc)) from exc
     except Exception as exc:
         # raw driver calls (COPY, PRAGMA) raise the DBAPI's own classes
@@ -58,7 +60,23 @@ def translated(where: Where, *, entity: str | None = None) -> Iterator[None]:
             raise
         if any(cls.__name__ == "IntegrityError" for cls in type(exc).__mro__):
             raise ConflictError(describe(where, exc), entity=entity) from exc
+        if _lost_race(exc):
+            raise _transient(where, exc, entity) from exc
         raise BackendError(describe(where, exc)) from exc
+
+
+#: PostgreSQL's deadlock_detected and serialization_failure: the server rolled the transaction
+#: back because of a concurrent one, and the same work run again may succeed.
+_LOST_RACE = ("40P01", "40001")
+
+
+def _lost_race(exc: BaseException | None) -> bool:
+    return getattr(exc, "sqlstate", None) in _LOST_RACE
+
+
+def _transient(where: Where, exc: BaseException, entity: str | None) -> ConflictError:
+    message = f"{describe(where, exc)} (a concurrent transaction got in the way; nothing was written, retry)"
+    return ConflictError(message, entity=entity, transient=True)
 
 
 def _is_driver_error(exc: BaseException) -> bool:

@@ -14,7 +14,9 @@
   COPY hits the unique key, the savepoint is rolled back and the database decides row by
   row: the batch is streamed with ``COPY`` into a temporary table and moved with
   ``INSERT ... SELECT ... ON CONFLICT (tenant, external_id) DO NOTHING RETURNING id``.
-  Small batches use a multi-row ``INSERT ... ON CONFLICT DO NOTHING``.
+  Small batches use a multi-row ``INSERT ... ON CONFLICT DO NOTHING``. Every path writes
+  the batch in external-id order, so that importers of overlapping rows wait for each
+  other's keys in one order and never deadlock.
 
 Records are turned into driver tuples (SQLite) or COPY text (PostgreSQL) by functions
 generated once per table, applying the entity's encoders and then the same conversions as
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -253,6 +256,26 @@ def _first_new(repo: SqlRepository, records: Sequence[Any], stored: set[str]) ->
     return keep
 
 
+_EXTERNAL_ID = operator.attrgetter("external_id")
+
+
+def in_key_order(repo: SqlRepository, records: Sequence[Any]) -> Sequence[Any]:
+    """The records sorted by external id (stably: repeats keep their order), for PostgreSQL.
+
+    Writing a row takes its unique-index entry; another transaction writing the same key
+    waits for it to end. Two imports writing overlapping batches in different orders would
+    wait for each other (a deadlock); written in one order, the one that got a key first
+    always finishes. Records without an external id clash on nothing (their ids are new).
+    """
+    if not repo.spec.has_external_id or len(records) < 2:
+        return records
+    try:
+        return sorted(records, key=_EXTERNAL_ID)
+    except TypeError:  # some have no external id
+        keyed = sorted([r for r in records if r.external_id is not None], key=_EXTERNAL_ID)
+        return [*keyed, *(r for r in records if r.external_id is None)]
+
+
 def insert_new(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> list[Any]:
     """Write the records with new external_ids on ``conn``; return those written, in order."""
     if conn.dialect.name == "postgresql":
@@ -317,13 +340,14 @@ def prepare_postgresql(
     COPY, so that the server parses one chunk while the next is formatted.
     """
     table = repo.table
+    ordered = in_key_order(repo, records)  # every writer takes the keys in this one order
     if len(records) < COPY_MIN_ROWS:
 
         def insert(conn: sa.Connection) -> list[Any]:
             statement = postgresql.insert(table)
             if repo.spec.has_external_id:
                 statement = statement.on_conflict_do_nothing(index_elements=["tenant", "external_id"])
-            ids = set(conn.execute(statement.returning(table.c.id), repo.rows(tenant, records)).scalars())
+            ids = set(conn.execute(statement.returning(table.c.id), repo.rows(tenant, ordered)).scalars())
             return _written(records, ids)
 
         return insert
@@ -331,19 +355,21 @@ def prepare_postgresql(
     # savepoint; a stored (or concurrently imported) external id makes it fail, and then
     # the database sorts the batch out row by row. Asking first would cost more: PostgreSQL
     # plans a lookup of a thousand keys as a scan until the table is large.
-    keep = _first_new(repo, records, set())
-    chunks: Iterable[str] = list(copy_chunks(table, dialect, tenant, keep)) if formatted else ()
+    new = _first_new(repo, ordered, set())
+    # What the batch writes, in the caller's order (repeats of an external id dropped, as in ``new``).
+    keep = list(records) if len(new) == len(records) else _first_new(repo, records, set())
+    chunks: Iterable[str] = list(copy_chunks(table, dialect, tenant, new)) if formatted else ()
 
     def copy(conn: sa.Connection) -> list[Any]:
         from psycopg.errors import IntegrityError
 
         try:
             with conn.begin_nested():
-                _copy_text_into(conn, table, chunks or copy_chunks(table, dialect, tenant, keep))
+                _copy_text_into(conn, table, chunks or copy_chunks(table, dialect, tenant, new))
             return keep
         except IntegrityError:
             pass  # someone stored one of them meanwhile (or an id is taken): let the database decide, below
-        return _written(records, _copy(repo, conn, tenant, records))
+        return _written(records, _copy(repo, conn, tenant, ordered))
 
     return copy
 

@@ -134,6 +134,8 @@ class SqlRepository(Repository[Any]):
             with self.store.connection(atomic=True, several=True, entity=self.spec.label) as conn:
                 conn.execute(self.table.insert(), rows)
         except ConflictError as exc:
+            if exc.transient:
+                raise
             raise self._conflict(tenant, records, exc) from exc
 
     def insert_new(self, tenant: str, records: Sequence[Any]) -> list[Any]:
@@ -145,6 +147,8 @@ class SqlRepository(Repository[Any]):
             with self.store.connection(atomic=True, several=True, entity=self.spec.label) as conn:
                 stored = insert_new(self, conn, tenant, records)
         except ConflictError as exc:
+            if exc.transient:  # lost a race (a deadlock): nothing to explain, the caller may retry
+                raise
             raise self._conflict(tenant, records, exc) from exc
         self._grown(len(stored))
         return stored
@@ -162,6 +166,8 @@ class SqlRepository(Repository[Any]):
                 with self.store.connection(atomic=True, several=True, entity=self.spec.label) as conn:
                     stored = write(conn)
             except ConflictError as exc:
+                if exc.transient:
+                    raise
                 raise self._conflict(tenant, records, exc) from exc
             self._grown(len(stored))
             return stored
@@ -193,6 +199,8 @@ class SqlRepository(Repository[Any]):
             with self.store.connection(atomic=True, entity=self.spec.label) as conn:
                 return conn.execute(self._replace, values).rowcount == 1
         except ConflictError as exc:
+            if exc.transient:
+                raise
             explained = explain_conflict(self.spec, self.table, [record], exc)
             if explained is not exc:
                 raise explained from exc
