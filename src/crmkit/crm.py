@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
 
+from crmkit._budget import check_size
 from crmkit._errors import ConflictError, CRMError, NotFound, ValidationError
 from crmkit._host import PluginHost, together
 from crmkit._retry import retrying
@@ -257,6 +258,7 @@ class _Records(_ReadRecords[R]):
                 message = f"must be a {cls.__name__}"
             err = ValidationError(self.spec.label, message, item)
             raise err if row is None else err.at_row(row)
+        check_size(item, self.spec.label, row)  # the same budget on every backend (crmkit._budget)
         return item  # type: ignore[return-value]
 
     def _check_references(self, records: Sequence[R], first_row: int | None) -> None:

@@ -6,10 +6,14 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+import attrs
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from crmkit import Consent, Customer, EmailAddress, Handle, LineItem, Phone, PostalAddress, Stage
+from crmkit import Consent, Customer, EmailAddress, Handle, LineItem, Phone, PostalAddress, Stage, ValidationError
+from crmkit._budget import MAX_ITEMS
+from crmkit._validation import MAX_TEXT
 from crmkit.crm import CRM
 from crmkit.query import F
 from crmkit.testing import strategies as cs
@@ -208,6 +212,50 @@ class RoundTripContract(ContractBase):
         got = crm.interactions.get(stored.id)
         assert got.summary == long_text and len(got.summary) == 100_000
         assert crm.interactions.count(F("summary") == long_text) == 1
+
+    def test_a_record_at_the_size_budget_round_trips_and_a_larger_one_is_refused(self, crm: CRM) -> None:
+        """Every store holds what the core's size budget lets through, and refuses the rest the same way.
+
+        The record below is just under the budget with four bytes to every character: about
+        8 MB of UTF-8, which MongoDB stores (its limit is 16 MB) as the SQL databases do.
+        """
+        tags = {f"{i:04d}" + "😀" * 196 for i in range(MAX_ITEMS)}  # 1,000 tags of 200 characters
+        attributes: dict[str, Any] = {f"a{i:02d}": "😀" * MAX_TEXT for i in range(17)}
+        biggest = person("Ada", tags=tags, attributes=attributes, external_id="biggest")
+        stored = crm.customers.add(biggest)
+        got = crm.customers.get(stored.id)
+        assert got.tags == tags and got.attributes == attributes
+        assert crm.customers.count(F("tags").contains("0999" + "😀" * 196)) == 1
+
+        too_large = [
+            ("tags", person("Ada", tags={f"t{i}" for i in range(MAX_ITEMS + 1)})),
+            ("tags", person("Ada", tags={f"{i:06d}" + "x" * 194 for i in range(100_000)})),  # about 20 MB
+            ("attributes", person("Ada", attributes={f"a{i}": i for i in range(MAX_ITEMS + 1)})),
+            ("customer", person("Ada", tags=tags, attributes={**attributes, "a17": "😀" * MAX_TEXT})),
+        ]
+        for field, record in too_large:
+            with pytest.raises(ValidationError) as err:
+                crm.customers.add(record)
+            assert err.value.field == field
+            with pytest.raises(ValidationError) as err:
+                crm.customers.add_many([person("fits", external_id="fits"), record], batch_size=1)
+            assert (err.value.field, err.value.row) == (field, 1)
+            with pytest.raises(ValidationError):
+                crm.customers.update(attrs.evolve(record, id=stored.id, version=stored.version))
+        assert crm.customers.get(stored.id) == stored
+        assert crm.customers.count() == 2  # the biggest, and "fits" (the batch before each bad row)
+        ada = crm.customers.add(person("Ada"))
+        with pytest.raises(ValidationError) as err:
+            crm.transactions.add(purchase(ada, "1", at(2024, 1, 1), attributes={f"a{i}": i for i in range(1_001)}))
+        assert err.value.field == "attributes"
+        lines = [LineItem(product="p" * MAX_TEXT) for _ in range(20)]
+        with pytest.raises(ValidationError) as err:
+            crm.transactions.add(purchase(ada, "1", at(2024, 1, 1), line_items=lines))
+        assert err.value.field == "transaction"
+        with pytest.raises(ValidationError) as err:
+            crm.interactions.add(contact(ada, at(2024, 1, 1), participants={f"p{i}" for i in range(1_001)}))
+        assert err.value.field == "participants"
+        assert crm.transactions.count() == 0 and crm.interactions.count() == 0
 
     def test_contact_points_with_consent_round_trip(self, crm: CRM) -> None:
         asked = at(2023, 5, 1, 10, 0, 0, 5, offset=2)
