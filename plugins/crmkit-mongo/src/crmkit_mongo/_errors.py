@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -54,22 +54,42 @@ def _plain(value: Any) -> Any:
     return value
 
 
+#: Reads one field of a duplicate key from its stored form: (field name, stored value) -> value.
+ValueOf = Callable[[str, Any], Any]
+
+
 def duplicate_key_of(details: Mapping[str, Any] | None) -> tuple[str, Any] | None:
-    """(field, value) of the unique key a duplicate-key error names (``id`` or ``external_id``)."""
+    """(field, value) of the unique key a duplicate-key error names, when it is ``id`` or ``external_id``."""
     if not details:
         return None
     key_value = details.get("keyValue") or {}
-    for field in ("external_id", "id"):
-        if field in key_value:
-            return field, _plain(key_value[field])
+    fields = [field for field in key_value if field != "tenant"]
+    if fields in (["external_id"], ["id"]):
+        return fields[0], _plain(key_value[fields[0]])
     return None
 
 
-def conflict_for(label: str, details: Mapping[str, Any] | None) -> ConflictError:
+def _declared_key(details: Mapping[str, Any] | None, value_of: ValueOf | None) -> list[tuple[str, Any]] | None:
+    """(field, value) pairs of a declared unique key a duplicate-key error names (the tenant left out)."""
+    key_value = (details or {}).get("keyValue") or {}
+    pairs = [(field, _plain(value)) for field, value in key_value.items() if field != "tenant"]
+    if not pairs or any(field == "_id" for field, _ in pairs):
+        return None
+    if value_of is not None:
+        pairs = [(field, value_of(field, value)) for field, value in pairs]
+    return pairs
+
+
+def conflict_for(label: str, details: Mapping[str, Any] | None, value_of: ValueOf | None = None) -> ConflictError:
     """The ConflictError for a duplicate key, worded as the memory store words it."""
     found = duplicate_key_of(details)
     if found is None:
-        return ConflictError(f"{label} already exists (duplicate key)", entity=label)
+        pairs = _declared_key(details, value_of)
+        if pairs is None:
+            return ConflictError(f"{label} already exists (duplicate key)", entity=label)
+        shown = ", ".join(f"{field}={value!r}" for field, value in pairs)
+        values = tuple(value for _, value in pairs)
+        return ConflictError(f"{label} with {shown} already exists", entity=label, key=values)
     field, value = found
     if field == "external_id":
         return ConflictError(f"{label} with external_id {value!r} already exists", entity=label, key=value)
@@ -82,18 +102,21 @@ def _first_write_error(exc: BulkWriteError) -> Mapping[str, Any] | None:
 
 
 @contextmanager
-def translate_errors(url: MongoURL, label: str = "record") -> Iterator[None]:
-    """Turn any pymongo error raised inside the block into the matching crmkit error."""
+def translate_errors(url: MongoURL, label: str = "record", value_of: ValueOf | None = None) -> Iterator[None]:
+    """Turn any pymongo error raised inside the block into the matching crmkit error.
+
+    ``value_of`` reads the parts of a duplicate key back into record values (for its message).
+    """
     try:
         yield
     except CRMError:
         raise
     except DuplicateKeyError as exc:
-        raise conflict_for(label, exc.details) from exc
+        raise conflict_for(label, exc.details, value_of) from exc
     except BulkWriteError as exc:
         first = _first_write_error(exc)
         if first is not None and first.get("code") == DUPLICATE_KEY:
-            raise conflict_for(label, first) from exc
+            raise conflict_for(label, first, value_of) from exc
         if first is not None and first.get("code") in _LOST_RACE:
             raise _write_conflict(label) from exc
         raise BackendError(f"MongoDB at {url.hosts}: bulk write failed: {_reason(exc, url)}") from exc
@@ -101,7 +124,7 @@ def translate_errors(url: MongoURL, label: str = "record") -> Iterator[None]:
         if exc.code in _LOST_RACE:  # the server aborted the transaction: worth running again
             raise _write_conflict(label) from exc
         if exc.code == DUPLICATE_KEY:
-            raise conflict_for(label, exc.details) from exc
+            raise conflict_for(label, exc.details, value_of) from exc
         if exc.code == _AUTH_FAILED:
             raise BackendError(f"MongoDB at {url.hosts}: authentication failed: {_reason(exc, url)}") from exc
         raise BackendError(f"MongoDB at {url.hosts}: {_reason(exc, url)}") from exc

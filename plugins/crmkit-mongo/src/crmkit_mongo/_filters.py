@@ -11,7 +11,13 @@ How each rule of the reference semantics is kept:
   Booleans are never ordered, so an ordering comparison with a boolean matches nothing;
 * binary collation: no collation is ever given, so strings compare by UTF-8 bytes, which
   is code-point order;
-* ``contains``: array membership for sets, an escaped regular expression for text.
+* ``contains``: array membership for sets, an escaped regular expression for text;
+* declared aggregates (``_derived``) need nothing of their own: an enum is stored as its
+  value text (what a bound query value is), a boolean as a BSON boolean (only ``==``,
+  ``!=`` and ``in_`` apply), and a ``ref_any`` field as the sub-document whose paths
+  ``about.aggregate`` and ``about.id`` are the query's own field names;
+* order: a missing value sorts as null, below every value of any bracket: first in an
+  ascending order, last in a descending one, which is crmkit's rule for None.
 
 User values only ever appear as operands (``{"$eq": value}``), and field names come from
 the entity spec or are identifiers (``attributes.<name>``), so no value can become an

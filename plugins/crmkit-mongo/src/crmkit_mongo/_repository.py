@@ -14,7 +14,8 @@ from crmkit._errors import ConflictError
 from crmkit.entities import EntitySpec
 from crmkit.query import Expr, Order
 from crmkit.store import Activity, Repository
-from crmkit_mongo._documents import CODECS, as_binary, from_micros
+from crmkit_mongo._derived import codec_for
+from crmkit_mongo._documents import as_binary, from_micros
 from crmkit_mongo._errors import DUPLICATE_KEY, conflict_for, duplicate_key_of
 from crmkit_mongo._filters import for_tenant, sort_spec
 
@@ -31,19 +32,20 @@ def _translated(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: MongoRepository, *args: Any, **kwargs: Any) -> Any:
-        with self._store.errors(self.spec.label):
+        with self._store.errors(self.spec.label, self._value_of):
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
 
 class MongoRepository(Repository[Any]):
-    """Customers, relationships, interactions, transactions or stage changes in one collection."""
+    """One aggregate in one collection: crmkit's own five, or any declared one (its codec derived)."""
 
     def __init__(self, store: MongoStore, spec: EntitySpec, collection: Collection[Any]) -> None:
         self.spec = spec
         self._store = store
-        self._codec = CODECS[spec.name]
+        self._codec = codec_for(spec)
+        self._value_of = getattr(self._codec, "value_of", None)
         self.collection = collection
 
     # -- helpers

@@ -22,9 +22,11 @@ from pymongo.write_concern import WriteConcern
 from crmkit._errors import BackendError, PluginError
 from crmkit.entities import CUSTOMERS, ENTITIES, INTERACTIONS, RELATIONSHIPS, STAGE_CHANGES, TRANSACTIONS, EntitySpec
 from crmkit.relationships import Reached
+from crmkit.schema import AggregateSpec, Schema
 from crmkit.store import Capabilities, Store
+from crmkit_mongo._derived import derived_indexes
 from crmkit_mongo._documents import CODECS
-from crmkit_mongo._errors import translate_errors
+from crmkit_mongo._errors import ValueOf, translate_errors
 from crmkit_mongo._repository import MongoRepository
 from crmkit_mongo._url import MongoURL
 
@@ -66,14 +68,22 @@ def _indexes(spec: EntitySpec) -> dict[str, tuple[list[tuple[str, int]], dict[st
             [("tenant", ASCENDING), ("external_id", ASCENDING)],
             {"unique": True, "partialFilterExpression": {"external_id": {"$exists": True}}},
         )
-    out.update(INDEXES[spec.name])
+    out.update(derived_indexes(spec) if isinstance(spec, AggregateSpec) else INDEXES[spec.name])
     return out
 
 
 class MongoStore(Store):
-    """crmkit's five aggregates in five collections of one MongoDB database."""
+    """Every aggregate of a connection (crmkit's five and the declared ones) in a collection each of one database."""
 
-    def __init__(self, url: MongoURL, client: MongoClient[Any], *, transactions: bool = True) -> None:
+    def __init__(
+        self,
+        url: MongoURL,
+        client: MongoClient[Any],
+        *,
+        transactions: bool = True,
+        schema: Schema | None = None,
+        create_indexes: bool = True,
+    ) -> None:
         self._url = url
         self.client = client
         codecs: CodecOptions[Any] = CodecOptions(uuid_representation=UuidRepresentation.STANDARD, tz_aware=False)
@@ -84,6 +94,10 @@ class MongoStore(Store):
         self._repos = {
             spec.name: MongoRepository(self, spec, self.db.get_collection(spec.name)) for spec in ENTITIES.values()
         }
+        for spec in schema.declared.values() if schema is not None else ():
+            self._repos[spec.name] = MongoRepository(self, spec, self.db.get_collection(spec.name))
+        self._repos_lock = threading.Lock()
+        self._create_indexes = create_indexes
         self.capabilities = self._capabilities()
 
     def _capabilities(self) -> Capabilities:
@@ -102,12 +116,15 @@ class MongoStore(Store):
         self.capabilities = self._capabilities()
 
     def create_indexes(self) -> None:
-        """Create the collections' indexes (idempotent; run when the store opens)."""
-        with self.errors():
-            for spec in ENTITIES.values():
-                collection = self.db.get_collection(spec.name)
-                for name, (keys, options) in _indexes(spec).items():
-                    collection.create_index(keys, name=name, **options)
+        """Create the indexes of every aggregate's collection (idempotent; run when the store opens)."""
+        for repo in list(self._repos.values()):
+            self._create_indexes_of(repo.spec)
+
+    def _create_indexes_of(self, spec: EntitySpec) -> None:
+        with self.errors(spec.label):
+            collection = self.db.get_collection(spec.name)
+            for name, (keys, options) in _indexes(spec).items():
+                collection.create_index(keys, name=name, **options)
 
     # -- the contract
     @property
@@ -119,11 +136,24 @@ class MongoStore(Store):
         return self._url.hosts
 
     def repository(self, spec: EntitySpec) -> MongoRepository:
-        return self._repos[spec.name]
+        repo = self._repos.get(spec.name)
+        if repo is not None and (repo.spec is spec or repo.spec == spec):
+            return repo
+        if not isinstance(spec, AggregateSpec):
+            raise PluginError(f"mongodb: {spec.name} is not an aggregate this store knows or can derive")
+        # A declared aggregate that was not in the schema at connect: its collection and indexes now.
+        with self._repos_lock:
+            repo = self._repos.get(spec.name)
+            if repo is None or repo.spec != spec:
+                repo = MongoRepository(self, spec, self.db.get_collection(spec.name))
+                if self._create_indexes:
+                    self._create_indexes_of(spec)
+                self._repos[spec.name] = repo
+        return repo
 
-    def errors(self, label: str = "record") -> AbstractContextManager[None]:
+    def errors(self, label: str = "record", value_of: ValueOf | None = None) -> AbstractContextManager[None]:
         """A block whose pymongo errors come out as crmkit errors naming this store's hosts."""
-        return translate_errors(self._url, label)
+        return translate_errors(self._url, label, value_of)
 
     def session(self) -> ClientSession | None:
         """The session of the calling thread's transaction, or None outside one."""
@@ -221,8 +251,11 @@ class MongoStore(Store):
         return reached_from(rows, start, direction, CODECS[RELATIONSHIPS.name].decode)
 
 
-def open_store(url: MongoURL, options: Mapping[str, Any]) -> MongoStore:
-    """Connect, learn the topology and create the indexes; BackendError when the server is unreachable."""
+def open_store(url: MongoURL, options: Mapping[str, Any], schema: Schema | None = None) -> MongoStore:
+    """Connect, learn the topology and create the indexes of every aggregate of ``schema``.
+
+    BackendError when the server is unreachable.
+    """
     client_options = {k: v for k, v in options.items() if k not in CRMKIT_OPTIONS}
     transactions = options.get("transactions", True)
     if not isinstance(transactions, bool):
@@ -236,7 +269,7 @@ def open_store(url: MongoURL, options: Mapping[str, Any]) -> MongoStore:
         raise PluginError(f"mongodb: bad URL or option for {url.redacted}: {url.scrub(str(exc))}") from None
     except (PyMongoError, TypeError, ValueError) as exc:
         raise PluginError(f"mongodb: cannot use {url.redacted}: {url.scrub(str(exc))}") from None
-    store = MongoStore(url, client, transactions=transactions)
+    store = MongoStore(url, client, transactions=transactions, schema=schema, create_indexes=bool(create))
     try:
         store.probe()
         if create:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmkit.entities import TRANSACTIONS
 from crmkit.hookspecs import hookimpl
+from crmkit.schema import Schema
 from crmkit.store import Store
 from crmkit.summaries import PurchaseSummary
 from crmkit_mongo._url import SCHEMES, parse_url
@@ -21,14 +22,17 @@ __all__ = ["crmkit_open_store", "crmkit_purchase_summaries", "crmkit_url_schemes
 
 
 @hookimpl
-def crmkit_open_store(url: str, options: Mapping[str, Any]) -> Store | None:
-    """Open ``mongodb://`` and ``mongodb+srv://`` URLs (the database is the URL path, ``crmkit`` by default)."""
+def crmkit_open_store(url: str, options: Mapping[str, Any], schema: Schema) -> Store | None:
+    """Open ``mongodb://`` and ``mongodb+srv://`` URLs (the database is the URL path, ``crmkit`` by default).
+
+    Every aggregate of ``schema`` gets its collection's indexes (declared ones: derived from the spec).
+    """
     parsed = parse_url(url)
     if parsed is None:
         return None
     from crmkit_mongo._store import open_store  # pymongo is loaded only for MongoDB URLs
 
-    return open_store(parsed, options)
+    return open_store(parsed, options, schema)
 
 
 @hookimpl
