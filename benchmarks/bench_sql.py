@@ -48,8 +48,8 @@ import sqlalchemy as sa  # noqa: E402
 import crmkit  # noqa: E402
 from crmkit import Customer, F, Interaction, Transaction  # noqa: E402
 from crmkit._ids import new_id  # noqa: E402
-from crmkit.crm import Transactions  # noqa: E402
 from crmkit.entities import INTERACTIONS, TRANSACTIONS  # noqa: E402
+from crmkit.services.activity import Transactions  # noqa: E402
 from crmkit.store import iter_batches  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -187,7 +187,7 @@ def raw_load(url: str, ids: list[uuid.UUID], n: int, seed: int) -> None:
 
 def domain_cost(ids: list[uuid.UUID], n: int) -> float:
     """Seconds to build n validated Transactions and stamp them as add_many does, storing nothing."""
-    from crmkit.crm import _stamped
+    from crmkit.services.records import _stamped
 
     now = dt.datetime.now(UTC)
     source, _ = timed(lambda: sum(1 for _ in source_rows(ids, n, 7)))

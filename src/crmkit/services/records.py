@@ -1,0 +1,489 @@
+"""The record services every aggregate shares: reads, writes, bulk imports, optimistic concurrency.
+
+``Records`` serves any declared aggregate (``crm.records(Cls)``); crmkit's own services
+subclass ``_Records`` with their extra checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import itertools
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+import attrs
+
+from crmkit._budget import check_size
+from crmkit._errors import ConflictError, NotFound, ValidationError
+from crmkit._host import together
+from crmkit._retry import retrying
+from crmkit._validation import count_of, text_of
+from crmkit.entities import (
+    CUSTOMERS,
+    EntitySpec,
+)
+from crmkit.events import Event, event_for
+from crmkit.lifecycle_model import StageChange
+from crmkit.query import (
+    ALL,
+    And,
+    Cursor,
+    Where,
+    bind,
+    check_cursor,
+    keyset_after,
+    parse_order,
+)
+from crmkit.store import Repository, iter_batches, scan
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+
+__all__ = ["BulkResult", "Page", "Records"]
+
+T = TypeVar("T")
+
+
+class _Record(Protocol):
+    """What the CRM needs of every stored aggregate."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def created_at(self) -> dt.datetime | None: ...
+
+
+R = TypeVar("R", bound=_Record)
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of ``find`` results; pass ``next`` as ``after`` to get the following page (None: no more)."""
+
+    items: tuple[T, ...]
+    next: Cursor | None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> T:
+        return self.items[index]
+
+
+@attrs.frozen
+class BulkResult:
+    """What ``add_many`` did: records added, and records skipped because their external_id was stored."""
+
+    added: int
+    skipped: int
+
+
+def _uuids(field: str, values: object) -> list[uuid.UUID]:
+    """A list of UUIDs from any iterable (duplicates dropped, order kept); ValidationError otherwise."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise ValidationError(field, "must be a collection of uuid.UUID", values)
+    items = list(values)
+    for value in items:
+        if not isinstance(value, uuid.UUID):
+            raise ValidationError(field, "must contain only uuid.UUID values", value)
+    return list(dict.fromkeys(items))
+
+
+_stampers: dict[type, Callable[[Any, dt.datetime], Any]] = {}
+
+
+def _stamped(record: R, now: dt.datetime) -> R:
+    """The stored form of an already validated new record: version 1, created (unless given) and updated now.
+
+    A copy with three fields set, without running the validators again: ``attrs.evolve``
+    would re-validate every field, which dominated bulk imports, and the set fields come
+    from the CRM clock. The copy is made by a function generated once per class.
+    """
+    stamp = _stampers.get(record.__class__)
+    if stamp is None:
+        stamp = _stampers[record.__class__] = _stamper(record.__class__)
+    return stamp(record, now)  # type: ignore[no-any-return]
+
+
+def _stamper(cls: type) -> Callable[[Any, dt.datetime], Any]:
+    names = [a.name for a in attrs.fields(cls)]
+    slots = {s for c in cls.__mro__ for s in getattr(c, "__slots__", ())} - {"__weakref__"}
+    if cls.__dictoffset__ or slots != set(names):
+        # Not a plain slotted attrs class (a subclass with state of its own): copy it generically.
+        def generic(record: Any, now: dt.datetime) -> Any:
+            new = copy.copy(record)
+            object.__setattr__(new, "created_at", record.created_at or now)
+            object.__setattr__(new, "updated_at", now)
+            object.__setattr__(new, "version", 1)
+            return new
+
+        return generic
+    stamped = {"created_at": "r.created_at or now", "updated_at": "now", "version": "1"}
+    lines = [f"    _set(new, {n!r}, {stamped.get(n, f'r.{n}')})" for n in names]
+    source = "def stamp(r, now):\n    new = _new(cls)\n" + "\n".join(lines) + "\n    return new\n"
+    namespace: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "cls": cls}
+    exec(compile(source, f"<crmkit stamp {cls.__qualname__}>", "exec"), namespace)
+    return namespace["stamp"]  # type: ignore[no-any-return]
+
+
+class _ReadRecords(Generic[R]):
+    """Reads shared by every repository of a CRM: get, find, count, stream."""
+
+    spec: EntitySpec
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self._repo: Repository[R] = crm.store.repository(self.spec)
+
+    def get(self, id: uuid.UUID) -> R:
+        """The record with that id; NotFound if this tenant has none."""
+        if not isinstance(id, uuid.UUID):
+            raise ValidationError("id", "must be a uuid.UUID", id)
+        record = self._repo.get(self._crm.tenant, id)
+        if record is None:
+            raise NotFound(self.spec.label, id)
+        return record
+
+    def count(self, where: Where = None) -> int:
+        """How many records match, counted in the store."""
+        return self._repo.count(self._crm.tenant, bind(where, self.spec))
+
+    def find(
+        self,
+        where: Where = None,
+        *,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        after: Cursor | str | None = None,
+    ) -> Page[R]:
+        """Matching records in order (``"-field"`` for descending), at most ``limit``, after a cursor."""
+        condition = bind(where, self.spec)
+        order = parse_order(order_by, self.spec)
+        if limit is not None:
+            count_of("limit", limit)
+        if after is not None:
+            if not isinstance(after, (Cursor, str)):
+                raise ValidationError("after", "must be the cursor (or its string) returned by find()", after)
+            keyset = keyset_after(order, check_cursor(Cursor.parse(after), order, self.spec))
+            condition = keyset if isinstance(condition, type(ALL)) else And((condition, keyset))
+        fetch = None if limit is None else limit + 1
+        items = self._repo.find(self._crm.tenant, condition, order, fetch)
+        if limit is not None and len(items) > limit:
+            items = items[:limit]
+            return Page(tuple(items), Cursor(order.text(), order.sort_key_values(self.spec, items[-1])))
+        return Page(tuple(items), None)
+
+    def stream(
+        self, where: Where = None, *, order_by: str | Sequence[str] | None = None, batch_size: int = 1000
+    ) -> Iterator[R]:
+        """Every matching record, fetched page by page (bounded memory, any number of records)."""
+        count_of("batch_size", batch_size)
+        return scan(self._repo, self._crm.tenant, bind(where, self.spec), parse_order(order_by, self.spec), batch_size)
+
+
+class _Records(_ReadRecords[R]):
+    """Reads and writes: add, add_many, update, delete, with events and optimistic concurrency."""
+
+    def _check(self, item: object, row: int | None = None) -> R:
+        cls = self.spec.cls
+        if item.__class__ is not cls:
+            if isinstance(item, cls):
+                message = (
+                    f"must be a {cls.__name__}: {type(item).__name__} is a subclass, and the store keeps "
+                    f"only the fields of {cls.__name__} (declare an aggregate of its own instead)"
+                )
+            else:
+                message = f"must be a {cls.__name__}"
+            err = ValidationError(self.spec.label, message, item)
+            raise err if row is None else err.at_row(row)
+        check_size(item, self.spec.label, row)  # the same budget on every backend (crmkit._budget)
+        return item  # type: ignore[return-value]
+
+    def _check_references(self, records: Sequence[R], first_row: int | None) -> None:
+        """Raise ValidationError naming the field and row of a reference the store does not hold."""
+        self._crm._require_references(self.spec, records, first_row)
+
+    def _require_customers(self, records: Sequence[R], fields: Sequence[str], first_row: int | None) -> None:
+        wanted = {getattr(r, f) for r in records for f in fields}
+        found = self._crm.store.repository(CUSTOMERS).existing_ids(self._crm.tenant, list(wanted))
+        for i, record in enumerate(records):
+            for field in fields:
+                if getattr(record, field) not in found:
+                    err = ValidationError(field, "no customer with this id in this tenant", getattr(record, field))
+                    raise err if first_row is None else err.at_row(first_row + i)
+
+    def add(self, item: R) -> R:
+        """Store a new record; returns the stored copy (version 1, timestamps set)."""
+        record = self._check(item)
+        if record.version != 0:
+            raise ValidationError(
+                "version", "a new record has version 0 (update() changes stored ones)", record.version
+            )
+        now = self._crm.now()
+        stored = _stamped(record, now)
+        with self._crm.transaction():
+            self._check_references([stored], None)
+            self._repo.insert(self._crm.tenant, [stored])
+            self._crm._emit(event_for(self.spec.name, "created", self.spec.label), None, stored)
+        return stored
+
+    def add_many(self, items: Iterable[R], *, batch_size: int = 10_000) -> BulkResult:
+        """Store records from any iterable, a batch at a time, skipping external_ids already stored.
+
+        Each batch is written atomically, in one database transaction (inside
+        ``crm.transaction()``, everything is), and batches commit in order. A bad record
+        raises ValidationError naming its row (0-based position in ``items``); the batches
+        before it stay committed, and because imports are idempotent by ``external_id`` the
+        corrected import can simply be run again. Larger batches mean fewer commits, which
+        is what bulk imports mostly pay for on a database; smaller ones hold a SQLite file's
+        write lock for less time at once. At most ``batch_size`` records are held in memory,
+        twice that on a database server: there (``store.capabilities.server``), outside
+        ``crm.transaction()``, one batch is written by a helper thread while the next is
+        read from ``items``, prepared and checked for references (just before its own
+        transaction rather than inside it), so that the server works while Python does.
+        Events are delivered on the calling thread either way, after each commit, in order.
+        If ``crmkit_after_commit`` implementations raise, the import goes on and every batch
+        is still delivered to all of them; their first error is raised at the end, with the
+        others attached (``crmkit._host.together``). A batch that collides with a concurrent
+        transaction (another process importing the same rows) is run again, after a short
+        random pause, up to 20 times (``crmkit._retry``) before its ConflictError is raised.
+        """
+        count_of("batch_size", batch_size)
+        if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+            raise ValidationError("items", "must be an iterable of records", items)
+        hook_errors: list[Exception] = []  # what crmkit_after_commit implementations raised, batch by batch
+        try:
+            result = self._add_batches(iter_batches(iter(items), batch_size), hook_errors)
+        except Exception as exc:
+            together([exc, *hook_errors])  # the import's own error first, the hooks' attached
+            raise
+        if hook_errors:
+            raise together(hook_errors)
+        return result
+
+    def _add_batches(self, batches: Iterator[list[Any]], hook_errors: list[Exception]) -> BulkResult:
+        if self._crm.store.capabilities.server and not self._crm._in_transaction():
+            first = next(batches, None)
+            if first is None:
+                return BulkResult(0, 0)
+            second = next(batches, None)
+            if second is not None:  # a thread is worth starting only for two batches or more
+                return self._add_overlapped(itertools.chain([first, second], batches), hook_errors)
+            batches = iter([first])
+        # no server to keep busy, or the caller's transaction to join, or one batch: write here
+        added = skipped = row = 0
+        for batch in batches:
+            events: list[Event] = []
+            inserted = self._write_batch(self._prepared(batch, row), row, None, events)
+            added += len(inserted)
+            skipped += len(batch) - len(inserted)
+            row += len(batch)
+            if events:
+                hook_errors += self._crm._host.deliver(self._crm, events)
+        return BulkResult(added, skipped)
+
+    def _add_overlapped(self, batches: Iterator[list[Any]], hook_errors: list[Exception]) -> BulkResult:
+        """add_many writing batch k on a helper thread while this thread prepares batch k+1."""
+        added = skipped = row = 0
+        pending: tuple[Future[list[R]], list[Event], int] | None = None
+
+        def settle() -> None:
+            nonlocal added, skipped, pending
+            assert pending is not None
+            future, events, size = pending
+            pending = None
+            inserted = future.result()  # raises the batch's own error if its write failed
+            added += len(inserted)
+            skipped += size - len(inserted)
+            if events:
+                hook_errors.extend(self._crm._host.deliver(self._crm, events))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crmkit-add-many") as writer:
+            try:
+                for batch in batches:
+                    prepared = self._prepared(batch, row)
+                    self._check_references(prepared, row)
+                    write = self._repo.prepare_insert_new(self._crm.tenant, prepared)
+                    if pending is not None:
+                        settle()
+                    events: list[Event] = []
+                    task = writer.submit(self._write_batch, prepared, row, write, events, checked=True)
+                    pending = (task, events, len(batch))
+                    row += len(batch)
+                if pending is not None:
+                    settle()
+            finally:
+                # Reading or preparing the input failed: the batch in flight still commits (or
+                # fails, and then its error, about earlier rows, is the one raised).
+                if pending is not None:
+                    settle()
+        return BulkResult(added, skipped)
+
+    def _prepared(self, batch: Sequence[Any], row: int) -> list[R]:
+        """The stored form of a batch (version 1, timestamps), minus repeats of an external_id in it."""
+        now = self._crm.now()
+        prepared: list[R] = []
+        seen_external: set[str] = set()
+        for i, item in enumerate(batch):
+            record = self._check(item, row + i)
+            if record.version != 0:
+                raise ValidationError("version", "a new record has version 0", record.version).at_row(row + i)
+            external = getattr(record, "external_id", None)
+            if external is not None:
+                if external in seen_external:
+                    continue
+                seen_external.add(external)
+            prepared.append(_stamped(record, now))
+        return prepared
+
+    def _write_batch(
+        self,
+        prepared: list[R],
+        row: int,
+        write: Callable[[], list[R]] | None = None,
+        committed_events: list[Event] | None = None,
+        *,
+        checked: bool = False,
+    ) -> list[R]:
+        """Check references and insert the new records of one batch, atomically; return those stored.
+
+        ``write`` is the batch's prepared insert (``Repository.prepare_insert_new``), if any. A
+        batch that lost a race with a concurrent transaction (a transient ConflictError) is run
+        again, unless it is part of the caller's transaction, which the lost race undid whole.
+        """
+        if self._crm._in_transaction():
+            return self._write_batch_once(prepared, row, write, committed_events, checked)
+        return retrying(lambda: self._write_batch_once(prepared, row, write, committed_events, checked))
+
+    def _write_batch_once(
+        self,
+        prepared: list[R],
+        row: int,
+        write: Callable[[], list[R]] | None,
+        committed_events: list[Event] | None,
+        checked: bool,
+    ) -> list[R]:
+        with self._crm._transaction(committed_events):
+            if not checked:
+                self._check_references(prepared, row)
+            inserted = write() if write is not None else self._repo.insert_new(self._crm.tenant, prepared)
+            if self._crm._events_wanted:
+                created = event_for(self.spec.name, "created", self.spec.label)
+                for record in inserted:
+                    self._crm._emit(created, None, record)
+        return inserted
+
+    def get_by_external_id(self, external_id: str) -> R:
+        """The record imported under that external id; NotFound if none."""
+        if not self.spec.has_external_id:
+            raise ValidationError("external_id", f"{self.spec.name} have no external id", external_id)
+        text_of("external_id", external_id)  # no NUL or lone surrogates: no store could hold them
+        record = self._repo.get_by_external_id(self._crm.tenant, external_id)
+        if record is None:
+            raise NotFound(self.spec.label, f"with external_id {external_id!r}")
+        return record
+
+    def update(self, item: R) -> R:
+        """Replace a stored record; ConflictError unless ``item.version`` is the stored version.
+
+        Returns the stored copy with the version bumped and ``updated_at`` set.
+        """
+        record = self._check(item)
+        with self._crm.transaction():
+            current = self._current(record)
+            new = self._bumped(current, record)
+            self._check_references([new], None)
+            self._before_replace(current, new)
+            self._replace(current, new)
+            self._after_replace(current, new, rule="manual", reason=None)
+        return new
+
+    def _current(self, record: R) -> R:
+        current = self.get(record.id)
+        if current.version != record.version:
+            raise ConflictError(
+                f"{self.spec.label} {record.id} is at version {current.version}; "
+                f"this update was based on version {record.version} (reload and retry)",
+                entity=self.spec.label,
+                key=record.id,
+            )
+        return current
+
+    def _bumped(self, current: R, record: R) -> R:
+        return attrs.evolve(  # type: ignore[misc]
+            record,
+            created_at=current.created_at,
+            updated_at=self._crm.now(),
+            version=current.version + 1,
+        )
+
+    def _replace(self, current: R, new: R) -> None:
+        if not self._repo.replace(self._crm.tenant, new, current.version):
+            raise ConflictError(
+                f"{self.spec.label} {new.id} was changed or deleted concurrently (reload and retry)",
+                entity=self.spec.label,
+                key=new.id,
+            )
+        self._crm._emit(event_for(self.spec.name, "updated", self.spec.label), current, new)
+
+    def _before_replace(self, current: R, new: R) -> None:
+        """Checks that need the stored record (subclasses)."""
+
+    def _after_replace(self, current: R, new: R, *, rule: str, reason: str | None) -> StageChange | None:
+        """Follow-up writes in the same transaction (subclasses)."""
+        return None
+
+    def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:
+        """Delete a record (and, for customers, everything that belongs to it); NotFound if absent."""
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise ValidationError("expected_version", "must be an integer or None", expected_version)
+        with self._crm.transaction():
+            current = self.get(id)
+            if expected_version is not None and current.version != expected_version:
+                raise ConflictError(
+                    f"{self.spec.label} {id} is at version {current.version}, not {expected_version}",
+                    entity=self.spec.label,
+                    key=id,
+                )
+            self._delete_current(current)
+
+    def _delete_current(self, current: R) -> None:
+        """Apply the references' delete policies, then delete the record (inside a transaction)."""
+        self._cascade(current)
+        if not self._repo.delete(self._crm.tenant, current.id, current.version):
+            raise ConflictError(
+                f"{self.spec.label} {current.id} was changed concurrently", entity=self.spec.label, key=current.id
+            )
+        self._crm._emit(event_for(self.spec.name, "deleted", self.spec.label), current, None)
+
+    def _cascade(self, current: R) -> None:
+        """What deleting the record does to records that refer to it (``on_delete`` of each reference)."""
+        self._crm._on_delete(self.spec, current.id)
+
+
+class Records(_Records[R]):
+    """``crm.records(Subscription)``: the service of any aggregate, derived from its declaration.
+
+    add, add_many (streamed, batched, idempotent by external_id), get, get_by_external_id,
+    find with keyset pages, count, stream, update with optimistic concurrency and delete
+    applying every reference's ``on_delete`` policy; references are checked on write.
+    """
+
+    def __init__(self, crm: CRM, spec: EntitySpec) -> None:
+        self.spec = spec
+        super().__init__(crm)
+
+    def __repr__(self) -> str:
+        return f"<records of {self.spec.name}>"

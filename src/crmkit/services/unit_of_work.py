@@ -1,0 +1,142 @@
+"""The unit of work of a connection: transactions, events before and after commit, and the actor."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+from crmkit._errors import CRMError, ValidationError
+from crmkit._validation import text_of
+from crmkit.events import Event
+from crmkit.store import Store
+
+if TYPE_CHECKING:
+    from crmkit._host import PluginHost
+    from crmkit.crm import CRM
+
+__all__ = ["UnitOfWork"]
+
+
+class _RollbackOnly(Exception):
+    pass
+
+
+#: How many times ``crmkit_before_commit`` may be called for what its own writes added.
+_BEFORE_COMMIT_ROUNDS = 10
+
+
+def _actor(field: str, value: object) -> str | None:
+    """None or a non-blank actor name such as ``user:42``."""
+    if value is None:
+        return None
+    text = text_of(field, value)
+    if len(text) > 200:
+        raise ValidationError(field, "must be at most 200 characters", value)
+    return text
+
+
+class UnitOfWork:
+    """Transactions of one connection per thread: nesting, rollback-only, events and the actor (CRM's part)."""
+
+    tenant: str
+    store: Store
+    _host: PluginHost
+    _local: threading.local
+    _actor: str | None
+    _events_wanted: bool
+    _before_commit_wanted: bool
+
+    def now(self) -> dt.datetime:  # pragma: no cover - the CRM's clock
+        raise NotImplementedError
+
+    @property
+    def actor(self) -> str | None:
+        """Who the changes made now are attributed to (events carry it); None when unset."""
+        stack = getattr(self._local, "actors", None)
+        return stack[-1] if stack else self._actor
+
+    @contextmanager
+    def acting_as(self, actor: str | None) -> Iterator[None]:
+        """Attribute the changes made in the block (on this thread) to ``actor``."""
+        checked = _actor("actor", actor)
+        stack = self._local.__dict__.setdefault("actors", [])
+        stack.append(checked)
+        try:
+            yield
+        finally:
+            stack.pop()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together or not at all; events are delivered after the commit.
+
+        Blocks nest: an inner block joins the outer transaction. If an exception leaves an
+        inner block, the whole transaction is rolled back even if the outer code catches it.
+        """
+        with self._transaction(None):
+            yield
+
+    @contextmanager
+    def _transaction(self, committed_events: list[Event] | None) -> Iterator[None]:
+        """``transaction()``; given a list, the events of the commit go into it instead of to the hooks.
+
+        (Bulk imports may write on a helper thread, and deliver the events on the caller's.)
+        """
+        local = self._local
+        if getattr(local, "depth", 0) > 0:
+            local.depth += 1
+            try:
+                yield
+            except BaseException:
+                local.doomed = True
+                raise
+            finally:
+                local.depth -= 1
+            return
+        local.depth, local.events, local.doomed = 1, [], False
+        committed = False
+        try:
+            with self.store.transaction():
+                yield
+                if local.doomed:
+                    raise _RollbackOnly
+                self._before_commit(local)
+            committed = True
+        except _RollbackOnly:
+            raise CRMError("rolled back: an inner transaction() block failed and its error was caught") from None
+        finally:
+            local.depth = 0
+            events, local.events = local.events, []
+        if committed and events:
+            if committed_events is None:
+                self._host.after_commit(cast("CRM", self), events)
+            else:
+                committed_events.extend(events)
+
+    def _before_commit(self, local: threading.local) -> None:
+        """Hand the transaction's events to ``crmkit_before_commit``, again for what its writes add."""
+        if not self._before_commit_wanted:
+            return
+        seen = 0  # writes the hook makes join this transaction: its depth is still 1
+        for _ in range(_BEFORE_COMMIT_ROUNDS):
+            if seen == len(local.events):
+                return
+            fresh, seen = local.events[seen:], len(local.events)
+            self._host.before_commit(cast("CRM", self), tuple(fresh))
+            if local.doomed:
+                raise _RollbackOnly
+        raise CRMError(
+            f"crmkit_before_commit kept writing for {_BEFORE_COMMIT_ROUNDS} rounds: "
+            "a hook reacts to its own records (rolled back)"
+        )
+
+    def _in_transaction(self) -> bool:
+        """Whether the calling thread is inside ``transaction()``."""
+        return getattr(self._local, "depth", 0) > 0
+
+    def _emit(self, kind: type[Event], before: Any, after: Any) -> None:
+        if self._events_wanted:
+            self._local.events.append(kind(self.tenant, self.now(), before, after, self.actor))
