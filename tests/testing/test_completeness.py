@@ -25,7 +25,7 @@ from crmkit._host import PluginHost
 from crmkit.schema import AggregateSpec, FieldDef, Schema, field_table
 from crmkit.schema import _registry as registry
 from crmkit.testing import strategies as cs
-from crmkit.testing.probe import Probe, ProbeColour, ProbePart, ProbePlugin
+from crmkit.testing.probe import Probe, ProbeColour, ProbeLink, ProbeLinksPlugin, ProbePart
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = re.compile(r"^<!-- field-table: (\w+) -->\n((?:\|.*\n)+)", re.M)
@@ -41,7 +41,7 @@ class _Declares:
 
 
 def _schema(*extra: type) -> Schema:
-    return PluginHost(plugins=(ProbePlugin(), _Declares(Subscription, *extra))).schema()
+    return PluginHost(plugins=(ProbeLinksPlugin(), _Declares(Subscription, *extra))).schema()
 
 
 def _value_objects(spec: AggregateSpec) -> Iterator[type]:
@@ -111,7 +111,7 @@ def _docs() -> str:
 def test_every_reference_has_a_delete_policy() -> None:
     checked = _schema()
     assert references_without_policy(checked) == []
-    assert {"crmkit_probes", "subscriptions"} <= set(checked.declared)
+    assert {"crmkit_probes", "crmkit_probe_links", "subscriptions"} <= set(checked.declared)
 
 
 def test_a_reference_without_a_policy_is_noticed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,7 +171,13 @@ def test_the_tables_in_the_docs_are_the_generated_ones() -> None:
     text = (ROOT / "docs" / "aggregates.md").read_text(encoding="utf-8")
     tables = documented_tables(text)
     seat = Subscription.__crmkit_spec__.declared["seats"].type
-    generated = {"crmkit_probes": Probe, "ProbePart": ProbePart, "subscriptions": Subscription, "Seat": seat}
+    generated = {
+        "crmkit_probes": Probe,
+        "ProbePart": ProbePart,
+        "crmkit_probe_links": ProbeLink,
+        "subscriptions": Subscription,
+        "Seat": seat,
+    }
     assert set(tables) == set(generated)
     for name, declared in generated.items():
         assert tables[name] == field_table(declared), f"docs/aggregates.md: the table of {name} is stale"

@@ -192,7 +192,7 @@ def example_value(fd: FieldDef, n: int, *, targets: Targets | None = None) -> An
             return ("", " ")[n // 4 % 2]
         return f"{_TEXTS[n % len(_TEXTS)]} {n}"
     if kind == "integer":
-        return _INTEGERS[n % len(_INTEGERS)] if n < len(_INTEGERS) else n
+        return _INTEGERS[n] if n < len(_INTEGERS) else 1_000 + n  # then no value repeats
     if kind == "boolean":
         return n % 2 == 0
     if kind == "money":

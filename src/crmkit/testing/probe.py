@@ -2,7 +2,9 @@
 
 A backend that passes the generic contract on the probe stores any aggregate that can be
 declared: the conformance suite runs it on every backend. Register it with
-``crmkit.connect(url, plugins=[ProbePlugin()])``.
+``crmkit.connect(url, plugins=[ProbePlugin()])``. ``ProbeLink`` refers to probes (cascade
+and restrict) and to other links (set_null): references between declared aggregates and
+to the aggregate itself; ``ProbeLinksPlugin`` registers both, and the suite runs both.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from decimal import Decimal
 from crmkit import schema
 from crmkit.hookspecs import hookimpl
 
-__all__ = ["Probe", "ProbeColour", "ProbePart", "ProbePlugin"]
+__all__ = ["Probe", "ProbeColour", "ProbeLink", "ProbeLinksPlugin", "ProbePart", "ProbePlugin"]
 
 
 class ProbeColour(enum.Enum):
@@ -77,3 +79,22 @@ class ProbePlugin:
     @hookimpl
     def crmkit_aggregates(self) -> Iterable[type]:
         return [Probe]
+
+
+@schema.aggregate("crmkit_probe_links", label="probe link", time_field="linked_at", unique=[("probe_id", "rank")])
+class ProbeLink(schema.Record):
+    """A record that refers to records of declared aggregates: probes, and other links (itself included)."""
+
+    probe_id: uuid.UUID = schema.ref("crmkit_probes", on_delete="cascade")
+    rank: int = schema.integer(sortable=True)
+    linked_at: dt.datetime = schema.instant(sortable=True)
+    previous_id: uuid.UUID | None = schema.ref("crmkit_probe_links", on_delete="set_null", default=None)
+    pinned_id: uuid.UUID | None = schema.ref("crmkit_probes", on_delete="restrict", default=None)
+
+
+class ProbeLinksPlugin:
+    """Registers the probe and the probe links (references between declared aggregates, and to themselves)."""
+
+    @hookimpl
+    def crmkit_aggregates(self) -> Iterable[type]:
+        return [Probe, ProbeLink]

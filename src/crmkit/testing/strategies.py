@@ -797,6 +797,8 @@ def field_values(fd: FieldDef, *, targets: Targets | None = None) -> SearchStrat
     elif kind == "ref":
         assert fd.target is not None
         ids = targets.of(fd.target) if targets is not None else ()
+        if not ids and targets is not None and fd.nullable:
+            return st.none()  # nothing to point at (the aggregate itself, say): the field stays empty
         strategy = st.sampled_from(ids) if ids else uuids()
     elif kind == "ref_any":
         refs = targets.refs if targets is not None else ()

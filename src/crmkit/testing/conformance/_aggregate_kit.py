@@ -13,7 +13,7 @@ import datetime as dt
 import enum
 import types
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +27,7 @@ from crmkit.schema import AggregateSpec
 from crmkit.testing._backends import Backend, BackendPool
 from crmkit.testing.aggregates import REF_ANY_TARGETS, Targets, add_targets, example_record, unique_keys_of
 from crmkit.testing.conformance._harness import Clock, ContractBase, at
-from crmkit.testing.probe import ProbePlugin
+from crmkit.testing.probe import ProbeLinksPlugin
 
 __all__ = [
     "PROBE_PLUGIN",
@@ -39,8 +39,9 @@ __all__ = [
     "exact",
 ]
 
-#: The probe's plugin, one object for the whole session (stores are pooled by plugin identity).
-PROBE_PLUGIN = ProbePlugin()
+#: The plugin of the probe and the probe links, one object for the whole session (stores are
+#: pooled by plugin identity).
+PROBE_PLUGIN = ProbeLinksPlugin()
 
 
 class _DeclaredBy:
@@ -130,18 +131,21 @@ class AggregateKit:
         self._next = 0
         self._held: dict[tuple[str, tuple[Any, ...]], uuid.UUID] = {}
 
+    def _example(self, fields: dict[str, Any], free: Callable[[str], bool]) -> Any:
+        for _ in range(500):
+            n, self._next = self._next, self._next + 1
+            record = example_record(self.spec, n, targets=self.targets, **fields)
+            if all(key not in self._held for key in unique_keys_of(self.spec, record) if free(key[0])):
+                return record
+        raise AssertionError(f"no new {self.spec.name} record with {fields} holds a free unique key")
+
     def build(self, **fields: Any) -> Any:
-        """The next example record of the aggregate, its references pointing at the kit's targets."""
-        n, self._next = self._next, self._next + 1
-        return example_record(self.spec, n, targets=self.targets, **fields)
+        """A new record that holds the keys ``fields`` give, taken or not, and only free keys otherwise."""
+        return self._example(fields, lambda key: not set(key.split(",")) <= set(fields))
 
     def new(self, **fields: Any) -> Any:
         """A new record of the aggregate whose id, external id and unique keys no record of this kit holds."""
-        for _ in range(500):
-            record = self.build(**fields)
-            if all(key not in self._held for key in unique_keys_of(self.spec, record)):
-                return record
-        raise AssertionError(f"no new {self.spec.name} record with {fields} holds a free unique key")
+        return self._example(fields, lambda key: True)
 
     def edited(self, record: Any, **fields: Any) -> Any:
         """``record`` with every declared field rewritten (references too), id and record fields kept."""
