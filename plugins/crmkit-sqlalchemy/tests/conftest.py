@@ -7,6 +7,7 @@ shared database use a fresh tenant each, which the store keeps apart.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,11 @@ import crmkit
 from crmkit.crm import CRM
 
 DIALECTS = ("sqlite", "postgresql")
+
+# The example plugin's aggregate (crmkit_subscriptions), importable in a checkout where it is not installed
+_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "subscriptions" / "src"
+if str(_EXAMPLE) not in sys.path:
+    sys.path.append(str(_EXAMPLE))
 
 
 def fresh_tenant() -> str:

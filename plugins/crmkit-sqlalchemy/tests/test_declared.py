@@ -9,16 +9,16 @@ and every answer is compared with the memory store's.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import attrs
+import crmkit_subscriptions  # importable from the checkout: conftest.py
 import pytest
 import sqlalchemy as sa
+from crmkit_subscriptions import Seat, Status, Subscription
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.servers import create_database, drop_database, unique_name
@@ -30,13 +30,6 @@ from crmkit.query import Expr
 from crmkit.schema import Ref, spec_of
 from crmkit.testing import strategies as cs
 from crmkit.testing.probe import Probe, ProbeColour, ProbePart, ProbePlugin
-
-_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "subscriptions" / "src"
-if str(_EXAMPLE) not in sys.path:
-    sys.path.insert(0, str(_EXAMPLE))
-
-import crmkit_subscriptions  # noqa: E402
-from crmkit_subscriptions import Seat, Status, Subscription  # noqa: E402
 
 UTC = dt.timezone.utc
 TEHRAN = dt.timezone(dt.timedelta(hours=3, minutes=30))
@@ -815,8 +808,9 @@ def test_the_probe_table_on_postgresql(new_database: Callable[[str], str]) -> No
 
 
 def test_missing_tables_are_named_without_upgrade(empty_url: str) -> None:
-    crmkit.connect(empty_url).close()  # crmkit's own tables only
-    with pytest.raises(BackendError, match=r"no table for the declared aggregates crmkit_probes, subscriptions"):
+    crmkit.connect(empty_url).close()  # crmkit's own tables (and those of installed plugins)
+    missing = r"no table for the declared aggregates crmkit_probes, (subscriptions, )?sql_badges"
+    with pytest.raises(BackendError, match=missing):
         _connect(empty_url, upgrade=False)
     _connect(empty_url).close()  # creates them
     with _connect(empty_url, upgrade=False) as crm:
@@ -924,3 +918,34 @@ def test_upgrade_ahead_of_time_creates_the_declared_tables(empty_url: str) -> No
     assert crmkit_sqlalchemy.upgrade(empty_url, plugins=PLUGINS) == crmkit_sqlalchemy.HEAD
     with _connect(empty_url, upgrade=False) as crm:
         assert crm.records(Subscription).count() == 0 and crm.records(Probe).count() == 0
+
+
+def test_long_names_are_cut_alike_by_metadata_and_database(empty_url: str) -> None:
+    """Constraint and index names over 63 characters: PostgreSQL's cut matches the metadata's, clashes are named."""
+    from crmkit_sqlalchemy._migrate import diff
+
+    @schema.aggregate(
+        "a_rather_long_aggregate_name_for_tests",
+        unique=[("customer_identifier_field", "another_long_field_name_here")],
+        indexes=[("another_long_field_name_here", "customer_identifier_field")],
+    )
+    class Long(schema.Record):
+        customer_identifier_field: uuid.UUID = schema.ref("customers", on_delete="cascade")
+        another_long_field_name_here: str = schema.text()
+
+    class Plugin:
+        @crmkit.hookimpl
+        def crmkit_aggregates(self) -> Iterable[type]:
+            return [Long]
+
+    with crmkit.connect(empty_url, tenant="acme", plugins=[Plugin()]) as crm:
+        ada = crm.customers.add(Customer(kind="person", name="Ada"))
+        crm.records(Long).add(Long(customer_identifier_field=ada.id, another_long_field_name_here="x"))
+        with pytest.raises(ConflictError, match="another_long_field_name_here='x' already exists"):
+            crm.records(Long).add(Long(customer_identifier_field=ada.id, another_long_field_name_here="x"))
+    engine = sa.create_engine(empty_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            assert diff(conn, [spec_of(Long)]) == []
+    finally:
+        engine.dispose()

@@ -26,6 +26,7 @@ from crmkit_sqlalchemy._migrate import diff
 
 import crmkit
 from crmkit import BackendError, Customer, F
+from crmkit._host import PluginHost
 from crmkit.schema import spec_of
 
 RELEASE_1 = """
@@ -78,10 +79,11 @@ def _version(url: str, package: str) -> str | None:
 
 
 def _drift(url: str, plugin: ModuleType) -> list[object]:
+    installed = PluginHost(plugins=[plugin]).schema().declared.values()  # the widgets, and installed plugins'
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            return diff(conn, [spec_of(plugin.Widget)])
+            return diff(conn, list(installed))
     finally:
         engine.dispose()
 

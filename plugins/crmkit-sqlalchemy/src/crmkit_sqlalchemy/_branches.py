@@ -175,7 +175,12 @@ def write_revision(connection: sa.Connection, specs: Sequence[AggregateSpec], me
     )
     if not compare_metadata(context, target):
         raise BackendError(f"the tables of {branch.label} already match their declarations: nothing to write")
-    number = 1 if head is None else int(head) + 1
+    from alembic.script import ScriptDirectory
+
+    taken = {r.revision for r in ScriptDirectory.from_config(config).walk_revisions()}
+    number = len(taken) + 1
+    while f"{number:04d}" in taken:  # hand-written revisions may have used other ids
+        number += 1
     revision_id = f"{number:04d}"
     command.revision(config, message=message, autogenerate=True, rev_id=revision_id)
     return revision_id

@@ -408,6 +408,7 @@ def schema_metadata(specs: Iterable[AggregateSpec]) -> sa.MetaData:
 
 
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: ([\w.]+(?:, [\w.]+)*)")
+_POSTGRESQL_KEY = re.compile(r"Key \(([^)]*)\)=")
 
 
 def _violated(table: sa.Table, cause: BaseException) -> tuple[str, ...] | None:
@@ -420,7 +421,9 @@ def _violated(table: sa.Table, cause: BaseException) -> tuple[str, ...] | None:
             for constraint in table.constraints:
                 if isinstance(constraint, sa.UniqueConstraint) and constraint.name == name:
                     return tuple(c.name for c in constraint.columns)
-            return None
+            # a long name is cut short by PostgreSQL; the detail still lists the columns
+            detail = _POSTGRESQL_KEY.match(getattr(diag, "message_detail", None) or "")
+            return tuple(c.strip().strip('"') for c in detail.group(1).split(",")) if detail else None
         found = _SQLITE_UNIQUE.search(str(original))
         if found:
             return tuple(part.rsplit(".", 1)[-1] for part in found.group(1).split(", "))
