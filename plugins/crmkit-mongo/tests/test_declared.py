@@ -17,6 +17,7 @@ from pathlib import Path
 import attrs
 import pytest
 from bson import Decimal128, Int64
+from crmkit_mongo._filters import for_tenant, sort_spec, translate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,7 @@ import crmkit
 from crmkit import ConflictError, Customer, F, Interaction, schema
 from crmkit.crm import CRM
 from crmkit.hookspecs import hookimpl
-from crmkit.query import And, Not, Or
+from crmkit.query import And, Compare, Not, Or, keyset_after, parse_order
 from crmkit.testing import strategies as cst
 from crmkit.testing.probe import Probe, ProbeColour, ProbePart
 
@@ -498,6 +499,42 @@ def test_reference_lookups_use_their_index(crm):
         ).explain()["queryPlanner"]["winningPlan"]
     )
     assert "ref_owner_id" in plan and "'SORT'" not in plan
+
+
+def test_keyset_pages_read_the_order_index_from_the_cursor_on(crm):
+    people = customers(crm, 2)
+    probes = crm.records(Probe)
+    probes.add_many(
+        probe(people[i % 2], code=f"c{i}", number=i, happened_at=T0 + dt.timedelta(seconds=i)) for i in range(300)
+    )
+    spec = Probe.__crmkit_spec__
+    for order_by in (None, "id", "-id"):  # orders an index gives
+        order = parse_order(order_by, spec)
+        page = probes.find(None, order_by=order_by, limit=100)
+        after = keyset_after(order, order.sort_key_values(spec, page.items[-1]))
+        collection = crm.store.db["crmkit_probes"]
+        explain = collection.database.command(
+            "explain",
+            {"find": collection.name, "filter": for_tenant(crm.tenant, after, spec), "sort": dict(sort_spec(order))},
+            verbosity="executionStats",
+            codec_options=collection.codec_options,
+        )
+        assert "'SORT'" not in str(explain["queryPlanner"]["winningPlan"]), order_by
+        assert explain["executionStats"]["totalKeysExamined"] <= 201, order_by  # the rest, read once
+
+
+def test_the_implied_bound_is_added_only_where_every_branch_implies_it():
+    spec = Probe.__crmkit_spec__
+    later = And((Compare("number", "==", 5), Compare("id", ">", uuid.UUID(int=1))))
+    assert translate(Or((Compare("number", ">", 5), later)), spec)["$and"][0] == {"number": {"$gte": 5}}
+    assert translate(Or((Compare("number", "<", 5), later)), spec)["$and"][0] == {"number": {"$lte": 5}}
+    for loose in (
+        Or((Compare("number", ">", 5), Compare("code", "==", "x"))),
+        Or((Compare("number", ">", 5), And((Compare("number", "==", 6), Compare("id", ">", uuid.UUID(int=1)))))),
+        Or((Compare("attributes.x", ">", 1), And((Compare("attributes.x", "==", 1), Compare("flag", "==", True))))),
+        Or((Compare("note", "!=", None), Compare("note", "==", None))),
+    ):
+        assert set(translate(loose, spec)) == {"$or"}, loose
 
 
 # --------------------------------------------------------------------------- the query battery

@@ -17,7 +17,9 @@ How each rule of the reference semantics is kept:
   ``!=`` and ``in_`` apply), and a ``ref_any`` field as the sub-document whose paths
   ``about.aggregate`` and ``about.id`` are the query's own field names;
 * order: a missing value sorts as null, below every value of any bracket: first in an
-  ascending order, last in a descending one, which is crmkit's rule for None.
+  ascending order, last in a descending one, which is crmkit's rule for None. A keyset
+  page's condition gets the bound its branches imply on the first sort key, so that the
+  index giving the order is read from the cursor on (``_implied_bound``).
 
 User values only ever appear as operands (``{"$eq": value}``), and field names come from
 the entity spec or are identifiers (``attributes.<name>``), so no value can become an
@@ -83,12 +85,46 @@ def translate(expr: Expr, spec: EntitySpec) -> dict[str, Any]:
             return {field: {"$eq": expr.value}}  # an array field equals a value when it holds it
         return {field: {"$regex": re.escape(expr.value)}}
     if isinstance(expr, And):
-        return {"$and": [translate(item, spec) for item in expr.items]}
+        parts: list[dict[str, Any]] = []
+        for item in expr.items:
+            part = translate(item, spec)
+            parts.extend(part["$and"] if len(part) == 1 and "$and" in part else [part])
+        return {"$and": parts}
     if isinstance(expr, Or):
-        return {"$or": [translate(item, spec) for item in expr.items]}
+        either = {"$or": [translate(item, spec) for item in expr.items]}
+        bound = _implied_bound(expr, spec)
+        return either if bound is None else {"$and": [bound, either]}
     if isinstance(expr, Not):
         return {"$nor": [translate(expr.item, spec)]}
     raise TypeError(f"not a bound crmkit condition: {expr!r}")
+
+
+def _implied_bound(expr: Or, spec: EntitySpec) -> dict[str, Any] | None:
+    """``{k: {"$gte": v}}`` (``$lte`` for ``<``) when every branch of ``expr`` implies it, else None.
+
+    That is the shape of a keyset page (``crmkit.query.keyset_after``): ``k > v``, or
+    ``k == v`` and a later key beyond its value. MongoDB plans the ``$or`` alone as one
+    index scan per branch and a sort of everything after the cursor, so paging through a
+    collection would read it again for every page; with the bound, which changes no
+    answer, the index that gives the order is read from the cursor on, in order.
+    """
+    first = expr.items[0]
+    if not isinstance(first, Compare) or first.op not in ("<", ">") or first.value is None:
+        return None
+    field, value = first.field, first.value
+    if field.startswith("attributes."):
+        return None  # an attribute may hold values of any kind: nothing is implied across kinds
+    for item in expr.items[1:]:
+        head = item.items[0] if isinstance(item, And) else item
+        if not (
+            isinstance(head, Compare)
+            and head.field == field
+            and head.op == "=="
+            and type(head.value) is type(value)
+            and head.value == value
+        ):
+            return None
+    return {field: {"$gte" if first.op == ">" else "$lte": encode_value(spec, field, value)}}
 
 
 def for_tenant(tenant: str, expr: Expr, spec: EntitySpec) -> dict[str, Any]:
