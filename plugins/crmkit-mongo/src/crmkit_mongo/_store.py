@@ -12,7 +12,7 @@ from typing import Any
 
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
-from pymongo import ASCENDING, DESCENDING, MongoClient
+from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
 from pymongo.client_session import ClientSession
 from pymongo.errors import ConfigurationError, PyMongoError
 from pymongo.read_concern import ReadConcern
@@ -121,10 +121,9 @@ class MongoStore(Store):
             self._create_indexes_of(repo.spec)
 
     def _create_indexes_of(self, spec: EntitySpec) -> None:
+        models = [IndexModel(keys, name=name, **options) for name, (keys, options) in _indexes(spec).items()]
         with self.errors(spec.label):
-            collection = self.db.get_collection(spec.name)
-            for name, (keys, options) in _indexes(spec).items():
-                collection.create_index(keys, name=name, **options)
+            self.db.get_collection(spec.name).create_indexes(models)  # one command per collection
 
     # -- the contract
     @property
