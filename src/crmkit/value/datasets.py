@@ -5,6 +5,10 @@ customers, acquired in the first quarter of 1997, made up to the end of June 199
 sample id becomes one ``Customer`` and each line one ``Transaction`` in USD at UTC
 midnight of its date. Ids are derived from the sample id and line number, so loading
 twice gives the same records and ``add_many`` skips them by ``external_id``.
+
+``simulate_baskets(...)`` draws seeded shopping baskets from a known process, with the
+oracle that ranks by its true probabilities, for testing next-purchase recommenders
+(needs numpy; see ``crmkit.value._simulation`` for the process).
 """
 
 from __future__ import annotations
@@ -14,18 +18,36 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 from crmkit._errors import CRMError
 from crmkit.customers import Customer
 from crmkit.transactions import Transaction
 
+if TYPE_CHECKING:
+    from crmkit.value._simulation import BasketOracle, BasketSimulation, simulate_baskets
+
 __all__ = [
     "CDNOW_CALIBRATION_END",
     "CDNOW_OBSERVATION_END",
+    "BasketOracle",
+    "BasketSimulation",
     "cdnow_customer_id",
     "cdnow_customers",
     "cdnow_transactions",
+    "simulate_baskets",
 ]
+
+# The basket simulator needs numpy: it is loaded on first use, so this module stays pure Python.
+_SIMULATION = ("BasketOracle", "BasketSimulation", "simulate_baskets")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SIMULATION:
+        from crmkit.value import _simulation
+
+        return getattr(_simulation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: End of the 39-week calibration period used in the papers.
 CDNOW_CALIBRATION_END = dt.date(1997, 9, 30)
