@@ -86,6 +86,25 @@ def crmkit_purchase_summaries(
     """
 
 
+@hookspec(firstresult=True)
+def crmkit_baskets(
+    store: Store,
+    tenant: str,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+) -> Iterable[tuple[uuid.UUID, dt.datetime, tuple[str, ...]]] | None:
+    """Read the purchase baskets inside ``store`` for next-purchase models, or None if it is not this plugin's.
+
+    One ``(customer_id, occurred_at, products)`` per purchase (refunds left out) that has
+    line items, with ``since <= occurred_at <= until``: ``products`` holds the product of
+    each line item (a product may repeat). Grouped by customer in ascending id order; one
+    customer's baskets may come in any order. Backends read only these three fields (a
+    projection, JSON functions in the query), never whole records, and may stream them.
+    When no plugin answers, ``crm.value`` streams the transactions instead. First
+    non-None result wins.
+    """
+
+
 # --- customer value ------------------------------------------------------------------------
 
 

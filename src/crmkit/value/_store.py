@@ -9,6 +9,10 @@ one customer's records (plus the per-cohort counters) in memory.
 Several currencies (``crmkit.value.currencies``): timing counts every purchase; money is in
 ``currency=``, converted by the rates of the ``crmkit_exchange_rate`` hook. A customer who
 bought in several currencies has its distinct purchase days counted from its purchases.
+
+Next purchase (``baskets``, ``next_purchase``) reads only the customer, time and products
+of purchases, through the backend's ``crmkit_baskets`` hook, and fits
+``crmkit.value.recommend.NextPurchase`` (the ``models`` extra) on them.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from crmkit.value.summary import Summary, _customer_summary, _summary_from_purch
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
+    from crmkit.value.recommend import NextPurchase
 
 __all__ = ["CRMValue"]
 
@@ -240,6 +245,71 @@ class CRMValue:
             if booked:
                 book.close(customer_id, ledger, end)
         return book.result()
+
+    # ------------------------------------------------------------------ next purchase
+    def baskets(
+        self, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> Iterator[tuple[uuid.UUID, dt.datetime, tuple[str, ...]]]:
+        """``(customer_id, occurred_at, products)`` of every purchase with line items in the window.
+
+        Read by the backend's ``crmkit_baskets`` hook (only these fields leave the
+        database), else streamed from the transactions. Grouped by customer id; what
+        ``crmkit.value.recommend.NextPurchase.fit`` takes.
+        """
+        since = None if since is None else utc(since, "since")
+        until = None if until is None else utc(until, "until")
+        crm = self._crm
+        found = crm._host.pm.hook.crmkit_baskets(store=crm.store, tenant=crm.tenant, since=since, until=until)
+        if found is None:
+            return self._streamed_baskets(since, until)
+        return iter(found)
+
+    def next_purchase(
+        self,
+        k: int = 10,
+        *,
+        customer_ids: Sequence[uuid.UUID] | None = None,
+        new_only: bool = False,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        model: NextPurchase | None = None,
+    ) -> dict[uuid.UUID, list[tuple[str, float]]]:
+        """``{customer_id: [(product, score), ...]}``: the ``k`` products each customer will most likely buy next.
+
+        Fits ``model`` (default ``NextPurchase()``, needs the ``models`` extra) on
+        ``baskets(since=..., until=...)`` and ranks for ``customer_ids`` (default: every
+        customer with a basket; one without gets the most popular products). ``new_only``
+        ranks only products the customer has not bought. See docs/value.md.
+        """
+        from crmkit.value.recommend import NextPurchase
+
+        ids = _ids(customer_ids)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValidationError("k", "must be a whole number >= 1", k)
+        if not isinstance(new_only, bool):
+            raise ValidationError("new_only", "must be True or False", new_only)
+        if model is None:
+            model = NextPurchase()
+        elif not isinstance(model, NextPurchase):
+            raise ValidationError("model", "must be a crmkit.value.recommend.NextPurchase", model)
+        stream = self.baskets(since=since, until=until)
+        first = next(stream, None)
+        if first is None:  # nothing bought with line items: nothing to rank
+            return {} if ids is None else {cid: [] for cid in ids}
+        model.fit(itertools.chain((first,), stream))
+        return model.recommend_many(ids, k, new_only=new_only)  # type: ignore[return-value]
+
+    def _streamed_baskets(
+        self, since: dt.datetime | None, until: dt.datetime | None
+    ) -> Iterator[tuple[uuid.UUID, dt.datetime, tuple[str, ...]]]:
+        parts: list[Expr] = [Compare("kind", "==", "purchase")]
+        if since is not None:
+            parts.append(Compare("occurred_at", ">=", since))
+        if until is not None:
+            parts.append(Compare("occurred_at", "<=", until))
+        for t in self._crm.transactions.stream(And(tuple(parts)), order_by=_BY_CUSTOMER):
+            if t.line_items:
+                yield t.customer_id, t.occurred_at, tuple(line.product for line in t.line_items)
 
     # ------------------------------------------------------------------ helpers
     def _rates(self, currency: str, at: dt.datetime | None) -> Mapping[str, Decimal]:

@@ -18,7 +18,7 @@ from crmkit_mongo._url import SCHEMES, parse_url
 if TYPE_CHECKING:
     from crmkit_mongo._store import MongoStore
 
-__all__ = ["crmkit_open_store", "crmkit_purchase_summaries", "crmkit_url_schemes"]
+__all__ = ["crmkit_baskets", "crmkit_open_store", "crmkit_purchase_summaries", "crmkit_url_schemes"]
 
 
 @hookimpl
@@ -70,3 +70,24 @@ def _streamed(
     collection = store.repository(TRANSACTIONS).collection
     with store.errors(TRANSACTIONS.label):
         yield from summaries(collection, store.session(), tenant, customer_ids, since, until)
+
+
+@hookimpl
+def crmkit_baskets(
+    store: Store, tenant: str, since: dt.datetime | None, until: dt.datetime | None
+) -> Iterable[tuple[uuid.UUID, dt.datetime, tuple[str, ...]]] | None:
+    """Customer, time and products of each purchase, one projected ``find`` (streamed, grouped by customer)."""
+    module = sys.modules.get("crmkit_mongo._store")
+    if module is None or not isinstance(store, module.MongoStore):
+        return None
+    return _baskets(store, tenant, since, until)
+
+
+def _baskets(
+    store: MongoStore, tenant: str, since: dt.datetime | None, until: dt.datetime | None
+) -> Iterator[tuple[uuid.UUID, dt.datetime, tuple[str, ...]]]:
+    from crmkit_mongo._baskets import baskets
+
+    collection = store.repository(TRANSACTIONS).collection
+    with store.errors(TRANSACTIONS.label):
+        yield from baskets(collection, store.session(), tenant, since, until)
