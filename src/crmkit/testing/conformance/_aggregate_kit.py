@@ -251,10 +251,3 @@ def assert_exact(want: Any, got: Any, context: str = "") -> None:
     _differences("", want, got, out)
     where = f" ({context})" if context else ""
     raise AssertionError(f"read back a different record{where}:\n  " + "\n  ".join(out or [f"{want!r} != {got!r}"]))
-
-
-def stored_form(record: Any, now: dt.datetime, version: int = 1) -> Any:
-    """A new record as the store must return it once added at ``now``."""
-    return attrs.evolve(
-        record, created_at=record.created_at if record.created_at is not None else now, updated_at=now, version=version
-    )
