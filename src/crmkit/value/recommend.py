@@ -33,13 +33,15 @@ work grows with the number of line items and neighbours, not customers x product
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import gc
 import itertools
 import math
+import operator
 from collections.abc import Hashable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -265,18 +267,19 @@ def _read(baskets: Iterable[tuple[Hashable, Any, Iterable[Hashable]]]) -> _Baske
     if not who:
         raise ValidationError("baskets", "is empty: there is nothing to learn from", baskets)
     sizes = _sizes(what)
-    keys = _time_keys(when)
-    customer_index = _index("customer", who)
-    product_items = list(itertools.chain.from_iterable(what))
-    product_index = _index("products", product_items, groups=what, ordered=True)
     keep = sizes > 0
     if not keep.any():
         raise ValidationError("baskets", "hold no products: there is nothing to learn from", baskets)
-    customer = np.fromiter(map(customer_index.__getitem__, who), dtype=np.int64, count=len(who))
-    item = np.fromiter(map(product_index.__getitem__, product_items), dtype=np.int32, count=len(product_items))
+    keys = _time_keys(when)
+    customer, customer_labels = _encode("customer", who, len(who))
+    item, products = _encode(
+        "products", itertools.chain.from_iterable(what), int(sizes.sum()), groups=what, ordered=True
+    )
     indptr = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=indptr[1:])
-    basket = sp.csr_matrix((np.ones(len(item), dtype=np.float32), item, indptr), shape=(len(sizes), len(product_index)))
+    basket = sp.csr_matrix(
+        (np.ones(len(item), dtype=np.float32), item.astype(np.int32), indptr), shape=(len(sizes), len(products))
+    )
     if not keep.all():
         basket, customer, keys = basket[np.flatnonzero(keep)], customer[keep], keys[keep]
     basket.sum_duplicates()  # sorts each basket's products and merges repeats
@@ -286,19 +289,19 @@ def _read(baskets: Iterable[tuple[Hashable, Any, Iterable[Hashable]]]) -> _Baske
     if not ordered:
         order = np.lexsort((keys, customer))
         basket, customer = basket[order], customer[order]
-    n_customers = len(customer_index)
+    n_customers = len(customer_labels)
     counts = np.bincount(customer, minlength=n_customers)
     starts = np.cumsum(counts) - counts
     position = np.arange(len(customer), dtype=np.int64) - starts[customer]
     age = counts[customer] - 1 - position
     # Customers whose every basket was empty are dropped (codes stay dense).
     seen = counts > 0
-    customers = list(customer_index)
+    customers = customer_labels
     if not seen.all():
         remap = np.cumsum(seen) - 1
         customer = remap[customer]
         customers = list(itertools.compress(customers, seen.tolist()))
-    return _Baskets(customers, list(product_index), customer, age, basket)
+    return _Baskets(customers, products, customer, age, basket)
 
 
 def _sizes(groups: list[Any]) -> IntArray:
@@ -317,10 +320,12 @@ def _time_keys(times: list[Any]) -> FloatArray:
     first = type(times[0])
     if issubclass(first, dt.datetime):
         _same_kind(times, kinds, lambda k: issubclass(k, dt.datetime), "a datetime like the first basket's")
-        offsets = list(map(dt.datetime.utcoffset, times))
-        if None in offsets:
-            row = offsets.index(None)
-            raise ValidationError("occurred_at", "must be timezone-aware", times[row]).at_row(row)
+        zones = set(map(operator.attrgetter("tzinfo"), times))
+        if None in zones or not all(isinstance(z, dt.timezone) for z in zones):  # fixed offsets always answer
+            offsets = list(map(dt.datetime.utcoffset, times))
+            if None in offsets:
+                row = offsets.index(None)
+                raise ValidationError("occurred_at", "must be timezone-aware", times[row]).at_row(row)
         return np.fromiter(map(dt.datetime.timestamp, times), dtype=np.float64, count=len(times))
     if issubclass(first, dt.date):
         _same_kind(
@@ -350,31 +355,35 @@ def _same_kind(times: list[Any], kinds: set[type], ok: Any, what: str) -> None:
         raise ValidationError("occurred_at", f"must be {what}", times[row]).at_row(row)
 
 
-def _index(
-    field: str, values: list[Hashable], *, groups: list[Any] | None = None, ordered: bool = False
-) -> dict[Hashable, int]:
-    """Each distinct value's code; ValidationError at an unhashable one.
+def _encode(
+    field: str, values: Iterable[Hashable], count: int, *, groups: list[Any] | None = None, ordered: bool = False
+) -> tuple[IntArray, list[Hashable]]:
+    """Each value's code and the distinct values by code; ValidationError at an unhashable one.
 
-    Codes follow first appearance, or with ``ordered`` the sorted values when they compare
-    (so that ties between products are broken the same whatever the input order).
+    One dictionary lookup per value (a missing key takes the next number). Codes follow
+    first appearance, or with ``ordered`` the sorted values when they compare, so that
+    ties between products are broken the same whatever the input order.
     """
+    index: collections.defaultdict[Hashable, int] = collections.defaultdict(itertools.count().__next__)
     try:
-        index: dict[Hashable, Any] = dict.fromkeys(values)
+        codes = np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=count)
     except TypeError:
         _raise_unhashable(field, values, groups)
-    keys: list[Any] = list(index)
+    labels = list(index)
     if ordered:
         try:
-            keys = sorted(keys)
+            order = sorted(range(len(labels)), key=cast(Any, labels).__getitem__)
         except TypeError:
-            pass
-    return {key: code for code, key in enumerate(keys)}
+            return codes, labels
+        recode = np.empty(len(labels), dtype=np.int64)
+        recode[order] = np.arange(len(labels))
+        return recode[codes], [labels[i] for i in order]
+    return codes, labels
 
 
-def _raise_unhashable(field: str, values: list[Hashable], groups: list[Any] | None) -> None:
-    rows = range(len(values)) if groups is None else range(len(groups))
-    for row in rows:
-        candidates = [values[row]] if groups is None else list(groups[row])
+def _raise_unhashable(field: str, values: Iterable[Hashable], groups: list[Any] | None) -> NoReturn:
+    rows: Iterable[Any] = ([v] for v in values) if groups is None else groups
+    for row, candidates in enumerate(rows):
         for value in candidates:
             try:
                 hash(value)
@@ -458,7 +467,6 @@ def _fit(spec: NextPurchase, data: _Baskets) -> _Model:
     sizes = np.diff(basket.indptr)
     popularity = np.bincount(basket.indices, minlength=n_products).astype(np.float64)
     popularity /= popularity.sum()
-    share, overall = _repeat_share(data.customer, data.age, sizes, basket, n_customers, spec.repeat_prior)
 
     decays = DECAYS if spec.decay is None else (spec.decay,)
     weights = EXPLORE_WEIGHTS if spec.explore_weight is None else (spec.explore_weight,)
@@ -472,6 +480,7 @@ def _fit(spec: NextPurchase, data: _Baskets) -> _Model:
     if together is None:
         together = _neighbours(basket, spec.neighbours)
     repeat = _repeat_matrix(data.customer, data.age, basket, n_customers, decay)
+    share, overall = _repeat_share(data.customer, data.age, sizes, repeat, spec.repeat_prior)
     return _Model(
         data.customers,
         data.products,
@@ -520,7 +529,9 @@ def _calibrate(
     age = data.age[early] - 1
     history = basket[early]
     sizes = np.diff(history.indptr)
-    share, _ = _repeat_share(customer, age, sizes, history, len(eligible), spec.repeat_prior)
+    share, _ = _repeat_share(
+        customer, age, sizes, _repeat_matrix(customer, age, history, len(eligible), 1.0), spec.repeat_prior
+    )
     targets = basket[target_rows]  # one per sampled customer, in customer order
     ranked = np.argsort(-popularity, kind="stable")
     rank = np.empty_like(ranked)
@@ -566,20 +577,15 @@ def _hits(items: IntArray, targets: sp.csr_matrix) -> float:
 
 
 def _repeat_share(
-    customer: IntArray, age: IntArray, sizes: IntArray, basket: sp.csr_matrix, n_customers: int, prior: float
+    customer: IntArray, age: IntArray, sizes: IntArray, repeat: sp.csr_matrix, prior: float
 ) -> tuple[FloatArray, float]:
-    """Each customer's share of products bought before, over its second and later baskets, shrunk."""
+    """Each customer's share of products bought before, over its second and later baskets, shrunk.
+
+    ``repeat`` (any decay) has one entry per customer and distinct product bought.
+    """
+    n_customers = repeat.shape[0]
     lines = np.bincount(customer, weights=sizes, minlength=n_customers)
-    pairs = sp.csr_matrix(
-        (
-            np.ones(len(basket.indices), dtype=np.float32),
-            basket.indices.copy(),
-            _customer_indptr(customer, basket, n_customers),
-        ),
-        shape=(n_customers, basket.shape[1]),
-    )
-    pairs.sum_duplicates()
-    distinct = np.diff(pairs.indptr).astype(np.float64)
+    distinct = np.diff(repeat.indptr).astype(np.float64)
     counts = np.bincount(customer, minlength=n_customers)
     first = np.zeros(n_customers)
     is_first = age == counts[customer] - 1
