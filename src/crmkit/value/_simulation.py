@@ -31,6 +31,7 @@ The chance that ``j`` is in the basket rises with it, so this is the process's o
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
@@ -339,20 +340,17 @@ class _Simulator:
         self, customer: IntArray, days: FloatArray, pool: IntArray, begin: IntArray, length: IntArray, held: Any
     ) -> tuple[list[Basket], list[Basket]]:
         order = np.argsort(days, kind="stable")
-        seconds = np.round(days * 86_400.0).astype(np.int64)
+        epoch = self.start.timestamp()
+        seconds = (epoch + np.round(days[order] * 86_400.0)).tolist()
+        times = list(map(dt.datetime.fromtimestamp, seconds, itertools.repeat(dt.timezone.utc)))
         products = pool.tolist()
-        start = self.start
-        history: list[Basket] = []
-        last: list[Basket] = []
-        for i in order.tolist():
-            b = int(begin[i])
-            entry = (
-                int(customer[i]),
-                start + dt.timedelta(seconds=int(seconds[i])),
-                tuple(products[b : b + int(length[i])]),
-            )
-            (last if held[i] else history).append(entry)
-        return history, last
+        baskets = [
+            tuple(products[b : b + n]) for b, n in zip(begin[order].tolist(), length[order].tolist(), strict=True)
+        ]
+        rows = list(zip(customer[order].tolist(), times, baskets, strict=True))
+        last = held[order].tolist()
+        history = list(itertools.compress(rows, (not h for h in last)))
+        return history, list(itertools.compress(rows, last))
 
 
 def _ranges(begin: IntArray, length: IntArray) -> IntArray:

@@ -40,6 +40,7 @@ import gc
 import itertools
 import math
 import operator
+import uuid
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar, cast
 
@@ -139,7 +140,7 @@ class NextPurchase:
 
     @property
     def customers(self) -> tuple[Hashable, ...]:
-        """The customers seen by ``fit``, in order of first appearance."""
+        """The customers seen by ``fit``: integers in order, others in order of first appearance."""
         return tuple(self._fitted().customers)
 
     @property
@@ -271,10 +272,8 @@ def _read(baskets: Iterable[tuple[Hashable, Any, Iterable[Hashable]]]) -> _Baske
     if not keep.any():
         raise ValidationError("baskets", "hold no products: there is nothing to learn from", baskets)
     keys = _time_keys(when)
-    customer, customer_labels = _encode("customer", who, len(who))
-    item, products = _encode(
-        "products", itertools.chain.from_iterable(what), int(sizes.sum()), groups=what, ordered=True
-    )
+    customer, customer_labels = _encode("customer", who)
+    item, products = _encode("products", list(itertools.chain.from_iterable(what)), groups=what, ordered=True)
     indptr = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=indptr[1:])
     basket = sp.csr_matrix(
@@ -356,20 +355,35 @@ def _same_kind(times: list[Any], kinds: set[type], ok: Any, what: str) -> None:
 
 
 def _encode(
-    field: str, values: Iterable[Hashable], count: int, *, groups: list[Any] | None = None, ordered: bool = False
+    field: str, values: list[Hashable], *, groups: list[Any] | None = None, ordered: bool = False
 ) -> tuple[IntArray, list[Hashable]]:
     """Each value's code and the distinct values by code; ValidationError at an unhashable one.
 
-    One dictionary lookup per value (a missing key takes the next number). Codes follow
-    first appearance, or with ``ordered`` the sorted values when they compare, so that
-    ties between products are broken the same whatever the input order.
+    Integers are coded by numpy (sorted; a lookup table when their range is compact), so a
+    million customer numbers cost no million dictionary misses; UUIDs by their 128-bit
+    number, whose hash is computed in C. Anything else takes one dictionary lookup per
+    value (a missing key takes the next number). Codes follow first appearance, or with
+    ``ordered`` the sorted values when they compare, so that ties between products are
+    broken the same whatever the input order.
     """
+    kinds = set(map(type, values))
+    if kinds and all(k is int or issubclass(k, np.integer) for k in kinds):
+        coded = _encode_integers(values)
+        if coded is not None:
+            return coded
+    keys: Iterable[Hashable] = map(operator.attrgetter("int"), values) if kinds == {uuid.UUID} else values
     index: collections.defaultdict[Hashable, int] = collections.defaultdict(itertools.count().__next__)
     try:
-        codes = np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=count)
+        codes = np.fromiter(map(index.__getitem__, keys), dtype=np.int64, count=len(values))
     except TypeError:
         _raise_unhashable(field, values, groups)
-    labels = list(index)
+    # Codes are numbered by first appearance: a value is new where the code exceeds all before it.
+    if len(codes):
+        seen = np.maximum.accumulate(codes)
+        first = np.flatnonzero(np.concatenate([[True], codes[1:] > seen[:-1]]))
+    else:
+        first = np.zeros(0, dtype=np.int64)
+    labels = [values[i] for i in first.tolist()]
     if ordered:
         try:
             order = sorted(range(len(labels)), key=cast(Any, labels).__getitem__)
@@ -379,6 +393,22 @@ def _encode(
         recode[order] = np.arange(len(labels))
         return recode[codes], [labels[i] for i in order]
     return codes, labels
+
+
+def _encode_integers(values: list[Hashable]) -> tuple[IntArray, list[Hashable]] | None:
+    try:
+        numbers = np.fromiter(cast(Iterable[int], values), dtype=np.int64, count=len(values))
+    except OverflowError:
+        return None  # beyond 64 bits: the dictionary copes
+    low = int(numbers.min())
+    span = int(numbers.max()) - low + 1
+    if span <= 4 * len(values) + 65_536:
+        present = np.zeros(span, dtype=bool)
+        present[numbers - low] = True
+        table = np.cumsum(present) - 1
+        return table[numbers - low], (np.flatnonzero(present) + low).tolist()
+    distinct, codes = np.unique(numbers, return_inverse=True)
+    return codes.reshape(-1), distinct.tolist()
 
 
 def _raise_unhashable(field: str, values: Iterable[Hashable], groups: list[Any] | None) -> NoReturn:
@@ -717,11 +747,43 @@ class _Candidates:
             self.values = term
             if new_only:
                 self.values[self.values >= _MARK / 2] = np.nan
+            else:
+                items = self._prune(own, popularity, ranked, explore_weight * coef, items, k)
         self.low = _low(items)
         self.coef = coef
         self.popularity = popularity
         self.rank, self.k = rank, k
         self.extra = _first_uncovered(self.indptr, items, rank, ranked, k)
+
+    def _prune(
+        self,
+        own: sp.csr_matrix,
+        popularity: FloatArray,
+        ranked: IntArray,
+        coef: FloatArray,
+        items: Any,
+        k: int,
+    ) -> Any:
+        """Drop the candidates that cannot reach a row's top ``k``; return the items kept.
+
+        Each row's ``k``-th best score is at least the ``k``-th best of two sets of ``k``
+        products whose scores are known from below: the row's bought products (repeat
+        part and popularity term) and the ``k`` most popular products (popularity term).
+        Entries below that bound go; one that was a candidate and becomes an "extra"
+        scores only its popularity term, which is lower still, so the ranking is unchanged.
+        """
+        floor = np.repeat(coef.astype(np.float32), np.diff(own.indptr)) * popularity.astype(np.float32)[own.indices]
+        floor += own.data
+        _, bought = _row_top_k(np.asarray(own.indptr, dtype=np.int64), _low(own.indices), floor, k, own.shape[1])
+        bound = coef * popularity[ranked[min(k, len(ranked)) - 1]]
+        bound = np.maximum(bound, np.where(np.isfinite(bought[:, -1]), bought[:, -1], 0.0))
+        bound *= 1.0 - 1e-5  # room for float32 rounding: never drop a product of the top k
+        keep = self.values >= np.repeat(bound.astype(np.float32), np.diff(self.indptr))
+        kept = np.zeros(len(keep) + 1, dtype=np.int64)
+        np.cumsum(keep, out=kept[1:])
+        self.indptr = kept[self.indptr]
+        self.values = self.values[keep]
+        return items[keep]
 
     def top(self, explore_weight: float) -> tuple[IntArray, FloatArray]:
         """Top ``k`` products per row (-1 where fewer exist) and their scores, best first."""
