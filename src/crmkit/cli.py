@@ -226,7 +226,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--url", help="store URL (default: an SQLite file in the temp directory, else memory://)")
     demo.add_argument("--tenant", default="demo", help="tenant to load the sample into (default: demo)")
     demo.set_defaults(run=_demo)
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring a store to the schema of crmkit and every installed plugin",
+        description=(
+            "Run crmkit's migrations and every installed plugin's on the store at URL, and create "
+            "the tables, collections and indexes of every declared aggregate that are missing."
+        ),
+    )
+    migrate.add_argument("url", help="store URL, e.g. sqlite:///crm.db or postgresql+psycopg://...")
+    migrate.set_defaults(run=_migrate)
     return parser
+
+
+def _migrate(args: argparse.Namespace, out: TextIO) -> int:
+    with crmkit.connect(args.url) as crm:  # SQL stores create or upgrade on connect; migrate says so
+        state = crm.migrate()
+        names = ", ".join(crm.schema)
+    print(f"{crm.store.url}: {state}", file=out)
+    print(f"aggregates: {names}", file=out)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:

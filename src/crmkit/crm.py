@@ -123,6 +123,15 @@ class CRM(UnitOfWork, ReferencePolicies):
         """A customer's interactions, transactions and stage changes in one time-ordered list."""
         return timeline(self, customer_id, since=since, until=until, limit=limit, newest_first=newest_first)
 
+    def migrate(self) -> str:
+        """Bring the store to every aggregate of this connection (crmkit's and the plugins' migrations).
+
+        On SQL databases this runs crmkit's Alembic revisions and every installed plugin's
+        branch, and creates missing tables of declared aggregates; on MongoDB it creates
+        missing indexes. Returns what the store says it is at now.
+        """
+        return self.store.migrate(self.schema)
+
     def close(self) -> None:
         """Close the store."""
         self.store.close()

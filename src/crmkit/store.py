@@ -12,13 +12,16 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import attrs
 
 from crmkit.entities import RELATIONSHIPS, EntitySpec
 from crmkit.query import ALL, And, Compare, Expr, In, Or, Order, keyset_after, parse_order
 from crmkit.relationships import Reached, Relationship
+
+if TYPE_CHECKING:
+    from crmkit.schema import Schema
 
 __all__ = ["Activity", "Capabilities", "Repository", "Store", "iter_batches", "scan"]
 
@@ -154,6 +157,14 @@ class Store(abc.ABC):
     def url(self) -> str:
         """Where the store is, with any password hidden."""
         return type(self).__name__
+
+    def migrate(self, schema: Schema) -> str:
+        """Bring the store's tables, collections and indexes to what ``schema`` declares; say what it is at.
+
+        Called by ``crm.migrate()`` and ``crmkit migrate URL``. Idempotent; a store that
+        keeps no schema (``memory://``) has nothing to do.
+        """
+        return "nothing to migrate"
 
     def traverse(
         self,

@@ -120,6 +120,12 @@ class MongoStore(Store):
         for repo in list(self._repos.values()):
             self._create_indexes_of(repo.spec)
 
+    def migrate(self, schema: Schema) -> str:
+        """Create the missing indexes of every aggregate of ``schema`` (documents need no migration)."""
+        for name in schema:
+            self._create_indexes_of(schema[name])
+        return f"indexes of {len(schema)} aggregates present"
+
     def _create_indexes_of(self, spec: EntitySpec) -> None:
         models = [IndexModel(keys, name=name, **options) for name, (keys, options) in _indexes(spec).items()]
         with self.errors(spec.label):

@@ -383,6 +383,17 @@ class SqlStore(Store):
     def __repr__(self) -> str:
         return f"<SqlStore {self.url}>"
 
+    def migrate(self, schema: Schema) -> str:
+        """Run crmkit's revisions and every plugin branch, and create missing declared tables."""
+        from crmkit_sqlalchemy._derived import declared_table
+        from crmkit_sqlalchemy._migrate import upgrade_engine
+
+        tables = [declared_table(spec) for spec in schema.declared.values()]
+        with translated(self.where):
+            revision = upgrade_engine(self.engine, tables, where=self.where.text)
+        self.serve(list(schema.declared.values()), ensure=False)
+        return f"crmkit schema revision {revision}; tables of {len(tables)} declared aggregates present"
+
     def repository(self, spec: EntitySpec) -> SqlRepository:
         repo = self._repos.get(spec.name)
         if repo is None or repo.spec is not spec:
