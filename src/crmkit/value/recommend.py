@@ -16,8 +16,8 @@ the order of one customer's baskets matters). A product's score for a customer i
 * ``together``: item-to-item co-occurrence: for each product the customer bought, its
   ``neighbours`` most similar products by cosine similarity of the baskets containing
   them, weighted by ``repeat`` (similarities of one product sum to 1);
-* ``popularity``: the share of all baskets that contain the product (this alone is what
-  a customer the model has not seen gets);
+* ``popularity``: the product's share of all basket lines (this alone is what a
+  customer the model has not seen gets);
 * ``a``: the customer's repeat share, the fraction of the products of its second and
   later baskets that it had bought before, shrunk towards the share of all customers
   with weight ``repeat_prior`` (in products);
@@ -27,8 +27,10 @@ the order of one customer's baskets matters). A product's score for a customer i
 ``decay`` and ``explore_weight`` are chosen by the data unless given: each of up to
 ``calibration_customers`` customers with two baskets or more has its last basket
 predicted from its earlier ones, with co-occurrence counted without those baskets, and
-the pair with the best mean Recall@10 wins. Every computation is on sparse matrices: the
-work grows with the number of line items and neighbours, not customers x products.
+the pair with the best mean Recall@10 wins (when those baskets are under 1% of all, the
+neighbours counted without them are kept for the model too). Every computation is on
+sparse matrices: the work grows with the number of line items and neighbours, not
+customers x products.
 """
 
 from __future__ import annotations
