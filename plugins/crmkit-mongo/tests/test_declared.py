@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import crmkit
 from crmkit import ConflictError, Customer, F, Interaction, schema
+from crmkit._host import PluginHost
 from crmkit.crm import CRM
 from crmkit.hookspecs import hookimpl
 from crmkit.query import And, Compare, Not, Or, keyset_after, parse_order
@@ -487,6 +488,27 @@ def test_the_indexes_match_the_declarations(crm):
     assert _indexes(crm, "crmkit_probes") == probes
     assert _indexes(crm, "subscriptions") == subscriptions
     assert _indexes(crm, "mongo_test_nests") == nests
+
+
+def test_an_aggregate_met_inside_a_transaction_gets_its_indexes_when_it_ends(mongo_url, url_with_database):
+    """A CRM whose schema has more than the store was opened with (the test kit's extra plugins)."""
+    name = "late" + uuid.uuid4().hex[:8]
+    with crmkit.connect(url_with_database(mongo_url, name), tenant=fresh_tenant()) as plain:
+        try:
+            crm = CRM(plain.store, PluginHost(plugins=[Declared()]), plain.tenant)
+            collection = plain.store.db["mongo_test_nests"]
+            collection.insert_one({"tenant": "elsewhere", "id": uuid.uuid4()})
+            with crm.transaction():
+                collection.find_one({"tenant": crm.tenant}, session=plain.store.session())  # touched by it
+                nests = crm.records(Nest)  # building an index now would wait for this very transaction
+                nests.add(Nest(code="late"))
+            assert "unique_code_day" in collection.index_information()
+            assert nests.count() == 1
+            nests.add(Nest(code="late", day=dt.date(2024, 1, 1)))
+            with pytest.raises(ConflictError):
+                nests.add(Nest(code="late", day=dt.date(2024, 1, 1)))
+        finally:
+            plain.store.client.drop_database(name)
 
 
 def test_reference_lookups_use_their_index(crm):

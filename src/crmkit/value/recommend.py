@@ -457,7 +457,7 @@ class _Model:
         repeat_share: float,
     ) -> None:
         self.customers = customers
-        self.customer_index = {c: i for i, c in enumerate(customers)}
+        self._customer_index: dict[Hashable, int] | None = None
         self.products = products
         self.product_labels = np.empty(len(products), dtype=object)
         self.product_labels[:] = products
@@ -472,6 +472,13 @@ class _Model:
         self.ranked = np.argsort(-popularity, kind="stable")  # most popular first; ties: lower code
         self.rank = np.empty_like(self.ranked)
         self.rank[self.ranked] = np.arange(len(self.ranked))
+
+    @property
+    def customer_index(self) -> dict[Hashable, int]:
+        """Customer -> row, built on first use (ranking every customer does not need it)."""
+        if self._customer_index is None:
+            self._customer_index = {c: i for i, c in enumerate(self.customers)}
+        return self._customer_index
 
     def popular(self, k: int) -> tuple[IntArray, FloatArray]:
         items = self.ranked[:k]

@@ -19,7 +19,7 @@ from pymongo.read_concern import ReadConcern
 from pymongo.read_preferences import ReadPreference
 from pymongo.write_concern import WriteConcern
 
-from crmkit._errors import BackendError, PluginError
+from crmkit._errors import BackendError, CRMError, PluginError
 from crmkit.entities import CUSTOMERS, ENTITIES, INTERACTIONS, RELATIONSHIPS, STAGE_CHANGES, TRANSACTIONS, EntitySpec
 from crmkit.relationships import Reached
 from crmkit.schema import AggregateSpec, Schema
@@ -151,10 +151,32 @@ class MongoStore(Store):
             repo = self._repos.get(spec.name)
             if repo is None or repo.spec != spec:
                 repo = MongoRepository(self, spec, self.db.get_collection(spec.name))
-                if self._create_indexes:
-                    self._create_indexes_of(spec)
                 self._repos[spec.name] = repo
+                if self._create_indexes:
+                    self._late_indexes(spec)
         return repo
+
+    def _late_indexes(self, spec: EntitySpec) -> None:
+        """Create the indexes of an aggregate met after connect: now, or when this thread's transaction ends.
+
+        An index build waits for every open transaction that touched its collection: started
+        inside one on this thread, it would wait for itself until the server aborts that
+        transaction (60 s later, ``NoSuchTransaction``).
+        """
+        if self.session() is None:
+            self._create_indexes_of(spec)
+        else:
+            self._local.__dict__.setdefault("late_indexes", []).append(spec)
+
+    def _create_late_indexes(self) -> None:
+        """The indexes deferred by ``_late_indexes`` (kept for the next transaction's end if one fails)."""
+        late = self._local.__dict__.get("late_indexes")
+        while late:
+            try:
+                self._create_indexes_of(late[0])
+            except CRMError:
+                return  # never hides the transaction's own outcome; tried again when the next one ends
+            late.pop(0)
 
     def errors(self, label: str = "record", value_of: ValueOf | None = None) -> AbstractContextManager[None]:
         """A block whose pymongo errors come out as crmkit errors naming this store's hosts."""
@@ -201,11 +223,13 @@ class MongoStore(Store):
             with contextlib.suppress(PyMongoError):
                 session.abort_transaction()
             session.end_session()
+            self._create_late_indexes()
             raise
         try:
             self._commit(session)
         finally:
             session.end_session()
+            self._create_late_indexes()
 
     def _commit(self, session: ClientSession) -> None:
         for attempt in range(1, _COMMIT_ATTEMPTS + 1):
