@@ -36,6 +36,7 @@ from crmkit.schema import AggregateSpec, Schema
 from crmkit.store import Activity, Capabilities, Repository, Store
 from crmkit_sqlalchemy._derived import explain_conflict, storage_of
 from crmkit_sqlalchemy._errors import Where, translated
+from crmkit_sqlalchemy._fastread import RawSelect
 from crmkit_sqlalchemy._query import Compiler
 from crmkit_sqlalchemy._rows import Converter
 from crmkit_sqlalchemy._url import Options
@@ -79,6 +80,9 @@ class SqlRepository(Repository[Any]):
         self._delete = t.delete().where(mine, t.c.id == sa.bindparam("p_id"))
         self._delete_version = self._delete.where(t.c.version == sa.bindparam("p_version"))
         self._shapes: dict[tuple[Any, ...], sa.Select[Any]] = {}
+        # SQLite: the hot reads' compiled forms, run on the DBAPI cursor (``_fastread``)
+        self._raw = store.dialect == "sqlite"
+        self._raw_selects: dict[int, tuple[sa.Select[Any], RawSelect]] = {}
         self._written, self._analyze_at = 0, _ANALYZE_FIRST
 
     # ------------------------------------------------------------------ helpers
@@ -223,7 +227,36 @@ class SqlRepository(Repository[Any]):
             return int(conn.execute(statement).rowcount)
 
     # ------------------------------------------------------------------ reads
+    def _raw_select(self, statement: sa.Select[Any]) -> RawSelect:
+        """The compiled form of one of the statements built once (``_get``, ``_shapes``)."""
+        entry = self._raw_selects.get(id(statement))
+        if entry is None or entry[0] is not statement:
+            if len(self._raw_selects) > 64:
+                self._raw_selects.clear()
+            entry = self._raw_selects[id(statement)] = (statement, RawSelect(statement, self.store.engine.dialect))
+        return entry[1]
+
+    def _raw_records(self, raw: RawSelect, values: Mapping[str, Any]) -> list[Any]:
+        """The records ``raw`` reads, on the thread's transaction if it has one, else on a pooled connection."""
+        from_row = self.convert.from_row
+        store = self.store
+        current = store.current
+        with translated(store.where):
+            if current is not None:
+                rows = raw.rows(current.connection, values)
+            else:
+                with store._lock():
+                    dbapi = store.engine.raw_connection()
+                    try:
+                        rows = raw.rows(dbapi, values)
+                    finally:
+                        dbapi.close()
+        return [from_row(row) for row in rows]
+
     def get(self, tenant: str, id: uuid.UUID) -> Any | None:
+        if self._raw:
+            found = self._raw_records(self._raw_select(self._get), {"p_tenant": tenant, "p_id": id})
+            return found[0] if found else None
         with self.store.connection() as conn:
             found = self._records(conn.execute(self._get, {"p_tenant": tenant, "p_id": id}))
         return found[0] if found else None
@@ -245,6 +278,8 @@ class SqlRepository(Repository[Any]):
         if prepared is not None:
             statement, params = prepared
             params.update(p_tenant=tenant, p_limit=limit)
+            if self._raw:
+                return self._raw_records(self._raw_select(statement), params)
             with self.store.connection() as conn:
                 return self._records(conn.execute(statement, params))
         statement = self._select(tenant, where).order_by(*self.compiler.order_by(order))
