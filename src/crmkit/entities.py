@@ -70,6 +70,10 @@ class EntitySpec:
     has_attributes: bool = True
     has_external_id: bool = True
     default_order: tuple[str, ...] = ("id",)
+    #: Fields whose values identify a record apart from its id: unique per tenant, a missing
+    #: (None) part being a value of its own (two records missing it clash), and bulk imports
+    #: skip records whose natural key is stored. Empty: none.
+    natural_key: tuple[str, ...] = ()
 
     def field(self, name: str) -> FieldSpec | None:
         """The spec of a model field, or None for unknown names (attributes are handled apart)."""
@@ -109,8 +113,9 @@ RELATIONSHIPS = EntitySpec(
         FieldSpec("role", "text", nullable=True),
         FieldSpec("since", "date", nullable=True),
         FieldSpec("until", "date", nullable=True),
+        FieldSpec("external_id", "text", nullable=True),
     ),
-    has_external_id=False,
+    natural_key=("source_id", "target_id", "kind", "since"),
 )
 
 INTERACTIONS = EntitySpec(

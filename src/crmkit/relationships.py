@@ -21,6 +21,7 @@ from crmkit._validation import (
     optional_text,
     positive_int,
     uuid_field,
+    valid_external_id,
 )
 
 __all__ = [
@@ -66,7 +67,14 @@ BUILTIN_RELATIONSHIP_TYPES: tuple[RelationshipType, ...] = (
 
 @attrs.frozen
 class Relationship:
-    """``source`` --kind--> ``target`` (Ada works_for Acme), valid from ``since`` to ``until`` inclusive."""
+    """``source`` --kind--> ``target`` (Ada works_for Acme), valid from ``since`` to ``until`` inclusive.
+
+    A tenant stores one relationship per natural key (source_id, target_id, kind, since),
+    an undated one (``since`` None) included: it is the same edge however often it is
+    imported. ``since`` is therefore never 0001-01-01, the date the SQL stores key undated
+    edges under. ``external_id`` (optional, unique per tenant) is the id in the system the
+    relationship was imported from.
+    """
 
     source_id: uuid.UUID = attrs.field(validator=uuid_field)
     target_id: uuid.UUID = attrs.field(validator=uuid_field)
@@ -75,12 +83,15 @@ class Relationship:
     since: dt.date | None = attrs.field(default=None, validator=optional_date)
     until: dt.date | None = attrs.field(default=None, validator=optional_date)
     attributes: Mapping[str, AttributeValue] = attrs.field(factory=dict, converter=frozen_attributes, hash=False)
+    external_id: str | None = attrs.field(default=None, validator=valid_external_id)
     id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
     created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
     version: int = attrs.field(default=0, validator=positive_int)
 
     def __attrs_post_init__(self) -> None:
+        if self.since == dt.date.min:
+            raise ValidationError("since", "0001-01-01 stands for undated: leave since None", self.since)
         if self.source_id == self.target_id:
             raise ValidationError("target_id", "a customer cannot be related to itself", self.target_id)
         if self.since is not None and self.until is not None and self.until < self.since:

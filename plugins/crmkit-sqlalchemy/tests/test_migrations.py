@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 
+import attrs
 import crmkit_sqlalchemy
 import pytest
 import sqlalchemy as sa
@@ -124,3 +127,59 @@ def test_many_processes_opening_a_new_database_at_once(new_database: Callable[[s
         t.join()
     assert errors == []
     assert crmkit_sqlalchemy.current(url) == HEAD
+
+
+def test_upgrading_0001_keeps_relationships_and_enforces_their_keys(empty_url: str) -> None:
+    from crmkit_sqlalchemy._rows import CONVERTERS
+    from crmkit_sqlalchemy._schema import customers, relationships
+
+    from crmkit import BulkResult, ConflictError, Relationship
+
+    now = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc)
+    people = [Customer(kind="person", name=n, created_at=now, updated_at=now, version=1) for n in ("Ada", "Bob")]
+    a, b = (p.id for p in people)
+    edges = [
+        Relationship(source_id=a, target_id=b, kind="reports_to", created_at=now, updated_at=now, version=1),
+        Relationship(
+            source_id=b,
+            target_id=a,
+            kind="partner_of",
+            role="co-founder",
+            since=dt.date(2019, 2, 3),
+            attributes={"met": "at work"},
+            created_at=now,
+            updated_at=now,
+            version=2,
+        ),
+    ]
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0001")
+            for table, records in ((customers, people), (relationships, edges)):
+                rows = [{"tenant": "acme", **CONVERTERS[table.name].to_row(r)} for r in records]
+                if table is relationships:  # 0001 has no such column
+                    rows = [{k: v for k, v in row.items() if k != "external_id"} for row in rows]
+                conn.execute(table.insert(), rows)
+        with engine.connect() as conn:
+            assert current_revision(conn) == "0001"
+    finally:
+        engine.dispose()
+    assert crmkit_sqlalchemy.upgrade(empty_url) == HEAD
+    with crmkit.connect(empty_url, tenant="acme", upgrade=False) as crm:
+        assert sorted(crm.relationships.find(), key=lambda r: r.kind) == sorted(edges, key=lambda r: r.kind)
+        assert [crm.customers.get(p.id) for p in people] == people
+        with pytest.raises(ConflictError):
+            crm.relationships.add(Relationship(source_id=a, target_id=b, kind="reports_to"))
+        again = [attrs.evolve(e, id=uuid.uuid4(), created_at=None, updated_at=None, version=0) for e in edges]
+        assert crm.relationships.add_many(again) == BulkResult(0, 2)
+        crm.relationships.add(Relationship(source_id=a, target_id=b, kind="referred_by", external_id="r-1"))
+        with pytest.raises(ConflictError, match="external_id"):
+            crm.relationships.add(Relationship(source_id=b, target_id=a, kind="referred_by", external_id="r-1"))
+        assert crm.relationships.count() == 3
+    engine = _engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            assert diff(conn, list(crm.schema.declared.values())) == []
+    finally:
+        engine.dispose()

@@ -52,6 +52,10 @@ class MemoryRepository(Repository[Any]):
         self._unique: dict[tuple[str, ...], dict[str, dict[tuple[Any, ...], uuid.UUID]]] = {
             tuple(key): {} for key in getattr(spec, "unique", ())
         }
+        # the natural key (EntitySpec.natural_key) is one more unique key, whose None parts clash
+        self._natural = tuple(spec.natural_key)
+        if self._natural:
+            self._unique[self._natural] = {}
 
     # -- index maintenance (callers hold the store lock)
     def _put(self, tenant: str, record: Any) -> None:
@@ -89,7 +93,7 @@ class MemoryRepository(Repository[Any]):
         """ConflictError if a unique key of ``record`` is held by another stored record or the batch."""
         for key, unique in self._unique.items():
             values = self._key(record, key)
-            if any(v is None for v in values):
+            if key != self._natural and any(v is None for v in values):
                 continue  # as in SQL, a key with a missing part is never a duplicate
             owner = unique.get(tenant, {}).get(values)
             if (owner is not None and owner != record.id) or values in batch.setdefault(key, set()):
@@ -267,9 +271,7 @@ def sort_key(spec: EntitySpec, record: Any, *, name: str) -> tuple[bool, Any]:
 class MemoryStore(Store):
     """All data in Python dicts, guarded by one re-entrant lock."""
 
-    capabilities = Capabilities(
-        transactions=True, concurrent_writers=True, persistent=False
-    )
+    capabilities = Capabilities(transactions=True, concurrent_writers=True, persistent=False)
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name

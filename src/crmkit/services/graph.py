@@ -11,6 +11,7 @@ from crmkit._errors import ValidationError
 from crmkit.entities import (
     RELATIONSHIPS,
 )
+from crmkit.query import In, parse_order
 from crmkit.relationships import DIRECTIONS, Direction, Reached, Relationship
 
 if TYPE_CHECKING:
@@ -25,6 +26,35 @@ class Relationships(_Records[Relationship]):
     """``crm.relationships``: typed edges between customers, with neighbour and traversal queries."""
 
     spec = RELATIONSHIPS
+
+    # -- idempotent imports: one edge per natural key (source_id, target_id, kind, since)
+    @staticmethod
+    def _natural(record: Relationship) -> tuple[uuid.UUID, uuid.UUID, str, dt.date | None]:
+        return (record.source_id, record.target_id, record.kind, record.since)
+
+    def _prepared(self, batch: Sequence[object], row: int) -> list[Relationship]:
+        """As for every aggregate, and minus repeats of a natural key in the batch."""
+        seen: set[tuple[uuid.UUID, uuid.UUID, str, dt.date | None]] = set()
+        out = []
+        for record in super()._prepared(batch, row):
+            key = self._natural(record)
+            if key not in seen:
+                seen.add(key)
+                out.append(record)
+        return out
+
+    def _unstored(self, prepared: list[Relationship]) -> list[Relationship]:
+        """The records whose natural key is not stored yet: ``add_many`` skips (counts) the others.
+
+        Read inside the batch's transaction, so a batch run again after losing a race with a
+        concurrent import of the same edges skips what that import stored.
+        """
+        if not prepared:
+            return prepared
+        sources = tuple({r.source_id for r in prepared})
+        stored = self._repo.find(self._crm.tenant, In("source_id", sources), parse_order(None, self.spec), None)
+        taken = {self._natural(r) for r in stored}
+        return [r for r in prepared if self._natural(r) not in taken] if taken else prepared
 
     def _check_references(self, records: Sequence[Relationship], first_row: int | None) -> None:
         types = self._crm.relationship_types

@@ -329,6 +329,10 @@ class _Records(_ReadRecords[R]):
                     settle()
         return BulkResult(added, skipped)
 
+    def _unstored(self, prepared: list[R]) -> list[R]:
+        """Inside the batch's transaction: the records to insert (all; a natural key narrows them)."""
+        return prepared
+
     def _prepared(self, batch: Sequence[Any], row: int) -> list[R]:
         """The stored form of a batch (version 1, timestamps), minus repeats of an external_id in it."""
         now = self._crm.now()
@@ -376,6 +380,9 @@ class _Records(_ReadRecords[R]):
         with self._crm._transaction(committed_events):
             if not checked:
                 self._check_references(prepared, row)
+            unstored = self._unstored(prepared)
+            if len(unstored) != len(prepared):  # the prepared write holds records now skipped
+                prepared, write = unstored, None
             inserted = write() if write is not None else self._repo.insert_new(self._crm.tenant, prepared)
             if self._crm._events_wanted:
                 created = event_for(self.spec.name, "created", self.spec.label)

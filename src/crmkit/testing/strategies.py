@@ -610,7 +610,8 @@ def _histories(
             st.lists(
                 relationships(source_id=owner, target_id=owner, attributes=attributes(max_size=2)),
                 max_size=max_relationships,
-                unique_by=lambda r: r.id,
+                # one edge per natural key, as the stores keep them
+                unique_by=(lambda r: r.id, lambda r: (r.source_id, r.target_id, r.kind, r.since)),
             )
         )
     contacts = draw(

@@ -302,6 +302,7 @@ def _encode_relationship(tenant: str, r: Relationship) -> dict[str, Any]:
     _put(doc, "since", None if r.since is None else bson_date(r.since))
     _put(doc, "until", None if r.until is None else bson_date(r.until))
     _put(doc, "attributes", _encode_attributes(r.attributes))
+    _put(doc, "external_id", r.external_id)
     _common(doc, r)
     return doc
 
@@ -316,6 +317,7 @@ def _decode_relationship(doc: Mapping[str, Any]) -> Relationship:
         since=None if since is None else since.date(),
         until=None if until is None else until.date(),
         attributes=_decode_attributes(doc),
+        external_id=doc.get("external_id"),
         **_common_back(doc),
     )
 

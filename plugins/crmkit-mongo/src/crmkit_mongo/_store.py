@@ -49,6 +49,12 @@ INDEXES: Mapping[str, Mapping[str, tuple[list[tuple[str, int]], dict[str, Any]]]
         "tenant_source": ([("tenant", ASCENDING), ("source_id", ASCENDING), ("kind", ASCENDING)], {}),
         "tenant_target": ([("tenant", ASCENDING), ("target_id", ASCENDING), ("kind", ASCENDING)], {}),
         "tenant_ends": ([("tenant", ASCENDING), ("ends", ASCENDING), ("kind", ASCENDING)], {}),
+        # The natural key. An undated edge leaves ``since`` out, which indexes as null and, unlike
+        # SQL NULLs, clashes with another undated edge between the same two customers: one edge.
+        "tenant_natural_key": (
+            [(f, ASCENDING) for f in ("tenant", "source_id", "target_id", "kind", "since")],
+            {"unique": True},
+        ),
     },
     INTERACTIONS.name: {"tenant_customer_time": (_PER_CUSTOMER, {}), "tenant_time": (_BY_TIME, {})},
     TRANSACTIONS.name: {"tenant_customer_time": (_PER_CUSTOMER, {}), "tenant_time": (_BY_TIME, {})},

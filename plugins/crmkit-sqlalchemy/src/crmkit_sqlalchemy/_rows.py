@@ -199,6 +199,7 @@ def relationship_of(row: Mapping[str, Any]) -> Relationship:
         since=row["since"],
         until=row["until"],
         attributes=_attributes(row["attributes"]),
+        external_id=row["external_id"],
         id=row["id"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],

@@ -80,9 +80,26 @@ relationships = sa.Table(
     sa.Column("until", sa.Date(), nullable=True),
     _json("attributes"),
     *_stamps(),
+    sa.Column("external_id", Text, nullable=True),
     sa.PrimaryKeyConstraint("tenant", "id"),
+    sa.UniqueConstraint("tenant", "external_id"),
     sa.Index(None, "tenant", "source_id", "kind"),
     sa.Index(None, "tenant", "target_id", "kind"),
+)
+
+#: An undated relationship's ``since`` in its natural key (a date Relationship refuses), so
+#: that two undated edges clash: SQL NULLs never would, and SQLite has no NULLS NOT DISTINCT.
+UNDATED = "0001-01-01"
+
+#: The natural key (tenant, source_id, target_id, kind, since): one edge per key, undated included.
+sa.Index(
+    "uq_relationships_natural_key",
+    relationships.c.tenant,
+    relationships.c.source_id,
+    relationships.c.target_id,
+    relationships.c.kind,
+    sa.func.coalesce(relationships.c.since, sa.literal_column(f"'{UNDATED}'")),
+    unique=True,
 )
 
 interactions = sa.Table(
@@ -141,6 +158,4 @@ stage_changes = sa.Table(
 )
 
 #: Table per entity name (``crmkit.entities.ENTITIES`` keys).
-TABLES: dict[str, sa.Table] = {
-    t.name: t for t in (customers, relationships, interactions, transactions, stage_changes)
-}
+TABLES: dict[str, sa.Table] = {t.name: t for t in (customers, relationships, interactions, transactions, stage_changes)}

@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL
 
 from crmkit._errors import ConflictError, PluginError
 from crmkit.entities import ENTITIES, EntitySpec
-from crmkit.query import All, Compare, Expr, In, Order, conjuncts
+from crmkit.query import All, Compare, Expr, In, Order, conjuncts, parse_order
 from crmkit.schema import AggregateSpec, Schema
 from crmkit.store import Activity, Capabilities, Repository, Store
 from crmkit_sqlalchemy._derived import explain_conflict, storage_of
@@ -127,7 +127,25 @@ class SqlRepository(Repository[Any]):
         for record in records:
             if record.id in taken:
                 return ConflictError(f"{label} {record.id} already exists", entity=label, key=record.id)
+        if self.spec.natural_key:  # relationships: (source_id, target_id, kind, since), since None included
+            try:
+                return self._natural_conflict(tenant, records) or cause
+            except Exception:  # best effort, as above
+                return cause
         return cause
+
+    def _natural_conflict(self, tenant: str, records: Sequence[Any]) -> ConflictError | None:
+        """A ConflictError naming the natural key a record shares with the batch or a stored record."""
+        names, label = self.spec.natural_key, self.spec.label
+        seen: set[tuple[Any, ...]] = set()
+        for record in records:
+            values = tuple(getattr(record, n) for n in names)
+            stored = self.find(tenant, In(names[0], (values[0],)), parse_order(None, self.spec), None)
+            if values in seen or any(tuple(getattr(s, n) for n in names) == values for s in stored):
+                shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, values, strict=True))
+                return ConflictError(f"{label} with {shown} already exists", entity=label, key=values)
+            seen.add(values)
+        return None
 
     # ------------------------------------------------------------------ writes
     def insert(self, tenant: str, records: Sequence[Any]) -> None:

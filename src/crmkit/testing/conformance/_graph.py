@@ -7,11 +7,12 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit import NotFound, Reached, Relationship, ValidationError
+from crmkit import BulkResult, ConflictError, NotFound, Reached, Relationship, ValidationError
 from crmkit.crm import CRM
 from crmkit.testing._backends import Backend
 from crmkit.testing.conformance._harness import ContractBase, conformance_settings, edge, organization, person
@@ -204,6 +205,51 @@ class RelationshipGraphContract(ContractBase):
         with pytest.raises(NotFound):
             crm.relationships.traverse(uuid.uuid4(), kind="works_for", depth=3)
 
+    def test_importing_the_same_relationships_twice_stores_them_once(self, crm: CRM) -> None:
+        ada, bob, acme = (crm.customers.add(c) for c in (person("Ada"), person("Bob"), organization()))
+
+        def rows() -> list[Relationship]:  # fresh ids each time, as a re-read import file gives
+            return [
+                edge(ada, "works_for", acme, external_id="hr-1"),
+                edge(bob, "works_for", acme, since=dt.date(2020, 1, 1), external_id="hr-2"),
+                edge(ada, "partner_of", bob),  # undated, no external id: the natural key alone
+                edge(ada, "reports_to", bob, since=dt.date(2021, 3, 1)),
+                edge(ada, "reports_to", bob, since=dt.date(2022, 3, 1)),  # a later spell: another edge
+            ]
+
+        assert crm.relationships.add_many(rows()) == BulkResult(5, 0)
+        assert crm.relationships.add_many(rows()) == BulkResult(0, 5)
+        assert crm.relationships.add_many(rows() + rows(), batch_size=3) == BulkResult(0, 10)
+        # a repeat inside one import, and a known edge under a new external id: skipped by the natural key
+        twice = edge(bob, "referred_by", ada)
+        again = edge(bob, "works_for", acme, since=dt.date(2020, 1, 1), external_id="other-2")
+        assert crm.relationships.add_many([twice, edge(bob, "referred_by", ada), again]) == BulkResult(1, 2)
+        stored = crm.relationships.find()
+        assert len(stored) == 6
+        assert crm.relationships.get_by_external_id("hr-1").source_id == ada.id
+        with pytest.raises(NotFound):
+            crm.relationships.get_by_external_id("other-2")
+
+    def test_a_natural_key_clash_through_add_is_a_conflict(self, crm: CRM) -> None:
+        ada, acme = crm.customers.add(person("Ada")), crm.customers.add(organization())
+        crm.relationships.add(edge(ada, "works_for", acme))
+        crm.relationships.add(edge(ada, "works_for", acme, since=dt.date(2020, 1, 1), external_id="x-1"))
+        for clash in (
+            edge(ada, "works_for", acme),  # undated twice: the same edge
+            edge(ada, "works_for", acme, since=dt.date(2020, 1, 1)),
+        ):
+            with pytest.raises(ConflictError) as caught:
+                crm.relationships.add(clash)
+            assert "since" in str(caught.value)
+        with pytest.raises(ConflictError, match="external_id"):
+            crm.relationships.add(edge(ada, "works_for", acme, since=dt.date(2021, 1, 1), external_id="x-1"))
+        later = crm.relationships.add(edge(ada, "works_for", acme, since=dt.date(2021, 1, 1)))
+        with pytest.raises(ConflictError):  # moving an edge onto another's key
+            crm.relationships.update(attrs.evolve(later, since=dt.date(2020, 1, 1)))
+        assert crm.relationships.count() == 3
+        with pytest.raises(ValidationError):
+            edge(ada, "works_for", acme, since=dt.date.min)
+
     def test_random_graphs_agree_with_a_breadth_first_walk(self, crmkit_backend: Backend) -> None:
         types = {t.name: t for t in crmkit_backend.crm().relationship_types.values()}
         day = st.sampled_from([None, dt.date(2020, 1, 1), dt.date(2021, 1, 1), dt.date(2022, 1, 1)])
@@ -216,9 +262,13 @@ class RelationshipGraphContract(ContractBase):
             pairs = st.tuples(st.integers(0, 5), st.integers(0, 5)).filter(lambda p: p[0] != p[1])
             spec = st.tuples(pairs, st.sampled_from(sorted(types)), day, day)
             edges = []
+            keys = set()
             for (s, t), kind, since, until in data.draw(st.lists(spec, max_size=14)):
                 if since and until and until < since:
                     since, until = until, since
+                if (s, t, kind, since) in keys:  # one edge per natural key
+                    continue
+                keys.add((s, t, kind, since))
                 edges.append(crm.relationships.add(edge(people[s], kind, people[t], since=since, until=until)))
             start = people[data.draw(st.integers(0, 5))].id
             name = data.draw(st.sampled_from(sorted({n for t in types.values() for n in (t.name, t.inverse)})))
