@@ -123,7 +123,7 @@ def test_relationship_and_interaction_round_trip(crm):
     a = crm.customers.add(Customer(kind="person", name="A"))
     b = crm.customers.add(Customer(kind="organization", name="B"))
     rel = crm.relationships.add(
-        Relationship(a.id, b.id, "works_for", role="CTO", since=dt.date(1, 1, 1), until=dt.date(9999, 12, 31))
+        Relationship(a.id, b.id, "works_for", role="CTO", since=dt.date(1, 1, 2), until=dt.date(9999, 12, 31))
     )
     assert crm.relationships.get(rel.id) == rel
     i = crm.interactions.add(

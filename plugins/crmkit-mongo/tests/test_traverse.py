@@ -33,9 +33,13 @@ walks = st.lists(
 def test_graph_lookup_equals_the_default_walk(mongo_db_url, edges, walks):
     with crmkit.connect(mongo_db_url, tenant="g-" + uuid.uuid4().hex[:10]) as crm:
         people = [crm.customers.add(Customer(kind="person", name=f"P{i}")) for i in range(N)]
+        keys = set()
         for source, target, kind, since, until in edges:
             if since and until and until < since:
                 since, until = until, since
+            if (source, target, kind, since) in keys:  # one edge per natural key
+                continue
+            keys.add((source, target, kind, since))
             crm.relationships.add(Relationship(people[source].id, people[target].id, kind, since=since, until=until))
         for start, kinds, direction, depth, as_of in walks:
             args = (crm.tenant, people[start].id, kinds, direction, depth, as_of)

@@ -259,7 +259,9 @@ def _stored_batch(draw: st.DrawFn, entity: str) -> list[Any]:
     records = draw(st.lists(built, min_size=1, max_size=6, unique_by=lambda r: r.id))
     when = draw(cs.aware_datetimes())
     records += [attrs.evolve(records[0], id=uuid.uuid4(), **({"external_id": None}
-                if hasattr(records[0], "external_id") else {})) for _ in range(COPY_MIN_ROWS)]
+                if hasattr(records[0], "external_id") else {}),
+                **({"source_id": uuid.uuid4()} if entity == "relationships" else {}))  # natural keys unique
+                for _ in range(COPY_MIN_ROWS)]
     seen: set[str] = set()
     out = []
     for r in records:  # external ids unique, as insert() needs
