@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from crmkit._errors import PluginError, ValidationError
-from crmkit.entities import ENTITIES, EntitySpec, FieldSpec
+from crmkit.entities import _COMMON, ENTITIES, EntitySpec, FieldSpec
 from crmkit.schema._fields import FieldDef, field_def
 
 __all__ = ["AggregateSpec", "Reference", "Schema", "build_spec", "builtin_aggregate_of"]
@@ -35,13 +35,8 @@ QUERY_KINDS: Mapping[str, str] = {
     "text_set": "text_set",
 }
 
-_RECORD_QUERY_FIELDS = (
-    FieldSpec("id", "uuid", sortable=True),
-    FieldSpec("created_at", "datetime", sortable=True),
-    FieldSpec("updated_at", "datetime", sortable=True),
-    FieldSpec("version", "int", sortable=True),
-    FieldSpec("external_id", "text", nullable=True),
-)
+#: The queryable fields of ``schema.Record``: those every stored record has, and the external id.
+_RECORD_QUERY_FIELDS = (*_COMMON, FieldSpec("external_id", "text", nullable=True))
 
 
 @attrs.frozen
