@@ -80,6 +80,12 @@ class NextPurchase:
     ``(product, score)`` pairs, best first. ``new_only=True`` ranks only products the
     customer has not bought (cross-selling). Scores are comparable within one customer's
     list. A customer the fit has not seen gets the most popular products.
+
+    Settings (see the module docstring for the score): ``decay`` per later basket and
+    ``explore_weight`` (None: calibrated), ``neighbours`` per product (20),
+    ``popularity_share`` (0.1), ``repeat_prior`` in products (10),
+    ``calibration_customers`` sampled for calibration (20,000; 0 keeps the first values
+    of ``DECAYS`` and ``EXPLORE_WEIGHTS``) and the ``seed`` of that sample.
     """
 
     def __init__(
