@@ -8,7 +8,7 @@ SQLAlchemy would use, runs the SQL text on the DBAPI cursor of a pooled connecti
 decodes each row positionally with a function generated once per statement from the
 columns' own result processors and, for crmkit's own tables, the record's ``RecordPlan``:
 the row becomes the record with no dict in between. Value shapes that dominate crmkit rows
-get shortcuts that give the same value (see ``_read``). Only SQLite uses this path for now.
+get shortcuts that give the same value (see ``_read``). SQLite and PostgreSQL use this path.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import datetime as dt
 import re
 import types
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -116,19 +116,21 @@ class RawSelect:
     from a DBAPI row straight to the record; without one, to a dict by column name.
     """
 
-    __slots__ = ("builds_records", "decode", "names", "parameters", "sql")
+    __slots__ = ("_dialect", "_plan", "_statement", "builds_records", "decode", "names", "parameters", "sql")
 
     def __init__(self, statement: sa.Select[Any], dialect: Dialect, plan: RecordPlan | None = None) -> None:
         compiled = statement.compile(dialect=dialect)
-        if not compiled.positional or compiled.positiontup is None:
-            raise TypeError("RawSelect needs a dialect with positional parameters")
+        positional = compiled.positional
+        names = compiled.positiontup if positional else list(compiled.binds)
+        if names is None:
+            raise TypeError("RawSelect cannot find the parameters of this statement")
         self.sql = compiled.string
-        # The positional parameters of a call, each through its column type's bind processor; a
-        # parameter whose value is part of the statement (a literal of an ORDER BY expression) is
-        # used unless the call gives one.
+        # The parameters of a call (a tuple, or a dict for named styles such as psycopg's), each
+        # through its column type's bind processor; a parameter whose value is part of the
+        # statement (a literal of an ORDER BY expression) is used unless the call gives one.
         binds: dict[str, Any] = {}
         items = []
-        for n, name in enumerate(compiled.positiontup):
+        for n, name in enumerate(names):
             bind = compiled.binds[name]
             value = f"values[{name!r}]"
             if not bind.required:
@@ -138,26 +140,36 @@ class RawSelect:
             if to_driver is not None:
                 binds[f"b{n}"] = to_driver
                 value = f"b{n}({value})"
-            items.append(value)
-        source = f"def parameters(values):\n    return ({''.join(f'{v}, ' for v in items)})\n"
+            rendered = compiled.escaped_bind_names.get(name, name)
+            items.append(value if positional else f"{rendered!r}: {value}")
+        joined = "".join(f"{item}, " for item in items)
+        source = f"def parameters(values):\n    return {f'({joined})' if positional else f'{{{joined}}}'}\n"
         exec(compile(source, "<crmkit_sqlalchemy raw select parameters>", "exec"), binds)
-        self.parameters: Callable[[Mapping[str, Any]], tuple[Any, ...]] = binds["parameters"]
+        self.parameters: Callable[[Mapping[str, Any]], Any] = binds["parameters"]
         self.names = [c.key for c in statement.selected_columns]
+        self._statement, self._dialect, self._plan = statement, dialect, plan
+        columns = {f"row[{name!r}]": f"c{i}" for i, name in enumerate(self.names)}
+        self.builds_records = plan is not None and all(
+            set(_COLUMN.findall(value)) <= columns.keys() for _, value in plan.fields
+        )
+        # made at the first call: PostgreSQL's result processors depend on the type codes the driver reports
+        self.decode: Callable[[Any], Any] | None = None
+
+    def _decoder(self, type_codes: Sequence[Any]) -> Callable[[Any], Any]:
+        """The function from a DBAPI row (whose columns have these type codes) to a record or a dict."""
+        dialect, plan = self._dialect, self._plan
         namespace: dict[str, Any] = {
             "_epoch": EPOCH, "_td": _timedelta, "_new": _new, "_set": _set, "_UUID": _UUID, "_UNKNOWN": _UNKNOWN,
             "_uuid_int": _uuid_int, "_uuid_safe": _uuid_safe, "_int": int, "_money": parse_money_text,
         }  # fmt: skip
         lines = ["def decode(row):"]
         instants: list[int] = []
-        for i, column in enumerate(statement.selected_columns):
-            process: Callable[[Any], Any] | None = column.type._cached_result_processor(dialect, None)
+        for i, (column, code) in enumerate(zip(self._statement.selected_columns, type_codes, strict=True)):
+            process: Callable[[Any], Any] | None = column.type._cached_result_processor(dialect, code)
             namespace[f"p{i}"] = process
             lines += _read(i, column, process, dialect, namespace, instants)
-        columns = {f"row[{name!r}]": f"c{i}" for i, name in enumerate(self.names)}
-        self.builds_records = plan is not None and all(
-            set(_COLUMN.findall(value)) <= columns.keys() for _, value in plan.fields
-        )
         if plan is not None and self.builds_records:
+            columns = {f"row[{name!r}]": f"c{i}" for i, name in enumerate(self.names)}
             namespace.update(plan.helpers)
             lines.append("    new = _new(cls)")
             for name, value in plan.fields:
@@ -166,7 +178,7 @@ class RawSelect:
         else:
             lines.append(f"    return {{{', '.join(f'{name!r}: c{i}' for i, name in enumerate(self.names))}}}")
         exec(compile("\n".join(lines) + "\n", "<crmkit_sqlalchemy raw select>", "exec"), namespace)
-        self.decode: Callable[[Any], Any] = namespace["decode"]
+        return namespace["decode"]  # type: ignore[no-any-return]
 
     def rows(self, dbapi_connection: Any, values: Mapping[str, Any]) -> list[Any]:
         """The decoded rows the statement returns for ``values``: records if ``builds_records``, else dicts."""
@@ -174,7 +186,9 @@ class RawSelect:
         try:
             cursor.execute(self.sql, self.parameters(values))
             fetched = cursor.fetchall()
+            decode = self.decode
+            if decode is None:
+                decode = self.decode = self._decoder([d[1] for d in cursor.description])
         finally:
             cursor.close()
-        decode = self.decode
         return [decode(row) for row in fetched]

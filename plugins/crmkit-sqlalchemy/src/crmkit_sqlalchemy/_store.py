@@ -80,8 +80,8 @@ class SqlRepository(Repository[Any]):
         self._delete = t.delete().where(mine, t.c.id == sa.bindparam("p_id"))
         self._delete_version = self._delete.where(t.c.version == sa.bindparam("p_version"))
         self._shapes: dict[tuple[Any, ...], sa.Select[Any]] = {}
-        # SQLite: the hot reads' compiled forms, run on the DBAPI cursor (``_fastread``)
-        self._raw = store.dialect == "sqlite"
+        # the hot reads' compiled forms, run on the DBAPI cursor (``_fastread``)
+        self._raw = store.dialect in ("sqlite", "postgresql")
         self._raw_selects: dict[int, tuple[sa.Select[Any], RawSelect]] = {}
         self._written, self._analyze_at = 0, _ANALYZE_FIRST
 
@@ -267,6 +267,10 @@ class SqlRepository(Repository[Any]):
                     dbapi = store.engine.raw_connection()
                     try:
                         rows = raw.rows(dbapi, values)
+                    except Exception as exc:
+                        if store.engine.dialect.is_disconnect(exc, dbapi.dbapi_connection, None):
+                            dbapi.invalidate(exc)  # as SQLAlchemy's own execute would: connect anew next time
+                        raise
                     finally:
                         dbapi.close()
         except Exception:
