@@ -80,8 +80,9 @@ class SqlRepository(Repository[Any]):
         self._delete = t.delete().where(mine, t.c.id == sa.bindparam("p_id"))
         self._delete_version = self._delete.where(t.c.version == sa.bindparam("p_version"))
         self._shapes: dict[tuple[Any, ...], sa.Select[Any]] = {}
-        # the hot reads' compiled forms, run on the DBAPI cursor (``_fastread``)
-        self._raw = store.dialect in ("sqlite", "postgresql")
+        # the hot reads' compiled forms, run on the DBAPI cursor (``_fastread``); with ``echo``
+        # every statement goes through SQLAlchemy, which logs it
+        self._raw = store.dialect in ("sqlite", "postgresql") and not store.options.echo
         self._raw_selects: dict[int, tuple[sa.Select[Any], RawSelect]] = {}
         self._written, self._analyze_at = 0, _ANALYZE_FIRST
 
