@@ -1,4 +1,4 @@
-"""crmkit's own vocabulary (channels, relationship types) and the slow-path purchase summaries."""
+"""crmkit's own vocabulary (channels, relationship types), declared aggregates and the slow-path purchase summaries."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from crmkit.entities import TRANSACTIONS
 from crmkit.hookspecs import hookimpl
 from crmkit.query import ALL, And, Compare, Expr, In, parse_order
 from crmkit.relationships import BUILTIN_RELATIONSHIP_TYPES, RelationshipType
+from crmkit.state_changes import StateChange
 from crmkit.store import Store, scan
 from crmkit.summaries import PurchaseSummary, summarize
 
@@ -24,6 +25,12 @@ def crmkit_channels() -> Iterable[ChannelType]:
 @hookimpl
 def crmkit_relationship_types() -> Iterable[RelationshipType]:
     return BUILTIN_RELATIONSHIP_TYPES
+
+
+@hookimpl
+def crmkit_aggregates() -> Iterable[type]:
+    """crmkit's own declared aggregates: the changes of stage of every record."""
+    return [StateChange]
 
 
 @hookimpl(trylast=True)

@@ -23,6 +23,7 @@ from crmkit.services.records import BulkResult, Page, Records, _ReadRecords, _Re
 from crmkit.services.references import ReferencePolicies
 from crmkit.services.timeline import TimelineEntry, timeline
 from crmkit.services.unit_of_work import UnitOfWork, _actor
+from crmkit.state_changes import StateChanges
 from crmkit.store import Store
 from crmkit.summaries import PurchaseSummary
 
@@ -67,11 +68,13 @@ class CRM(UnitOfWork, ReferencePolicies):
         self.relationships = Relationships(self)
         self.interactions = Interactions(self)
         self.transactions = Transactions(self)
+        #: Every change of stage of every record (the customer life cycle's, pipelines'...).
+        self.state_changes = StateChanges(self)
         self.stage_changes = StageChanges(self)
         self.lifecycle = Lifecycle(self)
         self._services: dict[str, _ReadRecords[Any]] = {
             s.spec.name: s
-            for s in (self.customers, self.relationships, self.interactions, self.transactions, self.stage_changes)
+            for s in (self.customers, self.relationships, self.interactions, self.transactions, self.state_changes)
         }
         self._referrers = {
             name: any(r.source in self.schema.derived for r in self.schema.references_to(name)) for name in self.schema

@@ -66,6 +66,4 @@ STAGE_CHANGES = EntitySpec(
     default_order=("occurred_at", "id"),
 )
 
-ENTITIES: Mapping[str, EntitySpec] = {
-    e.name: e for e in (CUSTOMERS, RELATIONSHIPS, INTERACTIONS, TRANSACTIONS, STAGE_CHANGES)
-}
+ENTITIES: Mapping[str, EntitySpec] = {e.name: e for e in (CUSTOMERS, RELATIONSHIPS, INTERACTIONS, TRANSACTIONS)}

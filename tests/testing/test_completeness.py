@@ -26,6 +26,7 @@ from crmkit.customers import Consent, Customer, EmailAddress, Handle, Phone, Pos
 from crmkit.interactions import Interaction
 from crmkit.relationships import Relationship
 from crmkit.schema import AggregateSpec, FieldDef, Schema, field_table
+from crmkit.state_changes import StateChange
 from crmkit.testing import strategies as cs
 from crmkit.testing.probe import Probe, ProbeColour, ProbeLink, ProbeLinksPlugin, ProbePart
 from crmkit.transactions import LineItem, Transaction
@@ -180,6 +181,7 @@ def test_the_tables_in_the_docs_are_the_generated_ones() -> None:
         "crmkit_probe_links": ProbeLink,
         "subscriptions": Subscription,
         "Seat": seat,
+        "state_changes": StateChange,
     }
     assert set(tables) == set(generated)
     for name, declared in generated.items():

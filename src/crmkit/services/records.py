@@ -229,7 +229,10 @@ class _Records(_ReadRecords[R]):
             raise ValidationError(
                 "version", "a new record has version 0 (update() changes stored ones)", record.version
             )
-        now = self._crm.now()
+        return self._add(record, self._crm.now())
+
+    def _add(self, record: R, now: dt.datetime) -> R:
+        """``add`` of a checked new record, stamped with ``now`` (a clock reading the caller took)."""
         stored = _stamped(record, now)
         with self._crm.transaction():
             self._check_references([stored], None)

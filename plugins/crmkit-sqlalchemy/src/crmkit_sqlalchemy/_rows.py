@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from crmkit.channels import Channel
 from crmkit.customers import Consent, Customer, EmailAddress, Handle, Phone, PostalAddress
 from crmkit.interactions import Interaction
-from crmkit.lifecycle_model import Stage, StageChange
+from crmkit.lifecycle_model import Stage
 from crmkit.relationships import Relationship
 from crmkit.transactions import LineItem, Transaction
 from crmkit_sqlalchemy._encoding import decode_attributes, encode_attributes
@@ -308,36 +308,11 @@ _TRANSACTION = RecordPlan(Transaction, _TRANSACTION_PLAN, {"line_items_of": _obj
 transaction_of = record_builder(_TRANSACTION)
 
 
-# --------------------------------------------------------------------------- stage changes
-
-
-_stage_change = _trusted(StageChange)
-
-
-def stage_change_of(row: Mapping[str, Any]) -> StageChange:
-    return _stage_change(
-        customer_id=row["customer_id"],
-        from_stage=None if row["from_stage"] is None else Stage(row["from_stage"]),
-        to_stage=Stage(row["to_stage"]),
-        occurred_at=row["occurred_at"],
-        rule=row["rule"],
-        reason=row["reason"],
-        id=row["id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-    )
-
-
 # --------------------------------------------------------------------------- records to rows
 
 
 def _value(member: Any) -> Any:
     return member.value
-
-
-def _optional_value(member: Any) -> Any:
-    return None if member is None else member.value
 
 
 def _line_docs(items: Sequence[LineItem]) -> list[dict[str, Any]]:
@@ -375,7 +350,6 @@ ENCODERS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "relationships": {"attributes": encode_attributes},
     "interactions": {"channel": str, "participants": _texts, "attributes": encode_attributes},
     "transactions": {"line_items": _line_docs, "attributes": encode_attributes},
-    "stage_changes": {"from_stage": _optional_value, "to_stage": _value},
 }
 
 
@@ -434,5 +408,4 @@ CONVERTERS: dict[str, Converter] = {
     "relationships": Converter(_to_row("relationships"), relationship_of, _RELATIONSHIP),
     "interactions": Converter(_to_row("interactions"), interaction_of, _INTERACTION),
     "transactions": Converter(_to_row("transactions"), transaction_of, _TRANSACTION),
-    "stage_changes": Converter(_to_row("stage_changes"), stage_change_of),
 }
