@@ -156,6 +156,7 @@ class PluginHost:
     def customer_stages(self) -> StageSet:
         """The customer life cycle: the built-in stages, then those plugins add (registered as Stage values)."""
         from crmkit.lifecycle_model import BUILTIN_STAGES, StageDef, StageSet, register_stages
+        from crmkit.state_changes import LIFECYCLE
 
         if self._stages is not None:
             return self._stages
@@ -168,7 +169,7 @@ class PluginHost:
                     raise PluginError(f"customer stage '{item.name}' is defined twice differently")
                 found[item.name] = item
         register_stages(found.values())
-        self._stages = StageSet("customer", list(found.values()))
+        self._stages = StageSet(LIFECYCLE, list(found.values()))  # the stage set its changes are stored under
         return self._stages
 
     def propose_stage(self, facts: CustomerFacts) -> StageProposal | None:
