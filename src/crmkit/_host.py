@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -125,6 +125,21 @@ class PluginHost:
                     raise PluginError(f"crmkit_aggregates returned {cls!r}: {exc}") from None
                 specs.setdefault(id(spec), spec)
         return Schema(specs.values())
+
+    # --- services
+    def services(self) -> dict[str, Callable[[Any], object]]:
+        """The services plugins add to a connection (``crm.sales``), by attribute name."""
+        found: dict[str, Callable[[Any], object]] = {}
+        for result in reversed(self.pm.hook.crmkit_services()):  # registration order
+            for name, factory in (result or {}).items():
+                if not (isinstance(name, str) and name.isidentifier() and not name.startswith("_")):
+                    raise PluginError(f"crmkit_services: {name!r} is not a public attribute name")
+                if not callable(factory):
+                    raise PluginError(f"crmkit_services: the factory of {name!r} is not callable")
+                if name in found and found[name] is not factory:
+                    raise PluginError(f"two plugins add a service named {name!r}")
+                found[name] = factory
+        return found
 
     # --- vocabularies
     def channels(self) -> dict[str, ChannelType]:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from crmkit._errors import ValidationError
+from crmkit._errors import PluginError, ValidationError
 from crmkit._host import PluginHost
 from crmkit._validation import utc
 from crmkit.channels import ChannelType
@@ -79,6 +79,35 @@ class CRM(UnitOfWork, ReferencePolicies):
         self._referrers = {
             name: any(r.source in self.schema.derived for r in self.schema.references_to(name)) for name in self.schema
         }
+        services = host.services()
+        for name in services:
+            if name in self.__dict__ or hasattr(type(self), name) or name in self.schema:
+                raise PluginError(f"a plugin adds a service named {name!r}, which the connection already has")
+        self._plugin_services = services
+
+    if not TYPE_CHECKING:  # type checkers see only the attributes declared below (typed code: crm.records(Cls))
+
+        def __getattr__(self, name: str) -> Any:
+            """``crm.sales``: a service a plugin adds; ``crm.subscriptions``: the records of any aggregate by name."""
+            return self._dynamic(name)
+
+    def _dynamic(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        factory = self.__dict__.get("_plugin_services", {}).get(name)
+        if factory is not None:
+            service = factory(self)
+            self.__dict__[name] = service  # built once: later reads find the attribute itself
+            return service
+        schema = self.__dict__.get("schema")
+        if schema is not None and name in schema:
+            return self.records(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    if TYPE_CHECKING:
+        # The services and aggregates crmkit's own features add at run time (crmkit_services,
+        # crmkit_aggregates), declared for type checkers: ``leads: Records[Lead]``, ``sales: Sales``.
+        pass
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""

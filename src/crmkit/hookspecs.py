@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,16 @@ def crmkit_aggregates() -> Iterable[type]:
 
     All results are collected at ``connect``; two aggregates with one name is a
     ``PluginError``. Every backend then stores them with no code of the plugin's own.
+    """
+
+
+@hookspec
+def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
+    """Services a plugin adds to every connection, by attribute name.
+
+    ``{"sales": Sales}`` makes ``crm.sales`` a ``Sales(crm)``, built on first use and kept
+    for the connection. A name already used by the connection (``customers``, ``value``...),
+    by an aggregate, or by another plugin's service is a ``PluginError`` at connect.
     """
 
 
