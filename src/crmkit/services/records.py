@@ -216,6 +216,10 @@ class _ReadRecords(Generic[R]):
         condition = bind(where, self.spec)
         return finish(query, self._repo.aggregate(self._crm.tenant, condition, query))
 
+    def scan(self, where: Where = None, *, order_by: str | Sequence[str] | None = None) -> Iterator[R]:
+        """Every matching record, read a page of 1,000 at a time by keyset: bounded memory, any number of records."""
+        return self.stream(where, order_by=order_by)
+
     def stream(
         self, where: Where = None, *, order_by: str | Sequence[str] | None = None, batch_size: int = 1000
     ) -> Iterator[R]:

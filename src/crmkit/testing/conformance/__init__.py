@@ -40,7 +40,7 @@ from crmkit.testing.conformance._records import (
     RepositoryContract,
     StageChangeContract,
 )
-from crmkit.testing.conformance._reports import ReportContract
+from crmkit.testing.conformance._reports import ReportContract, SetQueryContract
 from crmkit.testing.conformance._roundtrip import RoundTripContract
 from crmkit.testing.conformance._stateful import StatefulContract, crm_state_machine
 from crmkit.testing.conformance._tenancy import TenancyContract
@@ -68,6 +68,7 @@ __all__ = [
     "TestReferences",
     "TestRelationshipGraph",
     "TestReports",
+    "TestSetQueries",
     "TestRepositories",
     "TestRoundTrip",
     "TestStageChanges",
@@ -99,6 +100,7 @@ __all__ += [
     "ReferenceContract",
     "RelationshipGraphContract",
     "ReportContract",
+    "SetQueryContract",
     "RepositoryContract",
     "RoundTripContract",
     "StageChangeContract",
@@ -137,6 +139,7 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     AggregateQueryContract,
     AggregateStateMachineContract,
     ReportContract,
+    SetQueryContract,
 )
 
 
@@ -202,6 +205,10 @@ class TestTimeline(TimelineContract):
 
 class TestReports(ReportContract):
     """Group-by reports computed in the store, against the reference."""
+
+
+class TestSetQueries(SetQueryContract):
+    """contains_any / contains_all on sets; scan."""
 
 
 class TestPurchaseSummaries(PurchaseSummaryContract):

@@ -30,9 +30,9 @@ from crmkit.testing import strategies as cs
 from crmkit.testing._backends import Backend
 from crmkit.testing.conformance._aggregate_kit import AggregateContractBase, AggregateKit, assert_exact
 from crmkit.testing.conformance._aggregate_queries import conditions
-from crmkit.testing.conformance._harness import at, conformance_settings
+from crmkit.testing.conformance._harness import ContractBase, at, conformance_settings, person
 
-__all__ = ["ReportContract", "reports"]
+__all__ = ["ReportContract", "SetQueryContract", "reports"]
 
 _MEASURES = ("sum", "mean", "min", "max", "count_distinct")
 _KINDS = {
@@ -168,3 +168,33 @@ def _own_conditions(name: str) -> list[Expr]:
     if name == "customers":
         return [F("kind") == "person", F("owner") != None, F("tags").contains("vip")]  # noqa: E711
     return [F("kind") == "purchase", F("amount") >= Decimal("10"), F("currency").in_(["EUR", "USD"])]
+
+
+class SetQueryContract(ContractBase):
+    """``contains_any`` / ``contains_all`` on sets, and ``scan`` reading everything page by page."""
+
+    def test_contains_any_and_all_match_the_reference(self, crmkit_backend: Backend) -> None:
+        words = st.sampled_from(["vip", "VIP", "b2b", "ș", "مشتری", "a b"])
+
+        @conformance_settings(max_examples=15)
+        @given(tag_sets=st.lists(st.frozensets(words, max_size=3), min_size=1, max_size=6), asked=st.lists(words))
+        def check(tag_sets: list[frozenset[str]], asked: list[str]) -> None:
+            crm = crmkit_backend.crm()
+            crm.customers.add_many([person(f"P{i}", tags=tags) for i, tags in enumerate(tag_sets)])
+            stored = list(crm.customers.scan())
+            spec = crm.customers.spec
+            for where in (F("tags").contains_any(asked), F("tags").contains_all(asked)):
+                condition = bind(where, spec)
+                want = sorted(c.id for c in stored if evaluate(condition, spec, c))
+                assert sorted(c.id for c in crm.customers.scan(where)) == want, where
+                assert crm.customers.count(where) == len(want), where
+
+        check()
+
+    def test_scan_reads_every_record_past_one_page(self, crm: CRM) -> None:
+        crm.customers.add_many(person(f"P{i:04d}", tags={"even"} if i % 2 == 0 else set()) for i in range(1_050))
+        seen = [c.id for c in crm.customers.scan()]
+        assert len(seen) == len(set(seen)) == 1_050
+        assert sum(1 for _ in crm.customers.scan(F("tags").contains("even"), order_by="-name")) == 525
+        with pytest.raises(ValidationError):
+            F("tags").contains_any("vip")
