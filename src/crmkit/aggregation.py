@@ -348,6 +348,15 @@ def _same(value: Any) -> Any:
     return value
 
 
+def _order_key(bucket: Bucket) -> Callable[[Any], tuple[Any, ...]]:
+    """The sort key of one grouping's values: None first; values of one kind need no kind rank."""
+    if bucket.kind == "attribute":
+        return _group_key
+    if bucket.kind == "uuid":
+        return lambda value: (0, 0) if value is None else (1, value.int)
+    return lambda value: (0,) if value is None else (1, value)
+
+
 def finish(query: AggregateQuery, raw: Iterable[Sequence[Any]]) -> Aggregation:
     """The report from a store's raw rows: normal forms, sums of no values None, means, sorted rows."""
     width = len(query.group_by)
@@ -377,7 +386,7 @@ def finish(query: AggregateQuery, raw: Iterable[Sequence[Any]]) -> Aggregation:
                 if not present or value is None:
                     out[name] = None
                     continue
-                value = int(value) if kind == "int" else _money_sum(Decimal(value))
+                value = int(value) if kind == "int" else _money_sum(value if type(value) is Decimal else Decimal(value))
                 out[name] = value if op == "sum" else _MEAN.divide(Decimal(value), Decimal(present))
             elif value is None:
                 out[name] = None
@@ -391,8 +400,12 @@ def finish(query: AggregateQuery, raw: Iterable[Sequence[Any]]) -> Aggregation:
     if not width and not rows:
         empty = {n: (0 if n == "count" or n.startswith("count_distinct(") else None) for n in query.asked}
         rows.append(Row({}, empty))
-    if width:
-        rows.sort(key=lambda r: tuple(_group_key(v) for v in r.group.values()))
+    if width == 1:
+        order = _order_key(query.group_by[0])
+        rows.sort(key=lambda r: order(r.key[0]))
+    elif width:
+        orders = [_order_key(b) for b in query.group_by]
+        rows.sort(key=lambda r: tuple(o(v) for o, v in zip(orders, r.key, strict=True)))
     return Aggregation(tuple(names), query.asked, tuple(rows))
 
 
