@@ -26,6 +26,7 @@ from crmkit.crm import CRM
 from crmkit.entities import EntitySpec
 from crmkit.query import Expr, bind, evaluate
 from crmkit.schema import AggregateSpec
+from crmkit.store import Repository
 from crmkit.testing import strategies as cs
 from crmkit.testing._backends import Backend
 from crmkit.testing.conformance._aggregate_kit import AggregateContractBase, AggregateKit, assert_exact
@@ -149,6 +150,25 @@ class ReportContract(AggregateContractBase):
         assert crm.transactions.aggregate(F("currency") == "XXX", count=True, sum="amount").as_dict() == {
             (): {"count": 0, "sum(amount)": None}
         }
+
+    def test_the_default_for_other_stores_gives_the_same_report(self, crm: CRM) -> None:
+        """``Repository.aggregate``'s own default (read page by page, compute in Python) agrees with the store."""
+        ana = crm.customers.add(Customer(kind="person", name="Ana"))
+        for i in range(30):
+            crm.transactions.add(
+                Transaction(
+                    customer_id=ana.id,
+                    occurred_at=at(2026, 1 + i % 12, 1 + i % 28, i % 24),
+                    amount=Decimal(i) / 8,
+                    currency=("EUR", "USD", "RON")[i % 3],
+                    kind="purchase",
+                )
+            )
+        args = {"group_by": ("currency", "quarter(occurred_at)"), "count": True, "sum": "amount", "max": "amount"}
+        query = parse_aggregate(crm.transactions.spec, **{"min": None, "mean": None, "count_distinct": None, **args})
+        repo = crm.store.repository(crm.transactions.spec)
+        default = finish(query, Repository.aggregate(repo, crm.tenant, bind(None, crm.transactions.spec), query))
+        assert_exact(default, crm.transactions.aggregate(**args))
 
     def test_bad_reports_name_the_argument(self, crm: CRM) -> None:
         for args, field in (
