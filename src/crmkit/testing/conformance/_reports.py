@@ -164,7 +164,12 @@ class ReportContract(AggregateContractBase):
                     kind="purchase",
                 )
             )
-        args = {"group_by": ("currency", "quarter(occurred_at)"), "count": True, "sum": "amount", "max": "amount"}
+        args: dict[str, Any] = {
+            "group_by": ("currency", "quarter(occurred_at)"),
+            "count": True,
+            "sum": "amount",
+            "max": "amount",
+        }
         query = parse_aggregate(crm.transactions.spec, **{"min": None, "mean": None, "count_distinct": None, **args})
         repo = crm.store.repository(crm.transactions.spec)
         default = finish(query, Repository.aggregate(repo, crm.tenant, bind(None, crm.transactions.spec), query))
