@@ -40,6 +40,7 @@ from crmkit.testing.conformance._records import (
     RepositoryContract,
     StageChangeContract,
 )
+from crmkit.testing.conformance._reports import ReportContract, SetQueryContract
 from crmkit.testing.conformance._roundtrip import RoundTripContract
 from crmkit.testing.conformance._stateful import StatefulContract, crm_state_machine
 from crmkit.testing.conformance._tenancy import TenancyContract
@@ -66,6 +67,8 @@ __all__ = [
     "TestQueries",
     "TestReferences",
     "TestRelationshipGraph",
+    "TestReports",
+    "TestSetQueries",
     "TestRepositories",
     "TestRoundTrip",
     "TestStageChanges",
@@ -96,6 +99,8 @@ __all__ += [
     "QueryContract",
     "ReferenceContract",
     "RelationshipGraphContract",
+    "ReportContract",
+    "SetQueryContract",
     "RepositoryContract",
     "RoundTripContract",
     "StageChangeContract",
@@ -133,6 +138,8 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     AggregateUnitOfWorkContract,
     AggregateQueryContract,
     AggregateStateMachineContract,
+    ReportContract,
+    SetQueryContract,
 )
 
 
@@ -194,6 +201,14 @@ class TestRelationshipGraph(RelationshipGraphContract):
 
 class TestTimeline(TimelineContract):
     """Timelines."""
+
+
+class TestReports(ReportContract):
+    """Group-by reports computed in the store, against the reference."""
+
+
+class TestSetQueries(SetQueryContract):
+    """contains_any / contains_all on sets; scan."""
 
 
 class TestPurchaseSummaries(PurchaseSummaryContract):
