@@ -27,6 +27,7 @@ from crmkit.store import Store
 from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
+    from crmkit.identity import Identity
     from crmkit.value._store import CRMValue
 
 __all__ = ["CRM", "BulkResult", "Page", "Records", "TimelineEntry", "connect"]
@@ -103,6 +104,7 @@ class CRM(UnitOfWork, ReferencePolicies):
     if TYPE_CHECKING:
         # The services and aggregates crmkit's own features add at run time (crmkit_services,
         # crmkit_aggregates), declared for type checkers: ``leads: Records[Lead]``, ``sales: Sales``.
+        identity: Identity
         pass
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
