@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from crmkit._errors import ValidationError
+from crmkit._errors import ConflictError, ValidationError
 from crmkit.customers import Customer
 from crmkit.identity._contact import email_key, phone_key
 from crmkit.identity._records import IdentityKey
@@ -67,7 +67,34 @@ def write_keys(crm: CRM, customers: Sequence[Customer]) -> None:
         for kind, key in keys_of(crm, c)
     ]
     if rows:
+        if getattr(crm, "_identity_unique_emails", False):
+            _refuse_taken_emails(crm, spec, rows)
         crm.store.repository(spec).insert(crm.tenant, rows)
+
+
+def _refuse_taken_emails(crm: CRM, spec: Any, rows: list[IdentityKey]) -> None:
+    """ConflictError naming the other customer when an e-mail key is held by another customer already."""
+    wanted: dict[str, uuid.UUID] = {}
+    for row in rows:
+        if row.kind != "email":
+            continue
+        other = wanted.setdefault(row.key, row.customer_id)
+        if other != row.customer_id:
+            raise ConflictError(
+                f"e-mail {row.key} is given to two customers ({other} and {row.customer_id})",
+                entity="customer",
+                key=row.customer_id,
+            )
+    if not wanted:
+        return
+    where = And((Compare("kind", "==", "email"), In("key", tuple(wanted))))
+    for held in crm.store.repository(spec).find(crm.tenant, where, parse_order(None, spec), None):
+        if held.customer_id != wanted[held.key]:
+            raise ConflictError(
+                f"e-mail {held.key} belongs to customer {held.customer_id} already",
+                entity="customer",
+                key=wanted[held.key],
+            )
 
 
 def rekey(crm: CRM, customers: Iterable[Customer]) -> None:

@@ -328,15 +328,35 @@ class Matcher:
         self,
         left: list[tuple[str | None, ...]],
         right: list[tuple[str | None, ...]],
-        pairs: Iterable[tuple[int, int]],
+        pairs: Sequence[tuple[int, int]],
     ) -> list[tuple[int, int, tuple[int, ...]]]:
-        names = list(self.fields)
-        level = self._level
-        out = []
-        for i, j in pairs:
-            a, b = left[i], right[j]
-            out.append((i, j, tuple(level(k, names[k], a[k], b[k]) for k in range(len(names)))))
-        return out
+        """Each pair's agreement levels, field by field (-1: a value is missing).
+
+        Computed a field at a time over all pairs, with each field's comparisons cached by
+        value pair: names, postcodes and dates repeat, and the loop stays tight.
+        """
+        columns = []
+        for k, (name, kind) in enumerate(self.fields.items()):
+            compare = _COMPARATORS[kind]
+            cache = self._cache[name]
+            top = len(KINDS[kind]) - 1
+            column: list[int] = []
+            append = column.append
+            for i, j in pairs:
+                a = left[i][k]
+                b = right[j][k]
+                if a is None or b is None:
+                    append(-1)
+                elif a == b:
+                    append(top)
+                else:
+                    key = (a, b) if a < b else (b, a)
+                    level = cache.get(key)
+                    if level is None:
+                        level = cache[key] = compare(key[0], key[1])
+                    append(level)
+            columns.append(column)
+        return [(i, j, levels) for (i, j), levels in zip(pairs, zip(*columns, strict=True), strict=True)]
 
     def _estimate_u(
         self, left: list[tuple[str | None, ...]], right: list[tuple[str | None, ...]], *, dedupe: bool

@@ -135,6 +135,22 @@ class Identity:
         self._crm = crm
 
     @property
+    def unique_emails(self) -> bool:
+        """Whether an e-mail address may belong to one customer only on this connection (default False).
+
+        True: adding or updating a customer with an address another (not merged-away)
+        customer holds raises ConflictError naming that customer. False: a shared address
+        is only a duplicate signal (``duplicates`` compares e-mails).
+        """
+        return bool(getattr(self._crm, "_identity_unique_emails", False))
+
+    @unique_emails.setter
+    def unique_emails(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValidationError("unique_emails", "must be True or False", value)
+        self._crm._identity_unique_emails = value  # type: ignore[attr-defined]
+
+    @property
     def region(self) -> str | None:
         return getattr(self._crm, "_identity_region", None)
 
@@ -392,13 +408,14 @@ class Identity:
 
     # ----------------------------------------------------------------- un-merge
 
-    def unmerge(self, merge_id: uuid.UUID, *, strict: bool = False) -> Unmerged:
+    def unmerge(self, merge_id: uuid.UUID, *, strict: bool = False, force: bool = False) -> Unmerged:
         """Undo a merge: customers, fields and every re-pointed reference as they were before it.
 
         Values changed since the merge are kept where they do not conflict; each conflict
         (a field or reference changed since, whose pre-merge value differs) is reported, and
         with ``strict=True`` nothing is changed then (ConflictError). A merge is undone only
-        while no later merge involving its customers is active: undo the latest first.
+        while no later merge involving its customers is active (undo the latest first),
+        unless ``force=True``.
         """
         crm = self._crm
         merges = crm.records(Merge)
@@ -416,7 +433,7 @@ class Identity:
                     continue
                 if (other.merged_at, other.id) < (merge.merged_at, merge.id):
                     continue
-                if {other.survivor_id, *(uuid.UUID(i) for i in other.merged_ids)} & involved:
+                if not force and {other.survivor_id, *(uuid.UUID(i) for i in other.merged_ids)} & involved:
                     raise ConflictError(
                         f"merge {other.id} is later and involves the same customers: undo it first",
                         entity="merge",

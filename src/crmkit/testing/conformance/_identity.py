@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crmkit._errors import ConflictError
 from crmkit.crm import CRM
 from crmkit.customers import Customer, EmailAddress, Phone
 from crmkit.interactions import Interaction
@@ -229,3 +230,12 @@ class IdentityContract(ContractBase):
         assert all(e.source_id != e.target_id for e in crm.relationships.stream())
         assert crm.identity.unmerge(merge.id).conflicts == ()
         assert snapshot(crm) == before
+
+    def test_unique_emails_policy_names_the_other_customer(self, crm: CRM) -> None:
+        ana = crm.customers.add(person("Ana", emails=[EmailAddress("ana@example.ro")]))
+        crm.customers.add(person("Twin", emails=[EmailAddress("ANA@example.ro")]))  # a signal only, by default
+        crm.identity.unique_emails = True
+        with pytest.raises(ConflictError, match=str(ana.id)):
+            crm.customers.add(person("Third", emails=[EmailAddress("Ana@Example.RO")]))
+        assert crm.customers.count() == 2  # nothing half-written
+        assert crm.customers.update(attrs.evolve(ana, name="Ana P")).name == "Ana P"  # her own address is fine
