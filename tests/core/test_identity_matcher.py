@@ -114,7 +114,7 @@ def _people(n: int, seed: int) -> tuple[list[dict[str, str | None]], set[tuple[i
     rng = random.Random(seed)
     given = ["ana", "ion", "maria", "elena", "andrei", "mihai", "ioana", "zahra", "reza", "juan", "carmen", "luis"]
     rows: list[dict[str, str | None]] = []
-    for k in range(n):
+    for _ in range(n):
         rows.append(
             {
                 "given_name": rng.choice(given),
