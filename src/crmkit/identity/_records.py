@@ -10,7 +10,7 @@ from crmkit import schema
 __all__ = ["IdentityKey", "Merge", "Moved"]
 
 
-@schema.aggregate("identity_keys", indexes=[("kind", "key"), ("customer_id",)])
+@schema.aggregate("identity_keys", indexes=[("kind", "key")])
 class IdentityKey(schema.Record):
     """A customer's contact point in its comparable form (``email``: ``ana@example.ro``, ``phone``: E.164).
 
