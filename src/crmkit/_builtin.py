@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from crmkit.channels import BUILTIN_CHANNELS, ChannelType
 from crmkit.entities import TRANSACTIONS
@@ -55,3 +56,19 @@ def crmkit_purchase_summaries(
     )
     for _, group in itertools.groupby(rows, key=lambda t: t.customer_id):
         yield from summarize(group)
+
+
+@hookimpl
+def crmkit_aggregates() -> Iterable[type]:
+    """The identity layer's aggregates: contact-point keys of customers, and merges."""
+    from crmkit.identity._records import IdentityKey, Merge
+
+    return [IdentityKey, Merge]
+
+
+@hookimpl
+def crmkit_services() -> dict[str, Any]:
+    """``crm.identity``: duplicates, merge and un-merge of customers."""
+    from crmkit.identity._service import Identity
+
+    return {"identity": Identity}

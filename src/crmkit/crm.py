@@ -28,6 +28,7 @@ from crmkit.store import Store
 from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
+    from crmkit.identity import Identity
     from crmkit.session import ScoringSession
     from crmkit.value._store import CRMValue
 
@@ -107,6 +108,7 @@ class CRM(UnitOfWork, ReferencePolicies):
     if TYPE_CHECKING:
         # The services and aggregates crmkit's own features add at run time (crmkit_services,
         # crmkit_aggregates), declared for type checkers: ``leads: Records[Lead]``, ``sales: Sales``.
+        identity: Identity
         pass
 
     def records(self, aggregate: type[R] | str) -> Records[R]:

@@ -60,7 +60,45 @@ class Customers(_Records[Customer]):
         if new.stage != current.stage:
             self._crm.lifecycle.guard(current, new.stage, "manual")
 
+    def _after_insert(self, records: Sequence[Customer]) -> None:
+        from crmkit.identity._keys import write_keys
+
+        write_keys(self._crm, records)
+
+    def find_by_email(self, address: str) -> list[Customer]:
+        """The customers with this e-mail address, matched as a whole, case-insensitively (oldest first).
+
+        The address is compared in its normalised form (trimmed, case-folded, IDNA domain),
+        looked up on an index in the store; the customers keep their addresses as typed.
+        """
+        from crmkit.identity._contact import email_key
+        from crmkit.identity._keys import customers_by_key
+
+        return customers_by_key(self._crm, "email", email_key(address))
+
+    def find_by_phone(self, number: str, *, region: str | None = None) -> list[Customer]:
+        """The customers with this phone number, compared in E.164 form (oldest first).
+
+        A national number (``0721 234 567``) needs ``region`` (``RO``) or the connection's
+        default (``crm.identity.region``); an international one (``+40 721 234 567``) none.
+        """
+        from crmkit.identity._contact import phone_key
+        from crmkit.identity._keys import customers_by_key
+
+        return customers_by_key(
+            self._crm, "phone", phone_key(number, region=region or getattr(self._crm, "_identity_region", None))
+        )
+
     def _after_replace(self, current: Customer, new: Customer, *, rule: str, reason: str | None) -> StageChange | None:
+        if (current.emails, current.phones, current.addresses, current.attributes) != (
+            new.emails,
+            new.phones,
+            new.addresses,
+            new.attributes,
+        ):
+            from crmkit.identity._keys import rekey
+
+            rekey(self._crm, [new])
         if new.stage == current.stage:
             return None
         change = self._crm.state_changes.record_change(

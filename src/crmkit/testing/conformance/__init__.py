@@ -32,6 +32,7 @@ from crmkit.testing.conformance._concurrency import ConcurrencyContract
 from crmkit.testing.conformance._fuzz import KNOWN_CORE_GAPS, FuzzContract
 from crmkit.testing.conformance._graph import RelationshipGraphContract
 from crmkit.testing.conformance._harness import ContractBase
+from crmkit.testing.conformance._identity import IdentityContract
 from crmkit.testing.conformance._query import OrderingContract, PaginationContract, QueryContract
 from crmkit.testing.conformance._records import (
     DeleteCascadeContract,
@@ -60,6 +61,7 @@ __all__ = [
     "TestDeleteCascade",
     "TestExternalIds",
     "TestFuzz",
+    "TestIdentity",
     "TestLifecycle",
     "TestOrdering",
     "TestPagination",
@@ -92,6 +94,7 @@ __all__ += [
     "EventRecorder",
     "ExternalIdContract",
     "FuzzContract",
+    "IdentityContract",
     "LifecycleContract",
     "OrderingContract",
     "PaginationContract",
@@ -140,6 +143,7 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     AggregateStateMachineContract,
     ReportContract,
     SetQueryContract,
+    IdentityContract,
 )
 
 
@@ -245,3 +249,7 @@ class TestAggregateQueries(AggregateQueryContract):
 
 class TestAggregateStateMachine(AggregateStateMachineContract):
     """Every declared aggregate: random operations against a dict model."""
+
+
+class TestIdentity(IdentityContract):
+    """find_by_email/find_by_phone, upsert_many, merge and un-merge."""
