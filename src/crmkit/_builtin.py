@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from crmkit.channels import BUILTIN_CHANNELS, ChannelType
 from crmkit.entities import TRANSACTIONS
@@ -14,6 +15,10 @@ from crmkit.query import ALL, And, Compare, Expr, In, parse_order
 from crmkit.relationships import BUILTIN_RELATIONSHIP_TYPES, RelationshipType
 from crmkit.store import Store, scan
 from crmkit.summaries import PurchaseSummary, summarize
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+    from crmkit.events import Event
 
 
 @hookimpl
@@ -24,6 +29,28 @@ def crmkit_channels() -> Iterable[ChannelType]:
 @hookimpl
 def crmkit_relationship_types() -> Iterable[RelationshipType]:
     return BUILTIN_RELATIONSHIP_TYPES
+
+
+@hookimpl
+def crmkit_aggregates() -> Iterable[type]:
+    from crmkit.sales import AGGREGATES
+
+    return AGGREGATES
+
+
+@hookimpl
+def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
+    from crmkit.sales import Sales
+
+    return {"sales": Sales}
+
+
+@hookimpl
+def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
+    """The sales rules every write obeys, and the deals' history (``crmkit.sales._hooks``)."""
+    from crmkit.sales._hooks import before_commit
+
+    before_commit(crm, events)
 
 
 @hookimpl(trylast=True)

@@ -27,6 +27,7 @@ from crmkit.store import Store
 from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
+    from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
     from crmkit.value._store import CRMValue
 
 __all__ = ["CRM", "BulkResult", "Page", "Records", "TimelineEntry", "connect"]
@@ -103,14 +104,24 @@ class CRM(UnitOfWork, ReferencePolicies):
     if TYPE_CHECKING:
         # The services and aggregates crmkit's own features add at run time (crmkit_services,
         # crmkit_aggregates), declared for type checkers: ``leads: Records[Lead]``, ``sales: Sales``.
-        pass
+        sales: Sales
+        leads: Records[Lead]
+        pipelines: Records[Pipeline]
+        opportunities: Records[Opportunity]
+        products: Records[Product]
+        quotes: Records[Quote]
+        orders: Records[Order]
+        tasks: Tasks
+        notes: Records[Note]
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""
         spec = self.schema.spec(aggregate)
         service = self._services.get(spec.name)
         if service is None:
-            service = self._services.setdefault(spec.name, Records(self, spec))
+            # A feature may serve its aggregate with a Records subclass of its own (crm.tasks.due).
+            made = getattr(spec.cls, "__crmkit_records__", Records)
+            service = self._services.setdefault(spec.name, made(self, spec))
         return service  # type: ignore[return-value]
 
     def __repr__(self) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
@@ -35,7 +35,7 @@ from crmkit.interactions import Interaction
 from crmkit.lifecycle_model import Stage
 from crmkit.relationships import BUILTIN_RELATIONSHIP_TYPES, Relationship
 from crmkit.schema import AggregateSpec, FieldDef, Ref, declared_fields
-from crmkit.testing.aggregates import REF_ANY_TARGETS, Targets, aggregate_spec
+from crmkit.testing.aggregates import REF_ANY_TARGETS, Targets, aggregate_spec, declared_examples
 from crmkit.transactions import LineItem, Transaction
 
 __all__ = [
@@ -809,6 +809,12 @@ def field_values(fd: FieldDef, *, targets: Targets | None = None) -> SearchStrat
     return _optional(strategy) if fd.nullable else strategy
 
 
+def _drawn(fd: FieldDef, examples: Mapping[str, tuple[Any, ...]], targets: Targets | None) -> SearchStrategy[Any]:
+    """A field's values: those its declaration lists (``__crmkit_examples__``), else any of its kind."""
+    values = examples.get(fd.name)
+    return st.sampled_from(values) if values else field_values(fd, targets=targets)
+
+
 _VALUE_OBJECTS: dict[type, SearchStrategy[Any]] = {}
 
 
@@ -825,7 +831,10 @@ def value_objects(cls: type, **fields: SearchStrategy[Any]) -> SearchStrategy[An
         raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
     if not fields and cls in _VALUE_OBJECTS:
         return _VALUE_OBJECTS[cls]
-    strategy = st.builds(cls, **{name: _or_default(fields.get(name), field_values(fd)) for name, fd in defs.items()})
+    examples = declared_examples(cls)
+    strategy = st.builds(
+        cls, **{name: _or_default(fields.get(name), _drawn(fd, examples, None)) for name, fd in defs.items()}
+    )
     if not fields:
         _VALUE_OBJECTS[cls] = strategy
     return strategy
@@ -851,8 +860,9 @@ def records(
     unknown = set(fields) - set(spec.declared)
     if unknown:
         raise TypeError(f"{spec.cls.__name__} has no field {', '.join(sorted(unknown))}")
+    examples = declared_examples(spec.cls)
     drawn = {
-        name: _or_default(fields.get(name), field_values(fd, targets=targets)) for name, fd in spec.declared.items()
+        name: _or_default(fields.get(name), _drawn(fd, examples, targets)) for name, fd in spec.declared.items()
     }
     return st.builds(
         spec.cls, id=_or_default(id, uuids()), external_id=_or_default(external_id, _optional(external_ids())), **drawn
