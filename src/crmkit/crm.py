@@ -160,7 +160,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[TimelineEntry]:
-        """A customer's interactions, transactions and stage changes in one time-ordered list."""
+        """A customer's interactions, transactions, stage changes, tasks and notes in one time-ordered list."""
         return timeline(self, customer_id, since=since, until=until, limit=limit, newest_first=newest_first)
 
     def migrate(self) -> str:

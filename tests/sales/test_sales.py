@@ -21,6 +21,7 @@ from crmkit.sales import (
     Lead,
     LeadConversion,
     LeadStatus,
+    Note,
     Opportunity,
     Order,
     OrderLine,
@@ -503,3 +504,23 @@ def test_tasks_due_are_found_in_the_store(crm: crmkit.CRM) -> None:
     assert crm.tasks.due(before=start + dt.timedelta(days=3)) == [made[0], made[1]]
     crm.leads.delete(lead.id)  # tasks about a record go with it
     assert crm.tasks.count() == 0
+
+
+def test_tasks_and_notes_about_a_customer_are_in_its_timeline(url: str) -> None:
+    clock = Clock()
+    with open_crm(url, clock) as crm:
+        ada = crm.customers.add(crmkit.Customer(kind="person", name="Ada"))
+        bob = crm.customers.add(crmkit.Customer(kind="person", name="Bob"))
+        clock.tick()
+        call = crm.interactions.add(
+            crmkit.Interaction(
+                customer_id=ada.id, channel="phone", direction="outbound", occurred_at=clock.tick(), summary="Called"
+            )
+        )
+        task = crm.tasks.add(Task(subject="Call back", about=ada, due_at=clock.tick(3600)))
+        note = crm.notes.add(Note(about=ada, body="Prefers mornings", written_at=clock.tick()))
+        crm.tasks.add(Task(subject="Not Ada's", about=bob))
+        entries = crm.timeline(ada.id)
+        assert [(e.kind, e.record) for e in entries] == [("interaction", call), ("task", task), ("note", note)]
+        assert [e.kind for e in crm.timeline(ada.id, newest_first=True, limit=2)] == ["note", "task"]
+        assert [e.kind for e in crm.timeline(ada.id, since=note.written_at)] == ["note"]
