@@ -45,6 +45,10 @@ def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
     return {"sales": Sales}
 
 
+#: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).
+WATCHED: frozenset[str] = frozenset({"opportunities", "pipelines", "leads", "orders", "quotes"})
+
+
 @hookimpl
 def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
     """The sales rules every write obeys, and the deals' history (``crmkit.sales._hooks``)."""

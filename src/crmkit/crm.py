@@ -60,6 +60,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._local = threading.local()
         self._events_wanted = host.wants_events()
+        self._watched = host.watched_entities()
         self._before_commit_wanted = host.has_before_commit
         self.channels: dict[str, ChannelType] = host.channels()
         self.relationship_types: dict[str, RelationshipType] = host.relationship_types()

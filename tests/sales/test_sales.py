@@ -190,6 +190,8 @@ def test_the_api_of_the_issue_works_as_written(url: str) -> None:
         assert crm.tasks.due(assignee="user:7", before=dt.datetime(2027, 2, 1, tzinfo=UTC)) == [task]
         assert crm.tasks.due(assignee="user:8", before=dt.datetime(2027, 2, 1, tzinfo=UTC)) == []
         assert crm.tasks.due(before=dt.datetime(2027, 1, 10, 9, tzinfo=UTC)) == []  # due exactly then: not before
+        # Only the aggregates the sales rules read build events when no plugin listens to every write.
+        assert crm._wants_events("opportunities") and not crm._wants_events("customers")
 
 
 # --------------------------------------------------------------------------- conversion

@@ -153,7 +153,8 @@ class PipelineStage:
     closed: bool = schema.boolean(default=False)
     won: bool = schema.boolean(default=False)
 
-    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"probability": _FRACTIONS}
+    #: The test kit draws fractions, and stages that are not won (a won stage is closed too).
+    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"probability": _FRACTIONS, "won": (False,)}
 
     def __attrs_post_init__(self) -> None:
         _fraction("probability", self.probability)
@@ -178,6 +179,18 @@ def _positional_key(self: PipelineStage, key: Any = schema.MISSING, /, **fields:
 PipelineStage.__init__ = _positional_key  # type: ignore[method-assign,assignment]  # PipelineStage("qualify", ...)
 
 
+#: Stage sets the test kit draws for pipelines (random stages may repeat a key).
+_EXAMPLE_STAGES: tuple[tuple[PipelineStage, ...], ...] = (
+    (),
+    (
+        PipelineStage("open", label="Open", probability=Decimal("0.2")),
+        PipelineStage("won", probability=_ONE, forecast=ForecastCategory.CLOSED, closed=True, won=True),
+        PipelineStage("lost", forecast=ForecastCategory.OMITTED, closed=True),
+    ),
+    (PipelineStage("Ștefan 📞", probability=Decimal("0.333333"), forecast=ForecastCategory.COMMIT),),
+)
+
+
 @schema.aggregate("pipelines", unique=[("key",)])
 class Pipeline(schema.Record):
     """An ordered set of stages; a tenant has any number of them."""
@@ -185,6 +198,8 @@ class Pipeline(schema.Record):
     key: str = schema.text(sortable=True)
     name: str = schema.text(sortable=True)
     stages: tuple[PipelineStage, ...] = schema.many(PipelineStage, default=())
+
+    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"stages": _EXAMPLE_STAGES}
 
     def __attrs_post_init__(self) -> None:
         keys = [s.key for s in self.stages]
@@ -392,6 +407,9 @@ class Quote(schema.Record, _Totals):
     synced: bool = schema.boolean(default=False)
     expires_on: dt.date | None = schema.date(default=None, sortable=True)
     lines: tuple[QuoteLine, ...] = schema.many(QuoteLine, default=())
+
+    #: The test kit draws quotes that are not synced (a deal has at most one synced quote).
+    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"synced": (False,)}
 
 
 @schema.aggregate("orders", indexes=[("customer_id",), ("opportunity_id",)])
