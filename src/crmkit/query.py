@@ -409,8 +409,26 @@ class Order:
         return tuple(_plain(entity.record_value(record, name)) for name, _ in self.keys)
 
 
+#: Orders parsed from a single name (or None, the default), per entity: views ask the same few
+#: over and over. Keyed by the entity's identity, which the value keeps alive and is checked against.
+_ORDERS: dict[tuple[int, str | None], tuple[EntitySpec, Order]] = {}
+
+
 def parse_order(order_by: str | Sequence[str] | None, entity: EntitySpec) -> Order:
     """``"-occurred_at"`` or ``("name", "-created_at")`` to an Order; only sortable fields are allowed."""
+    if order_by is None or type(order_by) is str:
+        found = _ORDERS.get((id(entity), order_by))
+        if found is not None and found[0] is entity:
+            return found[1]
+        order = _parse_order(order_by, entity)
+        if len(_ORDERS) >= 256:  # names come from code, not data; keep the cache small anyway
+            _ORDERS.clear()
+        _ORDERS[id(entity), order_by] = (entity, order)
+        return order
+    return _parse_order(order_by, entity)
+
+
+def _parse_order(order_by: str | Sequence[str] | None, entity: EntitySpec) -> Order:
     if order_by is None:
         names: Sequence[str] = entity.default_order
     elif isinstance(order_by, str):

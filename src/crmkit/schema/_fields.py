@@ -421,10 +421,15 @@ def ref(
     return _common("ref", default, sortable, personal, target=target, on_delete=on_delete)
 
 
-def ref_any(*, on_delete: OnDelete = "cascade", default: Any = MISSING, personal: bool | None = None) -> Any:
-    """A reference to a record of any aggregate, stored as (aggregate, id): notes, tasks, documents."""
+def ref_any(
+    *, on_delete: OnDelete = "cascade", default: Any = MISSING, sortable: bool = False, personal: bool | None = None
+) -> Any:
+    """A reference to a record of any aggregate, stored as (aggregate, id): notes, tasks, documents.
+
+    ``sortable``: whether ``order_by`` may use its parts (``about.aggregate``, ``about.id``).
+    """
     if on_delete not in ON_DELETE:
         raise ValidationError("on_delete", "must be cascade, restrict or set_null", on_delete)
     if on_delete == "set_null" and default is not None:
         raise ValidationError("on_delete", "set_null needs default=None (the field must allow None)", on_delete)
-    return _common("ref_any", default, False, personal, on_delete=on_delete)
+    return _common("ref_any", default, sortable, personal, on_delete=on_delete)

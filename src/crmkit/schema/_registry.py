@@ -113,8 +113,9 @@ def build_spec(
                 raise ValidationError(fd.name, "the attributes field must be called 'attributes'", cls.__name__)
             has_attributes = True
         elif fd.kind == "ref_any":
-            query[f"{fd.name}.aggregate"] = FieldSpec(f"{fd.name}.aggregate", "text", nullable=fd.nullable)
-            query[f"{fd.name}.id"] = FieldSpec(f"{fd.name}.id", "uuid", nullable=fd.nullable)
+            for part, kind in (("aggregate", "text"), ("id", "uuid")):
+                path = f"{fd.name}.{part}"
+                query[path] = FieldSpec(path, kind, nullable=fd.nullable, sortable=fd.sortable)  # type: ignore[arg-type]
             references.append(Reference(name, fd.name, None, fd.on_delete or "cascade", fd.nullable))
         elif fd.kind in QUERY_KINDS:
             query[fd.name] = FieldSpec(fd.name, QUERY_KINDS[fd.kind], nullable=fd.nullable, sortable=fd.sortable)  # type: ignore[arg-type]
@@ -128,11 +129,13 @@ def build_spec(
     known = {**declared, **{f.name: f for f in _RECORD_QUERY_FIELDS}}
     unique_keys = _names("unique", unique, known, cls)
     index_keys = _names("indexes", indexes, known, cls)
-    for key in unique_keys + index_keys:
-        for part in key:
-            kind = declared[part].kind if part in declared else "record"
-            if kind in ("many", "attributes", "text_set", "ref_any"):
-                raise ValidationError("unique", f"{part} is a {kind} field and cannot be part of a key", key)
+    for what, keys in (("unique", unique_keys), ("indexes", index_keys)):
+        for key in keys:
+            for part in key:
+                kind = declared[part].kind if part in declared else "record"
+                # an index may hold a ref_any field (its aggregate and id); a unique key may not
+                if kind in ("many", "attributes", "text_set") or (kind == "ref_any" and what == "unique"):
+                    raise ValidationError(what, f"{part} is a {kind} field and cannot be part of a key", key)
     if default_order is None:
         default_order = (time_field, "id") if time_field is not None else ("id",)
     customer_field = next((r.field for r in references if r.target == "customers" and not r.nullable), None)
