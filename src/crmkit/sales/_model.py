@@ -433,7 +433,7 @@ class Order(schema.Record, _Totals):
 # --------------------------------------------------------------------------- tasks and notes
 
 
-@schema.aggregate("tasks", indexes=[("assignee", "due_at"), ("status",)])
+@schema.aggregate("tasks", indexes=[("assignee", "due_at"), ("status",), ("about", "created_at")])
 class Task(schema.Record):
     """Something to do about any record (``about=`` a deal, a customer, a lead...)."""
 
@@ -447,7 +447,7 @@ class Task(schema.Record):
     description: str | None = schema.text(default=None, personal=True)
 
 
-@schema.aggregate("notes", time_field="written_at", indexes=[("written_at",)])
+@schema.aggregate("notes", time_field="written_at", indexes=[("about", "written_at")])
 class Note(schema.Record):
     """A note about any record."""
 
