@@ -225,7 +225,7 @@ class PluginHost:
         """The aggregates whose writes crmkit's own ``crmkit_before_commit`` needs the events of."""
         for impl in self.pm.hook.crmkit_before_commit.get_hookimpls():
             if impl.plugin_name == "crmkit._builtin":
-                watched: frozenset[str] = impl.plugin.WATCHED
+                watched: frozenset[str] = getattr(impl.plugin, "WATCHED", frozenset())
                 return watched
         return frozenset()
 

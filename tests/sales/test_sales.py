@@ -526,3 +526,50 @@ def test_tasks_and_notes_about_a_customer_are_in_its_timeline(url: str) -> None:
         assert [(e.kind, e.record) for e in entries] == [("interaction", call), ("task", task), ("note", note)]
         assert [e.kind for e in crm.timeline(ada.id, newest_first=True, limit=2)] == ["note", "task"]
         assert [e.kind for e in crm.timeline(ada.id, since=note.written_at)] == ["note"]
+
+
+DEALS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "amount": st.one_of(st.none(), st.decimals(min_value=0, max_value=10**7, places=2)),
+            "currency": st.sampled_from(["EUR", "USD"]),
+            "probability": st.one_of(st.none(), st.decimals(min_value=0, max_value=1, places=3)),
+            "close_date": st.one_of(st.none(), st.dates(dt.date(2026, 1, 1), dt.date(2027, 12, 31))),
+            "forecast": st.one_of(st.none(), st.sampled_from(list(ForecastCategory))),
+        }
+    ),
+    max_size=12,
+)
+
+
+@PROPERTY
+@given(deals=DEALS, by=st.sampled_from(["month", "quarter", "year"]))
+def test_the_forecast_equals_a_hand_computed_one_per_currency(
+    url: str, deals: list[dict[str, object]], by: str
+) -> None:
+    with open_crm(url) as crm:
+        crm.opportunities.add_many(deal(name=f"deal {i}", **fields) for i, fields in enumerate(deals))
+        expected: dict[tuple[object, object], list[object]] = {}
+
+        def start(day: dt.date | None) -> dt.date | None:
+            if day is None:
+                return None
+            if by == "month":
+                return day.replace(day=1)
+            if by == "quarter":
+                return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+            return day.replace(month=1, day=1)
+
+        for fields in deals:
+            if fields["currency"] != "EUR":
+                continue
+            row = expected.setdefault((start(fields["close_date"]), fields["forecast"]), [0, Decimal(0), Decimal(0)])  # type: ignore[arg-type]
+            amount, probability = fields["amount"], fields["probability"]
+            row[0] += 1  # type: ignore[operator]
+            if amount is not None:
+                row[1] += amount  # type: ignore[operator]
+                if probability is not None:
+                    row[2] += round_to_currency(amount * probability, "EUR")  # type: ignore[operator]
+        found = crm.sales.forecast(by=by, currency="EUR")
+        assert {(r.period, r.category): [r.count, r.amount, r.weighted] for r in found} == expected
+        assert len(found) == len(expected)

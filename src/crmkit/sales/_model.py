@@ -183,11 +183,11 @@ PipelineStage.__init__ = _positional_key  # type: ignore[method-assign,assignmen
 _EXAMPLE_STAGES: tuple[tuple[PipelineStage, ...], ...] = (
     (),
     (
-        PipelineStage("open", label="Open", probability=Decimal("0.2")),
-        PipelineStage("won", probability=_ONE, forecast=ForecastCategory.CLOSED, closed=True, won=True),
-        PipelineStage("lost", forecast=ForecastCategory.OMITTED, closed=True),
+        PipelineStage(key="open", label="Open", probability=Decimal("0.2")),
+        PipelineStage(key="won", probability=_ONE, forecast=ForecastCategory.CLOSED, closed=True, won=True),
+        PipelineStage(key="lost", forecast=ForecastCategory.OMITTED, closed=True),
     ),
-    (PipelineStage("Ștefan 📞", probability=Decimal("0.333333"), forecast=ForecastCategory.COMMIT),),
+    (PipelineStage(key="Ștefan 📞", probability=Decimal("0.333333"), forecast=ForecastCategory.COMMIT),),
 )
 
 
@@ -254,20 +254,21 @@ class Opportunity(schema.Record):
     campaign: str | None = schema.text(default=None)
     source: str | None = schema.text(default=None)
     lost_reason: str | None = schema.text(default=None)
+    #: amount x probability, rounded half-even to the currency (six places without one): always
+    #: derived on construction, whatever is passed, and stored so that forecasts sum it in the store.
+    expected_revenue: Decimal | None = schema.money(default=None, sortable=True)
     attributes: Mapping[str, object] = schema.attributes()
 
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"probability": (None, *_FRACTIONS)}
 
     def __attrs_post_init__(self) -> None:
         _fraction("probability", self.probability)
-
-    @property
-    def expected_revenue(self) -> Decimal | None:
-        """amount x probability, rounded to the currency (None while either is unknown)."""
-        if self.amount is None or self.probability is None:
-            return None
-        value = self.amount * self.probability
-        return round_to_currency(value, self.currency) if self.currency else value
+        expected = None
+        if self.amount is not None and self.probability is not None:
+            expected = round_to_currency(self.amount * self.probability, self.currency or "XXX")
+            if self.currency is None or expected.as_tuple().exponent < -6:  # type: ignore[operator]
+                expected = expected.quantize(Decimal("0.000001"))
+        object.__setattr__(self, "expected_revenue", expected)
 
 
 #: The fields of an opportunity whose change writes a history row (the pipeline goes with the stage).

@@ -13,10 +13,11 @@ import attrs
 from crmkit._errors import ConflictError, NotFound, ValidationError
 from crmkit._validation import text_of, utc
 from crmkit.customers import Customer, EmailAddress, Phone
-from crmkit.query import ALL, Expr, F
+from crmkit.query import ALL, Expr, F, Where, bind
 from crmkit.relationships import Relationship
 from crmkit.sales._hooks import note_reason
 from crmkit.sales._model import (
+    ForecastCategory,
     Lead,
     LeadConversion,
     LeadStatus,
@@ -33,13 +34,14 @@ from crmkit.sales._model import (
     Task,
     TaskStatus,
 )
+from crmkit.sales._money import round_to_currency
 from crmkit.schema import declared_fields
 from crmkit.services.records import Records
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
 
-__all__ = ["PipelineEntry", "Sales", "Tasks"]
+__all__ = ["ForecastRow", "PipelineEntry", "Sales", "Tasks"]
 
 
 @attrs.frozen
@@ -67,6 +69,20 @@ class PipelineEntry:
             opportunity.close_date,
             opportunity.forecast,
         )
+
+
+@attrs.frozen
+class ForecastRow:
+    """One period and forecast category of a forecast: its deals, their amount and weighted amount."""
+
+    period: dt.date | None
+    category: ForecastCategory | None
+    count: int
+    amount: Decimal
+    weighted: Decimal
+
+
+_PERIODS = ("day", "week", "month", "quarter", "year")
 
 
 class Sales:
@@ -313,6 +329,44 @@ class Sales:
             if order.status is not OrderStatus.DRAFT:
                 raise ConflictError(f"order {order_id} is {order.status.value}", entity="orders", key=order_id)
             return orders.update(attrs.evolve(order, status=OrderStatus.ACTIVATED))
+
+    # ----------------------------------------------------------------- forecasts
+
+    def forecast(
+        self, *, by: str = "month", currency: str, pipeline: str | None = None, where: Where = None
+    ) -> list[ForecastRow]:
+        """Deals of one currency by close-date period and forecast category, summed in the store.
+
+        ``amount`` is the sum of their amounts and ``weighted`` the sum of amount x
+        probability (each deal's ``expected_revenue``), both exact; deals without an amount
+        count but add nothing. ``by`` is day, week, month, quarter or year (periods start on
+        the date shown); ``pipeline`` and ``where`` narrow the deals. Amounts of different
+        currencies are never added together.
+        """
+        if by not in _PERIODS:
+            raise ValidationError("by", f"must be one of {', '.join(_PERIODS)}", by)
+        if not isinstance(currency, str) or not currency:
+            raise ValidationError("currency", "must be an ISO 4217 currency code such as EUR", currency)
+        condition: Expr = F("currency") == currency
+        if pipeline is not None:
+            condition = condition & (F("pipeline") == text_of("pipeline", pipeline))
+        if where is not None:
+            condition = condition & bind(where, Opportunity.__crmkit_spec__)  # type: ignore[attr-defined]
+        period = f"{by}(close_date)"
+        report = self._crm.records(Opportunity).aggregate(
+            condition, group_by=(period, "forecast"), count=True, sum=("amount", "expected_revenue")
+        )
+        zero = round_to_currency(Decimal(0), currency)
+        return [
+            ForecastRow(
+                period=row[period],
+                category=None if row["forecast"] is None else ForecastCategory(row["forecast"]),
+                count=row.count or 0,
+                amount=row["sum(amount)"] or zero,
+                weighted=row["sum(expected_revenue)"] or zero,
+            )
+            for row in report
+        ]
 
     # ----------------------------------------------------------------- history
 
