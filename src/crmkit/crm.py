@@ -28,6 +28,7 @@ from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
+    from crmkit.session import ScoringSession
     from crmkit.value._store import CRMValue
 
 __all__ = ["CRM", "BulkResult", "Page", "Records", "TimelineEntry", "connect"]
@@ -75,7 +76,7 @@ class CRM(UnitOfWork, ReferencePolicies):
             for s in (self.customers, self.relationships, self.interactions, self.transactions, self.stage_changes)
         }
         self._referrers = {
-            name: any(r.source in self.schema.declared for r in self.schema.references_to(name)) for name in self.schema
+            name: any(r.source in self.schema.derived for r in self.schema.references_to(name)) for name in self.schema
         }
         services = host.services()
         for name in services:
@@ -214,3 +215,9 @@ def connect(
     schema = host.schema()
     store = host.open_store(url, options, schema)
     return CRM(store, host, tenant, clock=clock, policy=policy, schema=schema, actor=checked_actor)
+
+
+if TYPE_CHECKING:
+
+    def _a_connection_is_what_hooks_are_handed(crm: CRM) -> ScoringSession:
+        return crm  # checked by the type checker: CRM satisfies the hooks' protocols

@@ -20,12 +20,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import crmkit
-from crmkit import schema
+from crmkit import entities, schema
 from crmkit._host import PluginHost
+from crmkit.customers import Consent, Customer, EmailAddress, Handle, Phone, PostalAddress
+from crmkit.interactions import Interaction
+from crmkit.relationships import Relationship
 from crmkit.schema import AggregateSpec, FieldDef, Schema, field_table
-from crmkit.schema import _registry as registry
 from crmkit.testing import strategies as cs
 from crmkit.testing.probe import Probe, ProbeColour, ProbeLink, ProbeLinksPlugin, ProbePart
+from crmkit.transactions import LineItem, Transaction
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = re.compile(r"^<!-- field-table: (\w+) -->\n((?:\|.*\n)+)", re.M)
@@ -115,9 +118,9 @@ def test_every_reference_has_a_delete_policy() -> None:
 
 
 def test_a_reference_without_a_policy_is_noticed(monkeypatch: pytest.MonkeyPatch) -> None:
-    kept = tuple(r for r in registry.BUILTIN_REFERENCES if (r.source, r.field) != ("transactions", "customer_id"))
+    bare_transactions = attrs.evolve(entities.TRANSACTIONS, references=())
     with monkeypatch.context() as patched:
-        patched.setattr(registry, "BUILTIN_REFERENCES", kept)
+        patched.setitem(entities.ENTITIES, "transactions", bare_transactions)  # type: ignore[index]
         assert references_without_policy(_schema()) == ["transactions.customer_id"]
     probe = attrs.evolve(schema.spec_of(Probe), references=())
     bare = Schema([probe])
@@ -181,6 +184,25 @@ def test_the_tables_in_the_docs_are_the_generated_ones() -> None:
     assert set(tables) == set(generated)
     for name, declared in generated.items():
         assert tables[name] == field_table(declared), f"docs/aggregates.md: the table of {name} is stale"
+
+
+def test_the_tables_of_crmkits_own_aggregates_are_the_generated_ones() -> None:
+    tables = documented_tables((ROOT / "docs" / "domain.md").read_text(encoding="utf-8"))
+    generated: dict[str, type] = {
+        "customers": Customer,
+        "EmailAddress": EmailAddress,
+        "Phone": Phone,
+        "PostalAddress": PostalAddress,
+        "Handle": Handle,
+        "Consent": Consent,
+        "relationships": Relationship,
+        "interactions": Interaction,
+        "transactions": Transaction,
+        "LineItem": LineItem,
+    }
+    assert set(tables) == set(generated)
+    for name, declared in generated.items():
+        assert tables[name] == field_table(declared), f"docs/domain.md: the table of {name} is stale"
 
 
 def test_field_tables_say_what_the_declaration_says() -> None:

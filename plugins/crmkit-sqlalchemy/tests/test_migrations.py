@@ -48,7 +48,7 @@ def test_migrations_from_empty_to_head_match_the_metadata(empty_url: str) -> Non
 def test_connect_creates_the_schema_without_drift(empty_url: str) -> None:
     with crmkit.connect(empty_url, tenant="acme") as crm:
         crm.customers.add(Customer(kind="person", name="Ada"))
-        declared = list(crm.schema.declared.values())  # installed plugins' aggregates have tables too
+        declared = list(crm.schema.derived.values())  # installed plugins' aggregates have tables too
     engine = _engine(empty_url)
     try:
         with engine.connect() as conn:
@@ -61,7 +61,7 @@ def test_connect_creates_the_schema_without_drift(empty_url: str) -> None:
 def test_drift_is_detected(new_database: Callable[[str], str]) -> None:
     url = new_database("sqlite")
     crmkit_sqlalchemy.upgrade(url)
-    installed = list(PluginHost().schema().declared.values())  # upgrade made their tables too
+    installed = list(PluginHost().schema().derived.values())  # upgrade made their tables too
     engine = _engine(url)
     try:
         with engine.begin() as conn:
@@ -180,6 +180,6 @@ def test_upgrading_0001_keeps_relationships_and_enforces_their_keys(empty_url: s
     engine = _engine(empty_url)
     try:
         with engine.connect() as conn:
-            assert diff(conn, list(crm.schema.declared.values())) == []
+            assert diff(conn, list(crm.schema.derived.values())) == []
     finally:
         engine.dispose()

@@ -142,7 +142,7 @@ class LeadConversion(schema.Record):
 # --------------------------------------------------------------------------- pipelines
 
 
-@schema.value_object
+@schema.value_object(kw_only=False)
 class PipelineStage:
     """One stage of a pipeline: its key (never renamed), label, default probability and forecast category."""
 
@@ -165,18 +165,6 @@ class PipelineStage:
     def name(self) -> str:
         """The label shown for the stage (its key when it has none)."""
         return self.label or self.key
-
-
-_stage_init = PipelineStage.__init__
-
-
-def _positional_key(self: PipelineStage, key: Any = schema.MISSING, /, **fields: Any) -> None:
-    if key is not schema.MISSING:
-        fields["key"] = key
-    _stage_init(self, **fields)
-
-
-PipelineStage.__init__ = _positional_key  # type: ignore[method-assign,assignment]  # PipelineStage("qualify", ...)
 
 
 #: Stage sets the test kit draws for pipelines (random stages may repeat a key).

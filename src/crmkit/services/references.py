@@ -63,7 +63,7 @@ class ReferencePolicies:
     def _require_references(self, spec: EntitySpec, records: Sequence[Any], first_row: int | None) -> None:
         """ValidationError (field and row) for a reference to a record this tenant does not hold."""
         for ref in self.schema.references_from(spec.name):
-            if spec.name not in self.schema.declared:
+            if spec.name not in self.schema.derived:
                 continue  # crmkit's own aggregates check theirs in their services
             wanted: dict[str, set[uuid.UUID]] = {}
             for record in records:
@@ -98,7 +98,7 @@ class ReferencePolicies:
         try:
             referring = []
             for ref in self.schema.references_to(spec.name):
-                if ref.source not in self.schema.declared:
+                if ref.source not in self.schema.derived:
                     continue
                 source = self.schema[ref.source]
                 if ref.any:

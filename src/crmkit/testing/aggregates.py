@@ -174,7 +174,7 @@ def _add_records(crm: CRM, name: str, count: int, seen: frozenset[str]) -> tuple
             ).id
             for i in range(count)
         )
-    declared = crm.schema.declared.get(name)
+    declared = crm.schema.derived.get(name)
     if declared is None:
         raise ValueError(f"add_targets cannot make records of {name!r}: add them yourself and pass Targets")
     targets = add_targets(crm, declared, count=1, _seen=seen)
@@ -187,6 +187,8 @@ def example_value(fd: FieldDef, n: int, *, targets: Targets | None = None) -> An
     if fd.nullable and n % 3 == 2 and fd.kind not in ("many", "text_set", "attributes"):
         return None
     kind = fd.kind
+    if fd.choices is not None:
+        return fd.choices[n % len(fd.choices)]
     if kind == "text":
         if fd.blank and n % 4 == 1:
             return ("", " ")[n // 4 % 2]
@@ -211,6 +213,8 @@ def example_value(fd: FieldDef, n: int, *, targets: Targets | None = None) -> An
         return members[n % len(members)]
     if kind == "text_set":
         return _TEXT_SETS[n % len(_TEXT_SETS)]
+    if kind == "text_list":
+        return tuple(sorted(_TEXT_SETS[n % len(_TEXT_SETS)], reverse=n % 2 == 1))
     if kind == "many":
         return tuple(example_value_object(fd.type, n + i) for i in range(n % 3 + (n == 0)))
     if kind == "attributes":

@@ -74,7 +74,7 @@ def _indexes(spec: EntitySpec) -> dict[str, tuple[list[tuple[str, int]], dict[st
             [("tenant", ASCENDING), ("external_id", ASCENDING)],
             {"unique": True, "partialFilterExpression": {"external_id": {"$exists": True}}},
         )
-    out.update(derived_indexes(spec) if isinstance(spec, AggregateSpec) else INDEXES[spec.name])
+    out.update(derived_indexes(spec) if isinstance(spec, AggregateSpec) and spec.derived else INDEXES[spec.name])
     return out
 
 
@@ -100,7 +100,7 @@ class MongoStore(Store):
         self._repos = {
             spec.name: MongoRepository(self, spec, self.db.get_collection(spec.name)) for spec in ENTITIES.values()
         }
-        for spec in schema.declared.values() if schema is not None else ():
+        for spec in schema.derived.values() if schema is not None else ():
             self._repos[spec.name] = MongoRepository(self, spec, self.db.get_collection(spec.name))
         self._repos_lock = threading.Lock()
         self._create_indexes = create_indexes
@@ -150,7 +150,7 @@ class MongoStore(Store):
         repo = self._repos.get(spec.name)
         if repo is not None and (repo.spec is spec or repo.spec == spec):
             return repo
-        if not isinstance(spec, AggregateSpec):
+        if not (isinstance(spec, AggregateSpec) and spec.derived):
             raise PluginError(f"mongodb: {spec.name} is not an aggregate this store knows or can derive")
         # A declared aggregate that was not in the schema at connect: its collection and indexes now.
         with self._repos_lock:

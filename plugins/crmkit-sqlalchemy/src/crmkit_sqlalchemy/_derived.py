@@ -402,7 +402,7 @@ def declared_table(spec: AggregateSpec) -> sa.Table:
 
 def storage_of(spec: EntitySpec) -> tuple[sa.Table, Converter]:
     """The table and converters of an aggregate: hand-written for crmkit's own five, derived for the rest."""
-    if isinstance(spec, AggregateSpec):
+    if isinstance(spec, AggregateSpec) and spec.derived:
         return _derived_of(spec)
     return TABLES[spec.name], CONVERTERS[spec.name]
 
@@ -450,7 +450,7 @@ def explain_conflict(spec: EntitySpec, table: sa.Table, records: Sequence[Any], 
     The database reports the clash; this only puts it in crmkit's words: the key, and the
     values when the write was one record or the batch itself repeats them.
     """
-    if not isinstance(spec, AggregateSpec) or not spec.unique:
+    if not (isinstance(spec, AggregateSpec) and spec.derived) or not spec.unique:
         return cause
     columns = _violated(table, cause)
     for key in spec.unique:

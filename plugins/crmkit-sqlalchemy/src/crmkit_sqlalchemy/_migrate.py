@@ -244,7 +244,7 @@ def diff(connection: sa.Connection, declared: Sequence[AggregateSpec] = ()) -> l
     """What Alembic autogenerate finds different between the database and the table metadata.
 
     ``declared``: aggregates whose derived tables the database should hold too (the
-    connection's ``schema.declared``); tables of other aggregates count as extra.
+    connection's ``schema.derived``); tables of other aggregates count as extra.
     """
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

@@ -456,10 +456,10 @@ class SqlStore(Store):
         from crmkit_sqlalchemy._derived import declared_table
         from crmkit_sqlalchemy._migrate import upgrade_engine
 
-        tables = [declared_table(spec) for spec in schema.declared.values()]
+        tables = [declared_table(spec) for spec in schema.derived.values()]
         with translated(self.where):
             revision = upgrade_engine(self.engine, tables, where=self.where.text)
-        self.serve(list(schema.declared.values()), ensure=False)
+        self.serve(list(schema.derived.values()), ensure=False)
         return f"crmkit schema revision {revision}; tables of {len(tables)} declared aggregates present"
 
     def repository(self, spec: EntitySpec) -> SqlRepository:
@@ -487,7 +487,7 @@ class SqlStore(Store):
                         f"this store already serves an aggregate named {spec.name!r} "
                         f"({served.spec.cls.__qualname__}); {spec.cls.__qualname__} is another one"
                     )
-                if not isinstance(spec, AggregateSpec):
+                if not (isinstance(spec, AggregateSpec) and spec.derived):
                     raise PluginError(f"{spec.name!r} is not an aggregate crmkit-sqlalchemy knows")
                 new.append(spec)
             if new and ensure:
@@ -703,7 +703,7 @@ def open_store(url: URL, options: Options, schema: Schema | None = None) -> SqlS
     from crmkit_sqlalchemy._derived import declared_table
     from crmkit_sqlalchemy._migrate import ensure_schema
 
-    declared = list(schema.declared.values()) if schema is not None else []
+    declared = list(schema.derived.values()) if schema is not None else []
     tables = [declared_table(spec) for spec in declared]  # a declaration SQL cannot hold fails here
 
     where = Where(url)

@@ -58,7 +58,7 @@ def aggregate_state_machine(backend: Backend, aggregate: str) -> type[RuleBasedS
             super().__init__()
             self.clock = Clock(at(2024, 1, 1))
             self.crm = backend.crm(clock=self.clock)
-            self.spec: AggregateSpec = self.crm.schema.declared[aggregate]
+            self.spec: AggregateSpec = self.crm.schema.derived[aggregate]
             self.kit = AggregateKit(self.crm, self.spec, count=3)
             self.service = self.kit.service
             self.model: dict[uuid.UUID, Any] = {}

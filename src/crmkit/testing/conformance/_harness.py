@@ -169,7 +169,9 @@ def sample_customer() -> Customer:
     return person(
         "Ștefan زهرا 😀",
         id=uuid.UUID("018f0000-0000-7000-8000-000000000001"),
-        emails=[EmailAddress("s@example.ro", consent=[Consent("email", True, at(2024, 1, 1, 0, 0, 0, 1, offset=3.5))])],
+        emails=[
+            EmailAddress("s@example.ro", consent=(Consent("email", True, at(2024, 1, 1, 0, 0, 0, 1, offset=3.5)),))
+        ],
         tags={"vip"},
         attributes={
             "d": Decimal("1.000001"),
