@@ -13,7 +13,7 @@ import datetime as dt
 import enum
 import uuid
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar
 
 from crmkit import schema
@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 _ONE = Decimal(1)
+_MONEY_LIMIT = Decimal(10) ** 15
 #: Fractions (probabilities, discounts, tax rates) the test kit draws: random money may exceed 1.
 _FRACTIONS = (Decimal("0"), Decimal("0.1"), Decimal("0.25"), Decimal("0.5"), Decimal("0.19"), Decimal("1"))
 
@@ -256,6 +257,8 @@ class Opportunity(schema.Record):
             expected = round_to_currency(self.amount * self.probability, self.currency or "XXX")
             if self.currency is None or expected.as_tuple().exponent < -6:  # type: ignore[operator]
                 expected = expected.quantize(Decimal("0.000001"))
+            if expected >= _MONEY_LIMIT:  # rounding up the largest amounts would leave money's range
+                expected = (self.amount * self.probability).quantize(expected, rounding=ROUND_DOWN)
         object.__setattr__(self, "expected_revenue", expected)
 
 
