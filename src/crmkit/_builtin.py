@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from crmkit.channels import BUILTIN_CHANNELS, ChannelType
 from crmkit.entities import TRANSACTIONS
@@ -16,6 +16,10 @@ from crmkit.relationships import BUILTIN_RELATIONSHIP_TYPES, RelationshipType
 from crmkit.state_changes import StateChange
 from crmkit.store import Store, scan
 from crmkit.summaries import PurchaseSummary, summarize
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+    from crmkit.events import Event
 
 
 @hookimpl
@@ -30,8 +34,33 @@ def crmkit_relationship_types() -> Iterable[RelationshipType]:
 
 @hookimpl
 def crmkit_aggregates() -> Iterable[type]:
-    """crmkit's own declared aggregates: the changes of stage of every record."""
-    return [StateChange]
+    """crmkit's own declared aggregates: the changes of stage of every record, the identity
+    layer's contact-point keys and merges, and sales'."""
+    from crmkit.identity._records import IdentityKey, Merge
+    from crmkit.sales import AGGREGATES as SALES
+
+    return [StateChange, IdentityKey, Merge, *SALES]
+
+
+@hookimpl
+def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
+    """``crm.identity`` (duplicates, merge and un-merge) and ``crm.sales``."""
+    from crmkit.identity._service import Identity
+    from crmkit.sales import Sales
+
+    return {"identity": Identity, "sales": Sales}
+
+
+#: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).
+WATCHED: frozenset[str] = frozenset({"opportunities", "pipelines", "leads", "orders", "quotes"})
+
+
+@hookimpl
+def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
+    """The sales rules every write obeys, and the deals' history (``crmkit.sales._hooks``)."""
+    from crmkit.sales._hooks import before_commit
+
+    before_commit(crm, events)
 
 
 @hookimpl(trylast=True)
@@ -56,19 +85,3 @@ def crmkit_purchase_summaries(
     )
     for _, group in itertools.groupby(rows, key=lambda t: t.customer_id):
         yield from summarize(group)
-
-
-@hookimpl
-def crmkit_aggregates() -> Iterable[type]:
-    """The identity layer's aggregates: contact-point keys of customers, and merges."""
-    from crmkit.identity._records import IdentityKey, Merge
-
-    return [IdentityKey, Merge]
-
-
-@hookimpl
-def crmkit_services() -> dict[str, Any]:
-    """``crm.identity``: duplicates, merge and un-merge of customers."""
-    from crmkit.identity._service import Identity
-
-    return {"identity": Identity}

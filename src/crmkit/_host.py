@@ -212,8 +212,23 @@ class PluginHost:
 
     # --- events
     def wants_events(self) -> bool:
+        """Whether every write needs its event: some plugin listens to all of them.
+
+        crmkit's own ``crmkit_before_commit`` (``crmkit._builtin``) listens only to the
+        aggregates ``watched_entities`` names, so it alone does not make bulk imports of
+        customers build an event per record.
+        """
         hook = self.pm.hook
-        return bool(hook.crmkit_after_commit.get_hookimpls() or hook.crmkit_before_commit.get_hookimpls())
+        before = [i for i in hook.crmkit_before_commit.get_hookimpls() if i.plugin_name != "crmkit._builtin"]
+        return bool(hook.crmkit_after_commit.get_hookimpls() or before)
+
+    def watched_entities(self) -> frozenset[str]:
+        """The aggregates whose writes crmkit's own ``crmkit_before_commit`` needs the events of."""
+        for impl in self.pm.hook.crmkit_before_commit.get_hookimpls():
+            if impl.plugin_name == "crmkit._builtin":
+                watched: frozenset[str] = getattr(impl.plugin, "WATCHED", frozenset())
+                return watched
+        return frozenset()
 
     @property
     def has_before_commit(self) -> bool:

@@ -29,6 +29,7 @@ from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
     from crmkit.identity import Identity
+    from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
     from crmkit.session import ScoringSession
     from crmkit.value._store import CRMValue
 
@@ -62,6 +63,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._local = threading.local()
         self._events_wanted = host.wants_events()
+        self._watched = host.watched_entities()
         self._before_commit_wanted = host.has_before_commit
         self.channels: dict[str, ChannelType] = host.channels()
         self.relationship_types: dict[str, RelationshipType] = host.relationship_types()
@@ -109,14 +111,24 @@ class CRM(UnitOfWork, ReferencePolicies):
         # The services and aggregates crmkit's own features add at run time (crmkit_services,
         # crmkit_aggregates), declared for type checkers: ``leads: Records[Lead]``, ``sales: Sales``.
         identity: Identity
-        pass
+        sales: Sales
+        leads: Records[Lead]
+        pipelines: Records[Pipeline]
+        opportunities: Records[Opportunity]
+        products: Records[Product]
+        quotes: Records[Quote]
+        orders: Records[Order]
+        tasks: Tasks
+        notes: Records[Note]
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""
         spec = self.schema.spec(aggregate)
         service = self._services.get(spec.name)
         if service is None:
-            service = self._services.setdefault(spec.name, Records(self, spec))
+            # A feature may serve its aggregate with a Records subclass of its own (crm.tasks.due).
+            made = getattr(spec.cls, "__crmkit_records__", Records)
+            service = self._services.setdefault(spec.name, made(self, spec))
         return service  # type: ignore[return-value]
 
     def __repr__(self) -> str:
@@ -155,7 +167,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[TimelineEntry]:
-        """A customer's interactions, transactions and stage changes in one time-ordered list."""
+        """A customer's interactions, transactions, stage changes, tasks and notes in one time-ordered list."""
         return timeline(self, customer_id, since=since, until=until, limit=limit, newest_first=newest_first)
 
     def migrate(self) -> str:

@@ -38,7 +38,7 @@ import attrs
 
 from crmkit._errors import ValidationError
 from crmkit._validation import _SURROGATE, check_identifier, frozen_attributes, utc
-from crmkit.entities import EntitySpec, FieldSpec
+from crmkit.schema._specs import EntitySpec, FieldSpec
 
 __all__ = [
     "ALL",

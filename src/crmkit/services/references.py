@@ -57,8 +57,22 @@ class ReferencePolicies:
         raise NotImplementedError
 
     def _referred_to(self, spec: EntitySpec) -> bool:
-        """Whether a declared aggregate has a reference that may point at records of ``spec``."""
-        return self._referrers.get(spec.name, False)
+        """Whether records of a declared aggregate may point at records of ``spec``.
+
+        A ``ref`` to ``spec`` always may; a ``ref_any`` (tasks and notes about anything) only
+        when one of its records is about a ``spec`` record now: one count in the store, so
+        that deleting a customer keeps the bulk path while nothing is about its transactions.
+        """
+        if not self._referrers.get(spec.name, False):
+            return False
+        for ref in self.schema.references_to(spec.name):
+            if ref.source not in self.schema.derived:
+                continue
+            if not ref.any:
+                return True
+            if self.records(ref.source).count(Compare(f"{ref.field}.aggregate", "==", spec.name)):
+                return True
+        return False
 
     def _pointed_at(self, spec: EntitySpec) -> bool:
         """Whether records of ``spec`` may be referred to now: by a typed reference, or by a stored ref_any value.

@@ -237,9 +237,28 @@ def example_value(fd: FieldDef, n: int, *, targets: Targets | None = None) -> An
     raise ValueError(f"{fd.name}: no examples of {kind} fields")
 
 
+def declared_examples(cls: type) -> Mapping[str, tuple[Any, ...]]:
+    """The values a declaration asks the test kit to draw for some of its fields.
+
+    A class may set ``__crmkit_examples__ = {"status": (Status.DRAFT, ...)}`` when random
+    values of a field's kind would break one of its rules (a probability above 1, an
+    activated order edited); the kit then draws that field from these values only.
+    """
+    found = getattr(cls, "__crmkit_examples__", None) or {}
+    return {name: tuple(values) for name, values in found.items()}
+
+
+def _example_of(fd: FieldDef, n: int, examples: Mapping[str, tuple[Any, ...]], targets: Targets | None) -> Any:
+    values = examples.get(fd.name)
+    if values:
+        return values[n % len(values)]
+    return example_value(fd, n, targets=targets)
+
+
 def example_value_object(cls: type, n: int = 0) -> Any:
     """Value object number ``n`` of a ``@schema.value_object`` class, every field set."""
-    return cls(**{fd.name: example_value(fd, n + i) for i, fd in enumerate(declared_fields(cls))})
+    examples = declared_examples(cls)
+    return cls(**{fd.name: _example_of(fd, n + i, examples, None) for i, fd in enumerate(declared_fields(cls))})
 
 
 def example_record(
@@ -251,8 +270,9 @@ def example_record(
     keys whenever a key has a text part; references point at ``targets``.
     """
     spec = aggregate_spec(aggregate)
+    examples = declared_examples(spec.cls)
     values = {
-        name: example_value(fd, n + i, targets=targets)
+        name: _example_of(fd, n + i, examples, targets)
         for i, (name, fd) in enumerate(spec.declared.items())
         if name not in fields
     }

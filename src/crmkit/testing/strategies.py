@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
@@ -36,7 +36,7 @@ from crmkit.interactions import Interaction
 from crmkit.lifecycle_model import Stage
 from crmkit.relationships import BUILTIN_RELATIONSHIP_TYPES, Relationship
 from crmkit.schema import AggregateSpec, FieldDef, Ref, declared_fields
-from crmkit.testing.aggregates import REF_ANY_TARGETS, Targets, aggregate_spec
+from crmkit.testing.aggregates import REF_ANY_TARGETS, Targets, aggregate_spec, declared_examples
 from crmkit.transactions import LineItem, Transaction
 
 __all__ = [
@@ -816,6 +816,12 @@ def field_values(fd: FieldDef, *, targets: Targets | None = None) -> SearchStrat
     return _optional(strategy) if fd.nullable else strategy
 
 
+def _drawn(fd: FieldDef, examples: Mapping[str, tuple[Any, ...]], targets: Targets | None) -> SearchStrategy[Any]:
+    """A field's values: those its declaration lists (``__crmkit_examples__``), else any of its kind."""
+    values = examples.get(fd.name)
+    return st.sampled_from(values) if values else field_values(fd, targets=targets)
+
+
 def _passes(check: Callable[[Any], Any], value: Any) -> bool:
     try:
         check(value)
@@ -842,7 +848,10 @@ def value_objects(cls: type, **fields: SearchStrategy[Any]) -> SearchStrategy[An
         return _VALUE_OBJECTS[cls]
     if cls in _BUILTIN_VALUE_OBJECTS:  # crmkit's own, whose checks random text would rarely pass
         return _BUILTIN_VALUE_OBJECTS[cls](**fields)
-    strategy = st.builds(cls, **{name: _or_default(fields.get(name), field_values(fd)) for name, fd in defs.items()})
+    examples = declared_examples(cls)
+    strategy = st.builds(
+        cls, **{name: _or_default(fields.get(name), _drawn(fd, examples, None)) for name, fd in defs.items()}
+    )
     if not fields:
         _VALUE_OBJECTS[cls] = strategy
     return strategy
@@ -878,8 +887,9 @@ def records(
                 lambda t: attrs.evolve(t[0], id=t[1], external_id=t[2])
             )
         return built
+    examples = declared_examples(spec.cls)
     drawn = {
-        name: _or_default(fields.get(name), field_values(fd, targets=targets)) for name, fd in spec.declared.items()
+        name: _or_default(fields.get(name), _drawn(fd, examples, targets)) for name, fd in spec.declared.items()
     }
     return st.builds(
         spec.cls, id=_or_default(id, uuids()), external_id=_or_default(external_id, _optional(external_ids())), **drawn
