@@ -36,8 +36,10 @@ from crmkit.sales._model import (
     QuoteStatus,
     Task,
     TaskStatus,
+    stage_set,
 )
 from crmkit.sales._money import minor_units, round_to_currency
+from crmkit.sales._reports import FunnelStep, Performance, StageTime
 from crmkit.sales._service import ForecastRow, PipelineEntry, Sales, Tasks
 
 Task.__crmkit_records__ = Tasks  # type: ignore[attr-defined]  # crm.tasks is a Tasks (crm.tasks.due)
@@ -46,6 +48,7 @@ __all__ = [
     "AGGREGATES",
     "ForecastCategory",
     "ForecastRow",
+    "FunnelStep",
     "Lead",
     "LeadConversion",
     "LeadStatus",
@@ -56,6 +59,7 @@ __all__ = [
     "Order",
     "OrderLine",
     "OrderStatus",
+    "Performance",
     "Pipeline",
     "PipelineEntry",
     "PipelineStage",
@@ -65,9 +69,11 @@ __all__ = [
     "QuoteLine",
     "QuoteStatus",
     "Sales",
+    "StageTime",
     "Task",
     "TaskStatus",
     "Tasks",
     "minor_units",
     "round_to_currency",
+    "stage_set",
 ]

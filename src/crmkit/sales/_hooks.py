@@ -2,6 +2,10 @@
 
 - a change of an opportunity's stage, amount, probability, close date or forecast category
   writes an ``opportunity_history`` row with the previous values, the actor and the time;
+- a new deal, and every change of a deal's stage (or pipeline), is also a generic
+  ``state_changes`` row in stage set ``"pipeline:<key>"`` (a move to another pipeline
+  enters the new one's stage set from no stage), as a customer's life cycle is in
+  ``"lifecycle"``;
 - an opportunity naming a stored pipeline must name one of its stages;
 - a pipeline keeps the stages (and its key) that deals still sit in: removing them is a
   ``ConflictError`` naming the deals;
@@ -11,11 +15,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from crmkit import schema
 from crmkit._errors import ConflictError
 from crmkit.query import Expr, F
 from crmkit.sales._model import (
@@ -28,7 +34,9 @@ from crmkit.sales._model import (
     OrderStatus,
     Pipeline,
     Quote,
+    stage_set,
 )
+from crmkit.state_changes import StateChange, StateChanges
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
@@ -56,14 +64,17 @@ def before_commit(crm: CRM, events: Sequence[Event]) -> None:
     if "opportunities" not in crm.schema.declared:
         return  # a connection that blocks crmkit's own features
     pipelines: dict[str, Pipeline | None] = {}
+    moves: list[StateChange] = []
     for event in events:
         entity = event.entity
         if entity not in _WATCHED:
             continue
         if entity == "opportunities" and event.after is not None:
             _check_stage(crm, event.after, pipelines)
-            if event.before is not None:
-                _history(crm, event)
+            if event.before is None:
+                moves.append(_move(event.after, None, event, None))
+            else:
+                _history(crm, event, moves)
         elif entity == "pipelines":
             _check_pipeline(crm, event.before, event.after)
         elif entity == "leads" and event.before is not None and event.after is not None:
@@ -72,6 +83,30 @@ def before_commit(crm: CRM, events: Sequence[Event]) -> None:
             _check_order(event.before, event.after)
         elif entity == "quotes" and event.after is not None and event.after.synced:
             _check_synced(crm, event.after)
+    if moves:
+        crm.records(StateChange).add_many(moves)
+
+
+def _move(after: Opportunity, from_stage: str | None, event: Event, reason: str | None) -> StateChange:
+    return StateChange(
+        record=schema.Ref("opportunities", after.id),
+        stage_set=stage_set(after.pipeline),
+        from_stage=from_stage,
+        to_stage=after.stage,
+        occurred_at=event.occurred_at,
+        reason=reason,
+        actor=event.actor,
+    )
+
+
+def _entered(crm: CRM, before: Opportunity, moves: Sequence[StateChange]) -> dt.datetime | None:
+    """When the deal entered the stage it is leaving: its latest move (this transaction's first), else its creation."""
+    for move in reversed(moves):
+        if move.record.id == before.id:
+            return move.occurred_at
+    where = StateChanges.of_record(schema.Ref("opportunities", before.id), stage_set(before.pipeline))
+    last = crm.records(StateChange).find(where, order_by="-occurred_at", limit=1).items
+    return last[0].occurred_at if last else before.created_at
 
 
 def _pipeline(crm: CRM, key: str, cache: dict[str, Pipeline | None]) -> Pipeline | None:
@@ -88,7 +123,11 @@ def _check_stage(crm: CRM, opportunity: Opportunity, cache: dict[str, Pipeline |
         pipeline.stage(opportunity.stage)
 
 
-def _history(crm: CRM, event: Event) -> None:
+def _seconds(since: dt.datetime | None, until: dt.datetime) -> int | None:
+    return None if since is None else max(0, int((until - since).total_seconds()))
+
+
+def _history(crm: CRM, event: Event, moves: list[StateChange]) -> None:
     before: Opportunity = event.before
     after: Opportunity = event.after
     if all(getattr(before, name) == getattr(after, name) for name in TRACKED):
@@ -97,6 +136,12 @@ def _history(crm: CRM, event: Event) -> None:
     pipeline = _pipeline(crm, after.pipeline, {})
     if pipeline is not None:
         label = pipeline.stage(after.stage).name
+    reason = _reasons(crm).pop(after.id, None)
+    in_stage = open_for = None
+    if (before.pipeline, before.stage) != (after.pipeline, after.stage):
+        in_stage = _seconds(_entered(crm, before, moves), event.occurred_at)
+        open_for = _seconds(before.created_at, event.occurred_at)
+        moves.append(_move(after, before.stage if before.pipeline == after.pipeline else None, event, reason))
     crm.records(OpportunityHistory).add(
         OpportunityHistory(
             opportunity_id=after.id,
@@ -116,7 +161,9 @@ def _history(crm: CRM, event: Event) -> None:
             prev_probability=before.probability,
             prev_close_date=before.close_date,
             prev_forecast=before.forecast,
-            reason=_reasons(crm).pop(after.id, None),
+            reason=reason,
+            seconds_in_stage=in_stage,
+            seconds_open=open_for,
         )
     )
 

@@ -41,6 +41,7 @@ __all__ = [
     "QuoteStatus",
     "Task",
     "TaskStatus",
+    "stage_set",
 ]
 
 _ONE = Decimal(1)
@@ -266,6 +267,11 @@ class Opportunity(schema.Record):
 TRACKED = ("pipeline", "stage", "amount", "probability", "close_date", "forecast")
 
 
+def stage_set(pipeline: str) -> str:
+    """The stage set under which a pipeline's moves are stored in ``state_changes``: ``"pipeline:<key>"``."""
+    return f"pipeline:{pipeline}"
+
+
 @schema.aggregate(
     "opportunity_history", time_field="at", indexes=[("opportunity_id", "at")], default_order=("at", "id")
 )
@@ -290,6 +296,10 @@ class OpportunityHistory(schema.Record):
     prev_close_date: dt.date | None = schema.date(default=None)
     prev_forecast: ForecastCategory | None = schema.enum(ForecastCategory, default=None)
     reason: str | None = schema.text(default=None)
+    #: On a change of stage (or pipeline): how many seconds the deal had sat in ``prev_stage``.
+    seconds_in_stage: int | None = schema.integer(default=None)
+    #: On a change of stage (or pipeline): how many seconds the deal had existed (its age when it closes).
+    seconds_open: int | None = schema.integer(default=None)
 
 
 # --------------------------------------------------------------------------- products, quotes, orders

@@ -15,6 +15,7 @@ from crmkit._validation import text_of, utc
 from crmkit.customers import Customer, EmailAddress, Phone
 from crmkit.query import ALL, Expr, F, Where, bind
 from crmkit.relationships import Relationship
+from crmkit.sales import _reports
 from crmkit.sales._hooks import note_reason
 from crmkit.sales._model import (
     ForecastCategory,
@@ -35,6 +36,7 @@ from crmkit.sales._model import (
     TaskStatus,
 )
 from crmkit.sales._money import round_to_currency
+from crmkit.sales._reports import FunnelStep, Performance, StageTime
 from crmkit.schema import declared_fields
 from crmkit.services.records import Records
 
@@ -237,6 +239,18 @@ class Sales:
         self._after_write("opportunity")
         return stored.id
 
+    def disqualify(self, lead_id: uuid.UUID, reason: str) -> Lead:
+        """Mark an open or working lead disqualified, with the reason; a converted lead is refused."""
+        text_of("reason", reason)
+        leads = self._crm.records(Lead)
+        with self._crm.transaction():
+            lead = leads.get(lead_id)
+            if lead.status is LeadStatus.CONVERTED:
+                raise ConflictError(
+                    f"lead {lead_id} is converted and cannot be disqualified", entity="leads", key=lead_id
+                )
+            return leads.update(attrs.evolve(lead, status=LeadStatus.DISQUALIFIED, disqualified_reason=reason))
+
     # ----------------------------------------------------------------- moving deals
 
     def move(
@@ -367,6 +381,22 @@ class Sales:
             )
             for row in report
         ]
+
+    # ----------------------------------------------------------------- reports
+
+    def performance(self, *, currency: str, pipeline: str | None = None) -> list[Performance]:
+        """Per pipeline, the deals of one currency: open, won and lost deals, win rate, average deal
+        size, sales cycle length and pipeline velocity, from group-bys in the store (``Performance``)."""
+        return _reports.performance(self._crm, currency=currency, pipeline=pipeline)
+
+    def funnel(self, pipeline: str) -> list[FunnelStep]:
+        """Stage-to-stage conversion of a pipeline: per stage that is not lost, the deals that entered
+        it, moved on to a later stage, or were lost from it, counted in the store (``FunnelStep``)."""
+        return _reports.funnel(self._crm, pipeline)
+
+    def time_in_stage(self, *, pipeline: str | None = None) -> list[StageTime]:
+        """Per stage, how many stays in it ended and their mean length in days, summed in the store."""
+        return _reports.time_in_stage(self._crm, pipeline)
 
     # ----------------------------------------------------------------- history
 
