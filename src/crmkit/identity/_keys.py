@@ -10,16 +10,22 @@ from crmkit._errors import ConflictError, ValidationError
 from crmkit.customers import Customer
 from crmkit.identity._contact import email_key, phone_key
 from crmkit.identity._records import IdentityKey
+from crmkit.identity._text import fold, token_key
 from crmkit.query import And, Compare, In, parse_order
 from crmkit.services.records import _stamped
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
 
-__all__ = ["MERGED_INTO", "customers_by_key", "keys_of", "rekey", "write_keys"]
+__all__ = ["BLOCKING", "MERGED_INTO", "blocking_keys_of", "customers_by_key", "keys_of", "rekey", "write_keys"]
 
 #: The attribute that marks a customer merged into another (its value: the survivor's id).
 MERGED_INTO = "merged_into"
+
+#: The kinds of ``identity_keys`` that block duplicate detection (``crm.identity.duplicates``):
+#: customers sharing one of these keys are compared. ``name`` is the folded name with its
+#: words sorted; ``address`` the folded first address line's words sorted, and the postcode.
+BLOCKING = ("email", "phone", "name", "address")
 
 
 def _region(crm: CRM, customer: Customer) -> str | None:
@@ -51,6 +57,22 @@ def keys_of(crm: CRM, customer: Customer) -> list[tuple[str, str]]:
     return list(found)
 
 
+def blocking_keys_of(customer: Customer) -> list[tuple[str, str]]:
+    """The (kind, key) pairs that block duplicate detection besides e-mails and phones: name and address."""
+    if MERGED_INTO in customer.attributes:
+        return []
+    found: list[tuple[str, str]] = []
+    name = token_key(fold(customer.name or ""))
+    if name:
+        found.append(("name", name))
+    if customer.addresses:
+        address = customer.addresses[0]
+        line = token_key(fold(" ".join(address.lines)))
+        if line:
+            found.append(("address", f"{line}|{fold(address.postal_code or '').replace(' ', '')}"))
+    return found
+
+
 def _spec(crm: CRM) -> Any:
     return crm.schema.declared.get("identity_keys")
 
@@ -64,7 +86,7 @@ def write_keys(crm: CRM, customers: Sequence[Customer]) -> None:
         # stamped with the customer's own time: no extra reading of the clock per write
         _stamped(IdentityKey(customer_id=c.id, kind=kind, key=key), c.updated_at or crm.now())
         for c in customers
-        for kind, key in keys_of(crm, c)
+        for kind, key in [*keys_of(crm, c), *blocking_keys_of(c)]
     ]
     if rows:
         if getattr(crm, "_identity_unique_emails", False):

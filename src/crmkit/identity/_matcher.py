@@ -218,11 +218,24 @@ class Matcher:
 
     # ----------------------------------------------------------------- public API
 
-    def deduplicate(self, rows: Sequence[Row]) -> list[Match]:
-        """Pairs ``Match(i, j, probability)`` of likely duplicates among ``rows``, ``i < j``, best first."""
+    def deduplicate(self, rows: Sequence[Row], *, pairs: Iterable[tuple[int, int]] | None = None) -> list[Match]:
+        """Pairs ``Match(i, j, probability)`` of likely duplicates among ``rows``, ``i < j``, best first.
+
+        ``pairs`` gives the candidate pairs ``(i, j)`` when the blocking was done elsewhere
+        (a store finding the rows that share a key); only they are compared.
+        """
         prepared = self._prepare_rows("rows", rows)
-        pairs = self._candidates(prepared, None)
-        return self._run(prepared, prepared, pairs, dedupe=True)
+        if pairs is None:
+            return self._run(prepared, prepared, self._candidates(prepared, None), dedupe=True)
+        given: set[tuple[int, int]] = set()
+        for pair in pairs:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and all(type(x) is int for x in pair)):
+                raise ValidationError("pairs", "must hold (i, j) pairs of row indexes", pair)
+            i, j = pair
+            if not 0 <= i < len(prepared) or not 0 <= j < len(prepared) or i == j:
+                raise ValidationError("pairs", f"must index two different rows of {len(prepared)}", pair)
+            given.add((i, j) if i < j else (j, i))
+        return self._run(prepared, prepared, given, dedupe=True)
 
     def link(self, left: Sequence[Row], right: Sequence[Row]) -> list[Match]:
         """Pairs ``Match(i, j, probability)``: row ``i`` of ``left`` likely is row ``j`` of ``right``."""

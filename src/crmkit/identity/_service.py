@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -13,9 +14,9 @@ from crmkit.customers import Customer
 from crmkit.events import event_for
 from crmkit.identity import _codec
 from crmkit.identity._contact import CALLING_CODES, email_key
-from crmkit.identity._keys import MERGED_INTO, keys_of, rekey
-from crmkit.identity._matcher import KINDS, Matcher
-from crmkit.identity._records import Merge, Moved
+from crmkit.identity._keys import BLOCKING, MERGED_INTO, keys_of, rekey
+from crmkit.identity._matcher import KINDS, Match, Matcher
+from crmkit.identity._records import IdentityKey, Merge, Moved
 from crmkit.query import And, Compare, In, parse_order
 from crmkit.schema import Ref, Reference
 from crmkit.store import scan
@@ -27,6 +28,10 @@ __all__ = ["Duplicate", "Identity", "Unmerged"]
 
 #: The identity layer's own aggregates: derived keys and merge history are not re-pointed by merges.
 _OWN = frozenset({"identity_keys", "identity_merges"})
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+#: How many keys or customer ids one look-up names (``IN (...)``).
+_CHUNK = 500
 
 #: Survivorship: given the customers survivor first, the value the survivor keeps for a field.
 Rule = Callable[[Sequence[Customer]], Any]
@@ -185,41 +190,70 @@ class Identity:
 
     # ----------------------------------------------------------------- duplicates
 
-    def _rows(self, attributes: Mapping[str, str]) -> tuple[list[uuid.UUID], list[dict[str, str | None]]]:
-        ids: list[uuid.UUID] = []
-        rows: list[dict[str, str | None]] = []
-        for c in self._crm.customers.stream(order_by=("created_at", "id")):
-            if MERGED_INTO in c.attributes:
-                continue
-            keys = keys_of(self._crm, c)
-            email = next((k for kind, k in keys if kind == "email"), None)
-            phone = next((k for kind, k in keys if kind == "phone"), None)
-            address = c.addresses[0] if c.addresses else None
-            row: dict[str, str | None] = {
-                "name": c.name,
-                "email": email,
-                "phone": phone,
-                "address": " ".join(address.lines) if address else None,
-                "postcode": address.postal_code if address else None,
-                "city": address.city if address else None,
-            }
-            for name in attributes:
-                value = c.attributes.get(name)
-                row[f"attributes.{name}"] = None if value is None else str(value)
-            ids.append(c.id)
-            rows.append(row)
-        return ids, rows
+    def _row(self, c: Customer, attributes: Mapping[str, str]) -> dict[str, str | None]:
+        keys = keys_of(self._crm, c)
+        email = next((k for kind, k in keys if kind == "email"), None)
+        phone = next((k for kind, k in keys if kind == "phone"), None)
+        address = c.addresses[0] if c.addresses else None
+        row: dict[str, str | None] = {
+            "name": c.name,
+            "email": email,
+            "phone": phone,
+            "address": " ".join(address.lines) if address else None,
+            "postcode": address.postal_code if address else None,
+            "city": address.city if address else None,
+        }
+        for name in attributes:
+            value = c.attributes.get(name)
+            row[f"attributes.{name}"] = None if value is None else str(value)
+        return row
+
+    def _candidates(self, block_limit: int) -> tuple[list[uuid.UUID], set[tuple[int, int]]]:
+        """Blocking in the store: the customers sharing a key of ``identity_keys`` (``BLOCKING`` kinds).
+
+        One group-by counts each key's customers; the keys held by two customers or more
+        (and by few enough that their block holds at most ``block_limit`` pairs: a key
+        shared by hundreds separates nothing) are then read back through the (kind, key)
+        index. Returns the customers involved and the candidate pairs, as indexes into them.
+        """
+        keys = self._crm.records(IdentityKey)
+        shared: dict[str, list[str]] = {}
+        report = keys.aggregate(In("kind", BLOCKING), group_by=("kind", "key"), count=True)
+        for row in report:
+            n = row.count or 0
+            if n >= 2 and n * (n - 1) // 2 <= block_limit:
+                shared.setdefault(row["kind"], []).append(row["key"])
+        ids: dict[uuid.UUID, int] = {}
+        pairs: set[tuple[int, int]] = set()
+        for kind, values in shared.items():
+            for start in range(0, len(values), _CHUNK):
+                chunk = tuple(values[start : start + _CHUNK])
+                members: dict[str, list[int]] = {}
+                for found in keys.stream(And((Compare("kind", "==", kind), In("key", chunk)))):
+                    index = ids.setdefault(found.customer_id, len(ids))
+                    members.setdefault(found.key, []).append(index)
+                for block in members.values():
+                    block = sorted(set(block))
+                    pairs.update((a, b) for x, a in enumerate(block) for b in block[x + 1 :])
+        return list(ids), pairs
 
     def duplicates(
-        self, min_probability: float = 0.9, *, attributes: Mapping[str, str] | None = None
+        self,
+        min_probability: float = 0.9,
+        *,
+        attributes: Mapping[str, str] | None = None,
+        block_limit: int = 100,
     ) -> Iterator[Duplicate]:
         """Groups of likely duplicates among the customers (merged-away ones left out), best first.
 
-        Customers are compared on name, e-mail, phone and first address (``attributes``
-        adds custom attributes by name and kind, e.g. ``{"date_of_birth": "date"}``). Pairs
-        at or above ``min_probability`` are joined into groups (connected components).
-        The model is trained on the customers themselves (EM) unless they give fewer than
-        1,000 compared pairs, when the matcher's prior model is used.
+        Blocking happens in the store: only customers sharing an e-mail, a phone, a name (its
+        folded words, in any order) or a first address line and postcode are compared, and
+        only they are read (``identity_keys`` holds these keys; ``reindex`` writes them for
+        customers stored before). Customers are compared on name, e-mail, phone and first
+        address (``attributes`` adds custom attributes by name and kind, e.g.
+        ``{"date_of_birth": "date"}``). Pairs at or above ``min_probability`` are joined
+        into groups (connected components). The model is trained on the compared pairs (EM)
+        unless there are fewer than 1,000 of them, when the matcher's prior model is used.
         """
         extra = dict(attributes or {})
         for name, kind in extra.items():
@@ -234,9 +268,24 @@ class Identity:
             "city": "text",
             **{f"attributes.{n}": k for n, k in extra.items()},
         }
-        ids, rows = self._rows(extra)
+        if isinstance(block_limit, bool) or not isinstance(block_limit, int) or block_limit < 1:
+            raise ValidationError("block_limit", "must be a positive integer", block_limit)
         matcher = Matcher(fields, threshold=min_probability)
-        matches = matcher.deduplicate(rows)
+        blocked, candidates = self._candidates(block_limit)
+        stored: dict[uuid.UUID, Customer] = {}
+        for start in range(0, len(blocked), _CHUNK):
+            for c in self._crm.customers.find(In("id", tuple(blocked[start : start + _CHUNK]))).items:
+                stored[c.id] = c
+        live = [i for i in blocked if i in stored and MERGED_INTO not in stored[i].attributes]
+        ids = sorted(live, key=lambda i: (stored[i].created_at or _EPOCH, str(i)))  # a group lists the oldest first
+        rows = [self._row(stored[i], extra) for i in ids]
+        position = {c: k for k, c in enumerate(ids)}
+        pairs = {
+            (position[blocked[a]], position[blocked[b]])
+            for a, b in candidates
+            if blocked[a] in position and blocked[b] in position
+        }
+        matches = matcher.deduplicate(rows, pairs=pairs)
         parent = list(range(len(rows)))
 
         def root(x: int) -> int:
@@ -247,17 +296,14 @@ class Identity:
 
         for m in matches:
             parent[root(m.j)] = root(m.i)
-        groups: dict[int, list[int]] = {}
+        grouped: dict[int, list[Match]] = {}
         for m in matches:
-            groups.setdefault(root(m.i), [])
-        members: dict[int, set[int]] = {}
-        for m in matches:
-            members.setdefault(root(m.i), set()).update((m.i, m.j))
+            grouped.setdefault(root(m.i), []).append(m)
         out = []
-        for key, found in members.items():
-            pairs = [m for m in matches if root(m.i) == key]
-            evidence = tuple((ids[m.i], ids[m.j], matcher.explain(rows[m.i], rows[m.j])) for m in pairs)
-            out.append(Duplicate(tuple(ids[i] for i in sorted(found)), min(m.probability for m in pairs), evidence))
+        for group in grouped.values():
+            members = sorted({k for m in group for k in (m.i, m.j)})
+            evidence = tuple((ids[m.i], ids[m.j], matcher.explain(rows[m.i], rows[m.j])) for m in group)
+            out.append(Duplicate(tuple(ids[i] for i in members), min(m.probability for m in group), evidence))
         out.sort(key=lambda d: (-d.probability, d.customer_ids))
         return iter(out)
 

@@ -90,7 +90,8 @@ class Customers(_Records[Customer]):
         )
 
     def _after_replace(self, current: Customer, new: Customer, *, rule: str, reason: str | None) -> StageChange | None:
-        if (current.emails, current.phones, current.addresses, current.attributes) != (
+        if (current.name, current.emails, current.phones, current.addresses, current.attributes) != (
+            new.name,
             new.emails,
             new.phones,
             new.addresses,
