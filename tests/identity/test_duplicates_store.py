@@ -92,3 +92,24 @@ def test_keys_follow_renames_and_merges_and_a_key_shared_by_too_many_separates_n
     crm.identity.merge(a.id, [b.id])
     [left] = crm.identity.duplicates(low)
     assert b.id not in left.customer_ids and a.id in left.customer_ids  # merged-away customers have no keys
+
+
+def test_the_matcher_compares_only_the_pairs_it_is_given() -> None:
+    from crmkit.identity import Matcher
+
+    rows = [
+        {"name": "Ana Popescu", "email": "ana@example.ro"},
+        {"name": "Ana  POPESCU", "email": "ana@example.ro"},
+        {"name": "Ana Popescu", "email": "ana@example.ro"},
+        {"name": "Ion Ionescu", "email": "ion@example.ro"},
+    ]
+    m = Matcher({"name": "name", "email": "identifier"})
+    assert {(p.i, p.j) for p in m.deduplicate(rows)} == {(0, 1), (0, 2), (1, 2)}
+    assert {(p.i, p.j) for p in m.deduplicate(rows, pairs=[(2, 0), (1, 3)])} == {(0, 2)}  # (1, 3) compared, no match
+    assert m.deduplicate(rows, pairs=[]) == []
+    for bad in ([(0, 0)], [(0, 4)], [(0,)], [("0", 1)]):
+        with pytest.raises(crmkit.ValidationError) as error:
+            m.deduplicate(rows, pairs=bad)  # type: ignore[arg-type]
+        assert error.value.field == "pairs"
+    assert m.explain_pairs(rows, [(0, 1), (0, 3)]) == [m.explain(rows[0], rows[1]), m.explain(rows[0], rows[3])]
+    assert m.explain_pairs(rows, [(0, 1)]) == [{"name": "same", "email": "same"}]

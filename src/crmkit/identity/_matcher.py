@@ -280,6 +280,20 @@ class Matcher:
                 out[name] = KINDS[kind][level]
         return out
 
+    def explain_pairs(self, rows: Sequence[Row], pairs: Iterable[tuple[int, int]]) -> list[dict[str, str]]:
+        """``explain`` for pairs ``(i, j)`` of ``rows``, each row folded once."""
+        prepared = self._prepare_rows("rows", rows)
+        names = list(self.fields.items())
+        out = []
+        for i, j in pairs:
+            found = {}
+            for k, (name, kind) in enumerate(names):
+                level = self._level(k, name, prepared[i][k], prepared[j][k])
+                if level >= 0:
+                    found[name] = KINDS[kind][level]
+            out.append(found)
+        return out
+
     # ----------------------------------------------------------------- steps
 
     def _prepare_rows(self, field: str, rows: Sequence[Row]) -> list[tuple[str | None, ...]]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from crmkit._errors import ConflictError, NotFound, ValidationError
+from crmkit.aggregation import parse_aggregate
 from crmkit.customers import Customer
 from crmkit.events import event_for
 from crmkit.identity import _codec
@@ -17,7 +18,7 @@ from crmkit.identity._contact import CALLING_CODES, email_key
 from crmkit.identity._keys import BLOCKING, MERGED_INTO, keys_of, rekey
 from crmkit.identity._matcher import KINDS, Match, Matcher
 from crmkit.identity._records import IdentityKey, Merge, Moved
-from crmkit.query import And, Compare, In, parse_order
+from crmkit.query import And, Compare, In, bind, parse_order
 from crmkit.schema import Ref, Reference
 from crmkit.store import scan
 
@@ -216,20 +217,26 @@ class Identity:
         shared by hundreds separates nothing) are then read back through the (kind, key)
         index. Returns the customers involved and the candidate pairs, as indexes into them.
         """
-        keys = self._crm.records(IdentityKey)
+        crm = self._crm
+        spec = crm.schema.spec(IdentityKey)
+        repo = crm.store.repository(spec)
+        # the store's raw group rows (kind, key, count): hundreds of thousands of keys
+        # are each held by one customer, and only the shared ones are worth a Row
+        query = parse_aggregate(
+            spec, group_by=("kind", "key"), count=True, sum=None, min=None, max=None, mean=None, count_distinct=None
+        )
         shared: dict[str, list[str]] = {}
-        report = keys.aggregate(In("kind", BLOCKING), group_by=("kind", "key"), count=True)
-        for row in report:
-            n = row.count or 0
+        for kind, key, n in repo.aggregate(crm.tenant, bind(In("kind", BLOCKING), spec), query):
             if n >= 2 and n * (n - 1) // 2 <= block_limit:
-                shared.setdefault(row["kind"], []).append(row["key"])
+                shared.setdefault(kind, []).append(key)
         ids: dict[uuid.UUID, int] = {}
         pairs: set[tuple[int, int]] = set()
         for kind, values in shared.items():
             for start in range(0, len(values), _CHUNK):
                 chunk = tuple(values[start : start + _CHUNK])
                 members: dict[str, list[int]] = {}
-                for found in keys.stream(And((Compare("kind", "==", kind), In("key", chunk)))):
+                where = And((Compare("kind", "==", kind), In("key", chunk)))
+                for found in repo.find(crm.tenant, bind(where, spec), parse_order(None, spec), None):
                     index = ids.setdefault(found.customer_id, len(ids))
                     members.setdefault(found.key, []).append(index)
                 for block in members.values():
@@ -299,10 +306,11 @@ class Identity:
         grouped: dict[int, list[Match]] = {}
         for m in matches:
             grouped.setdefault(root(m.i), []).append(m)
+        levels = iter(matcher.explain_pairs(rows, [(m.i, m.j) for group in grouped.values() for m in group]))
         out = []
         for group in grouped.values():
             members = sorted({k for m in group for k in (m.i, m.j)})
-            evidence = tuple((ids[m.i], ids[m.j], matcher.explain(rows[m.i], rows[m.j])) for m in group)
+            evidence = tuple((ids[m.i], ids[m.j], next(levels)) for m in group)
             out.append(Duplicate(tuple(ids[i] for i in members), min(m.probability for m in group), evidence))
         out.sort(key=lambda d: (-d.probability, d.customer_ids))
         return iter(out)
