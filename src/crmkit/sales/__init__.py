@@ -39,6 +39,7 @@ from crmkit.sales._model import (
     stage_set,
 )
 from crmkit.sales._money import minor_units, round_to_currency
+from crmkit.sales._predict import Calibration, WinEvaluation, WinModel
 from crmkit.sales._reports import FunnelStep, Performance, StageTime
 from crmkit.sales._service import ForecastRow, PipelineEntry, Sales, Tasks
 
@@ -46,6 +47,7 @@ Task.__crmkit_records__ = Tasks  # type: ignore[attr-defined]  # crm.tasks is a 
 
 __all__ = [
     "AGGREGATES",
+    "Calibration",
     "ForecastCategory",
     "ForecastRow",
     "FunnelStep",
@@ -73,6 +75,8 @@ __all__ = [
     "Task",
     "TaskStatus",
     "Tasks",
+    "WinEvaluation",
+    "WinModel",
     "minor_units",
     "round_to_currency",
     "stage_set",

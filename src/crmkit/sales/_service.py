@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -15,7 +15,7 @@ from crmkit._validation import text_of, utc
 from crmkit.customers import Customer, EmailAddress, Phone
 from crmkit.query import ALL, Expr, F, Where, bind
 from crmkit.relationships import Relationship
-from crmkit.sales import _reports
+from crmkit.sales import _predict, _reports
 from crmkit.sales._hooks import note_reason
 from crmkit.sales._model import (
     ForecastCategory,
@@ -36,6 +36,7 @@ from crmkit.sales._model import (
     TaskStatus,
 )
 from crmkit.sales._money import round_to_currency
+from crmkit.sales._predict import WinEvaluation, WinModel
 from crmkit.sales._reports import FunnelStep, Performance, StageTime
 from crmkit.schema import declared_fields
 from crmkit.services.records import Records
@@ -397,6 +398,25 @@ class Sales:
     def time_in_stage(self, *, pipeline: str | None = None) -> list[StageTime]:
         """Per stage, how many stays in it ended and their mean length in days, summed in the store."""
         return _reports.time_in_stage(self._crm, pipeline)
+
+    def win_model(
+        self,
+        *,
+        fields: Sequence[str] = _predict.DEFAULT_FIELDS,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        min_deals: int = 30,
+    ) -> WinModel:
+        """Learn a win probability from the closed deals created in [since, until): won and lost counts
+        per value of each field, counted in the store (``WinModel``; ``model.probability(deal)``)."""
+        return _predict.train(self._crm, fields=fields, since=since, until=until, min_deals=min_deals)
+
+    def evaluate_win_model(
+        self, model: WinModel, *, since: dt.datetime | None = None, until: dt.datetime | None = None, bins: int = 10
+    ) -> WinEvaluation:
+        """AUC, Brier score and calibration of ``model`` on the closed deals created in [since, until),
+        which should be held out from its training (train with ``until=t``, evaluate with ``since=t``)."""
+        return _predict.evaluate(self._crm, model, since=since, until=until, bins=bins)
 
     # ----------------------------------------------------------------- history
 
