@@ -94,6 +94,9 @@ def test_a_win_model_learnt_in_the_store_ranks_held_out_deals(url: str) -> None:
         assert p_referral is not None and p_ads is not None and p_referral > Decimal("0.5") > p_ads
         assert p_referral == Decimal(repr(model.score(["referral", "user:1"]))).quantize(Decimal("0.0001"))
 
+        everything = crm.sales.win_model(until=cutoff)  # source, campaign, owner and pipeline
+        assert everything.counts["pipeline"] == {"new": (model.won, 150 - model.won)}
+        assert crm.sales.evaluate_win_model(everything, since=cutoff).deals == 150
         too_few = crm.sales.win_model(fields=("source",), until=cutoff, min_deals=1000)
         assert not too_few.usable and too_few.probability(ads) == ads.probability  # the stage default stays
         with pytest.raises(crmkit.ValidationError) as error:

@@ -106,6 +106,11 @@ def _fields(fields: Sequence[str]) -> tuple[str, ...]:
     return tuple(fields)
 
 
+def _with_stage(fields: Sequence[str]) -> tuple[str, ...]:
+    """The fields, then pipeline (unless among them) and stage: what says whether a closed deal was won."""
+    return (*fields, *(() if "pipeline" in fields else ("pipeline",)), "stage")
+
+
 def _closed(crm: CRM) -> dict[tuple[str, str], bool]:
     """(pipeline, stage) -> won, for every closed stage of every stored pipeline."""
     return {(p.key, s.key): s.won for p in crm.records(Pipeline).stream() for s in p.stages if s.closed}
@@ -140,7 +145,7 @@ def train(
     total = won = 0
     for k, name in enumerate(names):
         table: dict[Any, tuple[int, int]] = {}
-        for row in deals.aggregate(where, group_by=(name, "pipeline", "stage"), count=True):
+        for row in deals.aggregate(where, group_by=_with_stage((name,)), count=True):
             outcome = closed.get((row["pipeline"], row["stage"]))
             if outcome is None:
                 continue  # an open deal
@@ -162,9 +167,7 @@ def evaluate(
         raise ValidationError("bins", "must be a positive integer", bins)
     closed = _closed(crm)
     groups: dict[tuple[Any, ...], list[int]] = {}
-    report = crm.records(Opportunity).aggregate(
-        _window(since, until), group_by=(*model.fields, "pipeline", "stage"), count=True
-    )
+    report = crm.records(Opportunity).aggregate(_window(since, until), group_by=_with_stage(model.fields), count=True)
     width = len(model.fields)
     for row in report:
         outcome = closed.get((row["pipeline"], row["stage"]))
