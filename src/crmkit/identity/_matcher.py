@@ -281,11 +281,13 @@ class Matcher:
         return out
 
     def explain_pairs(self, rows: Sequence[Row], pairs: Iterable[tuple[int, int]]) -> list[dict[str, str]]:
-        """``explain`` for pairs ``(i, j)`` of ``rows``, each row folded once."""
-        prepared = self._prepare_rows("rows", rows)
+        """``explain`` for pairs ``(i, j)`` of ``rows``, each row they name folded once."""
+        wanted = [(int(i), int(j)) for i, j in pairs]
+        involved = sorted({k for pair in wanted for k in pair})
+        prepared = dict(zip(involved, self._prepare_rows("rows", [rows[k] for k in involved]), strict=True))
         names = list(self.fields.items())
         out = []
-        for i, j in pairs:
+        for i, j in wanted:
             found = {}
             for k, (name, kind) in enumerate(names):
                 level = self._level(k, name, prepared[i][k], prepared[j][k])
