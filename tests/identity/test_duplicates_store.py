@@ -113,3 +113,34 @@ def test_the_matcher_compares_only_the_pairs_it_is_given() -> None:
         assert error.value.field == "pairs"
     assert m.explain_pairs(rows, [(0, 1), (0, 3)]) == [m.explain(rows[0], rows[1]), m.explain(rows[0], rows[3])]
     assert m.explain_pairs(rows, [(0, 1)]) == [{"name": "same", "email": "same"}]
+
+
+def test_upsert_checks_the_references_of_changed_rows_together_and_names_the_bad_row(crm: crmkit.CRM) -> None:
+    import datetime as dt
+    import uuid
+    from decimal import Decimal
+
+    from crmkit import Transaction
+
+    ana = crm.customers.add(person("Ana"))
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+    def sale(n: int, customer: uuid.UUID, amount: str = "10") -> Transaction:
+        return Transaction(
+            customer_id=customer, occurred_at=when, amount=Decimal(amount), currency="EUR", external_id=f"s{n}"
+        )
+
+    assert crm.transactions.upsert_many([sale(n, ana.id) for n in range(4)]).added == 4
+    nobody = uuid.uuid4()
+    rows = [sale(0, ana.id, "11"), sale(1, ana.id), sale(2, nobody, "12"), sale(3, ana.id, "13")]
+    with pytest.raises(crmkit.ValidationError) as error:
+        crm.transactions.upsert_many(rows)
+    assert error.value.row == 2
+
+    def amounts() -> list[Decimal]:
+        return [crm.transactions.get_by_external_id(f"s{n}").amount for n in range(4)]
+
+    assert amounts() == [Decimal(10)] * 4  # nothing half-written
+    result = crm.transactions.upsert_many(rows, on_error="report")
+    assert (result.updated, result.unchanged, [f[0] for f in result.failed]) == (2, 1, [2])
+    assert amounts() == [Decimal(11), Decimal(10), Decimal(10), Decimal(13)]

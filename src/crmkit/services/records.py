@@ -590,9 +590,10 @@ class _Records(_ReadRecords[R]):
             created = event_for(self.spec.name, "created", self.spec.label)
             for record in inserted:
                 self._crm._emit(created, None, record)
-        for index, current, candidate in changed:
-            bumped = self._bumped(current, candidate)
-            self._check_indexed_references([bumped], [index])
+        bumped_rows = [(index, current, self._bumped(current, candidate)) for index, current, candidate in changed]
+        if bumped_rows:  # the references of all changed rows in one look-up, not one per row
+            self._check_indexed_references([b for _, _, b in bumped_rows], [i for i, _, _ in bumped_rows])
+        for index, current, bumped in bumped_rows:
             try:
                 self._before_replace(current, bumped)
             except ValidationError as exc:
