@@ -77,8 +77,12 @@ def _spec(crm: CRM) -> Any:
     return crm.schema.declared.get("identity_keys")
 
 
-def write_keys(crm: CRM, customers: Sequence[Customer]) -> None:
-    """Store the keys of newly stored customers (inside the caller's transaction)."""
+def write_keys(crm: CRM, customers: Sequence[Customer], *, check_emails: bool = True) -> None:
+    """Store the keys of newly stored customers (inside the caller's transaction).
+
+    ``check_emails=False`` skips the unique e-mail policy: the customers' e-mails did not
+    change (a rename re-keys the name), and what they held before the policy stays theirs.
+    """
     spec = _spec(crm)
     if spec is None or not customers:
         return
@@ -89,7 +93,7 @@ def write_keys(crm: CRM, customers: Sequence[Customer]) -> None:
         for kind, key in [*keys_of(crm, c), *blocking_keys_of(c)]
     ]
     if rows:
-        if getattr(crm, "_identity_unique_emails", False):
+        if check_emails and getattr(crm, "_identity_unique_emails", False):
             _refuse_taken_emails(crm, spec, rows)
         crm.store.repository(spec).insert(crm.tenant, rows)
 
@@ -119,14 +123,14 @@ def _refuse_taken_emails(crm: CRM, spec: Any, rows: list[IdentityKey]) -> None:
             )
 
 
-def rekey(crm: CRM, customers: Iterable[Customer]) -> None:
-    """Replace the stored keys of customers whose contact points (or merge state) changed."""
+def rekey(crm: CRM, customers: Iterable[Customer], *, check_emails: bool = True) -> None:
+    """Replace the stored keys of customers whose name, contact points (or merge state) changed."""
     spec = _spec(crm)
     items = list(customers)
     if spec is None or not items:
         return
     crm.store.repository(spec).delete_where(crm.tenant, In("customer_id", tuple(c.id for c in items)))
-    write_keys(crm, items)
+    write_keys(crm, items, check_emails=check_emails)
 
 
 def customers_by_key(crm: CRM, kind: str, key: str) -> list[Customer]:

@@ -99,7 +99,7 @@ class Customers(_Records[Customer]):
         ):
             from crmkit.identity._keys import rekey
 
-            rekey(self._crm, [new])
+            rekey(self._crm, [new], check_emails=current.emails != new.emails)
         if new.stage == current.stage:
             return None
         change = self._crm.state_changes.record_change(

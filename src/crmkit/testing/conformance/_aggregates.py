@@ -341,6 +341,8 @@ class AggregateRecordsContract(AggregateContractBase):
             own = {f: targets.of(str(t))[0] for f, t in declared if getattr(mine, f) is not None}
         twin = attrs.evolve(mine, version=0, created_at=None, updated_at=None, **own)
         service: Records[Any] = theirs.records(spec.name)
+        for derived in list(service.stream()):  # what the twins derived (identity_keys of customers)
+            service.delete(derived.id)
         stored = service.add(twin)
         assert stored.id == mine.id and service.get_by_external_id("shared") == stored
         assert service.count() == 1 and kit.service.count() == 1
@@ -548,7 +550,8 @@ class AggregateUnitOfWorkContract(AggregateContractBase):
         stored = kit.add()
         audit = kit.crm.customers.get_by_external_id("audit")
         assert audit.name == f"audit of {stored.id}"
-        assert [e.entity for e in recorder.after if e.action == "created"][-2:] == [kit.spec.name, "customers"]
+        ours = (kit.spec.name, "customers")  # features may derive records too (a deal's state change)
+        assert [e.entity for e in recorder.after if e.action == "created" and e.entity in ours][-2:] == list(ours)
 
     @pytest.mark.requires("transactions")
     def test_raising_in_before_commit_aborts_everything(self, recorded: tuple[AggregateKit, _Recorder]) -> None:

@@ -168,7 +168,9 @@ class UnitOfWorkContract(ContractBase):
             crm.lifecycle.move(ada.id, Stage.PROSPECT)
             crm.customers.delete(acme.id)
             assert recorder.batches == []
-        assert recorder.kinds() == [
+        # identity_keys rows are derived from customers (their name, contact points): not this test's business
+        kinds = [[k for k in batch if not k.startswith("IdentityKey")] for batch in recorder.kinds()]
+        assert kinds == [
             [
                 "CustomerCreated",
                 "CustomerCreated",
