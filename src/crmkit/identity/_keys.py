@@ -17,7 +17,16 @@ from crmkit.services.records import _stamped
 if TYPE_CHECKING:
     from crmkit.crm import CRM
 
-__all__ = ["BLOCKING", "MERGED_INTO", "blocking_keys_of", "customers_by_key", "keys_of", "rekey", "write_keys"]
+__all__ = [
+    "BLOCKING",
+    "MERGED_INTO",
+    "blocking_keys_of",
+    "customers_by_key",
+    "drop_keys",
+    "keys_of",
+    "rekey",
+    "write_keys",
+]
 
 #: The attribute that marks a customer merged into another (its value: the survivor's id).
 MERGED_INTO = "merged_into"
@@ -131,6 +140,13 @@ def rekey(crm: CRM, customers: Iterable[Customer], *, check_emails: bool = True)
         return
     crm.store.repository(spec).delete_where(crm.tenant, In("customer_id", tuple(c.id for c in items)))
     write_keys(crm, items, check_emails=check_emails)
+
+
+def drop_keys(crm: CRM, customer_id: uuid.UUID) -> None:
+    """Remove a deleted customer's keys: derived rows, written without events, go without them too."""
+    spec = _spec(crm)
+    if spec is not None:
+        crm.store.repository(spec).delete_where(crm.tenant, Compare("customer_id", "==", customer_id))
 
 
 def customers_by_key(crm: CRM, kind: str, key: str) -> list[Customer]:

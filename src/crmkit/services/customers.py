@@ -138,6 +138,9 @@ class Customers(_Records[Customer]):
         return not ctype.needs_consent or record.may_contact(ctype.name)
 
     def _cascade(self, current: Customer) -> None:
+        from crmkit.identity._keys import drop_keys
+
+        drop_keys(self._crm, current.id)  # derived keys go quietly, as they came
         super()._cascade(current)  # the declared aggregates' references to customers
         tenant, crm = self._crm.tenant, self._crm
         mine = Compare("customer_id", "==", current.id)
