@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from crmkit._errors import ValidationError
 from crmkit.crm import CRM
 
 __all__ = ["pipeline_report", "value_report"]
@@ -87,9 +88,14 @@ def value_report(crm: CRM, folder: Path, as_of: dt.date) -> Path:
 
     summary = crm.value.summary(unit="week", observation_end=as_of)
     repeaters = summary.repeaters()
-    if len(repeaters) >= 2:
+    try:
+        if len(repeaters) < 2:
+            raise ValidationError("summary", "has fewer than two repeat buyers", len(repeaters))
         bg = BetaGeo().fit(summary.frequency, summary.recency, summary.T)
         gg = GammaGamma().fit(repeaters.frequency, repeaters.monetary_value)
+    except ValidationError as exc:  # too little history: the page says so and shows the rest
+        parts.append(f"<h2>Customer lifetime value</h2><p>The CLV models cannot be fitted: {_e(exc)}.</p>")
+    else:
         clv = customer_lifetime_value(
             bg,
             gg,
@@ -124,8 +130,6 @@ def value_report(crm: CRM, folder: Path, as_of: dt.date) -> Path:
         ]
         plots.probability_alive_matrix(bg, folder / "alive.png", max_recency=float(max(summary.T)))
         parts += ["<h2>Probability alive</h2>", _figure("alive.png", "P(alive) by frequency and recency")]
-    else:
-        parts.append("<p>Too few repeat buyers to fit the CLV models.</p>")
 
     cohorts = crm.value.cohorts(unit="month", observation_end=as_of)
     if len(cohorts.cohorts):
