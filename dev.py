@@ -21,6 +21,10 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".crmkit-setup"
+#: Examples left out of the virtualenv: a rule plugin installed there would be loaded by every
+#: connection (the demo's, the tests', an application's) and change their results. Its tests
+#: install it for themselves (tests/support/examples.py).
+NOT_INSTALLED = ("examples/vip-rules",)
 
 
 def _inputs() -> list[Path]:
@@ -54,11 +58,24 @@ def setup() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [PY, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     _run(*pip, "--upgrade", "pip")
-    editables: list[str] = ["-e", ".[testing,models]"]
+    editables: list[str] = ["-e", ".[testing,models,cli,parquet]"]
     for project in sorted(ROOT.glob("plugins/*/pyproject.toml")) + sorted(ROOT.glob("examples/*/pyproject.toml")):
-        editables += ["-e", str(project.parent.relative_to(ROOT))]
+        folder = project.parent.relative_to(ROOT).as_posix()
+        if folder not in NOT_INSTALLED:
+            editables += ["-e", folder]
     _run(*pip, "-r", "requirements/dev.txt", *editables)
+    for folder in NOT_INSTALLED:  # an environment set up before they were left out still has them
+        name = _project_name(ROOT / folder / "pyproject.toml")
+        if subprocess.run([str(PY), "-m", "pip", "show", "-q", name], capture_output=True, cwd=ROOT).returncode == 0:
+            _run(PY, "-m", "pip", "uninstall", "-y", "-q", name)
     STAMP.write_text(_fingerprint())
+
+
+def _project_name(pyproject: Path) -> str:
+    for line in pyproject.read_text(encoding="utf-8").splitlines():
+        if line.startswith("name = "):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise SystemExit(f"{pyproject}: no project name")
 
 
 def demo(args: list[str]) -> int:

@@ -69,6 +69,14 @@ def _load(crm: crmkit.CRM, out: TextIO) -> None:
         print(f"already stored: {people.skipped:,} customers and {sales.skipped:,} purchases (skipped)", file=out)
 
 
+def _installed(crm: crmkit.CRM, out: TextIO) -> None:
+    """Name the installed plugins (other than backends) every connection loads: they may change results."""
+    extra = [p for p in crm._host.describe() if not p.builtin and not p.schemes]
+    if extra:
+        names = ", ".join(f"{p.name} ({p.distribution or 'no distribution'})" for p in extra)
+        print(f"installed plugins active in every connection: {names}", file=out)
+
+
 def _names(crm: crmkit.CRM, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
     return {cid: crm.customers.get(cid).name for cid in ids}
 
@@ -84,6 +92,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
         tempfile.TemporaryDirectory(prefix="crmkit-demo-") as folder,
         _open(args.url, args.tenant, out, Path(folder)) as crm,
     ):
+        _installed(crm, out)
         _load(crm, out)
         end = CDNOW_OBSERVATION_END
         now = dt.datetime.combine(end, dt.time(23, 59), dt.timezone.utc)

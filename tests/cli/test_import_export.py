@@ -365,3 +365,13 @@ def test_progress_bar_shows_rate_and_eta(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "rows/s" in done.stderr and "ETA" in done.stderr and "100%" in done.stderr
     assert done.stdout.startswith("50 rows read: 50 added")
+
+
+def test_the_demo_names_installed_plugins_active_in_every_connection(tmp_path: Path) -> None:
+    from tests.support.examples import example_installed
+
+    with example_installed(tmp_path):
+        code, out = run("demo", "--url", "memory://")
+    assert code == 0
+    line = next(x for x in out.splitlines() if x.startswith("installed plugins active in every connection: "))
+    assert "vip_rules (crmkit-example-vip-rules)" in line
