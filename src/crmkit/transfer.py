@@ -434,7 +434,10 @@ def _csv(raw: IO[bytes], reader: Any, header: list[str]) -> Iterator[Row]:
                 raise ValidationError("file", f"line {line} cannot be read: {exc}", None) from None
             if not cells:
                 continue
-            values = dict(zip(header, cells, strict=True)) if len(cells) == len(header) else {"": cells}
+            if len(cells) == len(header):
+                values: dict[str, Any] = dict(zip(header, cells, strict=True))
+            else:  # the reason, for the reject file
+                values = {"": f"has {len(cells)} cells where the header has {len(header)}"}
             yield Row(line, values, raw.tell())
 
 
@@ -446,8 +449,10 @@ def _jsonl(raw: IO[bytes], text: IO[str]) -> Iterator[Row]:
             try:
                 values = json.loads(line, parse_float=Decimal)
             except ValueError:
-                values = {"": line}
-            yield Row(number, values if isinstance(values, dict) else {"": values}, raw.tell())
+                values = None
+            if not isinstance(values, dict):
+                values = {"": "is not a JSON object"}
+            yield Row(number, values, raw.tell())
 
 
 def _parquet(path: Path) -> tuple[int, list[str] | None, Iterator[Row]]:
@@ -513,12 +518,8 @@ class _Builder:
 
     def build(self, row: Row) -> dict[str, Any]:
         """The row's field values; ValidationError (field, reason, value) for the first bad cell."""
-        if "" in row.values:
-            raise ValidationError(
-                "row",
-                "does not have the header's columns" if isinstance(row.values[""], list) else "is not a JSON object",
-                row.values[""],
-            )
+        if "" in row.values:  # a line the reader could not make a row of
+            raise ValidationError("row", str(row.values[""]), None)
         fields: dict[str, Any] = dict(self.mapping.defaults)
         items: dict[tuple[str, int], dict[str, Any]] = {}
         many: dict[str, list[Any]] = {}

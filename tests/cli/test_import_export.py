@@ -375,3 +375,15 @@ def test_the_demo_names_installed_plugins_active_in_every_connection(tmp_path: P
     assert code == 0
     line = next(x for x in out.splitlines() if x.startswith("installed plugins active in every connection: "))
     assert "vip_rules (crmkit-example-vip-rules)" in line
+
+
+def test_a_row_that_does_not_fit_the_header_is_rejected_not_guessed(tmp_path: Path) -> None:
+    data = write(
+        tmp_path, "c.csv", "external_id,kind,name\nA1,person,Ann\nA2,person\nA3,person,Al,extra\nA4,person,Ed\n"
+    )
+    code, out = run("import", str(data), "--url", "memory://", "--tenant", "t", "--no-progress")
+    assert code == 0 and out.startswith("4 rows read: 2 added, 0 updated, 0 unchanged, 2 rejected")
+    assert [(r["line"], r["field"], r["reason"]) for r in rejects_of(tmp_path / "c.csv.rejects.csv")] == [
+        ("3", "row", "has 2 cells where the header has 3"),
+        ("4", "row", "has 4 cells where the header has 3"),
+    ]
