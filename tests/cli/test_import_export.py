@@ -387,3 +387,26 @@ def test_a_row_that_does_not_fit_the_header_is_rejected_not_guessed(tmp_path: Pa
         ("3", "row", "has 2 cells where the header has 3"),
         ("4", "row", "has 4 cells where the header has 3"),
     ]
+
+
+def test_any_declared_aggregate_imports_by_its_field_names(tmp_path: Path) -> None:
+    url = f"sqlite:///{(tmp_path / 'crm.db').as_posix()}"
+    data = write(
+        tmp_path,
+        "leads.csv",
+        "external_id,name,company,source,score,status\n"
+        "L1,Ioana Popescu,Fabrica SRL,web,42,open\n"
+        "L2,Dan,,fair,many,open\n"
+        "L3,Maria,Atelier,web,7,frozen\n",
+    )
+    code, out = run("import", str(data), "--aggregate", "leads", "--url", url, "--tenant", "t", "--no-progress")
+    assert code == 0 and out.startswith("3 rows read: 1 added, 0 updated, 0 unchanged, 2 rejected"), out
+    assert [(r["line"], r["field"]) for r in rejects_of(tmp_path / "leads.csv.rejects.csv")] == [
+        ("3", "score"),
+        ("4", "status"),
+    ]
+    with crmkit.connect(url, tenant="t") as crm:
+        lead = crm.leads.get_by_external_id("L1")
+        assert (lead.company, lead.score, lead.status.value) == ("Fabrica SRL", 42, "open")
+    code, out = run("export", "leads", "--url", url, "--tenant", "t", "--where", "score>=40")
+    assert [r["name"] for r in csv.DictReader(io.StringIO(out))] == ["Ioana Popescu"]
