@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
+from typing import ClassVar
 
 from crmkit import schema
 
@@ -42,6 +44,9 @@ class Merge(schema.Record):
     merge left them; ``removed`` the records the merge deleted (relationships that would
     have become self-loops or duplicates), all in crmkit's record codec (JSON).
     """
+
+    #: Fields holding customer ids without being references (``crmkit.privacy`` follows them).
+    __crmkit_mentions__: ClassVar[Mapping[str, str]] = {"survivor_id": "customers", "merged_ids": "customers"}
 
     survivor_id: uuid.UUID = schema.uuid(sortable=True, personal=False)
     merged_ids: frozenset[str] = schema.text_set(personal=False)
