@@ -264,7 +264,7 @@ def raw_dump(crm: crmkit.CRM, url: str) -> str:
         import pymongo
 
         with pymongo.MongoClient(url, serverSelectionTimeoutMS=20_000) as client:
-            db = client.get_default_database()
+            db = client[crm.store.db.name]  # type: ignore[attr-defined]
             return "\n".join(repr(doc) for name in db.list_collection_names() for doc in db[name].find({}))
     if url.startswith("sqlite:///"):
         with closing(sqlite3.connect(url[len("sqlite:///") :])) as conn:
