@@ -401,3 +401,45 @@ def test_export_of_an_unknown_person_is_not_found() -> None:
             crm.privacy.export(uuid.uuid4())
         with pytest.raises(crmkit.ValidationError, match="person_id"):
             crm.privacy.export("ada")  # type: ignore[arg-type]
+
+
+def test_merged_duplicates_are_one_person_and_unmerge_still_works(url: str) -> None:
+    markers = Markers("zqd")
+    with connect(url) as crm:
+        ada = crm.customers.add(
+            Customer(
+                kind="person",
+                name=f"Ada {markers.new('survivor.name')}",
+                emails=(EmailAddress(f"{markers.new('survivor.email')}@example.org"),),
+            )
+        )
+        twin = crm.customers.add(
+            Customer(
+                kind="person",
+                name=f"Ada L. {markers.new('duplicate.name')}",
+                emails=(EmailAddress(f"{markers.new('duplicate.email')}@example.org"),),
+                attributes={"source": markers.new("duplicate.attributes")},
+            )
+        )
+        crm.interactions.add(
+            Interaction(
+                customer_id=twin.id,
+                channel="email",
+                direction="inbound",
+                occurred_at=NOW,
+                summary=markers.new("duplicate.interaction"),
+            )
+        )
+        merge = crm.identity.merge(ada.id, [twin.id])
+
+        for someone in (ada.id, twin.id):  # either id names the one person
+            text = json.dumps(crm.privacy.export(someone))
+            assert markers.found(text) == set(markers.planted)
+
+        crm.privacy.erase(twin.id)
+        assert markers.found(raw_dump(crm, url)) == set()
+        undone = crm.identity.unmerge(merge.id)
+        assert undone is not None
+        assert markers.found(raw_dump(crm, url)) == set()
+        assert crm.customers.get(twin.id).name.startswith("erased-")
+        assert crm.interactions.count(crmkit.F("customer_id") == twin.id) == 1

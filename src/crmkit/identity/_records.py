@@ -56,3 +56,11 @@ class Merge(schema.Record):
     after: str = schema.text(personal="identity")
     removed: str = schema.text(default="[]", personal="identity")
     undone_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+
+    @staticmethod
+    def __crmkit_same_person__(merge: Merge) -> tuple[uuid.UUID, ...]:
+        """The customers a merge found to be one person (none once it is undone): ``crmkit.privacy``
+        exports and erases them together."""
+        if merge.undone_at is not None:
+            return ()
+        return (merge.survivor_id, *(uuid.UUID(i) for i in sorted(merge.merged_ids)))

@@ -17,14 +17,16 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
+import json
+import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from crmkit._errors import ConflictError, CRMError, ValidationError
+from crmkit._errors import ConflictError, CRMError, NotFound, ValidationError
 from crmkit.privacy._records import Erasure, Hold
 from crmkit.query import Expr, F
 from crmkit.schema import MISSING, AggregateSpec, FieldDef, Ref, declared_fields
@@ -207,9 +209,12 @@ class Privacy:
                     continue
                 child_owned = is_owned and pointer.cascade
                 records: Records[Any] = crm.records(pointer.source)
+                same_person = getattr(records.spec.cls, "__crmkit_same_person__", None)
                 fresh: list[uuid.UUID] = []
                 for chunk in _chunks(ids):
                     for record in records.scan(pointer.where(chunk)):
+                        if same_person is not None:
+                            todo += self._same_person(same_person(record), found, owned)
                         levels = owned.setdefault(pointer.source, {})
                         before = levels.get(record.id)
                         found.setdefault(pointer.source, {})[record.id] = record
@@ -219,6 +224,26 @@ class Privacy:
                 if fresh:
                     todo.append((pointer.source, fresh, child_owned))
         return found
+
+    def _same_person(
+        self,
+        ids: Iterable[uuid.UUID],
+        found: dict[str, dict[uuid.UUID, Any]],
+        owned: dict[str, dict[uuid.UUID, bool]],
+    ) -> list[tuple[str, list[uuid.UUID], bool]]:
+        """Customers a record says are the same person (merged duplicates): walked as the person is."""
+        fresh = []
+        for id in ids:
+            if owned["customers"].get(id):
+                continue
+            try:
+                customer = self._crm.customers.get(id)
+            except NotFound:
+                continue
+            found["customers"][id] = customer
+            owned["customers"][id] = True
+            fresh.append(id)
+        return [("customers", fresh, True)] if fresh else []
 
     # ------------------------------------------------------------------ export
 
@@ -344,6 +369,10 @@ def _candidates(fd: FieldDef, value: Any, owner: uuid.UUID, path: str) -> list[A
             kept = tuple(item for item in items if item is not None)
             return [kept, ()] if kept else [()]
         return [(), None] if fd.nullable else [()]
+    if fd.kind == "text":
+        snapshot = _anonymised_snapshot(value)
+        if snapshot is not None:
+            return [snapshot]
     if fd.nullable:
         return [None]
     if fd.kind == "text":
@@ -355,6 +384,57 @@ def _candidates(fd: FieldDef, value: Any, owner: uuid.UUID, path: str) -> list[A
     if fd.kind == "attributes":
         return [{}]
     return [] if fd.default is MISSING else [fd.default]
+
+
+def _anonymised_snapshot(text: str) -> str | None:
+    """Records kept as text in crmkit's record codec (a merge's before and after), each anonymised; else None.
+
+    Un-merging an erased person's merge then restores anonymous records instead of failing.
+    """
+    from crmkit.identity import _codec
+
+    if not text.startswith("{"):
+        return None
+    try:
+        encoded = json.loads(text)
+        if not _known_classes(encoded):
+            return None
+        decoded = _codec.decode(encoded)
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+    return _codec.dumps(_anonymised_values(decoded))
+
+
+def _known_classes(encoded: Any) -> bool:
+    """Whether every class a codec text names is a declared record, value object or enum already imported.
+
+    Text in a personal field is anyone's input: decoding it must not import modules it names.
+    """
+    if isinstance(encoded, list):
+        return all(_known_classes(v) for v in encoded)
+    if not isinstance(encoded, dict):
+        return True
+    for tag in ("$attrs", "$enum"):
+        if tag in encoded:
+            module, _, qualname = str(encoded[tag]).partition(":")
+            found: Any = sys.modules.get(module)
+            for part in qualname.split(".") if found is not None else ():
+                found = getattr(found, part, None)
+            declared = getattr(found, "__crmkit_spec__", None) is not None or getattr(
+                found, "__crmkit_value_object__", False
+            )
+            if not (found is Ref or declared or (isinstance(found, type) and issubclass(found, enum.Enum))):
+                return False
+    return all(_known_classes(v) for v in encoded.values())
+
+
+def _anonymised_values(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return type(value)(_anonymised_values(v) for v in value)
+    spec = getattr(type(value), "__crmkit_spec__", None)
+    if isinstance(spec, AggregateSpec) and spec.cls is type(value):
+        return _anonymised(spec, value)[0]
+    return value
 
 
 def _replacement(cls: type, fd: FieldDef, value: Any, owner: uuid.UUID, path: str) -> Any:
