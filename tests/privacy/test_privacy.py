@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -443,3 +443,73 @@ def test_merged_duplicates_are_one_person_and_unmerge_still_works(url: str) -> N
         assert markers.found(raw_dump(crm, url)) == set()
         assert crm.customers.get(twin.id).name.startswith("erased-")
         assert crm.interactions.count(crmkit.F("customer_id") == twin.id) == 1
+
+
+@schema.aggregate("crmkit_test_journal", indexes=[("aggregate", "record_id")])
+class JournalEntry(schema.Record):
+    """An audit-like entry: a value of one field of any record, personal when that field is."""
+
+    __crmkit_mentions__: ClassVar[Mapping[str, str]] = {"record_id": "@aggregate"}
+
+    aggregate: str = schema.text(personal=False)
+    record_id: uuid.UUID = schema.uuid(personal=False)
+    field: str = schema.text(personal=False)
+    value: str = schema.text(personal="free_text")
+
+    @staticmethod
+    def __crmkit_anonymise__(entry: JournalEntry, crm: crmkit.CRM) -> JournalEntry:
+        spec = crm.schema[entry.aggregate]
+        declared = spec.declared.get(entry.field) if isinstance(spec, AggregateSpec) else None
+        if declared is None or not declared.is_personal:
+            return entry  # a business fact: kept
+        return attrs.evolve(entry, value="erased")
+
+
+@schema.aggregate("crmkit_test_feed")
+class FeedChunk(schema.Record):
+    """An outbox-like chunk: events of any records, found by the ids it lists."""
+
+    __crmkit_mentions__: ClassVar[Mapping[str, str]] = {"ids": "*"}
+
+    ids: frozenset[str] = schema.text_set(personal=False)
+    payload: str = schema.text(personal="free_text")
+
+
+class _Journal:
+    @crmkit.hookimpl
+    def crmkit_aggregates(self) -> Iterable[type]:
+        return [JournalEntry, FeedChunk]
+
+
+def test_history_kept_by_aggregate_and_id_is_reached_and_keeps_business_facts(url: str) -> None:
+    markers = Markers("zqe")
+    tenant = f"privacy-{uuid.uuid4().hex[:16]}"
+    with crmkit.connect(url, tenant=tenant, plugins=(*PLUGINS, _Journal()), clock=lambda: NOW) as crm:
+        ada = crm.customers.add(Customer(kind="person", name=markers.new("name")))
+        bought = crm.transactions.add(
+            Transaction(customer_id=ada.id, occurred_at=NOW, amount=Decimal("120.50"), currency="EUR")
+        )
+        journal = crm.records(JournalEntry)
+        named = journal.add(
+            JournalEntry(aggregate="customers", record_id=ada.id, field="name", value=markers.new("old"))
+        )
+        paid = journal.add(JournalEntry(aggregate="transactions", record_id=bought.id, field="amount", value="120.50"))
+        unrelated = journal.add(
+            JournalEntry(aggregate="interactions", record_id=bought.id, field="summary", value=markers.new("x"))
+        )
+        chunk = crm.records(FeedChunk).add(
+            FeedChunk(ids=frozenset({str(bought.id), str(uuid.uuid4())}), payload=markers.new("payload"))
+        )
+
+        data = crm.privacy.export(ada.id)
+        assert {r["id"] for r in data["records"]["crmkit_test_journal"]} == {str(named.id), str(paid.id)}
+        assert [r["id"] for r in data["records"]["crmkit_test_feed"]] == [str(chunk.id)]
+
+        report = crm.privacy.erase(ada.id)
+        assert ("crmkit_test_journal", named.id) in report.records and (
+            "crmkit_test_journal",
+            paid.id,
+        ) not in report.records
+        assert journal.get(named.id).value == "erased" and journal.get(paid.id).value == "120.50"
+        assert journal.get(unrelated.id).value == unrelated.value  # another aggregate's record with the same id
+        assert markers.found(raw_dump(crm, url)) == {unrelated.value}

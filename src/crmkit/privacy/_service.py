@@ -5,7 +5,8 @@ walking ``crm.schema``: the customer, every record whose reference (``ref`` or
 ``ref_any``) points at it, and so on down the references that cascade (the records that
 hang off it: its interactions, their notes, a deal's history); a record that only
 mentions one of those (a ``set_null`` or ``restrict`` reference, or a field listed in the
-class's ``__crmkit_mentions__``) is included with what cascades from it, and the walk
+class's ``__crmkit_mentions__``: field -> ``"customers"``, ``"@field"`` naming the aggregate
+in another field, or ``"*"`` for any) is included with what cascades from it, and the walk
 stops there. Every step is one filtered query per reference, pushed into the store.
 
 Erasure anonymises the fields declared personal (``personal=`` on the field helpers) in
@@ -150,6 +151,10 @@ def _any(field: str, target: str) -> Callable[[list[uuid.UUID]], Expr]:
     return lambda ids: (F(f"{field}.aggregate") == target) & F(f"{field}.id").in_(ids)
 
 
+def _named(field: str, target: str, where: Callable[[list[uuid.UUID]], Expr]) -> Callable[[list[uuid.UUID]], Expr]:
+    return lambda ids: (F(field) == target) & where(ids)
+
+
 def _texts(field: str) -> Callable[[list[uuid.UUID]], Expr]:
     return lambda ids: F(field).contains_any(str(i) for i in ids)
 
@@ -184,11 +189,13 @@ class Privacy:
             spec = schema[name]
             mentions: Mapping[str, str] = getattr(spec.cls, "__crmkit_mentions__", {})
             for field, aggregate in mentions.items():
-                if aggregate != target:
-                    continue
                 declared = spec.declared.get(field) if isinstance(spec, AggregateSpec) else None
                 kind = declared.kind if declared is not None else "uuid"
                 where = _texts(field) if kind == "text_set" else _typed(field)
+                if aggregate.startswith("@"):  # the aggregate is named by another field of the record
+                    where = _named(aggregate[1:], target, where)
+                elif aggregate not in ("*", target):
+                    continue
                 out.append(_Pointer(name, field, False, where))
         self._pointers[target] = out
         return out
@@ -313,7 +320,7 @@ class Privacy:
                 if name not in found or not isinstance(spec, AggregateSpec):
                     continue
                 for _, record in sorted(found[name].items(), key=lambda item: str(item[0])):
-                    new, changed = _anonymised(spec, record)
+                    new, changed = _anonymised(spec, record, crm)
                     if changed:
                         changes += changed
                         updates.append((spec, record, new))
@@ -477,8 +484,22 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, (tuple, frozenset, Mapping, str)) and not value)
 
 
-def _anonymised(spec: AggregateSpec, record: Any) -> tuple[Any, list[FieldChange]]:
-    """The record with its personal fields anonymised, and the changes (none when already anonymous)."""
+def _anonymised(spec: AggregateSpec, record: Any, crm: CRM | None = None) -> tuple[Any, list[FieldChange]]:
+    """The record with its personal fields anonymised, and the changes (none when already anonymous).
+
+    A class may anonymise its records itself with a static method
+    ``__crmkit_anonymise__(record, crm) -> record`` (an audit entry whose old and new values
+    are personal only when the field it records is); the changes are then the personal
+    fields whose values it changed.
+    """
+    custom = getattr(spec.cls, "__crmkit_anonymise__", None)
+    if custom is not None and crm is not None:
+        new = custom(record, crm)
+        return new, [
+            FieldChange(spec.name, record.id, fd.name, str(fd.personal), "cleared" if _empty(value) else "replaced")
+            for fd in spec.declared.values()
+            if fd.is_personal and (value := getattr(new, fd.name)) != getattr(record, fd.name)
+        ]
     changes: dict[str, Any] = {}
     report: list[FieldChange] = []
     for fd in spec.declared.values():
