@@ -378,9 +378,9 @@ def test_erase_is_one_transaction(url: str, monkeypatch: pytest.MonkeyPatch) -> 
         calls = []
         real = _service._anonymised
 
-        def failing(spec: AggregateSpec, record: Any) -> Any:
+        def failing(spec: AggregateSpec, record: Any, crm: Any = None) -> Any:
             calls.append(spec.name)
-            return real(spec, record)
+            return real(spec, record, crm)
 
         monkeypatch.setattr(_service, "_anonymised", failing)
         monkeypatch.setattr(crm.records(Erasure), "add", _boom)
