@@ -513,3 +513,33 @@ def test_history_kept_by_aggregate_and_id_is_reached_and_keeps_business_facts(ur
         assert journal.get(named.id).value == "erased" and journal.get(paid.id).value == "120.50"
         assert journal.get(unrelated.id).value == unrelated.value  # another aggregate's record with the same id
         assert markers.found(raw_dump(crm, url)) == {unrelated.value}
+
+
+def test_every_read_of_the_walk_is_a_filter_on_a_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Export and erase never read a whole table: each query names the ids it looks for."""
+    from crmkit.backends.memory import MemoryRepository
+    from crmkit.query import Compare, Contains, In, Or, conjuncts
+
+    reads: list[tuple[str, Any]] = []
+    real_find = MemoryRepository.find
+
+    def find(self: MemoryRepository, tenant: str, where: Any, order: Any, limit: int | None) -> list[Any]:
+        reads.append((self.spec.name, where))
+        return real_find(self, tenant, where, order, limit)
+
+    def by_id(where: Any) -> bool:
+        if isinstance(where, Or):
+            return all(by_id(part) for part in where.items)
+        if isinstance(where, (In, Contains)):
+            return True
+        return isinstance(where, Compare) and where.op == "==" and isinstance(where.value, uuid.UUID)
+
+    with connect("memory://") as crm:
+        person = plant(crm, Markers("zqf"))
+        plant(crm, Markers("zqg"), 4)
+        monkeypatch.setattr(MemoryRepository, "find", find)
+        crm.privacy.export(person)
+        crm.privacy.erase(person)
+    assert len(reads) > 20
+    unfiltered = [name for name, where in reads if not any(by_id(part) for part in conjuncts(where))]
+    assert unfiltered == [], unfiltered
