@@ -37,18 +37,20 @@ def crmkit_aggregates() -> Iterable[type]:
     """crmkit's own declared aggregates: the changes of stage of every record, the identity
     layer's contact-point keys and merges, and sales'."""
     from crmkit.identity._records import IdentityKey, Merge
+    from crmkit.privacy import AGGREGATES as PRIVACY
     from crmkit.sales import AGGREGATES as SALES
 
-    return [StateChange, IdentityKey, Merge, *SALES]
+    return [StateChange, IdentityKey, Merge, *SALES, *PRIVACY]
 
 
 @hookimpl
 def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
     """``crm.identity`` (duplicates, merge and un-merge) and ``crm.sales``."""
     from crmkit.identity._service import Identity
+    from crmkit.privacy import Privacy
     from crmkit.sales import Sales
 
-    return {"identity": Identity, "sales": Sales}
+    return {"identity": Identity, "sales": Sales, "privacy": Privacy}
 
 
 #: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).
