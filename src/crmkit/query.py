@@ -15,6 +15,11 @@ Semantics (every backend must give the same answers; the conformance suite check
 * ``contains`` means membership for sets (``tags``, ``participants``) and a case-sensitive
   substring test for text; ``contains_any`` / ``contains_all`` are ``contains`` of each
   value joined with ``|`` / ``&`` (of no values: nothing / everything).
+* ``startswith(prefix)`` is a case-sensitive prefix test of text. On fields declared
+  ``schema.text(search=True)``, ``startswith(prefix, fold=True)`` tests the folded field
+  against the folded prefix and ``matches(query)`` holds when every word of the folded
+  query is a word of the folded field (``crmkit.search.fold``); a query with no words
+  matches every record whose field is not missing.
 * Text compares by Unicode code point (binary collation), never by locale.
 * Text in a condition is Unicode: a lone surrogate is a ValidationError, as it is in
   stored text. A value for a model field may hold NUL, which stored text never does: it
@@ -36,6 +41,7 @@ from typing import Any, Literal, Union
 
 import attrs
 
+from crmkit import search
 from crmkit._errors import ValidationError
 from crmkit._validation import _SURROGATE, check_identifier, frozen_attributes, utc
 from crmkit.schema._specs import EntitySpec, FieldSpec
@@ -51,8 +57,10 @@ __all__ = [
     "F",
     "In",
     "Not",
+    "Matches",
     "Or",
     "Order",
+    "StartsWith",
     "Where",
     "bind",
     "evaluate",
@@ -116,6 +124,23 @@ class Contains(Expr):
 
     field: str
     value: Any
+
+
+@attrs.frozen
+class Matches(Expr):
+    """Every one of ``words`` is a word of the folded text field (bound: folded, distinct, sorted)."""
+
+    field: str
+    words: tuple[str, ...]
+
+
+@attrs.frozen
+class StartsWith(Expr):
+    """The text field starts with ``prefix``; with ``fold``, its folded form starts with the folded prefix."""
+
+    field: str
+    prefix: str
+    fold: bool = False
 
 
 @attrs.frozen
@@ -196,6 +221,22 @@ class F:
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise ValidationError(self.name, f"{method}() takes a collection of values", values)
         return tuple(Contains(self.name, v) for v in dict.fromkeys(values))
+
+    def matches(self, query: str) -> Matches:
+        """Every word of ``query`` is a word of the field, in any order, ignoring case and accents.
+
+        ``F("name").matches("stefan popescu")`` finds "Ștefan Popescu" and "POPESCU, Stefan";
+        the field must be declared ``schema.text(search=True)`` (crmkit.search says how text folds).
+        """
+        if not isinstance(query, str):
+            raise ValidationError(self.name, "matches() takes a string", query)
+        return Matches(self.name, (query,))
+
+    def startswith(self, prefix: str, *, fold: bool = False) -> StartsWith:
+        """The field starts with ``prefix``; ``fold=True`` ignores case, accents and punctuation (type-ahead)."""
+        if not isinstance(fold, bool):
+            raise ValidationError("fold", "must be True or False", fold)
+        return StartsWith(self.name, prefix, fold)
 
     def is_null(self) -> Compare:
         """The field is missing."""
@@ -318,6 +359,8 @@ def _bind(expr: Expr, entity: EntitySpec) -> Expr:
             # said here, once, because some stores cannot even search for it.
             return Not(ALL)
         return Contains(expr.field, value)
+    if isinstance(expr, (Matches, StartsWith)):
+        return _bind_search(expr, entity)
     if isinstance(expr, (And, Or)):
         if not isinstance(expr.items, tuple) or not expr.items:
             raise ValidationError("where", f"{type(expr).__name__} needs at least one condition", expr.items)
@@ -326,6 +369,31 @@ def _bind(expr: Expr, entity: EntitySpec) -> Expr:
     if isinstance(expr, Not):
         return Not(_bind(_expr(expr.item), entity))
     raise ValidationError("where", "is not a crmkit condition", expr)
+
+
+def _bind_search(expr: Matches | StartsWith, entity: EntitySpec) -> Expr:
+    name = expr.field
+    spec = _field_spec(entity, name)
+    folding = isinstance(expr, Matches) or expr.fold
+    what = "matches()" if isinstance(expr, Matches) else "startswith()"
+    if name.startswith("attributes.") or spec.kind != "text":
+        raise ValidationError(name, f"{what} applies to text fields", expr)
+    if folding and not spec.search:
+        raise ValidationError(
+            name, f"{what} folding needs a field declared schema.text(search=True), which this is not", expr
+        )
+    texts = expr.words if isinstance(expr, Matches) else (expr.prefix,)
+    if not isinstance(texts, tuple) or len(texts) != 1 or not isinstance(texts[0], str):
+        raise ValidationError(name, f"{what} takes a string", texts)
+    text = _value(entity, spec, texts[0], for_contains=True)
+    if isinstance(expr, Matches):
+        found = search.words(text)
+        return Matches(name, found) if found else Compare(name, "!=", None)
+    if expr.fold:
+        text = search.fold(text)
+    elif "\x00" in text:
+        return Not(ALL)  # stored text never holds NUL
+    return StartsWith(name, text, expr.fold) if text else Compare(name, "!=", None)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -389,6 +457,17 @@ def evaluate(expr: Expr, entity: EntitySpec, record: Any) -> bool:
         if isinstance(value, (frozenset, set)):
             return expr.value in value
         return isinstance(value, str) and expr.value in value
+    if isinstance(expr, Matches):
+        value = _plain(entity.record_value(record, expr.field))
+        if not isinstance(value, str):
+            return False
+        have = set(search.fold(value).split())
+        return all(word in have for word in expr.words)
+    if isinstance(expr, StartsWith):
+        value = _plain(entity.record_value(record, expr.field))
+        if not isinstance(value, str):
+            return False
+        return (search.fold(value) if expr.fold else value).startswith(expr.prefix)
     if isinstance(expr, And):
         return all(evaluate(i, entity, record) for i in expr.items)
     if isinstance(expr, Or):
