@@ -56,8 +56,8 @@ class Probe(schema.Record):
     """A record of no use but to prove a backend: every field kind, every reference kind."""
 
     owner_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    code: str = schema.text(sortable=True)
-    note: str | None = schema.text(default=None, blank=True, sortable=True, personal=True)
+    code: str = schema.text(sortable=True, search=True)
+    note: str | None = schema.text(default=None, blank=True, sortable=True, personal=True, search=True)
     number: int = schema.integer(sortable=True)
     flag: bool = schema.boolean(default=False)
     amount: Decimal = schema.money(negative=True, sortable=True)

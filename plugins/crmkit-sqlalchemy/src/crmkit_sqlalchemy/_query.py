@@ -25,8 +25,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.entities import EntitySpec
-from crmkit.query import All, And, Compare, Contains, Expr, In, Not, Or, Order
+from crmkit.query import All, And, Compare, Contains, Expr, In, Matches, Not, Or, Order, StartsWith
+from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
+from crmkit_sqlalchemy._schema import shadow_column
 
 __all__ = ["Compiler"]
 
@@ -104,6 +106,11 @@ class Compiler:
             return self._in(expr.field, expr.values)
         if isinstance(expr, Contains):
             return self._contains(expr.field, expr.value)
+        if isinstance(expr, StartsWith):
+            column = self.table.c[shadow_column(expr.field)] if expr.fold else self.column(expr.field)
+            return self._guard(expr.field, self._prefix(column, expr.prefix))
+        if isinstance(expr, Matches):
+            return self._guard(expr.field, self._words(self.table.c[shadow_column(expr.field)], expr.words))
         raise TypeError(f"not a crmkit condition: {expr!r}")
 
     # ------------------------------------------------------------------ model fields
@@ -189,6 +196,19 @@ class Compiler:
         # strpos / instr treat % _ \ literally, unlike LIKE; an empty needle is found at 1
         function = sa.func.strpos if self.pg else sa.func.instr
         return function(text, sa.bindparam(None, value, type_=sa.Text())) > 0
+
+    def _prefix(self, column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+        """``column`` starts with ``prefix``, as the range a B-tree index on the column serves."""
+        low = column >= sa.bindparam(None, prefix, type_=sa.Text())
+        end = prefix_end(prefix)
+        if end is None:
+            return low
+        return sa.and_(low, column < sa.bindparam(None, end, type_=sa.Text()))
+
+    def _words(self, column: ColumnElement[Any], words: Sequence[str]) -> ColumnElement[bool]:
+        """Every one of ``words`` is a word of the folded text in ``column`` (words are separated by one space)."""
+        padded = sa.literal(" ", sa.Text()) + column + sa.literal(" ", sa.Text())
+        return sa.and_(*(self._substring(padded, f" {word} ") for word in words))
 
     # ------------------------------------------------------------------ keyset pagination
     def _keyset(self, expr: Or) -> ColumnElement[bool] | None:

@@ -13,7 +13,17 @@ import sqlalchemy as sa
 
 from crmkit_sqlalchemy._types import Json, Money, Text, UtcDateTime
 
-__all__ = ["TABLES", "VERSION_TABLE", "metadata"]
+__all__ = ["SHADOW", "TABLES", "VERSION_TABLE", "metadata", "shadow_column"]
+
+#: ``Column.info`` key of a column that holds the folded form of a searchable text field
+#: (``schema.text(search=True)``): the field's name. Written from the field, never read back.
+SHADOW = "crmkit_shadow"
+
+
+def shadow_column(name: str) -> str:
+    """The column holding the folded form of searchable text field ``name``."""
+    return f"{name}_folded"
+
 
 #: Alembic's revision table, named apart from any the application may keep in the same database.
 VERSION_TABLE = "crmkit_alembic_version"

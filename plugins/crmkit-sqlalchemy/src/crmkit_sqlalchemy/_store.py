@@ -41,6 +41,7 @@ from crmkit_sqlalchemy._errors import Where, translated
 from crmkit_sqlalchemy._fastread import RawSelect
 from crmkit_sqlalchemy._query import Compiler
 from crmkit_sqlalchemy._rows import Converter
+from crmkit_sqlalchemy._schema import SHADOW
 from crmkit_sqlalchemy._url import Options
 
 __all__ = ["SqlRepository", "SqlStore"]
@@ -68,7 +69,8 @@ class SqlRepository(Repository[Any]):
         self.convert: Converter
         self.table, self.convert = storage_of(spec)  # crmkit's own tables, or derived from a declaration
         self.compiler = Compiler(self.table, spec, store.dialect)
-        self._columns = [c for c in self.table.c if c.name != "tenant"]
+        # the columns records are read from (folded shadows of searchable fields are only searched)
+        self._columns = [c for c in self.table.c if c.name != "tenant" and SHADOW not in c.info]
         # The statements of the hot paths, built once (SQLAlchemy then reuses their compiled form).
         t = self.table
         mine = t.c.tenant == sa.bindparam("p_tenant")

@@ -1,0 +1,134 @@
+"""Text search as people type it (``matches``, ``startswith``), judged by the reference ``crmkit.query.evaluate``.
+
+Names are drawn by Hypothesis from words written every way people write them (case,
+Romanian comma and cedilla letters, German sharp s, Arabic and Persian letter variants,
+punctuation, random Unicode text); queries from the words and prefixes of what was
+stored, rewritten the same ways. The store must find exactly the records the reference
+finds (``crmkit.search.fold`` in Python), for every searchable field of every declared
+aggregate, negated conditions included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
+
+from crmkit import F, ValidationError
+from crmkit.crm import CRM
+from crmkit.entities import EntitySpec
+from crmkit.query import Expr, bind, evaluate
+from crmkit.schema import AggregateSpec
+from crmkit.search import fold
+from crmkit.testing import strategies as cs
+from crmkit.testing._backends import Backend
+from crmkit.testing.conformance._aggregate_kit import AggregateKit
+from crmkit.testing.conformance._harness import ContractBase, conformance_settings
+
+__all__ = ["SearchContract", "names", "searches"]
+
+#: Words as people write them: the same name in several spellings.
+_WORDS = (
+    "Ștefan", "Ştefan", "Stefan", "STEFAN", "ştefania", "Popescu", "POPESCU", "popescu", "Pop",
+    "Ionuț", "Ionut", "Țară", "Müller", "MULLER", "Straße", "STRASSE", "Łukasz", "O'Brien",
+    "Ana-Maria", "José", "JOSE", "Ǆemal", "ﬁona", "علي", "علی", "كريمي", "کریمی", "مريم",
+    "مریم", "Ελένη", "ΕΛΕΝΗ", "東京", "x", "Ab",
+)  # fmt: skip
+_SEPARATORS = (" ", ", ", "-", "  ", ".", "_", "\u200c", " / ")
+
+
+def _recase(word: str, how: int) -> str:
+    return (word, word.upper(), word.lower(), word.title())[how % 4]
+
+
+@st.composite
+def _spelled(draw: st.DrawFn) -> str:
+    parts = draw(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4))
+    out = parts[0]
+    for part in parts[1:]:
+        out += draw(st.sampled_from(_SEPARATORS)) + part
+    return out
+
+
+def names() -> SearchStrategy[str]:
+    """Non-blank texts: words spelled several ways, and now and then any Unicode text."""
+    return st.one_of(_spelled(), _spelled(), _spelled(), cs.texts(min_size=1, max_size=20, blank=False))
+
+
+def searches(field: str, stored: list[str]) -> SearchStrategy[list[Expr]]:
+    """Conditions on ``field``: ``matches`` of stored and other words, prefixes folded and not."""
+    pool = list(_WORDS) + [w for text in stored for w in text.split()]
+
+    @st.composite
+    def build(draw: st.DrawFn) -> list[Expr]:
+        words = draw(st.lists(st.sampled_from(pool), max_size=3))
+        query = " ".join(_recase(w, draw(st.integers(0, 3))) for w in words)
+        source = draw(st.sampled_from(stored)) if stored else draw(_spelled())
+        cut = draw(st.integers(0, len(source)))
+        folded = fold(source)
+        fcut = draw(st.integers(0, len(folded)))
+        prefix = _recase(folded[:fcut], draw(st.integers(0, 3)))
+        return [
+            F(field).matches(query),
+            F(field).startswith(prefix, fold=True),
+            F(field).startswith(source[:cut], fold=True),
+            F(field).startswith(source[:cut]),
+        ]
+
+    return build()
+
+
+def _check(service: Any, spec: EntitySpec, stored: list[Any], where: Expr) -> None:
+    for condition in (where, ~where):
+        bound = bind(condition, spec)
+        want = sorted(r.id for r in stored if evaluate(bound, spec, r))
+        got = sorted(r.id for r in service.scan(condition))
+        assert got == want, condition
+        assert service.count(condition) == len(want), condition
+
+
+class SearchContract(ContractBase):
+    """``matches`` and ``startswith`` on every declared searchable field."""
+
+    def test_declared_search_fields_match_the_reference(self, crmkit_backend: Backend) -> None:
+        declared = crmkit_backend.crm().schema.declared.values()
+        for spec in [s for s in declared if any(fd.search for fd in s.declared.values())]:
+            self._declared(crmkit_backend, spec)
+
+    def _declared(self, crmkit_backend: Backend, spec: AggregateSpec) -> None:
+        searched = [fd for fd in spec.declared.values() if fd.search]
+        free: dict[str, Any] = {
+            fd.name: names() if not fd.nullable else st.none() | names() for fd in searched if not fd.check
+        }
+
+        @conformance_settings(max_examples=10)
+        @given(data=st.data())
+        def check(data: st.DataObject) -> None:
+            crm = crmkit_backend.crm()
+            kit = AggregateKit(crm, spec)
+            records = data.draw(cs.record_lists(spec, targets=kit.targets, max_size=6, **free), label="records")
+            kit.service.add_many(records)
+            stored = list(kit.service.scan())
+            for fd in searched:
+                values = [v for r in stored if isinstance(v := getattr(r, fd.name), str)]
+                for where in data.draw(searches(fd.name, values), label=f"{fd.name} searches"):
+                    _check(kit.service, spec, stored, where)
+
+        check()
+
+    def test_search_needs_a_searchable_text_field(self, crm: CRM) -> None:
+        for where, field in (
+            (lambda: F("owner").matches("ana"), "owner"),
+            (lambda: F("owner").startswith("an", fold=True), "owner"),
+            (lambda: F("tags").startswith("v"), "tags"),
+            (lambda: F("attributes.tier").matches("gold"), "attributes.tier"),
+            (lambda: F("name").matches(3), "name"),  # type: ignore[arg-type]
+            (lambda: F("name").startswith(None), "name"),  # type: ignore[arg-type]
+            (lambda: F("name").startswith("a", fold="yes"), "fold"),  # type: ignore[arg-type]
+        ):
+            with pytest.raises(ValidationError) as error:
+                crm.customers.count(where())
+            assert error.value.field == field, where
