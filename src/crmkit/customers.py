@@ -140,7 +140,7 @@ class Customer(schema.Record):
     """
 
     kind: CustomerKind = schema.text(choices=CUSTOMER_KINDS, sortable=True)
-    name: str = schema.text(sortable=True, personal=True)
+    name: str = schema.text(sortable=True, personal=True, search=True)
     emails: tuple[EmailAddress, ...] = schema.many(EmailAddress, default=(), personal=True)
     phones: tuple[Phone, ...] = schema.many(Phone, default=(), personal=True)
     addresses: tuple[PostalAddress, ...] = schema.many(PostalAddress, default=(), personal=True)

@@ -269,6 +269,7 @@ def _encode_customer(tenant: str, c: Customer) -> dict[str, Any]:
     _put(doc, "handles", handles)
     _put(doc, "attributes", _encode_attributes(c.attributes))
     _common(doc, c)
+    put_search(doc, "name", c.name)
     return doc
 
 

@@ -74,9 +74,12 @@ customers = sa.Table(
     _json("handles"),
     _json("attributes"),
     *_stamps(),
+    # the folded name (crmkit.search.fold), for matches() and type-ahead startswith(fold=True)
+    sa.Column("name_folded", Text, nullable=False, info={SHADOW: "name"}),
     sa.PrimaryKeyConstraint("tenant", "id"),
     sa.UniqueConstraint("tenant", "external_id"),
     sa.Index(None, "tenant", "stage"),
+    sa.Index(None, "tenant", "name_folded"),
 )
 
 relationships = sa.Table(

@@ -4,8 +4,8 @@ Names are drawn by Hypothesis from words written every way people write them (ca
 Romanian comma and cedilla letters, German sharp s, Arabic and Persian letter variants,
 punctuation, random Unicode text); queries from the words and prefixes of what was
 stored, rewritten the same ways. The store must find exactly the records the reference
-finds (``crmkit.search.fold`` in Python), for every searchable field of every declared
-aggregate, negated conditions included.
+finds (``crmkit.search.fold`` in Python), for customers' names and for every searchable
+field of every declared aggregate, negated conditions included.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from crmkit.search import fold
 from crmkit.testing import strategies as cs
 from crmkit.testing._backends import Backend
 from crmkit.testing.conformance._aggregate_kit import AggregateKit
-from crmkit.testing.conformance._harness import ContractBase, conformance_settings
+from crmkit.testing.conformance._harness import ContractBase, conformance_settings, person
 
 __all__ = ["SearchContract", "names", "searches"]
 
@@ -91,7 +91,20 @@ def _check(service: Any, spec: EntitySpec, stored: list[Any], where: Expr) -> No
 
 
 class SearchContract(ContractBase):
-    """``matches`` and ``startswith`` on every declared searchable field."""
+    """``matches`` and ``startswith`` on customers' names and every declared searchable field."""
+
+    def test_customer_names_match_the_reference(self, crmkit_backend: Backend) -> None:
+        @conformance_settings(max_examples=20)
+        @given(data=st.data())
+        def check(data: st.DataObject) -> None:
+            crm = crmkit_backend.crm()
+            written = data.draw(st.lists(names(), min_size=1, max_size=8), label="names")
+            crm.customers.add_many([person(n) for n in written])
+            stored = list(crm.customers.scan())
+            for where in data.draw(searches("name", written), label="searches"):
+                _check(crm.customers, crm.customers.spec, stored, where)
+
+        check()
 
     def test_declared_search_fields_match_the_reference(self, crmkit_backend: Backend) -> None:
         declared = crmkit_backend.crm().schema.declared.values()
@@ -118,6 +131,24 @@ class SearchContract(ContractBase):
                     _check(kit.service, spec, stored, where)
 
         check()
+
+    def test_the_issue_examples(self, crm: CRM) -> None:
+        written = ["Ștefan Popescu", "Ştefan Popescu", "POPESCU, Stefan", "Stefania Popa", "علي كريمي", "Ana Pop"]
+        crm.customers.add_many([person(n) for n in written])
+
+        def found(where: Expr) -> list[str]:
+            return sorted(c.name for c in crm.customers.scan(where))
+
+        assert found(F("name").matches("stefan popescu")) == sorted(written[:3])
+        assert found(F("name").matches("Popescu")) == sorted(written[:3])
+        assert found(F("name").matches("علی کریمی")) == ["علي كريمي"]
+        assert found(F("name").startswith("pop", fold=True)) == ["POPESCU, Stefan"]
+        assert found(F("name").startswith("ȘTEFAN P", fold=True)) == sorted(written[:2])
+        assert found(F("name").startswith("Ana")) == ["Ana Pop"]
+        assert found(F("name").matches("  ")) == sorted(written)  # no words: every name
+        page = crm.customers.find(F("name").startswith("st", fold=True), order_by="name", limit=2)
+        rest = crm.customers.find(F("name").startswith("st", fold=True), order_by="name", after=page.next)
+        assert [c.name for c in (*page, *rest)] == sorted(["Ştefan Popescu", "Ștefan Popescu", "Stefania Popa"])
 
     def test_search_needs_a_searchable_text_field(self, crm: CRM) -> None:
         for where, field in (
