@@ -203,10 +203,15 @@ class MongoStore(Store):
                 return 0
             customers = self.db.get_collection(CUSTOMERS.name)
             folded = 0
-            while True:
-                docs = list(customers.find({f"{FOLDED}.name": {"$exists": False}}, {"name": 1}, limit=batch_size))
+            after: Any = None
+            while True:  # in _id order, a batch at a time
+                missing: dict[str, Any] = {f"{FOLDED}.name": {"$exists": False}}
+                if after is not None:
+                    missing["_id"] = {"$gt": after}
+                docs = list(customers.find(missing, {"name": 1}, sort=[("_id", 1)], limit=batch_size))
                 if not docs:
                     break
+                after = docs[-1]["_id"]
                 writes = []
                 for doc in docs:
                     values: dict[str, Any] = {}

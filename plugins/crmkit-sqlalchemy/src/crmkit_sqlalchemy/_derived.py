@@ -23,7 +23,7 @@ attributes     ``Json``: the typed encoding of ``_encoding.encode_attributes``
 
 Every table has ``tenant`` and ``id`` first (the primary key), then the declared fields,
 then one ``<field>_folded`` column per text field declared ``search=True`` (its folded form,
-``crmkit.search.fold``, indexed with the tenant), then ``created_at``, ``updated_at``,
+``crmkit.search.fold``, indexed as (tenant, folded, id)), then ``created_at``, ``updated_at``,
 ``version`` and ``external_id``. Unique constraints:
 ``(tenant, external_id)`` and ``(tenant, *key)`` for every declared unique key, so the
 database, not a read before the write, keeps them. Indexes: ``(tenant, *key)`` for every
@@ -163,7 +163,7 @@ def derive_table(spec: AggregateSpec, into: sa.MetaData) -> sa.Table:
     uniques = [("tenant", "id"), ("tenant", "external_id"), *(key_columns(k) for k in spec.unique)]
     constraints: list[Any] = [sa.PrimaryKeyConstraint("tenant", "id")]
     constraints += [sa.UniqueConstraint(*key) for key in dict.fromkeys(uniques[1:])]
-    indexes: list[tuple[str, ...]] = [("tenant", shadow_column(fd.name)) for fd in searched]
+    indexes: list[tuple[str, ...]] = [("tenant", shadow_column(fd.name), "id") for fd in searched]
     for key in spec.indexes:
         wanted = key_columns(key)
         if wanted not in uniques and wanted not in indexes:

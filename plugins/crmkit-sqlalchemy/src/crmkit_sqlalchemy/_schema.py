@@ -79,7 +79,7 @@ customers = sa.Table(
     sa.PrimaryKeyConstraint("tenant", "id"),
     sa.UniqueConstraint("tenant", "external_id"),
     sa.Index(None, "tenant", "stage"),
-    sa.Index(None, "tenant", "name_folded"),
+    sa.Index(None, "tenant", "name_folded", "id"),
 )
 
 relationships = sa.Table(

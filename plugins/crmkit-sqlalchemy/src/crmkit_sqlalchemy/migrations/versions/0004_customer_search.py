@@ -3,7 +3,8 @@
 ``name_folded`` holds ``crmkit.search.fold(name)``: case folded, accents and punctuation
 removed, Arabic and Persian letter variants unified. ``F("name").matches(...)`` and
 ``F("name").startswith(..., fold=True)`` search it, the latter through the index on
-(tenant, name_folded). Existing customers are folded here, in Python, by the same
+(tenant, name_folded, id), which also gives a page of a prefix's matches in id order
+without reading the rows. Existing customers are folded here, in Python, by the same
 function the stores use, a thousand at a time. The downgrade drops the column.
 
 Revision ID: 0004
@@ -42,19 +43,21 @@ def upgrade() -> None:
         .where(table.c.tenant == sa.bindparam("p_tenant"), table.c.id == sa.bindparam("p_id"))
         .values(name_folded=sa.bindparam("p_folded"))
     )
-    while True:
-        rows = connection.execute(
-            sa.select(table.c.tenant, table.c.id, table.c.name).where(table.c.name_folded.is_(None)).limit(_BATCH)
-        ).all()
+    read = sa.select(table.c.tenant, table.c.id, table.c.name).order_by(table.c.tenant, table.c.id).limit(_BATCH)
+    after: tuple[str, object] | None = None
+    while True:  # through the primary key, a thousand at a time
+        page = read if after is None else read.where(sa.tuple_(table.c.tenant, table.c.id) > sa.tuple_(*after))
+        rows = connection.execute(page).all()
         if not rows:
             break
         connection.execute(update, [{"p_tenant": t, "p_id": i, "p_folded": fold(n)} for t, i, n in rows])
+        after = (rows[-1][0], rows[-1][1])
     with op.batch_alter_table("customers") as batch:  # SQLite alters a column by copying the table
         batch.alter_column("name_folded", existing_type=Text, nullable=False)
-    op.create_index("ix_customers_tenant_name_folded", "customers", ["tenant", "name_folded"])
+    op.create_index("ix_customers_tenant_name_folded_id", "customers", ["tenant", "name_folded", "id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_customers_tenant_name_folded", table_name="customers")
+    op.drop_index("ix_customers_tenant_name_folded_id", table_name="customers")
     with op.batch_alter_table("customers") as batch:
         batch.drop_column("name_folded")
