@@ -26,6 +26,9 @@ Semantics (every backend must give the same answers; the conformance suite check
   is never equal to a stored value, and ``contains`` with it matches nothing.
 * ``order_by`` puts a missing value (None) before every value of the field: first in an
   ascending order, last in a descending one; keyset pages follow the same order.
+* ``order_by="attributes.<name>"`` sorts by a custom attribute, whose values may be of any
+  kind: missing, then numbers (by value: 1, 1.0 and Decimal("1.00") tie), text (by code
+  point), instants, booleans (False first), dates, which is the order MongoDB keeps natively.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ __all__ = [
     "Where",
     "bind",
     "evaluate",
+    "attribute_rank",
     "keyset_after",
     "parse_order",
 ]
@@ -538,16 +542,28 @@ def _parse_order(order_by: str | Sequence[str] | None, entity: EntitySpec) -> Or
             raise ValidationError("order_by", "takes field names, '-' in front for descending", raw)
         desc = raw.startswith("-")
         name = raw[1:] if desc else raw
+        if name.startswith("attributes.") and entity.has_attributes:
+            check_identifier("order_by", name[len("attributes.") :])
+            if any(k == name for k, _ in keys):
+                raise ValidationError("order_by", "names a field twice", raw)
+            keys.append((name, desc))
+            continue
         spec = entity.field(name)
         if spec is None or not spec.sortable:
             sortable = ", ".join(sorted(n for n, f in entity.fields.items() if f.sortable))
+            if entity.has_attributes:
+                sortable += ", attributes.<name>"
             raise ValidationError("order_by", f"cannot sort {entity.name} by this (sortable: {sortable})", raw)
         if any(k == name for k, _ in keys):
             raise ValidationError("order_by", "names a field twice", raw)
         keys.append((name, desc))
     if not any(k == "id" for k, _ in keys):
         keys.append(("id", False))
-    nullable = frozenset(name for name, _ in keys if (field := entity.field(name)) is not None and field.nullable)
+    nullable = frozenset(
+        name
+        for name, _ in keys
+        if name.startswith("attributes.") or ((field := entity.field(name)) is not None and field.nullable)
+    )
     return Order(tuple(keys), nullable)
 
 
@@ -557,7 +573,7 @@ def check_cursor(cursor: Cursor, order: Order, entity: EntitySpec) -> tuple[Any,
         raise ValidationError("after", f"belongs to order_by={cursor.order!r}, not {order.text()!r}", str(cursor))
     checked: list[Any] = []
     for (name, _), value in zip(order.keys, cursor.values, strict=True):
-        spec = entity.field(name)
+        spec = _field_spec(entity, name) if name.startswith("attributes.") else entity.field(name)
         try:
             if value is None and spec is not None and spec.nullable:
                 checked.append(None)
@@ -584,12 +600,51 @@ def keyset_after(order: Order, values: Sequence[Any]) -> Expr:
             if desc:
                 continue
             beyond = Compare(name, "!=", None)
+        elif name.startswith("attributes."):
+            beyond = _attribute_beyond(name, values[i], desc)
         else:
             beyond = Compare(name, "<" if desc else ">", values[i])
             if desc and name in order.nullable:
                 beyond = Or((beyond, Compare(name, "==", None)))
         branches.append(And((*equal, beyond)) if equal else beyond)
     return Or(tuple(branches))
+
+
+#: The kinds of custom attribute values in their sort order (after a missing value).
+_ATTRIBUTE_KINDS = ("number", "text", "datetime", "bool", "date")
+
+
+def attribute_rank(value: Any) -> int:
+    """Where the kind of an attribute value sorts: 0 missing, then numbers, text, instants, booleans, dates."""
+    kind = _kind_of(value)
+    return 0 if kind is None else 1 + _ATTRIBUTE_KINDS.index(kind)
+
+
+def _of_kind(name: str, kind: str) -> Expr:
+    """The attribute holds a value of ``kind``: a comparison every value of the kind passes."""
+    if kind == "number":
+        return Compare(name, ">=", -1.7976931348623157e308)  # the least finite float, below any int or Decimal
+    if kind == "text":
+        return Compare(name, ">=", "")
+    if kind == "datetime":
+        return Compare(name, ">=", dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc))
+    if kind == "date":
+        return Compare(name, ">=", dt.date(1, 1, 1))
+    return In(name, (False, True))
+
+
+def _attribute_beyond(name: str, value: Any, desc: bool) -> Expr:
+    """After ``value`` in an order by an attribute: greater values of its kind, then the later kinds."""
+    rank = attribute_rank(value)
+    if isinstance(value, bool):
+        same: list[Expr] = [Compare(name, "==", not desc)] if value is desc else []
+    else:
+        same = [Compare(name, "<" if desc else ">", value)]
+    kinds = _ATTRIBUTE_KINDS[: rank - 1] if desc else _ATTRIBUTE_KINDS[rank:]
+    later = [_of_kind(name, kind) for kind in kinds]
+    if desc:
+        later.append(Compare(name, "==", None))
+    return Or((*same, *later)) if len(same) + len(later) != 1 else (same + later)[0]
 
 
 def _encode(value: Any) -> Any:
@@ -617,7 +672,7 @@ def _decode(value: Any) -> Any:
             return dt.date.fromisoformat(text)
         if tag == "n":
             return Decimal(text)
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
+    if isinstance(value, (str, int, float)):  # bool and float: values of custom attributes
         return value
     raise ValueError("bad cursor value")
 

@@ -63,6 +63,10 @@ class Compiler:
         """
         terms: list[ColumnElement[Any]] = []
         for name, desc in order.keys:
+            if name.startswith("attributes."):
+                for term in self._attribute_order(name[len("attributes.") :]):
+                    terms.append(term.desc() if desc else term.asc())
+                continue
             column = self.sortable(name)
             term = column.desc() if desc else column.asc()
             if self.pg and self.spec.fields[name].nullable:
@@ -253,6 +257,20 @@ class Compiler:
                 return sa.type_coerce(item.op("->>")(sa.literal(slot, sa.Text())), sa.Text()).collate("C")
             return item.op("->")(sa.literal(slot, sa.Text()))
         return sa.func.json_extract(column, sa.bindparam(None, f"$.{key}.{slot}", type_=sa.Text()))
+
+    def _attribute_order(self, key: str) -> list[ColumnElement[Any]]:
+        """ORDER BY terms of a custom attribute: the rank of its kind, then the value within the kind.
+
+        Kinds sort as ``crmkit.query.attribute_rank`` says (missing, numbers, text, instants,
+        booleans, dates); within one rank only that kind's slot is not NULL, and each slot
+        sorts as its values do (the number key, code points, fixed-width UTC text, false
+        before true, ISO dates).
+        """
+        slots = ("n", "s", "T", "b", "D")
+        present = [self._attribute_path(key, slot, as_text=True).is_not(None) for slot in slots]
+        rank = sa.case(*((p, i + 1) for i, p in enumerate(present)), else_=0)
+        values = [self._attribute_path(key, slot, as_text=True) for slot in slots]
+        return [rank, *values]
 
     def _attribute_compare(self, key: str, op: str, value: Any) -> ColumnElement[bool]:
         column = self.table.c.attributes

@@ -10,6 +10,7 @@ field of every declared aggregate, negated conditions included.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -20,7 +21,8 @@ from hypothesis.strategies import SearchStrategy
 from crmkit import F, ValidationError
 from crmkit.crm import CRM
 from crmkit.entities import EntitySpec
-from crmkit.query import Expr, bind, evaluate
+from crmkit.backends.memory import sort_key
+from crmkit.query import Expr, bind, evaluate, parse_order
 from crmkit.schema import AggregateSpec
 from crmkit.search import fold
 from crmkit.testing import strategies as cs
@@ -91,7 +93,7 @@ def _check(service: Any, spec: EntitySpec, stored: list[Any], where: Expr) -> No
 
 
 class SearchContract(ContractBase):
-    """``matches`` and ``startswith`` on customers' names and every declared searchable field."""
+    """``matches`` and ``startswith`` on customers' names and declared searchable fields; sorting by attributes."""
 
     def test_customer_names_match_the_reference(self, crmkit_backend: Backend) -> None:
         @conformance_settings(max_examples=20)
@@ -149,6 +151,41 @@ class SearchContract(ContractBase):
         page = crm.customers.find(F("name").startswith("st", fold=True), order_by="name", limit=2)
         rest = crm.customers.find(F("name").startswith("st", fold=True), order_by="name", after=page.next)
         assert [c.name for c in (*page, *rest)] == sorted(["Ştefan Popescu", "Ștefan Popescu", "Stefania Popa"])
+
+    def test_order_by_attributes_pages_exactly(self, crmkit_backend: Backend) -> None:
+        """``order_by="attributes.<name>"``: kinds in their order, values within a kind, exact keyset pages."""
+        orders = st.sampled_from(
+            ["attributes.tier", "-attributes.tier", ("attributes.tier", "-name"), ("-attributes.tier", "created_at")]
+        )
+
+        @conformance_settings(max_examples=15)
+        @given(
+            tiers=st.lists(st.none() | cs.attribute_values(), min_size=1, max_size=10),
+            order_by=orders,
+            size=st.integers(1, 4),
+        )
+        def check(tiers: list[Any], order_by: Any, size: int) -> None:
+            crm = crmkit_backend.crm()
+            crm.customers.add_many(
+                person(f"P{i % 3}", attributes={} if t is None else {"tier": t}) for i, t in enumerate(tiers)
+            )
+            spec = crm.customers.spec
+            order = parse_order(order_by, spec)
+            want = list(crm.customers.scan())
+            for name, desc in reversed(order.keys):  # the reference: memory's stable sorts
+                want.sort(key=partial(sort_key, spec, name=name), reverse=desc)
+            assert [c.id for c in crm.customers.find(order_by=order_by)] == [c.id for c in want]
+            paged: list[Any] = []
+            after = None
+            while True:
+                page = crm.customers.find(order_by=order_by, limit=size, after=after)
+                paged.extend(page)
+                if page.next is None:
+                    break
+                after = str(page.next)
+            assert [c.id for c in paged] == [c.id for c in want]
+
+        check()
 
     def test_search_needs_a_searchable_text_field(self, crm: CRM) -> None:
         for where, field in (
