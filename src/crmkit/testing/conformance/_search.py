@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from crmkit import F, ValidationError
+from crmkit.backends.memory import sort_key
 from crmkit.crm import CRM
 from crmkit.entities import EntitySpec
-from crmkit.backends.memory import sort_key
 from crmkit.query import Expr, bind, evaluate, parse_order
 from crmkit.schema import AggregateSpec
 from crmkit.search import fold
