@@ -111,6 +111,10 @@ class FieldDef:
     negative: bool = False
     #: ``text``: whether the empty (or blank) string is allowed.
     blank: bool = False
+    #: A normalizer applied before the kind's check (``convert=``): turns what callers give
+    #: (a dict of opening hours, a query expression) into the declared kind's stored form.
+    #: It must return stored values unchanged, since records are rebuilt from what is stored.
+    convert: Callable[[Any], Any] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def required(self) -> bool:
@@ -258,7 +262,27 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
 
 
 def converter_for(fd: FieldDef) -> Callable[[str, Any], Any]:
-    """The checking converter of a field kind: ``(field name, value) -> stored value``."""
+    """The checking converter of a field: ``(field name, value) -> stored value`` (``convert=`` first)."""
+    check = _kind_converter(fd)
+    normalize = fd.convert
+    if normalize is None:
+        return check
+
+    def convert(name: str, value: Any) -> Any:
+        if value is None and fd.nullable:
+            return None
+        try:
+            value = normalize(value)
+        except ValidationError as exc:
+            raise ValidationError(name, exc.message, exc.value) from None
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(name, str(exc), value) from None
+        return check(name, value)
+
+    return convert
+
+
+def _kind_converter(fd: FieldDef) -> Callable[[str, Any], Any]:
     kind = fd.kind
     convert: Callable[[str, Any], Any]
     if kind == "text":
@@ -314,25 +338,46 @@ def _field(fd: FieldDef, default: Any) -> Any:
     return attrs.field(default=default, metadata={METADATA_KEY: fd}, kw_only=True)
 
 
-def _common(kind: str, default: Any, sortable: bool, personal: bool | None, **extra: Any) -> Any:
+def _common(
+    kind: str,
+    default: Any,
+    sortable: bool,
+    personal: bool | None,
+    convert: Callable[[Any], Any] | None = None,
+    **extra: Any,
+) -> Any:
     if not isinstance(sortable, bool):
         raise ValidationError("sortable", "must be True or False", sortable)
     if personal is not None and not isinstance(personal, bool):
         raise ValidationError("personal", "must be True or False", personal)
+    if convert is not None and not callable(convert):
+        raise ValidationError("convert", "must be a function of the given value", convert)
     fd = FieldDef(
         kind=kind,
         nullable=default is None,
         sortable=sortable,
         personal=bool(personal),
         default=default,
+        convert=convert,
         **extra,
     )
     return _field(fd, default)
 
 
-def text(*, default: Any = MISSING, sortable: bool = False, personal: bool | None = None, blank: bool = False) -> Any:
-    """Unicode text; non-blank unless ``blank=True``; None allowed when the default is None."""
-    return _common("text", default, sortable, personal, blank=blank)
+def text(
+    *,
+    default: Any = MISSING,
+    sortable: bool = False,
+    personal: bool | None = None,
+    blank: bool = False,
+    convert: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Unicode text; non-blank unless ``blank=True``; None allowed when the default is None.
+
+    ``convert`` normalizes what callers give into the stored text first (opening hours given
+    as a dict, a query expression kept in its text form); it must leave stored text unchanged.
+    """
+    return _common("text", default, sortable, personal, convert, blank=blank)
 
 
 def integer(*, default: Any = MISSING, sortable: bool = False, personal: bool | None = None) -> Any:
@@ -391,11 +436,16 @@ def text_set(*, default: Any = MISSING, personal: bool | None = None) -> Any:
     return _common("text_set", default, False, personal)
 
 
-def many(item: type, *, default: Any = MISSING, personal: bool | None = None) -> Any:
-    """A tuple of value objects (classes made with ``schema.value_object``), stored inside the record."""
+def many(
+    item: type, *, default: Any = MISSING, personal: bool | None = None, convert: Callable[[Any], Any] | None = None
+) -> Any:
+    """A tuple of value objects (classes made with ``schema.value_object``), stored inside the record.
+
+    ``convert`` normalizes what callers give first (plain dates into ``Holiday`` values).
+    """
     if not getattr(item, "__crmkit_value_object__", False):
         raise ValidationError("many", "takes a class declared with @schema.value_object", item)
-    return _common("many", default, False, personal, type=item)
+    return _common("many", default, False, personal, convert, type=item)
 
 
 def attributes(*, personal: bool | None = None) -> Any:
