@@ -103,6 +103,7 @@ def declared_fields(cls: type) -> tuple[FieldDef, ...]:
     field_specifiers=(
         attrs.field,
         _fields.text,
+        _fields.condition,
         _fields.integer,
         _fields.boolean,
         _fields.money,
@@ -135,6 +136,7 @@ def value_object(cls: C) -> C:
     field_specifiers=(
         attrs.field,
         _fields.text,
+        _fields.condition,
         _fields.integer,
         _fields.boolean,
         _fields.money,

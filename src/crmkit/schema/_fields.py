@@ -39,6 +39,7 @@ __all__ = [
     "Ref",
     "attributes",
     "boolean",
+    "condition",
     "currency",
     "date",
     "enum",
@@ -378,6 +379,19 @@ def text(
     as a dict, a query expression kept in its text form); it must leave stored text unchanged.
     """
     return _common("text", default, sortable, personal, convert, blank=blank)
+
+
+def condition(*, default: Any = MISSING, personal: bool | None = None) -> Any:
+    """A query expression (``F("priority") == "urgent"``) kept as its canonical text.
+
+    Rules and policies say which records they apply to with it; read it back with
+    ``schema.parse_condition(record.field)``. Stored as text on every backend.
+    """
+    from crmkit.schema._condition import condition_text
+
+    if default is not MISSING and default is not None:
+        default = condition_text(default)
+    return _common("text", default, False, personal, condition_text)
 
 
 def integer(*, default: Any = MISSING, sortable: bool = False, personal: bool | None = None) -> Any:
