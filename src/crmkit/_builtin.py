@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from crmkit.channels import BUILTIN_CHANNELS, ChannelType
 from crmkit.entities import TRANSACTIONS
@@ -14,6 +15,20 @@ from crmkit.query import ALL, And, Compare, Expr, In, parse_order
 from crmkit.relationships import BUILTIN_RELATIONSHIP_TYPES, RelationshipType
 from crmkit.store import Store, scan
 from crmkit.summaries import PurchaseSummary, summarize
+
+
+@hookimpl
+def crmkit_aggregates() -> Iterable[type]:
+    from crmkit.service import AGGREGATES
+
+    return AGGREGATES
+
+
+@hookimpl
+def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
+    from crmkit.service.service import Service
+
+    return {"service": Service}
 
 
 @hookimpl

@@ -27,6 +27,8 @@ from crmkit.store import Store
 from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
+    from crmkit.service import BusinessCalendar, Case, SLAPolicy
+    from crmkit.service.service import Service
     from crmkit.value._store import CRMValue
 
 __all__ = ["CRM", "BulkResult", "Page", "Records", "TimelineEntry", "connect"]
@@ -103,7 +105,10 @@ class CRM(UnitOfWork, ReferencePolicies):
     if TYPE_CHECKING:
         # The services and aggregates crmkit's own features add at run time (crmkit_services,
         # crmkit_aggregates), declared for type checkers: ``leads: Records[Lead]``, ``sales: Sales``.
-        pass
+        calendars: Records[BusinessCalendar]
+        sla_policies: Records[SLAPolicy]
+        cases: Records[Case]
+        service: Service
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""

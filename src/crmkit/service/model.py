@@ -1,0 +1,251 @@
+"""The aggregates of the service feature: cases, SLA policies, queues, hand-overs, case history, escalations.
+
+Each is declared once with ``crmkit.schema``; every backend stores it with no code of its own.
+The SLA clocks are not stored: they are derived from a case's history (``case_events``) and
+the policies, whenever they are asked for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from crmkit import schema
+from crmkit._errors import ValidationError
+from crmkit.query import Expr
+
+__all__ = [
+    "CLOCKS",
+    "CLOSED_STATUSES",
+    "STATUSES",
+    "Case",
+    "CaseAssignment",
+    "CaseEscalation",
+    "CaseEvent",
+    "Escalation",
+    "Queue",
+    "SLAPolicy",
+    "Target",
+]
+
+#: The statuses every case may take; custom ones are any other identifier. Whether a status
+#: pauses the clocks is said by the SLA policy (``pause_statuses``), not by the status.
+STATUSES: tuple[str, ...] = ("open", "pending", "waiting_on_customer", "on_hold", "resolved", "closed")
+#: Statuses in which a case is done: its resolution clock has stopped.
+CLOSED_STATUSES: frozenset[str] = frozenset({"resolved", "closed"})
+#: The clocks a policy may set targets for.
+CLOCKS: tuple[str, ...] = ("first_response", "next_response", "resolution")
+
+
+def _status(value: Any) -> Any:
+    from crmkit._validation import check_identifier
+
+    if isinstance(value, str):
+        check_identifier("status", value)
+    return value
+
+
+def _plain_text(value: Any) -> Any:
+    return str.__str__(value) if isinstance(value, str) else value
+
+
+@schema.aggregate(
+    "cases",
+    label="case",
+    time_field="opened_at",
+    indexes=[("customer_id", "opened_at"), ("status", "priority"), ("owner", "status"), ("queue", "status")],
+)
+class Case(schema.Record):
+    """A customer's matter, taken in on a channel and tracked until it is closed."""
+
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
+    subject: str = schema.text(sortable=True, personal=True)
+    opened_at: dt.datetime = schema.instant(sortable=True)
+    description: str | None = schema.text(default=None, blank=True, personal=True)
+    channel: str | None = schema.text(default=None, convert=_plain_text)
+    priority: str = schema.text(default="normal", sortable=True)
+    type: str | None = schema.text(default=None, sortable=True)
+    status: str = schema.text(default="open", sortable=True, convert=_status)
+    #: Who holds the case: a staff member (``agent:7``) or a queue (``queue:billing``).
+    owner: str | None = schema.text(default=None, sortable=True)
+    #: The queue the case was routed through, if any.
+    queue: str | None = schema.text(default=None, sortable=True)
+    team: str | None = schema.text(default=None, sortable=True)
+    skills: frozenset[str] = schema.text_set(default=frozenset())
+    parent_id: uuid.UUID | None = schema.ref("cases", on_delete="set_null", default=None)
+    first_response_at: dt.datetime | None = schema.instant(default=None, sortable=True)
+    resolved_at: dt.datetime | None = schema.instant(default=None, sortable=True)
+    resolution: str | None = schema.text(default=None, personal=True)
+    escalated: bool = schema.boolean(default=False)
+    attributes: Mapping[str, object] = schema.attributes()
+
+
+@schema.value_object
+class Target:
+    """A clock's target under a policy, in business time (seconds)."""
+
+    clock: str = schema.text()
+    seconds: int = schema.integer()
+
+
+@schema.value_object
+class Escalation:
+    """A rule that escalates a case once per crossing of a threshold, in business time.
+
+    ``after_seconds`` with ``status``: after that long in the status (each entry into the
+    status is a new crossing); ``before_breach_seconds`` with ``clock``: that long before the
+    clock's target is reached. An escalation never fires while the case is paused.
+    """
+
+    name: str = schema.text()
+    status: str | None = schema.text(default=None)
+    after_seconds: int | None = schema.integer(default=None)
+    clock: str | None = schema.text(default=None)
+    before_breach_seconds: int | None = schema.integer(default=None)
+    reassign_to: str | None = schema.text(default=None)
+
+
+def _seconds(value: Any, field: str) -> int:
+    if isinstance(value, dt.timedelta):
+        if value <= dt.timedelta(0) or value.microseconds:
+            raise ValidationError(field, "must be a positive number of whole seconds", value)
+        return int(value.total_seconds())
+    return value  # type: ignore[no-any-return]
+
+
+def _targets(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        out = []
+        for clock, duration in value.items():
+            if clock not in CLOCKS:
+                raise ValidationError("targets", f"clocks are {', '.join(CLOCKS)}", clock)
+            out.append(Target(clock=clock, seconds=_seconds(duration, "targets")))
+        return tuple(sorted(out, key=lambda t: CLOCKS.index(t.clock)))
+    return value
+
+
+def _escalations(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        out = []
+        for item in value:
+            if isinstance(item, Mapping):
+                item = dict(item)
+                for key in ("after", "before_breach"):
+                    if key in item:
+                        item[f"{key}_seconds"] = _seconds(item.pop(key), "escalations")
+                item = Escalation(**item)
+            if isinstance(item, Escalation):
+                by_time = item.after_seconds is not None
+                by_breach = item.before_breach_seconds is not None
+                if by_time == by_breach:
+                    raise ValidationError(
+                        "escalations", "a rule has either after (with a status) or before_breach", item
+                    )
+                if by_breach and item.clock not in CLOCKS:
+                    raise ValidationError("escalations", f"before_breach names a clock: {', '.join(CLOCKS)}", item)
+            out.append(item)
+        return tuple(out)
+    return value
+
+
+@schema.aggregate("sla_policies", label="SLA policy", unique=[("name",)])
+class SLAPolicy(schema.Record):
+    """Service-level targets for the cases a condition selects, on a business calendar.
+
+    ``applies_to`` is a query on cases (kept as its text; ``policy.condition`` reads it);
+    ``calendar`` is the key of a stored ``BusinessCalendar`` (None: every hour counts);
+    ``targets`` maps clocks to durations; a case in one of ``pause_statuses`` stops every
+    clock. ``escalations`` lists escalation rules (mappings with ``name``, ``status`` and
+    ``after``, or ``clock`` and ``before_breach``).
+    """
+
+    name: str = schema.text(sortable=True)
+    targets: tuple[Target, ...] = schema.many(Target, convert=_targets)
+    applies_to: str = schema.condition(default="true")
+    calendar: str | None = schema.text(default=None)
+    pause_statuses: frozenset[str] = schema.text_set(default=frozenset())
+    escalations: tuple[Escalation, ...] = schema.many(Escalation, default=(), convert=_escalations)
+
+    @property
+    def condition(self) -> Expr:
+        """The query on cases this policy applies to."""
+        return schema.parse_condition(self.applies_to)
+
+    def target(self, clock: str) -> dt.timedelta | None:
+        """The target of a clock, or None when the policy sets none."""
+        for target in self.targets:
+            if target.clock == clock:
+                return dt.timedelta(seconds=target.seconds)
+        return None
+
+
+@schema.aggregate("service_queues", label="queue", unique=[("name",)])
+class Queue(schema.Record):
+    """A queue of staff members that cases are routed through, with its assignment strategy.
+
+    ``skills`` maps a member to the skills they have (``agent:7=billing``), used by the
+    ``skills`` strategy; ``cursor`` is the round-robin position, kept by the store.
+    """
+
+    name: str = schema.text(sortable=True)
+    members: frozenset[str] = schema.text_set()
+    strategy: str = schema.text(default="round_robin")
+    team: str | None = schema.text(default=None)
+    calendar: str | None = schema.text(default=None)
+    skills: frozenset[str] = schema.text_set(default=frozenset())
+    cursor: int = schema.integer(default=0)
+
+    def skills_of(self, member: str) -> frozenset[str]:
+        """The skills listed for a member."""
+        return frozenset(s.split("=", 1)[1] for s in self.skills if s.split("=", 1)[0] == member)
+
+
+@schema.aggregate("case_assignments", label="hand-over", time_field="at", indexes=[("case_id", "at")])
+class CaseAssignment(schema.Record):
+    """A change of a case's owner: from whom, to whom, by whom, when and why."""
+
+    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade")
+    at: dt.datetime = schema.instant(sortable=True)
+    to_owner: str = schema.text(sortable=True)
+    from_owner: str | None = schema.text(default=None, sortable=True)
+    by: str | None = schema.text(default=None)
+    reason: str | None = schema.text(default=None)
+    strategy: str | None = schema.text(default=None)
+
+
+@schema.aggregate("case_events", label="case event", time_field="at", indexes=[("case_id", "at")])
+class CaseEvent(schema.Record):
+    """One step of a case's history, from which its SLA clocks are derived.
+
+    ``kind``: ``opened``, ``status`` (to ``status``), ``response`` (outbound, by staff),
+    ``message`` (inbound, from the customer), ``resolved``, ``reopened``, ``policy``.
+    ``seq`` orders events at the same instant.
+    """
+
+    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade")
+    at: dt.datetime = schema.instant(sortable=True)
+    seq: int = schema.integer(sortable=True)
+    kind: str = schema.text(sortable=True)
+    status: str | None = schema.text(default=None)
+    by: str | None = schema.text(default=None)
+    note: str | None = schema.text(default=None, blank=True, personal=True)
+
+
+@schema.aggregate(
+    "case_escalations",
+    label="escalation",
+    time_field="at",
+    unique=[("case_id", "rule", "crossing")],
+    indexes=[("case_id", "at")],
+)
+class CaseEscalation(schema.Record):
+    """An escalation rule fired for a case, once per crossing (the unique key keeps it once)."""
+
+    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade")
+    rule: str = schema.text(sortable=True)
+    crossing: str = schema.text()
+    at: dt.datetime = schema.instant(sortable=True)
+    policy: str = schema.text()
+    reassigned_to: str | None = schema.text(default=None)

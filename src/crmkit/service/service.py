@@ -1,0 +1,377 @@
+"""``crm.service``: assignment and hand-over, status changes, responses, SLA clocks and escalation.
+
+Every write goes through one transaction and leaves a record: a ``CaseAssignment`` per
+change of owner, a ``CaseEvent`` per step of the case's life, a ``CaseEscalation`` per rule
+fired. The SLA clocks are computed from that history on demand (``sla``, ``sla_all``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from crmkit._errors import ConflictError, NotFound, ValidationError
+from crmkit._validation import check_identifier, utc
+from crmkit.query import F, evaluate
+from crmkit.service.calendar import BusinessCalendar
+from crmkit.service.model import CLOSED_STATUSES, Case, CaseAssignment, CaseEscalation, CaseEvent, Queue, SLAPolicy
+from crmkit.service.sla import SLAClock, clocks
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+
+__all__ = ["BUILTIN_STRATEGIES", "Service"]
+
+#: A strategy picks the member of a queue who gets a case: ``strategy(crm, queue, case) -> member``.
+Strategy = Callable[["CRM", Queue, Case], str]
+
+_BATCH = 1000
+
+
+def _open(crm: CRM) -> Any:
+    return ~F("status").in_(sorted(CLOSED_STATUSES))
+
+
+def _load(crm: CRM, member: str) -> int:
+    return crm.records(Case).count(_open(crm) & (F("owner") == member))
+
+
+def round_robin(crm: CRM, queue: Queue, case: Case) -> str:
+    """Members in turn; the queue's cursor is kept by the store, so no member gets two more than another."""
+    records = crm.records(Queue)
+    for _ in range(50):
+        members = sorted(queue.members)
+        if not members:
+            break
+        pick = members[queue.cursor % len(members)]
+        try:
+            records.update(attrs.evolve(queue, cursor=queue.cursor + 1))
+            return pick
+        except ConflictError:
+            queue = records.get(queue.id)
+    raise ConflictError(f"queue {queue.name!r}: could not take a turn (no members, or too much contention)")
+
+
+def least_busy(crm: CRM, queue: Queue, case: Case) -> str:
+    """The member with the fewest open cases (counted in the store); ties go by name."""
+    return _least_busy(crm, sorted(queue.members), queue)
+
+
+def _least_busy(crm: CRM, members: Sequence[str], queue: Queue) -> str:
+    if not members:
+        raise ValidationError("queue", f"{queue.name} has no eligible member for this case", queue.name)
+    return min(members, key=lambda m: (_load(crm, m), m))
+
+
+def by_skills(crm: CRM, queue: Queue, case: Case) -> str:
+    """The least busy member who has every skill the case asks for."""
+    eligible = [m for m in sorted(queue.members) if case.skills <= queue.skills_of(m)]
+    return _least_busy(crm, eligible, queue)
+
+
+BUILTIN_STRATEGIES: Mapping[str, Strategy] = {
+    "round_robin": round_robin,
+    "least_busy": least_busy,
+    "skills": by_skills,
+}
+
+
+class Service:
+    """The service desk of one connection (``crm.service``)."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self.strategies: dict[str, Strategy] = dict(BUILTIN_STRATEGIES)
+        self.strategies.update(crm._host.assignment_strategies())
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def _cases(self) -> Any:
+        return self._crm.records(Case)
+
+    def _case(self, case_id: uuid.UUID) -> Case:
+        if isinstance(case_id, Case):
+            case_id = case_id.id
+        return self._cases.get(case_id)  # type: ignore[no-any-return]
+
+    def history(self, case_id: uuid.UUID) -> list[CaseEvent]:
+        """The case's history, in order."""
+        return list(self._crm.records(CaseEvent).stream(F("case_id") == case_id, order_by=("at", "seq")))
+
+    def handovers(self, case_id: uuid.UUID) -> list[CaseAssignment]:
+        """Every change of the case's owner, in order."""
+        return list(self._crm.records(CaseAssignment).stream(F("case_id") == case_id, order_by=("at", "id")))
+
+    def escalations(self, case_id: uuid.UUID) -> list[CaseEscalation]:
+        """The escalation rules fired for the case, in order."""
+        return list(self._crm.records(CaseEscalation).stream(F("case_id") == case_id, order_by=("at", "id")))
+
+    def policies(self) -> dict[str, SLAPolicy]:
+        return {p.name: p for p in self._crm.records(SLAPolicy).stream()}
+
+    def calendars(self) -> dict[str, BusinessCalendar]:
+        return {c.key: c for c in self._crm.records(BusinessCalendar).stream()}
+
+    def matching(self, case: Case, policies: Iterable[SLAPolicy] | None = None) -> tuple[str, ...]:
+        """The names of the policies whose ``applies_to`` selects the case now."""
+        spec = self._crm.schema.spec(Case)
+        found = policies if policies is not None else self.policies().values()
+        return tuple(sorted(p.name for p in found if evaluate(p.condition, spec, case)))
+
+    def sla(self, case_id: uuid.UUID, *, now: dt.datetime | None = None) -> list[SLAClock]:
+        """The SLA clocks of a case at ``now`` (default: the CRM's clock)."""
+        case = self._case(case_id)
+        at = self._now(now)
+        policies = self.policies()
+        return clocks(
+            case, self.history(case.id), policies, self.matching(case, policies.values()), self.calendars(), at
+        )
+
+    def sla_all(self, where: Any = None, *, now: dt.datetime | None = None) -> Iterator[tuple[Case, list[SLAClock]]]:
+        """The clocks of every case ``where`` selects, reading cases and histories in batches."""
+        at = self._now(now)
+        policies, calendars = self.policies(), self.calendars()
+        spec = self._crm.schema.spec(Case)
+        events = self._crm.records(CaseEvent)
+        batch: list[Case] = []
+
+        def flush() -> Iterator[tuple[Case, list[SLAClock]]]:
+            history: dict[uuid.UUID, list[CaseEvent]] = {c.id: [] for c in batch}
+            for event in events.stream(F("case_id").in_([c.id for c in batch]), order_by=("case_id", "at", "seq")):
+                history[event.case_id].append(event)
+            for case in batch:
+                applying = tuple(sorted(p.name for p in policies.values() if evaluate(p.condition, spec, case)))
+                yield case, clocks(case, history[case.id], policies, applying, calendars, at)
+
+        for case in self._cases.stream(where, batch_size=_BATCH):
+            batch.append(case)
+            if len(batch) == _BATCH:
+                yield from flush()
+                batch = []
+        if batch:
+            yield from flush()
+
+    # ------------------------------------------------------------------ writing
+
+    def _now(self, at: dt.datetime | None, field: str = "at") -> dt.datetime:
+        return self._crm.now() if at is None else utc(at, field)
+
+    def _by(self, by: str | None) -> str | None:
+        return by if by is not None else self._crm.actor
+
+    def _record(self, case: Case, kind: str, at: dt.datetime, **fields: Any) -> CaseEvent:
+        """Add a history event (after the policy check, which may add one itself)."""
+        events = self._crm.records(CaseEvent)
+        seq = events.count(F("case_id") == case.id)
+        return events.add(CaseEvent(case_id=case.id, at=at, seq=seq, kind=kind, **fields))
+
+    def _track_policies(self, case: Case, at: dt.datetime) -> None:
+        """Record the policies that apply when they change (first time: from the opening on)."""
+        events = self._crm.records(CaseEvent)
+        last = events.find((F("case_id") == case.id) & (F("kind") == "policy"), order_by=("-at", "-seq"), limit=1)
+        now = self.matching(case)
+        if not last.items:
+            self._record(case, "policy", case.opened_at, note=",".join(now))
+        elif tuple(n for n in (last.items[0].note or "").split(",") if n) != now:
+            self._record(case, "policy", max(at, last.items[0].at), note=",".join(now))
+
+    def update(self, case: Case, *, at: dt.datetime | None = None) -> Case:
+        """Store changed case fields (priority, type...); a change of the policies that apply is recorded at ``at``."""
+        when = self._now(at)
+        with self._crm.transaction():
+            self._track_policies(self._case(case.id), when)
+            stored: Case = self._cases.update(case)
+            self._track_policies(stored, when)
+        return stored
+
+    def assign(
+        self,
+        case_id: uuid.UUID,
+        to: str,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        at: dt.datetime | None = None,
+        strategy: str | None = None,
+    ) -> CaseAssignment:
+        """Hand the case to ``to`` (a staff member or a queue): the owner changes and a hand-over is recorded."""
+        if not isinstance(to, str) or not to.strip():
+            raise ValidationError("to", "names the new owner (agent:7, queue:billing)", to)
+        when = self._now(at)
+        with self._crm.transaction():
+            case = self._case(case_id)
+            self._track_policies(case, when)
+            handover = self._crm.records(CaseAssignment).add(
+                CaseAssignment(
+                    case_id=case.id,
+                    at=when,
+                    from_owner=case.owner,
+                    to_owner=to,
+                    by=self._by(by),
+                    reason=reason,
+                    strategy=strategy,
+                )
+            )
+            self._cases.update(attrs.evolve(case, owner=to))
+        return handover
+
+    def route(
+        self,
+        case_id: uuid.UUID,
+        queue: str,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        at: dt.datetime | None = None,
+    ) -> CaseAssignment:
+        """Give the case to a member of ``queue``, picked by the queue's strategy."""
+        with self._crm.transaction():
+            found = self._crm.records(Queue).find(F("name") == queue, limit=1)
+            if not found.items:
+                raise NotFound("service_queues", queue)
+            q: Queue = found.items[0]
+            strategy = self.strategies.get(q.strategy)
+            if strategy is None:
+                raise ValidationError(
+                    "strategy", f"is not an assignment strategy ({', '.join(self.strategies)})", q.strategy
+                )
+            case = self._case(case_id)
+            member = strategy(self._crm, q, case)
+            if case.queue != q.name or case.team != q.team:
+                case = self._cases.update(attrs.evolve(case, queue=q.name, team=q.team or case.team))
+            return self.assign(case.id, member, by=by, reason=reason, at=at, strategy=q.strategy)
+
+    def respond(
+        self, case_id: uuid.UUID, *, at: dt.datetime | None = None, by: str | None = None, note: str | None = None
+    ) -> CaseEvent:
+        """An outbound response to the customer: completes first response and the pending next response."""
+        when = self._now(at)
+        with self._crm.transaction():
+            case = self._case(case_id)
+            self._track_policies(case, when)
+            event = self._record(case, "response", when, by=self._by(by), note=note)
+            if case.first_response_at is None or when < case.first_response_at:
+                self._cases.update(attrs.evolve(case, first_response_at=when))
+        return event
+
+    def receive(
+        self, case_id: uuid.UUID, *, at: dt.datetime | None = None, by: str | None = None, note: str | None = None
+    ) -> CaseEvent:
+        """An inbound message from the customer: starts the next-response clock after a response."""
+        when = self._now(at)
+        with self._crm.transaction():
+            case = self._case(case_id)
+            self._track_policies(case, when)
+            return self._record(case, "message", when, by=by, note=note)
+
+    def set_status(
+        self, case_id: uuid.UUID, status: str, *, at: dt.datetime | None = None, by: str | None = None
+    ) -> Case:
+        """Change the case's status (a pause status stops its clocks); never a response."""
+        check_identifier("status", status)
+        if status in CLOSED_STATUSES and status == "resolved":
+            raise ValidationError(
+                "status", "resolve a case with crm.service.resolve (it records the resolution)", status
+            )
+        when = self._now(at)
+        with self._crm.transaction():
+            case = self._case(case_id)
+            self._track_policies(case, when)
+            kind = "reopened" if case.status in CLOSED_STATUSES and status not in CLOSED_STATUSES else "status"
+            self._record(case, kind, when, status=status, by=self._by(by))
+            return self._cases.update(attrs.evolve(case, status=status))  # type: ignore[no-any-return]
+
+    def resolve(
+        self, case_id: uuid.UUID, *, at: dt.datetime | None = None, resolution: str | None = None, by: str | None = None
+    ) -> Case:
+        """Resolve the case: the resolution clock stops at its first resolution (reopening does not restart it)."""
+        when = self._now(at)
+        with self._crm.transaction():
+            case = self._case(case_id)
+            self._track_policies(case, when)
+            self._record(case, "resolved", when, status="resolved", by=self._by(by), note=resolution)
+            first = case.resolved_at if case.resolved_at is not None and case.resolved_at <= when else when
+            return self._cases.update(  # type: ignore[no-any-return]
+                attrs.evolve(case, status="resolved", resolved_at=first, resolution=resolution)
+            )
+
+    # ------------------------------------------------------------------ escalation
+
+    def escalate(self, now: dt.datetime | None = None) -> list[CaseEscalation]:
+        """Fire the escalation rules due at ``now`` for open cases, each once per crossing.
+
+        The app calls it from its scheduler. A rule fires when its threshold has been crossed
+        (business time in a status, or time left before a breach), never while the case is
+        paused; the unique key (case, rule, crossing) keeps it at once. Each firing is a
+        ``CaseEscalation`` record, whose event plugins receive (``crmkit_after_commit``).
+        """
+        at = self._now(now)
+        policies = self.policies()
+        calendars = self.calendars()
+        if not any(p.escalations for p in policies.values()):
+            return []
+        fired: list[CaseEscalation] = []
+        escalations = self._crm.records(CaseEscalation)
+        for case, state in self.sla_all(_open(self._crm), now=at):
+            if any(c.is_paused for c in state):
+                continue
+            applying = {c.policy for c in state} or set(self.matching(case, policies.values()))
+            history: list[CaseEvent] | None = None
+            for name in sorted(applying):
+                policy = policies.get(name)
+                if policy is None:
+                    continue
+                for rule in policy.escalations:
+                    crossing: str | None = None
+                    if rule.before_breach_seconds is not None:
+                        clock = next((c for c in state if c.clock == rule.clock and c.policy == name), None)
+                        if clock is None or clock.completed_at is not None or clock.started_at is None:
+                            continue
+                        if clock.remaining <= dt.timedelta(seconds=rule.before_breach_seconds):
+                            crossing = f"{rule.clock}@{clock.started_at.isoformat()}"
+                    elif rule.after_seconds is not None:
+                        if rule.status is not None and case.status != rule.status:
+                            continue
+                        if case.status in policy.pause_statuses:
+                            continue
+                        if history is None:
+                            history = self.history(case.id)
+                        entered = next(
+                            (e for e in reversed(history) if e.status is not None and e.kind != "policy"),
+                            None,
+                        )
+                        since = entered.at if entered is not None else case.opened_at
+                        cal = calendars.get(policy.calendar) if policy.calendar else None
+                        spent = cal.diff(since, at) if cal is not None else at - since
+                        if spent >= dt.timedelta(seconds=rule.after_seconds):
+                            crossing = f"{case.status}@{since.isoformat()}"
+                    if crossing is None:
+                        continue
+                    key = (F("case_id") == case.id) & (F("rule") == rule.name) & (F("crossing") == crossing)
+                    if escalations.count(key):
+                        continue
+                    try:
+                        with self._crm.transaction():
+                            record = escalations.add(
+                                CaseEscalation(
+                                    case_id=case.id,
+                                    rule=rule.name,
+                                    crossing=crossing,
+                                    at=at,
+                                    policy=name,
+                                    reassigned_to=rule.reassign_to,
+                                )
+                            )
+                            current = self._case(case.id)
+                            self._cases.update(attrs.evolve(current, escalated=True))
+                            if rule.reassign_to:
+                                self.assign(case.id, rule.reassign_to, by="escalation", reason=rule.name, at=at)
+                    except ConflictError:
+                        continue  # fired meanwhile by another scheduler run: once is enough
+                    fired.append(record)
+        return fired
