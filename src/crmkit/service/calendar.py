@@ -42,6 +42,7 @@ _TIME = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)(?::([0-5]\d))?$")
 _COUNTRY = re.compile(r"^[A-Z]{2,3}(?:-[A-Z0-9]{1,5})?$")
 #: How far ``add`` and ``next_start`` look ahead before giving up (a calendar closed for ten years).
 _HORIZON_DAYS = 3660
+_LOCK = threading.RLock()
 
 Window = tuple[int, int]  # seconds since local midnight, [start, end)
 
@@ -259,6 +260,10 @@ class _Engine:
         self.country = holidays
         self.extra = extra
         self._days: dict[dt.date, tuple[tuple[dt.datetime, dt.datetime], ...]] = {}
+        self._cumulative: dict[dt.date, dt.timedelta] = {}
+        self._anchor: dt.date | None = None
+        self._low: dt.date | None = None
+        self._high: dt.date | None = None
 
     def _offset(self, naive_utc: dt.datetime) -> dt.timedelta:
         offset = naive_utc.replace(tzinfo=_UTC).astimezone(self.zone).utcoffset()
@@ -307,7 +312,7 @@ class _Engine:
             else:
                 merged.append([low_end, high_end])
         out = tuple((p.replace(tzinfo=_UTC), q.replace(tzinfo=_UTC)) for p, q in merged)
-        if len(self._days) > 20_000:
+        if len(self._days) > 200_000:
             self._days.clear()
         self._days[day] = out
         return out
@@ -351,9 +356,47 @@ class _Engine:
     def diff(self, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
         if end < start:
             return -self.diff(end, start)
-        total = dt.timedelta(0)
-        for a, b in self.clipped(start, end):
-            total += b - a
+        if end - start < 3 * _DAY:
+            total = dt.timedelta(0)
+            for a, b in self.clipped(start, end):
+                total += b - a
+            return total
+        return self.position(end) - self.position(start)
+
+    def _before(self, day: dt.date) -> dt.timedelta:
+        """Working time of the days from the first one asked about up to ``day`` (negative before it)."""
+        if self._anchor is None:
+            with _LOCK:
+                if self._anchor is None:
+                    self._cumulative[day] = dt.timedelta(0)
+                    self._low = self._high = day
+                    self._anchor = day
+        assert self._low is not None and self._high is not None
+        if self._low <= day <= self._high:
+            return self._cumulative[day]
+        with _LOCK:
+            return self._extend(day)
+
+    def _extend(self, day: dt.date) -> dt.timedelta:
+        assert self._low is not None and self._high is not None
+        while day > self._high:
+            length = sum((b - a for a, b in self.day(self._high)), dt.timedelta(0))
+            self._cumulative[self._high + _DAY] = self._cumulative[self._high] + length
+            self._high += _DAY
+        while day < self._low:
+            self._low -= _DAY
+            length = sum((b - a for a, b in self.day(self._low)), dt.timedelta(0))
+            self._cumulative[self._low] = self._cumulative[self._low + _DAY] - length
+        return self._cumulative[day]
+
+    def position(self, at: dt.datetime) -> dt.timedelta:
+        """Working time before ``at``, counted from a fixed day: ``diff(a, b) == position(b) - position(a)``."""
+        day = self._local_date(at) - _DAY
+        total = self._before(day)
+        for d in (day, day + _DAY, day + 2 * _DAY):
+            for a, b in self.day(d):
+                if a < at:
+                    total += min(b, at) - a
         return total
 
     def is_within(self, at: dt.datetime) -> bool:
@@ -367,7 +410,11 @@ class _Engine:
 
 
 _ENGINES: dict[tuple[Any, ...], _Engine] = {}
-_LOCK = threading.Lock()
+
+
+def engine(calendar: BusinessCalendar) -> _Engine:
+    """The cached working-time engine of a calendar (no input checks: for hot loops over stored data)."""
+    return _engine(calendar)
 
 
 def _engine(calendar: BusinessCalendar) -> _Engine:

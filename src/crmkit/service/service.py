@@ -133,28 +133,25 @@ class Service:
         )
 
     def sla_all(self, where: Any = None, *, now: dt.datetime | None = None) -> Iterator[tuple[Case, list[SLAClock]]]:
-        """The clocks of every case ``where`` selects, reading cases and histories in batches."""
+        """The clocks of every case ``where`` selects, in order of case id.
+
+        Two streams read in one pass each, merged on the case id: the cases ``where``
+        selects, and the history of every case (both ordered by case id in the store).
+        """
         at = self._now(now)
         policies, calendars = self.policies(), self.calendars()
         spec = self._crm.schema.spec(Case)
-        events = self._crm.records(CaseEvent)
-        batch: list[Case] = []
-
-        def flush() -> Iterator[tuple[Case, list[SLAClock]]]:
-            history: dict[uuid.UUID, list[CaseEvent]] = {c.id: [] for c in batch}
-            for event in events.stream(F("case_id").in_([c.id for c in batch]), order_by=("case_id", "at", "seq")):
-                history[event.case_id].append(event)
-            for case in batch:
-                applying = tuple(sorted(p.name for p in policies.values() if evaluate(p.condition, spec, case)))
-                yield case, clocks(case, history[case.id], policies, applying, calendars, at)
-
-        for case in self._cases.stream(where, batch_size=_BATCH):
-            batch.append(case)
-            if len(batch) == _BATCH:
-                yield from flush()
-                batch = []
-        if batch:
-            yield from flush()
+        events = iter(self._crm.records(CaseEvent).stream(order_by=("case_id", "at", "seq"), batch_size=10 * _BATCH))
+        pending = next(events, None)
+        for case in self._cases.stream(where, order_by=("id",), batch_size=_BATCH):
+            while pending is not None and pending.case_id < case.id:
+                pending = next(events, None)
+            history: list[CaseEvent] = []
+            while pending is not None and pending.case_id == case.id:
+                history.append(pending)
+                pending = next(events, None)
+            applying = tuple(sorted(p.name for p in policies.values() if evaluate(p.condition, spec, case)))
+            yield case, clocks(case, history, policies, applying, calendars, at)
 
     # ------------------------------------------------------------------ writing
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
-from crmkit.service.calendar import BusinessCalendar
+from crmkit.service.calendar import BusinessCalendar, engine
 from crmkit.service.model import CLOCKS, Case, CaseEvent, SLAPolicy
 
 __all__ = ["Segment", "SLAClock", "clocks", "segments"]
@@ -129,7 +130,7 @@ class _Measure:
         clock: str,
         final: SLAPolicy,
         chosen: Mapping[str, SLAPolicy],
-        calendars: Mapping[str, BusinessCalendar],
+        calendars: Mapping[str, Any],
     ) -> None:
         self.clock = clock
         self.final = final
@@ -145,7 +146,7 @@ class _Measure:
                 return found
         return self.final
 
-    def calendar(self, policy: SLAPolicy) -> BusinessCalendar | None:
+    def calendar(self, policy: SLAPolicy) -> Any:
         return self.calendars.get(policy.calendar) if policy.calendar else None
 
     def span(self, policy: SLAPolicy, a: dt.datetime, b: dt.datetime) -> dt.timedelta:
@@ -232,6 +233,7 @@ def clocks(
     ``events`` is the case's history in order; ``applying`` names the policies that apply
     now (used when the history records none); ``policies`` holds every policy by name.
     """
+    engines = {key: engine(cal) for key, cal in calendars.items()}
     ordered = sorted(events, key=lambda e: (e.at, e.seq))
     parts = segments(case, ordered, applying, now)
     current = parts[-1].policies if parts else tuple(sorted(applying))
@@ -243,7 +245,7 @@ def clocks(
         runs = _windows(case, ordered, clock)
         best: SLAClock | None = None
         for policy in candidates:
-            measure = _Measure(clock, policy, policies, calendars)
+            measure = _Measure(clock, policy, policies, engines)
             if not runs:
                 state = SLAClock(
                     clock=clock,
