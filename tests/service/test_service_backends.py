@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,7 +185,6 @@ def test_routing_escalation_and_reports_of_handovers(crm: crmkit.CRM) -> None:
 
 
 def test_a_stored_condition_survives_every_backend(crm: crmkit.CRM) -> None:
-    import uuid
     from decimal import Decimal
 
     where = (
@@ -199,3 +199,31 @@ def test_a_stored_condition_survives_every_backend(crm: crmkit.CRM) -> None:
     with pytest.raises(crmkit.ValidationError) as error:
         SLAPolicy(name="q", applies_to=object(), targets={"resolution": H})  # type: ignore[arg-type]
     assert error.value.field == "applies_to"
+
+
+def test_a_case_interactions_are_responses_and_appear_in_the_timeline(crm: crmkit.CRM) -> None:
+    ada = crm.customers.add(crmkit.Customer(kind="person", name="Ada"))
+    bob = crm.customers.add(crmkit.Customer(kind="person", name="Bob"))
+    crm.sla_policies.add(SLAPolicy(name="std", targets={"first_response": H, "next_response": H}))
+    case = crm.cases.add(Case(customer_id=ada.id, subject="Help", opened_at=T))
+    mail = crmkit.Interaction(
+        customer_id=ada.id,
+        channel=Channel.EMAIL,
+        direction="outbound",
+        occurred_at=T + H / 2,
+        subject="We are on it",
+        participants={"agent:7"},
+    )
+    crm.service.log(case.id, mail)
+    reply = attrs.evolve(mail, id=uuid.uuid4(), direction="inbound", occurred_at=T + 2 * H, subject="Still broken")
+    crm.service.log(case.id, reply)
+    with pytest.raises(crmkit.ValidationError) as error:
+        crm.service.log(case.id, attrs.evolve(mail, customer_id=bob.id))
+    assert error.value.field == "customer_id"
+    linked = crm.service.interactions(case.id)
+    assert [i.direction for i in linked] == ["outbound", "inbound"]
+    assert {e.record.id for e in crm.timeline(ada.id)} >= {i.id for i in linked}
+    clocks = {c.clock: c for c in crm.service.sla(case.id, now=T + 4 * H)}
+    assert clocks["first_response"].completed_at == T + H / 2 and clocks["first_response"].completed_at is not None
+    nxt = clocks["next_response"]
+    assert nxt.started_at == T + 2 * H and nxt.completed_at is None and nxt.breached and nxt.breached_at == T + 3 * H

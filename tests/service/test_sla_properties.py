@@ -20,7 +20,11 @@ CAL = BusinessCalendar(
 POLICY = SLAPolicy(
     name="std",
     calendar="office",
-    targets={"first_response": dt.timedelta(hours=3), "next_response": dt.timedelta(hours=2), "resolution": dt.timedelta(hours=20)},
+    targets={
+        "first_response": dt.timedelta(hours=3),
+        "next_response": dt.timedelta(hours=2),
+        "resolution": dt.timedelta(hours=20),
+    },
     pause_statuses=PAUSES,
 )
 CASE = Case(customer_id=uuid.UUID(int=1), subject="s", opened_at=T)

@@ -16,6 +16,7 @@ import attrs
 
 from crmkit._errors import ConflictError, NotFound, ValidationError
 from crmkit._validation import check_identifier, utc
+from crmkit.interactions import Interaction
 from crmkit.query import F, evaluate
 from crmkit.service.calendar import BusinessCalendar
 from crmkit.service.model import CLOSED_STATUSES, Case, CaseAssignment, CaseEscalation, CaseEvent, Queue, SLAPolicy
@@ -255,6 +256,30 @@ class Service:
             if case.first_response_at is None or when < case.first_response_at:
                 self._cases.update(attrs.evolve(case, first_response_at=when))
         return event
+
+    def log(self, case_id: uuid.UUID, interaction: Interaction, *, by: str | None = None) -> Interaction:
+        """Store an interaction of the case's customer, linked to the case (``attributes["case_id"]``).
+
+        It is the customer's interaction like any other (it appears in their timeline); an
+        outbound one is a response to the case, an inbound one a message from the customer.
+        """
+        case = self._case(case_id)
+        if interaction.customer_id != case.customer_id:
+            raise ValidationError("customer_id", "must be the case's customer", interaction.customer_id)
+        linked = attrs.evolve(interaction, attributes={**interaction.attributes, "case_id": str(case.id)})
+        who = by if by is not None else (min(interaction.participants) if interaction.participants else None)
+        with self._crm.transaction():
+            stored = self._crm.interactions.add(linked)
+            if interaction.direction == "outbound":
+                self.respond(case.id, at=interaction.occurred_at, by=who, note=interaction.subject)
+            else:
+                self.receive(case.id, at=interaction.occurred_at, by=who, note=interaction.subject)
+        return stored
+
+    def interactions(self, case_id: uuid.UUID) -> list[Interaction]:
+        """The interactions linked to the case, in time order."""
+        where = F("attributes.case_id") == str(case_id)
+        return list(self._crm.interactions.stream(where))
 
     def receive(
         self, case_id: uuid.UUID, *, at: dt.datetime | None = None, by: str | None = None, note: str | None = None
