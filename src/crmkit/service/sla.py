@@ -131,7 +131,9 @@ class _Measure:
         final: SLAPolicy,
         chosen: Mapping[str, SLAPolicy],
         calendars: Mapping[str, Any],
+        positions: dict[tuple[int, dt.datetime], Any],
     ) -> None:
+        self.positions = positions
         self.clock = clock
         self.final = final
         self.chosen = chosen
@@ -151,7 +153,16 @@ class _Measure:
 
     def span(self, policy: SLAPolicy, a: dt.datetime, b: dt.datetime) -> dt.timedelta:
         cal = self.calendar(policy)
-        return cal.diff(a, b) if cal is not None else b - a
+        if cal is None:
+            return b - a
+        return self.position(cal, b) - self.position(cal, a)  # type: ignore[no-any-return]
+
+    def position(self, cal: Any, at: dt.datetime) -> Any:
+        key = (id(cal), at)
+        found = self.positions.get(key)
+        if found is None:
+            found = self.positions[key] = cal.position(at)
+        return found
 
     def plus(self, policy: SLAPolicy, a: dt.datetime, d: dt.timedelta) -> dt.datetime:
         cal = self.calendar(policy)
@@ -234,6 +245,7 @@ def clocks(
     now (used when the history records none); ``policies`` holds every policy by name.
     """
     engines = {key: engine(cal) for key, cal in calendars.items()}
+    positions: dict[tuple[int, dt.datetime], Any] = {}  # working time before each instant, per calendar
     ordered = sorted(events, key=lambda e: (e.at, e.seq))
     parts = segments(case, ordered, applying, now)
     current = parts[-1].policies if parts else tuple(sorted(applying))
@@ -245,7 +257,7 @@ def clocks(
         runs = _windows(case, ordered, clock)
         best: SLAClock | None = None
         for policy in candidates:
-            measure = _Measure(clock, policy, policies, engines)
+            measure = _Measure(clock, policy, policies, engines, positions)
             if not runs:
                 state = SLAClock(
                     clock=clock,
