@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import attrs
 
+from crmkit.aggregation import AggregateQuery, compute
 from crmkit.entities import RELATIONSHIPS, EntitySpec
 from crmkit.query import ALL, And, Compare, Expr, In, Or, Order, keyset_after, parse_order
 from crmkit.relationships import Reached, Relationship
@@ -110,6 +111,16 @@ class Repository(abc.ABC, Generic[T]):
     @abc.abstractmethod
     def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[T]:
         """Matching records in ``order``, at most ``limit`` of them."""
+
+    def aggregate(self, tenant: str, where: Expr, query: AggregateQuery) -> list[tuple[Any, ...]]:
+        """Group the matching records and measure each group (``crmkit.aggregation``), in the store.
+
+        One tuple per group: the group values in ``query.group_by`` order, then the values of
+        ``query.measures``. Backends push this down (``GROUP BY``, ``$group``); this default,
+        for stores that cannot, reads the matching records a page at a time (bounded memory)
+        and computes the report with the reference, ``crmkit.aggregation.compute``.
+        """
+        return compute(self.spec, query, scan(self, tenant, where, parse_order(None, self.spec)))
 
     def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these ids are stored (backends may override with one cheap query)."""

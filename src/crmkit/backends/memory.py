@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from crmkit._errors import ConflictError, PluginError
+from crmkit.aggregation import AggregateQuery, compute
 from crmkit.entities import ENTITIES, TRANSACTIONS, EntitySpec
 from crmkit.hookspecs import hookimpl
 from crmkit.query import Compare, Expr, In, Order, conjuncts, evaluate
@@ -208,6 +209,10 @@ class MemoryRepository(Repository[Any]):
     def count(self, tenant: str, where: Expr) -> int:
         with self._store._lock:
             return sum(1 for _ in self._matching(tenant, where))
+
+    def aggregate(self, tenant: str, where: Expr, query: AggregateQuery) -> list[tuple[Any, ...]]:
+        with self._store._lock:
+            return compute(self.spec, query, self._matching(tenant, where))
 
     def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[Any]:
         with self._store._lock:

@@ -21,6 +21,7 @@ from crmkit._errors import ConflictError, NotFound, ValidationError
 from crmkit._host import together
 from crmkit._retry import retrying
 from crmkit._validation import count_of, text_of
+from crmkit.aggregation import Aggregation, finish, parse_aggregate
 from crmkit.entities import (
     CUSTOMERS,
     EntitySpec,
@@ -182,6 +183,38 @@ class _ReadRecords(Generic[R]):
             items = items[:limit]
             return Page(tuple(items), Cursor(order.text(), order.sort_key_values(self.spec, items[-1])))
         return Page(tuple(items), None)
+
+    def aggregate(
+        self,
+        where: Where = None,
+        *,
+        group_by: str | Sequence[str] | None = None,
+        count: bool = False,
+        sum: str | Sequence[str] | None = None,
+        min: str | Sequence[str] | None = None,
+        max: str | Sequence[str] | None = None,
+        mean: str | Sequence[str] | None = None,
+        count_distinct: str | Sequence[str] | None = None,
+    ) -> Aggregation:
+        """A group-by report computed in the store (``crmkit.aggregation`` says what each part means).
+
+        ``group_by`` takes fields, ``attributes.<name>`` and time buckets
+        (``"month(occurred_at)"``: day, week, month, quarter, year, in UTC); the measures
+        are ``count=True`` and fields for ``sum``, ``min``, ``max``, ``mean`` and
+        ``count_distinct``. Rows come sorted by group: ``row["currency"]``, ``row["sum(amount)"]``.
+        """
+        query = parse_aggregate(
+            self.spec,
+            group_by=group_by,
+            count=count,
+            sum=sum,
+            min=min,
+            max=max,
+            mean=mean,
+            count_distinct=count_distinct,
+        )
+        condition = bind(where, self.spec)
+        return finish(query, self._repo.aggregate(self._crm.tenant, condition, query))
 
     def stream(
         self, where: Where = None, *, order_by: str | Sequence[str] | None = None, batch_size: int = 1000

@@ -11,9 +11,11 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from crmkit._errors import ConflictError
+from crmkit.aggregation import AggregateQuery
 from crmkit.entities import EntitySpec
 from crmkit.query import Expr, Order
 from crmkit.store import Activity, Repository
+from crmkit_mongo._aggregate import aggregate
 from crmkit_mongo._derived import codec_for
 from crmkit_mongo._documents import as_binary, from_micros
 from crmkit_mongo._errors import DUPLICATE_KEY, conflict_for, duplicate_key_of
@@ -181,6 +183,10 @@ class MongoRepository(Repository[Any]):
     @_translated
     def count(self, tenant: str, where: Expr) -> int:
         return self.collection.count_documents(for_tenant(tenant, where, self.spec), session=self._session())
+
+    @_translated
+    def aggregate(self, tenant: str, where: Expr, query: AggregateQuery) -> list[tuple[Any, ...]]:
+        return aggregate(self, tenant, where, query)
 
     @_translated
     def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[Any]:

@@ -30,10 +30,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from crmkit._errors import ConflictError, PluginError
+from crmkit.aggregation import AggregateQuery
 from crmkit.entities import ENTITIES, EntitySpec
 from crmkit.query import All, Compare, Expr, In, Order, conjuncts, parse_order
 from crmkit.schema import AggregateSpec, Schema
 from crmkit.store import Activity, Capabilities, Repository, Store
+from crmkit_sqlalchemy._aggregate import aggregate
 from crmkit_sqlalchemy._derived import explain_conflict, storage_of
 from crmkit_sqlalchemy._errors import Where, translated
 from crmkit_sqlalchemy._fastread import RawSelect
@@ -290,6 +292,9 @@ class SqlRepository(Repository[Any]):
         statement = sa.select(sa.func.count()).select_from(self.table).where(self.compiler.where(tenant, where))
         with self.store.connection() as conn:
             return int(conn.execute(statement).scalar_one())
+
+    def aggregate(self, tenant: str, where: Expr, query: AggregateQuery) -> list[tuple[Any, ...]]:
+        return aggregate(self, tenant, where, query)
 
     def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[Any]:
         prepared = self._prepared_find(where, order, limit)

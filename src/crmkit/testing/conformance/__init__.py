@@ -40,6 +40,7 @@ from crmkit.testing.conformance._records import (
     RepositoryContract,
     StageChangeContract,
 )
+from crmkit.testing.conformance._reports import ReportContract
 from crmkit.testing.conformance._roundtrip import RoundTripContract
 from crmkit.testing.conformance._stateful import StatefulContract, crm_state_machine
 from crmkit.testing.conformance._tenancy import TenancyContract
@@ -66,6 +67,7 @@ __all__ = [
     "TestQueries",
     "TestReferences",
     "TestRelationshipGraph",
+    "TestReports",
     "TestRepositories",
     "TestRoundTrip",
     "TestStageChanges",
@@ -96,6 +98,7 @@ __all__ += [
     "QueryContract",
     "ReferenceContract",
     "RelationshipGraphContract",
+    "ReportContract",
     "RepositoryContract",
     "RoundTripContract",
     "StageChangeContract",
@@ -133,6 +136,7 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     AggregateUnitOfWorkContract,
     AggregateQueryContract,
     AggregateStateMachineContract,
+    ReportContract,
 )
 
 
@@ -194,6 +198,10 @@ class TestRelationshipGraph(RelationshipGraphContract):
 
 class TestTimeline(TimelineContract):
     """Timelines."""
+
+
+class TestReports(ReportContract):
+    """Group-by reports computed in the store, against the reference."""
 
 
 class TestPurchaseSummaries(PurchaseSummaryContract):

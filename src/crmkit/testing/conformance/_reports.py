@@ -1,0 +1,170 @@
+"""Group-by reports (``records.aggregate``) of every aggregate, judged by the reference ``crmkit.aggregation.compute``.
+
+Records and reports are drawn by Hypothesis: groupings by every field, by custom
+attributes of every kind (numbers of different types that are equal included) and by
+every time bucket of every instant and date field; every measure of every field it
+applies to; conditions of the query battery. The store's answer must be exactly the
+reference's: the same groups, the same counts, the same exact sums (down to the number
+of decimal places), minima, maxima, means and distinct counts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
+
+from crmkit import Customer, F, Transaction, ValidationError
+from crmkit.aggregation import TIME_UNITS, compute, finish, parse_aggregate
+from crmkit.crm import CRM
+from crmkit.entities import EntitySpec
+from crmkit.query import Expr, bind, evaluate
+from crmkit.schema import AggregateSpec
+from crmkit.testing import strategies as cs
+from crmkit.testing._backends import Backend
+from crmkit.testing.conformance._aggregate_kit import AggregateContractBase, AggregateKit, assert_exact
+from crmkit.testing.conformance._aggregate_queries import conditions
+from crmkit.testing.conformance._harness import at, conformance_settings
+
+__all__ = ["ReportContract", "reports"]
+
+_MEASURES = ("sum", "mean", "min", "max", "count_distinct")
+_KINDS = {
+    "sum": ("int", "decimal"),
+    "mean": ("int", "decimal"),
+    "min": ("int", "decimal", "text", "date", "datetime"),
+    "max": ("int", "decimal", "text", "date", "datetime"),
+    "count_distinct": ("uuid", "text", "int", "decimal", "datetime", "date", "bool"),
+}
+
+
+def reports(spec: EntitySpec, records: Sequence[Any]) -> SearchStrategy[dict[str, Any]]:
+    """Arguments of ``aggregate`` for an aggregate: groupings and measures its fields allow."""
+    fields = spec.fields
+    options = [n for n, f in fields.items() if f.kind != "text_set"]
+    options += [f"{u}({n})" for n, f in fields.items() if f.kind in ("datetime", "date") for u in TIME_UNITS]
+    if spec.has_attributes:
+        keys = sorted({k for r in records for k in r.attributes} | {"nobody"})
+        options += [f"attributes.{k}" for k in keys]
+
+    @st.composite
+    def build(draw: st.DrawFn) -> dict[str, Any]:
+        args: dict[str, Any] = {"group_by": tuple(draw(st.lists(st.sampled_from(options), max_size=2, unique=True)))}
+        for measure in _MEASURES:
+            allowed = [n for n, f in fields.items() if f.kind in _KINDS[measure]]
+            if allowed:
+                args[measure] = tuple(draw(st.lists(st.sampled_from(allowed), max_size=2, unique=True)))
+        args["count"] = draw(st.booleans()) or not any(args.get(m) for m in _MEASURES)
+        return args
+
+    return build()
+
+
+def reference(spec: EntitySpec, stored: Sequence[Any], where: Expr | None, args: dict[str, Any]) -> Any:
+    """The report ``compute`` gives for the stored records that match."""
+    query = parse_aggregate(
+        spec, **{"sum": None, "mean": None, "min": None, "max": None, "count_distinct": None, **args}
+    )
+    condition = bind(where, spec)
+    return finish(query, compute(spec, query, [r for r in stored if evaluate(condition, spec, r)]))
+
+
+class ReportContract(AggregateContractBase):
+    """``aggregate`` on every declared aggregate and on crmkit's customers and transactions."""
+
+    def test_reports_match_the_reference(self, crmkit_backend: Backend, spec: AggregateSpec) -> None:
+        @conformance_settings(max_examples=15)
+        @given(data=st.data())
+        def check(data: st.DataObject) -> None:
+            crm = crmkit_backend.crm()
+            kit = AggregateKit(crm, spec)
+            records = data.draw(cs.record_lists(spec, targets=kit.targets, max_size=8), label="records")
+            kit.service.add_many(records)
+            stored = list(kit.service.stream())
+            args = data.draw(reports(spec, stored), label="report")
+            where = data.draw(st.none() | conditions(spec, stored), label="where")
+            got = kit.service.aggregate(where, **args)
+            assert_exact(reference(spec, stored, where, args), got, f"aggregate({where!r}, {args!r})")
+
+        check()
+
+    def test_customers_and_transactions_match_the_reference(self, crmkit_backend: Backend) -> None:
+        @conformance_settings(max_examples=15)
+        @given(data=st.data())
+        def check(data: st.DataObject) -> None:
+            crm = crmkit_backend.crm()
+            people = data.draw(
+                st.lists(cs.customers(), min_size=1, max_size=5, unique_by=lambda c: c.id), label="customers"
+            )
+            crm.customers.add_many(people)
+            ids = st.sampled_from([c.id for c in crm.customers.stream()])  # repeated external ids were skipped
+            sales = data.draw(
+                st.lists(cs.transactions(customer_id=ids), max_size=10, unique_by=lambda t: t.id), label="transactions"
+            )
+            crm.transactions.add_many(sales)
+            for service, spec in ((crm.customers, crm.customers.spec), (crm.transactions, crm.transactions.spec)):
+                stored = list(service.stream())
+                args = data.draw(reports(spec, stored), label=f"{spec.name} report")
+                where = data.draw(st.sampled_from([None, *_own_conditions(spec.name)]), label="where")
+                got = service.aggregate(where, **args)
+                assert_exact(reference(spec, stored, where, args), got, f"{spec.name}.aggregate({where!r}, {args!r})")
+
+        check()
+
+    def test_the_issue_examples(self, crm: CRM) -> None:
+        ana = crm.customers.add(Customer(kind="person", name="Ana", owner="ana", attributes={"tier": 1}))
+        crm.customers.add(Customer(kind="person", name="Ben", owner="ana", attributes={"tier": Decimal("1.00")}))
+        crm.customers.add(Customer(kind="organization", name="Co", attributes={"tier": "gold"}))
+        by_owner = crm.customers.aggregate(group_by=("owner",), count=True)
+        assert by_owner.as_dict() == {None: {"count": 1}, "ana": {"count": 2}}
+        assert crm.customers.aggregate(group_by="attributes.tier", count=True).as_dict() == {
+            1: {"count": 2},
+            "gold": {"count": 1},
+        }
+        for amount, when in (("10.50", at(2026, 1, 31, 23, 59, 59)), ("0.25", at(2026, 2, 1)), ("7", at(2026, 2, 2))):
+            crm.transactions.add(
+                Transaction(
+                    customer_id=ana.id, occurred_at=when, amount=Decimal(amount), currency="EUR", kind="purchase"
+                )
+            )
+        report = crm.transactions.aggregate(
+            group_by=("currency", "month(occurred_at)"),
+            count=True,
+            sum="amount",
+            mean="amount",
+            where=F("kind") == "purchase",
+        )
+        assert [(r.key, r.count, str(r["sum(amount)"])) for r in report] == [
+            (("EUR", dt.date(2026, 1, 1)), 1, "10.50"),
+            (("EUR", dt.date(2026, 2, 1)), 2, "7.25"),
+        ]
+        february = report.get("EUR", dt.date(2026, 2, 1))
+        assert february is not None and february["mean(amount)"] == Decimal("3.625")
+        assert crm.transactions.aggregate(F("currency") == "XXX", count=True, sum="amount").as_dict() == {
+            (): {"count": 0, "sum(amount)": None}
+        }
+
+    def test_bad_reports_name_the_argument(self, crm: CRM) -> None:
+        for args, field in (
+            ({"group_by": "tags", "count": True}, "group_by"),
+            ({"group_by": "month(name)", "count": True}, "group_by"),
+            ({"sum": "name"}, "sum"),
+            ({"mean": "attributes.score"}, "mean"),
+            ({"group_by": "nope", "count": True}, "group_by"),
+            ({}, "aggregate"),
+        ):
+            with pytest.raises(ValidationError) as error:
+                crm.customers.aggregate(**args)
+            assert error.value.field == field, args
+
+
+def _own_conditions(name: str) -> list[Expr]:
+    if name == "customers":
+        return [F("kind") == "person", F("owner") != None, F("tags").contains("vip")]  # noqa: E711
+    return [F("kind") == "purchase", F("amount") >= Decimal("10"), F("currency").in_(["EUR", "USD"])]
