@@ -227,3 +227,74 @@ def test_a_case_interactions_are_responses_and_appear_in_the_timeline(crm: crmki
     assert clocks["first_response"].completed_at == T + H / 2 and clocks["first_response"].completed_at is not None
     nxt = clocks["next_response"]
     assert nxt.started_at == T + 2 * H and nxt.completed_at is None and nxt.breached and nxt.breached_at == T + 3 * H
+
+
+def test_reports_are_computed_in_the_store(crm: crmkit.CRM) -> None:
+    ada = crm.customers.add(crmkit.Customer(kind="person", name="Ada"))
+    crm.sla_policies.add(SLAPolicy(name="std", targets={"first_response": H, "resolution": 4 * H}))
+    crm.records(Queue).add(Queue(name="billing", members=frozenset({"agent:1"})))
+    made = []
+    for i, (priority, respond_after) in enumerate([("high", 30), ("high", 90), ("normal", 20), ("normal", 200)]):
+        case = crm.cases.add(Case(customer_id=ada.id, subject=f"c{i}", opened_at=T, priority=priority))
+        crm.service.route(case.id, "billing", at=T)
+        crm.service.respond(case.id, at=T + dt.timedelta(minutes=respond_after), by="agent:1")
+        made.append(case)
+    crm.service.resolve(made[0].id, at=T + 2 * H)
+    crm.service.resolve(made[1].id, at=T + 5 * H)
+    opened = crm.service.open_cases(("queue", "priority"), age="day")
+    assert [(r.key, r.count) for r in opened] == [
+        (("billing", "normal", T.date()), 2),
+    ]
+    rates = {(a.clock, a.met, a.breached) for a in crm.service.sla_attainment(period="month")}
+    assert rates == {("first_response", 2, 2), ("resolution", 1, 1)}
+    times = crm.service.response_times(("clock",))
+    first = times.get("first_response")
+    assert first is not None and first.count == 4
+    assert first["mean(running_seconds)"] == (30 + 90 + 20 + 200) * 60 // 4
+    assert first["max(running_seconds)"] == 200 * 60
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_stored_outcomes_equal_the_clocks_recomputed_from_history(crm: crmkit.CRM, seed: int) -> None:
+    import random
+
+    from crmkit.service import SLAOutcome
+
+    rng = random.Random(seed)
+    ada = crm.customers.add(crmkit.Customer(kind="person", name="Ada"))
+    crm.calendars.add(
+        BusinessCalendar(key="k", timezone="Europe/Bucharest", hours={"mon-fri": "09:00-12:00,13:00-17:00"})
+    )
+    crm.sla_policies.add(
+        SLAPolicy(
+            name="std",
+            calendar="k",
+            targets={"first_response": 2 * H, "next_response": H, "resolution": 9 * H},
+            pause_statuses=frozenset({"waiting_on_customer", "on_hold"}),
+        )
+    )
+    for n in range(4):
+        case = crm.cases.add(Case(customer_id=ada.id, subject=f"c{n}", opened_at=T))
+        at = T
+        for _ in range(rng.randrange(3, 9)):
+            at += dt.timedelta(minutes=rng.randrange(1, 900))
+            what = rng.choice(["pending", "waiting_on_customer", "on_hold", "open", "respond", "receive"])
+            if what == "respond":
+                crm.service.respond(case.id, at=at, by="agent:1")
+            elif what == "receive":
+                crm.service.receive(case.id, at=at)
+            else:
+                crm.service.set_status(case.id, what, at=at)
+        at += dt.timedelta(minutes=rng.randrange(1, 900))
+        crm.service.resolve(case.id, at=at)
+        stored = {(o.clock, o.started_at): o for o in crm.records(SLAOutcome).stream(F("case_id") == case.id)}
+        clocks = {c.clock: c for c in crm.service.sla(case.id, now=at + 100 * H)}
+        for name in ("first_response", "resolution"):
+            clock = clocks[name]
+            if clock.completed_at is None:
+                assert (name, clock.started_at) not in stored
+                continue
+            outcome = stored[(name, clock.started_at)]
+            assert outcome.running_seconds == int(clock.running.total_seconds())
+            assert outcome.paused_seconds == int(clock.paused.total_seconds())
+            assert outcome.outcome == ("breached" if clock.breached else "met")

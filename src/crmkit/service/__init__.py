@@ -14,7 +14,7 @@
     crm.service.sla(case.id)
 
 The aggregates (``calendars``, ``sla_policies``, ``cases``, ``service_queues``,
-``case_assignments``, ``case_events``, ``case_escalations``) are crmkit's own and stored by
+``case_assignments``, ``case_events``, ``case_escalations``, ``sla_outcomes``) are crmkit's own and stored by
 every backend; ``crm.service`` is the desk (see ``crmkit.service.service``).
 """
 
@@ -29,6 +29,7 @@ from crmkit.service.model import (
     CaseEvent,
     Escalation,
     Queue,
+    SLAOutcome,
     SLAPolicy,
     Target,
 )
@@ -43,6 +44,7 @@ AGGREGATES: tuple[type, ...] = (
     CaseAssignment,
     CaseEvent,
     CaseEscalation,
+    SLAOutcome,
 )
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "Holiday",
     "Queue",
     "SLAClock",
+    "SLAOutcome",
     "SLAPolicy",
     "Target",
 ]

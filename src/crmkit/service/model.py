@@ -26,6 +26,7 @@ __all__ = [
     "CaseEvent",
     "Escalation",
     "Queue",
+    "SLAOutcome",
     "SLAPolicy",
     "Target",
 ]
@@ -249,3 +250,31 @@ class CaseEscalation(schema.Record):
     at: dt.datetime = schema.instant(sortable=True)
     policy: str = schema.text()
     reassigned_to: str | None = schema.text(default=None)
+
+
+@schema.aggregate(
+    "sla_outcomes",
+    label="SLA outcome",
+    time_field="completed_at",
+    unique=[("case_id", "clock", "started_at")],
+    indexes=[("policy", "completed_at"), ("case_id", "clock")],
+)
+class SLAOutcome(schema.Record):
+    """How a clock ended, stored when it completes: the rows SLA reports are computed from in the store.
+
+    Business times are whole seconds; ``outcome`` is ``met`` or ``breached``; the case's
+    priority, queue and team are copied for grouping.
+    """
+
+    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade")
+    clock: str = schema.text(sortable=True)
+    policy: str = schema.text(sortable=True)
+    started_at: dt.datetime = schema.instant(sortable=True)
+    completed_at: dt.datetime = schema.instant(sortable=True)
+    outcome: str = schema.text(sortable=True)
+    target_seconds: int = schema.integer()
+    running_seconds: int = schema.integer(sortable=True)
+    paused_seconds: int = schema.integer()
+    priority: str | None = schema.text(default=None, sortable=True)
+    queue: str | None = schema.text(default=None, sortable=True)
+    team: str | None = schema.text(default=None, sortable=True)

@@ -16,10 +16,20 @@ import attrs
 
 from crmkit._errors import ConflictError, NotFound, ValidationError
 from crmkit._validation import check_identifier, utc
+from crmkit.aggregation import Aggregation
 from crmkit.interactions import Interaction
 from crmkit.query import F, evaluate
 from crmkit.service.calendar import BusinessCalendar
-from crmkit.service.model import CLOSED_STATUSES, Case, CaseAssignment, CaseEscalation, CaseEvent, Queue, SLAPolicy
+from crmkit.service.model import (
+    CLOSED_STATUSES,
+    Case,
+    CaseAssignment,
+    CaseEscalation,
+    CaseEvent,
+    Queue,
+    SLAOutcome,
+    SLAPolicy,
+)
 from crmkit.service.sla import SLAClock, clocks
 
 if TYPE_CHECKING:
@@ -79,6 +89,18 @@ BUILTIN_STRATEGIES: Mapping[str, Strategy] = {
     "least_busy": least_busy,
     "skills": by_skills,
 }
+
+
+@attrs.frozen
+class Attainment:
+    """How often a policy's clock was met in a period (``sla_attainment``)."""
+
+    policy: str
+    clock: str
+    period: dt.date
+    met: int
+    breached: int
+    rate: float
 
 
 class Service:
@@ -254,7 +276,8 @@ class Service:
             self._track_policies(case, when)
             event = self._record(case, "response", when, by=self._by(by), note=note)
             if case.first_response_at is None or when < case.first_response_at:
-                self._cases.update(attrs.evolve(case, first_response_at=when))
+                case = self._cases.update(attrs.evolve(case, first_response_at=when))
+            self._store_outcomes(case, when, ("first_response", "next_response"))
         return event
 
     def log(self, case_id: uuid.UUID, interaction: Interaction, *, by: str | None = None) -> Interaction:
@@ -318,9 +341,69 @@ class Service:
             self._track_policies(case, when)
             self._record(case, "resolved", when, status="resolved", by=self._by(by), note=resolution)
             first = case.resolved_at if case.resolved_at is not None and case.resolved_at <= when else when
-            return self._cases.update(  # type: ignore[no-any-return]
+            stored: Case = self._cases.update(
                 attrs.evolve(case, status="resolved", resolved_at=first, resolution=resolution)
             )
+            self._store_outcomes(stored, when, ("resolution",))
+            return stored
+
+    def _store_outcomes(self, case: Case, at: dt.datetime, names: Sequence[str]) -> None:
+        """Keep how the clocks that completed at ``at`` ended (once per run of a clock)."""
+        outcomes = self._crm.records(SLAOutcome)
+        for clock in self.sla(case.id, now=at):
+            if clock.clock not in names or clock.completed_at != at or clock.started_at is None:
+                continue
+            key = (F("case_id") == case.id) & (F("clock") == clock.clock) & (F("started_at") == clock.started_at)
+            if outcomes.count(key):
+                continue
+            outcomes.add(
+                SLAOutcome(
+                    case_id=case.id,
+                    clock=clock.clock,
+                    policy=clock.policy,
+                    started_at=clock.started_at,
+                    completed_at=at,
+                    outcome="breached" if clock.breached else "met",
+                    target_seconds=int(clock.target.total_seconds()),
+                    running_seconds=int(clock.running.total_seconds()),
+                    paused_seconds=int(clock.paused.total_seconds()),
+                    priority=case.priority,
+                    queue=case.queue,
+                    team=case.team,
+                )
+            )
+
+    # ------------------------------------------------------------------ reports (computed in the store)
+
+    def open_cases(self, group_by: Sequence[str] = ("queue", "priority"), *, age: str | None = "week") -> Aggregation:
+        """Open cases counted by ``group_by`` and by the ``age`` bucket of their opening (day, week, month...)."""
+        fields = (*group_by, f"{age}(opened_at)") if age else tuple(group_by)
+        return self._cases.aggregate(_open(self._crm), group_by=fields, count=True)  # type: ignore[no-any-return]
+
+    def sla_attainment(self, *, period: str = "month", where: Any = None) -> list[Attainment]:
+        """Clocks met and breached per policy, clock and period of completion, with the rate met."""
+        report = self._crm.records(SLAOutcome).aggregate(
+            where, group_by=("policy", "clock", f"{period}(completed_at)", "outcome"), count=True
+        )
+        found: dict[tuple[Any, ...], list[int]] = {}
+        for row in report:
+            counts = found.setdefault(tuple(row.key[:3]), [0, 0])
+            counts[0 if row.key[3] == "met" else 1] += row.count or 0
+        return [
+            Attainment(policy=k[0], clock=k[1], period=k[2], met=met, breached=breached, rate=met / (met + breached))
+            for k, (met, breached) in found.items()
+        ]
+
+    def response_times(self, group_by: Sequence[str] = ("clock", "policy"), *, where: Any = None) -> Aggregation:
+        """Mean, min and max business time to each clock's completion (whole seconds), counted in the store."""
+        return self._crm.records(SLAOutcome).aggregate(
+            where,
+            group_by=tuple(group_by),
+            count=True,
+            mean="running_seconds",
+            min="running_seconds",
+            max="running_seconds",
+        )
 
     # ------------------------------------------------------------------ escalation
 
