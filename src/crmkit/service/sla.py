@@ -192,7 +192,7 @@ class _Measure:
                 continue
             target = policy.target(self.clock)
             if breached_at is None and target is not None:
-                if running >= target:
+                if running > target:
                     breached_at = a  # a policy with a tighter target took over after it was passed
                 elif running + length > target:
                     breached_at = self.plus(policy, a, target - running)
