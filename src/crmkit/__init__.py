@@ -24,6 +24,7 @@ from crmkit.lifecycle import CustomerFacts, Decision, LifecyclePolicy, StageProp
 from crmkit.lifecycle_model import Stage, StageChange
 from crmkit.query import F
 from crmkit.relationships import Reached, Relationship, RelationshipType
+from crmkit.state_changes import StateChange
 from crmkit.summaries import PurchaseSummary
 from crmkit.transactions import LineItem, Transaction
 
@@ -59,6 +60,7 @@ __all__ = [
     "RelationshipType",
     "Stage",
     "StageChange",
+    "StateChange",
     "StageProposal",
     "TimelineEntry",
     "Transaction",

@@ -1,4 +1,4 @@
-"""crmkit's own vocabulary (channels, relationship types) and the slow-path purchase summaries."""
+"""crmkit's own vocabulary (channels, relationship types), declared aggregates and the slow-path purchase summaries."""
 
 from __future__ import annotations
 
@@ -6,29 +6,20 @@ import datetime as dt
 import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmkit.channels import BUILTIN_CHANNELS, ChannelType
 from crmkit.entities import TRANSACTIONS
 from crmkit.hookspecs import hookimpl
 from crmkit.query import ALL, And, Compare, Expr, In, parse_order
 from crmkit.relationships import BUILTIN_RELATIONSHIP_TYPES, RelationshipType
+from crmkit.state_changes import StateChange
 from crmkit.store import Store, scan
 from crmkit.summaries import PurchaseSummary, summarize
 
-
-@hookimpl
-def crmkit_aggregates() -> Iterable[type]:
-    from crmkit.service import AGGREGATES
-
-    return AGGREGATES
-
-
-@hookimpl
-def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
-    from crmkit.service.service import Service
-
-    return {"service": Service}
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+    from crmkit.events import Event
 
 
 @hookimpl
@@ -39,6 +30,18 @@ def crmkit_channels() -> Iterable[ChannelType]:
 @hookimpl
 def crmkit_relationship_types() -> Iterable[RelationshipType]:
     return BUILTIN_RELATIONSHIP_TYPES
+
+
+#: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).
+WATCHED: frozenset[str] = frozenset({"opportunities", "pipelines", "leads", "orders", "quotes"})
+
+
+@hookimpl
+def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
+    """The sales rules every write obeys, and the deals' history (``crmkit.sales._hooks``)."""
+    from crmkit.sales._hooks import before_commit
+
+    before_commit(crm, events)
 
 
 @hookimpl(trylast=True)
@@ -63,3 +66,24 @@ def crmkit_purchase_summaries(
     )
     for _, group in itertools.groupby(rows, key=lambda t: t.customer_id):
         yield from summarize(group)
+
+
+@hookimpl
+def crmkit_aggregates() -> Iterable[type]:
+    """crmkit's own declared aggregates: the changes of stage of every record, the identity
+    layer's contact-point keys and merges, sales' and the service desk's."""
+    from crmkit.identity._records import IdentityKey, Merge
+    from crmkit.sales import AGGREGATES as SALES
+    from crmkit.service import AGGREGATES as SERVICE
+
+    return [StateChange, IdentityKey, Merge, *SALES, *SERVICE]
+
+
+@hookimpl
+def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
+    """``crm.identity`` (duplicates, merge and un-merge), ``crm.sales`` and ``crm.service`` (cases and SLAs)."""
+    from crmkit.identity._service import Identity
+    from crmkit.sales import Sales
+    from crmkit.service.service import Service
+
+    return {"identity": Identity, "sales": Sales, "service": Service}

@@ -181,6 +181,7 @@ class PluginHost:
     def customer_stages(self) -> StageSet:
         """The customer life cycle: the built-in stages, then those plugins add (registered as Stage values)."""
         from crmkit.lifecycle_model import BUILTIN_STAGES, StageDef, StageSet, register_stages
+        from crmkit.state_changes import LIFECYCLE
 
         if self._stages is not None:
             return self._stages
@@ -193,7 +194,7 @@ class PluginHost:
                     raise PluginError(f"customer stage '{item.name}' is defined twice differently")
                 found[item.name] = item
         register_stages(found.values())
-        self._stages = StageSet("customer", list(found.values()))
+        self._stages = StageSet(LIFECYCLE, list(found.values()))  # the stage set its changes are stored under
         return self._stages
 
     def propose_stage(self, facts: CustomerFacts) -> StageProposal | None:
@@ -221,8 +222,23 @@ class PluginHost:
 
     # --- events
     def wants_events(self) -> bool:
+        """Whether every write needs its event: some plugin listens to all of them.
+
+        crmkit's own ``crmkit_before_commit`` (``crmkit._builtin``) listens only to the
+        aggregates ``watched_entities`` names, so it alone does not make bulk imports of
+        customers build an event per record.
+        """
         hook = self.pm.hook
-        return bool(hook.crmkit_after_commit.get_hookimpls() or hook.crmkit_before_commit.get_hookimpls())
+        before = [i for i in hook.crmkit_before_commit.get_hookimpls() if i.plugin_name != "crmkit._builtin"]
+        return bool(hook.crmkit_after_commit.get_hookimpls() or before)
+
+    def watched_entities(self) -> frozenset[str]:
+        """The aggregates whose writes crmkit's own ``crmkit_before_commit`` needs the events of."""
+        for impl in self.pm.hook.crmkit_before_commit.get_hookimpls():
+            if impl.plugin_name == "crmkit._builtin":
+                watched: frozenset[str] = getattr(impl.plugin, "WATCHED", frozenset())
+                return watched
+        return frozenset()
 
     @property
     def has_before_commit(self) -> bool:

@@ -37,7 +37,7 @@ import datetime as dt
 import decimal
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -79,6 +79,8 @@ class Bucket:
     field: str
     kind: str
     unit: str | None = None
+    #: Whether the field may be missing (attributes may always be).
+    nullable: bool = True
 
 
 @attrs.frozen
@@ -130,6 +132,11 @@ def _field_kind(spec: EntitySpec, param: str, name: str) -> str:
     return field.kind
 
 
+def _nullable(spec: EntitySpec, name: str) -> bool:
+    field = spec.field(name)
+    return field is None or field.nullable
+
+
 def parse_aggregate(
     spec: EntitySpec,
     *,
@@ -150,7 +157,7 @@ def parse_aggregate(
             kind = _field_kind(spec, "group_by", field)
             if kind not in ("datetime", "date"):
                 raise ValidationError("group_by", f"{unit}() takes an instant or a date field, not {kind}", name)
-            buckets.append(Bucket(name, field, kind, unit))
+            buckets.append(Bucket(name, field, kind, unit, _nullable(spec, field)))
         elif name.startswith("attributes."):
             if not spec.has_attributes:
                 raise ValidationError("group_by", f"{spec.name} have no custom attributes", name)
@@ -160,7 +167,7 @@ def parse_aggregate(
             kind = _field_kind(spec, "group_by", name)
             if kind == "text_set":
                 raise ValidationError("group_by", "cannot group by a set field", name)
-            buckets.append(Bucket(name, name, kind))
+            buckets.append(Bucket(name, name, kind, None, _nullable(spec, name)))
         if len({b.name for b in buckets}) != len(buckets):
             raise ValidationError("group_by", "names a grouping twice", name)
     if not isinstance(count, bool):
@@ -193,7 +200,9 @@ def parse_aggregate(
             asked.append(label)
             if param in ("sum", "mean"):
                 need(Measure("sum", name, kind))
-                need(Measure("count", name, kind))  # how many values: a sum of none is None, a mean divides by it
+                # how many values: a sum of none is None, a mean divides by it (the records, when never missing)
+                field = spec.field(name)
+                need(Measure("count", name, kind) if field is not None and field.nullable else Measure("count"))
             else:
                 need(Measure(param, name, kind))  # type: ignore[arg-type]
     if not asked:
@@ -307,9 +316,6 @@ def _group_value(bucket: Bucket, value: Any) -> Any:
     return _plain(value)
 
 
-_KIND_RANK = {bool: 0, int: 1, Decimal: 1, str: 2, dt.date: 3, dt.datetime: 4, uuid.UUID: 5}
-
-
 def _group_key(value: Any) -> tuple[Any, ...]:
     """A sort and identity key for group values of any kind (None first; True is not 1)."""
     if value is None:
@@ -325,46 +331,82 @@ def _group_key(value: Any) -> tuple[Any, ...]:
     if isinstance(value, dt.date):
         return (1, 3, value)
     if isinstance(value, uuid.UUID):
-        return (1, 5, value)
+        return (1, 5, value.int)
     return (1, 9, repr(value))
+
+
+def _group_form(bucket: Bucket) -> Callable[[Any], Any]:
+    """How a group value of ``bucket`` is reported (see ``_group_value``), as one function."""
+    if bucket.kind == "attribute" or bucket.kind == "decimal":
+        return lambda value: _group_value(bucket, value)
+    if bucket.kind == "text":
+        return _plain
+    return _same
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _order_key(bucket: Bucket) -> Callable[[Any], tuple[Any, ...]]:
+    """The sort key of one grouping's values: None first; values of one kind need no kind rank."""
+    if bucket.kind == "attribute":
+        return _group_key
+    if bucket.kind == "uuid":
+        return lambda value: (0, 0) if value is None else (1, value.int)
+    return lambda value: (0,) if value is None else (1, value)
 
 
 def finish(query: AggregateQuery, raw: Iterable[Sequence[Any]]) -> Aggregation:
     """The report from a store's raw rows: normal forms, sums of no values None, means, sorted rows."""
     width = len(query.group_by)
+    names = [b.name for b in query.group_by]
+    forms = [_group_form(b) for b in query.group_by]
+    at = {m.name: width + i for i, m in enumerate(query.measures)}
+    kinds = {m.name: m.kind for m in query.measures}
+    plans: list[tuple[str, str, int, int, str | None]] = []  # name, op, where its value is, where its count is, kind
+    for name in query.asked:
+        op, _, rest = name.partition("(")
+        field = rest[:-1]
+        if op in ("sum", "mean"):
+            total = f"sum({field})"
+            plans.append((name, op, at[total], at.get(f"count({field})", at.get("count", -1)), kinds[total]))
+        else:
+            plans.append((name, op, at[name], -1, kinds.get(name)))
     rows: list[Row] = []
     for values in raw:
-        group = {b.name: _group_value(b, v) for b, v in zip(query.group_by, values[:width], strict=True)}
-        got = dict(zip((m.name for m in query.measures), values[width:], strict=True))
+        key = [form(value) for form, value in zip(forms, values, strict=False)]
         out: dict[str, Any] = {}
-        for name in query.asked:
-            op, _, rest = name.partition("(")
-            field = rest[:-1]
+        for name, op, index, count_index, kind in plans:
+            value = values[index]
             if op in ("count", "count_distinct"):
-                out[name] = int(got[name] or 0)
+                out[name] = int(value or 0)
             elif op in ("sum", "mean"):
-                present = int(got[f"count({field})"] or 0)
-                total = got[f"sum({field})"]
-                kind = next(m.kind for m in query.measures if m.name == f"sum({field})")
-                if not present or total is None:
+                present = int(values[count_index] or 0)
+                if not present or value is None:
                     out[name] = None
                     continue
-                total = int(total) if kind == "int" else _money_sum(Decimal(total))
-                out[name] = total if op == "sum" else _MEAN.divide(Decimal(total), Decimal(present))
-            else:  # min, max
-                value = got[name]
-                kind = next(m.kind for m in query.measures if m.name == name)
-                if value is not None and kind == "decimal":
-                    value = _money(Decimal(value))
-                elif value is not None and kind == "int":
-                    value = int(value)
+                value = int(value) if kind == "int" else _money_sum(value if type(value) is Decimal else Decimal(value))
+                out[name] = value if op == "sum" else _MEAN.divide(Decimal(value), Decimal(present))
+            elif value is None:
+                out[name] = None
+            elif kind == "decimal":
+                out[name] = _money(Decimal(value))
+            elif kind == "int":
+                out[name] = int(value)
+            else:
                 out[name] = _plain(value)
-        rows.append(Row(group, out))
+        rows.append(Row(dict(zip(names, key, strict=True)), out))
     if not width and not rows:
         empty = {n: (0 if n == "count" or n.startswith("count_distinct(") else None) for n in query.asked}
         rows.append(Row({}, empty))
-    rows.sort(key=lambda r: tuple(_group_key(v) for v in r.key))
-    return Aggregation(tuple(b.name for b in query.group_by), query.asked, tuple(rows))
+    if width == 1:
+        order = _order_key(query.group_by[0])
+        rows.sort(key=lambda r: order(r.key[0]))
+    elif width:
+        orders = [_order_key(b) for b in query.group_by]
+        rows.sort(key=lambda r: tuple(o(v) for o, v in zip(orders, r.key, strict=True)))
+    return Aggregation(tuple(names), query.asked, tuple(rows))
 
 
 # --------------------------------------------------------------------------- the reference

@@ -23,12 +23,16 @@ from crmkit.services.records import BulkResult, Page, Records, _ReadRecords, _Re
 from crmkit.services.references import ReferencePolicies
 from crmkit.services.timeline import TimelineEntry, timeline
 from crmkit.services.unit_of_work import UnitOfWork, _actor
+from crmkit.state_changes import StateChanges
 from crmkit.store import Store
 from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
+    from crmkit.identity import Identity
+    from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
     from crmkit.service import BusinessCalendar, Case, SLAPolicy
     from crmkit.service.service import Service
+    from crmkit.session import ScoringSession
     from crmkit.value._store import CRMValue
 
 __all__ = ["CRM", "BulkResult", "Page", "Records", "TimelineEntry", "connect"]
@@ -61,6 +65,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._local = threading.local()
         self._events_wanted = host.wants_events()
+        self._watched = host.watched_entities()
         self._before_commit_wanted = host.has_before_commit
         self.channels: dict[str, ChannelType] = host.channels()
         self.relationship_types: dict[str, RelationshipType] = host.relationship_types()
@@ -68,14 +73,16 @@ class CRM(UnitOfWork, ReferencePolicies):
         self.relationships = Relationships(self)
         self.interactions = Interactions(self)
         self.transactions = Transactions(self)
+        #: Every change of stage of every record (the customer life cycle's, pipelines'...).
+        self.state_changes = StateChanges(self)
         self.stage_changes = StageChanges(self)
         self.lifecycle = Lifecycle(self)
         self._services: dict[str, _ReadRecords[Any]] = {
             s.spec.name: s
-            for s in (self.customers, self.relationships, self.interactions, self.transactions, self.stage_changes)
+            for s in (self.customers, self.relationships, self.interactions, self.transactions, self.state_changes)
         }
         self._referrers = {
-            name: any(r.source in self.schema.declared for r in self.schema.references_to(name)) for name in self.schema
+            name: any(r.source in self.schema.derived for r in self.schema.references_to(name)) for name in self.schema
         }
         services = host.services()
         for name in services:
@@ -105,17 +112,29 @@ class CRM(UnitOfWork, ReferencePolicies):
     if TYPE_CHECKING:
         # The services and aggregates crmkit's own features add at run time (crmkit_services,
         # crmkit_aggregates), declared for type checkers: ``leads: Records[Lead]``, ``sales: Sales``.
+        identity: Identity
         calendars: Records[BusinessCalendar]
         sla_policies: Records[SLAPolicy]
         cases: Records[Case]
         service: Service
+        sales: Sales
+        leads: Records[Lead]
+        pipelines: Records[Pipeline]
+        opportunities: Records[Opportunity]
+        products: Records[Product]
+        quotes: Records[Quote]
+        orders: Records[Order]
+        tasks: Tasks
+        notes: Records[Note]
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""
         spec = self.schema.spec(aggregate)
         service = self._services.get(spec.name)
         if service is None:
-            service = self._services.setdefault(spec.name, Records(self, spec))
+            # A feature may serve its aggregate with a Records subclass of its own (crm.tasks.due).
+            made = getattr(spec.cls, "__crmkit_records__", Records)
+            service = self._services.setdefault(spec.name, made(self, spec))
         return service  # type: ignore[return-value]
 
     def __repr__(self) -> str:
@@ -154,7 +173,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[TimelineEntry]:
-        """A customer's interactions, transactions and stage changes in one time-ordered list."""
+        """A customer's interactions, transactions, stage changes, tasks and notes in one time-ordered list."""
         return timeline(self, customer_id, since=since, until=until, limit=limit, newest_first=newest_first)
 
     def migrate(self) -> str:
@@ -207,3 +226,9 @@ def connect(
     schema = host.schema()
     store = host.open_store(url, options, schema)
     return CRM(store, host, tenant, clock=clock, policy=policy, schema=schema, actor=checked_actor)
+
+
+if TYPE_CHECKING:
+
+    def _a_connection_is_what_hooks_are_handed(crm: CRM) -> ScoringSession:
+        return crm  # checked by the type checker: CRM satisfies the hooks' protocols

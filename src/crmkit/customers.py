@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import uuid
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
-import attrs
-
+from crmkit import schema
 from crmkit._errors import ValidationError
-from crmkit._ids import new_id
-from crmkit._validation import (
-    AttributeValue,
-    frozen_attributes,
-    frozen_tuple,
-    nonempty_text,
-    of_type,
-    one_of,
-    optional_aware,
-    optional_text,
-    positive_int,
-    text_of,
-    text_set,
-    uuid_field,
-    valid_external_id,
-)
+from crmkit._validation import AttributeValue
 from crmkit.channels import Channel
 from crmkit.lifecycle_model import Stage, to_stage
+from crmkit.schema._registry import hand_tuned
 
 __all__ = [
     "Consent",
@@ -49,42 +33,17 @@ _PHONE = re.compile(r"^\+?[0-9 ().\-/]{3,32}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
-def _to_lines(value: Any) -> Any:
-    return frozen_tuple("lines", str)(value)
-
-
-def _to_emails(value: Any) -> Any:
-    return frozen_tuple("emails", EmailAddress)(value)
-
-
-def _to_phones(value: Any) -> Any:
-    return frozen_tuple("phones", Phone)(value)
-
-
-def _to_addresses(value: Any) -> Any:
-    return frozen_tuple("addresses", PostalAddress)(value)
-
-
-def _to_handles(value: Any) -> Any:
-    return frozen_tuple("handles", Handle)(value)
-
-
-def _to_tags(value: Any) -> Any:
-    return text_set("tags")(value)
-
-
-@attrs.frozen
+@schema.value_object(kw_only=False)
 class Consent:
     """Whether the customer agreed to be contacted on a channel, when, and how we know."""
 
-    channel: Channel = attrs.field(converter=Channel)
-    granted: bool = attrs.field(validator=of_type(bool))
-    at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
-    source: str | None = attrs.field(default=None, validator=optional_text)
+    channel: str = schema.text(check=Channel)
+    granted: bool = schema.boolean()
+    at: dt.datetime | None = schema.instant(default=None)
+    source: str | None = schema.text(default=None, blank=True)
 
 
-def _consents(value: object) -> tuple[Consent, ...]:
-    items = frozen_tuple("consent", Consent)(value)
+def _one_per_channel(items: tuple[Consent, ...]) -> tuple[Consent, ...]:
     seen: set[str] = set()
     for item in items:
         if item.channel in seen:
@@ -93,25 +52,27 @@ def _consents(value: object) -> tuple[Consent, ...]:
     return items
 
 
-def _email(value: object) -> str:
-    text = text_of("email", value)
-    if not _EMAIL.fullmatch(text) or len(text) > 320:
+def _email_address(value: str) -> str:
+    if not _EMAIL.fullmatch(value) or len(value) > 320:
         raise ValidationError("email", "is not a valid e-mail address", value)
-    return text
+    return value
 
 
-def _phone(value: object) -> str:
-    text = text_of("phone", value)
-    if not _PHONE.fullmatch(text) or sum(c.isdigit() for c in text) < 3:
+def _phone_number(value: str) -> str:
+    if not _PHONE.fullmatch(value) or sum(c.isdigit() for c in value) < 3:
         raise ValidationError("phone", "is not a valid phone number", value)
-    return text
+    return value
 
 
-def _country(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _COUNTRY.fullmatch(value):
+def _iso_country(value: str) -> str:
+    if not _COUNTRY.fullmatch(value):
         raise ValidationError("country", "must be an ISO 3166-1 alpha-2 code such as DE", value)
+    return value
+
+
+def _at_least_one_line(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise ValidationError("lines", "an address needs at least one line", value)
     return value
 
 
@@ -130,76 +91,64 @@ class _ContactPoint:
         return None
 
 
-@attrs.frozen
+@schema.value_object(kw_only=False)
 class EmailAddress(_ContactPoint):
     """An e-mail address; its consent usually covers the ``email`` channel."""
 
-    address: str = attrs.field(converter=_email)
-    label: str | None = attrs.field(default=None, validator=optional_text)
-    consent: tuple[Consent, ...] = attrs.field(default=(), converter=_consents)
+    address: str = schema.text(check=_email_address, personal=True)
+    label: str | None = schema.text(default=None, blank=True)
+    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel)
 
 
-@attrs.frozen
+@schema.value_object(kw_only=False)
 class Phone(_ContactPoint):
     """A phone number; consent may differ for ``phone`` and ``sms``."""
 
-    number: str = attrs.field(converter=_phone)
-    label: str | None = attrs.field(default=None, validator=optional_text)
-    consent: tuple[Consent, ...] = attrs.field(default=(), converter=_consents)
+    number: str = schema.text(check=_phone_number, personal=True)
+    label: str | None = schema.text(default=None, blank=True)
+    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel)
 
 
-@attrs.frozen
+@schema.value_object(kw_only=False)
 class PostalAddress(_ContactPoint):
     """A postal address; consent covers the ``letter`` channel."""
 
-    lines: tuple[str, ...] = attrs.field(converter=_to_lines)
-    city: str | None = attrs.field(default=None, validator=optional_text)
-    postal_code: str | None = attrs.field(default=None, validator=optional_text)
-    region: str | None = attrs.field(default=None, validator=optional_text)
-    country: str | None = attrs.field(default=None, converter=_country)
-    label: str | None = attrs.field(default=None, validator=optional_text)
-    consent: tuple[Consent, ...] = attrs.field(default=(), converter=_consents)
-
-    @lines.validator
-    def _check_lines(self, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
-        if not value:
-            raise ValidationError("lines", "an address needs at least one line", value)
-        for line in value:
-            text_of("lines", line)
+    lines: tuple[str, ...] = schema.text_list(check=_at_least_one_line, personal=True)
+    city: str | None = schema.text(default=None, blank=True, personal=True)
+    postal_code: str | None = schema.text(default=None, blank=True, personal=True)
+    region: str | None = schema.text(default=None, blank=True)
+    country: str | None = schema.text(default=None, check=_iso_country)
+    label: str | None = schema.text(default=None, blank=True)
+    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel)
 
 
-@attrs.frozen
+@schema.value_object(kw_only=False)
 class Handle(_ContactPoint):
     """A web or social-media handle (``network`` such as "linkedin", "web", "mastodon")."""
 
-    network: str = attrs.field(validator=nonempty_text)
-    handle: str = attrs.field(validator=nonempty_text)
-    consent: tuple[Consent, ...] = attrs.field(default=(), converter=_consents)
+    network: str = schema.text()
+    handle: str = schema.text(personal=True)
+    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel)
 
 
-@attrs.frozen
-class Customer:
+@schema.aggregate("customers", kw_only=False)
+class Customer(schema.Record):
     """A person or an organisation the business deals with, one to one.
 
     ``created_at``, ``updated_at`` and ``version`` are set by the store: a customer built
     in code has version 0 until it is added.
     """
 
-    kind: CustomerKind = attrs.field(validator=one_of("kind", CUSTOMER_KINDS))
-    name: str = attrs.field(validator=nonempty_text)
-    emails: tuple[EmailAddress, ...] = attrs.field(default=(), converter=_to_emails)
-    phones: tuple[Phone, ...] = attrs.field(default=(), converter=_to_phones)
-    addresses: tuple[PostalAddress, ...] = attrs.field(default=(), converter=_to_addresses)
-    handles: tuple[Handle, ...] = attrs.field(default=(), converter=_to_handles)
-    tags: frozenset[str] = attrs.field(default=frozenset(), converter=_to_tags)
-    owner: str | None = attrs.field(default=None, validator=optional_text)
-    attributes: Mapping[str, AttributeValue] = attrs.field(factory=dict, converter=frozen_attributes, hash=False)
-    stage: Stage = attrs.field(default=Stage.LEAD, converter=to_stage)
-    external_id: str | None = attrs.field(default=None, validator=valid_external_id)
-    id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
-    created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
-    updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
-    version: int = attrs.field(default=0, validator=positive_int)
+    kind: CustomerKind = schema.text(choices=CUSTOMER_KINDS, sortable=True)
+    name: str = schema.text(sortable=True, personal=True)
+    emails: tuple[EmailAddress, ...] = schema.many(EmailAddress, default=(), personal=True)
+    phones: tuple[Phone, ...] = schema.many(Phone, default=(), personal=True)
+    addresses: tuple[PostalAddress, ...] = schema.many(PostalAddress, default=(), personal=True)
+    handles: tuple[Handle, ...] = schema.many(Handle, default=(), personal=True)
+    tags: frozenset[str] = schema.text_set(default=frozenset())
+    owner: str | None = schema.text(default=None, blank=True)
+    attributes: Mapping[str, AttributeValue] = schema.attributes()
+    stage: Stage = schema.text(default=Stage.LEAD, check=to_stage, sortable=True)
 
     def may_contact(self, channel: str) -> bool:
         """True when some contact point records granted consent for the channel (and none denies it)."""
@@ -209,3 +158,6 @@ class Customer:
     def contact_points(self) -> tuple[_ContactPoint, ...]:
         """Every contact point, e-mails first, then phones, addresses and handles."""
         return (*self.emails, *self.phones, *self.addresses, *self.handles)
+
+
+hand_tuned(Customer)

@@ -19,13 +19,13 @@ import pluggy
 
 if TYPE_CHECKING:
     from crmkit.channels import ChannelType
-    from crmkit.crm import CRM
     from crmkit.customers import Customer
     from crmkit.events import Event
     from crmkit.lifecycle import CustomerFacts, StageProposal
     from crmkit.lifecycle_model import Stage, StageDef
     from crmkit.relationships import RelationshipType
     from crmkit.schema import Schema
+    from crmkit.session import ScoringSession, Session
     from crmkit.store import Store
     from crmkit.summaries import PurchaseSummary
 
@@ -179,7 +179,7 @@ def crmkit_propose_stage(facts: CustomerFacts) -> StageProposal | None:
 
 @hookspec
 def crmkit_customer_scores(
-    crm: CRM, customers: Sequence[Customer], now: dt.datetime
+    crm: ScoringSession, customers: Sequence[Customer], now: dt.datetime
 ) -> Mapping[uuid.UUID, Mapping[str, float]] | None:
     """Score a batch of customers (e.g. probability alive from a fitted model) for the rules.
 
@@ -204,7 +204,7 @@ def crmkit_guard_transition(
 
 
 @hookspec
-def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
+def crmkit_before_commit(crm: Session, events: Sequence[Event]) -> None:
     """See the events of a transaction just before it commits, inside it.
 
     An implementation may write more records through ``crm`` (audit rows, counters):
@@ -215,7 +215,7 @@ def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
 
 
 @hookspec
-def crmkit_after_commit(crm: CRM, events: Sequence[Event]) -> None:
+def crmkit_after_commit(crm: Session, events: Sequence[Event]) -> None:
     """Receive the events of a transaction after it committed, in the order they happened.
 
     Never called for rolled-back work. Every implementation is called, even after another

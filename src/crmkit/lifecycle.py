@@ -11,9 +11,9 @@ import attrs
 
 from crmkit._errors import ConflictError, TransitionVetoed, ValidationError
 from crmkit._validation import at_least, count_of, nonempty_text, of_type
-from crmkit.entities import CUSTOMERS, INTERACTIONS, STAGE_CHANGES
+from crmkit.entities import CUSTOMERS, INTERACTIONS
 from crmkit.lifecycle_model import Stage, StageChange, StageSet, to_stage
-from crmkit.query import Compare, Where, bind, parse_order
+from crmkit.query import Compare, Where, bind
 from crmkit.store import Activity
 from crmkit.summaries import PurchaseSummary
 
@@ -200,13 +200,8 @@ class Lifecycle:
         return self._crm.customers.get(customer_id)
 
     def history(self, customer_id: uuid.UUID) -> list[StageChange]:
-        """Every stage change of a customer, oldest first."""
-        repo = self._crm.store.repository(STAGE_CHANGES)
-        return list(
-            repo.find(
-                self._crm.tenant, Compare("customer_id", "==", customer_id), parse_order(None, STAGE_CHANGES), None
-            )
-        )
+        """Every stage change of a customer, oldest first (its state changes of stage set ``lifecycle``)."""
+        return list(self._crm.stage_changes.stream(Compare("customer_id", "==", customer_id)))
 
     def guard(self, customer: Customer, target: Stage, rule: str) -> None:
         """Raise TransitionVetoed with every guard's reason if the move is not allowed."""

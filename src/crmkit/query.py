@@ -13,7 +13,8 @@ Semantics (every backend must give the same answers; the conformance suite check
 * Ordering comparisons hold only between values of the same kind: numbers (int, float,
   Decimal; never bool), text, dates, datetimes, uuids. Mixed kinds never match.
 * ``contains`` means membership for sets (``tags``, ``participants``) and a case-sensitive
-  substring test for text.
+  substring test for text; ``contains_any`` / ``contains_all`` are ``contains`` of each
+  value joined with ``|`` / ``&`` (of no values: nothing / everything).
 * Text compares by Unicode code point (binary collation), never by locale.
 * Text in a condition is Unicode: a lone surrogate is a ValidationError, as it is in
   stored text. A value for a model field may hold NUL, which stored text never does: it
@@ -37,7 +38,7 @@ import attrs
 
 from crmkit._errors import ValidationError
 from crmkit._validation import _SURROGATE, check_identifier, frozen_attributes, utc
-from crmkit.entities import EntitySpec, FieldSpec
+from crmkit.schema._specs import EntitySpec, FieldSpec
 
 __all__ = [
     "ALL",
@@ -180,6 +181,21 @@ class F:
     def contains(self, value: Any) -> Contains:
         """Membership for set fields, substring for text."""
         return Contains(self.name, value)
+
+    def contains_any(self, values: Iterable[Any]) -> Expr:
+        """The set holds at least one of ``values`` (for text: contains one of them); none given: never."""
+        items = self._many("contains_any", values)
+        return Or(items) if items else Not(ALL)
+
+    def contains_all(self, values: Iterable[Any]) -> Expr:
+        """The set holds every one of ``values`` (for text: contains each of them); none given: always."""
+        items = self._many("contains_all", values)
+        return And(items) if items else ALL
+
+    def _many(self, method: str, values: Iterable[Any]) -> tuple[Expr, ...]:
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise ValidationError(self.name, f"{method}() takes a collection of values", values)
+        return tuple(Contains(self.name, v) for v in dict.fromkeys(values))
 
     def is_null(self) -> Compare:
         """The field is missing."""
@@ -409,8 +425,26 @@ class Order:
         return tuple(_plain(entity.record_value(record, name)) for name, _ in self.keys)
 
 
+#: Orders parsed from a single name (or None, the default), per entity: views ask the same few
+#: over and over. Keyed by the entity's identity, which the value keeps alive and is checked against.
+_ORDERS: dict[tuple[int, str | None], tuple[EntitySpec, Order]] = {}
+
+
 def parse_order(order_by: str | Sequence[str] | None, entity: EntitySpec) -> Order:
     """``"-occurred_at"`` or ``("name", "-created_at")`` to an Order; only sortable fields are allowed."""
+    if order_by is None or type(order_by) is str:
+        found = _ORDERS.get((id(entity), order_by))
+        if found is not None and found[0] is entity:
+            return found[1]
+        order = _parse_order(order_by, entity)
+        if len(_ORDERS) >= 256:  # names come from code, not data; keep the cache small anyway
+            _ORDERS.clear()
+        _ORDERS[id(entity), order_by] = (entity, order)
+        return order
+    return _parse_order(order_by, entity)
+
+
+def _parse_order(order_by: str | Sequence[str] | None, entity: EntitySpec) -> Order:
     if order_by is None:
         names: Sequence[str] = entity.default_order
     elif isinstance(order_by, str):

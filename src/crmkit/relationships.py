@@ -9,20 +9,10 @@ from typing import Literal
 
 import attrs
 
+from crmkit import schema
 from crmkit._errors import ValidationError
-from crmkit._ids import new_id
-from crmkit._validation import (
-    AttributeValue,
-    check_identifier,
-    frozen_attributes,
-    of_type,
-    optional_aware,
-    optional_date,
-    optional_text,
-    positive_int,
-    uuid_field,
-    valid_external_id,
-)
+from crmkit._validation import AttributeValue, check_identifier, of_type
+from crmkit.schema._registry import hand_tuned
 
 __all__ = [
     "BUILTIN_RELATIONSHIP_TYPES",
@@ -36,7 +26,7 @@ Direction = Literal["out", "in", "both"]
 DIRECTIONS = ("out", "in", "both")
 
 
-def _kind(value: object) -> str:
+def _identifier(value: object) -> str:
     return check_identifier("kind", value)
 
 
@@ -44,8 +34,8 @@ def _kind(value: object) -> str:
 class RelationshipType:
     """A kind of edge: its name read from source to target, the inverse name, and symmetry."""
 
-    name: str = attrs.field(converter=_kind)
-    inverse: str = attrs.field(converter=_kind)
+    name: str = attrs.field(converter=_identifier)
+    inverse: str = attrs.field(converter=_identifier)
     symmetric: bool = attrs.field(default=False, validator=of_type(bool))
     description: str = attrs.field(default="", validator=of_type(str, "string"))
 
@@ -65,8 +55,8 @@ BUILTIN_RELATIONSHIP_TYPES: tuple[RelationshipType, ...] = (
 )
 
 
-@attrs.frozen
-class Relationship:
+@schema.aggregate("relationships", kw_only=False)
+class Relationship(schema.Record):
     """``source`` --kind--> ``target`` (Ada works_for Acme), valid from ``since`` to ``until`` inclusive.
 
     A tenant stores one relationship per natural key (source_id, target_id, kind, since),
@@ -76,18 +66,13 @@ class Relationship:
     relationship was imported from.
     """
 
-    source_id: uuid.UUID = attrs.field(validator=uuid_field)
-    target_id: uuid.UUID = attrs.field(validator=uuid_field)
-    kind: str = attrs.field(converter=_kind)
-    role: str | None = attrs.field(default=None, validator=optional_text)
-    since: dt.date | None = attrs.field(default=None, validator=optional_date)
-    until: dt.date | None = attrs.field(default=None, validator=optional_date)
-    attributes: Mapping[str, AttributeValue] = attrs.field(factory=dict, converter=frozen_attributes, hash=False)
-    external_id: str | None = attrs.field(default=None, validator=valid_external_id)
-    id: uuid.UUID = attrs.field(factory=new_id, validator=uuid_field)
-    created_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
-    updated_at: dt.datetime | None = attrs.field(default=None, validator=optional_aware)
-    version: int = attrs.field(default=0, validator=positive_int)
+    source_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
+    target_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
+    kind: str = schema.text(check=_identifier, sortable=True)
+    role: str | None = schema.text(default=None, blank=True)
+    since: dt.date | None = schema.date(default=None)
+    until: dt.date | None = schema.date(default=None)
+    attributes: Mapping[str, AttributeValue] = schema.attributes()
 
     def __attrs_post_init__(self) -> None:
         if self.since == dt.date.min:
@@ -100,6 +85,9 @@ class Relationship:
     def active_on(self, day: dt.date) -> bool:
         """Whether the relationship holds on that day."""
         return (self.since is None or self.since <= day) and (self.until is None or day <= self.until)
+
+
+hand_tuned(Relationship, customer_field=None, natural_key=("source_id", "target_id", "kind", "since"))
 
 
 @attrs.frozen

@@ -73,3 +73,11 @@ def test_stage_sets_check_their_stages() -> None:
         StageSet("deals", [StageDef("a"), StageDef("a")])
     with pytest.raises(ValidationError):
         StageDef("not a name")
+
+
+def test_the_life_cycle_is_the_stage_set_its_changes_are_stored_under() -> None:
+    with crmkit.connect("memory://") as crm:
+        ada = crm.customers.add(crmkit.Customer(kind="person", name="Ada"))
+        crm.lifecycle.move(ada.id, crmkit.Stage.PROSPECT)
+        (change,) = crm.state_changes.history(ada)
+        assert change.stage_set == crm.lifecycle.stages.key == "lifecycle"

@@ -470,6 +470,7 @@ def test_the_indexes_match_the_declarations(crm):
         ),
         "index_code": ((t, ("code", 1)), False, {}),
         "index_happened_at_amount": ((t, ("happened_at", 1), ("amount", 1)), False, {}),
+        "index_about_happened_at": ((t, ("about.aggregate", 1), ("about.id", 1), ("happened_at", 1)), False, {}),
         "ref_owner_id": ((t, ("owner_id", 1), ("happened_at", 1), ("id", 1)), False, {}),
         "ref_sponsor_id": ((t, ("sponsor_id", 1), ("happened_at", 1), ("id", 1)), False, {}),
         "ref_guard_id": ((t, ("guard_id", 1), ("happened_at", 1), ("id", 1)), False, {}),

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
+import attrs
 from crmkit_mongo._store import _indexes
 
 from crmkit import Customer, Transaction
@@ -17,7 +18,7 @@ def _plan(cursor) -> str:
 
 
 def test_every_index_leads_with_the_tenant(crm):
-    for name in ("customers", "relationships", "interactions", "transactions", "stage_changes"):
+    for name in ("customers", "relationships", "interactions", "transactions", "state_changes"):
         info = crm.store.db[name].index_information()
         for index, spec in info.items():
             if index != "_id_":
@@ -59,3 +60,17 @@ def test_records_without_external_id_never_clash(crm):
     for _ in range(3):
         crm.customers.add(Customer(kind="person", name="No key " + uuid.uuid4().hex))
     assert crm.customers.count() == 3
+
+
+def test_the_history_of_a_record_comes_from_an_index(crm):
+    ada = crm.customers.add(Customer(kind="person", name="Ada"))
+    for stage in ("prospect", "customer", "repeat"):
+        ada = crm.customers.update(attrs.evolve(ada, stage=stage))
+    changes = crm.store.db["state_changes"]
+    history = changes.find(
+        {"tenant": crm.tenant, "record.aggregate": "customers", "record.id": ada.id},
+        sort=[("occurred_at", 1), ("id", 1)],
+    )
+    plan = _plan(history)
+    assert "IXSCAN" in plan and "'SORT'" not in plan
+    assert [c.to_stage for c in crm.lifecycle.history(ada.id)] == ["prospect", "customer", "repeat"]

@@ -17,10 +17,9 @@ from crmkit_sqlalchemy._ingest import COPY_MIN_ROWS
 from hypothesis import strategies as st
 
 import crmkit
-from crmkit import ConflictError, Customer, Transaction
+from crmkit import ConflictError, Customer, StateChange, Transaction
 from crmkit.crm import CRM
 from crmkit.entities import CUSTOMERS, TRANSACTIONS
-from crmkit.lifecycle_model import StageChange
 
 BASE = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -136,9 +135,6 @@ def test_bulk_rows_are_what_sqlalchemy_would_bind(crm: CRM) -> None:
     from crmkit_sqlalchemy._ingest import driver_rows
 
     from crmkit import Interaction, Relationship
-    from crmkit.entities import ENTITIES
-    from crmkit.lifecycle_model import StageChange
-
     when = dt.datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     ada = Customer(kind="person", name="Ada 😀", tags={"b", "a"}, attributes={"x": Decimal("1.50"), "d": when},
                    created_at=when, updated_at=when, version=1)
@@ -149,11 +145,12 @@ def test_bulk_rows_are_what_sqlalchemy_would_bind(crm: CRM) -> None:
                                     participants={"z", "y"}, attributes={"n": 1}),
         "relationships": Relationship(source_id=ada.id, target_id=uuid.uuid4(), kind="partner_of",
                                       since=dt.date(2020, 2, 29), attributes={"f": 0.5}),
-        "stage_changes": StageChange(customer_id=ada.id, from_stage=None, to_stage="lead", occurred_at=when),
+        "state_changes": StateChange(record=("customers", ada.id), stage_set="lifecycle", to_stage="lead",
+                                     occurred_at=when, actor="user:7"),
     }
     dialect = crm.store.engine.dialect  # type: ignore[attr-defined]
     for name, record in records.items():
-        repo = crm.store.repository(ENTITIES[name])
+        repo = crm.store.repository(crm.schema[name])
         (row,) = repo.rows(crm.tenant, [record])
         (fast,) = driver_rows(repo.table, dialect, crm.tenant, [record])
         slow = []
@@ -251,9 +248,10 @@ def _stored_batch(draw: st.DrawFn, entity: str) -> list[Any]:
         "interactions": cs.interactions(),
         "transactions": cs.transactions(),
         "relationships": cs.relationships(),
-        "stage_changes": st.builds(
-            StageChange, customer_id=cs.uuids(), from_stage=st.none() | cs.stages(), to_stage=cs.stages(),
-            occurred_at=cs.aware_datetimes(), rule=texts, reason=st.none() | texts,
+        "state_changes": st.builds(
+            StateChange, record=st.tuples(st.just("customers"), cs.uuids()), stage_set=texts,
+            from_stage=st.none() | texts, to_stage=texts, occurred_at=cs.aware_datetimes(), rule=texts,
+            reason=st.none() | texts, actor=st.none() | texts,
         ),
     }[entity]
     records = draw(st.lists(built, min_size=1, max_size=6, unique_by=lambda r: r.id))
@@ -273,16 +271,14 @@ def _stored_batch(draw: st.DrawFn, entity: str) -> list[Any]:
     return out
 
 
-@pytest.mark.parametrize("entity", ["customers", "interactions", "transactions", "relationships", "stage_changes"])
+@pytest.mark.parametrize("entity", ["customers", "interactions", "transactions", "relationships", "state_changes"])
 def test_copy_text_stores_exactly_what_an_insert_stores(new_database: Callable[[str], str], entity: str) -> None:
     """PostgreSQL bulk batches are formatted as COPY text by crmkit: every column must come out as an INSERT's."""
     from hypothesis import HealthCheck, given, settings
 
-    from crmkit.entities import ENTITIES
-
     url = new_database("postgresql")
     with crmkit.connect(url, tenant="unused") as crm:
-        repo = crm.store.repository(ENTITIES[entity])
+        repo = crm.store.repository(crm.schema[entity])
         engine: sa.Engine = crm.store.engine  # type: ignore[attr-defined]
         columns = ", ".join(f"{c.name}::text" for c in repo.table.c if c.name != "tenant")
 

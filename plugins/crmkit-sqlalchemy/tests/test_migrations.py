@@ -18,9 +18,10 @@ from alembic.script import ScriptDirectory
 from crmkit_sqlalchemy.__main__ import main
 from crmkit_sqlalchemy._migrate import HEAD, alembic_config, current_revision, diff
 from crmkit_sqlalchemy._schema import TABLES, VERSION_TABLE
+from crmkit_sqlalchemy._types import UtcDateTime
 
 import crmkit
-from crmkit import BackendError, Customer
+from crmkit import BackendError, Customer, F
 from crmkit._host import PluginHost
 
 
@@ -39,8 +40,8 @@ def test_migrations_from_empty_to_head_match_the_metadata(empty_url: str) -> Non
             command.upgrade(alembic_config(conn), "head")
         with engine.connect() as conn:
             assert current_revision(conn) == HEAD
-            assert set(sa.inspect(conn).get_table_names()) == {*TABLES, VERSION_TABLE}
-            assert diff(conn) == []
+            assert set(sa.inspect(conn).get_table_names()) == {*TABLES, "state_changes", VERSION_TABLE}
+            assert diff(conn) == []  # crmkit's own declared tables (state_changes) are its history's too
     finally:
         engine.dispose()
 
@@ -48,7 +49,7 @@ def test_migrations_from_empty_to_head_match_the_metadata(empty_url: str) -> Non
 def test_connect_creates_the_schema_without_drift(empty_url: str) -> None:
     with crmkit.connect(empty_url, tenant="acme") as crm:
         crm.customers.add(Customer(kind="person", name="Ada"))
-        declared = list(crm.schema.declared.values())  # installed plugins' aggregates have tables too
+        declared = list(crm.schema.derived.values())  # installed plugins' aggregates have tables too
     engine = _engine(empty_url)
     try:
         with engine.connect() as conn:
@@ -61,7 +62,7 @@ def test_connect_creates_the_schema_without_drift(empty_url: str) -> None:
 def test_drift_is_detected(new_database: Callable[[str], str]) -> None:
     url = new_database("sqlite")
     crmkit_sqlalchemy.upgrade(url)
-    installed = list(PluginHost().schema().declared.values())  # upgrade made their tables too
+    installed = list(PluginHost().schema().derived.values())  # upgrade made their tables too
     engine = _engine(url)
     try:
         with engine.begin() as conn:
@@ -180,6 +181,87 @@ def test_upgrading_0001_keeps_relationships_and_enforces_their_keys(empty_url: s
     engine = _engine(empty_url)
     try:
         with engine.connect() as conn:
-            assert diff(conn, list(crm.schema.declared.values())) == []
+            assert diff(conn, list(crm.schema.derived.values())) == []
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_0002_moves_stage_changes_into_state_changes(empty_url: str) -> None:
+    from crmkit_sqlalchemy._rows import CONVERTERS
+    from crmkit_sqlalchemy._schema import customers
+
+    from crmkit import Stage, StageChange
+    from crmkit.schema import Ref
+
+    t0 = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc)
+    ada = Customer(kind="person", name="Ada", stage="customer", created_at=t0, updated_at=t0, version=3)
+    bob = Customer(kind="person", name="Bob", created_at=t0, updated_at=t0, version=1)
+    changes = [
+        StageChange(
+            customer_id=ada.id,
+            from_stage=before,
+            to_stage=after,
+            occurred_at=t0 + dt.timedelta(days=i),
+            rule=rule,
+            reason=reason,
+            created_at=t0 + dt.timedelta(days=i, seconds=1),
+            updated_at=t0 + dt.timedelta(days=i, seconds=2),
+            version=1 + i,
+        )
+        for i, (before, after, rule, reason) in enumerate(
+            [("lead", "prospect", "manual", None), ("prospect", "customer", "first_purchase", "bought once")]
+        )
+    ]
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0002")
+            people = [{"tenant": "acme", **CONVERTERS["customers"].to_row(c)} for c in (ada, bob)]
+            conn.execute(customers.insert(), people)
+            conn.execute(
+                sa.text(
+                    "INSERT INTO stage_changes (tenant, id, customer_id, from_stage, to_stage, occurred_at, rule, "
+                    "reason, created_at, updated_at, version) VALUES (:tenant, :id, :customer_id, :from_stage, "
+                    ":to_stage, :occurred_at, :rule, :reason, :created_at, :updated_at, :version)"
+                ).bindparams(
+                    sa.bindparam("id", type_=sa.Uuid()),
+                    sa.bindparam("customer_id", type_=sa.Uuid()),
+                    sa.bindparam("occurred_at", type_=UtcDateTime()),
+                    sa.bindparam("created_at", type_=UtcDateTime()),
+                    sa.bindparam("updated_at", type_=UtcDateTime()),
+                ),
+                [
+                    {
+                        "tenant": "acme",
+                        **{f: getattr(c, f) for f in ("id", "customer_id", "occurred_at", "rule", "reason")},
+                        **{f: getattr(c, f) for f in ("created_at", "updated_at", "version")},
+                        "from_stage": c.from_stage.value if c.from_stage else None,
+                        "to_stage": c.to_stage.value,
+                    }
+                    for c in changes
+                ],
+            )
+    finally:
+        engine.dispose()
+    assert crmkit_sqlalchemy.upgrade(empty_url) == HEAD
+    with crmkit.connect(empty_url, tenant="acme", upgrade=False) as crm:
+        assert list(crm.stage_changes.find()) == changes
+        assert crm.lifecycle.history(ada.id) == changes and crm.lifecycle.history(bob.id) == []
+        assert crm.stage_changes.count(F("customer_id") == ada.id) == 2
+        (moved,) = crm.state_changes.history(ada, stage_set="lifecycle")[1:]
+        assert (moved.record, moved.stage_set, moved.actor) == (Ref("customers", ada.id), "lifecycle", None)
+        crm.lifecycle.move(bob.id, Stage.PROSPECT)
+        assert [c.to_stage for c in crm.lifecycle.history(bob.id)] == [Stage.PROSPECT]
+        declared = list(crm.schema.derived.values())
+    engine = _engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            assert "stage_changes" not in sa.inspect(conn).get_table_names()
+            assert diff(conn, declared) == []
+        with engine.begin() as conn:  # and back: the customers' changes return to stage_changes
+            command.downgrade(alembic_config(conn), "0002")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM stage_changes")).scalar() == 3
+            assert "state_changes" not in sa.inspect(conn).get_table_names()
     finally:
         engine.dispose()

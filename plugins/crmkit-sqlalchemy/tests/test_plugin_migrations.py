@@ -79,7 +79,7 @@ def _version(url: str, package: str) -> str | None:
 
 
 def _drift(url: str, plugin: ModuleType) -> list[object]:
-    installed = PluginHost(plugins=[plugin]).schema().declared.values()  # the widgets, and installed plugins'
+    installed = PluginHost(plugins=[plugin]).schema().derived.values()  # the widgets, and installed plugins'
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:

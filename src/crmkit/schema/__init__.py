@@ -36,16 +36,20 @@ from crmkit.schema._fields import (
     ref,
     ref_any,
     text,
+    text_list,
     text_set,
     uuid,
 )
 from crmkit.schema._registry import AggregateSpec, Reference, Schema
+from crmkit.schema._specs import EntitySpec, FieldSpec
 
 __all__ = [
     "KINDS",
     "MISSING",
     "AggregateSpec",
+    "EntitySpec",
     "FieldDef",
+    "FieldSpec",
     "Record",
     "Ref",
     "Reference",
@@ -69,6 +73,7 @@ __all__ = [
     "ref_any",
     "spec_of",
     "text",
+    "text_list",
     "text_set",
     "uuid",
     "value_object",

@@ -12,7 +12,7 @@ import datetime as dt
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import attrs
 
@@ -20,7 +20,7 @@ from crmkit._errors import ValidationError
 from crmkit._ids import new_id
 from crmkit._validation import check_identifier, optional_aware, positive_int, uuid_field, valid_external_id
 from crmkit.schema import _fields
-from crmkit.schema._fields import FieldDef, converter_for, field_def
+from crmkit.schema._fields import FieldDef, bound_converter, field_def
 
 if TYPE_CHECKING:
     from typing_extensions import dataclass_transform
@@ -42,6 +42,18 @@ C = TypeVar("C", bound=type)
 RESERVED = frozenset({"tenant"})
 
 
+if TYPE_CHECKING:  # type checkers see Record's fields as those of every declared aggregate
+
+    @dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(attrs.field,))
+    def _record_base(cls: C) -> C: ...
+
+else:
+
+    def _record_base(cls: C) -> C:
+        return cls
+
+
+@_record_base
 @attrs.frozen(kw_only=True)
 class Record:
     """The fields every stored record has: id, created_at, updated_at, version and external_id.
@@ -65,31 +77,33 @@ _RECORD_FIELDS = tuple(a.name for a in attrs.fields(Record))
 # its call as the field's default, so ``attributes`` is optional as it is at run time.
 
 
-def _bind(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.Attribute[Any]]:
-    """attrs field transformer: give each schema field its name and its checking converter."""
-    out = []
-    for attribute in fields:
-        fd = field_def(attribute)
-        if fd is None:
-            if attribute.name not in _RECORD_FIELDS:
-                raise ValidationError(
-                    attribute.name, f"of {cls.__name__} is not declared with a crmkit.schema field helper", None
+def _binder(kw_only: bool) -> Callable[[type, list[attrs.Attribute[Any]]], list[attrs.Attribute[Any]]]:
+    def bind(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.Attribute[Any]]:
+        """attrs field transformer: give each schema field its name and its checking converter."""
+        out = []
+        for attribute in fields:
+            fd = field_def(attribute)
+            if fd is None:
+                if attribute.name not in _RECORD_FIELDS:
+                    raise ValidationError(
+                        attribute.name, f"of {cls.__name__} is not declared with a crmkit.schema field helper", None
+                    )
+                out.append(attribute)
+                continue
+            if attribute.name in RESERVED or attribute.name.startswith("_"):
+                raise ValidationError(attribute.name, "is a name crmkit keeps for itself", cls.__name__)
+            check_identifier(attribute.name, attribute.name)
+            fd = attrs.evolve(fd, name=attribute.name)
+            out.append(
+                attribute.evolve(
+                    converter=bound_converter(fd),
+                    kw_only=kw_only,
+                    metadata={**attribute.metadata, _fields.METADATA_KEY: fd},
                 )
-            out.append(attribute)
-            continue
-        if attribute.name in RESERVED or attribute.name.startswith("_"):
-            raise ValidationError(attribute.name, "is a name crmkit keeps for itself", cls.__name__)
-        check_identifier(attribute.name, attribute.name)
-        fd = attrs.evolve(fd, name=attribute.name)
-        convert = converter_for(fd)
-        name = attribute.name
-        out.append(
-            attribute.evolve(
-                converter=lambda value, _convert=convert, _name=name: _convert(_name, value),
-                metadata={**attribute.metadata, _fields.METADATA_KEY: fd},
             )
-        )
-    return out
+        return out
+
+    return bind
 
 
 def declared_fields(cls: type) -> tuple[FieldDef, ...]:
@@ -97,6 +111,14 @@ def declared_fields(cls: type) -> tuple[FieldDef, ...]:
     return tuple(fd for a in attrs.fields(cls) if (fd := field_def(a)) is not None)
 
 
+@overload
+def value_object(cls: C, /) -> C: ...
+
+
+@overload
+def value_object(*, kw_only: bool = True) -> Callable[[C], C]: ...
+
+
 @dataclass_transform(
     frozen_default=True,
     kw_only_default=True,
@@ -113,21 +135,32 @@ def declared_fields(cls: type) -> tuple[FieldDef, ...]:
         _fields.uuid,
         _fields.enum,
         _fields.text_set,
+        _fields.text_list,
         _fields.many,
         _fields.ref,
         _fields.ref_any,
     ),
 )
-def value_object(cls: C) -> C:
-    """A small immutable value kept inside a record (``schema.many(Seat)``): no id, no versions."""
-    if attrs.has(cls):
-        raise ValidationError("value_object", "decorate a plain class, not an attrs class", cls)
-    made: Any = attrs.frozen(kw_only=True, field_transformer=_bind)(cls)
-    for fd in declared_fields(made):
-        if fd.kind in ("ref", "ref_any", "attributes"):
-            raise ValidationError(fd.name, f"{fd.kind} fields belong on aggregates, not value objects", cls.__name__)
-    made.__crmkit_value_object__ = True
-    return made  # type: ignore[no-any-return]
+def value_object(cls: C | None = None, /, *, kw_only: bool = True) -> Any:
+    """A small immutable value kept inside a record (``schema.many(Seat)``): no id, no versions.
+
+    Used bare (``@schema.value_object``) its fields are keyword-only; ``kw_only=False``
+    lets them be given by position too, in declaration order.
+    """
+
+    def declare(cls: C) -> C:
+        if attrs.has(cls):
+            raise ValidationError("value_object", "decorate a plain class, not an attrs class", cls)
+        made: Any = attrs.frozen(kw_only=kw_only, field_transformer=_binder(kw_only))(cls)
+        for fd in declared_fields(made):
+            if fd.kind in ("ref", "ref_any", "attributes"):
+                raise ValidationError(
+                    fd.name, f"{fd.kind} fields belong on aggregates, not value objects", cls.__name__
+                )
+        made.__crmkit_value_object__ = True
+        return made  # type: ignore[no-any-return]
+
+    return declare if cls is None else declare(cls)
 
 
 @dataclass_transform(
@@ -146,6 +179,7 @@ def value_object(cls: C) -> C:
         _fields.uuid,
         _fields.enum,
         _fields.text_set,
+        _fields.text_list,
         _fields.many,
         _fields.ref,
         _fields.ref_any,
@@ -159,19 +193,22 @@ def aggregate(
     unique: Sequence[Sequence[str]] = (),
     indexes: Sequence[Sequence[str]] = (),
     default_order: Sequence[str] | None = None,
+    kw_only: bool = True,
 ) -> Callable[[C], C]:
     """Declare an aggregate stored under ``name`` (a table or collection per tenant-aware store).
 
     ``time_field`` names the business time (an ``instant`` field) that timelines and
     default ordering use; ``unique`` lists keys (tuples of field names) the database keeps
-    unique per tenant; ``indexes`` lists the look-ups worth an index.
+    unique per tenant; ``indexes`` lists the look-ups worth an index. Arguments are
+    keyword-only unless ``kw_only=False``, which lets the declared fields (not the record's
+    own: id, versions, external id) be given by position, in declaration order.
     """
     check_identifier("aggregate", name)
 
     def declare(cls: C) -> C:
         if not (isinstance(cls, type) and issubclass(cls, Record)):
             raise ValidationError("aggregate", f"{getattr(cls, '__name__', cls)} must subclass schema.Record", cls)
-        made: Any = attrs.frozen(kw_only=True, field_transformer=_bind)(cls)
+        made: Any = attrs.frozen(kw_only=kw_only, field_transformer=_binder(kw_only))(cls)
         from crmkit.schema._registry import build_spec
 
         made.__crmkit_aggregate__ = name

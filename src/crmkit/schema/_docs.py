@@ -23,6 +23,15 @@ _HEADER = (
 
 
 def _kind(fd: FieldDef) -> str:
+    kind = _kind_name(fd)
+    if fd.choices is not None:
+        kind += ": " + ", ".join(f"`{c}`" for c in fd.choices)
+    if fd.check is not None:
+        kind += f", checked by `{getattr(fd.check, '__name__', 'a check').lstrip('_')}`"
+    return kind
+
+
+def _kind_name(fd: FieldDef) -> str:
     if fd.kind == "enum":
         values = ", ".join(f"`{m.value}`" for m in fd.type)
         return f"enum `{fd.type.__name__}` ({values})"
@@ -36,6 +45,8 @@ def _kind(fd: FieldDef) -> str:
 
 
 def _default(value: Any) -> str:
+    if isinstance(value, str) and type(value) is not str:  # an open vocabulary such as Stage
+        return f"`{str(value)!r}`"
     if isinstance(value, enum.Enum):
         return f"`{type(value).__name__}.{value.name}`"
     if isinstance(value, frozenset) and not value:

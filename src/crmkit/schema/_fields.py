@@ -51,6 +51,7 @@ __all__ = [
     "ref",
     "ref_any",
     "text",
+    "text_list",
     "text_set",
     "uuid",
 ]
@@ -70,6 +71,7 @@ KINDS: tuple[str, ...] = (
     "uuid",
     "enum",
     "text_set",
+    "text_list",
     "many",
     "attributes",
     "ref",
@@ -112,6 +114,11 @@ class FieldDef:
     negative: bool = False
     #: ``text``: whether the empty (or blank) string is allowed.
     blank: bool = False
+    #: ``text``: the only values allowed (None: any text).
+    choices: tuple[str, ...] | None = None
+    #: A further check run after the kind's own (never on None): ``check(value) -> value``.
+    #: It may normalise the value (``Channel``, a stage) and raises ``ValidationError`` to refuse it.
+    check: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
     #: A normalizer applied before the kind's check (``convert=``): turns what callers give
     #: (a dict of opening hours, a query expression) into the declared kind's stored form.
     #: It must return stored values unchanged, since records are rebuilt from what is stored.
@@ -231,6 +238,17 @@ def _many_converter(item: type) -> Callable[[str, Any], tuple[Any, ...]]:
     return convert
 
 
+def _text_list(name: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise ValidationError(name, "must be a sequence of strings", value)
+    items = tuple(value)
+    for item in items:
+        _check_text(name, item, allow_empty=False)
+    return items
+
+
 def _ref_any(name: str, value: Any) -> Ref:
     if isinstance(value, Ref):
         return value
@@ -259,6 +277,7 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "uuid": _uuid_value,
     "ref": _uuid_value,
     "ref_any": _ref_any,
+    "text_list": _text_list,
 }
 
 
@@ -301,6 +320,77 @@ def _kind_converter(fd: FieldDef) -> Callable[[str, Any], Any]:
     else:
         convert = _CONVERTERS[kind]
     return _nullable(convert) if fd.nullable else convert
+
+
+def bound_converter(fd: FieldDef) -> Callable[[Any], Any]:
+    """The one-argument converter of a named field: its kind's checks, ``choices``, then ``check``.
+
+    Built once per field of a declared class; values that are already what the kind stores
+    (a UTC datetime, a uuid) are let through without a further call, as imports build
+    records by the million.
+    """
+    name = fd.name
+    convert = converter_for(fd)
+    kind = fd.kind
+    out: Callable[[Any], Any]
+    if fd.convert is not None:  # what callers give is normalized first: no shortcut past it
+
+        def out(value: Any) -> Any:
+            return convert(name, value)
+
+    elif kind in ("uuid", "ref"):
+
+        def out(value: Any) -> Any:
+            return value if value.__class__ is _uuid.UUID else convert(name, value)
+
+    elif kind == "instant":
+
+        def out(value: Any) -> Any:
+            if value.__class__ is dt.datetime and value.tzinfo is dt.timezone.utc:
+                return value
+            return convert(name, value)
+
+    elif kind == "text_set" and not fd.nullable:
+        out = _text_set_converter(name)
+    elif kind == "money" and not fd.nullable:
+        out = _money_converter(name, allow_negative=fd.negative)
+    elif kind == "many":
+
+        def out(value: Any) -> Any:
+            return value if value.__class__ is tuple and not value else convert(name, value)
+
+    else:
+
+        def out(value: Any) -> Any:
+            return convert(name, value)
+
+    choices, check = fd.choices, fd.check
+    if choices is not None:
+        allowed = frozenset(choices)
+        message = f"must be one of {', '.join(choices)}"
+        inner = out
+
+        def out(value: Any) -> Any:
+            value = inner(value)
+            if value is not None and value not in allowed:
+                raise ValidationError(name, message, value)
+            return value
+
+    if check is not None:
+        checked = out
+
+        def out(value: Any) -> Any:
+            value = checked(value)
+            if value is None:
+                return None
+            try:
+                return check(value)
+            except ValidationError:
+                raise
+            except (TypeError, ValueError) as exc:
+                raise ValidationError(name, str(exc), value) from None
+
+    return out
 
 
 def _money(negative: bool) -> Callable[[str, Any], Decimal]:
@@ -365,20 +455,44 @@ def _common(
     return _field(fd, default)
 
 
+def _checked(check: Any) -> Any:
+    if check is not None and not callable(check):
+        raise ValidationError("check", "must be a callable taking the value and returning it", check)
+    return check
+
+
 def text(
     *,
     default: Any = MISSING,
     sortable: bool = False,
     personal: bool | None = None,
     blank: bool = False,
+    choices: Iterable[str] | None = None,
+    check: Callable[[Any], Any] | None = None,
     convert: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Unicode text; non-blank unless ``blank=True``; None allowed when the default is None.
 
+    ``choices`` limits the values to a fixed few (``("person", "organization")``); ``check``
+    is a further check or normalisation (``check=Channel``) that raises ``ValidationError``.
     ``convert`` normalizes what callers give into the stored text first (opening hours given
     as a dict, a query expression kept in its text form); it must leave stored text unchanged.
     """
-    return _common("text", default, sortable, personal, convert, blank=blank)
+    allowed: tuple[str, ...] | None = None
+    if choices is not None:
+        allowed = tuple(choices)
+        if not allowed or not all(isinstance(c, str) and c for c in allowed):
+            raise ValidationError("choices", "must be a non-empty sequence of non-empty texts", choices)
+        if default is not MISSING and default is not None and default not in allowed:
+            raise ValidationError("default", f"must be one of {', '.join(allowed)}", default)
+    return _common("text", default, sortable, personal, convert, blank=blank, choices=allowed, check=_checked(check))
+
+
+def text_list(
+    *, default: Any = MISSING, personal: bool | None = None, check: Callable[[Any], Any] | None = None
+) -> Any:
+    """An ordered tuple of non-blank texts (the lines of an address), kept in the order given."""
+    return _common("text_list", default, False, personal, check=_checked(check))
 
 
 def condition(*, default: Any = MISSING, personal: bool | None = None) -> Any:
@@ -407,10 +521,15 @@ def boolean(*, default: Any = MISSING, sortable: bool = False, personal: bool | 
 
 
 def money(
-    *, default: Any = MISSING, sortable: bool = False, personal: bool | None = None, negative: bool = False
+    *,
+    default: Any = MISSING,
+    sortable: bool = False,
+    personal: bool | None = None,
+    negative: bool = False,
+    check: Callable[[Any], Any] | None = None,
 ) -> Any:
     """An exact Decimal amount (floats refused), not negative unless ``negative=True``."""
-    return _common("money", default, sortable, personal, negative=negative)
+    return _common("money", default, sortable, personal, negative=negative, check=_checked(check))
 
 
 def currency(*, default: Any = MISSING, sortable: bool = False, personal: bool | None = None) -> Any:
@@ -451,15 +570,21 @@ def text_set(*, default: Any = MISSING, personal: bool | None = None) -> Any:
 
 
 def many(
-    item: type, *, default: Any = MISSING, personal: bool | None = None, convert: Callable[[Any], Any] | None = None
+    item: type,
+    *,
+    default: Any = MISSING,
+    personal: bool | None = None,
+    check: Callable[[Any], Any] | None = None,
+    convert: Callable[[Any], Any] | None = None,
 ) -> Any:
     """A tuple of value objects (classes made with ``schema.value_object``), stored inside the record.
 
+    ``check`` sees the whole tuple (two consents for one channel, say) and may refuse it;
     ``convert`` normalizes what callers give first (plain dates into ``Holiday`` values).
     """
     if not getattr(item, "__crmkit_value_object__", False):
         raise ValidationError("many", "takes a class declared with @schema.value_object", item)
-    return _common("many", default, False, personal, convert, type=item)
+    return _common("many", default, False, personal, convert, type=item, check=_checked(check))
 
 
 def attributes(*, personal: bool | None = None) -> Any:
@@ -485,10 +610,15 @@ def ref(
     return _common("ref", default, sortable, personal, target=target, on_delete=on_delete)
 
 
-def ref_any(*, on_delete: OnDelete = "cascade", default: Any = MISSING, personal: bool | None = None) -> Any:
-    """A reference to a record of any aggregate, stored as (aggregate, id): notes, tasks, documents."""
+def ref_any(
+    *, on_delete: OnDelete = "cascade", default: Any = MISSING, sortable: bool = False, personal: bool | None = None
+) -> Any:
+    """A reference to a record of any aggregate, stored as (aggregate, id): notes, tasks, documents.
+
+    ``sortable``: whether ``order_by`` may use its parts (``about.aggregate``, ``about.id``).
+    """
     if on_delete not in ON_DELETE:
         raise ValidationError("on_delete", "must be cascade, restrict or set_null", on_delete)
     if on_delete == "set_null" and default is not None:
         raise ValidationError("on_delete", "set_null needs default=None (the field must allow None)", on_delete)
-    return _common("ref_any", default, False, personal, on_delete=on_delete)
+    return _common("ref_any", default, sortable, personal, on_delete=on_delete)

@@ -15,10 +15,10 @@ from typing import Any
 import attrs
 
 from crmkit._errors import PluginError, ValidationError
-from crmkit.entities import _COMMON, ENTITIES, EntitySpec, FieldSpec
 from crmkit.schema._fields import FieldDef, field_def
+from crmkit.schema._specs import COMMON_FIELDS, EntitySpec, FieldSpec
 
-__all__ = ["AggregateSpec", "Reference", "Schema", "build_spec", "builtin_aggregate_of"]
+__all__ = ["AggregateSpec", "Reference", "Schema", "build_spec", "builtin_aggregate_of", "hand_tuned"]
 
 #: How each declared kind is queried (``crmkit.query``); kinds absent here are not queryable.
 QUERY_KINDS: Mapping[str, str] = {
@@ -36,7 +36,7 @@ QUERY_KINDS: Mapping[str, str] = {
 }
 
 #: The queryable fields of ``schema.Record``: those every stored record has, and the external id.
-_RECORD_QUERY_FIELDS = (*_COMMON, FieldSpec("external_id", "text", nullable=True))
+_RECORD_QUERY_FIELDS = (*COMMON_FIELDS, FieldSpec("external_id", "text", nullable=True))
 
 
 @attrs.frozen
@@ -63,6 +63,11 @@ class AggregateSpec(EntitySpec):
     unique: tuple[tuple[str, ...], ...] = ()
     indexes: tuple[tuple[str, ...], ...] = ()
     references: tuple[Reference, ...] = ()
+    #: Whether stores keep the aggregate in the layout they derive from the declaration (every
+    #: plugin's aggregate). False for crmkit's hand-tuned four (customers, relationships,
+    #: interactions, transactions): their stored form predates the schema layer and stays
+    #: byte for byte, with bulk and read paths tuned by hand.
+    derived: bool = True
 
     def record_value(self, record: Any, name: str) -> Any:
         if name.startswith("attributes."):
@@ -113,8 +118,9 @@ def build_spec(
                 raise ValidationError(fd.name, "the attributes field must be called 'attributes'", cls.__name__)
             has_attributes = True
         elif fd.kind == "ref_any":
-            query[f"{fd.name}.aggregate"] = FieldSpec(f"{fd.name}.aggregate", "text", nullable=fd.nullable)
-            query[f"{fd.name}.id"] = FieldSpec(f"{fd.name}.id", "uuid", nullable=fd.nullable)
+            for part, kind in (("aggregate", "text"), ("id", "uuid")):
+                path = f"{fd.name}.{part}"
+                query[path] = FieldSpec(path, kind, nullable=fd.nullable, sortable=fd.sortable)  # type: ignore[arg-type]
             references.append(Reference(name, fd.name, None, fd.on_delete or "cascade", fd.nullable))
         elif fd.kind in QUERY_KINDS:
             query[fd.name] = FieldSpec(fd.name, QUERY_KINDS[fd.kind], nullable=fd.nullable, sortable=fd.sortable)  # type: ignore[arg-type]
@@ -128,11 +134,13 @@ def build_spec(
     known = {**declared, **{f.name: f for f in _RECORD_QUERY_FIELDS}}
     unique_keys = _names("unique", unique, known, cls)
     index_keys = _names("indexes", indexes, known, cls)
-    for key in unique_keys + index_keys:
-        for part in key:
-            kind = declared[part].kind if part in declared else "record"
-            if kind in ("many", "attributes", "text_set", "ref_any"):
-                raise ValidationError("unique", f"{part} is a {kind} field and cannot be part of a key", key)
+    for what, keys in (("unique", unique_keys), ("indexes", index_keys)):
+        for key in keys:
+            for part in key:
+                kind = declared[part].kind if part in declared else "record"
+                # an index may hold a ref_any field (its aggregate and id); a unique key may not
+                if kind in ("many", "attributes", "text_set") or (kind == "ref_any" and what == "unique"):
+                    raise ValidationError(what, f"{part} is a {kind} field and cannot be part of a key", key)
     if default_order is None:
         default_order = (time_field, "id") if time_field is not None else ("id",)
     customer_field = next((r.field for r in references if r.target == "customers" and not r.nullable), None)
@@ -153,18 +161,30 @@ def build_spec(
     )
 
 
-#: References of crmkit's own aggregates (declared by hand until they move to the schema layer).
-BUILTIN_REFERENCES: tuple[Reference, ...] = (
-    Reference("relationships", "source_id", "customers", "cascade", False),
-    Reference("relationships", "target_id", "customers", "cascade", False),
-    Reference("interactions", "customer_id", "customers", "cascade", False),
-    Reference("transactions", "customer_id", "customers", "cascade", False),
-    Reference("stage_changes", "customer_id", "customers", "cascade", False),
-)
+def hand_tuned(cls: type, **changes: Any) -> AggregateSpec:
+    """Mark one of crmkit's own declared aggregates as stored in its hand-tuned layout.
+
+    ``changes`` adjusts what the declaration cannot say for these older aggregates (the
+    relationships' natural key, a customer field left unset).
+    """
+    spec = getattr(cls, "__crmkit_spec__")  # noqa: B009 - set by schema.aggregate
+    tuned: AggregateSpec = attrs.evolve(spec, derived=False, **changes)
+    cls.__crmkit_spec__ = tuned  # type: ignore[attr-defined]
+    return tuned
+
+
+def _references_of(spec: EntitySpec) -> tuple[Reference, ...]:
+    if isinstance(spec, AggregateSpec):
+        return spec.references
+    if spec.customer_field is not None:  # an older, hand-written spec: its records belong to a customer
+        return (Reference(spec.name, spec.customer_field, "customers", "cascade", False),)
+    return ()
 
 
 def builtin_aggregate_of(cls: type) -> str | None:
     """The aggregate name of one of crmkit's own record classes (Customer: customers), else None."""
+    from crmkit.entities import ENTITIES
+
     for spec in ENTITIES.values():
         if spec.cls is cls:
             return spec.name
@@ -175,8 +195,12 @@ class Schema:
     """Every aggregate a connection knows, with fields, references (both directions), unique keys and indexes."""
 
     def __init__(self, declared: Iterable[AggregateSpec] = ()) -> None:
+        from crmkit.entities import ENTITIES
+
         self._specs: dict[str, EntitySpec] = dict(ENTITIES)
-        self._declared: dict[str, AggregateSpec] = {}
+        self._declared: dict[str, AggregateSpec] = {
+            name: spec for name, spec in ENTITIES.items() if isinstance(spec, AggregateSpec)
+        }
         for spec in declared:
             if spec.name in self._specs:
                 owner = self._specs[spec.name].cls
@@ -186,11 +210,8 @@ class Schema:
                 )
             self._specs[spec.name] = spec
             self._declared[spec.name] = spec
-        self._outgoing: dict[str, tuple[Reference, ...]] = {name: () for name in self._specs}
-        for ref in BUILTIN_REFERENCES:
-            self._outgoing[ref.source] += (ref,)
+        self._outgoing = {name: _references_of(spec) for name, spec in self._specs.items()}
         for spec in self._declared.values():
-            self._outgoing[spec.name] = spec.references
             for ref in spec.references:
                 if ref.target is not None and ref.target not in self._specs:
                     raise PluginError(
@@ -222,8 +243,17 @@ class Schema:
 
     @property
     def declared(self) -> Mapping[str, AggregateSpec]:
-        """The aggregates declared with ``@schema.aggregate`` (plugins' included)."""
+        """The aggregates declared with ``@schema.aggregate``: crmkit's own and plugins'."""
         return dict(self._declared)
+
+    @property
+    def derived(self) -> Mapping[str, AggregateSpec]:
+        """The declared aggregates stores keep in the layout they derive from the declaration.
+
+        Every aggregate but crmkit's hand-tuned customers, relationships, interactions and
+        transactions (``AggregateSpec.derived``).
+        """
+        return {name: spec for name, spec in self._declared.items() if spec.derived}
 
     def spec(self, aggregate: type | str) -> EntitySpec:
         """The spec of an aggregate, by name or class (a registered class only)."""

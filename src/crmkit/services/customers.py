@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from crmkit._errors import ValidationError
+from crmkit._errors import ConflictError, ValidationError
 from crmkit.customers import Customer
 from crmkit.entities import (
     CUSTOMERS,
@@ -20,14 +20,22 @@ from crmkit.entities import (
 from crmkit.events import StageChanged
 from crmkit.lifecycle_model import Stage, StageChange
 from crmkit.query import (
+    ALL,
+    And,
     Compare,
+    Contains,
+    Expr,
+    In,
+    Not,
     Or,
+    Order,
     parse_order,
 )
-from crmkit.store import scan
+from crmkit.state_changes import LIFECYCLE, StateChange
+from crmkit.store import Repository, scan
 
 if TYPE_CHECKING:
-    pass
+    from crmkit.crm import CRM
 
 from crmkit.services.records import _ReadRecords, _Records
 
@@ -52,24 +60,58 @@ class Customers(_Records[Customer]):
         if new.stage != current.stage:
             self._crm.lifecycle.guard(current, new.stage, "manual")
 
+    def _after_insert(self, records: Sequence[Customer]) -> None:
+        from crmkit.identity._keys import write_keys
+
+        write_keys(self._crm, records)
+
+    def find_by_email(self, address: str) -> list[Customer]:
+        """The customers with this e-mail address, matched as a whole, case-insensitively (oldest first).
+
+        The address is compared in its normalised form (trimmed, case-folded, IDNA domain),
+        looked up on an index in the store; the customers keep their addresses as typed.
+        """
+        from crmkit.identity._contact import email_key
+        from crmkit.identity._keys import customers_by_key
+
+        return customers_by_key(self._crm, "email", email_key(address))
+
+    def find_by_phone(self, number: str, *, region: str | None = None) -> list[Customer]:
+        """The customers with this phone number, compared in E.164 form (oldest first).
+
+        A national number (``0721 234 567``) needs ``region`` (``RO``) or the connection's
+        default (``crm.identity.region``); an international one (``+40 721 234 567``) none.
+        """
+        from crmkit.identity._contact import phone_key
+        from crmkit.identity._keys import customers_by_key
+
+        return customers_by_key(
+            self._crm, "phone", phone_key(number, region=region or getattr(self._crm, "_identity_region", None))
+        )
+
     def _after_replace(self, current: Customer, new: Customer, *, rule: str, reason: str | None) -> StageChange | None:
+        if (current.emails, current.phones, current.addresses, current.attributes) != (
+            new.emails,
+            new.phones,
+            new.addresses,
+            new.attributes,
+        ):
+            from crmkit.identity._keys import rekey
+
+            rekey(self._crm, [new])
         if new.stage == current.stage:
             return None
-        now = self._crm.now()  # read once: the change happened at one moment
-        change = StageChange(
-            customer_id=new.id,
-            from_stage=current.stage,
-            to_stage=new.stage,
-            occurred_at=now,
+        change = self._crm.state_changes.record_change(
+            (CUSTOMERS.name, new.id),
+            stage_set=LIFECYCLE,
+            from_stage=current.stage.value,
+            to_stage=new.stage.value,
             rule=rule,
             reason=reason,
-            created_at=now,
-            updated_at=now,
-            version=1,
         )
-        self._crm.store.repository(STAGE_CHANGES).insert(self._crm.tenant, [change])
-        self._crm._emit(StageChanged, None, change)
-        return change
+        stage_change = stage_change_of(change)
+        self._crm._emit(StageChanged, None, stage_change)
+        return stage_change
 
     def _move(self, customer: Customer, stage: Stage, *, rule: str, reason: str | None) -> StageChange | None:
         """Change the stage of a stored customer (guards already passed) and record why."""
@@ -103,9 +145,8 @@ class Customers(_Records[Customer]):
             (RELATIONSHIPS, edges),
             (INTERACTIONS, mine),
             (TRANSACTIONS, mine),
-            (STAGE_CHANGES, mine),
         ):
-            if crm._referred_to(spec):  # some declared aggregate may point at these records: one by one
+            if crm._pointed_at(spec):  # some declared aggregate may point at these records: one by one
                 repo = crm.store.repository(spec)
                 for record in list(scan(repo, tenant, where, parse_order(None, spec))):
                     crm._delete_dependent(spec, record)
@@ -113,7 +154,95 @@ class Customers(_Records[Customer]):
                 crm.store.repository(spec).delete_where(tenant, where)
 
 
-class StageChanges(_ReadRecords[StageChange]):
-    """``crm.stage_changes``: the record of every stage change (written by the life cycle only)."""
+def stage_change_of(change: StateChange) -> StageChange:
+    """A life-cycle change of a customer as ``crm.stage_changes`` shows it."""
+    return StageChange(
+        customer_id=change.record.id,
+        from_stage=change.from_stage,
+        to_stage=change.to_stage,
+        occurred_at=change.occurred_at,
+        rule=change.rule,
+        reason=change.reason,
+        id=change.id,
+        created_at=change.created_at,
+        updated_at=change.updated_at,
+        version=change.version,
+    )
+
+
+#: Query fields of ``crm.stage_changes`` named otherwise in ``state_changes``.
+_RENAMED = {"customer_id": "record.id"}
+
+
+def _renamed(expr: Expr) -> Expr:
+    """A condition on stage changes as the same condition on state changes."""
+    if isinstance(expr, Compare):
+        return Compare(_RENAMED.get(expr.field, expr.field), expr.op, expr.value)
+    if isinstance(expr, In):
+        return In(_RENAMED.get(expr.field, expr.field), expr.values)
+    if isinstance(expr, Contains):
+        return Contains(_RENAMED.get(expr.field, expr.field), expr.value)
+    if isinstance(expr, And):
+        return And(tuple(_renamed(e) for e in expr.items))
+    if isinstance(expr, Or):
+        return Or(tuple(_renamed(e) for e in expr.items))
+    if isinstance(expr, Not):
+        return Not(_renamed(expr.item))
+    return expr
+
+
+class _LifecycleView(Repository[StageChange]):
+    """Customers' life-cycle changes read from the state changes: a read-only repository of StageChange."""
 
     spec = STAGE_CHANGES
+
+    def __init__(self, repo: Repository[StateChange]) -> None:
+        self._repo = repo
+        self._mine: Expr = And(
+            (Compare("record.aggregate", "==", CUSTOMERS.name), Compare("stage_set", "==", LIFECYCLE))
+        )
+
+    def _where(self, where: Expr) -> Expr:
+        return self._mine if isinstance(where, type(ALL)) else And((self._mine, _renamed(where)))
+
+    def _order(self, order: Order) -> Order:
+        keys = tuple((_RENAMED.get(name, name), desc) for name, desc in order.keys)
+        return Order(keys, frozenset(_RENAMED.get(name, name) for name in order.nullable))
+
+    def get(self, tenant: str, id: uuid.UUID) -> StageChange | None:
+        found = self._repo.get(tenant, id)
+        if found is None or found.record.aggregate != CUSTOMERS.name or found.stage_set != LIFECYCLE:
+            return None
+        return stage_change_of(found)
+
+    def count(self, tenant: str, where: Expr) -> int:
+        return self._repo.count(tenant, self._where(where))
+
+    def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[StageChange]:
+        return [stage_change_of(c) for c in self._repo.find(tenant, self._where(where), self._order(order), limit)]
+
+    def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        return {c.id for c in self.find(tenant, In("id", tuple(ids)), parse_order(None, self.spec), None)}
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConflictError("stage changes are written by the life cycle (crm.state_changes records them)")
+
+    insert = insert_new = replace = delete = delete_where = _read_only
+
+    def get_by_external_id(self, tenant: str, external_id: str) -> StageChange | None:
+        return None
+
+
+class StageChanges(_ReadRecords[StageChange]):
+    """``crm.stage_changes``: the customers' life-cycle changes, as StageChange records (read only).
+
+    They are stored as state changes of stage set ``lifecycle`` (``crm.state_changes``);
+    this service reads them with the query fields of ``StageChange`` (``customer_id`` is
+    the changed record's id).
+    """
+
+    spec = STAGE_CHANGES
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self._repo = _LifecycleView(crm.state_changes._repo)

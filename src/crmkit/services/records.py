@@ -32,6 +32,7 @@ from crmkit.query import (
     ALL,
     And,
     Cursor,
+    In,
     Where,
     bind,
     check_cursor,
@@ -43,7 +44,7 @@ from crmkit.store import Repository, iter_batches, scan
 if TYPE_CHECKING:
     from crmkit.crm import CRM
 
-__all__ = ["BulkResult", "Page", "Records"]
+__all__ = ["BulkResult", "Page", "Records", "UpsertResult"]
 
 T = TypeVar("T")
 
@@ -87,6 +88,29 @@ class BulkResult:
 
     added: int
     skipped: int
+
+
+@attrs.frozen
+class UpsertResult:
+    """What ``upsert_many`` did: rows added, updated, found unchanged, and the rows that failed.
+
+    ``failed`` lists ``(index, field, message)``: the row's 0-based position in the input,
+    the field at fault and why.
+    """
+
+    added: int
+    updated: int
+    unchanged: int
+    failed: tuple[tuple[int, str, str], ...] = ()
+
+
+def _external_id(record: object) -> Any:
+    """The external id of a record (None when it has none)."""
+    return getattr(record, "external_id", None)
+
+
+def _record_field(record: object, name: str) -> Any:
+    return getattr(record, name)
 
 
 def _uuids(field: str, values: object) -> list[uuid.UUID]:
@@ -216,6 +240,10 @@ class _ReadRecords(Generic[R]):
         condition = bind(where, self.spec)
         return finish(query, self._repo.aggregate(self._crm.tenant, condition, query))
 
+    def scan(self, where: Where = None, *, order_by: str | Sequence[str] | None = None) -> Iterator[R]:
+        """Every matching record, read a page of 1,000 at a time by keyset: bounded memory, any number of records."""
+        return self.stream(where, order_by=order_by)
+
     def stream(
         self, where: Where = None, *, order_by: str | Sequence[str] | None = None, batch_size: int = 1000
     ) -> Iterator[R]:
@@ -262,11 +290,15 @@ class _Records(_ReadRecords[R]):
             raise ValidationError(
                 "version", "a new record has version 0 (update() changes stored ones)", record.version
             )
-        now = self._crm.now()
+        return self._add(record, self._crm.now())
+
+    def _add(self, record: R, now: dt.datetime) -> R:
+        """``add`` of a checked new record, stamped with ``now`` (a clock reading the caller took)."""
         stored = _stamped(record, now)
         with self._crm.transaction():
             self._check_references([stored], None)
             self._repo.insert(self._crm.tenant, [stored])
+            self._after_insert([stored])
             self._crm._emit(event_for(self.spec.name, "created", self.spec.label), None, stored)
         return stored
 
@@ -417,11 +449,165 @@ class _Records(_ReadRecords[R]):
             if len(unstored) != len(prepared):  # the prepared write holds records now skipped
                 prepared, write = unstored, None
             inserted = write() if write is not None else self._repo.insert_new(self._crm.tenant, prepared)
-            if self._crm._events_wanted:
+            self._after_insert(inserted)
+            if self._crm._wants_events(self.spec.name):
                 created = event_for(self.spec.name, "created", self.spec.label)
                 for record in inserted:
                     self._crm._emit(created, None, record)
         return inserted
+
+    def upsert_many(
+        self,
+        items: Iterable[Any],
+        *,
+        key: str = "external_id",
+        batch_size: int = 1000,
+        on_error: str = "raise",
+    ) -> UpsertResult:
+        """Add new records and update changed ones, found by their ``external_id`` (a sync from another system).
+
+        ``items`` are records or mappings of field values (built and checked row by row),
+        streamed a batch at a time; each batch is one transaction. A row whose stored
+        record has the same values is counted unchanged and not written; a changed one is
+        updated (version + 1, an event). A record with a version other than 0 must be at the
+        stored version (optimistic concurrency). With ``on_error="raise"`` the first bad row
+        raises ValidationError (or ConflictError) naming its row, the earlier batches staying
+        committed; with ``on_error="report"`` bad rows are skipped and listed in ``failed``.
+        """
+        if key != "external_id" or not self.spec.has_external_id:
+            raise ValidationError("key", "records are upserted by their external_id", key)
+        if on_error not in ("raise", "report"):
+            raise ValidationError("on_error", "must be 'raise' or 'report'", on_error)
+        count_of("batch_size", batch_size)
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+            raise ValidationError("items", "must be an iterable of records or mappings", items)
+        totals = [0, 0, 0]
+        failed: list[tuple[int, str, str]] = []
+        row = 0
+        for batch in iter_batches(iter(items), batch_size):
+            self._upsert_batch(batch, row, totals, failed, on_error == "report")
+            row += len(batch)
+        return UpsertResult(totals[0], totals[1], totals[2], tuple(failed))
+
+    def _built(self, item: Any, row: int) -> R:
+        if isinstance(item, Mapping):
+            try:
+                item = self.spec.cls(**item)
+            except TypeError as exc:
+                raise ValidationError(self.spec.label, f"is not a {self.spec.cls.__name__}: {exc}", None).at_row(
+                    row
+                ) from None
+            except ValidationError as exc:
+                raise exc.at_row(row) from None
+        record = self._check(item, row)
+        if _external_id(record) is None:
+            raise ValidationError("external_id", "is needed to upsert a record", None).at_row(row)
+        return record
+
+    def _upsert_batch(
+        self, batch: list[Any], row: int, totals: list[int], failed: list[tuple[int, str, str]], report: bool
+    ) -> None:
+        records: dict[int, R] = {}
+        seen: dict[str, int] = {}
+        for i, item in enumerate(batch):
+            try:
+                record = self._built(item, row + i)
+                external = _external_id(record)
+                if external in seen:
+                    raise ValidationError(
+                        "external_id", f"repeats row {seen[external]} of this import", external
+                    ).at_row(row + i)
+                seen[external] = row + i
+                records[row + i] = record
+            except ValidationError as exc:
+                if not report:
+                    raise
+                failed.append((row + i, exc.field, exc.message))
+        while True:
+            try:
+                with self._crm.transaction():
+                    counts = self._upsert_rows(records)
+                break
+            except (ValidationError, ConflictError) as exc:
+                index = getattr(exc, "row", None)
+                if not report or index is None or index not in records:
+                    raise
+                field = exc.field if isinstance(exc, ValidationError) else "version"
+                failed.append((index, field, exc.message if isinstance(exc, ValidationError) else str(exc)))
+                del records[index]
+        failed.sort()
+        for k in range(3):
+            totals[k] += counts[k]
+
+    def _upsert_rows(self, records: Mapping[int, R]) -> tuple[int, int, int]:
+        if not records:
+            return 0, 0, 0
+        tenant = self._crm.tenant
+        keys = tuple(_external_id(r) for r in records.values())
+        stored = {
+            _external_id(r): r
+            for r in self._repo.find(tenant, In("external_id", keys), parse_order(None, self.spec), None)
+        }
+        now = self._crm.now()
+        new_rows: list[int] = []
+        new: list[R] = []
+        changed: list[tuple[int, R, R]] = []
+        unchanged = 0
+        for index, record in records.items():
+            current = stored.get(_external_id(record))
+            if current is None:
+                if record.version != 0:
+                    err = ConflictError(f"{self.spec.label} {_external_id(record)!r} is not stored")
+                    err.row = index  # type: ignore[attr-defined]
+                    raise err
+                new_rows.append(index)
+                new.append(_stamped(record, now))
+                continue
+            if record.version not in (0, current.version):
+                err = ConflictError(
+                    f"{self.spec.label} {current.id} is at version {current.version}; "
+                    f"this row was based on version {record.version}",
+                    entity=self.spec.label,
+                    key=current.id,
+                )
+                err.row = index  # type: ignore[attr-defined]
+                raise err
+            candidate = attrs.evolve(  # type: ignore[misc]
+                record,
+                id=current.id,
+                created_at=current.created_at,
+                updated_at=_record_field(current, "updated_at"),
+                version=current.version,
+            )
+            if candidate == current:
+                unchanged += 1
+            else:
+                changed.append((index, current, candidate))
+        if new:
+            self._check_indexed_references(new, new_rows)
+            inserted = self._repo.insert_new(tenant, new)
+            self._after_insert(inserted)
+            created = event_for(self.spec.name, "created", self.spec.label)
+            for record in inserted:
+                self._crm._emit(created, None, record)
+        for index, current, candidate in changed:
+            bumped = self._bumped(current, candidate)
+            self._check_indexed_references([bumped], [index])
+            try:
+                self._before_replace(current, bumped)
+            except ValidationError as exc:
+                raise exc.at_row(index) from None
+            self._replace(current, bumped)
+            self._after_replace(current, bumped, rule="manual", reason=None)
+        return len(new), len(changed), unchanged
+
+    def _check_indexed_references(self, records: list[R], rows: list[int]) -> None:
+        """``_check_references`` with the error located at the input row of the record at fault."""
+        try:
+            self._check_references(records, 0)
+        except ValidationError as exc:
+            position = exc.row if exc.row is not None else 0
+            raise exc.at_row(rows[position]) from None
 
     def get_by_external_id(self, external_id: str) -> R:
         """The record imported under that external id; NotFound if none."""
@@ -475,6 +661,9 @@ class _Records(_ReadRecords[R]):
                 key=new.id,
             )
         self._crm._emit(event_for(self.spec.name, "updated", self.spec.label), current, new)
+
+    def _after_insert(self, records: Sequence[R]) -> None:
+        """Follow-up writes for newly stored records, in their transaction (subclasses)."""
 
     def _before_replace(self, current: R, new: R) -> None:
         """Checks that need the stored record (subclasses)."""

@@ -57,13 +57,47 @@ class ReferencePolicies:
         raise NotImplementedError
 
     def _referred_to(self, spec: EntitySpec) -> bool:
-        """Whether a declared aggregate has a reference that may point at records of ``spec``."""
-        return self._referrers.get(spec.name, False)
+        """Whether records of a declared aggregate may point at records of ``spec``.
+
+        A ``ref`` to ``spec`` always may; a ``ref_any`` (tasks and notes about anything) only
+        when one of its records is about a ``spec`` record now: one count in the store, so
+        that deleting a customer keeps the bulk path while nothing is about its transactions.
+        """
+        if not self._referrers.get(spec.name, False):
+            return False
+        for ref in self.schema.references_to(spec.name):
+            if ref.source not in self.schema.derived:
+                continue
+            if not ref.any:
+                return True
+            if self.records(ref.source).count(Compare(f"{ref.field}.aggregate", "==", spec.name)):
+                return True
+        return False
+
+    def _pointed_at(self, spec: EntitySpec) -> bool:
+        """Whether records of ``spec`` may be referred to now: by a typed reference, or by a stored ref_any value.
+
+        A ``ref_any`` field may point at any aggregate (crmkit's own ``state_changes.record``
+        does), so the store is asked whether one holds a record of ``spec`` (one indexed
+        look-up per such field): bulk deletes that find none need not go record by record.
+        """
+        if not self._referred_to(spec):
+            return False
+        for ref in self.schema.references_to(spec.name):
+            if ref.source not in self.schema.derived:
+                continue
+            if not ref.any:
+                return True
+            source = self.schema[ref.source]
+            holding = Compare(f"{ref.field}.aggregate", "==", spec.name)
+            if self.store.repository(source).find(self.tenant, holding, parse_order("id", source), 1):
+                return True
+        return False
 
     def _require_references(self, spec: EntitySpec, records: Sequence[Any], first_row: int | None) -> None:
         """ValidationError (field and row) for a reference to a record this tenant does not hold."""
         for ref in self.schema.references_from(spec.name):
-            if spec.name not in self.schema.declared:
+            if spec.name not in self.schema.derived:
                 continue  # crmkit's own aggregates check theirs in their services
             wanted: dict[str, set[uuid.UUID]] = {}
             for record in records:
@@ -98,7 +132,7 @@ class ReferencePolicies:
         try:
             referring = []
             for ref in self.schema.references_to(spec.name):
-                if ref.source not in self.schema.declared:
+                if ref.source not in self.schema.derived:
                     continue
                 source = self.schema[ref.source]
                 if ref.any:

@@ -19,18 +19,19 @@ from crmkit.query import (
 from crmkit.transactions import Transaction
 
 if TYPE_CHECKING:
-    from crmkit.crm import CRM
+    from crmkit.crm import CRM, Page
+    from crmkit.sales import Note, Task
 
 __all__ = ["TimelineEntry", "timeline"]
 
 
 @attrs.frozen
 class TimelineEntry:
-    """One item of a customer's timeline: an interaction, a transaction or a stage change."""
+    """One item of a customer's timeline: an interaction, a transaction, a stage change, a task or a note."""
 
     at: dt.datetime
     kind: str
-    record: Interaction | Transaction | StageChange
+    record: Interaction | Transaction | StageChange | Task | Note
 
 
 def timeline(
@@ -42,7 +43,7 @@ def timeline(
     limit: int | None = None,
     newest_first: bool = False,
 ) -> list[TimelineEntry]:
-    """A customer's interactions, transactions and stage changes in one time-ordered list."""
+    """A customer's interactions, transactions, stage changes, tasks and notes in one time-ordered list."""
     crm.customers.get(customer_id)
     where: Expr = Compare("customer_id", "==", customer_id)
     if since is not None:
@@ -59,6 +60,33 @@ def timeline(
         )
     ]
     entries = [[TimelineEntry(r.occurred_at, label, r) for r in records] for label, records in streams]
+    entries += _about(crm, customer_id, since, until, limit, newest_first)
     merged = heapq.merge(*entries, key=lambda e: (e.at, e.record.id), reverse=newest_first)
     out = list(merged)
     return out if limit is None else out[:limit]
+
+
+def _about(
+    crm: CRM,
+    customer_id: uuid.UUID,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    limit: int | None,
+    newest_first: bool,
+) -> list[list[TimelineEntry]]:
+    """The tasks (at their creation) and notes (when written) about the customer, filtered in the store."""
+    out = []
+    for label, aggregate, field in (("task", "tasks", "created_at"), ("note", "notes", "written_at")):
+        if aggregate not in crm.schema.declared:
+            continue  # crmkit's own features blocked
+        where: Expr = And((Compare("about.aggregate", "==", "customers"), Compare("about.id", "==", customer_id)))
+        if since is not None:
+            where = And((where, Compare(field, ">=", since)))
+        if until is not None:
+            where = And((where, Compare(field, "<=", until)))
+        order = f"-{field}" if newest_first else field
+        found: Page[Task | Note] = crm.records(aggregate).find(
+            where, order_by=(order, "-id" if newest_first else "id"), limit=limit
+        )
+        out.append([TimelineEntry(getattr(r, field), label, r) for r in found.items])
+    return out

@@ -47,6 +47,8 @@ class UnitOfWork:
     _local: threading.local
     _actor: str | None
     _events_wanted: bool
+    #: Aggregates whose events are built even when no plugin wants every event (crmkit's own rules read them).
+    _watched: frozenset[str] = frozenset()
     _before_commit_wanted: bool
 
     def now(self) -> dt.datetime:  # pragma: no cover - the CRM's clock
@@ -137,6 +139,10 @@ class UnitOfWork:
         """Whether the calling thread is inside ``transaction()``."""
         return getattr(self._local, "depth", 0) > 0
 
+    def _wants_events(self, entity: str) -> bool:
+        """Whether the writes of this aggregate build events (some hook reads them)."""
+        return self._events_wanted or entity in self._watched
+
     def _emit(self, kind: type[Event], before: Any, after: Any) -> None:
-        if self._events_wanted:
+        if self._events_wanted or kind.entity in self._watched:
             self._local.events.append(kind(self.tenant, self.now(), before, after, self.actor))

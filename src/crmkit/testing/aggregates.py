@@ -174,7 +174,7 @@ def _add_records(crm: CRM, name: str, count: int, seen: frozenset[str]) -> tuple
             ).id
             for i in range(count)
         )
-    declared = crm.schema.declared.get(name)
+    declared = crm.schema.derived.get(name)
     if declared is None:
         raise ValueError(f"add_targets cannot make records of {name!r}: add them yourself and pass Targets")
     targets = add_targets(crm, declared, count=1, _seen=seen)
@@ -187,6 +187,8 @@ def example_value(fd: FieldDef, n: int, *, targets: Targets | None = None) -> An
     if fd.nullable and n % 3 == 2 and fd.kind not in ("many", "text_set", "attributes"):
         return None
     kind = fd.kind
+    if fd.choices is not None:
+        return fd.choices[n % len(fd.choices)]
     if kind == "text":
         if fd.blank and n % 4 == 1:
             return ("", " ")[n // 4 % 2]
@@ -211,6 +213,8 @@ def example_value(fd: FieldDef, n: int, *, targets: Targets | None = None) -> An
         return members[n % len(members)]
     if kind == "text_set":
         return _TEXT_SETS[n % len(_TEXT_SETS)]
+    if kind == "text_list":
+        return tuple(sorted(_TEXT_SETS[n % len(_TEXT_SETS)], reverse=n % 2 == 1))
     if kind == "many":
         return tuple(example_value_object(fd.type, n + i) for i in range(n % 3 + (n == 0)))
     if kind == "attributes":
@@ -233,9 +237,28 @@ def example_value(fd: FieldDef, n: int, *, targets: Targets | None = None) -> An
     raise ValueError(f"{fd.name}: no examples of {kind} fields")
 
 
+def declared_examples(cls: type) -> Mapping[str, tuple[Any, ...]]:
+    """The values a declaration asks the test kit to draw for some of its fields.
+
+    A class may set ``__crmkit_examples__ = {"status": (Status.DRAFT, ...)}`` when random
+    values of a field's kind would break one of its rules (a probability above 1, an
+    activated order edited); the kit then draws that field from these values only.
+    """
+    found = getattr(cls, "__crmkit_examples__", None) or {}
+    return {name: tuple(values) for name, values in found.items()}
+
+
+def _example_of(fd: FieldDef, n: int, examples: Mapping[str, tuple[Any, ...]], targets: Targets | None) -> Any:
+    values = examples.get(fd.name)
+    if values:
+        return values[n % len(values)]
+    return example_value(fd, n, targets=targets)
+
+
 def example_value_object(cls: type, n: int = 0) -> Any:
     """Value object number ``n`` of a ``@schema.value_object`` class, every field set."""
-    return cls(**{fd.name: example_value(fd, n + i) for i, fd in enumerate(declared_fields(cls))})
+    examples = declared_examples(cls)
+    return cls(**{fd.name: _example_of(fd, n + i, examples, None) for i, fd in enumerate(declared_fields(cls))})
 
 
 def example_record(
@@ -247,8 +270,9 @@ def example_record(
     keys whenever a key has a text part; references point at ``targets``.
     """
     spec = aggregate_spec(aggregate)
+    examples = declared_examples(spec.cls)
     values = {
-        name: example_value(fd, n + i, targets=targets)
+        name: _example_of(fd, n + i, examples, targets)
         for i, (name, fd) in enumerate(spec.declared.items())
         if name not in fields
     }

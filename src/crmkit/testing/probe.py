@@ -1,7 +1,8 @@
 """The probe aggregate: one field of every kind, a ``ref`` per delete policy, a ``ref_any`` and a composite key.
 
 A backend that passes the generic contract on the probe stores any aggregate that can be
-declared: the conformance suite runs it on every backend. Register it with
+declared (its ``ref_any`` is sortable and part of an index): the conformance suite runs it on every
+backend. Register it with
 ``crmkit.connect(url, plugins=[ProbePlugin()])``. ``ProbeLink`` refers to probes (cascade
 and restrict) and to other links (set_null): references between declared aggregates and
 to the aggregate itself; ``ProbeLinksPlugin`` registers both, and the suite runs both.
@@ -49,7 +50,7 @@ class ProbePart:
     label="probe",
     time_field="happened_at",
     unique=[("owner_id", "code", "number")],
-    indexes=[("code",), ("happened_at", "amount")],
+    indexes=[("code",), ("happened_at", "amount"), ("about", "happened_at")],
 )
 class Probe(schema.Record):
     """A record of no use but to prove a backend: every field kind, every reference kind."""
@@ -69,7 +70,7 @@ class Probe(schema.Record):
     parts: tuple[ProbePart, ...] = schema.many(ProbePart, default=())
     sponsor_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None)
     guard_id: uuid.UUID | None = schema.ref("customers", on_delete="restrict", default=None)
-    about: schema.Ref | None = schema.ref_any(on_delete="cascade", default=None)
+    about: schema.Ref | None = schema.ref_any(on_delete="cascade", default=None, sortable=True)
     attributes: Mapping[str, object] = schema.attributes()
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from crmkit._currencies import ISO_4217
+from crmkit._errors import ValidationError
 from crmkit._validation import MAX_MONEY, MAX_TEXT, MONEY_PLACES, AttributeValue
 from crmkit.channels import BUILTIN_CHANNELS, Channel
 from crmkit.crm import CRM
@@ -35,7 +36,7 @@ from crmkit.interactions import Interaction
 from crmkit.lifecycle_model import Stage
 from crmkit.relationships import BUILTIN_RELATIONSHIP_TYPES, Relationship
 from crmkit.schema import AggregateSpec, FieldDef, Ref, declared_fields
-from crmkit.testing.aggregates import REF_ANY_TARGETS, Targets, aggregate_spec
+from crmkit.testing.aggregates import REF_ANY_TARGETS, Targets, aggregate_spec, declared_examples
 from crmkit.transactions import LineItem, Transaction
 
 __all__ = [
@@ -771,7 +772,9 @@ def field_values(fd: FieldDef, *, targets: Targets | None = None) -> SearchStrat
     """
     kind = fd.kind
     strategy: SearchStrategy[Any]
-    if kind == "text":
+    if fd.choices is not None:
+        strategy = st.sampled_from(fd.choices)
+    elif kind == "text":
         strategy = texts(max_size=60, blank=fd.blank)
     elif kind == "integer":
         strategy = st.integers(-(2**63), 2**63 - 1)
@@ -791,6 +794,8 @@ def field_values(fd: FieldDef, *, targets: Targets | None = None) -> SearchStrat
         strategy = st.sampled_from(list(fd.type))
     elif kind == "text_set":
         strategy = tags()
+    elif kind == "text_list":
+        strategy = st.lists(texts(min_size=1, max_size=30, blank=False), max_size=3).map(tuple)
     elif kind == "many":
         strategy = st.lists(value_objects(fd.type), max_size=3).map(tuple)
     elif kind == "attributes":
@@ -806,7 +811,23 @@ def field_values(fd: FieldDef, *, targets: Targets | None = None) -> SearchStrat
         strategy = st.sampled_from(refs) if refs else st.builds(Ref, st.sampled_from(REF_ANY_TARGETS), uuids())
     else:
         raise ValueError(f"{fd.name or 'field'}: no strategy for {kind} fields")
+    if fd.check is not None:  # a field's own check (an e-mail address, say): keep the values it accepts
+        strategy = strategy.filter(partial(_passes, fd.check))
     return _optional(strategy) if fd.nullable else strategy
+
+
+def _drawn(fd: FieldDef, examples: Mapping[str, tuple[Any, ...]], targets: Targets | None) -> SearchStrategy[Any]:
+    """A field's values: those its declaration lists (``__crmkit_examples__``), else any of its kind."""
+    values = examples.get(fd.name)
+    return st.sampled_from(values) if values else field_values(fd, targets=targets)
+
+
+def _passes(check: Callable[[Any], Any], value: Any) -> bool:
+    try:
+        check(value)
+    except (ValidationError, TypeError, ValueError):
+        return False
+    return True
 
 
 _VALUE_OBJECTS: dict[type, SearchStrategy[Any]] = {}
@@ -825,7 +846,12 @@ def value_objects(cls: type, **fields: SearchStrategy[Any]) -> SearchStrategy[An
         raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
     if not fields and cls in _VALUE_OBJECTS:
         return _VALUE_OBJECTS[cls]
-    strategy = st.builds(cls, **{name: _or_default(fields.get(name), field_values(fd)) for name, fd in defs.items()})
+    if cls in _BUILTIN_VALUE_OBJECTS:  # crmkit's own, whose checks random text would rarely pass
+        return _BUILTIN_VALUE_OBJECTS[cls](**fields)
+    examples = declared_examples(cls)
+    strategy = st.builds(
+        cls, **{name: _or_default(fields.get(name), _drawn(fd, examples, None)) for name, fd in defs.items()}
+    )
     if not fields:
         _VALUE_OBJECTS[cls] = strategy
     return strategy
@@ -851,8 +877,19 @@ def records(
     unknown = set(fields) - set(spec.declared)
     if unknown:
         raise TypeError(f"{spec.cls.__name__} has no field {', '.join(sorted(unknown))}")
+    if spec.cls in _BUILTIN_RECORDS:  # crmkit's own: their strategies know channels, stages, e-mails...
+        for name, fd in spec.declared.items():
+            if fd.kind == "ref" and name not in fields and targets is not None and targets.of(fd.target or ""):
+                fields[name] = st.sampled_from(targets.of(fd.target or ""))
+        built = _BUILTIN_RECORDS[spec.cls](**fields)
+        if id is not None or external_id is not None:
+            return st.tuples(built, _or_default(id, uuids()), _or_default(external_id, _optional(external_ids()))).map(
+                lambda t: attrs.evolve(t[0], id=t[1], external_id=t[2])
+            )
+        return built
+    examples = declared_examples(spec.cls)
     drawn = {
-        name: _or_default(fields.get(name), field_values(fd, targets=targets)) for name, fd in spec.declared.items()
+        name: _or_default(fields.get(name), _drawn(fd, examples, targets)) for name, fd in spec.declared.items()
     }
     return st.builds(
         spec.cls, id=_or_default(id, uuids()), external_id=_or_default(external_id, _optional(external_ids())), **drawn
@@ -874,6 +911,22 @@ def record_lists(
     return st.lists(
         records(spec, targets=targets, **fields), min_size=min_size, max_size=max_size, unique_by=tuple(keyed)
     )
+
+
+_BUILTIN_VALUE_OBJECTS: dict[type, Callable[..., SearchStrategy[Any]]] = {
+    Consent: consents,
+    EmailAddress: email_addresses,
+    Phone: phones,
+    PostalAddress: postal_addresses,
+    Handle: handles,
+    LineItem: line_items,
+}
+_BUILTIN_RECORDS: dict[type, Callable[..., SearchStrategy[Any]]] = {
+    Customer: customers,
+    Interaction: interactions,
+    Transaction: transactions,
+    Relationship: relationships,
+}
 
 
 def _declared_key(spec: AggregateSpec, key: tuple[str, ...], record: Any) -> Any:

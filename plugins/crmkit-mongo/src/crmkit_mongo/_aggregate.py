@@ -38,7 +38,8 @@ def _path(field: str) -> str:
 
 
 def _group_expression(bucket: Bucket) -> Any:
-    value: Any = {"$ifNull": [_path(bucket.field), None]}
+    # a missing field groups as null (an explicit null and a missing field would differ)
+    value: Any = {"$ifNull": [_path(bucket.field), None]} if bucket.nullable else _path(bucket.field)
     if bucket.unit is None:
         return value
     if bucket.kind == "datetime":

@@ -246,7 +246,7 @@ _compiled_lock = threading.Lock()
 
 def codec_for(spec: EntitySpec) -> Codec:
     """The codec of an aggregate: crmkit's own hand-written ones, or one derived (once) from a declaration."""
-    if not isinstance(spec, AggregateSpec):
+    if not (isinstance(spec, AggregateSpec) and spec.derived):
         return CODECS[spec.name]
     found = _compiled.get(id(spec))
     if found is None or found[0] is not spec:

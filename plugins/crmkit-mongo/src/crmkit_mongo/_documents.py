@@ -27,9 +27,8 @@ from bson import Decimal128, Int64
 from bson.binary import Binary
 
 from crmkit.customers import Consent, Customer, EmailAddress, Handle, Phone, PostalAddress
-from crmkit.entities import CUSTOMERS, INTERACTIONS, RELATIONSHIPS, STAGE_CHANGES, TRANSACTIONS, EntitySpec
+from crmkit.entities import CUSTOMERS, INTERACTIONS, RELATIONSHIPS, TRANSACTIONS, EntitySpec
 from crmkit.interactions import Interaction
-from crmkit.lifecycle_model import StageChange
 from crmkit.relationships import Relationship
 from crmkit.transactions import LineItem, Transaction
 
@@ -403,36 +402,6 @@ def _decode_transaction(doc: Mapping[str, Any]) -> Transaction:
     )
 
 
-# --------------------------------------------------------------------------- stage changes
-
-
-def _encode_stage_change(tenant: str, s: StageChange) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "tenant": tenant,
-        "id": as_binary(s.id),
-        "customer_id": as_binary(s.customer_id),
-        "to_stage": s.to_stage.value,
-        "occurred_at": micros(s.occurred_at),
-        "rule": s.rule,
-    }
-    _put(doc, "from_stage", None if s.from_stage is None else s.from_stage.value)
-    _put(doc, "reason", s.reason)
-    _common(doc, s)
-    return doc
-
-
-def _decode_stage_change(doc: Mapping[str, Any]) -> StageChange:
-    return StageChange(
-        customer_id=doc["customer_id"],
-        from_stage=doc.get("from_stage"),
-        to_stage=doc["to_stage"],
-        occurred_at=from_micros(doc["occurred_at"]),
-        rule=doc["rule"],
-        reason=doc.get("reason"),
-        **_common_back(doc),
-    )
-
-
 class Codec:
     """How one entity kind is written and read."""
 
@@ -454,6 +423,5 @@ CODECS: Mapping[str, Codec] = {
         Codec(RELATIONSHIPS, _encode_relationship, _decode_relationship),
         Codec(INTERACTIONS, _encode_interaction, _decode_interaction),
         Codec(TRANSACTIONS, _encode_transaction, _decode_transaction),
-        Codec(STAGE_CHANGES, _encode_stage_change, _decode_stage_change),
     )
 }

@@ -20,7 +20,7 @@ from pymongo.read_preferences import ReadPreference
 from pymongo.write_concern import WriteConcern
 
 from crmkit._errors import BackendError, CRMError, PluginError
-from crmkit.entities import CUSTOMERS, ENTITIES, INTERACTIONS, RELATIONSHIPS, STAGE_CHANGES, TRANSACTIONS, EntitySpec
+from crmkit.entities import CUSTOMERS, ENTITIES, INTERACTIONS, RELATIONSHIPS, TRANSACTIONS, EntitySpec
 from crmkit.relationships import Reached
 from crmkit.schema import AggregateSpec, Schema
 from crmkit.store import Capabilities, Store
@@ -58,7 +58,6 @@ INDEXES: Mapping[str, Mapping[str, tuple[list[tuple[str, int]], dict[str, Any]]]
     },
     INTERACTIONS.name: {"tenant_customer_time": (_PER_CUSTOMER, {}), "tenant_time": (_BY_TIME, {})},
     TRANSACTIONS.name: {"tenant_customer_time": (_PER_CUSTOMER, {}), "tenant_time": (_BY_TIME, {})},
-    STAGE_CHANGES.name: {"tenant_customer_time": (_PER_CUSTOMER, {})},
 }
 
 
@@ -74,7 +73,7 @@ def _indexes(spec: EntitySpec) -> dict[str, tuple[list[tuple[str, int]], dict[st
             [("tenant", ASCENDING), ("external_id", ASCENDING)],
             {"unique": True, "partialFilterExpression": {"external_id": {"$exists": True}}},
         )
-    out.update(derived_indexes(spec) if isinstance(spec, AggregateSpec) else INDEXES[spec.name])
+    out.update(derived_indexes(spec) if isinstance(spec, AggregateSpec) and spec.derived else INDEXES[spec.name])
     return out
 
 
@@ -100,7 +99,7 @@ class MongoStore(Store):
         self._repos = {
             spec.name: MongoRepository(self, spec, self.db.get_collection(spec.name)) for spec in ENTITIES.values()
         }
-        for spec in schema.declared.values() if schema is not None else ():
+        for spec in schema.derived.values() if schema is not None else ():
             self._repos[spec.name] = MongoRepository(self, spec, self.db.get_collection(spec.name))
         self._repos_lock = threading.Lock()
         self._create_indexes = create_indexes
@@ -127,10 +126,59 @@ class MongoStore(Store):
             self._create_indexes_of(repo.spec)
 
     def migrate(self, schema: Schema) -> str:
-        """Create the missing indexes of every aggregate of ``schema`` (documents need no migration)."""
+        """Create the missing indexes of every aggregate of ``schema``, and move documents of older forms."""
+        self.move_stage_changes()
         for name in schema:
             self._create_indexes_of(schema[name])
         return f"indexes of {len(schema)} aggregates present"
+
+    def move_stage_changes(self, batch_size: int = 1000) -> int:
+        """Move the documents of the former ``stage_changes`` collection into ``state_changes``; return how many.
+
+        Each customer stage change becomes the state change crmkit writes today (record
+        ``customers``, stage set ``lifecycle``, no actor) with its id, version and timestamps;
+        the emptied collection is dropped. Idempotent: a move cut short is finished by the
+        next (run when the store opens and by ``migrate``).
+        """
+        from pymongo import ReplaceOne
+
+        from crmkit.schema import Ref, spec_of
+        from crmkit.state_changes import LIFECYCLE, StateChange
+        from crmkit_mongo._derived import codec_for
+        from crmkit_mongo._documents import from_micros
+
+        with self.errors("stage change"):
+            if not self.db.list_collection_names(filter={"name": "stage_changes"}):
+                return 0
+            old, new = self.db.get_collection("stage_changes"), self.db.get_collection("state_changes")
+            encode = codec_for(spec_of(StateChange)).encode
+            moved = 0
+            while True:
+                docs = list(old.find({}, limit=batch_size))
+                if not docs:
+                    break
+                writes = []
+                for doc in docs:
+                    change = StateChange(
+                        record=Ref("customers", doc["customer_id"]),
+                        stage_set=LIFECYCLE,
+                        from_stage=doc.get("from_stage"),
+                        to_stage=doc["to_stage"],
+                        occurred_at=from_micros(doc["occurred_at"]),
+                        rule=doc["rule"],
+                        reason=doc.get("reason"),
+                        id=doc["id"],
+                        created_at=None if doc.get("created_at") is None else from_micros(doc["created_at"]),
+                        updated_at=None if doc.get("updated_at") is None else from_micros(doc["updated_at"]),
+                        version=int(doc["version"]),
+                    )
+                    key = {"tenant": doc["tenant"], "id": doc["id"]}
+                    writes.append(ReplaceOne(key, encode(doc["tenant"], change), upsert=True))
+                new.bulk_write(writes, ordered=False)
+                old.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+                moved += len(docs)
+            old.drop()
+        return moved
 
     def _create_indexes_of(self, spec: EntitySpec) -> None:
         models = [IndexModel(keys, name=name, **options) for name, (keys, options) in _indexes(spec).items()]
@@ -150,7 +198,7 @@ class MongoStore(Store):
         repo = self._repos.get(spec.name)
         if repo is not None and (repo.spec is spec or repo.spec == spec):
             return repo
-        if not isinstance(spec, AggregateSpec):
+        if not (isinstance(spec, AggregateSpec) and spec.derived):
             raise PluginError(f"mongodb: {spec.name} is not an aggregate this store knows or can derive")
         # A declared aggregate that was not in the schema at connect: its collection and indexes now.
         with self._repos_lock:
@@ -307,6 +355,7 @@ def open_store(url: MongoURL, options: Mapping[str, Any], schema: Schema | None 
     store = MongoStore(url, client, transactions=transactions, schema=schema, create_indexes=bool(create))
     try:
         store.probe()
+        store.move_stage_changes()
         if create:
             store.create_indexes()
     except BaseException:

@@ -51,7 +51,7 @@ def upgrade(url: str, *, plugins: Iterable[object] = ()) -> str:
     from crmkit_sqlalchemy._errors import Where, translated
     from crmkit_sqlalchemy._migrate import upgrade_engine
 
-    declared = [declared_table(spec) for spec in PluginHost(plugins=plugins).schema().declared.values()]
+    declared = [declared_table(spec) for spec in PluginHost(plugins=plugins).schema().derived.values()]
     engine, parsed = _engine(url)
     where = Where(parsed)
     try:
@@ -75,7 +75,7 @@ def revision(url: str, package: str, message: str, *, plugins: Iterable[object] 
 
     specs = [
         spec
-        for spec in PluginHost(plugins=plugins).schema().declared.values()
+        for spec in PluginHost(plugins=plugins).schema().derived.values()
         if spec.cls.__module__.split(".", 1)[0] == package
     ]
     if not specs:

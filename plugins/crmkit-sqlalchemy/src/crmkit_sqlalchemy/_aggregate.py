@@ -152,7 +152,8 @@ def _bucket(column: ColumnElement[Any], kind: str, unit: str, pg: bool) -> Colum
     if unit == "year":
         return sa.func.date(*day, "start of year")
     month = sa.cast(sa.func.strftime("%m", *day), sa.Integer())
-    return sa.func.printf("%s-%02d-01", sa.func.strftime("%Y", *day), (month - 1) // 3 * 3 + 1)
+    quarter = sa.func.printf("%s-%02d-01", sa.func.strftime("%Y", *day), (month - 1) // 3 * 3 + 1)
+    return sa.case((column.is_(None), sa.null()), else_=quarter)  # printf would make '-00-01' of a missing day
 
 
 def _attribute_group(repo: SqlRepository, select: _Select, key: str, pg: bool) -> None:

@@ -26,7 +26,8 @@ then ``created_at``, ``updated_at``, ``version`` and ``external_id``. Unique con
 ``(tenant, external_id)`` and ``(tenant, *key)`` for every declared unique key, so the
 database, not a read before the write, keeps them. Indexes: ``(tenant, *key)`` for every
 declared index, and, unless an index or unique key already starts with the same columns,
-``(tenant, ref)`` per reference and ``(tenant, time_field, id)``.
+``(tenant, ref)`` per reference and ``(tenant, time_field, id)``. A ref_any field may be part
+of a declared index (its two columns, aggregate first), which then also serves its look-ups.
 
 Value objects inside a ``many`` column are JSON objects keyed by field name, a field left
 out when it is None; each value is typed exactly: Decimal as its text (the exponent kept),
@@ -158,13 +159,25 @@ def derive_table(spec: AggregateSpec, into: sa.MetaData) -> sa.Table:
     if spec.time_field is not None:
         implicit.append(("tenant", spec.time_field, "id"))
     for wanted in implicit:
-        if not any(have[: len(wanted)] == wanted for have in uniques + indexes):
+        # a ref_any's two columns serve its look-ups in either order (a declared index has aggregate first)
+        if not any(have[: len(wanted)] == wanted or _same_ref_any(have, wanted) for have in uniques + indexes):
             indexes.append(wanted)
     constraints += [sa.Index(None, *key) for key in indexes]
     table = sa.Table(spec.name, into, *columns, *constraints)
     table.info[EXPRESSIONS] = _expressions(spec)
     table.info["crmkit_spec"] = spec
     return table
+
+
+def _same_ref_any(have: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
+    """Whether index ``have`` starts with the tenant and the two columns of the ref_any index ``wanted``."""
+    return (
+        len(wanted) == 3
+        and wanted[1].endswith("_id")
+        and wanted[2] == wanted[1][: -len("_id")] + "_aggregate"
+        and have[:1] == ("tenant",)
+        and set(have[1:3]) == set(wanted[1:])
+    )
 
 
 # --------------------------------------------------------------------------- value objects
@@ -389,7 +402,7 @@ def declared_table(spec: AggregateSpec) -> sa.Table:
 
 def storage_of(spec: EntitySpec) -> tuple[sa.Table, Converter]:
     """The table and converters of an aggregate: hand-written for crmkit's own five, derived for the rest."""
-    if isinstance(spec, AggregateSpec):
+    if isinstance(spec, AggregateSpec) and spec.derived:
         return _derived_of(spec)
     return TABLES[spec.name], CONVERTERS[spec.name]
 
@@ -437,7 +450,7 @@ def explain_conflict(spec: EntitySpec, table: sa.Table, records: Sequence[Any], 
     The database reports the clash; this only puts it in crmkit's words: the key, and the
     values when the write was one record or the batch itself repeats them.
     """
-    if not isinstance(spec, AggregateSpec) or not spec.unique:
+    if not (isinstance(spec, AggregateSpec) and spec.derived) or not spec.unique:
         return cause
     columns = _violated(table, cause)
     for key in spec.unique:

@@ -101,8 +101,15 @@ def money_of(micros: int, places: int) -> Decimal:
     return Decimal(micros).scaleb(-6).quantize(SCALES[places])
 
 
+_PLACES = {str(places): places for places in range(7)}
+
+
 def parse_money_text(text: str) -> Decimal:
     """The exact Decimal back from ``money_text``."""
+    if text[0] == "P" and len(text) == 25:
+        places = _PLACES.get(text[24])
+        if places is not None:  # not negative: the digits up to its places are the Decimal's text
+            return Decimal(text[1 : 17 + places])  # leading zeros and a bare "." change nothing
     micros = int(text[1:16] + text[17:23])
     if text[0] == "N":
         micros = micros - (10**21 - 1)

@@ -6,11 +6,13 @@ column, through which function), as are the bulk paths' row tuples. JSON columns
 contact points, line items, tags and the typed attribute encoding of ``_encoding``.
 
 Rows are trusted on the way back: every one was validated by the domain classes when it
-was written, so records are rebuilt without running the validators again (``_trusted``),
-from values already in the exact form the classes' converters produce (UTC datetimes,
-frozensets, read-only attribute maps in key order, enums). A test compares every field,
-type included, with records built the validating way. Nested contact points and line
-items are rare and small, and go through their constructors.
+was written, so records are rebuilt without running the validators again, from values
+already in the exact form the classes' converters produce (UTC datetimes, frozensets,
+read-only attribute maps in key order, enums). A test compares every field, type included,
+with records built the validating way. Nested contact points and line items are rare and
+small, and go through their constructors. ``from_row`` is generated from a ``RecordPlan``
+(each field's expression over the row's columns), which ``_fastread`` also compiles into
+decoders that go from a DBAPI row straight to the record.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import sqlalchemy as sa
 from crmkit.channels import Channel
 from crmkit.customers import Consent, Customer, EmailAddress, Handle, Phone, PostalAddress
 from crmkit.interactions import Interaction
-from crmkit.lifecycle_model import Stage, StageChange
+from crmkit.lifecycle_model import Stage
 from crmkit.relationships import Relationship
 from crmkit.transactions import LineItem, Transaction
 from crmkit_sqlalchemy._encoding import decode_attributes, encode_attributes
@@ -58,11 +60,66 @@ def _trusted(cls: type[T]) -> Callable[..., T]:
     return build
 
 
+#: How a record comes back from its row: per attrs field, a Python expression of its value
+#: that reads columns as ``row['column']``. ``record_builder`` turns it into the ``from_row``
+#: of the dict paths, and ``_fastread`` into decoders straight from DBAPI rows.
+Plan = tuple[tuple[str, str], ...]
+
+
+class RecordPlan:
+    """A record class, the plan of its fields and the helpers the plan's expressions call."""
+
+    __slots__ = ("cls", "fields", "helpers")
+
+    def __init__(self, cls: type, fields: Plan, helpers: Mapping[str, Any]) -> None:
+        names = sorted(a.name for a in attrs.fields(cls))
+        if sorted(name for name, _ in fields) != names:
+            raise TypeError(f"{cls.__name__} needs exactly the fields {names}, got {sorted(n for n, _ in fields)}")
+        self.cls, self.fields = cls, fields
+        self.helpers: dict[str, Any] = {
+            "_new": object.__new__,
+            "_set": object.__setattr__,
+            "cls": cls,
+            "json_value": _json_value,
+            "attributes_of": _attributes,
+            **helpers,
+        }
+        # a slot's own setter is faster than object.__setattr__ looking the name up each time
+        for name, _ in fields:
+            slot = next((k.__dict__[name] for k in cls.__mro__ if name in k.__dict__), None)
+            if isinstance(slot, types.MemberDescriptorType):
+                self.helpers[f"_set_{name}"] = slot.__set__
+
+    def assign(self, name: str, value: str) -> str:
+        """The statement that sets field ``name`` of record ``new`` to the expression ``value``."""
+        if f"_set_{name}" in self.helpers:
+            return f"_set_{name}(new, {value})"
+        return f"_set(new, {name!r}, {value})"
+
+
+def record_builder(plan: RecordPlan) -> Callable[[Mapping[str, Any]], Any]:
+    """A generated ``from_row``: a new record with each field set from ``plan``, nothing re-validated."""
+    namespace = dict(plan.helpers)
+    lines = ["def from_row(row):", "    new = _new(cls)"]
+    lines += [f"    {plan.assign(name, value)}" for name, value in plan.fields]
+    lines.append("    return new")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<crmkit_sqlalchemy records of {plan.cls.__name__}>", "exec"), namespace)
+    return namespace["from_row"]  # type: ignore[no-any-return]
+
+
+def _plan(fields: str, **values: str) -> Plan:
+    """``fields`` (names, space-separated) read as they are from the column of the same name, then ``values``."""
+    return (*((name, f"row[{name!r}]") for name in fields.split()), *values.items())
+
+
 _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 
 
 def _attributes(stored: Any) -> Mapping[str, Any]:
     """Attributes as ``frozen_attributes`` makes them: a read-only map in key order."""
+    if not stored:  # {} (parsed) or "" never hold attributes; "{}" takes the long way
+        return _EMPTY
     decoded = decode_attributes(_json_value(stored))
     return types.MappingProxyType(dict(sorted(decoded.items()))) if decoded else _EMPTY
 
@@ -161,75 +218,74 @@ def _texts(values: frozenset[str]) -> list[str]:
 # --------------------------------------------------------------------------- customers
 
 
-_customer = _trusted(Customer)
+def _objects(decode: Callable[[Mapping[str, Any]], T]) -> Callable[[Any], tuple[T, ...]]:
+    """A JSON list of objects (parsed or text) to a tuple of value objects, empty lists taking no time."""
+
+    def objects(stored: Any) -> tuple[T, ...]:
+        return tuple(decode(d) for d in _json_value(stored)) if stored else ()
+
+    return objects
 
 
-def customer_of(row: Mapping[str, Any]) -> Customer:
-    return _customer(
-        kind=row["kind"],
-        name=row["name"],
-        emails=tuple(_email(d) for d in _json_value(row["emails"])),
-        phones=tuple(_phone(d) for d in _json_value(row["phones"])),
-        addresses=tuple(_address(d) for d in _json_value(row["addresses"])),
-        handles=tuple(_handle(d) for d in _json_value(row["handles"])),
-        tags=frozenset(_json_value(row["tags"])),
-        owner=row["owner"],
-        attributes=_attributes(row["attributes"]),
-        stage=Stage(row["stage"]),
-        external_id=row["external_id"],
-        id=row["id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-    )
+_CUSTOMER_PLAN = _plan(
+    "kind name owner external_id id created_at updated_at version",
+    emails="emails_of(row['emails'])",
+    phones="phones_of(row['phones'])",
+    addresses="addresses_of(row['addresses'])",
+    handles="handles_of(row['handles'])",
+    tags="frozenset(json_value(row['tags']))",
+    attributes="attributes_of(row['attributes'])",
+    stage="Stage(row['stage'])",
+)
+_CUSTOMER = RecordPlan(
+    Customer,
+    _CUSTOMER_PLAN,
+    {
+        "emails_of": _objects(_email),
+        "phones_of": _objects(_phone),
+        "addresses_of": _objects(_address),
+        "handles_of": _objects(_handle),
+        "Stage": Stage,
+    },
+)
+customer_of = record_builder(_CUSTOMER)
 
 
 # --------------------------------------------------------------------------- relationships
 
 
-_relationship = _trusted(Relationship)
-
-
-def relationship_of(row: Mapping[str, Any]) -> Relationship:
-    return _relationship(
-        source_id=row["source_id"],
-        target_id=row["target_id"],
-        kind=row["kind"],
-        role=row["role"],
-        since=row["since"],
-        until=row["until"],
-        attributes=_attributes(row["attributes"]),
-        external_id=row["external_id"],
-        id=row["id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-    )
+_RELATIONSHIP_PLAN = _plan(
+    "source_id target_id kind role since until external_id id created_at updated_at version",
+    attributes="attributes_of(row['attributes'])",
+)
+_RELATIONSHIP = RecordPlan(Relationship, _RELATIONSHIP_PLAN, {})
+relationship_of = record_builder(_RELATIONSHIP)
 
 
 # --------------------------------------------------------------------------- interactions
 
 
-_interaction = _trusted(Interaction)
+_CHANNELS: dict[str, Channel] = {}
 
 
-def interaction_of(row: Mapping[str, Any]) -> Interaction:
-    return _interaction(
-        customer_id=row["customer_id"],
-        channel=Channel(row["channel"]),
-        direction=row["direction"],
-        occurred_at=row["occurred_at"],
-        subject=row["subject"],
-        summary=row["summary"],
-        outcome=row["outcome"],
-        participants=frozenset(_json_value(row["participants"])),
-        attributes=_attributes(row["attributes"]),
-        external_id=row["external_id"],
-        id=row["id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-    )
+def _channel(value: str) -> Channel:
+    """``Channel(value)``, each name checked once (a handful of names make up every row)."""
+    found = _CHANNELS.get(value)
+    if found is None:
+        found = Channel(value)
+        if len(_CHANNELS) < 1024:
+            _CHANNELS[value] = found
+    return found
+
+
+_INTERACTION_PLAN = _plan(
+    "customer_id direction occurred_at subject summary outcome external_id id created_at updated_at version",
+    channel="channel_of(row['channel'])",
+    participants="frozenset(json_value(row['participants']))",
+    attributes="attributes_of(row['attributes'])",
+)
+_INTERACTION = RecordPlan(Interaction, _INTERACTION_PLAN, {"channel_of": _channel})
+interaction_of = record_builder(_INTERACTION)
 
 
 # --------------------------------------------------------------------------- transactions
@@ -243,45 +299,13 @@ def _line(doc: Mapping[str, Any]) -> LineItem:
     return LineItem(product=doc["product"], quantity=Decimal(doc["quantity"]), unit_price=Decimal(doc["unit_price"]))
 
 
-_transaction = _trusted(Transaction)
-
-
-def transaction_of(row: Mapping[str, Any]) -> Transaction:
-    return _transaction(
-        customer_id=row["customer_id"],
-        occurred_at=row["occurred_at"],
-        amount=row["amount"],
-        currency=row["currency"],
-        kind=row["kind"],
-        line_items=tuple(_line(d) for d in _json_value(row["line_items"])),
-        attributes=_attributes(row["attributes"]),
-        external_id=row["external_id"],
-        id=row["id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-    )
-
-
-# --------------------------------------------------------------------------- stage changes
-
-
-_stage_change = _trusted(StageChange)
-
-
-def stage_change_of(row: Mapping[str, Any]) -> StageChange:
-    return _stage_change(
-        customer_id=row["customer_id"],
-        from_stage=None if row["from_stage"] is None else Stage(row["from_stage"]),
-        to_stage=Stage(row["to_stage"]),
-        occurred_at=row["occurred_at"],
-        rule=row["rule"],
-        reason=row["reason"],
-        id=row["id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-    )
+_TRANSACTION_PLAN = _plan(
+    "customer_id occurred_at amount currency kind external_id id created_at updated_at version",
+    line_items="line_items_of(row['line_items'])",
+    attributes="attributes_of(row['attributes'])",
+)
+_TRANSACTION = RecordPlan(Transaction, _TRANSACTION_PLAN, {"line_items_of": _objects(_line)})
+transaction_of = record_builder(_TRANSACTION)
 
 
 # --------------------------------------------------------------------------- records to rows
@@ -289,10 +313,6 @@ def stage_change_of(row: Mapping[str, Any]) -> StageChange:
 
 def _value(member: Any) -> Any:
     return member.value
-
-
-def _optional_value(member: Any) -> Any:
-    return None if member is None else member.value
 
 
 def _line_docs(items: Sequence[LineItem]) -> list[dict[str, Any]]:
@@ -330,7 +350,6 @@ ENCODERS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "relationships": {"attributes": encode_attributes},
     "interactions": {"channel": str, "participants": _texts, "attributes": encode_attributes},
     "transactions": {"line_items": _line_docs, "attributes": encode_attributes},
-    "stage_changes": {"from_stage": _optional_value, "to_stage": _value},
 }
 
 
@@ -371,20 +390,22 @@ def _to_row(entity: str) -> Callable[[Any], Row]:
 
 
 class Converter:
-    """The pair of converters of one entity."""
+    """The pair of converters of one entity, and the plan ``from_row`` was generated from (if it was)."""
 
-    __slots__ = ("from_row", "to_row")
+    __slots__ = ("from_row", "plan", "to_row")
 
-    def __init__(self, to_row: Callable[[Any], Row], from_row: Callable[[Any], Any]) -> None:
+    def __init__(
+        self, to_row: Callable[[Any], Row], from_row: Callable[[Any], Any], plan: RecordPlan | None = None
+    ) -> None:
         self.to_row = to_row
         self.from_row = from_row
+        self.plan = plan
 
 
 #: Converters per entity name.
 CONVERTERS: dict[str, Converter] = {
-    "customers": Converter(_to_row("customers"), customer_of),
-    "relationships": Converter(_to_row("relationships"), relationship_of),
-    "interactions": Converter(_to_row("interactions"), interaction_of),
-    "transactions": Converter(_to_row("transactions"), transaction_of),
-    "stage_changes": Converter(_to_row("stage_changes"), stage_change_of),
+    "customers": Converter(_to_row("customers"), customer_of, _CUSTOMER),
+    "relationships": Converter(_to_row("relationships"), relationship_of, _RELATIONSHIP),
+    "interactions": Converter(_to_row("interactions"), interaction_of, _INTERACTION),
+    "transactions": Converter(_to_row("transactions"), transaction_of, _TRANSACTION),
 }

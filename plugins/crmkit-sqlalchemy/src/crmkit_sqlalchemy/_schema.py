@@ -1,9 +1,10 @@
-"""The tables: SQLAlchemy Core metadata, one table per crmkit aggregate.
+"""The tables: SQLAlchemy Core metadata, one table per hand-tuned crmkit aggregate.
 
 Every primary key, unique key and index starts with ``tenant``, so that all of one
 tenant's rows can live on one node when the database is distributed by tenant (Citus).
 The Alembic migrations shipped in ``crmkit_sqlalchemy/migrations`` build exactly this
-schema; a test checks that they never drift apart.
+schema, and the tables of crmkit's own declared aggregates (``state_changes``, derived by
+``_derived``); a test checks that they never drift apart.
 """
 
 from __future__ import annotations
@@ -142,20 +143,5 @@ transactions = sa.Table(
     sa.Index(None, "tenant", "occurred_at", "id"),
 )
 
-stage_changes = sa.Table(
-    "stage_changes",
-    metadata,
-    *_common(),
-    sa.Column("customer_id", sa.Uuid(), nullable=False),
-    sa.Column("from_stage", Text, nullable=True),
-    sa.Column("to_stage", Text, nullable=False),
-    sa.Column("occurred_at", UtcDateTime(), nullable=False),
-    sa.Column("rule", Text, nullable=False),
-    sa.Column("reason", Text, nullable=True),
-    *_stamps(),
-    sa.PrimaryKeyConstraint("tenant", "id"),
-    sa.Index(None, "tenant", "customer_id", "occurred_at", "id"),
-)
-
 #: Table per entity name (``crmkit.entities.ENTITIES`` keys).
-TABLES: dict[str, sa.Table] = {t.name: t for t in (customers, relationships, interactions, transactions, stage_changes)}
+TABLES: dict[str, sa.Table] = {t.name: t for t in (customers, relationships, interactions, transactions)}

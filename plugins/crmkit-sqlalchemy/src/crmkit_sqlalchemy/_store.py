@@ -82,8 +82,9 @@ class SqlRepository(Repository[Any]):
         self._delete = t.delete().where(mine, t.c.id == sa.bindparam("p_id"))
         self._delete_version = self._delete.where(t.c.version == sa.bindparam("p_version"))
         self._shapes: dict[tuple[Any, ...], sa.Select[Any]] = {}
-        # SQLite: the hot reads' compiled forms, run on the DBAPI cursor (``_fastread``)
-        self._raw = store.dialect == "sqlite"
+        # the hot reads' compiled forms, run on the DBAPI cursor (``_fastread``); with ``echo``
+        # every statement goes through SQLAlchemy, which logs it
+        self._raw = store.dialect in ("sqlite", "postgresql") and not store.options.echo
         self._raw_selects: dict[int, tuple[sa.Select[Any], RawSelect]] = {}
         self._written, self._analyze_at = 0, _ANALYZE_FIRST
 
@@ -98,7 +99,7 @@ class SqlRepository(Repository[Any]):
 
     def _records(self, result: sa.Result[Any]) -> list[Any]:
         from_row = self.convert.from_row
-        return [from_row(row) for row in result.mappings()]
+        return [from_row(row) for row in result.mappings().all()]  # one fetchall, not a fetchone per row
 
     def _conflict(self, tenant: str, records: Sequence[Any], cause: ConflictError) -> ConflictError:
         """A ConflictError naming the id or external_id that clashed, found after the failed write."""
@@ -253,15 +254,15 @@ class SqlRepository(Repository[Any]):
         if entry is None or entry[0] is not statement:
             if len(self._raw_selects) > 64:
                 self._raw_selects.clear()
-            entry = self._raw_selects[id(statement)] = (statement, RawSelect(statement, self.store.engine.dialect))
+            raw = RawSelect(statement, self.store.engine.dialect, self.convert.plan)
+            entry = self._raw_selects[id(statement)] = (statement, raw)
         return entry[1]
 
     def _raw_records(self, raw: RawSelect, values: Mapping[str, Any]) -> list[Any]:
         """The records ``raw`` reads, on the thread's transaction if it has one, else on a pooled connection."""
-        from_row = self.convert.from_row
         store = self.store
         current = store.current
-        with translated(store.where):
+        try:
             if current is not None:
                 rows = raw.rows(current.connection, values)
             else:
@@ -269,8 +270,18 @@ class SqlRepository(Repository[Any]):
                     dbapi = store.engine.raw_connection()
                     try:
                         rows = raw.rows(dbapi, values)
+                    except Exception as exc:
+                        if store.engine.dialect.is_disconnect(exc, dbapi.dbapi_connection, None):
+                            dbapi.invalidate(exc)  # as SQLAlchemy's own execute would: connect anew next time
+                        raise
                     finally:
                         dbapi.close()
+        except Exception:
+            with translated(store.where):  # driver errors in crmkit's words, as everywhere else
+                raise
+        if raw.builds_records:
+            return rows
+        from_row = self.convert.from_row
         return [from_row(row) for row in rows]
 
     def get(self, tenant: str, id: uuid.UUID) -> Any | None:
@@ -446,10 +457,10 @@ class SqlStore(Store):
         from crmkit_sqlalchemy._derived import declared_table
         from crmkit_sqlalchemy._migrate import upgrade_engine
 
-        tables = [declared_table(spec) for spec in schema.declared.values()]
+        tables = [declared_table(spec) for spec in schema.derived.values()]
         with translated(self.where):
             revision = upgrade_engine(self.engine, tables, where=self.where.text)
-        self.serve(list(schema.declared.values()), ensure=False)
+        self.serve(list(schema.derived.values()), ensure=False)
         return f"crmkit schema revision {revision}; tables of {len(tables)} declared aggregates present"
 
     def repository(self, spec: EntitySpec) -> SqlRepository:
@@ -477,7 +488,7 @@ class SqlStore(Store):
                         f"this store already serves an aggregate named {spec.name!r} "
                         f"({served.spec.cls.__qualname__}); {spec.cls.__qualname__} is another one"
                     )
-                if not isinstance(spec, AggregateSpec):
+                if not (isinstance(spec, AggregateSpec) and spec.derived):
                     raise PluginError(f"{spec.name!r} is not an aggregate crmkit-sqlalchemy knows")
                 new.append(spec)
             if new and ensure:
@@ -693,7 +704,7 @@ def open_store(url: URL, options: Options, schema: Schema | None = None) -> SqlS
     from crmkit_sqlalchemy._derived import declared_table
     from crmkit_sqlalchemy._migrate import ensure_schema
 
-    declared = list(schema.declared.values()) if schema is not None else []
+    declared = list(schema.derived.values()) if schema is not None else []
     tables = [declared_table(spec) for spec in declared]  # a declaration SQL cannot hold fails here
 
     where = Where(url)

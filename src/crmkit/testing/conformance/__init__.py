@@ -32,6 +32,7 @@ from crmkit.testing.conformance._concurrency import ConcurrencyContract
 from crmkit.testing.conformance._fuzz import KNOWN_CORE_GAPS, FuzzContract
 from crmkit.testing.conformance._graph import RelationshipGraphContract
 from crmkit.testing.conformance._harness import ContractBase
+from crmkit.testing.conformance._identity import IdentityContract
 from crmkit.testing.conformance._query import OrderingContract, PaginationContract, QueryContract
 from crmkit.testing.conformance._records import (
     DeleteCascadeContract,
@@ -40,7 +41,7 @@ from crmkit.testing.conformance._records import (
     RepositoryContract,
     StageChangeContract,
 )
-from crmkit.testing.conformance._reports import ReportContract
+from crmkit.testing.conformance._reports import ReportContract, SetQueryContract
 from crmkit.testing.conformance._roundtrip import RoundTripContract
 from crmkit.testing.conformance._stateful import StatefulContract, crm_state_machine
 from crmkit.testing.conformance._tenancy import TenancyContract
@@ -60,6 +61,7 @@ __all__ = [
     "TestDeleteCascade",
     "TestExternalIds",
     "TestFuzz",
+    "TestIdentity",
     "TestLifecycle",
     "TestOrdering",
     "TestPagination",
@@ -68,6 +70,7 @@ __all__ = [
     "TestReferences",
     "TestRelationshipGraph",
     "TestReports",
+    "TestSetQueries",
     "TestRepositories",
     "TestRoundTrip",
     "TestStageChanges",
@@ -91,6 +94,7 @@ __all__ += [
     "EventRecorder",
     "ExternalIdContract",
     "FuzzContract",
+    "IdentityContract",
     "LifecycleContract",
     "OrderingContract",
     "PaginationContract",
@@ -99,6 +103,7 @@ __all__ += [
     "ReferenceContract",
     "RelationshipGraphContract",
     "ReportContract",
+    "SetQueryContract",
     "RepositoryContract",
     "RoundTripContract",
     "StageChangeContract",
@@ -137,6 +142,8 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     AggregateQueryContract,
     AggregateStateMachineContract,
     ReportContract,
+    SetQueryContract,
+    IdentityContract,
 )
 
 
@@ -204,6 +211,10 @@ class TestReports(ReportContract):
     """Group-by reports computed in the store, against the reference."""
 
 
+class TestSetQueries(SetQueryContract):
+    """contains_any / contains_all on sets; scan."""
+
+
 class TestPurchaseSummaries(PurchaseSummaryContract):
     """Purchase summaries against the reference."""
 
@@ -238,3 +249,7 @@ class TestAggregateQueries(AggregateQueryContract):
 
 class TestAggregateStateMachine(AggregateStateMachineContract):
     """Every declared aggregate: random operations against a dict model."""
+
+
+class TestIdentity(IdentityContract):
+    """find_by_email/find_by_phone, upsert_many, merge and un-merge."""

@@ -72,7 +72,7 @@ def collected_aggregates(module: types.ModuleType | None = None) -> tuple[str, .
     key = tuple(getattr(module, "CRMKIT_AGGREGATES", ()) or ())
     if key not in _COLLECTED:
         host = PluginHost(plugins=_module_plugins(module))
-        _COLLECTED[key] = tuple(sorted(host.schema().declared))
+        _COLLECTED[key] = tuple(sorted(host.schema().derived))
     return _COLLECTED[key]
 
 
@@ -98,7 +98,7 @@ class AggregateContractBase(ContractBase):
 
     @pytest.fixture
     def spec(self, crm: CRM, aggregate: str) -> AggregateSpec:
-        declared = crm.schema.declared
+        declared = crm.schema.derived
         if aggregate not in declared:
             pytest.fail(f"{aggregate} was collected but the store's connection does not declare it: {sorted(declared)}")
         return declared[aggregate]

@@ -227,8 +227,9 @@ class AggregateQueryContract(AggregateContractBase):
         self._written(kit)
         sortable = [name for name, f in spec.fields.items() if f.sortable]
         first = list(kit.service.find())[:2]
+        keys = {key[0] for key in spec.unique if len(key) == 1}  # a unique field alone cannot tie
         for name in sortable:  # ties on every field that can be set
-            if name in spec.declared:
+            if name in spec.declared and name not in keys:
                 for record in first:
                     clock.advance(microseconds=1)
                     kit.hold(kit.service.add(kit.new(**{name: getattr(record, name)})))

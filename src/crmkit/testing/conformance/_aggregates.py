@@ -59,12 +59,12 @@ class AggregateRecordsContract(AggregateContractBase):
     """add, get, update, delete, count, keys and exact round trips of every declared aggregate."""
 
     def test_the_contract_covers_every_declared_aggregate(self, request: pytest.FixtureRequest, crm: CRM) -> None:
-        missing = sorted(set(crm.schema.declared) - set(collected_aggregates(request.module)))
+        missing = sorted(set(crm.schema.derived) - set(collected_aggregates(request.module)))
         assert not missing, (
             f"the store declares {missing}, which the generic contract was not collected for: install the "
             "plugin that declares them, or list their classes in CRMKIT_AGGREGATES in the test module"
         )
-        assert {"crmkit_probes", "crmkit_probe_links"} <= set(crm.schema.declared)
+        assert {"crmkit_probes", "crmkit_probe_links"} <= set(crm.schema.derived)
 
     def test_add_returns_the_stored_copy_at_version_1(self, kit: AggregateKit, clock: Clock) -> None:
         record = kit.new(external_id="ext-1/ș")
@@ -426,7 +426,7 @@ class AggregateReferencesContract(AggregateContractBase):
     ) -> None:
         crm = crmkit_backend.crm()
         for ref in spec.references:
-            above = crm.schema.declared.get(ref.target or "")
+            above = crm.schema.derived.get(ref.target or "")
             if ref.on_delete != "cascade" or above is None or above.name == spec.name:
                 continue
             for up in above.references:

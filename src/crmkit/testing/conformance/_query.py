@@ -321,7 +321,7 @@ def _random_population(crm: CRM) -> list[Customer]:
             kind="person" if i % 2 else "organization",
             name=q.NAMES[i % len(q.NAMES)],
             owner=q.OWNERS[i % len(q.OWNERS)],
-            tags=set(q.TAGS[: i % 4]),
+            tags=frozenset(q.TAGS[: i % 4]),
             stage=list(Stage)[i % len(Stage)],
             external_id=None if i % 5 else f"e-{i}",
             attributes=attributes,

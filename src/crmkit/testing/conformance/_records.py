@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
 import attrs
 import pytest
 
-from crmkit import ConflictError, NotFound, Stage, ValidationError
+from crmkit import ConflictError, NotFound, Stage, StageChange, ValidationError
 from crmkit.crm import CRM
-from crmkit.query import F
+from crmkit.query import Cursor, F
 from crmkit.testing._backends import Backend
 from crmkit.testing.conformance._harness import (
     Clock,
@@ -315,3 +316,68 @@ class StageChangeContract(_KitFixtures):
     def test_stage_changes_take_no_custom_attributes(self, crm: CRM) -> None:
         with pytest.raises(ValidationError):
             crm.stage_changes.count(F("attributes.x") == 1)
+
+    def test_a_change_of_stage_of_any_record_reads_the_clock_once_and_names_the_actor(
+        self, crmkit_backend: Backend
+    ) -> None:
+        start = at(2025, 3, 1, 9, 30, 0, 123456)
+        ticks = iter(start + dt.timedelta(seconds=i) for i in range(10_000))  # every reading is a new second
+        crm = crmkit_backend.crm(clock=lambda: next(ticks), actor="user:42")
+        ada = crm.customers.add(person())
+        note = crm.interactions.add(contact(ada, at(2024, 1, 1)))
+        with crm.transaction(), crm.acting_as("user:7"):
+            first = crm.state_changes.record_change(note, stage_set="triage", from_stage=None, to_stage="open")
+            second = crm.state_changes.record_change(
+                ("interactions", note.id), stage_set="triage", from_stage="open", to_stage="done", rule="auto",
+                reason="answered", at=at(2024, 1, 2),
+            )
+        assert first.occurred_at == first.created_at == first.updated_at and first.actor == "user:7"
+        assert (second.occurred_at, second.rule, second.reason) == (at(2024, 1, 2), "auto", "answered")
+        assert crm.state_changes.history(note) == [second, first]  # oldest first, by occurred_at
+        assert crm.state_changes.history(note, stage_set="other") == []
+        assert crm.state_changes.get(first.id) == first and crm.state_changes.count() == 2
+        crm.lifecycle.move(ada.id, Stage.PROSPECT)
+        (change,) = crm.state_changes.history(ada, stage_set="lifecycle")
+        assert (change.record.aggregate, change.from_stage, change.to_stage, change.actor) == (
+            "customers", "lead", "prospect", "user:42",
+        )
+        assert change.occurred_at == change.created_at == change.updated_at
+        # crm.stage_changes shows the customers' life cycle only, as StageChange records
+        assert [c.id for c in crm.stage_changes.find()] == [change.id]
+        assert crm.stage_changes.count() == 1 and crm.stage_changes.get(change.id).customer_id == ada.id
+        with pytest.raises(NotFound):
+            crm.stage_changes.get(first.id)
+        with pytest.raises(ValidationError) as refused:
+            crm.state_changes.record_change(("customers", uuid.uuid4()), stage_set="x", from_stage=None, to_stage="y")
+        assert refused.value.field == "record"
+        crm.interactions.delete(note.id)  # a record's history goes with it
+        assert crm.state_changes.count() == 1
+
+    def test_stage_changes_page_and_filter_by_customer_like_a_stored_aggregate(self, timed: CRM, clock: Clock) -> None:
+        people = [timed.customers.add(person(f"P{i}")) for i in range(4)]
+        for stage in (Stage.PROSPECT, Stage.CUSTOMER, Stage.REPEAT):
+            for p in people:
+                clock.advance(seconds=1)
+                timed.lifecycle.move(p.id, stage, reason=None if stage is Stage.CUSTOMER else f"to {stage}")
+        timed.state_changes.record_change(people[0], stage_set="other", from_stage=None, to_stage="lead")
+        everything = list(timed.stage_changes.find(order_by=("customer_id", "-occurred_at")))
+        assert len(everything) == 12 == timed.stage_changes.count()
+        assert [(c.customer_id, c.occurred_at) for c in everything] == sorted(
+            ((c.customer_id, c.occurred_at) for c in everything), key=lambda k: (k[0], -k[1].timestamp())
+        )
+        pages: list[StageChange] = []
+        after: Cursor | None = None
+        while True:
+            page = timed.stage_changes.find(order_by=("customer_id", "-occurred_at"), limit=5, after=after)
+            pages += page.items
+            if page.next is None:
+                break
+            after = page.next
+        assert pages == everything
+        ids = sorted(p.id for p in people)[1:3]
+        chosen = timed.stage_changes.find(F("customer_id").in_(ids) & (F("reason") == None), order_by="customer_id")  # noqa: E711
+        assert [(c.customer_id, c.to_stage) for c in chosen] == [(i, Stage.CUSTOMER) for i in ids]
+        assert timed.stage_changes.count(~(F("customer_id") == people[0].id) & (F("rule") == "manual")) == 9
+        assert list(timed.stage_changes.stream(F("customer_id") > ids[0], batch_size=2)) == [
+            c for c in timed.stage_changes.find() if c.customer_id > ids[0]
+        ]

@@ -26,13 +26,14 @@ from crmkit.crm import CRM
 from crmkit.entities import EntitySpec
 from crmkit.query import Expr, bind, evaluate
 from crmkit.schema import AggregateSpec
+from crmkit.store import Repository
 from crmkit.testing import strategies as cs
 from crmkit.testing._backends import Backend
 from crmkit.testing.conformance._aggregate_kit import AggregateContractBase, AggregateKit, assert_exact
 from crmkit.testing.conformance._aggregate_queries import conditions
-from crmkit.testing.conformance._harness import at, conformance_settings
+from crmkit.testing.conformance._harness import ContractBase, at, conformance_settings, person
 
-__all__ = ["ReportContract", "reports"]
+__all__ = ["ReportContract", "SetQueryContract", "reports"]
 
 _MEASURES = ("sum", "mean", "min", "max", "count_distinct")
 _KINDS = {
@@ -150,6 +151,30 @@ class ReportContract(AggregateContractBase):
             (): {"count": 0, "sum(amount)": None}
         }
 
+    def test_the_default_for_other_stores_gives_the_same_report(self, crm: CRM) -> None:
+        """``Repository.aggregate``'s own default (read page by page, compute in Python) agrees with the store."""
+        ana = crm.customers.add(Customer(kind="person", name="Ana"))
+        for i in range(30):
+            crm.transactions.add(
+                Transaction(
+                    customer_id=ana.id,
+                    occurred_at=at(2026, 1 + i % 12, 1 + i % 28, i % 24),
+                    amount=Decimal(i) / 8,
+                    currency=("EUR", "USD", "RON")[i % 3],
+                    kind="purchase",
+                )
+            )
+        args: dict[str, Any] = {
+            "group_by": ("currency", "quarter(occurred_at)"),
+            "count": True,
+            "sum": "amount",
+            "max": "amount",
+        }
+        query = parse_aggregate(crm.transactions.spec, **{"min": None, "mean": None, "count_distinct": None, **args})
+        repo = crm.store.repository(crm.transactions.spec)
+        default = finish(query, Repository.aggregate(repo, crm.tenant, bind(None, crm.transactions.spec), query))
+        assert_exact(default, crm.transactions.aggregate(**args))
+
     def test_bad_reports_name_the_argument(self, crm: CRM) -> None:
         for args, field in (
             ({"group_by": "tags", "count": True}, "group_by"),
@@ -168,3 +193,33 @@ def _own_conditions(name: str) -> list[Expr]:
     if name == "customers":
         return [F("kind") == "person", F("owner") != None, F("tags").contains("vip")]  # noqa: E711
     return [F("kind") == "purchase", F("amount") >= Decimal("10"), F("currency").in_(["EUR", "USD"])]
+
+
+class SetQueryContract(ContractBase):
+    """``contains_any`` / ``contains_all`` on sets, and ``scan`` reading everything page by page."""
+
+    def test_contains_any_and_all_match_the_reference(self, crmkit_backend: Backend) -> None:
+        words = st.sampled_from(["vip", "VIP", "b2b", "ș", "مشتری", "a b"])
+
+        @conformance_settings(max_examples=15)
+        @given(tag_sets=st.lists(st.frozensets(words, max_size=3), min_size=1, max_size=6), asked=st.lists(words))
+        def check(tag_sets: list[frozenset[str]], asked: list[str]) -> None:
+            crm = crmkit_backend.crm()
+            crm.customers.add_many([person(f"P{i}", tags=tags) for i, tags in enumerate(tag_sets)])
+            stored = list(crm.customers.scan())
+            spec = crm.customers.spec
+            for where in (F("tags").contains_any(asked), F("tags").contains_all(asked)):
+                condition = bind(where, spec)
+                want = sorted(c.id for c in stored if evaluate(condition, spec, c))
+                assert sorted(c.id for c in crm.customers.scan(where)) == want, where
+                assert crm.customers.count(where) == len(want), where
+
+        check()
+
+    def test_scan_reads_every_record_past_one_page(self, crm: CRM) -> None:
+        crm.customers.add_many(person(f"P{i:04d}", tags={"even"} if i % 2 == 0 else set()) for i in range(1_050))
+        seen = [c.id for c in crm.customers.scan()]
+        assert len(seen) == len(set(seen)) == 1_050
+        assert sum(1 for _ in crm.customers.scan(F("tags").contains("even"), order_by="-name")) == 525
+        with pytest.raises(ValidationError):
+            F("tags").contains_any("vip")

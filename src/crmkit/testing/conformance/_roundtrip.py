@@ -262,22 +262,22 @@ class RoundTripContract(ContractBase):
         customer = person(
             "Zahra Mohammadi",
             emails=[
-                EmailAddress("زهرا@مثال.ایران", label="کار", consent=[Consent("email", True, asked, "web form")]),
-                EmailAddress("z@example.com", consent=[Consent("email", False, None, None)]),
+                EmailAddress("زهرا@مثال.ایران", label="کار", consent=(Consent("email", True, asked, "web form"),)),
+                EmailAddress("z@example.com", consent=(Consent("email", False, None, None),)),
             ],
-            phones=[Phone("+98 (21) 8888-0000", consent=[Consent("phone", True), Consent("sms", False, asked)])],
+            phones=[Phone("+98 (21) 8888-0000", consent=(Consent("phone", True), Consent("sms", False, asked)))],
             addresses=[
                 PostalAddress(
-                    ["Strada Ștefan cel Mare 1", "ap. 2"],
+                    ("Strada Ștefan cel Mare 1", "ap. 2"),
                     city="Iași",
                     postal_code="700001",
                     region="Iași",
                     country="RO",
                     label="home",
-                    consent=[Consent("letter", True, asked, "signed form")],
+                    consent=(Consent("letter", True, asked, "signed form"),),
                 )
             ],
-            handles=[Handle("mastodon", "@zahra@example.social", consent=[Consent("social", True)])],
+            handles=[Handle("mastodon", "@zahra@example.social", consent=(Consent("social", True),))],
             tags={"vip", "مشتری", "😀"},
             stage=Stage.LOYAL,
         )

@@ -175,6 +175,7 @@ class UnitOfWorkContract(ContractBase):
                 "RelationshipAdded",
                 "CustomerUpdated",
                 "CustomerUpdated",
+                "StateChangeCreated",
                 "StageChanged",
                 "CustomerDeleted",
             ]

@@ -11,14 +11,19 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import context
-from crmkit_sqlalchemy._schema import VERSION_TABLE, metadata
+from crmkit_sqlalchemy._schema import VERSION_TABLE
 
 config = context.config
 
 
 #: A plugin's branch (``crmkit_sqlalchemy._branches``) sets its own version table, and its
 #: tables as the target, comparing only those (crmkit's tables belong to the main history).
-_target = config.attributes.get("target_metadata", metadata)
+_target = config.attributes.get("target_metadata")
+if _target is None:  # crmkit's history: the hand-written tables and those of crmkit's own declared aggregates
+    from crmkit_sqlalchemy._derived import schema_metadata
+    from crmkit_sqlalchemy._migrate import own_declared
+
+    _target = schema_metadata(own_declared())
 _only = config.attributes.get("only_tables")
 
 

@@ -1,0 +1,121 @@
+"""Keeping ``identity_keys`` in step with customers, and looking customers up by them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from crmkit._errors import ConflictError, ValidationError
+from crmkit.customers import Customer
+from crmkit.identity._contact import email_key, phone_key
+from crmkit.identity._records import IdentityKey
+from crmkit.query import And, Compare, In, parse_order
+from crmkit.services.records import _stamped
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+
+__all__ = ["MERGED_INTO", "customers_by_key", "keys_of", "rekey", "write_keys"]
+
+#: The attribute that marks a customer merged into another (its value: the survivor's id).
+MERGED_INTO = "merged_into"
+
+
+def _region(crm: CRM, customer: Customer) -> str | None:
+    region: str | None = getattr(crm, "_identity_region", None)
+    if region is None:
+        region = next((a.country for a in customer.addresses if a.country), None)
+    return region
+
+
+def keys_of(crm: CRM, customer: Customer) -> list[tuple[str, str]]:
+    """The (kind, key) pairs of a customer's e-mails and phones; none for a merged-away customer.
+
+    A phone that cannot be read as E.164 (a national number without a known region) has no key.
+    """
+    if MERGED_INTO in customer.attributes:
+        return []
+    found: dict[tuple[str, str], None] = {}
+    for email in customer.emails:
+        try:
+            found[("email", email_key(email.address))] = None
+        except ValidationError:
+            continue
+    region = _region(crm, customer)
+    for phone in customer.phones:
+        try:
+            found[("phone", phone_key(phone.number, region=region))] = None
+        except ValidationError:
+            continue
+    return list(found)
+
+
+def _spec(crm: CRM) -> Any:
+    return crm.schema.declared.get("identity_keys")
+
+
+def write_keys(crm: CRM, customers: Sequence[Customer]) -> None:
+    """Store the keys of newly stored customers (inside the caller's transaction)."""
+    spec = _spec(crm)
+    if spec is None or not customers:
+        return
+    rows = [
+        # stamped with the customer's own time: no extra reading of the clock per write
+        _stamped(IdentityKey(customer_id=c.id, kind=kind, key=key), c.updated_at or crm.now())
+        for c in customers
+        for kind, key in keys_of(crm, c)
+    ]
+    if rows:
+        if getattr(crm, "_identity_unique_emails", False):
+            _refuse_taken_emails(crm, spec, rows)
+        crm.store.repository(spec).insert(crm.tenant, rows)
+
+
+def _refuse_taken_emails(crm: CRM, spec: Any, rows: list[IdentityKey]) -> None:
+    """ConflictError naming the other customer when an e-mail key is held by another customer already."""
+    wanted: dict[str, uuid.UUID] = {}
+    for row in rows:
+        if row.kind != "email":
+            continue
+        other = wanted.setdefault(row.key, row.customer_id)
+        if other != row.customer_id:
+            raise ConflictError(
+                f"e-mail {row.key} is given to two customers ({other} and {row.customer_id})",
+                entity="customer",
+                key=row.customer_id,
+            )
+    if not wanted:
+        return
+    where = And((Compare("kind", "==", "email"), In("key", tuple(wanted))))
+    for held in crm.store.repository(spec).find(crm.tenant, where, parse_order(None, spec), None):
+        if held.customer_id != wanted[held.key]:
+            raise ConflictError(
+                f"e-mail {held.key} belongs to customer {held.customer_id} already",
+                entity="customer",
+                key=wanted[held.key],
+            )
+
+
+def rekey(crm: CRM, customers: Iterable[Customer]) -> None:
+    """Replace the stored keys of customers whose contact points (or merge state) changed."""
+    spec = _spec(crm)
+    items = list(customers)
+    if spec is None or not items:
+        return
+    crm.store.repository(spec).delete_where(crm.tenant, In("customer_id", tuple(c.id for c in items)))
+    write_keys(crm, items)
+
+
+def customers_by_key(crm: CRM, kind: str, key: str) -> list[Customer]:
+    """The customers holding a key, oldest first (an index look-up, then the customers by id)."""
+    spec = _spec(crm)
+    if spec is None:
+        raise ValidationError("identity", "the identity aggregates are not registered on this connection", kind)
+    where = And((Compare("kind", "==", kind), Compare("key", "==", key)))
+    rows = crm.store.repository(spec).find(crm.tenant, where, parse_order(None, spec), None)
+    ids: list[uuid.UUID] = list(dict.fromkeys(r.customer_id for r in rows))
+    if not ids:
+        return []
+    found = crm.customers.find(In("id", tuple(ids)), order_by=("created_at", "id"))
+    return list(found.items)

@@ -1,0 +1,53 @@
+"""The aggregates of the identity layer: contact-point keys of customers, and merges (to undo them)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from crmkit import schema
+
+__all__ = ["IdentityKey", "Merge", "Moved"]
+
+
+@schema.aggregate("identity_keys", indexes=[("kind", "key")])
+class IdentityKey(schema.Record):
+    """A customer's contact point in its comparable form (``email``: ``ana@example.ro``, ``phone``: E.164).
+
+    Written by ``crm.customers`` whenever a customer is stored; ``find_by_email`` and
+    ``find_by_phone`` are look-ups on the ``(kind, key)`` index. The customer keeps the
+    address as it was typed.
+    """
+
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
+    kind: str = schema.text(sortable=True)
+    key: str = schema.text(sortable=True, personal=True)
+
+
+@schema.value_object
+class Moved:
+    """A reference re-pointed by a merge: which record, which field, and the customer it named before."""
+
+    aggregate: str = schema.text()
+    record_id: uuid.UUID = schema.uuid()
+    field: str = schema.text()
+    from_id: uuid.UUID = schema.uuid()
+
+
+@schema.aggregate("identity_merges", time_field="merged_at", indexes=[("survivor_id",)])
+class Merge(schema.Record):
+    """One merge: the survivor, the customers merged into it, and what un-merging needs.
+
+    ``before`` and ``after`` hold the customers as they were before the merge and as the
+    merge left them; ``removed`` the records the merge deleted (relationships that would
+    have become self-loops or duplicates), all in crmkit's record codec (JSON).
+    """
+
+    survivor_id: uuid.UUID = schema.uuid(sortable=True)
+    merged_ids: frozenset[str] = schema.text_set()
+    merged_at: dt.datetime = schema.instant(sortable=True)
+    moved: tuple[Moved, ...] = schema.many(Moved, default=())
+    before: str = schema.text(personal=True)
+    after: str = schema.text(personal=True)
+    removed: str = schema.text(default="[]")
+    undone_at: dt.datetime | None = schema.instant(default=None, sortable=True)

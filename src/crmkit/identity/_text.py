@@ -1,0 +1,146 @@
+"""Text normalisation and string similarity for matching, in pure Python.
+
+The similarity measures are the textbook ones: the Jaro similarity (Jaro 1989) with
+Winkler's prefix bonus (Winkler 1990), and the optimal-string-alignment variant of the
+Damerau-Levenshtein distance, cut off early once it exceeds a bound.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+__all__ = ["damerau_within", "fold", "jaro_winkler", "token_key"]
+
+#: Arabic-script letters written differently in Persian and Arabic text (yeh, kaf, heh, alef forms).
+_SCRIPT_VARIANTS = str.maketrans(
+    {
+        "\u064a": "\u06cc",  # Arabic yeh -> Farsi yeh
+        "\u0649": "\u06cc",  # alef maksura -> Farsi yeh
+        "\u0643": "\u06a9",  # Arabic kaf -> keheh
+        "\u0629": "\u0647",  # teh marbuta -> heh
+        "\u0623": "\u0627",  # alef with hamza above -> alef
+        "\u0625": "\u0627",  # alef with hamza below -> alef
+        "\u0622": "\u0627",  # alef with madda -> alef
+        "\u200c": " ",  # zero-width non-joiner: a word boundary inside a compound name
+        "\u200d": "",  # zero-width joiner
+        "\u0219": "s",  # Romanian s-comma (also the cedilla forms, through NFKD below)
+        "\u021b": "t",
+        "\u00df": "ss",
+        "\u0131": "i",  # dotless i
+        "\u0142": "l",  # Polish l with stroke has no decomposition
+        "\u00f8": "o",
+        "\u00e6": "ae",
+        "\u0153": "oe",
+        "\u0111": "d",
+    }
+)
+_NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def fold(value: str) -> str:
+    """The comparable form of a text: NFKC, case-folded, accents and script variants removed.
+
+    ``"  Ștefan-Ionuț "`` and ``"STEFAN IONUT"`` fold to ``"stefan ionut"``; Persian names
+    written with Arabic yeh or kaf, or with a zero-width non-joiner, fold like their
+    Persian spelling. Punctuation becomes a space, runs of spaces one space.
+    """
+    text = unicodedata.normalize("NFKC", value).casefold().translate(_SCRIPT_VARIANTS)
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return " ".join(_NOT_WORD.sub(" ", text).split())
+
+
+def token_key(folded: str) -> str:
+    """The words of a folded text, sorted: "juan carlos" and "carlos juan" have one key."""
+    return " ".join(sorted(folded.split()))
+
+
+def jaro_winkler(s: str, t: str, prefix_scale: float = 0.1) -> float:
+    """Jaro-Winkler similarity in [0, 1] (1: equal)."""
+    if s == t:
+        return 1.0
+    ls, lt = len(s), len(t)
+    if not ls or not lt:
+        return 0.0
+    if ls > lt:
+        s, t, ls, lt = t, s, lt, ls
+    window = max(lt // 2 - 1, 0)
+    used: set[int] = set()
+    s_matched: list[str] = []
+    t_positions: list[int] = []
+    find = t.find
+    for i, ch in enumerate(s):
+        lo = i - window if i > window else 0
+        hi = i + window + 1
+        j = find(ch, lo, hi)
+        while j != -1 and j in used:
+            j = find(ch, j + 1, hi)
+        if j != -1:
+            used.add(j)
+            s_matched.append(ch)
+            t_positions.append(j)
+    matches = len(s_matched)
+    if not matches:
+        return 0.0
+    t_positions.sort()
+    half_transpositions = 0
+    for ch, j in zip(s_matched, t_positions, strict=True):
+        if ch != t[j]:
+            half_transpositions += 1
+    jaro = (matches / ls + matches / lt + (matches - half_transpositions / 2) / matches) / 3
+    prefix = 0
+    for a, b in zip(s[:4], t[:4], strict=False):
+        if a != b:
+            break
+        prefix += 1
+    return jaro + prefix * prefix_scale * (1 - jaro)
+
+
+def damerau_within(s: str, t: str, bound: int) -> int:
+    """The optimal-string-alignment distance of ``s`` and ``t`` if it is at most ``bound``, else bound + 1.
+
+    Only the diagonal band of width ``2 * bound + 1`` of the dynamic programme is filled
+    (cells farther off the diagonal exceed the bound anyway), and it stops at the first row
+    whose every cell exceeds the bound.
+    """
+    if s == t:
+        return 0
+    ls, lt = len(s), len(t)
+    if abs(ls - lt) > bound:
+        return bound + 1
+    if ls == lt:
+        mismatches = [k for k in range(ls) if s[k] != t[k]]
+        if len(mismatches) <= 1:
+            return len(mismatches)
+        if len(mismatches) == 2 and mismatches[1] == mismatches[0] + 1:
+            a = mismatches[0]
+            if s[a] == t[a + 1] and s[a + 1] == t[a]:
+                return 1
+        if len(mismatches) <= bound:
+            return len(mismatches) if bound >= 2 else bound + 1
+    over = bound + 1
+    before: list[int] | None = None
+    previous = [j if j <= over else over for j in range(lt + 1)]
+    for i in range(1, ls + 1):
+        current = [over] * (lt + 1)
+        current[0] = i if i <= over else over
+        row_min = current[0]
+        si = s[i - 1]
+        lo = max(1, i - bound)
+        hi = min(lt, i + bound)
+        for j in range(lo, hi + 1):
+            cost = 0 if si == t[j - 1] else 1
+            value = previous[j - 1] + cost
+            if previous[j] + 1 < value:
+                value = previous[j] + 1
+            if current[j - 1] + 1 < value:
+                value = current[j - 1] + 1
+            if before is not None and j > 1 and si == t[j - 2] and s[i - 2] == t[j - 1] and before[j - 2] + 1 < value:
+                value = before[j - 2] + 1
+            current[j] = value if value < over else over
+            if value < row_min:
+                row_min = value
+        if row_min > bound:
+            return over
+        before, previous = previous, current
+    return previous[lt] if previous[lt] <= bound else over
