@@ -278,8 +278,9 @@ def clocks(
                 if not measured:
                     continue
                 state = measured[-1]
+                # a breach of any cycle stays, and the first one is the clock's breach
                 first_breach = next((m.breached_at for m in measured if m.breached), None)
-                if first_breach is not None and not state.breached:
+                if first_breach is not None and state.breached_at != first_breach:
                     state = attrs.evolve(state, breached=True, breached_at=first_breach)
             if best is None or _deadline(state) < _deadline(best):
                 best = state
