@@ -14,8 +14,8 @@
     crm.service.sla(case.id)
 
 The aggregates (``calendars``, ``sla_policies``, ``cases``, ``service_queues``,
-``case_assignments``, ``case_events``, ``case_escalations``, ``sla_outcomes``) are crmkit's own and stored by
-every backend; ``crm.service`` is the desk (see ``crmkit.service.service``).
+``case_assignments``, ``case_events``, ``case_escalations``, ``sla_outcomes``, ``sla_clocks``)
+are crmkit's own and stored by every backend; ``crm.service`` is the desk (see ``crmkit.service.service``).
 """
 
 from crmkit.service.calendar import BusinessCalendar, Holiday
@@ -31,6 +31,7 @@ from crmkit.service.model import (
     Queue,
     SLAOutcome,
     SLAPolicy,
+    SLAState,
     Target,
 )
 from crmkit.service.sla import SLAClock
@@ -45,6 +46,7 @@ AGGREGATES: tuple[type, ...] = (
     CaseEvent,
     CaseEscalation,
     SLAOutcome,
+    SLAState,
 )
 
 __all__ = [
@@ -63,5 +65,6 @@ __all__ = [
     "SLAClock",
     "SLAOutcome",
     "SLAPolicy",
+    "SLAState",
     "Target",
 ]

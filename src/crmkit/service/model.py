@@ -28,6 +28,7 @@ __all__ = [
     "Queue",
     "SLAOutcome",
     "SLAPolicy",
+    "SLAState",
     "Target",
 ]
 
@@ -275,6 +276,42 @@ class SLAOutcome(schema.Record):
     target_seconds: int = schema.integer()
     running_seconds: int = schema.integer(sortable=True)
     paused_seconds: int = schema.integer()
+    priority: str | None = schema.text(default=None, sortable=True)
+    queue: str | None = schema.text(default=None, sortable=True)
+    team: str | None = schema.text(default=None, sortable=True)
+
+
+@schema.aggregate(
+    "sla_clocks",
+    label="SLA clock",
+    time_field="as_of",
+    unique=[("case_id", "clock")],
+    indexes=[("policy", "clock"), ("breach_after",)],
+)
+class SLAState(schema.Record):
+    """A case's clock as of its latest event, kept by ``crm.service`` at every write.
+
+    Between two events a clock only runs on (or stays paused, or stays completed), so the
+    state at any later instant follows from this row alone: ``crm.service.sla_state`` reads
+    it for one case, ``crm.service.sla_summary`` counts breached, running, paused and
+    completed clocks at an instant in the store. ``breach_after`` is the instant after
+    which a running clock is breached (None: it is not running); business times are whole
+    microseconds (the target in seconds); the case's priority, queue and team are copied for grouping.
+    """
+
+    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade")
+    clock: str = schema.text(sortable=True)
+    policy: str = schema.text(sortable=True)
+    as_of: dt.datetime = schema.instant(sortable=True)
+    started_at: dt.datetime | None = schema.instant(default=None, sortable=True)
+    target_seconds: int = schema.integer()
+    elapsed_us: int = schema.integer()
+    paused_us: int = schema.integer()
+    is_paused: bool = schema.boolean(default=False)
+    due_at: dt.datetime | None = schema.instant(default=None, sortable=True)
+    breach_after: dt.datetime | None = schema.instant(default=None, sortable=True)
+    breached_at: dt.datetime | None = schema.instant(default=None, sortable=True)
+    completed_at: dt.datetime | None = schema.instant(default=None, sortable=True)
     priority: str | None = schema.text(default=None, sortable=True)
     queue: str | None = schema.text(default=None, sortable=True)
     team: str | None = schema.text(default=None, sortable=True)

@@ -19,7 +19,7 @@ from crmkit._validation import check_identifier, utc
 from crmkit.aggregation import Aggregation
 from crmkit.interactions import Interaction
 from crmkit.query import F, evaluate
-from crmkit.service.calendar import BusinessCalendar
+from crmkit.service.calendar import BusinessCalendar, engine
 from crmkit.service.model import (
     CLOSED_STATUSES,
     Case,
@@ -29,18 +29,41 @@ from crmkit.service.model import (
     Queue,
     SLAOutcome,
     SLAPolicy,
+    SLAState,
 )
-from crmkit.service.sla import SLAClock, clocks
+from crmkit.service.sla import SLAClock, clocks, kept, running_on
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
 
-__all__ = ["BUILTIN_STRATEGIES", "Service"]
+__all__ = ["BUILTIN_STRATEGIES", "CASE_STATUS", "Service", "SLASummary"]
+
+#: The stage set of a case's status in ``crm.state_changes``.
+CASE_STATUS = "case_status"
 
 #: A strategy picks the member of a queue who gets a case: ``strategy(crm, queue, case) -> member``.
 Strategy = Callable[["CRM", Queue, Case], str]
 
 _BATCH = 1000
+#: The fields of a kept clock that a recomputation rewrites.
+_KEPT = frozenset(
+    [
+        "policy",
+        "as_of",
+        "started_at",
+        "target_seconds",
+        "elapsed_us",
+        "paused_us",
+        "is_paused",
+        "due_at",
+        "breach_after",
+        "breached_at",
+        "completed_at",
+        "priority",
+        "queue",
+        "team",
+    ]
+)
 
 
 def _open(crm: CRM) -> Any:
@@ -101,6 +124,22 @@ class Attainment:
     met: int
     breached: int
     rate: float
+
+
+@attrs.frozen
+class SLASummary:
+    """The clocks of one group at an instant (``sla_summary``): how many, and how many are in each state."""
+
+    key: tuple[Any, ...]
+    clocks: int
+    breached: int
+    completed: int
+    paused: int
+
+    @property
+    def running(self) -> int:
+        """Clocks still counting (neither completed nor paused)."""
+        return self.clocks - self.completed - self.paused
 
 
 class Service:
@@ -176,6 +215,119 @@ class Service:
             applying = tuple(sorted(p.name for p in policies.values() if evaluate(p.condition, spec, case)))
             yield case, clocks(case, history, policies, applying, calendars, at)
 
+    def sla_state(self, case_id: uuid.UUID, *, now: dt.datetime | None = None) -> list[SLAClock]:
+        """The case's clocks at ``now`` from the rows kept at its latest event (``sla_clocks``).
+
+        Equal to ``sla`` (recomputed from the history), without the pause intervals; before
+        the latest event it falls back to ``sla``.
+        """
+        at = self._now(now)
+        rows = list(self._crm.records(SLAState).stream(F("case_id") == case_id, order_by=("clock",)))
+        if not rows or any(at < row.as_of for row in rows):
+            return self.sla(case_id, now=at)
+        policies, engines = self.policies(), self._engines()
+        order = {name: i for i, name in enumerate(("first_response", "next_response", "resolution"))}
+        rows.sort(key=lambda r: order.get(r.clock, 99))
+        return [running_on(row, self._engine_of(policies.get(row.policy), engines), at) for row in rows]
+
+    def sla_summary(
+        self, *, now: dt.datetime | None = None, group_by: Sequence[str] = ("policy", "clock"), where: Any = None
+    ) -> list[SLASummary]:
+        """Kept clocks counted in the store at ``now`` by ``group_by``: all, breached, completed, paused.
+
+        A clock is breached at ``now`` when its breach was recorded or it runs past its
+        ``breach_after``; four group-by counts in the store, no row is read.
+        """
+        at = self._now(now)
+        records = self._crm.records(SLAState)
+        keys = tuple(group_by)
+
+        def counts(extra: Any) -> dict[tuple[Any, ...], int]:
+            condition = extra if where is None else (where & extra if extra is not None else where)
+            return {tuple(r.key): r.count or 0 for r in records.aggregate(condition, group_by=keys, count=True)}
+
+        total = counts(None)
+        breached = counts((F("breached_at") != None) | (F("breach_after") < at))  # noqa: E711
+        completed = counts(F("completed_at") != None)  # noqa: E711
+        paused = counts((F("is_paused") == True) & F("completed_at").is_null())  # noqa: E712
+        return [
+            SLASummary(
+                key=k, clocks=n, breached=breached.get(k, 0), completed=completed.get(k, 0), paused=paused.get(k, 0)
+            )
+            for k, n in sorted(total.items(), key=lambda item: tuple(str(v) for v in item[0]))
+        ]
+
+    def refresh(self, where: Any = None) -> int:
+        """Recompute the kept clocks of the cases ``where`` selects from their history; return how many cases.
+
+        For cases stored without ``crm.service`` (imports) and after a policy or calendar
+        changed; the writes of ``crm.service`` keep the rows of the case they touch.
+        """
+        policies, calendars = self.policies(), self.calendars()
+        engines = self._engines(calendars)
+        spec = self._crm.schema.spec(Case)
+        records = self._crm.records(SLAState)
+        events = iter(self._crm.records(CaseEvent).stream(order_by=("case_id", "at", "seq"), batch_size=10 * _BATCH))
+        pending = next(events, None)
+        done = 0
+        batch: list[SLAState] = []
+        ids: list[uuid.UUID] = []
+
+        def flush() -> None:
+            with self._crm.transaction():
+                for row in records.stream(F("case_id").in_(ids)):
+                    records.delete(row.id)
+                records.add_many(batch)
+            batch.clear()
+            ids.clear()
+
+        for case in self._cases.stream(where, order_by=("id",), batch_size=_BATCH):
+            while pending is not None and pending.case_id < case.id:
+                pending = next(events, None)
+            history: list[CaseEvent] = []
+            while pending is not None and pending.case_id == case.id:
+                history.append(pending)
+                pending = next(events, None)
+            applying = tuple(sorted(p.name for p in policies.values() if evaluate(p.condition, spec, case)))
+            as_of = max([case.opened_at, *(e.at for e in history)])
+            for clock in clocks(case, history, policies, applying, calendars, as_of):
+                batch.append(kept(case, clock, as_of, self._engine_of(policies.get(clock.policy), engines)))
+            ids.append(case.id)
+            done += 1
+            if len(ids) >= _BATCH:
+                flush()
+        if ids:
+            flush()
+        return done
+
+    def _engines(self, calendars: Mapping[str, BusinessCalendar] | None = None) -> dict[str, Any]:
+        found = self.calendars() if calendars is None else calendars
+        return {key: engine(cal) for key, cal in found.items()}
+
+    @staticmethod
+    def _engine_of(policy: SLAPolicy | None, engines: Mapping[str, Any]) -> Any:
+        return engines.get(policy.calendar) if policy is not None and policy.calendar else None
+
+    def _keep(self, case: Case) -> None:
+        """Store the case's clocks as of its latest event (in the caller's transaction)."""
+        history = self.history(case.id)
+        as_of = max([case.opened_at, *(e.at for e in history)])
+        policies, calendars = self.policies(), self.calendars()
+        engines = self._engines(calendars)
+        state = clocks(case, history, policies, self.matching(case, policies.values()), calendars, as_of)
+        records = self._crm.records(SLAState)
+        old = {row.clock: row for row in records.stream(F("case_id") == case.id)}
+        for clock in state:
+            row = kept(case, clock, as_of, self._engine_of(policies.get(clock.policy), engines))
+            before = old.pop(clock.clock, None)
+            if before is None:
+                records.add(row)
+            else:
+                fields = {a.name: getattr(row, a.name) for a in attrs.fields(SLAState) if a.name in _KEPT}
+                records.update(attrs.evolve(before, **fields))
+        for row in old.values():
+            records.delete(row.id)
+
     # ------------------------------------------------------------------ writing
 
     def _now(self, at: dt.datetime | None, field: str = "at") -> dt.datetime:
@@ -207,6 +359,7 @@ class Service:
             self._track_policies(self._case(case.id), when)
             stored: Case = self._cases.update(case)
             self._track_policies(stored, when)
+            self._keep(stored)
         return stored
 
     def assign(
@@ -278,6 +431,7 @@ class Service:
             if case.first_response_at is None or when < case.first_response_at:
                 case = self._cases.update(attrs.evolve(case, first_response_at=when))
             self._store_outcomes(case, when, ("first_response", "next_response"))
+            self._keep(case)
         return event
 
     def log(self, case_id: uuid.UUID, interaction: Interaction, *, by: str | None = None) -> Interaction:
@@ -312,7 +466,9 @@ class Service:
         with self._crm.transaction():
             case = self._case(case_id)
             self._track_policies(case, when)
-            return self._record(case, "message", when, by=by, note=note)
+            event = self._record(case, "message", when, by=by, note=note)
+            self._keep(case)
+            return event
 
     def set_status(
         self, case_id: uuid.UUID, status: str, *, at: dt.datetime | None = None, by: str | None = None
@@ -329,7 +485,12 @@ class Service:
             self._track_policies(case, when)
             kind = "reopened" if case.status in CLOSED_STATUSES and status not in CLOSED_STATUSES else "status"
             self._record(case, kind, when, status=status, by=self._by(by))
-            return self._cases.update(attrs.evolve(case, status=status))  # type: ignore[no-any-return]
+            self._crm.state_changes.record_change(
+                case, stage_set=CASE_STATUS, from_stage=case.status, to_stage=status, at=when
+            )
+            stored: Case = self._cases.update(attrs.evolve(case, status=status))
+            self._keep(stored)
+            return stored
 
     def resolve(
         self, case_id: uuid.UUID, *, at: dt.datetime | None = None, resolution: str | None = None, by: str | None = None
@@ -340,11 +501,15 @@ class Service:
             case = self._case(case_id)
             self._track_policies(case, when)
             self._record(case, "resolved", when, status="resolved", by=self._by(by), note=resolution)
+            self._crm.state_changes.record_change(
+                case, stage_set=CASE_STATUS, from_stage=case.status, to_stage="resolved", at=when, reason=resolution
+            )
             first = case.resolved_at if case.resolved_at is not None and case.resolved_at <= when else when
             stored: Case = self._cases.update(
                 attrs.evolve(case, status="resolved", resolved_at=first, resolution=resolution)
             )
             self._store_outcomes(stored, when, ("resolution",))
+            self._keep(stored)
             return stored
 
     def _store_outcomes(self, case: Case, at: dt.datetime, names: Sequence[str]) -> None:

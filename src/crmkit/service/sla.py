@@ -27,9 +27,9 @@ from typing import Any
 import attrs
 
 from crmkit.service.calendar import BusinessCalendar, engine
-from crmkit.service.model import CLOCKS, Case, CaseEvent, SLAPolicy
+from crmkit.service.model import CLOCKS, Case, CaseEvent, SLAPolicy, SLAState
 
-__all__ = ["Segment", "SLAClock", "clocks", "segments"]
+__all__ = ["Segment", "SLAClock", "clocks", "segments", "kept", "running_on"]
 
 _ZERO = dt.timedelta(0)
 
@@ -95,7 +95,10 @@ def segments(case: Case, events: Sequence[CaseEvent], policies: Iterable[str], n
         current, current_policies = new_status, new_policies
     if now > start:
         out.append(Segment(start, now, current, current_policies))
-    return [s for s in out if s.end > s.start]
+    found = [s for s in out if s.end > s.start]
+    if start == now:  # a change at ``now`` is in force at ``now``: an empty last stretch says so
+        found.append(Segment(now, now, current, current_policies))
+    return found
 
 
 def _windows(case: Case, events: Sequence[CaseEvent], clock: str) -> list[tuple[dt.datetime, dt.datetime | None]]:
@@ -198,7 +201,7 @@ class _Measure:
                     breached_at = self.plus(policy, a, target - running)
             running += length
         if stop is None or stop > now:
-            still = next((s for s in parts if s.start <= now < s.end or s.end == now), None)
+            still = next((s for s in reversed(parts) if s.start <= now <= s.end), None)
             is_paused = still is not None and still.status in self.policy_of(still).pause_statuses
         else:
             is_paused = False
@@ -291,3 +294,80 @@ def clocks(
 
 def _deadline(clock: SLAClock) -> dt.datetime:
     return clock.due_at if clock.due_at is not None else dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
+def _whole(d: dt.timedelta) -> int:
+    return int(d.total_seconds())
+
+
+def _micros(d: dt.timedelta) -> int:
+    return (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def kept(case: Case, clock: SLAClock, as_of: dt.datetime, calendar: Any) -> SLAState:
+    """The row that keeps a clock computed at ``as_of`` (the case's latest event).
+
+    ``calendar`` is the working-time engine of the clock's policy (None: every hour counts).
+    A running clock that is not yet breached gets ``breach_after``: its due instant, or the
+    next working instant when it is due at the end of a working window (the target reached
+    exactly is no breach until the clock runs on).
+    """
+    running = clock.started_at is not None and clock.completed_at is None and not clock.is_paused
+    breach_after = None
+    if running and not clock.breached and clock.due_at is not None:
+        due = clock.due_at
+        breach_after = due if calendar is None or calendar.is_within(due) else calendar.next_start(due)
+    return SLAState(
+        case_id=case.id,
+        clock=clock.clock,
+        policy=clock.policy,
+        as_of=as_of,
+        started_at=clock.started_at,
+        target_seconds=_whole(clock.target),
+        elapsed_us=_micros(clock.elapsed),
+        paused_us=_micros(clock.paused),
+        is_paused=clock.is_paused,
+        due_at=clock.due_at,
+        breach_after=breach_after,
+        breached_at=clock.breached_at,
+        completed_at=clock.completed_at,
+        priority=case.priority,
+        queue=case.queue,
+        team=case.team,
+    )
+
+
+def running_on(row: SLAState, calendar: Any, now: dt.datetime) -> SLAClock:
+    """The clock a kept row stands for at ``now`` (not before ``row.as_of``): no event came since,
+    so it ran on, stayed paused or stayed completed. ``pauses`` are not kept (``crm.service.sla`` has them)."""
+    elapsed = dt.timedelta(microseconds=row.elapsed_us)
+    paused = dt.timedelta(microseconds=row.paused_us)
+    target = dt.timedelta(seconds=row.target_seconds)
+    breached_at = row.breached_at
+    due = row.due_at
+    if row.started_at is not None and row.completed_at is None and now > row.as_of:
+        more = calendar.diff(row.as_of, now) if calendar is not None else now - row.as_of
+        elapsed += more
+        if row.is_paused:
+            paused += more
+        elif breached_at is None and row.breach_after is not None and now > row.breach_after:
+            breached_at = row.due_at
+    if breached_at is not None:
+        due = breached_at
+    elif row.completed_at is None and not row.is_paused and due is not None and row.started_at is not None:
+        due = max(due, now)  # reached exactly, not yet passed: due now, as when computed at ``now``
+    running = elapsed - paused
+    return SLAClock(
+        clock=row.clock,
+        policy=row.policy,
+        target=target,
+        started_at=row.started_at,
+        due_at=due,
+        elapsed=elapsed,
+        paused=paused,
+        remaining=target - running,
+        breached=breached_at is not None,
+        breached_at=breached_at,
+        completed_at=row.completed_at,
+        is_paused=row.is_paused and row.completed_at is None,
+    )
