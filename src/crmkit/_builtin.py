@@ -33,15 +33,17 @@ def crmkit_relationship_types() -> Iterable[RelationshipType]:
 
 
 #: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).
-WATCHED: frozenset[str] = frozenset({"opportunities", "pipelines", "leads", "orders", "quotes"})
+WATCHED: frozenset[str] = frozenset({"opportunities", "pipelines", "leads", "orders", "quotes", "cases"})
 
 
 @hookimpl
 def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
-    """The sales rules every write obeys, and the deals' history (``crmkit.sales._hooks``)."""
+    """The sales rules every write obeys, the deals' history (``crmkit.sales._hooks``), new cases' SLA clocks."""
     from crmkit.sales._hooks import before_commit
+    from crmkit.service._hooks import before_commit as service_before_commit
 
     before_commit(crm, events)
+    service_before_commit(crm, events)
 
 
 @hookimpl(trylast=True)

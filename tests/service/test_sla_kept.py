@@ -79,7 +79,6 @@ def test_the_summary_counts_in_the_store_what_the_clocks_say(crm: crmkit.CRM) ->
     crm.service.respond(cases[1].id, at=T + 2 * H)  # first response breached
     crm.service.set_status(cases[2].id, "waiting_on_customer", at=T + H / 4)  # paused in time
     crm.service.resolve(cases[3].id, at=T + H / 2)  # never responded: first response keeps running
-    crm.service.refresh()  # cases whose clocks no write has kept yet
     now = T + 3 * H
     summary = {s.key: s for s in crm.service.sla_summary(now=now)}
     first, resolution = summary[("std", "first_response")], summary[("std", "resolution")]
@@ -98,3 +97,9 @@ def test_the_summary_counts_in_the_store_what_the_clocks_say(crm: crmkit.CRM) ->
     moves = crm.state_changes.history(cases[2], stage_set=CASE_STATUS)
     assert [(m.from_stage, m.to_stage, m.occurred_at) for m in moves] == [("open", "waiting_on_customer", T + H / 4)]
     assert crm.records(SLAState).count(F("case_id") == cases[2].id) == 2
+    # a case stored by any API has its clocks kept from its opening: the summary counts it at once
+    crm.cases.add(Case(customer_id=ada.id, subject="new", opened_at=T + 2 * H))
+    later = {s.key: s for s in crm.service.sla_summary(now=T + 4 * H)}[("std", "first_response")]
+    assert (later.clocks, later.breached, later.running) == (5, 3, 2)  # the new case breached at T + 3h
+    assert crm.service.refresh() == 5
+    assert {s.key: s for s in crm.service.sla_summary(now=T + 4 * H)}[("std", "first_response")] == later

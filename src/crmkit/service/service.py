@@ -18,7 +18,7 @@ from crmkit._errors import ConflictError, NotFound, ValidationError
 from crmkit._validation import check_identifier, utc
 from crmkit.aggregation import Aggregation
 from crmkit.interactions import Interaction
-from crmkit.query import F, evaluate
+from crmkit.query import ALL, F, In, evaluate
 from crmkit.service.calendar import BusinessCalendar, engine
 from crmkit.service.model import (
     CLOSED_STATUSES,
@@ -114,6 +114,11 @@ BUILTIN_STRATEGIES: Mapping[str, Strategy] = {
 }
 
 
+def _conditions(policies: Mapping[str, SLAPolicy]) -> list[tuple[str, Any]]:
+    """Each policy's name and parsed condition, in name order (parsed once for many cases)."""
+    return [(name, policies[name].condition) for name in sorted(policies)]
+
+
 @attrs.frozen
 class Attainment:
     """How often a policy's clock was met in a period (``sla_attainment``)."""
@@ -203,6 +208,13 @@ class Service:
         at = self._now(now)
         policies, calendars = self.policies(), self.calendars()
         spec = self._crm.schema.spec(Case)
+        conditions = _conditions(policies)
+        for case, history in self._histories(where):
+            applying = tuple(name for name, condition in conditions if evaluate(condition, spec, case))
+            yield case, clocks(case, history, policies, applying, calendars, at)
+
+    def _histories(self, where: Any) -> Iterator[tuple[Case, list[CaseEvent]]]:
+        """Each case ``where`` selects with its history: two streams ordered by case id, merged."""
         events = iter(self._crm.records(CaseEvent).stream(order_by=("case_id", "at", "seq"), batch_size=10 * _BATCH))
         pending = next(events, None)
         for case in self._cases.stream(where, order_by=("id",), batch_size=_BATCH):
@@ -212,8 +224,7 @@ class Service:
             while pending is not None and pending.case_id == case.id:
                 history.append(pending)
                 pending = next(events, None)
-            applying = tuple(sorted(p.name for p in policies.values() if evaluate(p.condition, spec, case)))
-            yield case, clocks(case, history, policies, applying, calendars, at)
+            yield case, history
 
     def sla_state(self, case_id: uuid.UUID, *, now: dt.datetime | None = None) -> list[SLAClock]:
         """The case's clocks at ``now`` from the rows kept at its latest event (``sla_clocks``).
@@ -261,44 +272,58 @@ class Service:
         """Recompute the kept clocks of the cases ``where`` selects from their history; return how many cases.
 
         For cases stored without ``crm.service`` (imports) and after a policy or calendar
-        changed; the writes of ``crm.service`` keep the rows of the case they touch.
+        changed; the writes of ``crm.service`` keep the rows of the case they touch. One
+        transaction; nothing refers to kept rows, so they are replaced in bulk (all of them,
+        or those of each batch of cases ``where`` selects).
         """
         policies, calendars = self.policies(), self.calendars()
         engines = self._engines(calendars)
         spec = self._crm.schema.spec(Case)
+        conditions = _conditions(policies)
         records = self._crm.records(SLAState)
-        events = iter(self._crm.records(CaseEvent).stream(order_by=("case_id", "at", "seq"), batch_size=10 * _BATCH))
-        pending = next(events, None)
-        done = 0
+        repository = self._crm.store.repository(self._crm.schema.spec(SLAState))
+        tenant = self._crm.tenant
         batch: list[SLAState] = []
         ids: list[uuid.UUID] = []
+        done = 0
 
         def flush() -> None:
-            with self._crm.transaction():
-                for row in records.stream(F("case_id").in_(ids)):
-                    records.delete(row.id)
-                records.add_many(batch)
+            if where is not None:
+                repository.delete_where(tenant, In("case_id", tuple(ids)))
+            records.add_many(batch)
             batch.clear()
             ids.clear()
 
-        for case in self._cases.stream(where, order_by=("id",), batch_size=_BATCH):
-            while pending is not None and pending.case_id < case.id:
-                pending = next(events, None)
-            history: list[CaseEvent] = []
-            while pending is not None and pending.case_id == case.id:
-                history.append(pending)
-                pending = next(events, None)
-            applying = tuple(sorted(p.name for p in policies.values() if evaluate(p.condition, spec, case)))
-            as_of = max([case.opened_at, *(e.at for e in history)])
-            for clock in clocks(case, history, policies, applying, calendars, as_of):
-                batch.append(kept(case, clock, as_of, self._engine_of(policies.get(clock.policy), engines)))
-            ids.append(case.id)
-            done += 1
-            if len(ids) >= _BATCH:
+        with self._crm.transaction():
+            if where is None:
+                repository.delete_where(tenant, ALL)
+            for case, history in self._histories(where):
+                applying = tuple(name for name, condition in conditions if evaluate(condition, spec, case))
+                as_of = max([case.opened_at, *(e.at for e in history)])
+                for clock in clocks(case, history, policies, applying, calendars, as_of):
+                    batch.append(kept(case, clock, as_of, self._engine_of(policies.get(clock.policy), engines)))
+                ids.append(case.id)
+                done += 1
+                if len(ids) >= _BATCH:
+                    flush()
+            if ids:
                 flush()
-        if ids:
-            flush()
         return done
+
+    @staticmethod
+    def opening_rows(crm: Any, cases: Sequence[Case]) -> list[SLAState]:
+        """The kept clocks of new cases as of their opening (no history yet)."""
+        policies = {p.name: p for p in crm.records(SLAPolicy).stream()}
+        calendars = {c.key: c for c in crm.records(BusinessCalendar).stream()}
+        engines = {key: engine(cal) for key, cal in calendars.items()}
+        spec = crm.schema.spec(Case)
+        conditions = _conditions(policies)
+        rows: list[SLAState] = []
+        for case in cases:
+            applying = tuple(name for name, condition in conditions if evaluate(condition, spec, case))
+            for clock in clocks(case, (), policies, applying, calendars, case.opened_at):
+                rows.append(kept(case, clock, case.opened_at, Service._engine_of(policies.get(clock.policy), engines)))
+        return rows
 
     def _engines(self, calendars: Mapping[str, BusinessCalendar] | None = None) -> dict[str, Any]:
         found = self.calendars() if calendars is None else calendars

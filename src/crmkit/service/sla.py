@@ -318,6 +318,7 @@ def kept(case: Case, clock: SLAClock, as_of: dt.datetime, calendar: Any) -> SLAS
         due = clock.due_at
         breach_after = due if calendar is None or calendar.is_within(due) else calendar.next_start(due)
     return SLAState(
+        external_id=f"{case.id}/{clock.clock}",
         case_id=case.id,
         clock=clock.clock,
         policy=clock.policy,
