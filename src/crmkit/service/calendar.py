@@ -25,7 +25,7 @@ import datetime as dt
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crmkit import schema
@@ -182,6 +182,18 @@ class BusinessCalendar(schema.Record):
     hours: str = schema.text(convert=_hours_text)
     holidays: str | None = schema.text(default=None, convert=_country)
     extra_holidays: tuple[Holiday, ...] = schema.many(Holiday, default=(), convert=_holiday_values)
+
+    #: Valid values the test kit draws for the fields whose random values no calendar has.
+    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "timezone": ("Europe/Bucharest", "Asia/Tehran", "UTC", "America/New_York"),
+        "hours": (
+            _hours_text({"mon-fri": "09:00-17:00"}),
+            _hours_text({"mon-thu": "09:00-13:00,14:00-18:00", "fri": "09:00-15:00"}),
+            _hours_text({"sat-wed": "08:00-16:00", "thu": "08:00-12:00"}),
+        ),
+        "holidays": (None, "RO", "ES", "IR"),
+        "extra_holidays": ((), (Holiday(on=dt.date(2026, 12, 24)),), (Holiday(on=dt.date(2027, 1, 2), name="bridge"),)),
+    }
 
     def add(self, start: dt.datetime, duration: dt.timedelta) -> dt.datetime:
         """The earliest instant by which ``duration`` of working time has passed since ``start`` (UTC)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from crmkit import schema
 from crmkit._errors import ValidationError
@@ -82,6 +82,9 @@ class Case(schema.Record):
     resolution: str | None = schema.text(default=None, personal=True)
     escalated: bool = schema.boolean(default=False)
     attributes: Mapping[str, object] = schema.attributes()
+
+    #: The test kit draws statuses from these (a status is an identifier; random text is not).
+    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"status": (*STATUSES, "escalated_to_billing")}
 
 
 @schema.value_object
@@ -169,6 +172,20 @@ class SLAPolicy(schema.Record):
     calendar: str | None = schema.text(default=None)
     pause_statuses: frozenset[str] = schema.text_set(default=frozenset())
     escalations: tuple[Escalation, ...] = schema.many(Escalation, default=(), convert=_escalations)
+
+    #: Valid values the test kit draws: stored conditions and escalation rules (random ones are refused).
+    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "applies_to": (
+            "true",
+            '{"field":"priority","op":"==","value":"urgent"}',
+            '{"and":[{"field":"priority","op":"==","value":"high"},{"field":"channel","op":"==","value":"email"}]}',
+        ),
+        "escalations": (
+            (),
+            (Escalation(name="stuck", status="open", after_seconds=3600),),
+            (Escalation(name="near", clock="resolution", before_breach_seconds=600, reassign_to="agent:lead"),),
+        ),
+    }
 
     @property
     def condition(self) -> Expr:
