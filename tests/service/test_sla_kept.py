@@ -15,7 +15,7 @@ from tests.service.test_service_backends import crm, url  # noqa: F401  (the bac
 
 import crmkit
 from crmkit import F
-from crmkit.service import BusinessCalendar, Case, SLAPolicy, SLAState
+from crmkit.service import BusinessCalendar, Case, Queue, SLAPolicy, SLAState
 from crmkit.service.service import CASE_STATUS
 
 H = dt.timedelta(hours=1)
@@ -102,4 +102,9 @@ def test_the_summary_counts_in_the_store_what_the_clocks_say(crm: crmkit.CRM) ->
     later = {s.key: s for s in crm.service.sla_summary(now=T + 4 * H)}[("std", "first_response")]
     assert (later.clocks, later.breached, later.running) == (5, 3, 2)  # the new case breached at T + 3h
     assert crm.service.refresh() == 5
+    # routing through a queue moves the case's clocks to the queue's group
+    crm.records(Queue).add(Queue(name="billing", members=frozenset({"agent:1"})))
+    crm.service.route(cases[3].id, "billing", at=T + 4 * H)
+    by_queue = {s.key: s.clocks for s in crm.service.sla_summary(now=T + 4 * H, group_by=("queue",))}
+    assert by_queue == {(None,): 8, ("billing",): 2}
     assert {s.key: s for s in crm.service.sla_summary(now=T + 4 * H)}[("std", "first_response")] == later

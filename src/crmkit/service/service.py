@@ -442,6 +442,7 @@ class Service:
             member = strategy(self._crm, q, case)
             if case.queue != q.name or case.team != q.team:
                 case = self._cases.update(attrs.evolve(case, queue=q.name, team=q.team or case.team))
+                self._keep(case)  # the kept clocks carry the queue and team reports group by
             return self.assign(case.id, member, by=by, reason=reason, at=at, strategy=q.strategy)
 
     def respond(
