@@ -158,8 +158,8 @@ def _country(value: Any) -> Any:
 class Holiday:
     """A day off of a calendar's own (``extra_holidays``)."""
 
-    on: dt.date = schema.date()
-    name: str | None = schema.text(default=None)
+    on: dt.date = schema.date(personal=False)
+    name: str | None = schema.text(default=None, personal=False)
 
 
 def _holiday_values(value: Any) -> Any:
@@ -177,11 +177,11 @@ def _holiday_values(value: Any) -> Any:
 class BusinessCalendar(schema.Record):
     """Working hours per weekday in a time zone, minus public and extra holidays."""
 
-    key: str = schema.text(sortable=True)
-    timezone: str = schema.text(convert=_zone_name)
-    hours: str = schema.text(convert=_hours_text)
-    holidays: str | None = schema.text(default=None, convert=_country)
-    extra_holidays: tuple[Holiday, ...] = schema.many(Holiday, default=(), convert=_holiday_values)
+    key: str = schema.text(sortable=True, personal=False)
+    timezone: str = schema.text(convert=_zone_name, personal=False)
+    hours: str = schema.text(convert=_hours_text, personal=False)
+    holidays: str | None = schema.text(default=None, convert=_country, personal=False)
+    extra_holidays: tuple[Holiday, ...] = schema.many(Holiday, default=(), convert=_holiday_values, personal=False)
 
     #: Valid values the test kit draws for the fields whose random values no calendar has.
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {

@@ -62,26 +62,26 @@ def _plain_text(value: Any) -> Any:
 class Case(schema.Record):
     """A customer's matter, taken in on a channel and tracked until it is closed."""
 
-    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    subject: str = schema.text(sortable=True, personal=True)
-    opened_at: dt.datetime = schema.instant(sortable=True)
-    description: str | None = schema.text(default=None, blank=True, personal=True)
-    channel: str | None = schema.text(default=None, convert=_plain_text)
-    priority: str = schema.text(default="normal", sortable=True)
-    type: str | None = schema.text(default=None, sortable=True)
-    status: str = schema.text(default="open", sortable=True, convert=_status)
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    subject: str = schema.text(sortable=True, personal="free_text")
+    opened_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    description: str | None = schema.text(default=None, blank=True, personal="free_text")
+    channel: str | None = schema.text(default=None, convert=_plain_text, personal=False)
+    priority: str = schema.text(default="normal", sortable=True, personal=False)
+    type: str | None = schema.text(default=None, sortable=True, personal=False)
+    status: str = schema.text(default="open", sortable=True, convert=_status, personal=False)
     #: Who holds the case: a staff member (``agent:7``) or a queue (``queue:billing``).
-    owner: str | None = schema.text(default=None, sortable=True)
+    owner: str | None = schema.text(default=None, sortable=True, personal=False)
     #: The queue the case was routed through, if any.
-    queue: str | None = schema.text(default=None, sortable=True)
-    team: str | None = schema.text(default=None, sortable=True)
-    skills: frozenset[str] = schema.text_set(default=frozenset())
-    parent_id: uuid.UUID | None = schema.ref("cases", on_delete="set_null", default=None)
-    first_response_at: dt.datetime | None = schema.instant(default=None, sortable=True)
-    resolved_at: dt.datetime | None = schema.instant(default=None, sortable=True)
-    resolution: str | None = schema.text(default=None, personal=True)
-    escalated: bool = schema.boolean(default=False)
-    attributes: Mapping[str, object] = schema.attributes()
+    queue: str | None = schema.text(default=None, sortable=True, personal=False)
+    team: str | None = schema.text(default=None, sortable=True, personal=False)
+    skills: frozenset[str] = schema.text_set(default=frozenset(), personal=False)
+    parent_id: uuid.UUID | None = schema.ref("cases", on_delete="set_null", default=None, personal=False)
+    first_response_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+    resolved_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+    resolution: str | None = schema.text(default=None, personal="free_text")
+    escalated: bool = schema.boolean(default=False, personal=False)
+    attributes: Mapping[str, object] = schema.attributes(personal="free_text")
 
     #: The test kit draws statuses from these (a status is an identifier; random text is not).
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"status": (*STATUSES, "escalated_to_billing")}
@@ -91,8 +91,8 @@ class Case(schema.Record):
 class Target:
     """A clock's target under a policy, in business time (seconds)."""
 
-    clock: str = schema.text()
-    seconds: int = schema.integer()
+    clock: str = schema.text(personal=False)
+    seconds: int = schema.integer(personal=False)
 
 
 @schema.value_object
@@ -104,12 +104,12 @@ class Escalation:
     clock's target is reached. An escalation never fires while the case is paused.
     """
 
-    name: str = schema.text()
-    status: str | None = schema.text(default=None)
-    after_seconds: int | None = schema.integer(default=None)
-    clock: str | None = schema.text(default=None)
-    before_breach_seconds: int | None = schema.integer(default=None)
-    reassign_to: str | None = schema.text(default=None)
+    name: str = schema.text(personal=False)
+    status: str | None = schema.text(default=None, personal=False)
+    after_seconds: int | None = schema.integer(default=None, personal=False)
+    clock: str | None = schema.text(default=None, personal=False)
+    before_breach_seconds: int | None = schema.integer(default=None, personal=False)
+    reassign_to: str | None = schema.text(default=None, personal=False)
 
 
 def _seconds(value: Any, field: str) -> int:
@@ -166,12 +166,12 @@ class SLAPolicy(schema.Record):
     ``after``, or ``clock`` and ``before_breach``).
     """
 
-    name: str = schema.text(sortable=True)
-    targets: tuple[Target, ...] = schema.many(Target, convert=_targets)
-    applies_to: str = schema.condition(default="true")
-    calendar: str | None = schema.text(default=None)
-    pause_statuses: frozenset[str] = schema.text_set(default=frozenset())
-    escalations: tuple[Escalation, ...] = schema.many(Escalation, default=(), convert=_escalations)
+    name: str = schema.text(sortable=True, personal=False)
+    targets: tuple[Target, ...] = schema.many(Target, convert=_targets, personal=False)
+    applies_to: str = schema.condition(default="true", personal=False)
+    calendar: str | None = schema.text(default=None, personal=False)
+    pause_statuses: frozenset[str] = schema.text_set(default=frozenset(), personal=False)
+    escalations: tuple[Escalation, ...] = schema.many(Escalation, default=(), convert=_escalations, personal=False)
 
     #: Valid values the test kit draws: stored conditions and escalation rules (random ones are refused).
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
@@ -208,13 +208,13 @@ class Queue(schema.Record):
     ``skills`` strategy; ``cursor`` is the round-robin position, kept by the store.
     """
 
-    name: str = schema.text(sortable=True)
-    members: frozenset[str] = schema.text_set()
-    strategy: str = schema.text(default="round_robin")
-    team: str | None = schema.text(default=None)
-    calendar: str | None = schema.text(default=None)
-    skills: frozenset[str] = schema.text_set(default=frozenset())
-    cursor: int = schema.integer(default=0)
+    name: str = schema.text(sortable=True, personal=False)
+    members: frozenset[str] = schema.text_set(personal=False)
+    strategy: str = schema.text(default="round_robin", personal=False)
+    team: str | None = schema.text(default=None, personal=False)
+    calendar: str | None = schema.text(default=None, personal=False)
+    skills: frozenset[str] = schema.text_set(default=frozenset(), personal=False)
+    cursor: int = schema.integer(default=0, personal=False)
 
     def skills_of(self, member: str) -> frozenset[str]:
         """The skills listed for a member."""
@@ -225,13 +225,13 @@ class Queue(schema.Record):
 class CaseAssignment(schema.Record):
     """A change of a case's owner: from whom, to whom, by whom, when and why."""
 
-    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade")
-    at: dt.datetime = schema.instant(sortable=True)
-    to_owner: str = schema.text(sortable=True)
-    from_owner: str | None = schema.text(default=None, sortable=True)
-    by: str | None = schema.text(default=None)
-    reason: str | None = schema.text(default=None)
-    strategy: str | None = schema.text(default=None)
+    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade", personal=False)
+    at: dt.datetime = schema.instant(sortable=True, personal=False)
+    to_owner: str = schema.text(sortable=True, personal=False)
+    from_owner: str | None = schema.text(default=None, sortable=True, personal=False)
+    by: str | None = schema.text(default=None, personal=False)
+    reason: str | None = schema.text(default=None, personal="free_text")
+    strategy: str | None = schema.text(default=None, personal=False)
 
 
 @schema.aggregate("case_events", label="case event", time_field="at", indexes=[("case_id", "at")])
@@ -243,13 +243,13 @@ class CaseEvent(schema.Record):
     ``seq`` orders events at the same instant.
     """
 
-    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade")
-    at: dt.datetime = schema.instant(sortable=True)
-    seq: int = schema.integer(sortable=True)
-    kind: str = schema.text(sortable=True)
-    status: str | None = schema.text(default=None)
-    by: str | None = schema.text(default=None)
-    note: str | None = schema.text(default=None, blank=True, personal=True)
+    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade", personal=False)
+    at: dt.datetime = schema.instant(sortable=True, personal=False)
+    seq: int = schema.integer(sortable=True, personal=False)
+    kind: str = schema.text(sortable=True, personal=False)
+    status: str | None = schema.text(default=None, personal=False)
+    by: str | None = schema.text(default=None, personal="identity")
+    note: str | None = schema.text(default=None, blank=True, personal="free_text")
 
 
 @schema.aggregate(
@@ -262,12 +262,12 @@ class CaseEvent(schema.Record):
 class CaseEscalation(schema.Record):
     """An escalation rule fired for a case, once per crossing (the unique key keeps it once)."""
 
-    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade")
-    rule: str = schema.text(sortable=True)
-    crossing: str = schema.text()
-    at: dt.datetime = schema.instant(sortable=True)
-    policy: str = schema.text()
-    reassigned_to: str | None = schema.text(default=None)
+    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade", personal=False)
+    rule: str = schema.text(sortable=True, personal=False)
+    crossing: str = schema.text(personal=False)
+    at: dt.datetime = schema.instant(sortable=True, personal=False)
+    policy: str = schema.text(personal=False)
+    reassigned_to: str | None = schema.text(default=None, personal=False)
 
 
 @schema.aggregate(
@@ -284,18 +284,18 @@ class SLAOutcome(schema.Record):
     priority, queue and team are copied for grouping.
     """
 
-    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade")
-    clock: str = schema.text(sortable=True)
-    policy: str = schema.text(sortable=True)
-    started_at: dt.datetime = schema.instant(sortable=True)
-    completed_at: dt.datetime = schema.instant(sortable=True)
-    outcome: str = schema.text(sortable=True)
-    target_seconds: int = schema.integer()
-    running_seconds: int = schema.integer(sortable=True)
-    paused_seconds: int = schema.integer()
-    priority: str | None = schema.text(default=None, sortable=True)
-    queue: str | None = schema.text(default=None, sortable=True)
-    team: str | None = schema.text(default=None, sortable=True)
+    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade", personal=False)
+    clock: str = schema.text(sortable=True, personal=False)
+    policy: str = schema.text(sortable=True, personal=False)
+    started_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    completed_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    outcome: str = schema.text(sortable=True, personal=False)
+    target_seconds: int = schema.integer(personal=False)
+    running_seconds: int = schema.integer(sortable=True, personal=False)
+    paused_seconds: int = schema.integer(personal=False)
+    priority: str | None = schema.text(default=None, sortable=True, personal=False)
+    queue: str | None = schema.text(default=None, sortable=True, personal=False)
+    team: str | None = schema.text(default=None, sortable=True, personal=False)
 
 
 @schema.aggregate(
@@ -316,19 +316,19 @@ class SLAState(schema.Record):
     microseconds (the target in seconds); the case's priority, queue and team are copied for grouping.
     """
 
-    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade")
-    clock: str = schema.text(sortable=True)
-    policy: str = schema.text(sortable=True)
-    as_of: dt.datetime = schema.instant(sortable=True)
-    started_at: dt.datetime | None = schema.instant(default=None, sortable=True)
-    target_seconds: int = schema.integer()
-    elapsed_us: int = schema.integer()
-    paused_us: int = schema.integer()
-    is_paused: bool = schema.boolean(default=False)
-    due_at: dt.datetime | None = schema.instant(default=None, sortable=True)
-    breach_after: dt.datetime | None = schema.instant(default=None, sortable=True)
-    breached_at: dt.datetime | None = schema.instant(default=None, sortable=True)
-    completed_at: dt.datetime | None = schema.instant(default=None, sortable=True)
-    priority: str | None = schema.text(default=None, sortable=True)
-    queue: str | None = schema.text(default=None, sortable=True)
-    team: str | None = schema.text(default=None, sortable=True)
+    case_id: uuid.UUID = schema.ref("cases", on_delete="cascade", personal=False)
+    clock: str = schema.text(sortable=True, personal=False)
+    policy: str = schema.text(sortable=True, personal=False)
+    as_of: dt.datetime = schema.instant(sortable=True, personal=False)
+    started_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+    target_seconds: int = schema.integer(personal=False)
+    elapsed_us: int = schema.integer(personal=False)
+    paused_us: int = schema.integer(personal=False)
+    is_paused: bool = schema.boolean(default=False, personal=False)
+    due_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+    breach_after: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+    breached_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+    completed_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+    priority: str | None = schema.text(default=None, sortable=True, personal=False)
+    queue: str | None = schema.text(default=None, sortable=True, personal=False)
+    team: str | None = schema.text(default=None, sortable=True, personal=False)
