@@ -75,17 +75,19 @@ def crmkit_aggregates() -> Iterable[type]:
     """crmkit's own declared aggregates: the changes of stage of every record, the identity
     layer's contact-point keys and merges, sales' and the service desk's."""
     from crmkit.identity._records import IdentityKey, Merge
+    from crmkit.privacy import AGGREGATES as PRIVACY
     from crmkit.sales import AGGREGATES as SALES
     from crmkit.service import AGGREGATES as SERVICE
 
-    return [StateChange, IdentityKey, Merge, *SALES, *SERVICE]
+    return [StateChange, IdentityKey, Merge, *SALES, *PRIVACY, *SERVICE]
 
 
 @hookimpl
 def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
-    """``crm.identity`` (duplicates, merge and un-merge), ``crm.sales`` and ``crm.service`` (cases and SLAs)."""
+    """``crm.identity`` (duplicates, merge and un-merge), ``crm.sales``, ``crm.privacy`` and ``crm.service``."""
     from crmkit.identity._service import Identity
+    from crmkit.privacy import Privacy
     from crmkit.sales import Sales
     from crmkit.service.service import Service
 
-    return {"identity": Identity, "sales": Sales, "service": Service}
+    return {"identity": Identity, "sales": Sales, "privacy": Privacy, "service": Service}

@@ -29,6 +29,7 @@ from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
     from crmkit.identity import Identity
+    from crmkit.privacy import Privacy
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
     from crmkit.service import BusinessCalendar, Case, SLAPolicy
     from crmkit.service.service import Service
@@ -126,6 +127,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         orders: Records[Order]
         tasks: Tasks
         notes: Records[Note]
+        privacy: Privacy
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""

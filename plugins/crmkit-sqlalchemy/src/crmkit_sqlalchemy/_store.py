@@ -656,6 +656,8 @@ def install_sqlite_pragmas(
             # SQLite's default page cache is 2 MB: too small for the indexes of a CRM's history
             cursor.execute(f"PRAGMA cache_size=-{int(cache_mb) * 1024}")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # erased or deleted data is overwritten with zeros, not left in free pages of the file
+            cursor.execute("PRAGMA secure_delete=ON")
         finally:
             cursor.close()
 
