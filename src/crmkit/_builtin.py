@@ -32,37 +32,18 @@ def crmkit_relationship_types() -> Iterable[RelationshipType]:
     return BUILTIN_RELATIONSHIP_TYPES
 
 
-@hookimpl
-def crmkit_aggregates() -> Iterable[type]:
-    """crmkit's own declared aggregates: the changes of stage of every record, the identity
-    layer's contact-point keys and merges, and sales'."""
-    from crmkit.identity._records import IdentityKey, Merge
-    from crmkit.privacy import AGGREGATES as PRIVACY
-    from crmkit.sales import AGGREGATES as SALES
-
-    return [StateChange, IdentityKey, Merge, *SALES, *PRIVACY]
-
-
-@hookimpl
-def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
-    """``crm.identity`` (duplicates, merge and un-merge) and ``crm.sales``."""
-    from crmkit.identity._service import Identity
-    from crmkit.privacy import Privacy
-    from crmkit.sales import Sales
-
-    return {"identity": Identity, "sales": Sales, "privacy": Privacy}
-
-
 #: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).
-WATCHED: frozenset[str] = frozenset({"opportunities", "pipelines", "leads", "orders", "quotes"})
+WATCHED: frozenset[str] = frozenset({"opportunities", "pipelines", "leads", "orders", "quotes", "cases"})
 
 
 @hookimpl
 def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
-    """The sales rules every write obeys, and the deals' history (``crmkit.sales._hooks``)."""
+    """The sales rules every write obeys, the deals' history (``crmkit.sales._hooks``), new cases' SLA clocks."""
     from crmkit.sales._hooks import before_commit
+    from crmkit.service._hooks import before_commit as service_before_commit
 
     before_commit(crm, events)
+    service_before_commit(crm, events)
 
 
 @hookimpl(trylast=True)
@@ -87,3 +68,26 @@ def crmkit_purchase_summaries(
     )
     for _, group in itertools.groupby(rows, key=lambda t: t.customer_id):
         yield from summarize(group)
+
+
+@hookimpl
+def crmkit_aggregates() -> Iterable[type]:
+    """crmkit's own declared aggregates: the changes of stage of every record, the identity
+    layer's contact-point keys and merges, sales' and the service desk's."""
+    from crmkit.identity._records import IdentityKey, Merge
+    from crmkit.privacy import AGGREGATES as PRIVACY
+    from crmkit.sales import AGGREGATES as SALES
+    from crmkit.service import AGGREGATES as SERVICE
+
+    return [StateChange, IdentityKey, Merge, *SALES, *PRIVACY, *SERVICE]
+
+
+@hookimpl
+def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
+    """``crm.identity`` (duplicates, merge and un-merge), ``crm.sales``, ``crm.privacy`` and ``crm.service``."""
+    from crmkit.identity._service import Identity
+    from crmkit.privacy import Privacy
+    from crmkit.sales import Sales
+    from crmkit.service.service import Service
+
+    return {"identity": Identity, "sales": Sales, "privacy": Privacy, "service": Service}

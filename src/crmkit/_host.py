@@ -141,6 +141,16 @@ class PluginHost:
                 found[name] = factory
         return found
 
+    def assignment_strategies(self) -> dict[str, Callable[[Any, Any, Any], str]]:
+        """Case assignment strategies plugins add (``crm.service.route``), by name."""
+        found: dict[str, Callable[[Any, Any, Any], str]] = {}
+        for result in reversed(self.pm.hook.crmkit_assignment_strategies()):  # registration order
+            for name, strategy in (result or {}).items():
+                if not isinstance(name, str) or not callable(strategy):
+                    raise PluginError(f"crmkit_assignment_strategies: {name!r} is not a name with a function")
+                found[name] = strategy
+        return found
+
     # --- vocabularies
     def channels(self) -> dict[str, ChannelType]:
         found: dict[str, ChannelType] = {}

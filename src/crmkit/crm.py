@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from crmkit.identity import Identity
     from crmkit.privacy import Privacy
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
+    from crmkit.service import BusinessCalendar, Case, SLAPolicy
+    from crmkit.service.service import Service
     from crmkit.session import ScoringSession
     from crmkit.value._store import CRMValue
 
@@ -112,6 +114,10 @@ class CRM(UnitOfWork, ReferencePolicies):
         # The services and aggregates crmkit's own features add at run time (crmkit_services,
         # crmkit_aggregates), declared for type checkers: ``leads: Records[Lead]``, ``sales: Sales``.
         identity: Identity
+        calendars: Records[BusinessCalendar]
+        sla_policies: Records[SLAPolicy]
+        cases: Records[Case]
+        service: Service
         sales: Sales
         leads: Records[Lead]
         pipelines: Records[Pipeline]

@@ -71,6 +71,16 @@ def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
 
 
 @hookspec
+def crmkit_assignment_strategies() -> Mapping[str, Callable[[Any, Any, Any], str]]:
+    """Ways to pick who gets a case routed through a queue, by name (``crm.service.route``).
+
+    ``{"by_region": pick}``: ``pick(crm, queue, case)`` returns the member who gets the case
+    (a queue whose ``strategy`` is ``"by_region"`` uses it). Built in: ``round_robin``,
+    ``least_busy`` and ``skills``; a plugin's strategy of the same name replaces one.
+    """
+
+
+@hookspec
 def crmkit_url_schemes() -> Iterable[str]:
     """The URL schemes this plugin opens (``"sqlite"``, ``"mongodb+srv"``...), for ``crmkit.plugins()``.
 

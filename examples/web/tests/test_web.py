@@ -53,9 +53,12 @@ def test_type_ahead_pages_and_validation(client: TestClient) -> None:
     found = client.get("/customers", params={"q": "pop"}).json()
     assert [c["name"] for c in found["items"]] == ["Pop Art", "Popescu SRL", "popcorn ltd"]
     assert [c["name"] for c in client.get("/customers", params={"q": "Popescu"}).json()["items"]] == ["Popescu SRL"]
+    assert [c["name"] for c in client.get("/customers", params={"q": "POPC"}).json()["items"]] == ["popcorn ltd"]
     first = client.get("/customers", params={"limit": 2}).json()
     second = client.get("/customers", params={"limit": 2, "after": first["next"]}).json()
     assert [c["name"] for c in first["items"] + second["items"]] == ["Ana Popescu", "Pop Art", "Popescu SRL", "Radu"]
+    assert client.post("/customers", json={"name": "Ștefan Pop", "kind": "person"}).status_code == 201
+    assert [c["name"] for c in client.get("/customers", params={"q": "stef"}).json()["items"]] == ["Ștefan Pop"]
     bad = client.post("/customers", json={"name": "  ", "kind": "person"})
     assert bad.status_code == 422 and bad.json()["field"] == "name"
     bad = client.post("/customers", json={"name": "X", "email": "not-an-address"})

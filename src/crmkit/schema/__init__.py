@@ -14,6 +14,7 @@ Stores, services, events, strategies and docs derive from the declaration; a plu
 the aggregate known to a connection through the ``crmkit_aggregates`` hook.
 """
 
+from crmkit.schema._condition import parse_condition
 from crmkit.schema._declare import Record, aggregate, declared_fields, spec_of, value_object
 from crmkit.schema._docs import field_table
 from crmkit.schema._fields import (
@@ -25,6 +26,7 @@ from crmkit.schema._fields import (
     Ref,
     attributes,
     boolean,
+    condition,
     currency,
     date,
     enum,
@@ -59,6 +61,7 @@ __all__ = [
     "aggregate",
     "attributes",
     "boolean",
+    "condition",
     "currency",
     "date",
     "declared_fields",
@@ -69,6 +72,7 @@ __all__ = [
     "integer",
     "many",
     "money",
+    "parse_condition",
     "ref",
     "ref_any",
     "spec_of",

@@ -125,6 +125,7 @@ def value_object(*, kw_only: bool = True) -> Callable[[C], C]: ...
     field_specifiers=(
         attrs.field,
         _fields.text,
+        _fields.condition,
         _fields.integer,
         _fields.boolean,
         _fields.money,
@@ -156,6 +157,8 @@ def value_object(cls: C | None = None, /, *, kw_only: bool = True) -> Any:
                 raise ValidationError(
                     fd.name, f"{fd.kind} fields belong on aggregates, not value objects", cls.__name__
                 )
+            if fd.search:
+                raise ValidationError(fd.name, "search=True belongs on aggregates' fields", cls.__name__)
         made.__crmkit_value_object__ = True
         return made  # type: ignore[no-any-return]
 
@@ -168,6 +171,7 @@ def value_object(cls: C | None = None, /, *, kw_only: bool = True) -> Any:
     field_specifiers=(
         attrs.field,
         _fields.text,
+        _fields.condition,
         _fields.integer,
         _fields.boolean,
         _fields.money,

@@ -41,6 +41,7 @@ __all__ = [
     "Ref",
     "attributes",
     "boolean",
+    "condition",
     "currency",
     "date",
     "enum",
@@ -130,9 +131,16 @@ class FieldDef:
     blank: bool = False
     #: ``text``: the only values allowed (None: any text).
     choices: tuple[str, ...] | None = None
+    #: ``text``: stores keep the folded form beside the value, indexed, for ``matches`` and
+    #: ``startswith(fold=True)`` (``crmkit.search``).
+    search: bool = False
     #: A further check run after the kind's own (never on None): ``check(value) -> value``.
     #: It may normalise the value (``Channel``, a stage) and raises ``ValidationError`` to refuse it.
     check: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
+    #: A normalizer applied before the kind's check (``convert=``): turns what callers give
+    #: (a dict of opening hours, a query expression) into the declared kind's stored form.
+    #: It must return stored values unchanged, since records are rebuilt from what is stored.
+    convert: Callable[[Any], Any] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def required(self) -> bool:
@@ -297,7 +305,27 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
 
 
 def converter_for(fd: FieldDef) -> Callable[[str, Any], Any]:
-    """The checking converter of a field kind: ``(field name, value) -> stored value``."""
+    """The checking converter of a field: ``(field name, value) -> stored value`` (``convert=`` first)."""
+    check = _kind_converter(fd)
+    normalize = fd.convert
+    if normalize is None:
+        return check
+
+    def convert(name: str, value: Any) -> Any:
+        if value is None and fd.nullable:
+            return None
+        try:
+            value = normalize(value)
+        except ValidationError as exc:
+            raise ValidationError(name, exc.message, exc.value) from None
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(name, str(exc), value) from None
+        return check(name, value)
+
+    return convert
+
+
+def _kind_converter(fd: FieldDef) -> Callable[[str, Any], Any]:
     kind = fd.kind
     convert: Callable[[str, Any], Any]
     if kind == "text":
@@ -328,7 +356,12 @@ def bound_converter(fd: FieldDef) -> Callable[[Any], Any]:
     convert = converter_for(fd)
     kind = fd.kind
     out: Callable[[Any], Any]
-    if kind in ("uuid", "ref"):
+    if fd.convert is not None:  # what callers give is normalized first: no shortcut past it
+
+        def out(value: Any) -> Any:
+            return convert(name, value)
+
+    elif kind in ("uuid", "ref"):
 
         def out(value: Any) -> Any:
             return value if value.__class__ is _uuid.UUID else convert(name, value)
@@ -427,15 +460,25 @@ def _personal(personal: Any) -> str | Literal[False] | None:
     )
 
 
-def _common(kind: str, default: Any, sortable: bool, personal: Personal | None, **extra: Any) -> Any:
+def _common(
+    kind: str,
+    default: Any,
+    sortable: bool,
+    personal: Personal | None,
+    convert: Callable[[Any], Any] | None = None,
+    **extra: Any,
+) -> Any:
     if not isinstance(sortable, bool):
         raise ValidationError("sortable", "must be True or False", sortable)
+    if convert is not None and not callable(convert):
+        raise ValidationError("convert", "must be a function of the given value", convert)
     fd = FieldDef(
         kind=kind,
         nullable=default is None,
         sortable=sortable,
         personal=_personal(personal),
         default=default,
+        convert=convert,
         **extra,
     )
     return _field(fd, default)
@@ -455,6 +498,8 @@ def text(
     blank: bool = False,
     choices: Iterable[str] | None = None,
     check: Callable[[Any], Any] | None = None,
+    search: bool = False,
+    convert: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Unicode text; non-blank unless ``blank=True``; None allowed when the default is None.
 
@@ -463,7 +508,14 @@ def text(
 
     ``choices`` limits the values to a fixed few (``("person", "organization")``); ``check``
     is a further check or normalisation (``check=Channel``) that raises ``ValidationError``.
+    ``search=True`` has stores keep the folded form beside the value, with an index, so that
+    ``F(name).matches("stefan popescu")`` and ``F(name).startswith("pop", fold=True)`` find
+    it however it is written (``crmkit.search``).
+    ``convert`` normalizes what callers give into the stored text first (opening hours given
+    as a dict, a query expression kept in its text form); it must leave stored text unchanged.
     """
+    if not isinstance(search, bool):
+        raise ValidationError("search", "must be True or False", search)
     allowed: tuple[str, ...] | None = None
     if choices is not None:
         allowed = tuple(choices)
@@ -471,7 +523,9 @@ def text(
             raise ValidationError("choices", "must be a non-empty sequence of non-empty texts", choices)
         if default is not MISSING and default is not None and default not in allowed:
             raise ValidationError("default", f"must be one of {', '.join(allowed)}", default)
-    return _common("text", default, sortable, personal, blank=blank, choices=allowed, check=_checked(check))
+    return _common(
+        "text", default, sortable, personal, convert, blank=blank, choices=allowed, check=_checked(check), search=search
+    )
 
 
 def text_list(
@@ -479,6 +533,19 @@ def text_list(
 ) -> Any:
     """An ordered tuple of non-blank texts (the lines of an address), kept in the order given."""
     return _common("text_list", default, False, personal, check=_checked(check))
+
+
+def condition(*, default: Any = MISSING, personal: Personal | None = None) -> Any:
+    """A query expression (``F("priority") == "urgent"``) kept as its canonical text.
+
+    Rules and policies say which records they apply to with it; read it back with
+    ``schema.parse_condition(record.field)``. Stored as text on every backend.
+    """
+    from crmkit.schema._condition import condition_text
+
+    if default is not MISSING and default is not None:
+        default = condition_text(default)
+    return _common("text", default, False, personal, condition_text)
 
 
 def integer(*, default: Any = MISSING, sortable: bool = False, personal: Personal | None = None) -> Any:
@@ -543,15 +610,21 @@ def text_set(*, default: Any = MISSING, personal: Personal | None = None) -> Any
 
 
 def many(
-    item: type, *, default: Any = MISSING, personal: Personal | None = None, check: Callable[[Any], Any] | None = None
+    item: type,
+    *,
+    default: Any = MISSING,
+    personal: Personal | None = None,
+    check: Callable[[Any], Any] | None = None,
+    convert: Callable[[Any], Any] | None = None,
 ) -> Any:
     """A tuple of value objects (classes made with ``schema.value_object``), stored inside the record.
 
-    ``check`` sees the whole tuple (two consents for one channel, say) and may refuse it.
+    ``check`` sees the whole tuple (two consents for one channel, say) and may refuse it;
+    ``convert`` normalizes what callers give first (plain dates into ``Holiday`` values).
     """
     if not getattr(item, "__crmkit_value_object__", False):
         raise ValidationError("many", "takes a class declared with @schema.value_object", item)
-    return _common("many", default, False, personal, type=item, check=_checked(check))
+    return _common("many", default, False, personal, convert, type=item, check=_checked(check))
 
 
 def attributes(*, personal: Personal | None = None) -> Any:

@@ -88,16 +88,12 @@ def create_app(url: str | None = None, tenant: str | None = None, **options: Any
 
     @app.get("/customers")
     def customers(request: Request, q: str = "", after: str | None = None, limit: int = 20) -> dict[str, Any]:
-        """Customers by name, a page at a time; ``q`` narrows to names starting with what was typed."""
+        """Customers by name, a page at a time; ``q``: names starting with it, any case, with or without accents."""
         limit = max(1, min(limit, PAGE))
-        where = None
         typed = q.strip()
-        if typed:
-            # A prefix is a range on the sorted name index. Until folded search lands, the
-            # typed text and its capitalised form are tried ("pop" finds "Popescu").
-            forms = dict.fromkeys((typed, typed[:1].upper() + typed[1:]))
-            ranges = [(F("name") >= form) & (F("name") < form + "\U0010ffff") for form in forms]
-            where = ranges[0] if len(ranges) == 1 else ranges[0] | ranges[1]
+        # Folded prefix search, served by the folded name index: "pop" finds "Popescu",
+        # "stef" finds "Ștefan".
+        where = F("name").startswith(typed, fold=True) if typed else None
         with unit_of_work(request) as crm:
             page = crm.customers.find(where, order_by=("name", "id"), limit=limit, after=after)
         return {"items": [_customer(c) for c in page], "next": None if page.next is None else str(page.next)}
