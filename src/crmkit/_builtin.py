@@ -36,19 +36,21 @@ def crmkit_relationship_types() -> Iterable[RelationshipType]:
 def crmkit_aggregates() -> Iterable[type]:
     """crmkit's own declared aggregates: the changes of stage of every record, the identity
     layer's contact-point keys and merges, and sales'."""
+    from crmkit.audit import AuditEntry, FeedHead, OutboxChunk
     from crmkit.identity._records import IdentityKey, Merge
     from crmkit.sales import AGGREGATES as SALES
 
-    return [StateChange, IdentityKey, Merge, *SALES]
+    return [StateChange, IdentityKey, Merge, *SALES, AuditEntry, OutboxChunk, FeedHead]
 
 
 @hookimpl
 def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
     """``crm.identity`` (duplicates, merge and un-merge) and ``crm.sales``."""
+    from crmkit.audit import Audit, EventFeed
     from crmkit.identity._service import Identity
     from crmkit.sales import Sales
 
-    return {"identity": Identity, "sales": Sales}
+    return {"identity": Identity, "sales": Sales, "audit": Audit, "events": EventFeed}
 
 
 #: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).

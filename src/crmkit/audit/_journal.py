@@ -1,0 +1,252 @@
+"""The journal: audit entries and feed events of a transaction, written inside it just before it commits.
+
+The unit of work hands the journal every event of the transaction (those crmkit's
+``crmkit_before_commit`` implementations added included) as the last step before the
+commit. The journal derives, from each event's ``before`` and ``after`` records alone:
+
+- audit entries (``AuditEntry``): one per creation and deletion, one per audited field
+  whose value changed; nothing for a write that changed no audited field;
+- the feed's outbox (``OutboxChunk``): the events as JSON, numbered from the tenant's
+  ``FeedHead``, whose update serialises writing transactions of a tenant from that moment
+  to their commit, so the numbers follow commit order.
+
+The records are written through the aggregates' repositories: they raise no events of
+their own, and nothing half-written survives a rollback.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from crmkit._errors import CRMError, ValidationError
+from crmkit._ids import new_id
+from crmkit.audit._model import AuditEntry, FeedHead, OutboxChunk
+from crmkit.identity._codec import encode
+from crmkit.query import Compare, parse_order
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+    from crmkit.events import Event
+    from crmkit.schema import Schema
+
+__all__ = ["CHUNK", "JOURNAL_AGGREGATES", "AuditSetting", "Journal", "audited_fields", "dumps"]
+
+#: The journal's own aggregates: never audited, never in the feed.
+JOURNAL_AGGREGATES = frozenset({"audit_entries", "event_outbox", "event_feed_heads"})
+#: Events per outbox chunk (a large import's batch spreads over several).
+CHUNK = 500
+#: The name of the feed's head row (one per tenant).
+FEED = "events"
+#: How often a transaction re-reads the head after another transaction moved it first.
+_HEAD_ATTEMPTS = 50
+
+#: ``connect(audit=...)``: on (True), off (False), or per aggregate: on, off, or the fields to audit.
+AuditSetting = bool | Mapping[str, bool | Iterable[str]]
+
+
+def dumps(value: Any) -> str:
+    """The JSON text of a value in crmkit's record codec (exact both ways: ``crmkit.identity._codec``)."""
+    return json.dumps(encode(value), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def _fields_of(schema: Schema, name: str) -> tuple[str, ...]:
+    spec = schema.declared.get(name)
+    if spec is None:
+        return ()
+    return (*spec.declared, "external_id")
+
+
+def _chosen(name: str, universe: Sequence[str], setting: object, where: str) -> tuple[str, ...]:
+    if setting is True:
+        return tuple(universe)
+    if setting is False or setting is None:
+        return ()
+    if isinstance(setting, (str, bytes)) or not isinstance(setting, Iterable):
+        raise ValidationError(where, f"{name}: must be True, False or a collection of field names", setting)
+    fields = tuple(dict.fromkeys(setting))
+    for field in fields:
+        if field not in universe:
+            raise ValidationError(where, f"{name}: {field!r} is not an audited kind of field of {name}", field)
+    return fields
+
+
+def audited_fields(schema: Schema, setting: AuditSetting = True) -> dict[str, tuple[str, ...]]:
+    """Per aggregate, the fields whose changes are audited (aggregates absent: not audited).
+
+    The declaration says what is audited by default (``__crmkit_audit__ = False``, or a
+    tuple of field names; every declared field and the external id when absent); the
+    ``connect(audit=...)`` setting overrides it per aggregate, or turns the trail off.
+    """
+    if setting is False:
+        return {}
+    if setting is not True and not isinstance(setting, Mapping):
+        raise ValidationError("audit", "must be True, False or a mapping of aggregate to fields", setting)
+    overrides: Mapping[str, Any] = setting if isinstance(setting, Mapping) else {}
+    for name in overrides:
+        if name not in schema.declared or name in JOURNAL_AGGREGATES:
+            raise ValidationError("audit", f"{name!r} is not an aggregate the audit trail can follow", name)
+    out: dict[str, tuple[str, ...]] = {}
+    for name, spec in schema.declared.items():
+        if name in JOURNAL_AGGREGATES:
+            continue
+        universe = _fields_of(schema, name)
+        declared = getattr(spec.cls, "__crmkit_audit__", True)
+        fields = _chosen(name, universe, declared, f"{spec.cls.__name__}.__crmkit_audit__")
+        if name in overrides:
+            fields = _chosen(name, universe, overrides[name], "audit")
+        if fields:
+            out[name] = fields
+    return out
+
+
+def _maker(cls: type) -> Callable[..., Any]:
+    """A constructor of trusted records that skips the converters (the journal's values are its own)."""
+    defaults = [(a.name, a.default) for a in attrs.fields(cls)]
+
+    def make(**values: Any) -> Any:
+        record: Any = object.__new__(cls)
+        for name, default in defaults:
+            object.__setattr__(record, name, values.get(name, default))
+        return record
+
+    return make
+
+
+_entry = _maker(AuditEntry)
+_chunk = _maker(OutboxChunk)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else dumps(value)
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    record = event.record
+    return {
+        "aggregate": event.entity,
+        "action": event.action,
+        "id": record.id.hex,
+        "at": event.occurred_at.isoformat(),
+        "actor": event.actor,
+        "cause": event.cause,
+        "before": None if event.before is None else encode(event.before),
+        "after": None if event.after is None else encode(event.after),
+    }
+
+
+class Journal:
+    """What a connection keeps of each transaction: the audit trail, the event feed, or both."""
+
+    def __init__(self, audited: Mapping[str, Collection[str]], feed: bool) -> None:
+        #: Per aggregate, the audited fields (in the order their entries are written).
+        self.audited = {name: tuple(fields) for name, fields in audited.items()}
+        self.feed = feed
+
+    def write(self, crm: CRM, events: Sequence[Event]) -> None:
+        """Write the audit entries and the feed chunk(s) of a transaction's events, inside it."""
+        kept = [e for e in events if e.entity not in JOURNAL_AGGREGATES]
+        if not kept:
+            return
+        now = crm.now()
+        if self.audited:
+            entries = [entry for event in kept for entry in self._entries(event, now)]
+            if entries:
+                crm.store.repository(crm.schema["audit_entries"]).insert(crm.tenant, entries)
+        if self.feed:
+            self._append(crm, kept, now)
+
+    def _entries(self, event: Event, now: Any) -> Iterable[Any]:
+        fields = self.audited.get(event.entity)
+        if not fields:
+            return
+        before, after = event.before, event.after
+        common = {
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+            "aggregate": event.entity,
+            "record_id": event.record.id,
+            "action": event.action,
+            "actor": event.actor,
+            # the record's own time of the change (its updated_at), so as_of(record.updated_at) is the record
+            "at": event.occurred_at if after is None else (getattr(after, "updated_at", None) or event.occurred_at),
+            "cause": event.cause or "api",
+        }
+        if before is None:
+            snapshot = {name: encode(getattr(after, name)) for name in fields}  # None too: as_of replays it
+            yield _entry(
+                id=new_id(),
+                record_version=after.version,
+                new=json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+                **common,
+            )
+        elif after is None:
+            yield _entry(id=new_id(), record_version=before.version + 1, **common)
+        else:
+            for name in fields:
+                old, new = getattr(before, name), getattr(after, name)
+                if old != new:
+                    yield _entry(
+                        id=new_id(),
+                        record_version=after.version,
+                        field=name,
+                        old=_json(old),
+                        new=_json(new),
+                        **common,
+                    )
+
+    def _append(self, crm: CRM, events: Sequence[Event], now: Any) -> None:
+        """Number the events from the tenant's head (moved in this transaction) and store them in chunks."""
+        first = self._advance(crm, len(events))
+        chunks = []
+        for start in range(0, len(events), CHUNK):
+            part = events[start : start + CHUNK]
+            payload = json.dumps([_event_json(e) for e in part], ensure_ascii=False, separators=(",", ":"))
+            chunks.append(
+                _chunk(
+                    id=new_id(),
+                    created_at=now,
+                    updated_at=now,
+                    version=1,
+                    external_id=None,
+                    first=first + start,
+                    last=first + start + len(part) - 1,
+                    committed_at=now,
+                    events=payload,
+                )
+            )
+        crm.store.repository(crm.schema["event_outbox"]).insert(crm.tenant, chunks)
+
+    @staticmethod
+    def _advance(crm: CRM, count: int) -> int:
+        """Move the tenant's head by ``count`` in this transaction; the first of the numbers taken.
+
+        The head is compared and set by version. Where another transaction moved it first
+        (PostgreSQL waits for that one's commit, then the compare fails) the head is read
+        again, in a statement that sees the other commit, and moved from there.
+        """
+        repo = crm.store.repository(crm.schema["event_feed_heads"])
+        where = Compare("name", "==", FEED)
+        order = parse_order(None, repo.spec)
+        for _ in range(_HEAD_ATTEMPTS):
+            found = repo.find(crm.tenant, where, order, 1)
+            if not found:
+                now = crm.now()
+                head = FeedHead(name=FEED, position=count, id=_head_id(crm.tenant))
+                repo.insert(crm.tenant, [attrs.evolve(head, created_at=now, updated_at=now, version=1)])
+                return 1
+            head = found[0]
+            moved = attrs.evolve(head, position=head.position + count, version=head.version + 1, updated_at=crm.now())
+            if repo.replace(crm.tenant, moved, head.version):
+                return int(head.position) + 1
+        raise CRMError(f"the event feed's head of tenant {crm.tenant!r} kept moving; gave up")
+
+
+def _head_id(tenant: str) -> uuid.UUID:
+    """The id of a tenant's head: the same in every process, so two first writers clash on it."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"crmkit:event-feed:{tenant}")

@@ -1,0 +1,95 @@
+"""The aggregates of the audit trail and the event feed, each declared once.
+
+Stores derive their tables and documents from these declarations like any plugin's; the
+journal (``crmkit.audit._journal``) writes them inside the transaction whose changes they
+record. Old and new values, and the events of the feed, are JSON texts (crmkit's record
+codec, exact both ways) in fields marked personal, so an anonymiser that rewrites personal
+text reaches them like any other field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from crmkit import schema
+
+__all__ = ["ACTIONS", "AuditEntry", "FeedHead", "OutboxChunk"]
+
+#: What happened to the record an audit entry is about.
+ACTIONS = ("created", "updated", "deleted")
+
+_EXAMPLE_JSON = ('"a"', "1", "null", '{"$decimal":"1.5"}', "[]")
+
+
+@schema.aggregate(
+    "audit_entries",
+    label="audit entry",
+    time_field="at",
+    indexes=[("aggregate", "record_id", "at")],
+    default_order=("at", "id"),
+)
+class AuditEntry(schema.Record):
+    """One change of one field of one record (or the record's creation or deletion).
+
+    A creation is one entry whose ``new`` holds every audited field (``field`` is None);
+    ``crm.audit.history`` shows it field by field. An update writes one entry per audited
+    field whose value changed; a deletion one entry without values.
+    """
+
+    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"old": _EXAMPLE_JSON, "new": _EXAMPLE_JSON}
+
+    #: The aggregate of the record (``customers``, ``subscriptions``...).
+    aggregate: str = schema.text(sortable=True)
+    record_id: uuid.UUID = schema.uuid(sortable=True)
+    #: The record's version after the change (1 for its creation).
+    record_version: int = schema.integer(sortable=True)
+    action: str = schema.text(choices=ACTIONS, sortable=True)
+    #: The field that changed; None for a creation or a deletion.
+    field: str | None = schema.text(default=None, sortable=True)
+    #: The value before the change, as JSON (None: the field had no value, or a creation).
+    old: str | None = schema.text(default=None, personal=True)
+    #: The value after the change, as JSON (a creation: every audited field, as a JSON object).
+    new: str | None = schema.text(default=None, personal=True)
+    #: Who made the change (``connect(actor=...)``, ``crm.acting_as``); None when unset.
+    actor: str | None = schema.text(default=None, sortable=True)
+    #: When the change was made (the connection's clock).
+    at: dt.datetime = schema.instant(sortable=True)
+    #: What made it: ``api``, ``import``, ``merge``, ``rule:<name>``... (``crm.caused_by``).
+    cause: str = schema.text(default="api", sortable=True)
+
+
+@schema.aggregate(
+    "event_outbox",
+    label="outbox chunk",
+    unique=[("first",)],
+    indexes=[("last",)],
+    default_order=("first", "id"),
+)
+class OutboxChunk(schema.Record):
+    """Events of one committed transaction, numbered ``first`` to ``last`` in the tenant's feed.
+
+    Written in the transaction whose events it holds, so a commit and its events are
+    stored together or not at all; a large transaction spreads its events over several
+    chunks with consecutive numbers.
+    """
+
+    first: int = schema.integer(sortable=True)
+    last: int = schema.integer(sortable=True)
+    committed_at: dt.datetime = schema.instant(sortable=True)
+    #: The events as a JSON list (``crmkit.audit.FeedEvent`` reads them back).
+    events: str = schema.text(personal=True)
+
+
+@schema.aggregate("event_feed_heads", label="event feed head", unique=[("name",)])
+class FeedHead(schema.Record):
+    """The last number a tenant's feed handed out: one row per tenant, updated by every writing transaction.
+
+    The update takes the row's lock until the transaction commits, so a later transaction
+    gets its numbers only after the earlier one committed: numbers follow commit order.
+    """
+
+    name: str = schema.text(sortable=True)
+    position: int = schema.integer()
