@@ -14,7 +14,7 @@ from tests.support.servers import unique_name
 
 import crmkit
 from crmkit import ConflictError, Customer, ValidationError
-from crmkit.audit import AuditEntry
+from crmkit.audit import AuditEntry, JsonPart
 from crmkit.sales import Opportunity
 
 UTC = dt.timezone.utc
@@ -130,7 +130,9 @@ def test_deletions_and_every_api_s_cause_are_recorded(crm: crmkit.CRM, clock: Cl
 def test_plugin_aggregates_are_audited_with_their_value_types(crm: crmkit.CRM, clock: Clock) -> None:
     owner = crm.customers.add(Customer(name="Ada", kind="person"))
     deal = crm.opportunities.add(
-        Opportunity(customer_id=owner.id, name="Big", pipeline="p", amount=Decimal("100.50"), currency="EUR", stage="new")
+        Opportunity(
+            customer_id=owner.id, name="Big", pipeline="p", amount=Decimal("100.50"), currency="EUR", stage="new"
+        )
     )
     clock.tick()
     deal = crm.opportunities.update(attrs.evolve(deal, amount=Decimal("250.00"), close_date=dt.date(2026, 9, 1)))
@@ -168,7 +170,7 @@ def test_the_trail_is_append_only_through_the_api(crm: crmkit.CRM) -> None:
     entries = crm.records(AuditEntry)
     assert entries.get(entry.id) == entry and entries.count() == 1
     for attempt in (
-        lambda: entries.update(attrs.evolve(entry, new='{"name":"Eve"}')),
+        lambda: entries.update(attrs.evolve(entry, new=(JsonPart('{"name":"Eve"}'),))),
         lambda: entries.delete(entry.id),
         lambda: entries.add(attrs.evolve(entry, id=crmkit._ids.new_id(), version=0)),
         lambda: entries.add_many([entry]),
@@ -211,7 +213,9 @@ def _fields(record: Customer | None) -> object:
 @settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
-@given(steps=st.lists(st.tuples(_STEP, st.integers(0, 2)), max_size=12), probes=st.lists(st.integers(0, 30), max_size=4))
+@given(
+    steps=st.lists(st.tuples(_STEP, st.integers(0, 2)), max_size=12), probes=st.lists(st.integers(0, 30), max_size=4)
+)
 def test_as_of_equals_the_record_as_it_was_for_any_sequence_of_changes(
     url: str, steps: list[tuple[tuple[str, object], int]], probes: list[int]
 ) -> None:
@@ -255,3 +259,14 @@ def test_as_of_equals_the_record_as_it_was_for_any_sequence_of_changes(
                 assert got.version <= expected[4]  # type: ignore[index]
                 expected = (*expected[:4], got.version, *expected[5:])  # type: ignore[index]
             assert _fields(got) == expected, f"as of +{offset}s"
+
+
+def test_values_longer_than_one_text_are_kept_whole(crm: crmkit.CRM, clock: Clock) -> None:
+    long = '"quoted" ' * 11_000  # 99,000 characters, longer still as JSON
+    ada = crm.customers.add(Customer(name="Ada", kind="person"))
+    clock.tick()
+    ada = crm.customers.update(attrs.evolve(ada, name=long))
+    entry = list(crm.audit.entries(ada))[-1]
+    assert len(entry.new) == 3 and max(len(part.text) for part in entry.new) <= 50_000
+    assert [(c.field, c.old, c.new) for c in crm.audit.history(ada)][-1] == ("name", "Ada", long)
+    assert crm.events.read(after=1).events[0].after.name == long

@@ -15,7 +15,7 @@ audited fields per aggregate; docs/audit.md shows both at work.
 """
 
 from crmkit.audit._journal import AuditSetting, Journal, audited_fields
-from crmkit.audit._model import AuditEntry, FeedHead, OutboxChunk
+from crmkit.audit._model import AuditEntry, FeedHead, JsonPart, OutboxChunk
 from crmkit.audit._service import Audit, AuditChange, EventFeed, FeedEvent, FeedPage, JournalRecords
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "FeedPage",
     "Journal",
     "JournalRecords",
+    "JsonPart",
     "OutboxChunk",
     "audited_fields",
 ]

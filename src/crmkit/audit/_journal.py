@@ -16,16 +16,18 @@ their own, and nothing half-written survives a rollback.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from crmkit._errors import CRMError, ValidationError
 from crmkit._ids import new_id
-from crmkit.audit._model import AuditEntry, FeedHead, OutboxChunk
+from crmkit.audit._model import AuditEntry, FeedHead, JsonPart, OutboxChunk, split
 from crmkit.identity._codec import encode
 from crmkit.query import Compare, parse_order
 
@@ -121,22 +123,65 @@ _entry = _maker(AuditEntry)
 _chunk = _maker(OutboxChunk)
 
 
-def _json(value: Any) -> str | None:
-    return None if value is None else dumps(value)
+def _json(value: Any) -> tuple[JsonPart, ...]:
+    return () if value is None else split(dumps(value))
 
 
-def _event_json(event: Event) -> dict[str, Any]:
-    record = event.record
+_PLAIN = frozenset({str, int, bool})
+#: The codec's forms of the commonest values, by exact type (anything else goes through the codec itself).
+_FAST: dict[type, Callable[[Any], Any]] = {
+    uuid.UUID: lambda v: {"$uuid": str(v)},
+    dt.datetime: lambda v: {"$datetime": v.isoformat()},
+    dt.date: lambda v: {"$date": v.isoformat()},
+    Decimal: lambda v: {"$decimal": str(v)},
+    tuple: lambda v: {"$tuple": [encode(x) for x in v]} if v else {"$tuple": []},
+}
+_plans: dict[type, tuple[str, tuple[str, ...]]] = {}
+
+
+def encode_record(record: Any) -> dict[str, Any]:
+    """``crmkit.identity._codec.encode`` of a record, with its plain texts and numbers taken as they are.
+
+    The same JSON (``decode`` reads it back); imports encode every record they add, so the
+    common values skip the codec's type dispatch.
+    """
+    cls = record.__class__
+    plan = _plans.get(cls)
+    if plan is None:
+        names = tuple(a.name for a in attrs.fields(cls) if a.init)
+        plan = _plans.setdefault(cls, (f"{cls.__module__}:{cls.__qualname__}", names))
+    fields: dict[str, Any] = {}
+    for name in plan[1]:
+        value = getattr(record, name)
+        kind = value.__class__
+        if value is None or kind in _PLAIN:
+            fields[name] = value
+        else:
+            fast = _FAST.get(kind)
+            fields[name] = encode(value) if fast is None else fast(value)
+    return {"$attrs": plan[0], "f": fields}
+
+
+def _event_json(event: Event, encoded: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    before, after = event.before, event.after
     return {
         "aggregate": event.entity,
         "action": event.action,
-        "id": record.id.hex,
+        "id": event.record.id.hex,
         "at": event.occurred_at.isoformat(),
         "actor": event.actor,
         "cause": event.cause,
-        "before": None if event.before is None else encode(event.before),
-        "after": None if event.after is None else encode(event.after),
+        "before": None if before is None else _encoded(before, encoded),
+        "after": None if after is None else _encoded(after, encoded),
     }
+
+
+def _encoded(record: Any, cache: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """A record's JSON form, made once per transaction for the audit trail and the feed alike."""
+    found = cache.get(id(record))
+    if found is None:
+        found = cache[id(record)] = encode_record(record)
+    return found
 
 
 class Journal:
@@ -153,14 +198,15 @@ class Journal:
         if not kept:
             return
         now = crm.now()
+        encoded: dict[int, dict[str, Any]] = {}  # the events hold their records: ids stay unique meanwhile
         if self.audited:
-            entries = [entry for event in kept for entry in self._entries(event, now)]
+            entries = [entry for event in kept for entry in self._entries(event, now, encoded)]
             if entries:
                 crm.store.repository(crm.schema["audit_entries"]).insert(crm.tenant, entries)
         if self.feed:
-            self._append(crm, kept, now)
+            self._append(crm, kept, now, encoded)
 
-    def _entries(self, event: Event, now: Any) -> Iterable[Any]:
+    def _entries(self, event: Event, now: Any, encoded: dict[int, dict[str, Any]]) -> Iterable[Any]:
         fields = self.audited.get(event.entity)
         if not fields:
             return
@@ -178,11 +224,12 @@ class Journal:
             "cause": event.cause or "api",
         }
         if before is None:
-            snapshot = {name: encode(getattr(after, name)) for name in fields}  # None too: as_of replays it
+            values = _encoded(after, encoded)["f"]
+            snapshot = {name: values[name] for name in fields}  # None too: as_of replays it
             yield _entry(
                 id=new_id(),
                 record_version=after.version,
-                new=json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+                new=split(json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))),
                 **common,
             )
         elif after is None:
@@ -200,13 +247,13 @@ class Journal:
                         **common,
                     )
 
-    def _append(self, crm: CRM, events: Sequence[Event], now: Any) -> None:
+    def _append(self, crm: CRM, events: Sequence[Event], now: Any, encoded: dict[int, dict[str, Any]]) -> None:
         """Number the events from the tenant's head (moved in this transaction) and store them in chunks."""
         first = self._advance(crm, len(events))
         chunks = []
         for start in range(0, len(events), CHUNK):
             part = events[start : start + CHUNK]
-            payload = json.dumps([_event_json(e) for e in part], ensure_ascii=False, separators=(",", ":"))
+            payload = json.dumps([_event_json(e, encoded) for e in part], ensure_ascii=False, separators=(",", ":"))
             chunks.append(
                 _chunk(
                     id=new_id(),
@@ -217,7 +264,7 @@ class Journal:
                     first=first + start,
                     last=first + start + len(part) - 1,
                     committed_at=now,
-                    events=payload,
+                    events=split(payload),
                 )
             )
         crm.store.repository(crm.schema["event_outbox"]).insert(crm.tenant, chunks)

@@ -4,24 +4,52 @@ Stores derive their tables and documents from these declarations like any plugin
 journal (``crmkit.audit._journal``) writes them inside the transaction whose changes they
 record. Old and new values, and the events of the feed, are JSON texts (crmkit's record
 codec, exact both ways) in fields marked personal, so an anonymiser that rewrites personal
-text reaches them like any other field.
+text reaches them like any other field. Each is kept as a list of ``JsonPart`` fragments
+of at most ``FRAGMENT`` characters (one, but for huge values), as no store is asked to hold
+a text longer than crmkit's limit for one text.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
-from typing import Any, ClassVar
 
 from crmkit import schema
 
-__all__ = ["ACTIONS", "AuditEntry", "FeedHead", "OutboxChunk"]
+__all__ = ["ACTIONS", "FRAGMENT", "AuditEntry", "FeedHead", "JsonPart", "OutboxChunk", "joined", "split"]
 
 #: What happened to the record an audit entry is about.
 ACTIONS = ("created", "updated", "deleted")
 
-_EXAMPLE_JSON = ('"a"', "1", "null", '{"$decimal":"1.5"}', "[]")
+#: The longest fragment of a JSON text kept in a text list (crmkit's texts hold at most 100,000 characters).
+FRAGMENT = 50_000
+
+
+@schema.value_object(kw_only=False)
+class JsonPart:
+    """One fragment of a JSON text (``split`` cuts a text into them, ``joined`` puts it back)."""
+
+    text: str = schema.text(personal=True)
+
+
+_new_part = object.__new__
+
+
+def split(text: str | None) -> tuple[JsonPart, ...]:
+    """A JSON text as fragments of at most ``FRAGMENT`` characters (None: no fragment)."""
+    if text is None:
+        return ()
+    parts = []
+    for i in range(0, len(text), FRAGMENT):
+        part = _new_part(JsonPart)  # the journal's own text: no check needed
+        object.__setattr__(part, "text", text[i : i + FRAGMENT])
+        parts.append(part)
+    return tuple(parts)
+
+
+def joined(fragments: tuple[JsonPart, ...]) -> str | None:
+    """The JSON text of ``split`` (None for no fragment)."""
+    return "".join(p.text for p in fragments) if fragments else None
 
 
 @schema.aggregate(
@@ -39,8 +67,6 @@ class AuditEntry(schema.Record):
     field whose value changed; a deletion one entry without values.
     """
 
-    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"old": _EXAMPLE_JSON, "new": _EXAMPLE_JSON}
-
     #: The aggregate of the record (``customers``, ``subscriptions``...).
     aggregate: str = schema.text(sortable=True)
     record_id: uuid.UUID = schema.uuid(sortable=True)
@@ -49,10 +75,10 @@ class AuditEntry(schema.Record):
     action: str = schema.text(choices=ACTIONS, sortable=True)
     #: The field that changed; None for a creation or a deletion.
     field: str | None = schema.text(default=None, sortable=True)
-    #: The value before the change, as JSON (None: the field had no value, or a creation).
-    old: str | None = schema.text(default=None, personal=True)
-    #: The value after the change, as JSON (a creation: every audited field, as a JSON object).
-    new: str | None = schema.text(default=None, personal=True)
+    #: The value before the change, as JSON fragments (none: the field had no value, or a creation).
+    old: tuple[JsonPart, ...] = schema.many(JsonPart, default=(), personal=True)
+    #: The value after the change, as JSON fragments (a creation: every audited field, as a JSON object).
+    new: tuple[JsonPart, ...] = schema.many(JsonPart, default=(), personal=True)
     #: Who made the change (``connect(actor=...)``, ``crm.acting_as``); None when unset.
     actor: str | None = schema.text(default=None, sortable=True)
     #: When the change was made (the connection's clock).
@@ -79,8 +105,8 @@ class OutboxChunk(schema.Record):
     first: int = schema.integer(sortable=True)
     last: int = schema.integer(sortable=True)
     committed_at: dt.datetime = schema.instant(sortable=True)
-    #: The events as a JSON list (``crmkit.audit.FeedEvent`` reads them back).
-    events: str = schema.text(personal=True)
+    #: The events as a JSON list, in fragments (``crmkit.audit.FeedEvent`` reads them back).
+    events: tuple[JsonPart, ...] = schema.many(JsonPart, personal=True)
 
 
 @schema.aggregate("event_feed_heads", label="event feed head", unique=[("name",)])

@@ -13,7 +13,7 @@ import attrs
 from crmkit._errors import ConflictError, ValidationError
 from crmkit._validation import count_of, utc
 from crmkit.audit._journal import FEED
-from crmkit.audit._model import AuditEntry, FeedHead, OutboxChunk
+from crmkit.audit._model import AuditEntry, FeedHead, JsonPart, OutboxChunk, joined
 from crmkit.events import Event, event_for
 from crmkit.identity._codec import decode
 from crmkit.query import And, Compare, Expr, parse_order
@@ -50,7 +50,8 @@ class AuditChange:
     version: int
 
 
-def _loads(text: str | None) -> Any:
+def _loads(fragments: tuple[JsonPart, ...]) -> Any:
+    text = joined(fragments)
     return None if text is None else decode(json.loads(text))
 
 
@@ -108,7 +109,7 @@ class Audit:
                 "version": entry.record_version,
             }
             if entry.action == "created":
-                for field, value in sorted((json.loads(entry.new or "{}")).items()):
+                for field, value in sorted((json.loads(joined(entry.new) or "{}")).items()):
                     new = decode(value)
                     if new is not None and new != () and new != frozenset() and new != {}:  # not empty
                         yield AuditChange(field=field, old=None, new=new, **common)
@@ -131,7 +132,7 @@ class Audit:
             if entry.at > moment:
                 break
             if entry.action == "created":
-                state = {k: decode(v) for k, v in json.loads(entry.new or "{}").items()}
+                state = {k: decode(v) for k, v in json.loads(joined(entry.new) or "{}").items()}
                 created = entry.at
             elif entry.action == "deleted":
                 state = None
@@ -225,7 +226,7 @@ class EventFeed:
             batch_size=min(limit, 50),
         )
         for chunk in chunks:
-            for offset, item in enumerate(json.loads(chunk.events)):
+            for offset, item in enumerate(json.loads(joined(chunk.events) or "[]")):
                 position = chunk.first + offset
                 if position <= start:
                     continue
