@@ -6,9 +6,8 @@ commit. The journal derives, from each event's ``before`` and ``after`` records 
 
 - audit entries (``AuditEntry``): one per creation and deletion, one per audited field
   whose value changed; nothing for a write that changed no audited field;
-- the feed's outbox (``OutboxChunk``): the events as JSON, numbered from the tenant's
-  ``FeedHead``, whose update serialises writing transactions of a tenant from that moment
-  to their commit, so the numbers follow commit order.
+- the feed's outbox (``OutboxChunk``): the events as JSON, numbered after the commit by
+  the feed's reader (``crm.events``), so writers never wait for each other.
 
 The records are written through the aggregates' repositories: they raise no events of
 their own, and nothing half-written survives a rollback.
@@ -18,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import types
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from crmkit._errors import CRMError, ValidationError
+from crmkit._errors import ValidationError
 from crmkit._ids import new_id
-from crmkit.audit._model import AuditEntry, FeedHead, JsonPart, OutboxChunk, split
+from crmkit.audit._model import AuditEntry, JsonPart, OutboxChunk, split
 from crmkit.identity._codec import encode
-from crmkit.query import Compare, parse_order
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
@@ -42,10 +41,6 @@ __all__ = ["CHUNK", "JOURNAL_AGGREGATES", "AuditSetting", "Journal", "audited_fi
 JOURNAL_AGGREGATES = frozenset({"audit_entries", "event_outbox", "event_feed_heads"})
 #: Events per outbox chunk (a large import's batch spreads over several).
 CHUNK = 500
-#: The name of the feed's head row (one per tenant).
-FEED = "events"
-#: How often a transaction re-reads the head after another transaction moved it first.
-_HEAD_ATTEMPTS = 50
 
 #: ``connect(audit=...)``: on (True), off (False), or per aggregate: on, off, or the fields to audit.
 AuditSetting = bool | Mapping[str, bool | Iterable[str]]
@@ -135,6 +130,9 @@ _FAST: dict[type, Callable[[Any], Any]] = {
     dt.date: lambda v: {"$date": v.isoformat()},
     Decimal: lambda v: {"$decimal": str(v)},
     tuple: lambda v: {"$tuple": [encode(x) for x in v]} if v else {"$tuple": []},
+    frozenset: lambda v: {"$set": sorted((encode(x) for x in v), key=json.dumps)} if v else {"$set": []},
+    dict: lambda v: {"$map": {str(k): encode(x) for k, x in v.items()}},
+    types.MappingProxyType: lambda v: {"$map": {str(k): encode(x) for k, x in v.items()}},
 }
 _plans: dict[type, tuple[str, tuple[str, ...]]] = {}
 
@@ -248,8 +246,7 @@ class Journal:
                     )
 
     def _append(self, crm: CRM, events: Sequence[Event], now: Any, encoded: dict[int, dict[str, Any]]) -> None:
-        """Number the events from the tenant's head (moved in this transaction) and store them in chunks."""
-        first = self._advance(crm, len(events))
+        """Store the events in chunks of at most ``CHUNK``, unnumbered (the feed's reader numbers them)."""
         chunks = []
         for start in range(0, len(events), CHUNK):
             part = events[start : start + CHUNK]
@@ -261,39 +258,11 @@ class Journal:
                     updated_at=now,
                     version=1,
                     external_id=None,
-                    first=first + start,
-                    last=first + start + len(part) - 1,
+                    first=None,
+                    last=None,
                     committed_at=now,
+                    size=len(part),
                     events=split(payload),
                 )
             )
         crm.store.repository(crm.schema["event_outbox"]).insert(crm.tenant, chunks)
-
-    @staticmethod
-    def _advance(crm: CRM, count: int) -> int:
-        """Move the tenant's head by ``count`` in this transaction; the first of the numbers taken.
-
-        The head is compared and set by version. Where another transaction moved it first
-        (PostgreSQL waits for that one's commit, then the compare fails) the head is read
-        again, in a statement that sees the other commit, and moved from there.
-        """
-        repo = crm.store.repository(crm.schema["event_feed_heads"])
-        where = Compare("name", "==", FEED)
-        order = parse_order(None, repo.spec)
-        for _ in range(_HEAD_ATTEMPTS):
-            found = repo.find(crm.tenant, where, order, 1)
-            if not found:
-                now = crm.now()
-                head = FeedHead(name=FEED, position=count, id=_head_id(crm.tenant))
-                repo.insert(crm.tenant, [attrs.evolve(head, created_at=now, updated_at=now, version=1)])
-                return 1
-            head = found[0]
-            moved = attrs.evolve(head, position=head.position + count, version=head.version + 1, updated_at=crm.now())
-            if repo.replace(crm.tenant, moved, head.version):
-                return int(head.position) + 1
-        raise CRMError(f"the event feed's head of tenant {crm.tenant!r} kept moving; gave up")
-
-
-def _head_id(tenant: str) -> uuid.UUID:
-    """The id of a tenant's head: the same in every process, so two first writers clash on it."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"crmkit:event-feed:{tenant}")

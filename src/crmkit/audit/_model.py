@@ -90,8 +90,7 @@ class AuditEntry(schema.Record):
 @schema.aggregate(
     "event_outbox",
     label="outbox chunk",
-    unique=[("first",)],
-    indexes=[("last",)],
+    indexes=[("first",), ("last",)],
     default_order=("first", "id"),
 )
 class OutboxChunk(schema.Record):
@@ -99,22 +98,30 @@ class OutboxChunk(schema.Record):
 
     Written in the transaction whose events it holds, so a commit and its events are
     stored together or not at all; a large transaction spreads its events over several
-    chunks with consecutive numbers.
+    chunks. Numbers are given after the commit, by the feed's reader (``crm.events``), to
+    the chunks committed since it last looked: in the order they were written, after every
+    number given before, so no reader ever sees a number appear behind its cursor.
     """
 
-    first: int = schema.integer(sortable=True)
-    last: int = schema.integer(sortable=True)
+    #: The number of its first event in the tenant's feed; None until the feed numbers it.
+    first: int | None = schema.integer(default=None, sortable=True)
+    last: int | None = schema.integer(default=None, sortable=True)
+    #: When its transaction wrote it, just before committing (the connection's clock; the
+    #: chunk's id, a UUIDv7, is the wall-clock order its numbering follows).
     committed_at: dt.datetime = schema.instant(sortable=True)
+    #: How many events it holds.
+    size: int = schema.integer()
     #: The events as a JSON list, in fragments (``crmkit.audit.FeedEvent`` reads them back).
     events: tuple[JsonPart, ...] = schema.many(JsonPart, personal=True)
 
 
 @schema.aggregate("event_feed_heads", label="event feed head", unique=[("name",)])
 class FeedHead(schema.Record):
-    """The last number a tenant's feed handed out: one row per tenant, updated by every writing transaction.
+    """The last number a tenant's feed handed out: one row per tenant, moved when new chunks are numbered.
 
-    The update takes the row's lock until the transaction commits, so a later transaction
-    gets its numbers only after the earlier one committed: numbers follow commit order.
+    Writers never touch it (so concurrent writers never wait for each other or clash on
+    it); the reader that numbers new chunks moves it in the same transaction, compared
+    and set by version, so two readers never hand out the same numbers.
     """
 
     name: str = schema.text(sortable=True)

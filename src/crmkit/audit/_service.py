@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import attrs
 
 from crmkit._errors import ConflictError, ValidationError
+from crmkit._retry import retrying
 from crmkit._validation import count_of, utc
-from crmkit.audit._journal import FEED
 from crmkit.audit._model import AuditEntry, FeedHead, JsonPart, OutboxChunk, joined
 from crmkit.events import Event, event_for
 from crmkit.identity._codec import decode
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 __all__ = ["Audit", "AuditChange", "EventFeed", "FeedEvent", "FeedPage", "JournalRecords"]
 
 T = TypeVar("T", bound="_Record")
+
+#: The name of the feed's head row (one per tenant).
+FEED = "events"
+#: How many new chunks one numbering pass takes (a backlog is numbered over several reads).
+_NUMBERED_AT_ONCE = 1000
 
 
 @attrs.frozen
@@ -208,8 +213,59 @@ class EventFeed:
 
     def head(self) -> int:
         """The number of the last committed event (0: none yet)."""
+        self._number()
+        found = self._head()
+        return int(found.position) if found is not None else 0
+
+    def _head(self) -> Any:
         found = self._heads.find(self._crm.tenant, Compare("name", "==", FEED), parse_order(None, self._heads.spec), 1)
-        return int(found[0].position) if found else 0
+        return found[0] if found else None
+
+    def _number(self) -> None:
+        """Number the chunks committed since the last pass, after every number given so far.
+
+        Writers store their chunks unnumbered, so they never wait for each other; numbers are
+        given here, after the commits, in the order the chunks were written (a transaction
+        that read another's change wrote after that one committed, so it comes after it).
+        The head is compared and set by version in the same transaction as the numbers: two
+        readers numbering at once cannot both succeed, and the one that lost runs again.
+        Inside a caller's transaction nothing is numbered (its reads see what was numbered).
+        """
+        crm = self._crm
+        if crm._in_transaction() or crm._journal is None or not crm._journal.feed:
+            return
+        unnumbered = Compare("first", "==", None)
+        if not self._chunks.count(crm.tenant, unnumbered):
+            return
+        retrying(self._number_once)
+
+    def _number_once(self) -> None:
+        crm, tenant = self._crm, self._crm.tenant
+        with crm.store.transaction():
+            head = self._head()
+            order = parse_order("id", self._chunks.spec)  # UUIDv7: the wall-clock order they were written in
+            chunks = self._chunks.find(tenant, Compare("first", "==", None), order, _NUMBERED_AT_ONCE)
+            if not chunks:
+                return
+            now = crm.now()
+            position = 0 if head is None else int(head.position)
+            if head is None:
+                fresh = FeedHead(name=FEED, position=position, id=_head_id(tenant))
+                try:
+                    self._heads.insert(tenant, [attrs.evolve(fresh, created_at=now, updated_at=now, version=1)])
+                except ConflictError as exc:  # another reader made it first: start again from it
+                    raise ConflictError(str(exc), entity=self._heads.spec.label, transient=True) from exc
+                head = self._head()
+            for chunk in chunks:
+                numbered = attrs.evolve(
+                    chunk, first=position + 1, last=position + chunk.size, version=chunk.version + 1, updated_at=now
+                )
+                position += chunk.size
+                if not self._chunks.replace(tenant, numbered, chunk.version):
+                    raise ConflictError("outbox chunk numbered concurrently", entity="outbox chunk", transient=True)
+            moved = attrs.evolve(head, position=position, version=head.version + 1, updated_at=now)
+            if not self._heads.replace(tenant, moved, head.version):
+                raise ConflictError("the event feed was numbered concurrently", entity="event feed", transient=True)
 
     def read(self, *, after: int | None = None, limit: int = 1000) -> FeedPage:
         """At most ``limit`` events numbered after ``after`` (None or 0: from the first), in commit order."""
@@ -217,6 +273,7 @@ class EventFeed:
         if isinstance(start, bool) or not isinstance(start, int) or start < 0:
             raise ValidationError("after", "must be a cursor: 0 or the cursor of an earlier page", after)
         count_of("limit", limit)
+        self._number()
         out: list[FeedEvent] = []
         chunks = scan(
             self._chunks,
@@ -277,3 +334,8 @@ class JournalRecords(Records[T]):
 for _cls in (AuditEntry, OutboxChunk, FeedHead):
     setattr(_cls, "__crmkit_records__", JournalRecords)  # noqa: B010 - crm.records serves them read-only
     setattr(_cls, "__crmkit_append_only__", True)  # noqa: B010 - the generic write contract skips them
+
+
+def _head_id(tenant: str) -> uuid.UUID:
+    """The id of a tenant's head: the same in every process, so two first numberings clash on it."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"crmkit:event-feed:{tenant}")
