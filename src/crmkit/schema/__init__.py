@@ -19,6 +19,8 @@ from crmkit.schema._docs import field_table
 from crmkit.schema._fields import (
     KINDS,
     MISSING,
+    PERSONAL,
+    TEXT_KINDS,
     FieldDef,
     Ref,
     attributes,
@@ -44,6 +46,8 @@ from crmkit.schema._specs import EntitySpec, FieldSpec
 __all__ = [
     "KINDS",
     "MISSING",
+    "PERSONAL",
+    "TEXT_KINDS",
     "AggregateSpec",
     "EntitySpec",
     "FieldDef",
