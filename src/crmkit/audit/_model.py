@@ -29,7 +29,7 @@ FRAGMENT = 50_000
 class JsonPart:
     """One fragment of a JSON text (``split`` cuts a text into them, ``joined`` puts it back)."""
 
-    text: str = schema.text(personal=True)
+    text: str = schema.text(personal="free_text")
 
 
 _new_part = object.__new__
@@ -68,23 +68,23 @@ class AuditEntry(schema.Record):
     """
 
     #: The aggregate of the record (``customers``, ``subscriptions``...).
-    aggregate: str = schema.text(sortable=True)
-    record_id: uuid.UUID = schema.uuid(sortable=True)
+    aggregate: str = schema.text(sortable=True, personal=False)
+    record_id: uuid.UUID = schema.uuid(sortable=True, personal=False)
     #: The record's version after the change (1 for its creation).
-    record_version: int = schema.integer(sortable=True)
-    action: str = schema.text(choices=ACTIONS, sortable=True)
+    record_version: int = schema.integer(sortable=True, personal=False)
+    action: str = schema.text(choices=ACTIONS, sortable=True, personal=False)
     #: The field that changed; None for a creation or a deletion.
-    field: str | None = schema.text(default=None, sortable=True)
+    field: str | None = schema.text(default=None, sortable=True, personal=False)
     #: The value before the change, as JSON fragments (none: the field had no value, or a creation).
-    old: tuple[JsonPart, ...] = schema.many(JsonPart, default=(), personal=True)
+    old: tuple[JsonPart, ...] = schema.many(JsonPart, default=(), personal="free_text")
     #: The value after the change, as JSON fragments (a creation: every audited field, as a JSON object).
-    new: tuple[JsonPart, ...] = schema.many(JsonPart, default=(), personal=True)
+    new: tuple[JsonPart, ...] = schema.many(JsonPart, default=(), personal="free_text")
     #: Who made the change (``connect(actor=...)``, ``crm.acting_as``); None when unset.
-    actor: str | None = schema.text(default=None, sortable=True)
+    actor: str | None = schema.text(default=None, sortable=True, personal=False)
     #: When the change was made (the connection's clock).
-    at: dt.datetime = schema.instant(sortable=True)
+    at: dt.datetime = schema.instant(sortable=True, personal=False)
     #: What made it: ``api``, ``import``, ``merge``, ``rule:<name>``... (``crm.caused_by``).
-    cause: str = schema.text(default="api", sortable=True)
+    cause: str = schema.text(default="api", sortable=True, personal=False)
 
 
 @schema.aggregate(
@@ -104,15 +104,15 @@ class OutboxChunk(schema.Record):
     """
 
     #: The number of its first event in the tenant's feed; None until the feed numbers it.
-    first: int | None = schema.integer(default=None, sortable=True)
-    last: int | None = schema.integer(default=None, sortable=True)
+    first: int | None = schema.integer(default=None, sortable=True, personal=False)
+    last: int | None = schema.integer(default=None, sortable=True, personal=False)
     #: When its transaction wrote it, just before committing (the connection's clock; the
     #: chunk's id, a UUIDv7, is the wall-clock order its numbering follows).
-    committed_at: dt.datetime = schema.instant(sortable=True)
+    committed_at: dt.datetime = schema.instant(sortable=True, personal=False)
     #: How many events it holds.
-    size: int = schema.integer()
+    size: int = schema.integer(personal=False)
     #: The events as a JSON list, in fragments (``crmkit.audit.FeedEvent`` reads them back).
-    events: tuple[JsonPart, ...] = schema.many(JsonPart, personal=True)
+    events: tuple[JsonPart, ...] = schema.many(JsonPart, personal="free_text")
 
 
 @schema.aggregate("event_feed_heads", label="event feed head", unique=[("name",)])
@@ -124,5 +124,5 @@ class FeedHead(schema.Record):
     and set by version, so two readers never hand out the same numbers.
     """
 
-    name: str = schema.text(sortable=True)
-    position: int = schema.integer()
+    name: str = schema.text(sortable=True, personal=False)
+    position: int = schema.integer(personal=False)
