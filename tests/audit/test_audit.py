@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from tests.support.servers import unique_name
 
 import crmkit
-from crmkit import ConflictError, Customer, ValidationError
+from crmkit import ConflictError, Customer, ValidationError, schema
 from crmkit.audit import AuditEntry, JsonPart
 from crmkit.sales import Opportunity
 
@@ -270,3 +271,40 @@ def test_values_longer_than_one_text_are_kept_whole(crm: crmkit.CRM, clock: Cloc
     assert len(entry.new) == 3 and max(len(part.text) for part in entry.new) <= 50_000
     assert [(c.field, c.old, c.new) for c in crm.audit.history(ada)][-1] == ("name", "Ada", long)
     assert crm.events.read(after=1).events[0].after.name == long
+
+
+@schema.aggregate("audit_tickets", label="ticket")
+class Ticket(schema.Record):
+    """A plugin's aggregate whose declaration audits only its status."""
+
+    __crmkit_audit__ = ("status",)
+
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    status: str = schema.text(personal=False)
+    body: str = schema.text(personal="free_text")
+
+
+class _Tickets:
+    @crmkit.hookimpl
+    def crmkit_aggregates(self) -> list[type]:
+        return [Ticket]
+
+
+def test_a_declaration_chooses_its_audited_fields(url: str, clock: Clock) -> None:
+    with open_crm(url, clock, plugins=[_Tickets()]) as crm:
+        crm.migrate()
+        assert crm.audit.audited["audit_tickets"] == ("status",)
+        ada = crm.customers.add(Customer(name="Ada", kind="person"))
+        ticket = crm.records(Ticket).add(Ticket(customer_id=ada.id, status="open", body="printer on fire"))
+        clock.tick()
+        ticket = crm.records(Ticket).update(attrs.evolve(ticket, status="closed", body="fixed"))
+        assert [(c.action, c.field, c.old, c.new) for c in crm.audit.history(ticket)] == [
+            ("created", "status", None, "open"),
+            ("updated", "status", "open", "closed"),
+        ]
+        then = crm.audit.as_of(ticket, at=clock.now - dt.timedelta(seconds=1))
+        assert (then.status, then.body) == ("open", "fixed")  # the body is not audited: as it is now
+        crm.customers.delete(ada.id)  # the ticket goes with its customer: the trail says so
+        assert [c.action for c in crm.audit.history(ticket)][-1] == "deleted"
+    with open_crm(url, clock, plugins=[_Tickets()], audit={"audit_tickets": True}) as crm:
+        assert crm.audit.audited["audit_tickets"] == ("customer_id", "status", "body", "external_id")
