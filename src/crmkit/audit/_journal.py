@@ -152,7 +152,7 @@ def encode_record(record: Any) -> dict[str, Any]:
     for name in plan[1]:
         value = getattr(record, name)
         kind = value.__class__
-        if value is None or kind in _PLAIN:
+        if value is None or kind in _PLAIN or isinstance(value, str):  # the codec keeps any str as it is
             fields[name] = value
         else:
             fast = _FAST.get(kind)
