@@ -38,9 +38,10 @@ def crmkit_aggregates() -> Iterable[type]:
     layer's contact-point keys and merges, and sales'."""
     from crmkit.audit import AuditEntry, FeedHead, OutboxChunk
     from crmkit.identity._records import IdentityKey, Merge
+    from crmkit.privacy import AGGREGATES as PRIVACY
     from crmkit.sales import AGGREGATES as SALES
 
-    return [StateChange, IdentityKey, Merge, *SALES, AuditEntry, OutboxChunk, FeedHead]
+    return [StateChange, IdentityKey, Merge, *SALES, *PRIVACY, AuditEntry, OutboxChunk, FeedHead]
 
 
 @hookimpl
@@ -48,9 +49,10 @@ def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
     """``crm.identity`` (duplicates, merge and un-merge) and ``crm.sales``."""
     from crmkit.audit import Audit, EventFeed
     from crmkit.identity._service import Identity
+    from crmkit.privacy import Privacy
     from crmkit.sales import Sales
 
-    return {"identity": Identity, "sales": Sales, "audit": Audit, "events": EventFeed}
+    return {"identity": Identity, "sales": Sales, "privacy": Privacy, "audit": Audit, "events": EventFeed}
 
 
 #: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).

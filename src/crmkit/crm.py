@@ -30,6 +30,7 @@ from crmkit.summaries import PurchaseSummary
 if TYPE_CHECKING:
     from crmkit.audit import Audit, AuditSetting, EventFeed, Journal
     from crmkit.identity import Identity
+    from crmkit.privacy import Privacy
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
     from crmkit.session import ScoringSession
     from crmkit.value._store import CRMValue
@@ -126,6 +127,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         notes: Records[Note]
         audit: Audit
         events: EventFeed
+        privacy: Privacy
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""
