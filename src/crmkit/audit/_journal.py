@@ -192,7 +192,8 @@ class Journal:
 
     def write(self, crm: CRM, events: Sequence[Event]) -> None:
         """Write the audit entries and the feed chunk(s) of a transaction's events, inside it."""
-        kept = [e for e in events if e.entity not in JOURNAL_AGGREGATES]
+        # stored aggregates only (a StageChanged event repeats its state_changes record's creation)
+        kept = [e for e in events if e.entity not in JOURNAL_AGGREGATES and e.entity in crm.schema]
         if not kept:
             return
         now = crm.now()
@@ -262,6 +263,7 @@ class Journal:
                     last=None,
                     committed_at=now,
                     size=len(part),
+                    records=frozenset(str(e.record.id) for e in part),
                     events=split(payload),
                 )
             )

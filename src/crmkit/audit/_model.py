@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from crmkit import schema
 
@@ -67,6 +69,17 @@ class AuditEntry(schema.Record):
     field whose value changed; a deletion one entry without values.
     """
 
+    #: The privacy layer's erasure finds the entries about a record by its aggregate and id,
+    #: for every record it finds (a journal: ``__crmkit_journal__``).
+    __crmkit_mentions__: ClassVar[Mapping[str, str]] = {"record_id": "@aggregate"}
+    __crmkit_journal__: ClassVar[bool] = True
+
+    @staticmethod
+    def __crmkit_anonymise__(entry: AuditEntry, crm: Any) -> AuditEntry:
+        from crmkit.audit._erase import anonymised_entry
+
+        return anonymised_entry(entry, crm)
+
     #: The aggregate of the record (``customers``, ``subscriptions``...).
     aggregate: str = schema.text(sortable=True, personal=False)
     record_id: uuid.UUID = schema.uuid(sortable=True, personal=False)
@@ -103,6 +116,16 @@ class OutboxChunk(schema.Record):
     number given before, so no reader ever sees a number appear behind its cursor.
     """
 
+    #: The privacy layer's erasure finds the chunks holding a record's events by its id.
+    __crmkit_mentions__: ClassVar[Mapping[str, str]] = {"records": "*"}
+    __crmkit_journal__: ClassVar[bool] = True
+
+    @staticmethod
+    def __crmkit_anonymise__(chunk: OutboxChunk, crm: Any) -> OutboxChunk:
+        from crmkit.audit._erase import anonymised_chunk
+
+        return anonymised_chunk(chunk, crm)
+
     #: The number of its first event in the tenant's feed; None until the feed numbers it.
     first: int | None = schema.integer(default=None, sortable=True, personal=False)
     last: int | None = schema.integer(default=None, sortable=True, personal=False)
@@ -111,6 +134,8 @@ class OutboxChunk(schema.Record):
     committed_at: dt.datetime = schema.instant(sortable=True, personal=False)
     #: How many events it holds.
     size: int = schema.integer(personal=False)
+    #: The ids of the records its events are about (the erasure finds it by them).
+    records: frozenset[str] = schema.text_set(default=frozenset(), personal=False)
     #: The events as a JSON list, in fragments (``crmkit.audit.FeedEvent`` reads them back).
     events: tuple[JsonPart, ...] = schema.many(JsonPart, personal="free_text")
 
