@@ -73,21 +73,32 @@ def crmkit_purchase_summaries(
 @hookimpl
 def crmkit_aggregates() -> Iterable[type]:
     """crmkit's own declared aggregates: the changes of stage of every record, the identity
-    layer's contact-point keys and merges, sales' and the service desk's."""
+    layer's contact-point keys and merges, sales', privacy's, the service desk's, and the audit
+    trail and event feed (last: the journal is written from the others' changes)."""
+    from crmkit.audit import AuditEntry, FeedHead, OutboxChunk
     from crmkit.identity._records import IdentityKey, Merge
     from crmkit.privacy import AGGREGATES as PRIVACY
     from crmkit.sales import AGGREGATES as SALES
     from crmkit.service import AGGREGATES as SERVICE
 
-    return [StateChange, IdentityKey, Merge, *SALES, *PRIVACY, *SERVICE]
+    return [StateChange, IdentityKey, Merge, *SALES, *PRIVACY, *SERVICE, AuditEntry, OutboxChunk, FeedHead]
 
 
 @hookimpl
 def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
-    """``crm.identity`` (duplicates, merge and un-merge), ``crm.sales``, ``crm.privacy`` and ``crm.service``."""
+    """``crm.identity`` (duplicates, merge and un-merge), ``crm.sales``, ``crm.privacy``, ``crm.service``,
+    ``crm.audit`` and ``crm.events``."""
+    from crmkit.audit import Audit, EventFeed
     from crmkit.identity._service import Identity
     from crmkit.privacy import Privacy
     from crmkit.sales import Sales
     from crmkit.service.service import Service
 
-    return {"identity": Identity, "sales": Sales, "privacy": Privacy, "service": Service}
+    return {
+        "identity": Identity,
+        "sales": Sales,
+        "privacy": Privacy,
+        "service": Service,
+        "audit": Audit,
+        "events": EventFeed,
+    }

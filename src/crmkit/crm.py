@@ -28,6 +28,7 @@ from crmkit.store import Store
 from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
+    from crmkit.audit import Audit, AuditSetting, EventFeed, Journal
     from crmkit.identity import Identity
     from crmkit.privacy import Privacy
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
@@ -55,6 +56,8 @@ class CRM(UnitOfWork, ReferencePolicies):
         policy: LifecyclePolicy | None = None,
         schema: Schema | None = None,
         actor: str | None = None,
+        audit: AuditSetting = True,
+        event_feed: bool = True,
     ) -> None:
         self.store = store
         self.tenant = tenant
@@ -65,7 +68,8 @@ class CRM(UnitOfWork, ReferencePolicies):
         self._host = host
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._local = threading.local()
-        self._events_wanted = host.wants_events()
+        self._journal = _journal(self.schema, audit, event_feed)
+        self._events_wanted = host.wants_events() or self._journal is not None
         self._watched = host.watched_entities()
         self._before_commit_wanted = host.has_before_commit
         self.channels: dict[str, ChannelType] = host.channels()
@@ -127,6 +131,8 @@ class CRM(UnitOfWork, ReferencePolicies):
         orders: Records[Order]
         tasks: Tasks
         notes: Records[Note]
+        audit: Audit
+        events: EventFeed
         privacy: Privacy
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
@@ -207,6 +213,8 @@ def connect(
     clock: Callable[[], dt.datetime] | None = None,
     policy: LifecyclePolicy | None = None,
     actor: str | None = None,
+    audit: AuditSetting = True,
+    event_feed: bool = True,
     **options: Any,
 ) -> CRM:
     """Open the store at ``url`` for ``tenant``, loading built-in and installed plugins.
@@ -214,8 +222,11 @@ def connect(
     ``plugins`` are extra plugin objects or modules to register (rules, channels...);
     ``block`` names plugins not to load (e.g. ``"crmkit.rules.defaults"``); ``clock``
     supplies the current time; ``actor`` names who the changes are made by (events
-    carry it; ``crm.acting_as`` overrides it for a block); remaining keyword options go
-    to the backend.
+    carry it; ``crm.acting_as`` overrides it for a block); ``audit`` keeps the audit
+    trail (True), not (False), or names the audited fields per aggregate
+    (``{"customers": ("name", "emails"), "interactions": False}``); ``event_feed`` keeps
+    every transaction's events for ``crm.events.read`` (docs/audit.md); remaining keyword
+    options go to the backend.
     """
     if not isinstance(url, str) or "://" not in url:
         raise ValidationError("url", "must be a URL such as memory://, sqlite:///crm.db or mongodb://host/db", url)
@@ -227,7 +238,35 @@ def connect(
     host = PluginHost(plugins=plugins, block=block)
     schema = host.schema()
     store = host.open_store(url, options, schema)
-    return CRM(store, host, tenant, clock=clock, policy=policy, schema=schema, actor=checked_actor)
+    try:
+        return CRM(
+            store,
+            host,
+            tenant,
+            clock=clock,
+            policy=policy,
+            schema=schema,
+            actor=checked_actor,
+            audit=audit,
+            event_feed=event_feed,
+        )
+    except BaseException:
+        store.close()
+        raise
+
+
+def _journal(schema: Schema, audit: AuditSetting, event_feed: object) -> Journal | None:
+    """What the connection keeps of each transaction (None: no audit trail and no event feed)."""
+    from crmkit.audit import Journal, audited_fields
+
+    if not isinstance(event_feed, bool):
+        raise ValidationError("event_feed", "must be True or False", event_feed)
+    if not all(name in schema.derived for name in ("audit_entries", "event_outbox", "event_feed_heads")):
+        return None  # crmkit's own aggregates are blocked
+    audited = audited_fields(schema, audit)
+    if not audited and not event_feed:
+        return None
+    return Journal(audited, event_feed)
 
 
 if TYPE_CHECKING:

@@ -39,6 +39,8 @@ class Event:
     after: Any
     #: Who made the change (``connect(actor=...)``, ``crm.acting_as(...)``); None when unset.
     actor: str | None = None
+    #: What made it: ``api``, ``import``, ``merge``, ``rule:<name>``... (``crm.caused_by(...)``).
+    cause: str | None = None
 
     @property
     def record(self) -> Any:

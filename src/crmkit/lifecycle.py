@@ -184,7 +184,8 @@ class Lifecycle:
         if vetoes or not apply:
             return decision
         try:
-            change = crm.customers._move(customer, proposal.stage, rule=proposal.rule, reason=proposal.reason)
+            with crm._unless_caused(f"rule:{proposal.rule}"):
+                change = crm.customers._move(customer, proposal.stage, rule=proposal.rule, reason=proposal.reason)
         except ConflictError as exc:
             return attrs.evolve(decision, error=str(exc))
         return attrs.evolve(decision, change=change)

@@ -190,8 +190,11 @@ def test_the_api_of_the_issue_works_as_written(url: str) -> None:
         assert crm.tasks.due(assignee="user:7", before=dt.datetime(2027, 2, 1, tzinfo=UTC)) == [task]
         assert crm.tasks.due(assignee="user:8", before=dt.datetime(2027, 2, 1, tzinfo=UTC)) == []
         assert crm.tasks.due(before=dt.datetime(2027, 1, 10, 9, tzinfo=UTC)) == []  # due exactly then: not before
-        # Only the aggregates the sales rules read build events when no plugin listens to every write.
-        assert crm._wants_events("opportunities") and not crm._wants_events("customers")
+        # Only the aggregates the sales rules read build events when nothing keeps every write (no
+        # plugin listening to all of them, no audit trail, no event feed).
+        with crmkit.connect("memory://", audit=False, event_feed=False) as bare:
+            assert bare._wants_events("opportunities") and not bare._wants_events("customers")
+        assert crm._wants_events("customers")  # the audit trail and the feed keep every write
 
 
 # --------------------------------------------------------------------------- conversion

@@ -345,7 +345,7 @@ class Identity:
         losers_ids = list(dict.fromkeys(duplicate_ids))
         if not losers_ids or survivor_id in losers_ids:
             raise ValidationError("duplicate_ids", "must name other customers than the survivor", duplicate_ids)
-        with crm.transaction():
+        with crm._unless_caused("merge"), crm.transaction():
             survivor = crm.customers.get(survivor_id)
             losers = [crm.customers.get(i) for i in losers_ids]
             for c in (survivor, *losers):
@@ -473,7 +473,7 @@ class Identity:
         """
         crm = self._crm
         merges = crm.records(Merge)
-        with crm.transaction():
+        with crm._unless_caused("unmerge"), crm.transaction():
             try:
                 merge = merges.get(merge_id)
             except NotFound:

@@ -196,7 +196,8 @@ class Privacy:
                     where = _named(aggregate[1:], target, where)
                 elif aggregate not in ("*", target):
                     continue
-                out.append(_Pointer(name, field, False, where))
+                # a journal (``__crmkit_journal__``: the audit trail, the feed) is followed from every record found
+                out.append(_Pointer(name, field, bool(getattr(spec.cls, "__crmkit_journal__", False)), where))
         self._pointers[target] = out
         return out
 

@@ -338,7 +338,8 @@ class _Records(_ReadRecords[R]):
             raise ValidationError("items", "must be an iterable of records", items)
         hook_errors: list[Exception] = []  # what crmkit_after_commit implementations raised, batch by batch
         try:
-            result = self._add_batches(iter_batches(iter(items), batch_size), hook_errors)
+            with self._crm._unless_caused("import"):
+                result = self._add_batches(iter_batches(iter(items), batch_size), hook_errors)
         except Exception as exc:
             together([exc, *hook_errors])  # the import's own error first, the hooks' attached
             raise
@@ -371,6 +372,11 @@ class _Records(_ReadRecords[R]):
         """add_many writing batch k on a helper thread while this thread prepares batch k+1."""
         added = skipped = row = 0
         pending: tuple[Future[list[R]], list[Event], int] | None = None
+        crm, actor, cause = self._crm, self._crm.actor, self._crm.cause
+
+        def write_batch(prepared: list[R], row: int, write: Callable[[], list[R]], events: list[Event]) -> list[R]:
+            with crm.acting_as(actor), crm.caused_by(cause):  # the helper thread acts for the caller's
+                return self._write_batch(prepared, row, write, events, checked=True)
 
         def settle() -> None:
             nonlocal added, skipped, pending
@@ -392,7 +398,7 @@ class _Records(_ReadRecords[R]):
                     if pending is not None:
                         settle()
                     events: list[Event] = []
-                    task = writer.submit(self._write_batch, prepared, row, write, events, checked=True)
+                    task = writer.submit(write_batch, prepared, row, write, events)
                     pending = (task, events, len(batch))
                     row += len(batch)
                 if pending is not None:
@@ -494,9 +500,10 @@ class _Records(_ReadRecords[R]):
         totals = [0, 0, 0]
         failed: list[tuple[int, str, str]] = []
         row = 0
-        for batch in iter_batches(iter(items), batch_size):
-            self._upsert_batch(batch, row, totals, failed, on_error == "report")
-            row += len(batch)
+        with self._crm._unless_caused("import"):
+            for batch in iter_batches(iter(items), batch_size):
+                self._upsert_batch(batch, row, totals, failed, on_error == "report")
+                row += len(batch)
         return UpsertResult(totals[0], totals[1], totals[2], tuple(failed))
 
     def _built(self, item: Any, row: int) -> R:

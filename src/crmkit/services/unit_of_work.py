@@ -15,6 +15,7 @@ from crmkit.store import Store
 
 if TYPE_CHECKING:
     from crmkit._host import PluginHost
+    from crmkit.audit._journal import Journal
     from crmkit.crm import CRM
 
 __all__ = ["UnitOfWork"]
@@ -50,6 +51,8 @@ class UnitOfWork:
     #: Aggregates whose events are built even when no plugin wants every event (crmkit's own rules read them).
     _watched: frozenset[str] = frozenset()
     _before_commit_wanted: bool
+    #: Writes the audit trail and the event feed of each transaction inside it (None: neither is kept).
+    _journal: Journal | None = None
 
     def now(self) -> dt.datetime:  # pragma: no cover - the CRM's clock
         raise NotImplementedError
@@ -70,6 +73,39 @@ class UnitOfWork:
             yield
         finally:
             stack.pop()
+
+    @property
+    def cause(self) -> str:
+        """What the changes made now are attributed to: ``api`` unless ``caused_by`` says otherwise."""
+        stack = getattr(self._local, "causes", None)
+        return stack[-1] if stack else "api"
+
+    @contextmanager
+    def caused_by(self, cause: str) -> Iterator[None]:
+        """Attribute the changes made in the block (on this thread) to ``cause``.
+
+        crmkit's own APIs set theirs (``import`` for ``add_many`` and ``upsert_many``,
+        ``merge`` and ``unmerge``, ``rule:<name>`` for life-cycle rules); an application names
+        its own (``import:salesforce``, ``job:nightly-cleanup``). Events and audit entries carry it.
+        """
+        checked = _actor("cause", cause)
+        if checked is None:
+            raise ValidationError("cause", "must name what makes the changes", cause)
+        stack = self._local.__dict__.setdefault("causes", [])
+        stack.append(checked)
+        try:
+            yield
+        finally:
+            stack.pop()
+
+    @contextmanager
+    def _unless_caused(self, cause: str) -> Iterator[None]:
+        """``caused_by(cause)`` when nothing names a cause yet (an API's default for what it writes)."""
+        if getattr(self._local, "causes", None):
+            yield
+            return
+        with self.caused_by(cause):
+            yield
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -106,6 +142,8 @@ class UnitOfWork:
                 if local.doomed:
                     raise _RollbackOnly
                 self._before_commit(local)
+                if self._journal is not None and local.events:
+                    self._journal.write(cast("CRM", self), local.events)
             committed = True
         except _RollbackOnly:
             raise CRMError("rolled back: an inner transaction() block failed and its error was caught") from None
@@ -145,4 +183,4 @@ class UnitOfWork:
 
     def _emit(self, kind: type[Event], before: Any, after: Any) -> None:
         if self._events_wanted or kind.entity in self._watched:
-            self._local.events.append(kind(self.tenant, self.now(), before, after, self.actor))
+            self._local.events.append(kind(self.tenant, self.now(), before, after, self.actor, self.cause))

@@ -72,7 +72,9 @@ def collected_aggregates(module: types.ModuleType | None = None) -> tuple[str, .
     key = tuple(getattr(module, "CRMKIT_AGGREGATES", ()) or ())
     if key not in _COLLECTED:
         host = PluginHost(plugins=_module_plugins(module))
-        _COLLECTED[key] = tuple(sorted(host.schema().derived))
+        derived = host.schema().derived  # less those crmkit alone writes (the audit trail, the event feed)
+        written_by_users = (n for n, s in derived.items() if not getattr(s.cls, "__crmkit_append_only__", False))
+        _COLLECTED[key] = tuple(sorted(written_by_users))
     return _COLLECTED[key]
 
 

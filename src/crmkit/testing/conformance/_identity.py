@@ -36,9 +36,9 @@ def snapshot(crm: CRM) -> dict[tuple[str, uuid.UUID], dict[str, Any]]:
     """Every record of every aggregate of the tenant (identity's own left out), without version and updated_at."""
     out = {}
     for name in crm.schema:
-        if name in _SKIPPED:
-            continue
         spec = crm.schema[name]
+        if name in _SKIPPED or getattr(spec.cls, "__crmkit_append_only__", False):  # the audit trail records it all
+            continue
         for record in scan(crm.store.repository(spec), crm.tenant, ALL, parse_order(None, spec)):
             fields = {a.name: getattr(record, a.name) for a in attrs.fields(type(record)) if a.name not in _MOVING}
             out[(name, record.id)] = fields

@@ -1,0 +1,341 @@
+"""``crm.audit`` (history and as-of reads of any record) and ``crm.events`` (the durable event feed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import attrs
+
+from crmkit._errors import ConflictError, ValidationError
+from crmkit._retry import retrying
+from crmkit._validation import count_of, utc
+from crmkit.audit._model import AuditEntry, FeedHead, JsonPart, OutboxChunk, joined
+from crmkit.events import Event, event_for
+from crmkit.identity._codec import decode
+from crmkit.query import And, Compare, Expr, parse_order
+from crmkit.schema import Ref
+from crmkit.services.records import Records, _Record
+from crmkit.store import scan
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+
+__all__ = ["Audit", "AuditChange", "EventFeed", "FeedEvent", "FeedPage", "JournalRecords"]
+
+T = TypeVar("T", bound="_Record")
+
+#: The name of the feed's head row (one per tenant).
+FEED = "events"
+#: How many new chunks one numbering pass takes (a backlog is numbered over several reads).
+_NUMBERED_AT_ONCE = 1000
+
+
+@attrs.frozen
+class AuditChange:
+    """One change of one field of a record, as ``crm.audit.history`` yields it.
+
+    ``action`` is ``created`` (one change per audited field, ``old`` None), ``updated``
+    or ``deleted`` (``field``, ``old`` and ``new`` None); ``version`` is the record's
+    version after the change.
+    """
+
+    aggregate: str
+    record_id: uuid.UUID
+    action: str
+    field: str | None
+    old: Any
+    new: Any
+    actor: str | None
+    at: dt.datetime
+    cause: str
+    version: int
+
+
+def _loads(fragments: tuple[JsonPart, ...]) -> Any:
+    text = joined(fragments)
+    return None if text is None else decode(json.loads(text))
+
+
+def _target(crm: CRM, of: Any) -> tuple[str, uuid.UUID]:
+    """(aggregate, id) of a stored record, a ``schema.Ref`` or an ``(aggregate, id)`` pair."""
+    if isinstance(of, Ref):
+        name, id = of.aggregate, of.id
+    elif isinstance(of, tuple) and len(of) == 2:
+        name, id = of
+    elif attrs.has(type(of)) and isinstance(getattr(of, "id", None), uuid.UUID):
+        name, id = crm.schema.spec(type(of)).name, of.id
+    else:
+        raise ValidationError("record", "must be a stored record, a schema.Ref or an (aggregate, id) pair", of)
+    if not isinstance(name, str) or name not in crm.schema:
+        raise ValidationError("aggregate", "is not a registered aggregate", name)
+    if not isinstance(id, uuid.UUID):
+        raise ValidationError("id", "must be a uuid.UUID", id)
+    return name, id
+
+
+class Audit:
+    """``crm.audit``: who changed what of any record, when and why, and the record as it was at any moment."""
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self._entries: Records[AuditEntry] = crm.records(AuditEntry)
+
+    @property
+    def audited(self) -> dict[str, tuple[str, ...]]:
+        """Per aggregate, the fields whose changes this connection audits (empty: the trail is off)."""
+        journal = self._crm._journal
+        return dict(journal.audited) if journal is not None else {}
+
+    def entries(self, of: Any) -> Iterator[AuditEntry]:
+        """The stored entries about record ``of``, in the order the changes were made."""
+        name, id = _target(self._crm, of)
+        where: Expr = And((Compare("aggregate", "==", name), Compare("record_id", "==", id)))
+        return self._entries.stream(where, order_by=("at", "id"))  # ids grow in the order written
+
+    def history(self, of: Any) -> Iterator[AuditChange]:
+        """Every change of record ``of`` (a record, a ``schema.Ref`` or ``(aggregate, id)``), oldest first.
+
+        A creation shows as one change per audited field given a value (``old`` None), a deletion as one
+        change without a field. Values come back as the fields hold them (Decimal,
+        datetime, value objects...).
+        """
+        for entry in self.entries(of):
+            common: dict[str, Any] = {
+                "aggregate": entry.aggregate,
+                "record_id": entry.record_id,
+                "action": entry.action,
+                "actor": entry.actor,
+                "at": entry.at,
+                "cause": entry.cause,
+                "version": entry.record_version,
+            }
+            if entry.action == "created":
+                for field, value in sorted((json.loads(joined(entry.new) or "{}")).items()):
+                    new = decode(value)
+                    if new is not None and new != () and new != frozenset() and new != {}:  # not empty
+                        yield AuditChange(field=field, old=None, new=new, **common)
+            else:
+                yield AuditChange(field=entry.field, old=_loads(entry.old), new=_loads(entry.new), **common)
+
+    def as_of(self, of: Any, *, at: dt.datetime) -> Any:
+        """Record ``of`` as it was at ``at``, replayed from its audit entries; None if it did not exist then.
+
+        Audited fields have their values of that moment, ``version`` and ``updated_at``
+        those of its last audited change by then; fields the trail does not follow keep the
+        values the record has now (a deleted record needs defaults for them).
+        """
+        moment = utc(at, "at")
+        name, id = _target(self._crm, of)
+        state: dict[str, Any] | None = None
+        created = last = None
+        version = 0
+        for entry in self.entries((name, id)):
+            if entry.at > moment:
+                break
+            if entry.action == "created":
+                state = {k: decode(v) for k, v in json.loads(joined(entry.new) or "{}").items()}
+                created = entry.at
+            elif entry.action == "deleted":
+                state = None
+            elif state is not None and entry.field is not None:
+                state[entry.field] = _loads(entry.new)
+            last, version = entry.at, entry.record_version
+        if state is None:
+            return None
+        spec = self._crm.schema[name]
+        current = self._crm.store.repository(spec).get(self._crm.tenant, id)
+        if current is not None:
+            return attrs.evolve(current, **state, version=version, updated_at=last)
+        try:
+            return spec.cls(**state, id=id, created_at=created, updated_at=last, version=version)
+        except TypeError as exc:
+            raise ValidationError(
+                "record", f"{name} {id} was deleted and its unaudited fields are unknown: {exc}", id
+            ) from None
+
+
+@attrs.frozen
+class FeedEvent:
+    """One committed change in a tenant's event feed; ``position`` is its number in the feed (from 1)."""
+
+    position: int
+    aggregate: str
+    action: str
+    record_id: uuid.UUID
+    occurred_at: dt.datetime
+    committed_at: dt.datetime
+    actor: str | None
+    cause: str | None
+    before: Any
+    after: Any
+
+    @property
+    def record(self) -> Any:
+        """The record as it is after the change (as it was, for a deletion)."""
+        return self.after if self.after is not None else self.before
+
+    def event(self, tenant: str) -> Event:
+        """The typed event ``crmkit_after_commit`` was handed for this change (``CustomerUpdated``...)."""
+        kind = event_for(self.aggregate, self.action)
+        return kind(tenant, self.occurred_at, self.before, self.after, self.actor, self.cause)
+
+
+@attrs.frozen
+class FeedPage:
+    """Events of ``crm.events.read`` and the cursor to pass as ``after`` next time."""
+
+    events: tuple[FeedEvent, ...]
+    cursor: int
+
+    def __iter__(self) -> Iterator[FeedEvent]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+class EventFeed:
+    """``crm.events``: every committed change of the tenant, numbered in commit order, read from any point.
+
+    Each transaction stores its events in the same transaction, so a crash after a commit
+    loses none. A consumer keeps the ``cursor`` of the last page it handled and reads on
+    from it after a restart (at least once: store the cursor with what you did).
+    """
+
+    def __init__(self, crm: CRM) -> None:
+        self._crm = crm
+        self._chunks = crm.store.repository(crm.schema.spec(OutboxChunk))
+        self._heads = crm.store.repository(crm.schema.spec(FeedHead))
+
+    def head(self) -> int:
+        """The number of the last committed event (0: none yet)."""
+        self._number()
+        found = self._head()
+        return int(found.position) if found is not None else 0
+
+    def _head(self) -> Any:
+        found = self._heads.find(self._crm.tenant, Compare("name", "==", FEED), parse_order(None, self._heads.spec), 1)
+        return found[0] if found else None
+
+    def _number(self) -> None:
+        """Number the chunks committed since the last pass, after every number given so far.
+
+        Writers store their chunks unnumbered, so they never wait for each other; numbers are
+        given here, after the commits, in the order the chunks were written (a transaction
+        that read another's change wrote after that one committed, so it comes after it).
+        The head is compared and set by version in the same transaction as the numbers: two
+        readers numbering at once cannot both succeed, and the one that lost runs again.
+        Inside a caller's transaction nothing is numbered (its reads see what was numbered).
+        """
+        crm = self._crm
+        if crm._in_transaction() or crm._journal is None or not crm._journal.feed:
+            return
+        unnumbered = Compare("first", "==", None)
+        if not self._chunks.count(crm.tenant, unnumbered):
+            return
+        retrying(self._number_once)
+
+    def _number_once(self) -> None:
+        crm, tenant = self._crm, self._crm.tenant
+        with crm.store.transaction():
+            head = self._head()
+            order = parse_order("id", self._chunks.spec)  # UUIDv7: the wall-clock order they were written in
+            chunks = self._chunks.find(tenant, Compare("first", "==", None), order, _NUMBERED_AT_ONCE)
+            if not chunks:
+                return
+            now = crm.now()
+            position = 0 if head is None else int(head.position)
+            if head is None:
+                fresh = FeedHead(name=FEED, position=position, id=_head_id(tenant))
+                try:
+                    self._heads.insert(tenant, [attrs.evolve(fresh, created_at=now, updated_at=now, version=1)])
+                except ConflictError as exc:  # another reader made it first: start again from it
+                    raise ConflictError(str(exc), entity=self._heads.spec.label, transient=True) from exc
+                head = self._head()
+            for chunk in chunks:
+                numbered = attrs.evolve(
+                    chunk, first=position + 1, last=position + chunk.size, version=chunk.version + 1, updated_at=now
+                )
+                position += chunk.size
+                if not self._chunks.replace(tenant, numbered, chunk.version):
+                    raise ConflictError("outbox chunk numbered concurrently", entity="outbox chunk", transient=True)
+            moved = attrs.evolve(head, position=position, version=head.version + 1, updated_at=now)
+            if not self._heads.replace(tenant, moved, head.version):
+                raise ConflictError("the event feed was numbered concurrently", entity="event feed", transient=True)
+
+    def read(self, *, after: int | None = None, limit: int = 1000) -> FeedPage:
+        """At most ``limit`` events numbered after ``after`` (None or 0: from the first), in commit order."""
+        start = 0 if after is None else after
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ValidationError("after", "must be a cursor: 0 or the cursor of an earlier page", after)
+        count_of("limit", limit)
+        self._number()
+        out: list[FeedEvent] = []
+        chunks = scan(
+            self._chunks,
+            self._crm.tenant,
+            Compare("last", ">", start),
+            parse_order("first", self._chunks.spec),
+            batch_size=min(limit, 50),
+        )
+        for chunk in chunks:
+            for offset, item in enumerate(json.loads(joined(chunk.events) or "[]")):
+                position = chunk.first + offset
+                if position <= start:
+                    continue
+                out.append(_feed_event(position, chunk.committed_at, item))
+                if len(out) == limit:
+                    return FeedPage(tuple(out), position)
+        return FeedPage(tuple(out), out[-1].position if out else start)
+
+    def stream(self, *, after: int | None = None, batch_size: int = 1000) -> Iterator[FeedEvent]:
+        """Every event after ``after``, read a page at a time (bounded memory)."""
+        cursor = 0 if after is None else after
+        while True:
+            page = self.read(after=cursor, limit=batch_size)
+            yield from page.events
+            if len(page) < batch_size:
+                return
+            cursor = page.cursor
+
+
+def _feed_event(position: int, committed_at: dt.datetime, item: dict[str, Any]) -> FeedEvent:
+    return FeedEvent(
+        position=position,
+        aggregate=item["aggregate"],
+        action=item["action"],
+        record_id=uuid.UUID(hex=item["id"]),
+        occurred_at=dt.datetime.fromisoformat(item["at"]),
+        committed_at=committed_at,
+        actor=item["actor"],
+        cause=item["cause"],
+        before=None if item["before"] is None else decode(item["before"]),
+        after=None if item["after"] is None else decode(item["after"]),
+    )
+
+
+class JournalRecords(Records[T]):
+    """The record service of the journal's aggregates: reads only; the journal alone writes them."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise ConflictError(
+            f"{self.spec.name} are append-only and written by crmkit itself with each commit; "
+            "they cannot be added, changed or deleted through the API",
+            entity=self.spec.label,
+        )
+
+    add = add_many = upsert_many = update = delete = _refuse
+
+
+for _cls in (AuditEntry, OutboxChunk, FeedHead):
+    setattr(_cls, "__crmkit_records__", JournalRecords)  # noqa: B010 - crm.records serves them read-only
+    setattr(_cls, "__crmkit_append_only__", True)  # noqa: B010 - the generic write contract skips them
+
+
+def _head_id(tenant: str) -> uuid.UUID:
+    """The id of a tenant's head: the same in every process, so two first numberings clash on it."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"crmkit:event-feed:{tenant}")
