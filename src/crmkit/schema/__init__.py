@@ -14,6 +14,7 @@ Stores, services, events, strategies and docs derive from the declaration; a plu
 the aggregate known to a connection through the ``crmkit_aggregates`` hook.
 """
 
+from crmkit.schema._condition import parse_condition
 from crmkit.schema._declare import Record, aggregate, declared_fields, spec_of, value_object
 from crmkit.schema._docs import field_table
 from crmkit.schema._fields import (
@@ -23,6 +24,7 @@ from crmkit.schema._fields import (
     Ref,
     attributes,
     boolean,
+    condition,
     currency,
     date,
     enum,
@@ -55,6 +57,7 @@ __all__ = [
     "aggregate",
     "attributes",
     "boolean",
+    "condition",
     "currency",
     "date",
     "declared_fields",
@@ -65,6 +68,7 @@ __all__ = [
     "integer",
     "many",
     "money",
+    "parse_condition",
     "ref",
     "ref_any",
     "spec_of",

@@ -125,6 +125,7 @@ def value_object(*, kw_only: bool = True) -> Callable[[C], C]: ...
     field_specifiers=(
         attrs.field,
         _fields.text,
+        _fields.condition,
         _fields.integer,
         _fields.boolean,
         _fields.money,
@@ -168,6 +169,7 @@ def value_object(cls: C | None = None, /, *, kw_only: bool = True) -> Any:
     field_specifiers=(
         attrs.field,
         _fields.text,
+        _fields.condition,
         _fields.integer,
         _fields.boolean,
         _fields.money,

@@ -39,6 +39,7 @@ __all__ = [
     "Ref",
     "attributes",
     "boolean",
+    "condition",
     "currency",
     "date",
     "enum",
@@ -118,6 +119,10 @@ class FieldDef:
     #: A further check run after the kind's own (never on None): ``check(value) -> value``.
     #: It may normalise the value (``Channel``, a stage) and raises ``ValidationError`` to refuse it.
     check: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
+    #: A normalizer applied before the kind's check (``convert=``): turns what callers give
+    #: (a dict of opening hours, a query expression) into the declared kind's stored form.
+    #: It must return stored values unchanged, since records are rebuilt from what is stored.
+    convert: Callable[[Any], Any] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def required(self) -> bool:
@@ -277,7 +282,27 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
 
 
 def converter_for(fd: FieldDef) -> Callable[[str, Any], Any]:
-    """The checking converter of a field kind: ``(field name, value) -> stored value``."""
+    """The checking converter of a field: ``(field name, value) -> stored value`` (``convert=`` first)."""
+    check = _kind_converter(fd)
+    normalize = fd.convert
+    if normalize is None:
+        return check
+
+    def convert(name: str, value: Any) -> Any:
+        if value is None and fd.nullable:
+            return None
+        try:
+            value = normalize(value)
+        except ValidationError as exc:
+            raise ValidationError(name, exc.message, exc.value) from None
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(name, str(exc), value) from None
+        return check(name, value)
+
+    return convert
+
+
+def _kind_converter(fd: FieldDef) -> Callable[[str, Any], Any]:
     kind = fd.kind
     convert: Callable[[str, Any], Any]
     if kind == "text":
@@ -399,17 +424,27 @@ def _field(fd: FieldDef, default: Any) -> Any:
     return attrs.field(default=default, metadata={METADATA_KEY: fd}, kw_only=True)
 
 
-def _common(kind: str, default: Any, sortable: bool, personal: bool | None, **extra: Any) -> Any:
+def _common(
+    kind: str,
+    default: Any,
+    sortable: bool,
+    personal: bool | None,
+    convert: Callable[[Any], Any] | None = None,
+    **extra: Any,
+) -> Any:
     if not isinstance(sortable, bool):
         raise ValidationError("sortable", "must be True or False", sortable)
     if personal is not None and not isinstance(personal, bool):
         raise ValidationError("personal", "must be True or False", personal)
+    if convert is not None and not callable(convert):
+        raise ValidationError("convert", "must be a function of the given value", convert)
     fd = FieldDef(
         kind=kind,
         nullable=default is None,
         sortable=sortable,
         personal=bool(personal),
         default=default,
+        convert=convert,
         **extra,
     )
     return _field(fd, default)
@@ -450,6 +485,19 @@ def text_list(
 ) -> Any:
     """An ordered tuple of non-blank texts (the lines of an address), kept in the order given."""
     return _common("text_list", default, False, personal, check=_checked(check))
+
+
+def condition(*, default: Any = MISSING, personal: bool | None = None) -> Any:
+    """A query expression (``F("priority") == "urgent"``) kept as its canonical text.
+
+    Rules and policies say which records they apply to with it; read it back with
+    ``schema.parse_condition(record.field)``. Stored as text on every backend.
+    """
+    from crmkit.schema._condition import condition_text
+
+    if default is not MISSING and default is not None:
+        default = condition_text(default)
+    return _common("text", default, False, personal, condition_text)
 
 
 def integer(*, default: Any = MISSING, sortable: bool = False, personal: bool | None = None) -> Any:

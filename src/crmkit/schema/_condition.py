@@ -1,0 +1,115 @@
+"""A query expression kept in a record: ``schema.condition()`` stores it as canonical JSON text.
+
+Rules, segments and service-level policies say which records they apply to with the query
+language (``F("priority") == "urgent"``). A ``condition`` field accepts such an expression
+(or its stored text), keeps the canonical text form, which every backend stores as text,
+and ``schema.parse_condition`` turns it back into the expression::
+
+    applies_to: str = schema.condition(default="true")
+    ...
+    where = schema.parse_condition(policy.applies_to)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from crmkit._errors import ValidationError
+from crmkit.query import ALL, All, And, Compare, Contains, Expr, In, Not, Or
+
+__all__ = ["condition_text", "parse_condition"]
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)  # str subclasses (Channel) as plain text
+    if isinstance(value, uuid.UUID):
+        return {"uuid": str(value)}
+    if isinstance(value, dt.datetime):
+        return {"datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"date": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"decimal": str(value)}
+    raise ValidationError("condition", f"cannot keep a {type(value).__name__} value in a stored condition", value)
+
+
+def _read_value(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        ((tag, text),) = value.items()
+        readers: dict[str, Callable[[str], Any]] = {
+            "uuid": uuid.UUID,
+            "datetime": dt.datetime.fromisoformat,
+            "date": dt.date.fromisoformat,
+            "decimal": Decimal,
+        }
+        if tag in readers and isinstance(text, str):
+            return readers[tag](text)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValidationError("condition", "holds a value of no known kind", value)
+
+
+def _tree(expr: Any) -> Any:
+    if isinstance(expr, All):
+        return True
+    if isinstance(expr, Compare):
+        return {"field": expr.field, "op": expr.op, "value": _value(expr.value)}
+    if isinstance(expr, In):
+        return {"field": expr.field, "in": [_value(v) for v in expr.values]}
+    if isinstance(expr, Contains):
+        return {"field": expr.field, "contains": _value(expr.value)}
+    if isinstance(expr, And):
+        return {"and": [_tree(i) for i in expr.items]}
+    if isinstance(expr, Or):
+        return {"or": [_tree(i) for i in expr.items]}
+    if isinstance(expr, Not):
+        return {"not": _tree(expr.item)}
+    raise ValidationError("condition", "must be a condition built with crmkit.F (or its stored text)", expr)
+
+
+def _expr(tree: Any) -> Expr:
+    if tree is True:
+        return ALL
+    if isinstance(tree, dict):
+        if "and" in tree:
+            return And(tuple(_expr(i) for i in tree["and"]))
+        if "or" in tree:
+            return Or(tuple(_expr(i) for i in tree["or"]))
+        if "not" in tree:
+            return Not(_expr(tree["not"]))
+        field = tree.get("field")
+        if isinstance(field, str):
+            if "in" in tree:
+                return In(field, tuple(_read_value(v) for v in tree["in"]))
+            if "contains" in tree:
+                return Contains(field, _read_value(tree["contains"]))
+            if "op" in tree:
+                return Compare(field, tree["op"], _read_value(tree.get("value")))
+    raise ValidationError("condition", "is not the stored form of a condition", tree)
+
+
+def condition_text(value: Any) -> str:
+    """The canonical stored text of a condition (an expression, or stored text, which is checked)."""
+    if isinstance(value, str):
+        return condition_text(parse_condition(value))
+    return json.dumps(_tree(value), separators=(",", ":"), sort_keys=True)
+
+
+def parse_condition(text: str) -> Expr:
+    """The expression a ``condition`` field holds."""
+    try:
+        tree = json.loads(text)
+    except (TypeError, ValueError):
+        raise ValidationError("condition", "is not the stored form of a condition", text) from None
+    return _expr(tree)
