@@ -37,30 +37,36 @@ def crmkit_aggregates() -> Iterable[type]:
     """crmkit's own declared aggregates: the changes of stage of every record, the identity
     layer's contact-point keys and merges, and sales'."""
     from crmkit.identity._records import IdentityKey, Merge
+    from crmkit.marketing import AGGREGATES as MARKETING
     from crmkit.sales import AGGREGATES as SALES
 
-    return [StateChange, IdentityKey, Merge, *SALES]
+    return [StateChange, IdentityKey, Merge, *SALES, *MARKETING]
 
 
 @hookimpl
 def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
     """``crm.identity`` (duplicates, merge and un-merge) and ``crm.sales``."""
     from crmkit.identity._service import Identity
+    from crmkit.marketing import Marketing
     from crmkit.sales import Sales
 
-    return {"identity": Identity, "sales": Sales}
+    return {"identity": Identity, "sales": Sales, "marketing": Marketing}
 
 
 #: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).
-WATCHED: frozenset[str] = frozenset({"opportunities", "pipelines", "leads", "orders", "quotes"})
+WATCHED: frozenset[str] = frozenset(
+    {"opportunities", "pipelines", "leads", "orders", "quotes", "campaign_members", "consents"}
+)
 
 
 @hookimpl
 def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
     """The sales rules every write obeys, and the deals' history (``crmkit.sales._hooks``)."""
+    from crmkit.marketing._hooks import before_commit as marketing
     from crmkit.sales._hooks import before_commit
 
     before_commit(crm, events)
+    marketing(crm, events)
 
 
 @hookimpl(trylast=True)

@@ -29,6 +29,7 @@ from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
     from crmkit.identity import Identity
+    from crmkit.marketing import Campaign, CampaignMember, Consents, Marketing, SegmentMember, Segments, Suppression
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
     from crmkit.session import ScoringSession
     from crmkit.value._store import CRMValue
@@ -120,6 +121,13 @@ class CRM(UnitOfWork, ReferencePolicies):
         orders: Records[Order]
         tasks: Tasks
         notes: Records[Note]
+        segments: Segments
+        segment_members: Records[SegmentMember]
+        consents: Consents
+        suppressions: Records[Suppression]
+        campaigns: Records[Campaign]
+        campaign_members: Records[CampaignMember]
+        marketing: Marketing
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""
