@@ -37,11 +37,9 @@ LEGAL_BASES = ("consent", "contract", "legal_obligation", "vital_interests", "pu
 _EXAMPLE_WHERE = schema.parse_condition('{"contains":"vip","field":"tags"}')
 
 
-def _identifier(field: str) -> Any:
-    def check(value: str) -> str:
-        return check_identifier(field, value)
-
-    return check
+def _purpose(value: str) -> str:
+    """A purpose is a name: ``marketing``, ``transactional``, ``profiling``..."""
+    return check_identifier("purpose", value)
 
 
 def _address(value: str) -> str:
@@ -102,7 +100,7 @@ class ConsentRecord(schema.Record):
 
     customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
     channel: str = schema.text(check=Channel, sortable=True)
-    purpose: str = schema.text(check=_identifier("purpose"), sortable=True)
+    purpose: str = schema.text(check=_purpose, sortable=True)
     granted: bool = schema.boolean()
     at: dt.datetime = schema.instant(sortable=True)
     legal_basis: str = schema.text(default="consent", choices=LEGAL_BASES)
@@ -187,7 +185,7 @@ class Campaign(schema.Record):
 
     name: str = schema.text(sortable=True)
     channel: str = schema.text(check=Channel, sortable=True)
-    purpose: str = schema.text(default="marketing", check=_identifier("purpose"), sortable=True)
+    purpose: str = schema.text(default="marketing", check=_purpose, sortable=True)
     statuses: tuple[MemberStatus, ...] = schema.many(MemberStatus, default=_EXAMPLE_STATUSES, check=_status_set)
     #: The list its members opt out of (None: the campaign's own name).
     list_name: str | None = schema.text(default=None, sortable=True)
