@@ -55,7 +55,7 @@ def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
 
 #: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).
 WATCHED: frozenset[str] = frozenset(
-    {"opportunities", "pipelines", "leads", "orders", "quotes", "campaign_members", "consents"}
+    {"opportunities", "pipelines", "leads", "orders", "quotes", "campaign_members"}
 )
 
 

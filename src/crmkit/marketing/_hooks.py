@@ -2,8 +2,10 @@
 
 - a campaign member's status is one of its campaign's; a status that contacts (``sent``) is
   refused for the control group, without valid consent at that moment, or while suppressed;
-- a member's first response and first contact times are set once and never move;
-- consent records are never edited: a change of mind is a new record.
+- a member's first response and first contact times are set once and never move.
+
+Consent records are a history that ``crm.consents`` only appends to (a change of mind is a
+new record); the generic ``update`` stays open for corrections and erasure.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from crmkit._errors import ConflictError
 from crmkit.marketing._model import Campaign, CampaignMember
 
 if TYPE_CHECKING:
@@ -21,19 +22,17 @@ if TYPE_CHECKING:
 
 __all__ = ["WATCHED", "before_commit"]
 
-WATCHED = frozenset({"campaign_members", "consents"})
+WATCHED = frozenset({"campaign_members"})
 
 
 def before_commit(crm: CRM, events: Sequence[Event]) -> None:
-    """Check the transaction's writes of campaign members and consent records."""
+    """Check the transaction's writes of campaign members."""
     if "campaign_members" not in crm.schema.declared:
         return  # a connection that blocks crmkit's own features
     campaigns: dict[uuid.UUID, Campaign] = {}
     from crmkit.marketing._service import check_member
 
     for event in events:
-        if event.entity == "consents" and event.action == "updated":
-            raise ConflictError("consent records are never edited: record a new grant or withdrawal")
         if event.entity == "campaign_members" and event.action in ("created", "updated"):
             after = event.after
             if isinstance(after, CampaignMember):

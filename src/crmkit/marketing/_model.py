@@ -79,7 +79,7 @@ class Segment(schema.Record):
         return None if self.where is None else schema.parse_condition(str(self.where))
 
 
-@schema.aggregate("segment_members", time_field="added_at", unique=[("segment_id", "customer_id")])
+@schema.aggregate("segment_members", time_field="added_at", indexes=[("segment_id", "customer_id")])
 class SegmentMember(schema.Record):
     """A customer of a static or snapshot segment."""
 
@@ -114,6 +114,8 @@ class ConsentRecord(schema.Record):
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "channel": ("email", "sms"),
         "purpose": ("marketing", "transactional", "profiling"),
+        "pending": (False,),
+        "expires_at": (None,),
     }
 
     def __attrs_post_init__(self) -> None:
@@ -135,7 +137,10 @@ class Suppression(schema.Record):
     list_name: str | None = schema.text(default=None, sortable=True)
     reason: str | None = schema.text(default=None, blank=True)
 
-    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"channel": ("email",)}
+    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "channel": ("email",),
+        "address": ("someone@example.com", "+40 721 000 000"),
+    }
 
     def __attrs_post_init__(self) -> None:
         if self.address is None and self.customer_id is None:
@@ -231,8 +236,7 @@ class StatusChange:
 @schema.aggregate(
     "campaign_members",
     time_field="added_at",
-    unique=[("campaign_id", "customer_id")],
-    indexes=[("customer_id", "added_at"), ("campaign_id", "status")],
+    indexes=[("campaign_id", "customer_id"), ("customer_id", "added_at"), ("campaign_id", "status")],
 )
 class CampaignMember(schema.Record):
     """A customer's membership of a campaign: the current status, its history and the first response."""
