@@ -37,10 +37,10 @@ _COUNTRY = re.compile(r"^[A-Z]{2}$")
 class Consent:
     """Whether the customer agreed to be contacted on a channel, when, and how we know."""
 
-    channel: str = schema.text(check=Channel)
-    granted: bool = schema.boolean()
-    at: dt.datetime | None = schema.instant(default=None)
-    source: str | None = schema.text(default=None, blank=True)
+    channel: str = schema.text(check=Channel, personal=False)
+    granted: bool = schema.boolean(personal=False)
+    at: dt.datetime | None = schema.instant(default=None, personal=False)
+    source: str | None = schema.text(default=None, blank=True, personal=False)
 
 
 def _one_per_channel(items: tuple[Consent, ...]) -> tuple[Consent, ...]:
@@ -95,40 +95,40 @@ class _ContactPoint:
 class EmailAddress(_ContactPoint):
     """An e-mail address; its consent usually covers the ``email`` channel."""
 
-    address: str = schema.text(check=_email_address, personal=True)
-    label: str | None = schema.text(default=None, blank=True)
-    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel)
+    address: str = schema.text(check=_email_address, personal="contact")
+    label: str | None = schema.text(default=None, blank=True, personal=False)
+    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel, personal=False)
 
 
 @schema.value_object(kw_only=False)
 class Phone(_ContactPoint):
     """A phone number; consent may differ for ``phone`` and ``sms``."""
 
-    number: str = schema.text(check=_phone_number, personal=True)
-    label: str | None = schema.text(default=None, blank=True)
-    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel)
+    number: str = schema.text(check=_phone_number, personal="contact")
+    label: str | None = schema.text(default=None, blank=True, personal=False)
+    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel, personal=False)
 
 
 @schema.value_object(kw_only=False)
 class PostalAddress(_ContactPoint):
     """A postal address; consent covers the ``letter`` channel."""
 
-    lines: tuple[str, ...] = schema.text_list(check=_at_least_one_line, personal=True)
-    city: str | None = schema.text(default=None, blank=True, personal=True)
-    postal_code: str | None = schema.text(default=None, blank=True, personal=True)
-    region: str | None = schema.text(default=None, blank=True)
-    country: str | None = schema.text(default=None, check=_iso_country)
-    label: str | None = schema.text(default=None, blank=True)
-    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel)
+    lines: tuple[str, ...] = schema.text_list(check=_at_least_one_line, personal="contact")
+    city: str | None = schema.text(default=None, blank=True, personal="contact")
+    postal_code: str | None = schema.text(default=None, blank=True, personal="contact")
+    region: str | None = schema.text(default=None, blank=True, personal="contact")
+    country: str | None = schema.text(default=None, check=_iso_country, personal=False)
+    label: str | None = schema.text(default=None, blank=True, personal=False)
+    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel, personal=False)
 
 
 @schema.value_object(kw_only=False)
 class Handle(_ContactPoint):
     """A web or social-media handle (``network`` such as "linkedin", "web", "mastodon")."""
 
-    network: str = schema.text()
-    handle: str = schema.text(personal=True)
-    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel)
+    network: str = schema.text(personal=False)
+    handle: str = schema.text(personal="contact")
+    consent: tuple[Consent, ...] = schema.many(Consent, default=(), check=_one_per_channel, personal=False)
 
 
 @schema.aggregate("customers", kw_only=False)
@@ -139,16 +139,16 @@ class Customer(schema.Record):
     in code has version 0 until it is added.
     """
 
-    kind: CustomerKind = schema.text(choices=CUSTOMER_KINDS, sortable=True)
-    name: str = schema.text(sortable=True, personal=True)
-    emails: tuple[EmailAddress, ...] = schema.many(EmailAddress, default=(), personal=True)
-    phones: tuple[Phone, ...] = schema.many(Phone, default=(), personal=True)
-    addresses: tuple[PostalAddress, ...] = schema.many(PostalAddress, default=(), personal=True)
-    handles: tuple[Handle, ...] = schema.many(Handle, default=(), personal=True)
-    tags: frozenset[str] = schema.text_set(default=frozenset())
-    owner: str | None = schema.text(default=None, blank=True)
-    attributes: Mapping[str, AttributeValue] = schema.attributes()
-    stage: Stage = schema.text(default=Stage.LEAD, check=to_stage, sortable=True)
+    kind: CustomerKind = schema.text(choices=CUSTOMER_KINDS, sortable=True, personal=False)
+    name: str = schema.text(sortable=True, personal="identity")
+    emails: tuple[EmailAddress, ...] = schema.many(EmailAddress, default=(), personal="contact")
+    phones: tuple[Phone, ...] = schema.many(Phone, default=(), personal="contact")
+    addresses: tuple[PostalAddress, ...] = schema.many(PostalAddress, default=(), personal="contact")
+    handles: tuple[Handle, ...] = schema.many(Handle, default=(), personal="contact")
+    tags: frozenset[str] = schema.text_set(default=frozenset(), personal=False)
+    owner: str | None = schema.text(default=None, blank=True, personal=False)
+    attributes: Mapping[str, AttributeValue] = schema.attributes(personal="free_text")
+    stage: Stage = schema.text(default=Stage.LEAD, check=to_stage, sortable=True, personal=False)
 
     def may_contact(self, channel: str) -> bool:
         """True when some contact point records granted consent for the channel (and none denies it)."""

@@ -21,15 +21,15 @@ InteractionDirection = Literal["inbound", "outbound"]
 class Interaction(schema.Record):
     """A call, e-mail, meeting, chat... with one customer; ``participants`` are staff ids."""
 
-    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    channel: str = schema.text(check=Channel, sortable=True)
-    direction: InteractionDirection = schema.text(choices=("inbound", "outbound"), sortable=True)
-    occurred_at: dt.datetime = schema.instant(sortable=True)
-    subject: str | None = schema.text(default=None, blank=True, personal=True)
-    summary: str | None = schema.text(default=None, blank=True, personal=True)
-    outcome: str | None = schema.text(default=None, blank=True)
-    participants: frozenset[str] = schema.text_set(default=frozenset())
-    attributes: Mapping[str, AttributeValue] = schema.attributes()
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    channel: str = schema.text(check=Channel, sortable=True, personal=False)
+    direction: InteractionDirection = schema.text(choices=("inbound", "outbound"), sortable=True, personal=False)
+    occurred_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    subject: str | None = schema.text(default=None, blank=True, personal="free_text")
+    summary: str | None = schema.text(default=None, blank=True, personal="free_text")
+    outcome: str | None = schema.text(default=None, blank=True, personal=False)
+    participants: frozenset[str] = schema.text_set(default=frozenset(), personal="contact")
+    attributes: Mapping[str, AttributeValue] = schema.attributes(personal="free_text")
 
 
 hand_tuned(Interaction)

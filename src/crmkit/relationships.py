@@ -66,13 +66,13 @@ class Relationship(schema.Record):
     relationship was imported from.
     """
 
-    source_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    target_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    kind: str = schema.text(check=_identifier, sortable=True)
-    role: str | None = schema.text(default=None, blank=True)
-    since: dt.date | None = schema.date(default=None)
-    until: dt.date | None = schema.date(default=None)
-    attributes: Mapping[str, AttributeValue] = schema.attributes()
+    source_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    target_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    kind: str = schema.text(check=_identifier, sortable=True, personal=False)
+    role: str | None = schema.text(default=None, blank=True, personal="identity")
+    since: dt.date | None = schema.date(default=None, personal=False)
+    until: dt.date | None = schema.date(default=None, personal=False)
+    attributes: Mapping[str, AttributeValue] = schema.attributes(personal="free_text")
 
     def __attrs_post_init__(self) -> None:
         if self.since == dt.date.min:

@@ -38,18 +38,18 @@ class StateChange(schema.Record):
     """One move of a record from one stage of a stage set to another."""
 
     #: The record whose stage changed, as (aggregate, id); deleting it deletes its history.
-    record: schema.Ref = schema.ref_any(on_delete="cascade", sortable=True)
+    record: schema.Ref = schema.ref_any(on_delete="cascade", sortable=True, personal=False)
     #: The stage set the stages belong to: ``"lifecycle"`` for customers, a pipeline's key for deals.
-    stage_set: str = schema.text(sortable=True)
+    stage_set: str = schema.text(sortable=True, personal=False)
     #: The stage before the change (None: the record had none).
-    from_stage: str | None = schema.text(default=None, sortable=True)
-    to_stage: str = schema.text(sortable=True)
-    occurred_at: dt.datetime = schema.instant(sortable=True)
+    from_stage: str | None = schema.text(default=None, sortable=True, personal=False)
+    to_stage: str = schema.text(sortable=True, personal=False)
+    occurred_at: dt.datetime = schema.instant(sortable=True, personal=False)
     #: What made the change: ``manual``, or the name of the rule that proposed it.
-    rule: str = schema.text(default="manual", sortable=True)
-    reason: str | None = schema.text(default=None)
+    rule: str = schema.text(default="manual", sortable=True, personal=False)
+    reason: str | None = schema.text(default=None, personal="free_text")
     #: Who made the change (the connection's actor when it was recorded).
-    actor: str | None = schema.text(default=None, sortable=True)
+    actor: str | None = schema.text(default=None, sortable=True, personal=False)
 
 
 class StateChanges(Records[StateChange]):

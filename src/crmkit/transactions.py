@@ -28,9 +28,9 @@ def _more_than_zero(value: Decimal) -> Decimal:
 class LineItem:
     """One product line of a transaction."""
 
-    product: str = schema.text()
-    quantity: Decimal = schema.money(default=Decimal(1), check=_more_than_zero)
-    unit_price: Decimal = schema.money(default=Decimal(0))
+    product: str = schema.text(personal=False)
+    quantity: Decimal = schema.money(default=Decimal(1), check=_more_than_zero, personal=False)
+    unit_price: Decimal = schema.money(default=Decimal(0), personal=False)
 
     @property
     def total(self) -> Decimal:
@@ -42,13 +42,15 @@ class LineItem:
 class Transaction(schema.Record):
     """A purchase or a refund. ``amount`` is never negative: ``kind`` says which way money went."""
 
-    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    occurred_at: dt.datetime = schema.instant(sortable=True)
-    amount: Decimal = schema.money(sortable=True)
-    currency: str = schema.currency(sortable=True)
-    kind: TransactionKind = schema.text(default="purchase", choices=("purchase", "refund"), sortable=True)
-    line_items: tuple[LineItem, ...] = schema.many(LineItem, default=())
-    attributes: Mapping[str, AttributeValue] = schema.attributes()
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    occurred_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    amount: Decimal = schema.money(sortable=True, personal=False)
+    currency: str = schema.currency(sortable=True, personal=False)
+    kind: TransactionKind = schema.text(
+        default="purchase", choices=("purchase", "refund"), sortable=True, personal=False
+    )
+    line_items: tuple[LineItem, ...] = schema.many(LineItem, default=(), personal=False)
+    attributes: Mapping[str, AttributeValue] = schema.attributes(personal="financial")
 
     @property
     def signed_amount(self) -> Decimal:

@@ -16,8 +16,8 @@ from crmkit.query import Expr
 
 @schema.aggregate("crmkit_saved_queries")
 class SavedQuery(schema.Record):
-    name: str = schema.text()
-    where: str | Expr | None = schema.condition(default=None)
+    name: str = schema.text(personal=False)
+    where: str | Expr | None = schema.condition(default=None, personal=False)
 
 
 class Plugin:

@@ -211,6 +211,6 @@ def test_field_tables_say_what_the_declaration_says() -> None:
     assert rows[0].startswith("| Field | Kind | Required / default | Sortable | Personal | Refers to |")
     assert len(rows) == 2 + len(schema.spec_of(Probe).declared)
     assert "| `guard_id` | ref | default `None` | yes |  | `customers`, on delete: restrict |" in rows
-    assert "| `note` | text (may be blank) | default `None` | yes | yes |  |" in rows
+    assert "| `note` | text (may be blank) | default `None` | yes | `free_text` |  |" in rows
     with pytest.raises(TypeError):
         field_table(st)  # type: ignore[arg-type]

@@ -19,19 +19,19 @@ class IdentityKey(schema.Record):
     address as it was typed.
     """
 
-    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    kind: str = schema.text(sortable=True)
-    key: str = schema.text(sortable=True, personal=True)
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    kind: str = schema.text(sortable=True, personal=False)
+    key: str = schema.text(sortable=True, personal="contact")
 
 
 @schema.value_object
 class Moved:
     """A reference re-pointed by a merge: which record, which field, and the customer it named before."""
 
-    aggregate: str = schema.text()
-    record_id: uuid.UUID = schema.uuid()
-    field: str = schema.text()
-    from_id: uuid.UUID = schema.uuid()
+    aggregate: str = schema.text(personal=False)
+    record_id: uuid.UUID = schema.uuid(personal=False)
+    field: str = schema.text(personal=False)
+    from_id: uuid.UUID = schema.uuid(personal=False)
 
 
 @schema.aggregate("identity_merges", time_field="merged_at", indexes=[("survivor_id",)])
@@ -43,11 +43,11 @@ class Merge(schema.Record):
     have become self-loops or duplicates), all in crmkit's record codec (JSON).
     """
 
-    survivor_id: uuid.UUID = schema.uuid(sortable=True)
-    merged_ids: frozenset[str] = schema.text_set()
-    merged_at: dt.datetime = schema.instant(sortable=True)
-    moved: tuple[Moved, ...] = schema.many(Moved, default=())
-    before: str = schema.text(personal=True)
-    after: str = schema.text(personal=True)
-    removed: str = schema.text(default="[]")
-    undone_at: dt.datetime | None = schema.instant(default=None, sortable=True)
+    survivor_id: uuid.UUID = schema.uuid(sortable=True, personal=False)
+    merged_ids: frozenset[str] = schema.text_set(personal=False)
+    merged_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    moved: tuple[Moved, ...] = schema.many(Moved, default=(), personal=False)
+    before: str = schema.text(personal="identity")
+    after: str = schema.text(personal="identity")
+    removed: str = schema.text(default="[]", personal="identity")
+    undone_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)

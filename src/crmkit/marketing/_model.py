@@ -52,13 +52,13 @@ class Segment(schema.Record):
     """A set of customers: ``dynamic`` (a saved query evaluated in the store at every read),
     ``static`` (members added and removed explicitly) or ``snapshot`` (a dynamic one frozen at a moment)."""
 
-    name: str = schema.text(sortable=True)
-    where: str | Expr | None = schema.condition(default=None)
-    kind: str = schema.text(default="dynamic", choices=SEGMENT_KINDS, sortable=True)
-    description: str | None = schema.text(default=None, blank=True)
+    name: str = schema.text(sortable=True, personal=False)
+    where: str | Expr | None = schema.condition(default=None, personal=False)
+    kind: str = schema.text(default="dynamic", choices=SEGMENT_KINDS, sortable=True, personal=False)
+    description: str | None = schema.text(default=None, blank=True, personal=False)
     #: ``snapshot``: the segment it froze, and when.
-    source_id: uuid.UUID | None = schema.ref("segments", on_delete="set_null", default=None)
-    frozen_at: dt.datetime | None = schema.instant(default=None)
+    source_id: uuid.UUID | None = schema.ref("segments", on_delete="set_null", default=None, personal=False)
+    frozen_at: dt.datetime | None = schema.instant(default=None, personal=False)
 
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "kind": ("static", "dynamic"),
@@ -83,9 +83,9 @@ class Segment(schema.Record):
 class SegmentMember(schema.Record):
     """A customer of a static or snapshot segment."""
 
-    segment_id: uuid.UUID = schema.ref("segments", on_delete="cascade")
-    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    added_at: dt.datetime = schema.instant(sortable=True)
+    segment_id: uuid.UUID = schema.ref("segments", on_delete="cascade", personal=False)
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    added_at: dt.datetime = schema.instant(sortable=True, personal=False)
 
 
 @schema.aggregate(
@@ -98,18 +98,18 @@ class ConsentRecord(schema.Record):
     """One grant or withdrawal of consent to be contacted on a channel for a purpose: never edited,
     the history of a customer's consent is the list of these records."""
 
-    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    channel: str = schema.text(check=Channel, sortable=True)
-    purpose: str = schema.text(check=_purpose, sortable=True)
-    granted: bool = schema.boolean()
-    at: dt.datetime = schema.instant(sortable=True)
-    legal_basis: str = schema.text(default="consent", choices=LEGAL_BASES)
-    source: str | None = schema.text(default=None, blank=True)
-    expires_at: dt.datetime | None = schema.instant(default=None, sortable=True)
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    channel: str = schema.text(check=Channel, sortable=True, personal=False)
+    purpose: str = schema.text(check=_purpose, sortable=True, personal=False)
+    granted: bool = schema.boolean(personal=False)
+    at: dt.datetime = schema.instant(sortable=True, personal=False)
+    legal_basis: str = schema.text(default="consent", choices=LEGAL_BASES, personal=False)
+    source: str | None = schema.text(default=None, blank=True, personal=False)
+    expires_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
     #: Double opt-in: a grant is ``pending`` until the customer confirms it (a later record).
-    pending: bool = schema.boolean(default=False)
+    pending: bool = schema.boolean(default=False, personal=False)
     #: The contact point the record is about (an e-mail address, a number), when it is one.
-    address: str | None = schema.text(default=None, check=_address, personal=True)
+    address: str | None = schema.text(default=None, check=_address, personal="contact")
 
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "channel": ("email", "sms"),
@@ -130,12 +130,12 @@ class Suppression(schema.Record):
     """An address or customer not to contact: on every list (``list_name`` None: the global block
     list, kept by address so it survives re-imports) or only on one list (an opt-out)."""
 
-    channel: str = schema.text(check=Channel, sortable=True)
-    at: dt.datetime = schema.instant(sortable=True)
-    address: str | None = schema.text(default=None, check=_address, sortable=True, personal=True)
-    customer_id: uuid.UUID | None = schema.ref("customers", on_delete="cascade", default=None)
-    list_name: str | None = schema.text(default=None, sortable=True)
-    reason: str | None = schema.text(default=None, blank=True)
+    channel: str = schema.text(check=Channel, sortable=True, personal=False)
+    at: dt.datetime = schema.instant(sortable=True, personal=False)
+    address: str | None = schema.text(default=None, check=_address, sortable=True, personal="contact")
+    customer_id: uuid.UUID | None = schema.ref("customers", on_delete="cascade", default=None, personal=False)
+    list_name: str | None = schema.text(default=None, sortable=True, personal=False)
+    reason: str | None = schema.text(default=None, blank=True, personal="free_text")
 
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "channel": ("email",),
@@ -153,10 +153,10 @@ class MemberStatus:
     is the default a new member gets; ``responded`` ones count as responses; ``sends`` marks the
     status that says the member was contacted (a status named ``sent`` does so too)."""
 
-    name: str = schema.text()
-    default: bool = schema.boolean(default=False)
-    responded: bool = schema.boolean(default=False)
-    sends: bool = schema.boolean(default=False)
+    name: str = schema.text(personal=False)
+    default: bool = schema.boolean(default=False, personal=False)
+    responded: bool = schema.boolean(default=False, personal=False)
+    sends: bool = schema.boolean(default=False, personal=False)
 
     @property
     def contacts(self) -> bool:
@@ -188,18 +188,20 @@ _EXAMPLE_STATUSES = (
 class Campaign(schema.Record):
     """A marketing campaign: its channel and purpose, member statuses, parent, budget and dates."""
 
-    name: str = schema.text(sortable=True)
-    channel: str = schema.text(check=Channel, sortable=True)
-    purpose: str = schema.text(default="marketing", check=_purpose, sortable=True)
-    statuses: tuple[MemberStatus, ...] = schema.many(MemberStatus, default=_EXAMPLE_STATUSES, check=_status_set)
+    name: str = schema.text(sortable=True, personal=False)
+    channel: str = schema.text(check=Channel, sortable=True, personal=False)
+    purpose: str = schema.text(default="marketing", check=_purpose, sortable=True, personal=False)
+    statuses: tuple[MemberStatus, ...] = schema.many(
+        MemberStatus, default=_EXAMPLE_STATUSES, check=_status_set, personal=False
+    )
     #: The list its members opt out of (None: the campaign's own name).
-    list_name: str | None = schema.text(default=None, sortable=True)
-    parent_id: uuid.UUID | None = schema.ref("campaigns", on_delete="set_null", default=None)
-    budget: Decimal | None = schema.money(default=None)
-    actual_cost: Decimal | None = schema.money(default=None)
-    currency: str | None = schema.currency(default=None)
-    starts_on: dt.date | None = schema.date(default=None, sortable=True)
-    ends_on: dt.date | None = schema.date(default=None, sortable=True)
+    list_name: str | None = schema.text(default=None, sortable=True, personal=False)
+    parent_id: uuid.UUID | None = schema.ref("campaigns", on_delete="set_null", default=None, personal=False)
+    budget: Decimal | None = schema.money(default=None, personal=False)
+    actual_cost: Decimal | None = schema.money(default=None, personal=False)
+    currency: str | None = schema.currency(default=None, personal=False)
+    starts_on: dt.date | None = schema.date(default=None, sortable=True, personal=False)
+    ends_on: dt.date | None = schema.date(default=None, sortable=True, personal=False)
 
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "statuses": (_EXAMPLE_STATUSES,),
@@ -229,8 +231,8 @@ class Campaign(schema.Record):
 class StatusChange:
     """A member's move to a status, and when."""
 
-    status: str = schema.text()
-    at: dt.datetime = schema.instant()
+    status: str = schema.text(personal=False)
+    at: dt.datetime = schema.instant(personal=False)
 
 
 @schema.aggregate(
@@ -241,20 +243,20 @@ class StatusChange:
 class CampaignMember(schema.Record):
     """A customer's membership of a campaign: the current status, its history and the first response."""
 
-    campaign_id: uuid.UUID = schema.ref("campaigns", on_delete="cascade")
-    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    status: str = schema.text(sortable=True)
-    added_at: dt.datetime = schema.instant(sortable=True)
-    status_at: dt.datetime = schema.instant(sortable=True)
-    first_responded_at: dt.datetime | None = schema.instant(default=None, sortable=True)
+    campaign_id: uuid.UUID = schema.ref("campaigns", on_delete="cascade", personal=False)
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    status: str = schema.text(sortable=True, personal=False)
+    added_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    status_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    first_responded_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
     #: When the member was first given a status that contacts (``sent``): set once, never moves.
-    contacted_at: dt.datetime | None = schema.instant(default=None, sortable=True)
+    contacted_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
     #: Every status the member had, oldest first (the first is the one it was added with).
-    history: tuple[StatusChange, ...] = schema.many(StatusChange, default=())
+    history: tuple[StatusChange, ...] = schema.many(StatusChange, default=(), personal=False)
     #: Held out at random by ``target`` as a control group: never contacted.
-    control: bool = schema.boolean(default=False)
+    control: bool = schema.boolean(default=False, personal=False)
     #: The address the member was (or will be) contacted at.
-    address: str | None = schema.text(default=None, check=_address, personal=True)
+    address: str | None = schema.text(default=None, check=_address, personal="contact")
 
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "status": ("planned",),

@@ -110,34 +110,34 @@ class TaskStatus(enum.Enum):
 class Lead(schema.Record):
     """A prospect not yet qualified: who, from where, and what became of it."""
 
-    name: str = schema.text(sortable=True, personal=True)
-    company: str | None = schema.text(default=None, sortable=True)
-    email: str | None = schema.text(default=None, personal=True)
-    phone: str | None = schema.text(default=None, personal=True)
-    title: str | None = schema.text(default=None)
-    source: str | None = schema.text(default=None, sortable=True)
-    campaign: str | None = schema.text(default=None, sortable=True)
-    owner: str | None = schema.text(default=None, sortable=True)
-    status: LeadStatus = schema.enum(LeadStatus, default=LeadStatus.OPEN, sortable=True)
-    disqualified_reason: str | None = schema.text(default=None)
-    score: int | None = schema.integer(default=None, sortable=True)
-    converted_at: dt.datetime | None = schema.instant(default=None, sortable=True)
-    organization_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None)
-    person_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None)
-    opportunity_id: uuid.UUID | None = schema.ref("opportunities", on_delete="set_null", default=None)
-    attributes: Mapping[str, object] = schema.attributes()
+    name: str = schema.text(sortable=True, personal="identity")
+    company: str | None = schema.text(default=None, sortable=True, personal=False)
+    email: str | None = schema.text(default=None, personal="contact")
+    phone: str | None = schema.text(default=None, personal="contact")
+    title: str | None = schema.text(default=None, personal="identity")
+    source: str | None = schema.text(default=None, sortable=True, personal=False)
+    campaign: str | None = schema.text(default=None, sortable=True, personal=False)
+    owner: str | None = schema.text(default=None, sortable=True, personal=False)
+    status: LeadStatus = schema.enum(LeadStatus, default=LeadStatus.OPEN, sortable=True, personal=False)
+    disqualified_reason: str | None = schema.text(default=None, personal="free_text")
+    score: int | None = schema.integer(default=None, sortable=True, personal=False)
+    converted_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+    organization_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None, personal=False)
+    person_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None, personal=False)
+    opportunity_id: uuid.UUID | None = schema.ref("opportunities", on_delete="set_null", default=None, personal=False)
+    attributes: Mapping[str, object] = schema.attributes(personal="free_text")
 
 
 @schema.aggregate("lead_conversions", time_field="converted_at", unique=[("idempotency_key",)], indexes=[("lead_id",)])
 class LeadConversion(schema.Record):
     """What converting a lead made, under the caller's idempotency key (``crm.sales.convert``)."""
 
-    idempotency_key: str = schema.text(sortable=True)
-    lead_id: uuid.UUID = schema.ref("leads", on_delete="cascade")
-    converted_at: dt.datetime = schema.instant(sortable=True)
-    organization_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None)
-    person_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None)
-    opportunity_id: uuid.UUID | None = schema.ref("opportunities", on_delete="set_null", default=None)
+    idempotency_key: str = schema.text(sortable=True, personal=False)
+    lead_id: uuid.UUID = schema.ref("leads", on_delete="cascade", personal=False)
+    converted_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    organization_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None, personal=False)
+    person_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None, personal=False)
+    opportunity_id: uuid.UUID | None = schema.ref("opportunities", on_delete="set_null", default=None, personal=False)
 
 
 # --------------------------------------------------------------------------- pipelines
@@ -147,12 +147,12 @@ class LeadConversion(schema.Record):
 class PipelineStage:
     """One stage of a pipeline: its key (never renamed), label, default probability and forecast category."""
 
-    key: str = schema.text()
-    label: str | None = schema.text(default=None)
-    probability: Decimal = schema.money(default=Decimal(0))
-    forecast: ForecastCategory = schema.enum(ForecastCategory, default=ForecastCategory.PIPELINE)
-    closed: bool = schema.boolean(default=False)
-    won: bool = schema.boolean(default=False)
+    key: str = schema.text(personal=False)
+    label: str | None = schema.text(default=None, personal=False)
+    probability: Decimal = schema.money(default=Decimal(0), personal=False)
+    forecast: ForecastCategory = schema.enum(ForecastCategory, default=ForecastCategory.PIPELINE, personal=False)
+    closed: bool = schema.boolean(default=False, personal=False)
+    won: bool = schema.boolean(default=False, personal=False)
 
     #: The test kit draws fractions, and stages that are not won (a won stage is closed too).
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"probability": _FRACTIONS, "won": (False,)}
@@ -184,9 +184,9 @@ _EXAMPLE_STAGES: tuple[tuple[PipelineStage, ...], ...] = (
 class Pipeline(schema.Record):
     """An ordered set of stages; a tenant has any number of them."""
 
-    key: str = schema.text(sortable=True)
-    name: str = schema.text(sortable=True)
-    stages: tuple[PipelineStage, ...] = schema.many(PipelineStage, default=())
+    key: str = schema.text(sortable=True, personal=False)
+    name: str = schema.text(sortable=True, personal=False)
+    stages: tuple[PipelineStage, ...] = schema.many(PipelineStage, default=(), personal=False)
 
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"stages": _EXAMPLE_STAGES}
 
@@ -217,8 +217,8 @@ class Pipeline(schema.Record):
 class OpportunityContact:
     """A person involved in a deal, and their role in it (decision maker, champion...)."""
 
-    person_id: uuid.UUID = schema.uuid()
-    role: str | None = schema.text(default=None)
+    person_id: uuid.UUID = schema.uuid(personal=False)
+    role: str | None = schema.text(default=None, personal=False)
 
 
 @schema.aggregate(
@@ -228,25 +228,25 @@ class OpportunityContact:
 class Opportunity(schema.Record):
     """A deal moving through a pipeline; its history is written by every change, whatever made it."""
 
-    name: str = schema.text(sortable=True)
-    pipeline: str = schema.text(sortable=True)
-    stage: str = schema.text(sortable=True)
-    customer_id: uuid.UUID | None = schema.ref("customers", on_delete="cascade", default=None)
-    contacts: tuple[OpportunityContact, ...] = schema.many(OpportunityContact, default=())
-    amount: Decimal | None = schema.money(default=None, sortable=True)
-    currency: str | None = schema.currency(default=None, sortable=True)
-    close_date: dt.date | None = schema.date(default=None, sortable=True)
-    probability: Decimal | None = schema.money(default=None, sortable=True)
-    forecast: ForecastCategory | None = schema.enum(ForecastCategory, default=None, sortable=True)
-    owner: str | None = schema.text(default=None, sortable=True)
-    lead_id: uuid.UUID | None = schema.ref("leads", on_delete="set_null", default=None)
-    campaign: str | None = schema.text(default=None)
-    source: str | None = schema.text(default=None)
-    lost_reason: str | None = schema.text(default=None)
+    name: str = schema.text(sortable=True, personal="free_text")
+    pipeline: str = schema.text(sortable=True, personal=False)
+    stage: str = schema.text(sortable=True, personal=False)
+    customer_id: uuid.UUID | None = schema.ref("customers", on_delete="cascade", default=None, personal=False)
+    contacts: tuple[OpportunityContact, ...] = schema.many(OpportunityContact, default=(), personal=False)
+    amount: Decimal | None = schema.money(default=None, sortable=True, personal=False)
+    currency: str | None = schema.currency(default=None, sortable=True, personal=False)
+    close_date: dt.date | None = schema.date(default=None, sortable=True, personal=False)
+    probability: Decimal | None = schema.money(default=None, sortable=True, personal=False)
+    forecast: ForecastCategory | None = schema.enum(ForecastCategory, default=None, sortable=True, personal=False)
+    owner: str | None = schema.text(default=None, sortable=True, personal=False)
+    lead_id: uuid.UUID | None = schema.ref("leads", on_delete="set_null", default=None, personal=False)
+    campaign: str | None = schema.text(default=None, personal=False)
+    source: str | None = schema.text(default=None, personal=False)
+    lost_reason: str | None = schema.text(default=None, personal="free_text")
     #: amount x probability, rounded half-even to the currency (six places without one): always
     #: derived on construction, whatever is passed, and stored so that forecasts sum it in the store.
-    expected_revenue: Decimal | None = schema.money(default=None, sortable=True)
-    attributes: Mapping[str, object] = schema.attributes()
+    expected_revenue: Decimal | None = schema.money(default=None, sortable=True, personal=False)
+    attributes: Mapping[str, object] = schema.attributes(personal="free_text")
 
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"probability": (None, *_FRACTIONS)}
 
@@ -272,24 +272,24 @@ TRACKED = ("pipeline", "stage", "amount", "probability", "close_date", "forecast
 class OpportunityHistory(schema.Record):
     """One change of stage, amount, probability, close date or forecast category, with the previous values."""
 
-    opportunity_id: uuid.UUID = schema.ref("opportunities", on_delete="cascade")
-    at: dt.datetime = schema.instant(sortable=True)
-    actor: str | None = schema.text(default=None, sortable=True)
-    pipeline: str = schema.text(sortable=True)
-    stage: str = schema.text(sortable=True)
-    stage_label: str | None = schema.text(default=None)
-    amount: Decimal | None = schema.money(default=None)
-    currency: str | None = schema.currency(default=None)
-    probability: Decimal | None = schema.money(default=None)
-    close_date: dt.date | None = schema.date(default=None)
-    forecast: ForecastCategory | None = schema.enum(ForecastCategory, default=None)
-    prev_pipeline: str | None = schema.text(default=None)
-    prev_stage: str | None = schema.text(default=None)
-    prev_amount: Decimal | None = schema.money(default=None)
-    prev_probability: Decimal | None = schema.money(default=None)
-    prev_close_date: dt.date | None = schema.date(default=None)
-    prev_forecast: ForecastCategory | None = schema.enum(ForecastCategory, default=None)
-    reason: str | None = schema.text(default=None)
+    opportunity_id: uuid.UUID = schema.ref("opportunities", on_delete="cascade", personal=False)
+    at: dt.datetime = schema.instant(sortable=True, personal=False)
+    actor: str | None = schema.text(default=None, sortable=True, personal=False)
+    pipeline: str = schema.text(sortable=True, personal=False)
+    stage: str = schema.text(sortable=True, personal=False)
+    stage_label: str | None = schema.text(default=None, personal=False)
+    amount: Decimal | None = schema.money(default=None, personal=False)
+    currency: str | None = schema.currency(default=None, personal=False)
+    probability: Decimal | None = schema.money(default=None, personal=False)
+    close_date: dt.date | None = schema.date(default=None, personal=False)
+    forecast: ForecastCategory | None = schema.enum(ForecastCategory, default=None, personal=False)
+    prev_pipeline: str | None = schema.text(default=None, personal=False)
+    prev_stage: str | None = schema.text(default=None, personal=False)
+    prev_amount: Decimal | None = schema.money(default=None, personal=False)
+    prev_probability: Decimal | None = schema.money(default=None, personal=False)
+    prev_close_date: dt.date | None = schema.date(default=None, personal=False)
+    prev_forecast: ForecastCategory | None = schema.enum(ForecastCategory, default=None, personal=False)
+    reason: str | None = schema.text(default=None, personal="free_text")
 
 
 # --------------------------------------------------------------------------- products, quotes, orders
@@ -299,12 +299,12 @@ class OpportunityHistory(schema.Record):
 class Product(schema.Record):
     """Something sold: its SKU, list price and currency."""
 
-    sku: str = schema.text(sortable=True)
-    name: str = schema.text(sortable=True)
-    unit_price: Decimal = schema.money()
-    currency: str = schema.currency()
-    active: bool = schema.boolean(default=True)
-    description: str | None = schema.text(default=None)
+    sku: str = schema.text(sortable=True, personal=False)
+    name: str = schema.text(sortable=True, personal=False)
+    unit_price: Decimal = schema.money(personal=False)
+    currency: str = schema.currency(personal=False)
+    active: bool = schema.boolean(default=True, personal=False)
+    description: str | None = schema.text(default=None, personal=False)
 
 
 class _Line:
@@ -337,24 +337,24 @@ class _Line:
 class QuoteLine(_Line):
     """A line of a quote: product, quantity, unit price, discount (a fraction) and tax rate."""
 
-    quantity: Decimal = schema.money()
-    unit_price: Decimal = schema.money()
-    product_id: uuid.UUID | None = schema.uuid(default=None)
-    description: str | None = schema.text(default=None)
-    discount: Decimal = schema.money(default=Decimal(0))
-    tax_rate: Decimal = schema.money(default=Decimal(0))
+    quantity: Decimal = schema.money(personal=False)
+    unit_price: Decimal = schema.money(personal=False)
+    product_id: uuid.UUID | None = schema.uuid(default=None, personal=False)
+    description: str | None = schema.text(default=None, personal=False)
+    discount: Decimal = schema.money(default=Decimal(0), personal=False)
+    tax_rate: Decimal = schema.money(default=Decimal(0), personal=False)
 
 
 @schema.value_object
 class OrderLine(_Line):
     """A line of an order, copied from the accepted quote's line."""
 
-    quantity: Decimal = schema.money()
-    unit_price: Decimal = schema.money()
-    product_id: uuid.UUID | None = schema.uuid(default=None)
-    description: str | None = schema.text(default=None)
-    discount: Decimal = schema.money(default=Decimal(0))
-    tax_rate: Decimal = schema.money(default=Decimal(0))
+    quantity: Decimal = schema.money(personal=False)
+    unit_price: Decimal = schema.money(personal=False)
+    product_id: uuid.UUID | None = schema.uuid(default=None, personal=False)
+    description: str | None = schema.text(default=None, personal=False)
+    discount: Decimal = schema.money(default=Decimal(0), personal=False)
+    tax_rate: Decimal = schema.money(default=Decimal(0), personal=False)
 
 
 class _Totals:
@@ -381,14 +381,14 @@ class _Totals:
 class Quote(schema.Record, _Totals):
     """An offer for a deal; totals are derived from the lines (``subtotal``, ``tax``, ``total``)."""
 
-    currency: str = schema.currency()
-    opportunity_id: uuid.UUID | None = schema.ref("opportunities", on_delete="cascade", default=None)
-    customer_id: uuid.UUID | None = schema.ref("customers", on_delete="cascade", default=None)
-    name: str | None = schema.text(default=None)
-    status: QuoteStatus = schema.enum(QuoteStatus, default=QuoteStatus.DRAFT, sortable=True)
-    synced: bool = schema.boolean(default=False)
-    expires_on: dt.date | None = schema.date(default=None, sortable=True)
-    lines: tuple[QuoteLine, ...] = schema.many(QuoteLine, default=())
+    currency: str = schema.currency(personal=False)
+    opportunity_id: uuid.UUID | None = schema.ref("opportunities", on_delete="cascade", default=None, personal=False)
+    customer_id: uuid.UUID | None = schema.ref("customers", on_delete="cascade", default=None, personal=False)
+    name: str | None = schema.text(default=None, personal=False)
+    status: QuoteStatus = schema.enum(QuoteStatus, default=QuoteStatus.DRAFT, sortable=True, personal=False)
+    synced: bool = schema.boolean(default=False, personal=False)
+    expires_on: dt.date | None = schema.date(default=None, sortable=True, personal=False)
+    lines: tuple[QuoteLine, ...] = schema.many(QuoteLine, default=(), personal=False)
 
     #: The test kit draws quotes that are not synced (a deal has at most one synced quote).
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"synced": (False,)}
@@ -398,13 +398,13 @@ class Quote(schema.Record, _Totals):
 class Order(schema.Record, _Totals):
     """What the customer bought; an activated order refuses changes to its lines."""
 
-    currency: str = schema.currency()
-    quote_id: uuid.UUID | None = schema.ref("quotes", on_delete="set_null", default=None)
-    opportunity_id: uuid.UUID | None = schema.ref("opportunities", on_delete="set_null", default=None)
-    customer_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None)
-    status: OrderStatus = schema.enum(OrderStatus, default=OrderStatus.DRAFT, sortable=True)
-    ordered_at: dt.datetime | None = schema.instant(default=None, sortable=True)
-    lines: tuple[OrderLine, ...] = schema.many(OrderLine, default=())
+    currency: str = schema.currency(personal=False)
+    quote_id: uuid.UUID | None = schema.ref("quotes", on_delete="set_null", default=None, personal=False)
+    opportunity_id: uuid.UUID | None = schema.ref("opportunities", on_delete="set_null", default=None, personal=False)
+    customer_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None, personal=False)
+    status: OrderStatus = schema.enum(OrderStatus, default=OrderStatus.DRAFT, sortable=True, personal=False)
+    ordered_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+    lines: tuple[OrderLine, ...] = schema.many(OrderLine, default=(), personal=False)
 
     #: The test kit draws orders that are not activated yet (an activated one refuses edits to its lines).
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
@@ -419,24 +419,24 @@ class Order(schema.Record, _Totals):
 class Task(schema.Record):
     """Something to do about any record (``about=`` a deal, a customer, a lead...)."""
 
-    subject: str = schema.text(sortable=True)
-    about: schema.Ref | None = schema.ref_any(on_delete="cascade", default=None)
-    assignee: str | None = schema.text(default=None, sortable=True)
-    due_at: dt.datetime | None = schema.instant(default=None, sortable=True)
-    priority: Priority = schema.enum(Priority, default=Priority.NORMAL, sortable=True)
-    status: TaskStatus = schema.enum(TaskStatus, default=TaskStatus.OPEN, sortable=True)
-    remind_at: dt.datetime | None = schema.instant(default=None, sortable=True)
-    description: str | None = schema.text(default=None, personal=True)
+    subject: str = schema.text(sortable=True, personal="free_text")
+    about: schema.Ref | None = schema.ref_any(on_delete="cascade", default=None, personal=False)
+    assignee: str | None = schema.text(default=None, sortable=True, personal=False)
+    due_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+    priority: Priority = schema.enum(Priority, default=Priority.NORMAL, sortable=True, personal=False)
+    status: TaskStatus = schema.enum(TaskStatus, default=TaskStatus.OPEN, sortable=True, personal=False)
+    remind_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+    description: str | None = schema.text(default=None, personal="free_text")
 
 
 @schema.aggregate("notes", time_field="written_at", indexes=[("about", "written_at")])
 class Note(schema.Record):
     """A note about any record."""
 
-    about: schema.Ref = schema.ref_any(on_delete="cascade")
-    body: str = schema.text(personal=True)
-    written_at: dt.datetime = schema.instant(sortable=True)
-    author: str | None = schema.text(default=None, sortable=True)
+    about: schema.Ref = schema.ref_any(on_delete="cascade", personal=False)
+    body: str = schema.text(personal="free_text")
+    written_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    author: str | None = schema.text(default=None, sortable=True, personal=False)
 
 
 AGGREGATES: tuple[type, ...] = (

@@ -20,6 +20,8 @@ from crmkit.schema._docs import field_table
 from crmkit.schema._fields import (
     KINDS,
     MISSING,
+    PERSONAL,
+    TEXT_KINDS,
     FieldDef,
     Ref,
     attributes,
@@ -46,6 +48,8 @@ from crmkit.schema._specs import EntitySpec, FieldSpec
 __all__ = [
     "KINDS",
     "MISSING",
+    "PERSONAL",
+    "TEXT_KINDS",
     "AggregateSpec",
     "EntitySpec",
     "FieldDef",

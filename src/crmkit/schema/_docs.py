@@ -70,6 +70,10 @@ def _refers(fd: FieldDef) -> str:
     return ""
 
 
+def _personal(fd: FieldDef) -> str:
+    return f"`{fd.personal}`" if fd.personal else ""
+
+
 def _yes(flag: bool) -> str:
     return "yes" if flag else ""
 
@@ -78,7 +82,7 @@ def field_table(declared: AggregateSpec | type) -> str:
     """The Markdown table of the fields of an aggregate (class or spec) or a ``@schema.value_object`` class.
 
     One row per declared field, in declaration order: name, kind, required or its default,
-    sortable, personal, and for references the aggregate referred to and ``on_delete``.
+    sortable, the kind of personal data it holds, and for references the aggregate referred to and ``on_delete``.
     The fields every record has (id, created_at, updated_at, version, external_id) are
     left out.
     """
@@ -89,7 +93,7 @@ def field_table(declared: AggregateSpec | type) -> str:
     else:
         raise TypeError(f"field_table takes a declared aggregate or value object, not {declared!r}")
     rows = [
-        f"| `{fd.name}` | {_kind(fd)} | {_required(fd)} | {_yes(fd.sortable)} | {_yes(fd.personal)} | {_refers(fd)} |"
+        f"| `{fd.name}` | {_kind(fd)} | {_required(fd)} | {_yes(fd.sortable)} | {_personal(fd)} | {_refers(fd)} |"
         for fd in fields
     ]
     return "\n".join([_HEADER, *rows])

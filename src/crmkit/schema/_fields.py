@@ -34,6 +34,8 @@ from crmkit._validation import (
 __all__ = [
     "KINDS",
     "MISSING",
+    "PERSONAL",
+    "TEXT_KINDS",
     "FieldDef",
     "OnDelete",
     "Ref",
@@ -57,6 +59,8 @@ __all__ = [
 ]
 
 OnDelete = Literal["cascade", "restrict", "set_null"]
+#: What a field's ``personal=`` says: the kind of personal data it holds, or False for none.
+Personal = Literal["identity", "contact", "financial", "free_text", False]
 ON_DELETE: tuple[str, ...] = ("cascade", "restrict", "set_null")
 
 #: Every field kind a declaration may use.
@@ -77,6 +81,15 @@ KINDS: tuple[str, ...] = (
     "ref",
     "ref_any",
 )
+
+#: The kinds of personal data a field may hold: who the person is (names, keys that identify
+#: them), how to reach them (addresses, numbers, handles), money that is theirs (account
+#: numbers, income), and free text written about them (notes, summaries, custom attributes).
+PERSONAL: tuple[str, ...] = ("identity", "contact", "financial", "free_text")
+
+#: The kinds whose fields must say whether they hold personal data (``personal=``): any of them
+#: may hold a name or an address, and a field left unclassified would escape export and erasure.
+TEXT_KINDS: tuple[str, ...] = ("text", "text_list", "text_set", "many", "attributes")
 
 _INT64 = 2**63
 METADATA_KEY = "crmkit"
@@ -102,7 +115,9 @@ class FieldDef:
     name: str = ""
     nullable: bool = False
     sortable: bool = False
-    personal: bool = False
+    #: The kind of personal data the field holds (one of ``PERSONAL``), False when it holds
+    #: none, None when the declaration does not say (refused for ``TEXT_KINDS`` by a test).
+    personal: str | Literal[False] | None = None
     default: Any = MISSING
     #: ``enum``: the enum class; ``many``: the value-object class.
     type: Any = None
@@ -127,6 +142,11 @@ class FieldDef:
     @property
     def required(self) -> bool:
         return self.default is MISSING
+
+    @property
+    def is_personal(self) -> bool:
+        """Whether the field holds personal data (export returns it, erasure anonymises it)."""
+        return bool(self.personal)
 
 
 @attrs.frozen
@@ -424,25 +444,31 @@ def _field(fd: FieldDef, default: Any) -> Any:
     return attrs.field(default=default, metadata={METADATA_KEY: fd}, kw_only=True)
 
 
+def _personal(personal: Any) -> str | Literal[False] | None:
+    if personal is None or personal is False or (isinstance(personal, str) and personal in PERSONAL):
+        return personal
+    raise ValidationError(
+        "personal", f"must name the kind of personal data ({', '.join(PERSONAL)}) or be False", personal
+    )
+
+
 def _common(
     kind: str,
     default: Any,
     sortable: bool,
-    personal: bool | None,
+    personal: Personal | None,
     convert: Callable[[Any], Any] | None = None,
     **extra: Any,
 ) -> Any:
     if not isinstance(sortable, bool):
         raise ValidationError("sortable", "must be True or False", sortable)
-    if personal is not None and not isinstance(personal, bool):
-        raise ValidationError("personal", "must be True or False", personal)
     if convert is not None and not callable(convert):
         raise ValidationError("convert", "must be a function of the given value", convert)
     fd = FieldDef(
         kind=kind,
         nullable=default is None,
         sortable=sortable,
-        personal=bool(personal),
+        personal=_personal(personal),
         default=default,
         convert=convert,
         **extra,
@@ -460,12 +486,15 @@ def text(
     *,
     default: Any = MISSING,
     sortable: bool = False,
-    personal: bool | None = None,
+    personal: Personal | None = None,
     blank: bool = False,
     choices: Iterable[str] | None = None,
     check: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Unicode text; non-blank unless ``blank=True``; None allowed when the default is None.
+
+    Every helper takes ``personal=``: the kind of personal data the field holds (``"identity"``,
+    ``"contact"``, ``"financial"``, ``"free_text"``) or False; text-like fields must say it.
 
     ``choices`` limits the values to a fixed few (``("person", "organization")``); ``check``
     is a further check or normalisation (``check=Channel``) that raises ``ValidationError``.
@@ -481,13 +510,13 @@ def text(
 
 
 def text_list(
-    *, default: Any = MISSING, personal: bool | None = None, check: Callable[[Any], Any] | None = None
+    *, default: Any = MISSING, personal: Personal | None = None, check: Callable[[Any], Any] | None = None
 ) -> Any:
     """An ordered tuple of non-blank texts (the lines of an address), kept in the order given."""
     return _common("text_list", default, False, personal, check=_checked(check))
 
 
-def condition(*, default: Any = MISSING, personal: bool | None = None) -> Any:
+def condition(*, default: Any = MISSING, personal: Personal | None = None) -> Any:
     """A query expression (``F("priority") == "urgent"``) kept as its canonical text.
 
     Rules and policies say which records they apply to with it; read it back with
@@ -500,12 +529,12 @@ def condition(*, default: Any = MISSING, personal: bool | None = None) -> Any:
     return _common("text", default, False, personal, condition_text)
 
 
-def integer(*, default: Any = MISSING, sortable: bool = False, personal: bool | None = None) -> Any:
+def integer(*, default: Any = MISSING, sortable: bool = False, personal: Personal | None = None) -> Any:
     """A 64-bit integer (bool is refused)."""
     return _common("integer", default, sortable, personal)
 
 
-def boolean(*, default: Any = MISSING, sortable: bool = False, personal: bool | None = None) -> Any:
+def boolean(*, default: Any = MISSING, sortable: bool = False, personal: Personal | None = None) -> Any:
     """True or False."""
     if sortable:
         raise ValidationError("sortable", "booleans are not sortable", sortable)
@@ -516,7 +545,7 @@ def money(
     *,
     default: Any = MISSING,
     sortable: bool = False,
-    personal: bool | None = None,
+    personal: Personal | None = None,
     negative: bool = False,
     check: Callable[[Any], Any] | None = None,
 ) -> Any:
@@ -524,28 +553,28 @@ def money(
     return _common("money", default, sortable, personal, negative=negative, check=_checked(check))
 
 
-def currency(*, default: Any = MISSING, sortable: bool = False, personal: bool | None = None) -> Any:
+def currency(*, default: Any = MISSING, sortable: bool = False, personal: Personal | None = None) -> Any:
     """An ISO 4217 currency code."""
     return _common("currency", default, sortable, personal)
 
 
-def instant(*, default: Any = MISSING, sortable: bool = False, personal: bool | None = None) -> Any:
+def instant(*, default: Any = MISSING, sortable: bool = False, personal: Personal | None = None) -> Any:
     """A timezone-aware moment, kept in UTC."""
     return _common("instant", default, sortable, personal)
 
 
-def date(*, default: Any = MISSING, sortable: bool = False, personal: bool | None = None) -> Any:
+def date(*, default: Any = MISSING, sortable: bool = False, personal: Personal | None = None) -> Any:
     """A calendar date (a datetime is refused)."""
     return _common("date", default, sortable, personal)
 
 
-def uuid(*, default: Any = MISSING, sortable: bool = False, personal: bool | None = None) -> Any:
+def uuid(*, default: Any = MISSING, sortable: bool = False, personal: Personal | None = None) -> Any:
     """A uuid.UUID that refers to nothing the store checks (use ``ref`` for references)."""
     return _common("uuid", default, sortable, personal)
 
 
 def enum(
-    kind: type[_enum.Enum], *, default: Any = MISSING, sortable: bool = False, personal: bool | None = None
+    kind: type[_enum.Enum], *, default: Any = MISSING, sortable: bool = False, personal: Personal | None = None
 ) -> Any:
     """A member of an Enum whose values are text; its value text is stored and compared."""
     if not (isinstance(kind, type) and issubclass(kind, _enum.Enum)):
@@ -556,13 +585,13 @@ def enum(
     return _common("enum", default, sortable, personal, type=kind)
 
 
-def text_set(*, default: Any = MISSING, personal: bool | None = None) -> Any:
+def text_set(*, default: Any = MISSING, personal: Personal | None = None) -> Any:
     """A set of short texts (tags); queried with ``contains``."""
     return _common("text_set", default, False, personal)
 
 
 def many(
-    item: type, *, default: Any = MISSING, personal: bool | None = None, check: Callable[[Any], Any] | None = None
+    item: type, *, default: Any = MISSING, personal: Personal | None = None, check: Callable[[Any], Any] | None = None
 ) -> Any:
     """A tuple of value objects (classes made with ``schema.value_object``), stored inside the record.
 
@@ -573,9 +602,9 @@ def many(
     return _common("many", default, False, personal, type=item, check=_checked(check))
 
 
-def attributes(*, personal: bool | None = None) -> Any:
+def attributes(*, personal: Personal | None = None) -> Any:
     """Typed custom attributes (``attributes.<name>`` in queries), as on Customer."""
-    fd = FieldDef(kind="attributes", personal=bool(personal), default=None)
+    fd = FieldDef(kind="attributes", personal=_personal(personal), default=None)
     return attrs.field(factory=dict, metadata={METADATA_KEY: fd}, kw_only=True, hash=False)
 
 
@@ -585,7 +614,7 @@ def ref(
     on_delete: OnDelete,
     default: Any = MISSING,
     sortable: bool = True,
-    personal: bool | None = None,
+    personal: Personal | None = None,
 ) -> Any:
     """The id of a record of aggregate ``target``, checked on write; ``on_delete`` says what its deletion does."""
     check_identifier("target", target)
@@ -597,7 +626,7 @@ def ref(
 
 
 def ref_any(
-    *, on_delete: OnDelete = "cascade", default: Any = MISSING, sortable: bool = False, personal: bool | None = None
+    *, on_delete: OnDelete = "cascade", default: Any = MISSING, sortable: bool = False, personal: Personal | None = None
 ) -> Any:
     """A reference to a record of any aggregate, stored as (aggregate, id): notes, tasks, documents.
 

@@ -34,15 +34,15 @@ class ProbeColour(enum.Enum):
 class ProbePart:
     """A value object with a field of every kind a value object may hold."""
 
-    label: str = schema.text()
-    amount: Decimal = schema.money(negative=True)
-    at: dt.datetime | None = schema.instant(default=None)
-    on: dt.date | None = schema.date(default=None)
-    count: int = schema.integer(default=0)
-    flag: bool = schema.boolean(default=False)
-    colour: ProbeColour | None = schema.enum(ProbeColour, default=None)
-    token: uuid.UUID | None = schema.uuid(default=None)
-    marks: frozenset[str] = schema.text_set(default=frozenset())
+    label: str = schema.text(personal="free_text")
+    amount: Decimal = schema.money(negative=True, personal=False)
+    at: dt.datetime | None = schema.instant(default=None, personal=False)
+    on: dt.date | None = schema.date(default=None, personal=False)
+    count: int = schema.integer(default=0, personal=False)
+    flag: bool = schema.boolean(default=False, personal=False)
+    colour: ProbeColour | None = schema.enum(ProbeColour, default=None, personal=False)
+    token: uuid.UUID | None = schema.uuid(default=None, personal=False)
+    marks: frozenset[str] = schema.text_set(default=frozenset(), personal=False)
 
 
 @schema.aggregate(
@@ -55,23 +55,23 @@ class ProbePart:
 class Probe(schema.Record):
     """A record of no use but to prove a backend: every field kind, every reference kind."""
 
-    owner_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    code: str = schema.text(sortable=True)
-    note: str | None = schema.text(default=None, blank=True, sortable=True, personal=True)
-    number: int = schema.integer(sortable=True)
-    flag: bool = schema.boolean(default=False)
-    amount: Decimal = schema.money(negative=True, sortable=True)
-    currency: str = schema.currency(sortable=True)
-    happened_at: dt.datetime = schema.instant(sortable=True)
-    day: dt.date | None = schema.date(default=None, sortable=True)
-    token: uuid.UUID | None = schema.uuid(default=None, sortable=True)
-    colour: ProbeColour = schema.enum(ProbeColour, default=ProbeColour.RED, sortable=True)
-    labels: frozenset[str] = schema.text_set(default=frozenset())
-    parts: tuple[ProbePart, ...] = schema.many(ProbePart, default=())
-    sponsor_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None)
-    guard_id: uuid.UUID | None = schema.ref("customers", on_delete="restrict", default=None)
-    about: schema.Ref | None = schema.ref_any(on_delete="cascade", default=None, sortable=True)
-    attributes: Mapping[str, object] = schema.attributes()
+    owner_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    code: str = schema.text(sortable=True, personal=False)
+    note: str | None = schema.text(default=None, blank=True, sortable=True, personal="free_text")
+    number: int = schema.integer(sortable=True, personal=False)
+    flag: bool = schema.boolean(default=False, personal=False)
+    amount: Decimal = schema.money(negative=True, sortable=True, personal=False)
+    currency: str = schema.currency(sortable=True, personal=False)
+    happened_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    day: dt.date | None = schema.date(default=None, sortable=True, personal=False)
+    token: uuid.UUID | None = schema.uuid(default=None, sortable=True, personal=False)
+    colour: ProbeColour = schema.enum(ProbeColour, default=ProbeColour.RED, sortable=True, personal=False)
+    labels: frozenset[str] = schema.text_set(default=frozenset(), personal="free_text")
+    parts: tuple[ProbePart, ...] = schema.many(ProbePart, default=(), personal="free_text")
+    sponsor_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None, personal=False)
+    guard_id: uuid.UUID | None = schema.ref("customers", on_delete="restrict", default=None, personal=False)
+    about: schema.Ref | None = schema.ref_any(on_delete="cascade", default=None, sortable=True, personal=False)
+    attributes: Mapping[str, object] = schema.attributes(personal="free_text")
 
 
 class ProbePlugin:
@@ -86,11 +86,11 @@ class ProbePlugin:
 class ProbeLink(schema.Record):
     """A record that refers to records of declared aggregates: probes, and other links (itself included)."""
 
-    probe_id: uuid.UUID = schema.ref("crmkit_probes", on_delete="cascade")
-    rank: int = schema.integer(sortable=True)
-    linked_at: dt.datetime = schema.instant(sortable=True)
-    previous_id: uuid.UUID | None = schema.ref("crmkit_probe_links", on_delete="set_null", default=None)
-    pinned_id: uuid.UUID | None = schema.ref("crmkit_probes", on_delete="restrict", default=None)
+    probe_id: uuid.UUID = schema.ref("crmkit_probes", on_delete="cascade", personal=False)
+    rank: int = schema.integer(sortable=True, personal=False)
+    linked_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    previous_id: uuid.UUID | None = schema.ref("crmkit_probe_links", on_delete="set_null", default=None, personal=False)
+    pinned_id: uuid.UUID | None = schema.ref("crmkit_probes", on_delete="restrict", default=None, personal=False)
 
 
 class ProbeLinksPlugin:

@@ -31,8 +31,8 @@ class Status(enum.Enum):
 class Seat:
     """A named user of a subscription."""
 
-    email: str = schema.text(personal=True)
-    since: dt.date = schema.date()
+    email: str = schema.text(personal="contact")
+    since: dt.date = schema.date(personal=False)
 
 
 @schema.aggregate(
@@ -41,19 +41,19 @@ class Seat:
 class Subscription(schema.Record):
     """A customer's subscription to a plan."""
 
-    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade")
-    plan: str = schema.text(sortable=True)
-    price: Decimal = schema.money()
-    currency: str = schema.currency()
-    started_at: dt.datetime = schema.instant(sortable=True)
-    renews_on: dt.date | None = schema.date(default=None)
-    status: Status = schema.enum(Status, default=Status.ACTIVE)
-    quantity: int = schema.integer(default=1, sortable=True)
-    auto_renew: bool = schema.boolean(default=True)
-    features: frozenset[str] = schema.text_set(default=frozenset())
-    seats: tuple[Seat, ...] = schema.many(Seat, default=())
-    referred_by: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None)
-    attributes: Mapping[str, object] = schema.attributes()
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    plan: str = schema.text(sortable=True, personal=False)
+    price: Decimal = schema.money(personal=False)
+    currency: str = schema.currency(personal=False)
+    started_at: dt.datetime = schema.instant(sortable=True, personal=False)
+    renews_on: dt.date | None = schema.date(default=None, personal=False)
+    status: Status = schema.enum(Status, default=Status.ACTIVE, personal=False)
+    quantity: int = schema.integer(default=1, sortable=True, personal=False)
+    auto_renew: bool = schema.boolean(default=True, personal=False)
+    features: frozenset[str] = schema.text_set(default=frozenset(), personal=False)
+    seats: tuple[Seat, ...] = schema.many(Seat, default=(), personal="contact")
+    referred_by: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None, personal=False)
+    attributes: Mapping[str, object] = schema.attributes(personal="free_text")
 
 
 @crmkit.hookimpl
