@@ -38,9 +38,10 @@ def crmkit_aggregates() -> Iterable[type]:
     layer's contact-point keys and merges, and sales'."""
     from crmkit.identity._records import IdentityKey, Merge
     from crmkit.marketing import AGGREGATES as MARKETING
+    from crmkit.privacy import AGGREGATES as PRIVACY
     from crmkit.sales import AGGREGATES as SALES
 
-    return [StateChange, IdentityKey, Merge, *SALES, *MARKETING]
+    return [StateChange, IdentityKey, Merge, *SALES, *PRIVACY, *MARKETING]
 
 
 @hookimpl
@@ -48,15 +49,14 @@ def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
     """``crm.identity`` (duplicates, merge and un-merge) and ``crm.sales``."""
     from crmkit.identity._service import Identity
     from crmkit.marketing import Marketing
+    from crmkit.privacy import Privacy
     from crmkit.sales import Sales
 
-    return {"identity": Identity, "sales": Sales, "marketing": Marketing}
+    return {"identity": Identity, "sales": Sales, "privacy": Privacy, "marketing": Marketing}
 
 
 #: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).
-WATCHED: frozenset[str] = frozenset(
-    {"opportunities", "pipelines", "leads", "orders", "quotes", "campaign_members"}
-)
+WATCHED: frozenset[str] = frozenset({"opportunities", "pipelines", "leads", "orders", "quotes", "campaign_members"})
 
 
 @hookimpl

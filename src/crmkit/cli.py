@@ -1,4 +1,4 @@
-"""The ``crmkit`` console script: ``crmkit demo`` now; one subcommand per task as the tool grows.
+"""The ``crmkit`` console script: ``demo`` and ``migrate`` here; import, export, stats and report in ``_cli_commands``.
 
 Each subcommand is a function taking the parsed arguments and an output stream and
 returning the exit status; ``main`` builds the parser, runs one, and turns crmkit errors
@@ -69,6 +69,14 @@ def _load(crm: crmkit.CRM, out: TextIO) -> None:
         print(f"already stored: {people.skipped:,} customers and {sales.skipped:,} purchases (skipped)", file=out)
 
 
+def _installed(crm: crmkit.CRM, out: TextIO) -> None:
+    """Name the installed plugins (other than backends) every connection loads: they may change results."""
+    extra = [p for p in crm._host.describe() if not p.builtin and not p.schemes]
+    if extra:
+        names = ", ".join(f"{p.name} ({p.distribution or 'no distribution'})" for p in extra)
+        print(f"installed plugins active in every connection: {names}", file=out)
+
+
 def _names(crm: crmkit.CRM, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
     return {cid: crm.customers.get(cid).name for cid in ids}
 
@@ -84,6 +92,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
         tempfile.TemporaryDirectory(prefix="crmkit-demo-") as folder,
         _open(args.url, args.tenant, out, Path(folder)) as crm,
     ):
+        _installed(crm, out)
         _load(crm, out)
         end = CDNOW_OBSERVATION_END
         now = dt.datetime.combine(end, dt.time(23, 59), dt.timezone.utc)
@@ -236,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("url", help="store URL, e.g. sqlite:///crm.db or postgresql+psycopg://...")
     migrate.set_defaults(run=_migrate)
+    from crmkit import _cli_commands
+
+    _cli_commands.add_commands(commands)
     return parser
 
 
@@ -261,9 +273,16 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     except CRMError as exc:
         print(f"crmkit {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # the reader (head, less) went away: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:  # a file that cannot be read or written: its name and why, in one line
+        if isinstance(exc, BrokenPipeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        what = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        print(f"crmkit {args.command}: error: {what}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"crmkit {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,7 @@ from crmkit.summaries import PurchaseSummary
 if TYPE_CHECKING:
     from crmkit.identity import Identity
     from crmkit.marketing import Campaign, CampaignMember, Consents, Marketing, SegmentMember, Segments, Suppression
+    from crmkit.privacy import Privacy
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
     from crmkit.session import ScoringSession
     from crmkit.value._store import CRMValue
@@ -128,6 +129,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         campaigns: Records[Campaign]
         campaign_members: Records[CampaignMember]
         marketing: Marketing
+        privacy: Privacy
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""

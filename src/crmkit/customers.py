@@ -140,7 +140,7 @@ class Customer(schema.Record):
     """
 
     kind: CustomerKind = schema.text(choices=CUSTOMER_KINDS, sortable=True, personal=False)
-    name: str = schema.text(sortable=True, personal="identity")
+    name: str = schema.text(sortable=True, personal="identity", search=True)
     emails: tuple[EmailAddress, ...] = schema.many(EmailAddress, default=(), personal="contact")
     phones: tuple[Phone, ...] = schema.many(Phone, default=(), personal="contact")
     addresses: tuple[PostalAddress, ...] = schema.many(PostalAddress, default=(), personal="contact")

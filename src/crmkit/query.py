@@ -15,12 +15,20 @@ Semantics (every backend must give the same answers; the conformance suite check
 * ``contains`` means membership for sets (``tags``, ``participants``) and a case-sensitive
   substring test for text; ``contains_any`` / ``contains_all`` are ``contains`` of each
   value joined with ``|`` / ``&`` (of no values: nothing / everything).
+* ``startswith(prefix)`` is a case-sensitive prefix test of text. On fields declared
+  ``schema.text(search=True)``, ``startswith(prefix, fold=True)`` tests the folded field
+  against the folded prefix and ``matches(query)`` holds when every word of the folded
+  query is a word of the folded field (``crmkit.search.fold``); a query with no words
+  matches every record whose field is not missing.
 * Text compares by Unicode code point (binary collation), never by locale.
 * Text in a condition is Unicode: a lone surrogate is a ValidationError, as it is in
   stored text. A value for a model field may hold NUL, which stored text never does: it
   is never equal to a stored value, and ``contains`` with it matches nothing.
 * ``order_by`` puts a missing value (None) before every value of the field: first in an
   ascending order, last in a descending one; keyset pages follow the same order.
+* ``order_by="attributes.<name>"`` sorts by a custom attribute, whose values may be of any
+  kind: missing, then numbers (by value: 1, 1.0 and Decimal("1.00") tie), text (by code
+  point), instants, booleans (False first), dates, which is the order MongoDB keeps natively.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from typing import Any, Literal, Union
 
 import attrs
 
+from crmkit import search
 from crmkit._errors import ValidationError
 from crmkit._validation import _SURROGATE, check_identifier, frozen_attributes, utc
 from crmkit.schema._specs import EntitySpec, FieldSpec
@@ -51,11 +60,14 @@ __all__ = [
     "F",
     "In",
     "Not",
+    "Matches",
     "Or",
     "Order",
+    "StartsWith",
     "Where",
     "bind",
     "evaluate",
+    "attribute_rank",
     "keyset_after",
     "parse_order",
 ]
@@ -116,6 +128,23 @@ class Contains(Expr):
 
     field: str
     value: Any
+
+
+@attrs.frozen
+class Matches(Expr):
+    """Every one of ``words`` is a word of the folded text field (bound: folded, distinct, sorted)."""
+
+    field: str
+    words: tuple[str, ...]
+
+
+@attrs.frozen
+class StartsWith(Expr):
+    """The text field starts with ``prefix``; with ``fold``, its folded form starts with the folded prefix."""
+
+    field: str
+    prefix: str
+    fold: bool = False
 
 
 @attrs.frozen
@@ -196,6 +225,22 @@ class F:
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise ValidationError(self.name, f"{method}() takes a collection of values", values)
         return tuple(Contains(self.name, v) for v in dict.fromkeys(values))
+
+    def matches(self, query: str) -> Matches:
+        """Every word of ``query`` is a word of the field, in any order, ignoring case and accents.
+
+        ``F("name").matches("stefan popescu")`` finds "Ștefan Popescu" and "POPESCU, Stefan";
+        the field must be declared ``schema.text(search=True)`` (crmkit.search says how text folds).
+        """
+        if not isinstance(query, str):
+            raise ValidationError(self.name, "matches() takes a string", query)
+        return Matches(self.name, (query,))
+
+    def startswith(self, prefix: str, *, fold: bool = False) -> StartsWith:
+        """The field starts with ``prefix``; ``fold=True`` ignores case, accents and punctuation (type-ahead)."""
+        if not isinstance(fold, bool):
+            raise ValidationError("fold", "must be True or False", fold)
+        return StartsWith(self.name, prefix, fold)
 
     def is_null(self) -> Compare:
         """The field is missing."""
@@ -318,6 +363,8 @@ def _bind(expr: Expr, entity: EntitySpec) -> Expr:
             # said here, once, because some stores cannot even search for it.
             return Not(ALL)
         return Contains(expr.field, value)
+    if isinstance(expr, (Matches, StartsWith)):
+        return _bind_search(expr, entity)
     if isinstance(expr, (And, Or)):
         if not isinstance(expr.items, tuple) or not expr.items:
             raise ValidationError("where", f"{type(expr).__name__} needs at least one condition", expr.items)
@@ -326,6 +373,31 @@ def _bind(expr: Expr, entity: EntitySpec) -> Expr:
     if isinstance(expr, Not):
         return Not(_bind(_expr(expr.item), entity))
     raise ValidationError("where", "is not a crmkit condition", expr)
+
+
+def _bind_search(expr: Matches | StartsWith, entity: EntitySpec) -> Expr:
+    name = expr.field
+    spec = _field_spec(entity, name)
+    folding = isinstance(expr, Matches) or expr.fold
+    what = "matches()" if isinstance(expr, Matches) else "startswith()"
+    if name.startswith("attributes.") or spec.kind != "text":
+        raise ValidationError(name, f"{what} applies to text fields", expr)
+    if folding and not spec.search:
+        raise ValidationError(
+            name, f"{what} folding needs a field declared schema.text(search=True), which this is not", expr
+        )
+    texts = expr.words if isinstance(expr, Matches) else (expr.prefix,)
+    if not isinstance(texts, tuple) or len(texts) != 1 or not isinstance(texts[0], str):
+        raise ValidationError(name, f"{what} takes a string", texts)
+    text = _value(entity, spec, texts[0], for_contains=True)
+    if isinstance(expr, Matches):
+        found = search.words(text)
+        return Matches(name, found) if found else Compare(name, "!=", None)
+    if expr.fold:
+        text = search.fold(text)
+    elif "\x00" in text:
+        return Not(ALL)  # stored text never holds NUL
+    return StartsWith(name, text, expr.fold) if text else Compare(name, "!=", None)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -389,6 +461,17 @@ def evaluate(expr: Expr, entity: EntitySpec, record: Any) -> bool:
         if isinstance(value, (frozenset, set)):
             return expr.value in value
         return isinstance(value, str) and expr.value in value
+    if isinstance(expr, Matches):
+        value = _plain(entity.record_value(record, expr.field))
+        if not isinstance(value, str):
+            return False
+        have = set(search.fold(value).split())
+        return all(word in have for word in expr.words)
+    if isinstance(expr, StartsWith):
+        value = _plain(entity.record_value(record, expr.field))
+        if not isinstance(value, str):
+            return False
+        return (search.fold(value) if expr.fold else value).startswith(expr.prefix)
     if isinstance(expr, And):
         return all(evaluate(i, entity, record) for i in expr.items)
     if isinstance(expr, Or):
@@ -459,16 +542,28 @@ def _parse_order(order_by: str | Sequence[str] | None, entity: EntitySpec) -> Or
             raise ValidationError("order_by", "takes field names, '-' in front for descending", raw)
         desc = raw.startswith("-")
         name = raw[1:] if desc else raw
+        if name.startswith("attributes.") and entity.has_attributes:
+            check_identifier("order_by", name[len("attributes.") :])
+            if any(k == name for k, _ in keys):
+                raise ValidationError("order_by", "names a field twice", raw)
+            keys.append((name, desc))
+            continue
         spec = entity.field(name)
         if spec is None or not spec.sortable:
             sortable = ", ".join(sorted(n for n, f in entity.fields.items() if f.sortable))
+            if entity.has_attributes:
+                sortable += ", attributes.<name>"
             raise ValidationError("order_by", f"cannot sort {entity.name} by this (sortable: {sortable})", raw)
         if any(k == name for k, _ in keys):
             raise ValidationError("order_by", "names a field twice", raw)
         keys.append((name, desc))
     if not any(k == "id" for k, _ in keys):
         keys.append(("id", False))
-    nullable = frozenset(name for name, _ in keys if (field := entity.field(name)) is not None and field.nullable)
+    nullable = frozenset(
+        name
+        for name, _ in keys
+        if name.startswith("attributes.") or ((field := entity.field(name)) is not None and field.nullable)
+    )
     return Order(tuple(keys), nullable)
 
 
@@ -478,7 +573,7 @@ def check_cursor(cursor: Cursor, order: Order, entity: EntitySpec) -> tuple[Any,
         raise ValidationError("after", f"belongs to order_by={cursor.order!r}, not {order.text()!r}", str(cursor))
     checked: list[Any] = []
     for (name, _), value in zip(order.keys, cursor.values, strict=True):
-        spec = entity.field(name)
+        spec = _field_spec(entity, name) if name.startswith("attributes.") else entity.field(name)
         try:
             if value is None and spec is not None and spec.nullable:
                 checked.append(None)
@@ -505,12 +600,51 @@ def keyset_after(order: Order, values: Sequence[Any]) -> Expr:
             if desc:
                 continue
             beyond = Compare(name, "!=", None)
+        elif name.startswith("attributes."):
+            beyond = _attribute_beyond(name, values[i], desc)
         else:
             beyond = Compare(name, "<" if desc else ">", values[i])
             if desc and name in order.nullable:
                 beyond = Or((beyond, Compare(name, "==", None)))
         branches.append(And((*equal, beyond)) if equal else beyond)
     return Or(tuple(branches))
+
+
+#: The kinds of custom attribute values in their sort order (after a missing value).
+_ATTRIBUTE_KINDS = ("number", "text", "datetime", "bool", "date")
+
+
+def attribute_rank(value: Any) -> int:
+    """Where the kind of an attribute value sorts: 0 missing, then numbers, text, instants, booleans, dates."""
+    kind = _kind_of(value)
+    return 0 if kind is None else 1 + _ATTRIBUTE_KINDS.index(kind)
+
+
+def _of_kind(name: str, kind: str) -> Expr:
+    """The attribute holds a value of ``kind``: a comparison every value of the kind passes."""
+    if kind == "number":
+        return Compare(name, ">=", -1.7976931348623157e308)  # the least finite float, below any int or Decimal
+    if kind == "text":
+        return Compare(name, ">=", "")
+    if kind == "datetime":
+        return Compare(name, ">=", dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc))
+    if kind == "date":
+        return Compare(name, ">=", dt.date(1, 1, 1))
+    return In(name, (False, True))
+
+
+def _attribute_beyond(name: str, value: Any, desc: bool) -> Expr:
+    """After ``value`` in an order by an attribute: greater values of its kind, then the later kinds."""
+    rank = attribute_rank(value)
+    if isinstance(value, bool):
+        same: list[Expr] = [Compare(name, "==", not desc)] if value is desc else []
+    else:
+        same = [Compare(name, "<" if desc else ">", value)]
+    kinds = _ATTRIBUTE_KINDS[: rank - 1] if desc else _ATTRIBUTE_KINDS[rank:]
+    later = [_of_kind(name, kind) for kind in kinds]
+    if desc:
+        later.append(Compare(name, "==", None))
+    return Or((*same, *later)) if len(same) + len(later) != 1 else (same + later)[0]
 
 
 def _encode(value: Any) -> Any:
@@ -538,7 +672,7 @@ def _decode(value: Any) -> Any:
             return dt.date.fromisoformat(text)
         if tag == "n":
             return Decimal(text)
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
+    if isinstance(value, (str, int, float)):  # bool and float: values of custom attributes
         return value
     raise ValueError("bad cursor value")
 

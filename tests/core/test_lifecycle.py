@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from tests.support.examples import example_installed
 
 import crmkit
 from crmkit import Channel, Customer, Interaction, Stage, StageProposal, Transaction
@@ -113,6 +116,13 @@ def test_a_plugin_rule_overrides_the_default_rules() -> None:
         assert crm.lifecycle.evaluate(c.id).proposed == Stage.LOYAL
 
 
+@pytest.fixture
+def vip_rules(tmp_path: Path) -> Iterator[None]:
+    with example_installed(tmp_path):
+        yield
+
+
+@pytest.mark.usefixtures("vip_rules")
 def test_installed_example_plugin_changes_the_outcome() -> None:
     """examples/vip-rules is installed through its entry point: VIPs are loyal at once, key accounts never churn."""
     for block, expected in ((WITHOUT_EXAMPLE, Stage.CUSTOMER), ([], Stage.LOYAL)):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import types
 import uuid
+from pathlib import Path
 
 import pytest
+from tests.support.examples import example_installed
 
 import crmkit
 from crmkit import ChannelType, Customer, Interaction, Relationship, RelationshipType
@@ -14,8 +16,9 @@ from crmkit import ChannelType, Customer, Interaction, Relationship, Relationshi
 UTC = dt.timezone.utc
 
 
-def test_plugins_lists_builtins_with_their_schemes_and_installed_ones() -> None:
-    found = {p.name: p for p in crmkit.plugins()}
+def test_plugins_lists_builtins_with_their_schemes_and_installed_ones(tmp_path: Path) -> None:
+    with example_installed(tmp_path):
+        found = {p.name: p for p in crmkit.plugins()}
     assert found["crmkit.backends.memory"].schemes == ("memory",)
     assert found["crmkit.backends.memory"].builtin
     assert found["crmkit.rules.defaults"].builtin

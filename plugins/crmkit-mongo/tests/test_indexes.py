@@ -74,3 +74,19 @@ def test_the_history_of_a_record_comes_from_an_index(crm):
     plan = _plan(history)
     assert "IXSCAN" in plan and "'SORT'" not in plan
     assert [c.to_stage for c in crm.lifecycle.history(ada.id)] == ["prospect", "customer", "repeat"]
+
+
+def test_searches_use_the_folded_name_indexes(crm):
+    from crmkit_mongo._filters import for_tenant
+
+    from crmkit import F
+    from crmkit.query import bind
+
+    crm.customers.add_many(Customer(kind="person", name=n) for n in ("Ștefan Popescu", "POPESCU, Ştefan", "Ana"))
+    assert [c.name for c in crm.customers.find(F("name").startswith("pop", fold=True))] == ["POPESCU, Ştefan"]
+    assert crm.customers.count(F("name").matches("Stefan popescu")) == 2
+    customers = crm.store.db["customers"]
+    prefix = for_tenant(crm.tenant, bind(F("name").startswith("pop", fold=True), CUSTOMERS), CUSTOMERS)
+    assert "search_name" in _plan(customers.find(prefix))
+    words = for_tenant(crm.tenant, bind(F("name").matches("stefan popescu"), CUSTOMERS), CUSTOMERS)
+    assert "words_name" in _plan(customers.find(words))

@@ -3,7 +3,8 @@
 Existing databases must never need a data rewrite: the documents of crmkit's own
 aggregates are compared byte for byte with golden files taken when their form was decided
 (``tests/support/golden.py``); ``state_changes`` replaced ``stage_changes`` on purpose
-(the store moves old documents over when it opens).
+(the store moves old documents over when it opens), and customers gained ``_folded`` and
+``_words`` on purpose (name search; the store adds them to older documents when it opens).
 """
 
 from __future__ import annotations

@@ -159,8 +159,8 @@ def test_upgrading_0001_keeps_relationships_and_enforces_their_keys(empty_url: s
             command.upgrade(alembic_config(conn), "0001")
             for table, records in ((customers, people), (relationships, edges)):
                 rows = [{"tenant": "acme", **CONVERTERS[table.name].to_row(r)} for r in records]
-                if table is relationships:  # 0001 has no such column
-                    rows = [{k: v for k, v in row.items() if k != "external_id"} for row in rows]
+                later = "external_id" if table is relationships else "name_folded"  # 0001 has no such column
+                rows = [{k: v for k, v in row.items() if k != later} for row in rows]
                 conn.execute(table.insert(), rows)
         with engine.connect() as conn:
             assert current_revision(conn) == "0001"
@@ -217,6 +217,7 @@ def test_upgrading_0002_moves_stage_changes_into_state_changes(empty_url: str) -
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), "0002")
             people = [{"tenant": "acme", **CONVERTERS["customers"].to_row(c)} for c in (ada, bob)]
+            people = [{k: v for k, v in row.items() if k != "name_folded"} for row in people]  # 0004's
             conn.execute(customers.insert(), people)
             conn.execute(
                 sa.text(
@@ -263,5 +264,39 @@ def test_upgrading_0002_moves_stage_changes_into_state_changes(empty_url: str) -
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM stage_changes")).scalar() == 3
             assert "state_changes" not in sa.inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_0003_folds_the_names_of_stored_customers(empty_url: str) -> None:
+    from crmkit_sqlalchemy._rows import CONVERTERS
+    from crmkit_sqlalchemy._schema import customers
+
+    t0 = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc)
+    names = ["Ștefan Popescu", "POPESCU, Ştefan", "Ana Pop", "علي كريمي"]
+    people = [Customer(kind="person", name=n, created_at=t0, updated_at=t0, version=1) for n in names]
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0003")
+            rows = [{"tenant": "acme", **CONVERTERS["customers"].to_row(c)} for c in people]
+            conn.execute(customers.insert(), [{k: v for k, v in r.items() if k != "name_folded"} for r in rows])
+    finally:
+        engine.dispose()
+    assert crmkit_sqlalchemy.upgrade(empty_url) == HEAD
+    with crmkit.connect(empty_url, tenant="acme", upgrade=False) as crm:
+        found = crm.customers.find(F("name").matches("stefan popescu"), order_by="name")
+        assert [c.name for c in found] == names[1::-1]
+        assert [c.name for c in crm.customers.find(F("name").startswith("pop", fold=True))] == [names[1]]
+        assert [c.name for c in crm.customers.find(F("name").matches("علی کریمی"))] == [names[3]]
+        declared = list(crm.schema.derived.values())
+    engine = _engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            assert diff(conn, declared) == []
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0003")
+        with engine.connect() as conn:
+            assert "name_folded" not in {c["name"] for c in sa.inspect(conn).get_columns("customers")}
     finally:
         engine.dispose()

@@ -192,3 +192,24 @@ def test_query_values_with_nul_behave_as_on_memory(crm: CRM) -> None:
             expected = {c.id for c in stored if evaluate(bound, CUSTOMERS, c)}
             assert {c.id for c in crm.customers.find(where)} == expected, repr(where)
     assert crm.store.repository(CUSTOMERS).get_by_external_id(crm.tenant, "x\x00") is None
+
+
+def test_type_ahead_is_served_by_the_folded_name_index(crm: CRM) -> None:
+    """``startswith(fold=True)`` is a range on ``name_folded``, which (tenant, name_folded) serves."""
+    import sqlalchemy as sa
+
+    crm = _fresh(crm)
+    crm.customers.add_many(Customer(kind="person", name=n) for n in ("Ștefan Popescu", "POPESCU, Ştefan", "Ana"))
+    crm.customers.add_many(Customer(kind="person", name=f"Person {i}") for i in range(500))
+    assert [c.name for c in crm.customers.find(F("name").startswith("Pop", fold=True))] == ["POPESCU, Ştefan"]
+    assert isinstance(crm.store, SqlStore)
+    repo = crm.store.repository(CUSTOMERS)
+    where = bind(F("name").startswith("pop", fold=True), CUSTOMERS)
+    statement = sa.select(repo.table.c.id).where(repo.compiler.where(crm.tenant, where))
+    with crm.store.engine.connect() as conn:
+        explain = "EXPLAIN QUERY PLAN" if crm.store.dialect == "sqlite" else "EXPLAIN"
+        if crm.store.dialect == "postgresql":
+            conn.exec_driver_sql("ANALYZE customers")
+        sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = " ".join(str(row) for row in conn.exec_driver_sql(f"{explain} {sql}"))
+    assert "ix_customers_tenant_name_folded_id" in plan, plan

@@ -2,7 +2,8 @@
 
 Existing databases must never need a data rewrite: the rows of crmkit's own aggregates are
 compared with golden files taken when their form was decided (``tests/support/golden.py``);
-``state_changes`` replaced ``stage_changes`` on purpose (migration 0003).
+``state_changes`` replaced ``stage_changes`` on purpose (migration 0003), and customers
+gained ``name_folded`` on purpose (migration 0004, name search).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from crmkit._errors import ConflictError, PluginError
 from crmkit.aggregation import AggregateQuery, compute
 from crmkit.entities import ENTITIES, TRANSACTIONS, EntitySpec
 from crmkit.hookspecs import hookimpl
-from crmkit.query import Compare, Expr, In, Order, conjuncts, evaluate
+from crmkit.query import Compare, Expr, In, Order, attribute_rank, conjuncts, evaluate
 from crmkit.schema import Schema
 from crmkit.store import Capabilities, Repository, Store
 from crmkit.summaries import PurchaseSummary, summarize
@@ -267,9 +267,15 @@ def order_value(spec: EntitySpec, record: Any, *, name: str) -> Any:
     return value
 
 
-def sort_key(spec: EntitySpec, record: Any, *, name: str) -> tuple[bool, Any]:
-    """The key ``find`` sorts on: a missing value before every value (last when descending)."""
+def sort_key(spec: EntitySpec, record: Any, *, name: str) -> tuple[int, Any]:
+    """The key ``find`` sorts on: a missing value before every value (last when descending).
+
+    A custom attribute may hold values of several kinds: they sort kind by kind
+    (``crmkit.query.attribute_rank``), by value within a kind.
+    """
     value = order_value(spec, record, name=name)
+    if name.startswith("attributes."):
+        return (attribute_rank(value), value)
     return (value is not None, value)
 
 

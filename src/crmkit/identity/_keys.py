@@ -117,5 +117,4 @@ def customers_by_key(crm: CRM, kind: str, key: str) -> list[Customer]:
     ids: list[uuid.UUID] = list(dict.fromkeys(r.customer_id for r in rows))
     if not ids:
         return []
-    found = crm.customers.find(In("id", tuple(ids)), order_by=("created_at", "id"))
-    return list(found.items)
+    return list(crm.customers.scan(In("id", tuple(ids)), order_by=("created_at", "id")))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
+from typing import ClassVar
 
 from crmkit import schema
 
@@ -43,6 +45,9 @@ class Merge(schema.Record):
     have become self-loops or duplicates), all in crmkit's record codec (JSON).
     """
 
+    #: Fields holding customer ids without being references (``crmkit.privacy`` follows them).
+    __crmkit_mentions__: ClassVar[Mapping[str, str]] = {"survivor_id": "customers", "merged_ids": "customers"}
+
     survivor_id: uuid.UUID = schema.uuid(sortable=True, personal=False)
     merged_ids: frozenset[str] = schema.text_set(personal=False)
     merged_at: dt.datetime = schema.instant(sortable=True, personal=False)
@@ -51,3 +56,11 @@ class Merge(schema.Record):
     after: str = schema.text(personal="identity")
     removed: str = schema.text(default="[]", personal="identity")
     undone_at: dt.datetime | None = schema.instant(default=None, sortable=True, personal=False)
+
+    @staticmethod
+    def __crmkit_same_person__(merge: Merge) -> tuple[uuid.UUID, ...]:
+        """The customers a merge found to be one person (none once it is undone): ``crmkit.privacy``
+        exports and erases them together."""
+        if merge.undone_at is not None:
+            return ()
+        return (merge.survivor_id, *(uuid.UUID(i) for i in sorted(merge.merged_ids)))

@@ -427,7 +427,7 @@ class Identity:
             if merge.undone_at is not None:
                 raise ConflictError(f"merge {merge_id} is undone already", entity="merge", key=merge_id)
             involved = {merge.survivor_id, *(uuid.UUID(i) for i in merge.merged_ids)}
-            later = merges.find(Compare("merged_at", ">=", merge.merged_at))
+            later = merges.scan(Compare("merged_at", ">=", merge.merged_at))
             for other in later:
                 if other.id == merge.id or other.undone_at is not None:
                     continue

@@ -7,47 +7,10 @@ Damerau-Levenshtein distance, cut off early once it exceeds a bound.
 
 from __future__ import annotations
 
-import re
-import unicodedata
+# The one folding function of crmkit: identity matching and search fold text alike.
+from crmkit.search import fold
 
 __all__ = ["damerau_within", "fold", "jaro_winkler", "token_key"]
-
-#: Arabic-script letters written differently in Persian and Arabic text (yeh, kaf, heh, alef forms).
-_SCRIPT_VARIANTS = str.maketrans(
-    {
-        "\u064a": "\u06cc",  # Arabic yeh -> Farsi yeh
-        "\u0649": "\u06cc",  # alef maksura -> Farsi yeh
-        "\u0643": "\u06a9",  # Arabic kaf -> keheh
-        "\u0629": "\u0647",  # teh marbuta -> heh
-        "\u0623": "\u0627",  # alef with hamza above -> alef
-        "\u0625": "\u0627",  # alef with hamza below -> alef
-        "\u0622": "\u0627",  # alef with madda -> alef
-        "\u200c": " ",  # zero-width non-joiner: a word boundary inside a compound name
-        "\u200d": "",  # zero-width joiner
-        "\u0219": "s",  # Romanian s-comma (also the cedilla forms, through NFKD below)
-        "\u021b": "t",
-        "\u00df": "ss",
-        "\u0131": "i",  # dotless i
-        "\u0142": "l",  # Polish l with stroke has no decomposition
-        "\u00f8": "o",
-        "\u00e6": "ae",
-        "\u0153": "oe",
-        "\u0111": "d",
-    }
-)
-_NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
-
-
-def fold(value: str) -> str:
-    """The comparable form of a text: NFKC, case-folded, accents and script variants removed.
-
-    ``"  Ștefan-Ionuț "`` and ``"STEFAN IONUT"`` fold to ``"stefan ionut"``; Persian names
-    written with Arabic yeh or kaf, or with a zero-width non-joiner, fold like their
-    Persian spelling. Punctuation becomes a space, runs of spaces one space.
-    """
-    text = unicodedata.normalize("NFKC", value).casefold().translate(_SCRIPT_VARIANTS)
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return " ".join(_NOT_WORD.sub(" ", text).split())
 
 
 def token_key(folded: str) -> str:

@@ -157,6 +157,8 @@ def value_object(cls: C | None = None, /, *, kw_only: bool = True) -> Any:
                 raise ValidationError(
                     fd.name, f"{fd.kind} fields belong on aggregates, not value objects", cls.__name__
                 )
+            if fd.search:
+                raise ValidationError(fd.name, "search=True belongs on aggregates' fields", cls.__name__)
         made.__crmkit_value_object__ = True
         return made  # type: ignore[no-any-return]
 

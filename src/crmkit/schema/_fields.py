@@ -131,6 +131,9 @@ class FieldDef:
     blank: bool = False
     #: ``text``: the only values allowed (None: any text).
     choices: tuple[str, ...] | None = None
+    #: ``text``: stores keep the folded form beside the value, indexed, for ``matches`` and
+    #: ``startswith(fold=True)`` (``crmkit.search``).
+    search: bool = False
     #: A further check run after the kind's own (never on None): ``check(value) -> value``.
     #: It may normalise the value (``Channel``, a stage) and raises ``ValidationError`` to refuse it.
     check: Callable[[Any], Any] | None = attrs.field(default=None, eq=False)
@@ -490,6 +493,7 @@ def text(
     blank: bool = False,
     choices: Iterable[str] | None = None,
     check: Callable[[Any], Any] | None = None,
+    search: bool = False,
 ) -> Any:
     """Unicode text; non-blank unless ``blank=True``; None allowed when the default is None.
 
@@ -498,7 +502,12 @@ def text(
 
     ``choices`` limits the values to a fixed few (``("person", "organization")``); ``check``
     is a further check or normalisation (``check=Channel``) that raises ``ValidationError``.
+    ``search=True`` has stores keep the folded form beside the value, with an index, so that
+    ``F(name).matches("stefan popescu")`` and ``F(name).startswith("pop", fold=True)`` find
+    it however it is written (``crmkit.search``).
     """
+    if not isinstance(search, bool):
+        raise ValidationError("search", "must be True or False", search)
     allowed: tuple[str, ...] | None = None
     if choices is not None:
         allowed = tuple(choices)
@@ -506,7 +515,9 @@ def text(
             raise ValidationError("choices", "must be a non-empty sequence of non-empty texts", choices)
         if default is not MISSING and default is not None and default not in allowed:
             raise ValidationError("default", f"must be one of {', '.join(allowed)}", default)
-    return _common("text", default, sortable, personal, blank=blank, choices=allowed, check=_checked(check))
+    return _common(
+        "text", default, sortable, personal, blank=blank, choices=allowed, check=_checked(check), search=search
+    )
 
 
 def text_list(

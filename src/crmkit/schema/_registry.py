@@ -123,7 +123,13 @@ def build_spec(
                 query[path] = FieldSpec(path, kind, nullable=fd.nullable, sortable=fd.sortable)  # type: ignore[arg-type]
             references.append(Reference(name, fd.name, None, fd.on_delete or "cascade", fd.nullable))
         elif fd.kind in QUERY_KINDS:
-            query[fd.name] = FieldSpec(fd.name, QUERY_KINDS[fd.kind], nullable=fd.nullable, sortable=fd.sortable)  # type: ignore[arg-type]
+            query[fd.name] = FieldSpec(
+                fd.name,
+                QUERY_KINDS[fd.kind],  # type: ignore[arg-type]
+                nullable=fd.nullable,
+                sortable=fd.sortable,
+                search=fd.search,
+            )
             if fd.kind == "ref":
                 assert fd.target is not None and fd.on_delete is not None
                 references.append(Reference(name, fd.name, fd.target, fd.on_delete, fd.nullable))

@@ -26,6 +26,9 @@ class FieldSpec:
     kind: FieldKind
     nullable: bool = False
     sortable: bool = False
+    #: Text kept with its folded form beside it (``schema.text(search=True)``): ``matches`` and
+    #: ``startswith(fold=True)`` apply, served by an index.
+    search: bool = False
 
 
 #: The queryable fields every stored record has.

@@ -44,9 +44,13 @@ from crmkit.store import Repository, iter_batches, scan
 if TYPE_CHECKING:
     from crmkit.crm import CRM
 
-__all__ = ["BulkResult", "Page", "Records", "UpsertResult"]
+__all__ = ["PAGE_SIZE", "BulkResult", "Page", "Records", "UpsertResult"]
 
 T = TypeVar("T")
+
+#: How many records ``find`` returns when no ``limit`` is given: a first page, with a ``next``
+#: cursor when there are more (``scan`` reads every match, a page at a time).
+PAGE_SIZE = 1000
 
 
 class _Record(Protocol):
@@ -191,19 +195,25 @@ class _ReadRecords(Generic[R]):
         limit: int | None = None,
         after: Cursor | str | None = None,
     ) -> Page[R]:
-        """Matching records in order (``"-field"`` for descending), at most ``limit``, after a cursor."""
+        """Matching records in order (``"-field"`` for descending), at most ``limit``, after a cursor.
+
+        Without ``limit``, a first page of ``PAGE_SIZE`` (1,000) records: never every row at
+        once. ``page.next`` is the cursor of the following page (None: no more); pass it as
+        ``after``. ``scan`` reads every match.
+        """
         condition = bind(where, self.spec)
         order = parse_order(order_by, self.spec)
-        if limit is not None:
+        if limit is None:
+            limit = PAGE_SIZE
+        else:
             count_of("limit", limit)
         if after is not None:
             if not isinstance(after, (Cursor, str)):
                 raise ValidationError("after", "must be the cursor (or its string) returned by find()", after)
             keyset = keyset_after(order, check_cursor(Cursor.parse(after), order, self.spec))
             condition = keyset if isinstance(condition, type(ALL)) else And((condition, keyset))
-        fetch = None if limit is None else limit + 1
-        items = self._repo.find(self._crm.tenant, condition, order, fetch)
-        if limit is not None and len(items) > limit:
+        items = self._repo.find(self._crm.tenant, condition, order, limit + 1)
+        if len(items) > limit:
             items = items[:limit]
             return Page(tuple(items), Cursor(order.text(), order.sort_key_values(self.spec, items[-1])))
         return Page(tuple(items), None)

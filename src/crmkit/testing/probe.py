@@ -56,8 +56,10 @@ class Probe(schema.Record):
     """A record of no use but to prove a backend: every field kind, every reference kind."""
 
     owner_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
-    code: str = schema.text(sortable=True, personal=False)
-    note: str | None = schema.text(default=None, blank=True, sortable=True, personal="free_text")
+    code: str = schema.text(sortable=True, personal=False, search=True)
+    note: str | None = schema.text(
+        default=None, blank=True, sortable=True, personal="free_text", search=True
+    )
     number: int = schema.integer(sortable=True, personal=False)
     flag: bool = schema.boolean(default=False, personal=False)
     amount: Decimal = schema.money(negative=True, sortable=True, personal=False)

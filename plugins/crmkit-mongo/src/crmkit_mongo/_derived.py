@@ -12,6 +12,8 @@ field of the document per declared field, under the field's name:
 * ref_any: the sub-document ``{"aggregate": name, "id": uuid}``, so that the query
   paths ``about.aggregate`` and ``about.id`` are the document's own paths;
 * attributes: typed as on crmkit's own aggregates (``_documents.encode_attribute``);
+* a text field declared ``search=True`` also has its folded form under ``_folded.<field>``
+  and its folded words (an array) under ``_words.<field>``, each indexed with the tenant;
 * None and empty collections are left out. A text_set that may be None keeps an
   empty set as ``[]``, so that None and the empty set both come back as they were.
 
@@ -40,6 +42,8 @@ from crmkit_mongo._documents import (
     encode_attribute,
     from_micros,
     micros,
+    put_search,
+    search_indexes,
 )
 from crmkit_mongo._documents import _decode_attribute as decode_attribute
 
@@ -212,10 +216,14 @@ class DerivedCodec(Codec):
     def __init__(self, spec: AggregateSpec) -> None:
         compiler = _Compiler(spec.name)
         compiler.namespace["_optional_datetime"] = _optional_datetime
+        compiler.namespace["_put_search"] = put_search
         fields = tuple(spec.declared.values())
         cls_name = compiler._name("_cls", spec.cls)
+        searched = tuple(f"    _put_search(doc, {fd.name!r}, r.{fd.name})" for fd in fields if fd.search)
         compiler.sources.append(
-            compiler.encoder("encode", fields, "doc = {'tenant': tenant, 'id': _binary(r.id)}", _RECORD_ENCODE)
+            compiler.encoder(
+                "encode", fields, "doc = {'tenant': tenant, 'id': _binary(r.id)}", _RECORD_ENCODE + searched
+            )
         )
         compiler.sources.append(compiler.decoder("decode", fields, cls_name, _RECORD_DECODE))
         namespace = compiler.compile()
@@ -307,6 +315,8 @@ def derived_indexes(spec: AggregateSpec) -> dict[str, IndexSpec]:
     for ref in spec.references:
         paths = _paths(spec, ref.field)
         add("ref_" + ref.field, [(p, ASCENDING) for p in paths] + [k for k in order if k[0] not in paths], {})
+    for name, (keys, options) in search_indexes(spec).items():
+        add(name, keys[1:], options)
     if spec.time_field is not None:
         add("tenant_time", [(spec.time_field, ASCENDING), ("id", ASCENDING)], {})
     if order != [("id", ASCENDING)]:

@@ -30,6 +30,7 @@ from crmkit.customers import Consent, Customer, EmailAddress, Handle, Phone, Pos
 from crmkit.entities import CUSTOMERS, INTERACTIONS, RELATIONSHIPS, TRANSACTIONS, EntitySpec
 from crmkit.interactions import Interaction
 from crmkit.relationships import Relationship
+from crmkit.search import fold
 from crmkit.transactions import LineItem, Transaction
 
 __all__ = [
@@ -203,6 +204,30 @@ def _consent_back(items: Any) -> tuple[Consent, ...]:
     )
 
 
+#: Sub-documents holding, per searchable text field (``schema.text(search=True)``), its folded
+#: form (``crmkit.search.fold``: prefix search) and its folded words (``matches``), both indexed.
+FOLDED, WORDS = "_folded", "_words"
+
+
+def put_search(doc: dict[str, Any], field: str, value: str | None) -> None:
+    """Keep the folded form and the folded words of a searchable text field in ``doc`` (nothing for None)."""
+    if value is None:
+        return
+    folded = fold(value)
+    doc.setdefault(FOLDED, {})[field] = folded
+    doc.setdefault(WORDS, {})[field] = sorted(set(folded.split()))
+
+
+def search_indexes(spec: EntitySpec) -> dict[str, tuple[list[tuple[str, int]], dict[str, Any]]]:
+    """The indexes of the searchable fields of an aggregate: (tenant, folded form) and (tenant, words)."""
+    out: dict[str, tuple[list[tuple[str, int]], dict[str, Any]]] = {}
+    for name, field in spec.fields.items():
+        if field.search:
+            out[f"search_{name}"] = ([("tenant", 1), (f"{FOLDED}.{name}", 1)], {})
+            out[f"words_{name}"] = ([("tenant", 1), (f"{WORDS}.{name}", 1)], {})
+    return out
+
+
 def _encode_customer(tenant: str, c: Customer) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "tenant": tenant,
@@ -244,6 +269,7 @@ def _encode_customer(tenant: str, c: Customer) -> dict[str, Any]:
     _put(doc, "handles", handles)
     _put(doc, "attributes", _encode_attributes(c.attributes))
     _common(doc, c)
+    put_search(doc, "name", c.name)
     return doc
 
 

@@ -12,6 +12,9 @@ How each rule of the reference semantics is kept:
 * binary collation: no collation is ever given, so strings compare by UTF-8 bytes, which
   is code-point order;
 * ``contains``: array membership for sets, an escaped regular expression for text;
+* ``startswith``: a range of strings (``prefix <= v < prefix_end(prefix)``), on the field
+  or, folded, on its folded form ``_folded.<field>``; ``matches``: ``$all`` of the folded
+  words on the array ``_words.<field>``; both kept and indexed by the codecs (``_documents``);
 * declared aggregates (``_derived``) need nothing of their own: an enum is stored as its
   value text (what a bound query value is), a boolean as a BSON boolean (only ``==``,
   ``!=`` and ``in_`` apply), and a ``ref_any`` field as the sub-document whose paths
@@ -34,8 +37,9 @@ from decimal import Decimal
 from typing import Any
 
 from crmkit.entities import EntitySpec
-from crmkit.query import All, And, Compare, Contains, Expr, In, Not, Or, Order
-from crmkit_mongo._documents import bson_date, decimal128, encode_attribute, micros
+from crmkit.query import All, And, Compare, Contains, Expr, In, Matches, Not, Or, Order, StartsWith
+from crmkit.search import prefix_end
+from crmkit_mongo._documents import FOLDED, WORDS, bson_date, decimal128, encode_attribute, micros
 
 __all__ = ["NOTHING", "for_tenant", "sort_spec", "translate"]
 
@@ -84,6 +88,13 @@ def translate(expr: Expr, spec: EntitySpec) -> dict[str, Any]:
         if not field.startswith("attributes.") and spec.fields[field].kind == "text_set":
             return {field: {"$eq": expr.value}}  # an array field equals a value when it holds it
         return {field: {"$regex": re.escape(expr.value)}}
+    if isinstance(expr, StartsWith):
+        path = f"{FOLDED}.{expr.field}" if expr.fold else expr.field
+        end = prefix_end(expr.prefix)
+        # a range on the text bracket: the index on the (folded) field serves it
+        return {path: {"$gte": expr.prefix} if end is None else {"$gte": expr.prefix, "$lt": end}}
+    if isinstance(expr, Matches):
+        return {f"{WORDS}.{expr.field}": {"$all": list(expr.words)}}
     if isinstance(expr, And):
         parts: list[dict[str, Any]] = []
         for item in expr.items:

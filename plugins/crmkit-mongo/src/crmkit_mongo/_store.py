@@ -25,7 +25,7 @@ from crmkit.relationships import Reached
 from crmkit.schema import AggregateSpec, Schema
 from crmkit.store import Capabilities, Store
 from crmkit_mongo._derived import derived_indexes
-from crmkit_mongo._documents import CODECS
+from crmkit_mongo._documents import CODECS, FOLDED, put_search, search_indexes
 from crmkit_mongo._errors import ValueOf, translate_errors
 from crmkit_mongo._repository import MongoRepository
 from crmkit_mongo._url import MongoURL
@@ -73,7 +73,11 @@ def _indexes(spec: EntitySpec) -> dict[str, tuple[list[tuple[str, int]], dict[st
             [("tenant", ASCENDING), ("external_id", ASCENDING)],
             {"unique": True, "partialFilterExpression": {"external_id": {"$exists": True}}},
         )
-    out.update(derived_indexes(spec) if isinstance(spec, AggregateSpec) and spec.derived else INDEXES[spec.name])
+    if isinstance(spec, AggregateSpec) and spec.derived:
+        out.update(derived_indexes(spec))
+    else:
+        out.update(INDEXES[spec.name])
+        out.update(search_indexes(spec))
     return out
 
 
@@ -128,6 +132,7 @@ class MongoStore(Store):
     def migrate(self, schema: Schema) -> str:
         """Create the missing indexes of every aggregate of ``schema``, and move documents of older forms."""
         self.move_stage_changes()
+        self.fold_search_fields()
         for name in schema:
             self._create_indexes_of(schema[name])
         return f"indexes of {len(schema)} aggregates present"
@@ -179,6 +184,43 @@ class MongoStore(Store):
                 moved += len(docs)
             old.drop()
         return moved
+
+    def fold_search_fields(self, batch_size: int = 1000) -> int:
+        """Give stored customers the folded name they have been kept with since name search; return how many.
+
+        Documents written before ``name`` was searchable have no ``_folded.name`` nor
+        ``_words.name``: they are added here with the same function new documents get them
+        from (``crmkit.search.fold``). Once done, a marker in ``crmkit_migrations`` says so,
+        and opening a store costs one look-up. Idempotent (run when the store opens and by
+        ``migrate``); a run cut short is finished by the next.
+        """
+        from pymongo import UpdateOne
+
+        marker = {"_id": "search:customers.name"}
+        with self.errors("customer"):
+            migrations = self.db.get_collection("crmkit_migrations")
+            if migrations.find_one(marker) is not None:
+                return 0
+            customers = self.db.get_collection(CUSTOMERS.name)
+            folded = 0
+            after: Any = None
+            while True:  # in _id order, a batch at a time
+                missing: dict[str, Any] = {f"{FOLDED}.name": {"$exists": False}}
+                if after is not None:
+                    missing["_id"] = {"$gt": after}
+                docs = list(customers.find(missing, {"name": 1}, sort=[("_id", 1)], limit=batch_size))
+                if not docs:
+                    break
+                after = docs[-1]["_id"]
+                writes = []
+                for doc in docs:
+                    values: dict[str, Any] = {}
+                    put_search(values, "name", doc["name"])
+                    writes.append(UpdateOne({"_id": doc["_id"]}, {"$set": values}))
+                customers.bulk_write(writes, ordered=False)
+                folded += len(docs)
+            migrations.update_one(marker, {"$set": {"done": True}}, upsert=True)
+        return folded
 
     def _create_indexes_of(self, spec: EntitySpec) -> None:
         models = [IndexModel(keys, name=name, **options) for name, (keys, options) in _indexes(spec).items()]
@@ -356,6 +398,7 @@ def open_store(url: MongoURL, options: Mapping[str, Any], schema: Schema | None 
     try:
         store.probe()
         store.move_stage_changes()
+        store.fold_search_fields()
         if create:
             store.create_indexes()
     except BaseException:

@@ -22,7 +22,9 @@ attributes     ``Json``: the typed encoding of ``_encoding.encode_attributes``
 =============  ==============================================================
 
 Every table has ``tenant`` and ``id`` first (the primary key), then the declared fields,
-then ``created_at``, ``updated_at``, ``version`` and ``external_id``. Unique constraints:
+then one ``<field>_folded`` column per text field declared ``search=True`` (its folded form,
+``crmkit.search.fold``, indexed as (tenant, folded, id)), then ``created_at``, ``updated_at``,
+``version`` and ``external_id``. Unique constraints:
 ``(tenant, external_id)`` and ``(tenant, *key)`` for every declared unique key, so the
 database, not a read before the write, keeps them. Indexes: ``(tenant, *key)`` for every
 declared index, and, unless an index or unique key already starts with the same columns,
@@ -51,9 +53,18 @@ import sqlalchemy as sa
 from crmkit._errors import ConflictError, PluginError
 from crmkit.entities import EntitySpec
 from crmkit.schema import AggregateSpec, FieldDef, Ref, declared_fields
+from crmkit.search import fold
 from crmkit_sqlalchemy._encoding import encode_attributes
-from crmkit_sqlalchemy._rows import CONVERTERS, Converter, _attributes, _json_value, _trusted, record_expressions
-from crmkit_sqlalchemy._schema import TABLES, VERSION_TABLE, metadata
+from crmkit_sqlalchemy._rows import (
+    CONVERTERS,
+    Converter,
+    _attributes,
+    _json_value,
+    _trusted,
+    record_expressions,
+    shadow_expression,
+)
+from crmkit_sqlalchemy._schema import SHADOW, TABLES, VERSION_TABLE, metadata, shadow_column
 from crmkit_sqlalchemy._types import Json, Money, Text, UtcDateTime
 
 __all__ = [
@@ -127,6 +138,9 @@ def derive_table(spec: AggregateSpec, into: sa.MetaData) -> sa.Table:
             columns.append(sa.Column(fd.name, _SCALAR_TYPES[fd.kind](), nullable=fd.nullable))
         else:  # pragma: no cover - every kind of crmkit.schema is mapped above
             raise PluginError(f"aggregate {spec.name!r}: no column type for {fd.kind} field {fd.name!r}")
+    searched = [fd for fd in spec.declared.values() if fd.search]
+    for fd in searched:
+        columns.append(sa.Column(shadow_column(fd.name), Text, nullable=fd.nullable, info={SHADOW: fd.name}))
     columns += [
         sa.Column("created_at", UtcDateTime(), nullable=True),
         sa.Column("updated_at", UtcDateTime(), nullable=True),
@@ -149,7 +163,7 @@ def derive_table(spec: AggregateSpec, into: sa.MetaData) -> sa.Table:
     uniques = [("tenant", "id"), ("tenant", "external_id"), *(key_columns(k) for k in spec.unique)]
     constraints: list[Any] = [sa.PrimaryKeyConstraint("tenant", "id")]
     constraints += [sa.UniqueConstraint(*key) for key in dict.fromkeys(uniques[1:])]
-    indexes: list[tuple[str, ...]] = []
+    indexes: list[tuple[str, ...]] = [("tenant", shadow_column(fd.name), "id") for fd in searched]
     for key in spec.indexes:
         wanted = key_columns(key)
         if wanted not in uniques and wanted not in indexes:
@@ -312,6 +326,8 @@ def _expressions(spec: AggregateSpec) -> dict[str, tuple[str, dict[str, Any]]]:
             out[fd.name] = (f"(None if {f} is None else {f}.value)" if fd.nullable else f"{f}.value", {})
         else:
             out[fd.name] = (f, {})
+        if fd.search:
+            out[shadow_column(fd.name)] = (shadow_expression(fd.name, nullable=fd.nullable), {"fold": fold})
     for name in ("created_at", "updated_at", "version", "external_id"):
         out[name] = (f"r.{name}", {})
     return out

@@ -25,8 +25,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.entities import EntitySpec
-from crmkit.query import All, And, Compare, Contains, Expr, In, Not, Or, Order
+from crmkit.query import All, And, Compare, Contains, Expr, In, Matches, Not, Or, Order, StartsWith
+from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
+from crmkit_sqlalchemy._schema import shadow_column
 
 __all__ = ["Compiler"]
 
@@ -61,6 +63,10 @@ class Compiler:
         """
         terms: list[ColumnElement[Any]] = []
         for name, desc in order.keys:
+            if name.startswith("attributes."):
+                for term in self._attribute_order(name[len("attributes.") :]):
+                    terms.append(term.desc() if desc else term.asc())
+                continue
             column = self.sortable(name)
             term = column.desc() if desc else column.asc()
             if self.pg and self.spec.fields[name].nullable:
@@ -104,6 +110,11 @@ class Compiler:
             return self._in(expr.field, expr.values)
         if isinstance(expr, Contains):
             return self._contains(expr.field, expr.value)
+        if isinstance(expr, StartsWith):
+            column = self.table.c[shadow_column(expr.field)] if expr.fold else self.column(expr.field)
+            return self._guard(expr.field, self._prefix(column, expr.prefix))
+        if isinstance(expr, Matches):
+            return self._guard(expr.field, self._words(self.table.c[shadow_column(expr.field)], expr.words))
         raise TypeError(f"not a crmkit condition: {expr!r}")
 
     # ------------------------------------------------------------------ model fields
@@ -190,6 +201,19 @@ class Compiler:
         function = sa.func.strpos if self.pg else sa.func.instr
         return function(text, sa.bindparam(None, value, type_=sa.Text())) > 0
 
+    def _prefix(self, column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+        """``column`` starts with ``prefix``, as the range a B-tree index on the column serves."""
+        low = column >= sa.bindparam(None, prefix, type_=sa.Text())
+        end = prefix_end(prefix)
+        if end is None:
+            return low
+        return sa.and_(low, column < sa.bindparam(None, end, type_=sa.Text()))
+
+    def _words(self, column: ColumnElement[Any], words: Sequence[str]) -> ColumnElement[bool]:
+        """Every one of ``words`` is a word of the folded text in ``column`` (words are separated by one space)."""
+        padded = sa.literal(" ", sa.Text()) + column + sa.literal(" ", sa.Text())
+        return sa.and_(*(self._substring(padded, f" {word} ") for word in words))
+
     # ------------------------------------------------------------------ keyset pagination
     def _keyset(self, expr: Or) -> ColumnElement[bool] | None:
         """Recognise ``keyset_after`` (one sort direction) and emit a row-value comparison.
@@ -233,6 +257,20 @@ class Compiler:
                 return sa.type_coerce(item.op("->>")(sa.literal(slot, sa.Text())), sa.Text()).collate("C")
             return item.op("->")(sa.literal(slot, sa.Text()))
         return sa.func.json_extract(column, sa.bindparam(None, f"$.{key}.{slot}", type_=sa.Text()))
+
+    def _attribute_order(self, key: str) -> list[ColumnElement[Any]]:
+        """ORDER BY terms of a custom attribute: the rank of its kind, then the value within the kind.
+
+        Kinds sort as ``crmkit.query.attribute_rank`` says (missing, numbers, text, instants,
+        booleans, dates); within one rank only that kind's slot is not NULL, and each slot
+        sorts as its values do (the number key, code points, fixed-width UTC text, false
+        before true, ISO dates).
+        """
+        slots = ("n", "s", "T", "b", "D")
+        present = [self._attribute_path(key, slot, as_text=True).is_not(None) for slot in slots]
+        rank = sa.case(*((p, i + 1) for i, p in enumerate(present)), else_=0)
+        values = [self._attribute_path(key, slot, as_text=True) for slot in slots]
+        return [rank, *values]
 
     def _attribute_compare(self, key: str, op: str, value: Any) -> ColumnElement[bool]:
         column = self.table.c.attributes

@@ -32,9 +32,10 @@ from crmkit.customers import Consent, Customer, EmailAddress, Handle, Phone, Pos
 from crmkit.interactions import Interaction
 from crmkit.lifecycle_model import Stage
 from crmkit.relationships import Relationship
+from crmkit.search import fold
 from crmkit.transactions import LineItem, Transaction
 from crmkit_sqlalchemy._encoding import decode_attributes, encode_attributes
-from crmkit_sqlalchemy._schema import TABLES
+from crmkit_sqlalchemy._schema import SHADOW, TABLES
 
 __all__ = ["CONVERTERS", "ENCODERS", "Converter", "record_expressions"]
 
@@ -373,12 +374,20 @@ def record_expressions(table: sa.Table | str, namespace: dict[str, Any]) -> list
     for column in table.c:
         if column.name == "tenant":
             out.append((column, "tenant"))
+        elif SHADOW in column.info:
+            namespace["fold"] = fold
+            out.append((column, shadow_expression(column.info[SHADOW], nullable=bool(column.nullable))))
         elif column.name in encoders:
             namespace[f"encode_{column.name}"] = encoders[column.name]
             out.append((column, f"encode_{column.name}(r.{column.name})"))
         else:
             out.append((column, f"r.{column.name}"))
     return out
+
+
+def shadow_expression(field: str, *, nullable: bool) -> str:
+    """The Python expression (of record ``r``, calling ``fold``) of a searchable field's folded form."""
+    return f"(None if r.{field} is None else fold(r.{field}))" if nullable else f"fold(r.{field})"
 
 
 def _to_row(entity: str) -> Callable[[Any], Row]:

@@ -13,7 +13,17 @@ import sqlalchemy as sa
 
 from crmkit_sqlalchemy._types import Json, Money, Text, UtcDateTime
 
-__all__ = ["TABLES", "VERSION_TABLE", "metadata"]
+__all__ = ["SHADOW", "TABLES", "VERSION_TABLE", "metadata", "shadow_column"]
+
+#: ``Column.info`` key of a column that holds the folded form of a searchable text field
+#: (``schema.text(search=True)``): the field's name. Written from the field, never read back.
+SHADOW = "crmkit_shadow"
+
+
+def shadow_column(name: str) -> str:
+    """The column holding the folded form of searchable text field ``name``."""
+    return f"{name}_folded"
+
 
 #: Alembic's revision table, named apart from any the application may keep in the same database.
 VERSION_TABLE = "crmkit_alembic_version"
@@ -64,9 +74,12 @@ customers = sa.Table(
     _json("handles"),
     _json("attributes"),
     *_stamps(),
+    # the folded name (crmkit.search.fold), for matches() and type-ahead startswith(fold=True)
+    sa.Column("name_folded", Text, nullable=False, info={SHADOW: "name"}),
     sa.PrimaryKeyConstraint("tenant", "id"),
     sa.UniqueConstraint("tenant", "external_id"),
     sa.Index(None, "tenant", "stage"),
+    sa.Index(None, "tenant", "name_folded", "id"),
 )
 
 relationships = sa.Table(

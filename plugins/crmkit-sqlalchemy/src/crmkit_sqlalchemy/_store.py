@@ -32,8 +32,9 @@ from sqlalchemy.engine import URL
 from crmkit._errors import ConflictError, PluginError
 from crmkit.aggregation import AggregateQuery
 from crmkit.entities import ENTITIES, EntitySpec
-from crmkit.query import All, Compare, Expr, In, Order, conjuncts, parse_order
+from crmkit.query import All, Compare, Expr, In, Matches, Order, StartsWith, conjuncts, parse_order
 from crmkit.schema import AggregateSpec, Schema
+from crmkit.search import prefix_end
 from crmkit.store import Activity, Capabilities, Repository, Store
 from crmkit_sqlalchemy._aggregate import aggregate
 from crmkit_sqlalchemy._derived import explain_conflict, storage_of
@@ -41,6 +42,8 @@ from crmkit_sqlalchemy._errors import Where, translated
 from crmkit_sqlalchemy._fastread import RawSelect
 from crmkit_sqlalchemy._query import Compiler
 from crmkit_sqlalchemy._rows import Converter
+from crmkit_sqlalchemy._schema import SHADOW, shadow_column
+from crmkit_sqlalchemy._types import Text
 from crmkit_sqlalchemy._url import Options
 
 __all__ = ["SqlRepository", "SqlStore"]
@@ -68,7 +71,8 @@ class SqlRepository(Repository[Any]):
         self.convert: Converter
         self.table, self.convert = storage_of(spec)  # crmkit's own tables, or derived from a declaration
         self.compiler = Compiler(self.table, spec, store.dialect)
-        self._columns = [c for c in self.table.c if c.name != "tenant"]
+        # the columns records are read from (folded shadows of searchable fields are only searched)
+        self._columns = [c for c in self.table.c if c.name != "tenant" and SHADOW not in c.info]
         # The statements of the hot paths, built once (SQLAlchemy then reuses their compiled form).
         t = self.table
         mine = t.c.tenant == sa.bindparam("p_tenant")
@@ -330,11 +334,26 @@ class SqlRepository(Repository[Any]):
         Customer 360 reads and timelines ask the same shape over and over
         (``customer_id = ?`` newest first); building and hashing the SQLAlchemy expression is
         then most of the cost of a call. A top-level equality with a value is never NULL-
-        sensitive, so the plain ``col = :v`` is exact here.
+        sensitive, so the plain ``col = :v`` is exact here. So is one search of a searchable
+        field, asked once a keystroke: a type-ahead prefix (``startswith(prefix, fold=True)``,
+        a range on the folded shadow) or ``matches`` (each word in the folded shadow).
         """
         parts = [] if isinstance(where, All) else list(conjuncts(where))
         fields = []
+        params: dict[str, Any] = {}
+        search: tuple[str, str, int] | None = None  # (field, "prefix" or "words", number of words)
         for part in parts:
+            if isinstance(part, StartsWith) and part.fold and search is None:
+                end = prefix_end(part.prefix)
+                if end is None:
+                    return None
+                search = (part.field, "prefix", 0)
+                params.update(p_low=part.prefix, p_high=end)
+                continue
+            if isinstance(part, Matches) and search is None:
+                search = (part.field, "words", len(part.words))
+                params.update({f"p_word{i}": f" {w} " for i, w in enumerate(part.words)})
+                continue
             if not (isinstance(part, Compare) and part.op == "==" and part.value is not None):
                 return None
             if isinstance(part.value, str) and "\x00" in part.value:
@@ -343,21 +362,39 @@ class SqlRepository(Repository[Any]):
             if spec is None or spec.kind not in _PREPARED_KINDS or part.field in fields or "." in part.field:
                 return None
             fields.append(part.field)
-        key = (tuple(fields), order.keys, limit is None)
+        key = (tuple(fields), search, order.keys, limit is None)
         statement = self._shapes.get(key)
         if statement is None:
             if len(self._shapes) > 64:  # shapes come from code, not data; keep the cache small anyway
                 self._shapes.clear()
             t = self.table
-            statement = (
-                sa.select(*self._columns)
-                .where(t.c.tenant == sa.bindparam("p_tenant"), *(t.c[f] == sa.bindparam(f"p_{f}") for f in fields))
-                .order_by(*self.compiler.order_by(order))
-            )
+            conditions = [t.c.tenant == sa.bindparam("p_tenant"), *(t.c[f] == sa.bindparam(f"p_{f}") for f in fields)]
+            if search is not None:
+                folded = t.c[shadow_column(search[0])]
+                if search[1] == "prefix":
+                    low, high = sa.bindparam("p_low", type_=Text), sa.bindparam("p_high", type_=Text)
+                    conditions += [folded >= low, folded < high]
+                else:
+                    find = sa.func.strpos if self.store.dialect == "postgresql" else sa.func.instr
+                    padded = sa.literal(" ", Text) + folded + sa.literal(" ", Text)
+                    conditions += [find(padded, sa.bindparam(f"p_word{i}", type_=Text)) > 0 for i in range(search[2])]
+            terms = self.compiler.order_by(order)
+            statement = sa.select(*self._columns).where(*conditions).order_by(*terms)
             if limit is not None:
                 statement = statement.limit(sa.bindparam("p_limit", type_=sa.BigInteger()))  # limit + 1 may pass 2**31
+            if limit is not None and search is not None:
+                # A short prefix or a common word matches thousands: pick the page's ids from
+                # the index on (tenant, folded, id) alone, then read just those rows (a
+                # "deferred join"), instead of reading every match to sort it.
+                page = statement.with_only_columns(t.c.id).scalar_subquery()
+                statement = (
+                    sa.select(*self._columns)
+                    .where(t.c.tenant == sa.bindparam("p_tenant"), t.c.id.in_(page))
+                    .order_by(*terms)
+                )
             self._shapes[key] = statement
-        return statement, {f"p_{p.field}": p.value for p in parts if isinstance(p, Compare)}
+        params.update({f"p_{p.field}": p.value for p in parts if isinstance(p, Compare)})
+        return statement, params
 
     def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         if not ids:
@@ -656,6 +693,8 @@ def install_sqlite_pragmas(
             # SQLite's default page cache is 2 MB: too small for the indexes of a CRM's history
             cursor.execute(f"PRAGMA cache_size=-{int(cache_mb) * 1024}")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # erased or deleted data is overwritten with zeros, not left in free pages of the file
+            cursor.execute("PRAGMA secure_delete=ON")
         finally:
             cursor.close()
 

@@ -43,6 +43,7 @@ from crmkit.testing.conformance._records import (
 )
 from crmkit.testing.conformance._reports import ReportContract, SetQueryContract
 from crmkit.testing.conformance._roundtrip import RoundTripContract
+from crmkit.testing.conformance._search import SearchContract
 from crmkit.testing.conformance._stateful import StatefulContract, crm_state_machine
 from crmkit.testing.conformance._tenancy import TenancyContract
 from crmkit.testing.conformance._timeline import LifecycleContract, PurchaseSummaryContract, TimelineContract
@@ -73,6 +74,7 @@ __all__ = [
     "TestSetQueries",
     "TestRepositories",
     "TestRoundTrip",
+    "TestSearch",
     "TestStageChanges",
     "TestStateMachine",
     "TestTenancy",
@@ -106,6 +108,7 @@ __all__ += [
     "SetQueryContract",
     "RepositoryContract",
     "RoundTripContract",
+    "SearchContract",
     "StageChangeContract",
     "StatefulContract",
     "TenancyContract",
@@ -144,6 +147,7 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     ReportContract,
     SetQueryContract,
     IdentityContract,
+    SearchContract,
 )
 
 
@@ -253,3 +257,7 @@ class TestAggregateStateMachine(AggregateStateMachineContract):
 
 class TestIdentity(IdentityContract):
     """find_by_email/find_by_phone, upsert_many, merge and un-merge."""
+
+
+class TestSearch(SearchContract):
+    """Text search as people type it: matches and startswith, folded."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import uuid
 from decimal import Decimal
@@ -58,11 +59,27 @@ except InvalidArgument:
     )
 
 
+def _examples_scale() -> float:
+    """``CRMKIT_CONFORMANCE_SCALE``: a factor on every property test's example count (default 1)."""
+    text = os.environ.get("CRMKIT_CONFORMANCE_SCALE", "1")
+    try:
+        scale = float(text)
+    except ValueError:
+        raise ValueError(f"CRMKIT_CONFORMANCE_SCALE must be a number, not {text!r}") from None
+    if not scale > 0:
+        raise ValueError(f"CRMKIT_CONFORMANCE_SCALE must be above 0, not {text!r}")
+    return scale
+
+
 def conformance_settings(max_examples: int = 25, **overrides: Any) -> settings:
     """Settings for a property test of the suite: the crmkit-conformance profile, with few examples.
 
-    Health checks to suppress are added to the profile's, not put in their place.
+    Health checks to suppress are added to the profile's, not put in their place. The
+    environment variable ``CRMKIT_CONFORMANCE_SCALE`` multiplies every test's example count
+    (at least one each): ``0.1`` for a quick run of every contract (the packaging test),
+    ``10`` for a nightly one.
     """
+    max_examples = max(1, round(max_examples * _examples_scale()))
     profile = settings.get_profile(PROFILE)
     if "suppress_health_check" in overrides:
         overrides["suppress_health_check"] = [*profile.suppress_health_check, *overrides["suppress_health_check"]]

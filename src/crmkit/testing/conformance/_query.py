@@ -425,7 +425,19 @@ class OrderingContract(ContractBase):
 
     @pytest.mark.parametrize(
         "order_by",
-        ["owner", "tags", "attributes.x", "nope", "", "-", ("name", "name"), ("name", "-name"), [5]],
+        [
+            "owner",
+            "tags",
+            "attributes.",
+            "attributes.no such",
+            ("attributes.x", "-attributes.x"),  # sortable since issue 17, but not twice
+            "nope",
+            "",
+            "-",
+            ("name", "name"),
+            ("name", "-name"),
+            [5],
+        ],
         ids=repr,
     )
     def test_bad_orders_are_validation_errors(self, crm: CRM, order_by: Any) -> None:

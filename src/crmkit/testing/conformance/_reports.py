@@ -26,6 +26,7 @@ from crmkit.crm import CRM
 from crmkit.entities import EntitySpec
 from crmkit.query import Expr, bind, evaluate
 from crmkit.schema import AggregateSpec
+from crmkit.services.records import PAGE_SIZE
 from crmkit.store import Repository
 from crmkit.testing import strategies as cs
 from crmkit.testing._backends import Backend
@@ -221,5 +222,10 @@ class SetQueryContract(ContractBase):
         seen = [c.id for c in crm.customers.scan()]
         assert len(seen) == len(set(seen)) == 1_050
         assert sum(1 for _ in crm.customers.scan(F("tags").contains("even"), order_by="-name")) == 525
+        first = crm.customers.find()  # no limit: a first page of PAGE_SIZE, never every row
+        assert len(first) == PAGE_SIZE == 1_000 and first.next is not None
+        rest = crm.customers.find(after=first.next)
+        assert len(rest) == 50 and rest.next is None
+        assert [c.id for c in (*first, *rest)] == seen
         with pytest.raises(ValidationError):
             F("tags").contains_any("vip")
