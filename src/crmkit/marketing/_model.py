@@ -205,6 +205,7 @@ class Campaign(schema.Record):
 
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "statuses": (_EXAMPLE_STATUSES,),
+        "parent_id": (None,),
         "channel": ("email", "sms"),
         "purpose": ("marketing",),
     }
