@@ -33,17 +33,22 @@ def crmkit_relationship_types() -> Iterable[RelationshipType]:
 
 
 #: The aggregates whose events ``crmkit_before_commit`` below reads (the host builds no others for it).
-WATCHED: frozenset[str] = frozenset({"opportunities", "pipelines", "leads", "orders", "quotes", "cases"})
+WATCHED: frozenset[str] = frozenset(
+    {"opportunities", "pipelines", "leads", "orders", "quotes", "cases", "campaign_members"}
+)
 
 
 @hookimpl
 def crmkit_before_commit(crm: CRM, events: Sequence[Event]) -> None:
-    """The sales rules every write obeys, the deals' history (``crmkit.sales._hooks``), new cases' SLA clocks."""
+    """The sales rules every write obeys, the deals' history (``crmkit.sales._hooks``), new cases' SLA clocks,
+    and marketing's consent check on every campaign member marked sent."""
+    from crmkit.marketing._hooks import before_commit as marketing_before_commit
     from crmkit.sales._hooks import before_commit
     from crmkit.service._hooks import before_commit as service_before_commit
 
     before_commit(crm, events)
     service_before_commit(crm, events)
+    marketing_before_commit(crm, events)
 
 
 @hookimpl(trylast=True)
@@ -77,19 +82,21 @@ def crmkit_aggregates() -> Iterable[type]:
     trail and event feed (last: the journal is written from the others' changes)."""
     from crmkit.audit import AuditEntry, FeedHead, OutboxChunk
     from crmkit.identity._records import IdentityKey, Merge
+    from crmkit.marketing import AGGREGATES as MARKETING
     from crmkit.privacy import AGGREGATES as PRIVACY
     from crmkit.sales import AGGREGATES as SALES
     from crmkit.service import AGGREGATES as SERVICE
 
-    return [StateChange, IdentityKey, Merge, *SALES, *PRIVACY, *SERVICE, AuditEntry, OutboxChunk, FeedHead]
+    return [StateChange, IdentityKey, Merge, *SALES, *PRIVACY, *SERVICE, *MARKETING, AuditEntry, OutboxChunk, FeedHead]
 
 
 @hookimpl
 def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
     """``crm.identity`` (duplicates, merge and un-merge), ``crm.sales``, ``crm.privacy``, ``crm.service``,
-    ``crm.audit`` and ``crm.events``."""
+    ``crm.marketing``, ``crm.audit`` and ``crm.events``."""
     from crmkit.audit import Audit, EventFeed
     from crmkit.identity._service import Identity
+    from crmkit.marketing import Marketing
     from crmkit.privacy import Privacy
     from crmkit.sales import Sales
     from crmkit.service.service import Service
@@ -99,6 +106,7 @@ def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
         "sales": Sales,
         "privacy": Privacy,
         "service": Service,
+        "marketing": Marketing,
         "audit": Audit,
         "events": EventFeed,
     }

@@ -30,6 +30,7 @@ from crmkit.summaries import PurchaseSummary
 if TYPE_CHECKING:
     from crmkit.audit import Audit, AuditSetting, EventFeed, Journal
     from crmkit.identity import Identity
+    from crmkit.marketing import Campaign, CampaignMember, Consents, Marketing, SegmentMember, Segments, Suppression
     from crmkit.privacy import Privacy
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
     from crmkit.service import BusinessCalendar, Case, SLAPolicy
@@ -133,6 +134,13 @@ class CRM(UnitOfWork, ReferencePolicies):
         notes: Records[Note]
         audit: Audit
         events: EventFeed
+        segments: Segments
+        segment_members: Records[SegmentMember]
+        consents: Consents
+        suppressions: Records[Suppression]
+        campaigns: Records[Campaign]
+        campaign_members: Records[CampaignMember]
+        marketing: Marketing
         privacy: Privacy
 
     def records(self, aggregate: type[R] | str) -> Records[R]:

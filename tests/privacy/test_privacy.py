@@ -206,6 +206,11 @@ def plant(crm: crmkit.CRM, markers: Markers, n: int = 1) -> uuid.UUID:
         reachable = False
         for fd in spec.declared.values():
             where = f"{spec.name}.{fd.name}"
+            if fd.kind == "ref" and fd.required and fd.target and fd.target not in about:
+                # a record about no person (a segment, a campaign) that this one needs
+                held = Targets({name: (id,) for name, id in about.items()})
+                target = crm.schema.declared[fd.target]
+                about[fd.target] = crm.records(fd.target).add(example_record(target, n, targets=held)).id
             if fd.kind == "ref" and fd.target in about:
                 overrides[fd.name] = about[fd.target]  # type: ignore[index]
                 reachable = True

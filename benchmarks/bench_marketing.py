@@ -1,0 +1,235 @@
+"""Segments and consent-aware targeting against hand-written SQL in the same run.
+
+    python benchmarks/bench_marketing.py                       # 100,000 customers on SQLite
+    python benchmarks/bench_marketing.py --customers 1000000 --skip-target
+
+The customers are added with ``crm.customers.add_many``: half tagged ``vip``, countries RO,
+DE and FR, one e-mail address each. 70% granted marketing consent on e-mail, a seventh of
+those withdrew it later, and 2% of the addresses are on the block list. Then, best of
+``--runs``, the two sides take turns on:
+
+- **count**: ``crm.segments.count(segment)`` of the dynamic segment ``vip`` and ``RO``
+  against ``SELECT count(*)`` with the same condition written by hand (goal: 1.3x);
+- **target**: ``crm.marketing.target(campaign, segment=...)`` (read the segment, check
+  suppressions and the latest consent record of each customer, add the members with their
+  default status and history) against one hand-written ``INSERT ... SELECT`` that does the
+  same checks in SQL (common table expressions: the segment, its addresses, the blocked
+  ones, the latest consent record per customer by a window function; ``+s.at`` keeps
+  SQLite's planner on the address and customer indexes); each run targets a fresh campaign.
+
+``--journeys 200000`` instead stores that many simulated journeys
+(``crmkit.testing.journeys.JourneySimulator``: a customer each, its touches as interactions,
+its purchase as a transaction) and times ``crm.marketing.attribution`` reading them back
+(goal: under a minute), printing the shares next to the simulator's truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+import crmkit  # noqa: E402
+from crmkit import F  # noqa: E402
+from crmkit.customers import EmailAddress  # noqa: E402
+from crmkit.marketing import Campaign, ConsentRecord, Segment, Suppression  # noqa: E402
+
+TENANT = "bench"
+NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+WHERE_SQL = (
+    "c.tenant = :tenant AND EXISTS (SELECT 1 FROM json_each(c.tags) WHERE value = 'vip') "
+    "AND json_extract(c.attributes, '$.country.s') = 'RO'"
+)
+COUNT_SQL = f"SELECT count(*) FROM customers c WHERE {WHERE_SQL}"
+TARGET_SQL = f"""
+INSERT INTO campaign_members (tenant, id, campaign_id, customer_id, status, added_at, status_at, history,
+                              control, address, created_at, updated_at, version)
+WITH seg AS MATERIALIZED (SELECT c.id, c.emails FROM customers c WHERE {WHERE_SQL} AND json_array_length(c.emails) > 0),
+addresses AS MATERIALIZED (
+    SELECT seg.id, lower(trim(json_extract(e.value, '$.address'))) AS address FROM seg, json_each(seg.emails) e),
+blocked AS MATERIALIZED (
+    SELECT a.id FROM addresses a CROSS JOIN suppressions s
+      ON s.tenant = :tenant AND s.address = a.address AND s.channel = 'email' AND +s.at <= :now
+     AND (s.list_name IS NULL OR s.list_name = :list)
+    UNION
+    SELECT s.customer_id FROM suppressions s
+    WHERE s.tenant = :tenant AND s.customer_id IS NOT NULL AND s.channel = 'email' AND +s.at <= :now
+      AND (s.list_name IS NULL OR s.list_name = :list)),
+latest AS MATERIALIZED (
+    SELECT k.customer_id, k.granted, k.pending, k.expires_at,
+           row_number() OVER (PARTITION BY k.customer_id ORDER BY k.at DESC) AS rn
+    FROM seg CROSS JOIN consents k
+    WHERE k.customer_id = seg.id AND k.tenant = :tenant AND k.channel = 'email' AND k.purpose = 'marketing'
+      AND +k.at <= :now)
+SELECT :tenant, lower(hex(randomblob(16))), :campaign, seg.id, 'planned', :now, :now,
+       json_array(json_object('status', 'planned', 'at', :now)), 0,
+       lower(trim(json_extract(seg.emails, '$[0].address'))), :now, :now, 1
+FROM seg
+WHERE seg.id IN (SELECT l.customer_id FROM latest l
+                 WHERE l.rn = 1 AND l.granted AND NOT l.pending AND (l.expires_at IS NULL OR l.expires_at > :now))
+  AND seg.id NOT IN (SELECT id FROM blocked)
+"""
+
+
+def customers(n: int) -> Iterator[crmkit.Customer]:
+    rng = random.Random(14)
+    for i in range(n):
+        yield crmkit.Customer(
+            kind="person",
+            name=f"customer {i}",
+            tags={"vip"} if rng.random() < 0.5 else set(),
+            attributes={"country": rng.choice(("RO", "DE", "FR"))},
+            emails=[EmailAddress(f"c{i}@example.com")],
+        )
+
+
+def consents(ids: list[uuid.UUID]) -> Iterator[ConsentRecord]:
+    rng = random.Random(15)
+    for cid in ids:
+        if rng.random() < 0.7:
+            granted = NOW - dt.timedelta(days=rng.randrange(30, 400))
+            yield ConsentRecord(customer_id=cid, channel="email", purpose="marketing", granted=True, at=granted)
+            if rng.random() < 1 / 7:
+                later = granted + dt.timedelta(days=rng.randrange(1, 29))
+                yield ConsentRecord(customer_id=cid, channel="email", purpose="marketing", granted=False, at=later)
+
+
+def best_of(runs: int, fns: dict[str, Callable[[], Any]]) -> dict[str, tuple[float, Any]]:
+    """Each function's best time; the functions take turns so that machine noise hits them alike."""
+    best: dict[str, tuple[float, Any]] = {}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            began = time.perf_counter()
+            result = fn()
+            elapsed = time.perf_counter() - began
+            if name not in best or elapsed < best[name][0]:
+                best[name] = (elapsed, result)
+    return best
+
+
+def micros(moment: dt.datetime) -> int:
+    return int((moment - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)).total_seconds()) * 1_000_000
+
+
+def run(url: str, n: int, runs: int, target: bool) -> None:
+    with crmkit.connect(url, tenant=TENANT, clock=lambda: NOW) as crm:
+        began = time.perf_counter()
+        crm.customers.add_many(customers(n), batch_size=20_000)
+        ids = [c.id for c in crm.customers.stream(order_by="id", batch_size=5000)]
+        crm.consents.add_many(consents(ids), batch_size=20_000)
+        rng = random.Random(16)
+        blocked = (
+            Suppression(channel="email", address=f"c{i}@example.com", at=NOW - dt.timedelta(days=1))
+            for i in rng.sample(range(n), n // 50)
+        )
+        crm.suppressions.add_many(blocked, batch_size=20_000)
+        loaded = time.perf_counter() - began
+        segment = crm.segments.add(
+            Segment(name="RO VIPs", where=F("tags").contains("vip") & (F("attributes.country") == "RO"))
+        )
+        engine = sa.create_engine(url)
+
+        def hand_count() -> int:
+            with engine.connect() as conn:
+                return int(conn.execute(sa.text(COUNT_SQL), {"tenant": TENANT}).scalar_one())
+
+        best = best_of(runs, {"crmkit": lambda: crm.segments.count(segment.id), "hand": hand_count})
+        (mine, counted), (theirs, expected) = best["crmkit"], best["hand"]
+        assert counted == expected, (counted, expected)
+        print(
+            f"SQLite {sqlite3.sqlite_version}  {n:,} customers (loaded in {loaded:.0f} s)  segment count {counted:,}: "
+            f"crmkit {mine * 1000:.0f} ms, hand-written {theirs * 1000:.0f} ms, ratio {mine / theirs:.2f}x (goal 1.3x)"
+        )
+        if not target:
+            return
+        made = iter(range(10_000))
+
+        def mine_target() -> int:
+            camp = crm.campaigns.add(Campaign(name=f"crmkit {next(made)}", channel="email"))
+            return crm.marketing.target(camp.id, segment=segment.id, at=NOW).added
+
+        def hand_target() -> int:
+            camp = crm.campaigns.add(Campaign(name=f"hand {next(made)}", channel="email"))
+            params = {"tenant": TENANT, "campaign": camp.id.hex, "now": micros(NOW), "list": camp.opt_out_list}
+            with engine.begin() as conn:
+                return int(conn.execute(sa.text(TARGET_SQL), params).rowcount)
+
+        best = best_of(runs, {"crmkit": mine_target, "hand": hand_target})
+        (mine, added), (theirs, inserted) = best["crmkit"], best["hand"]
+        assert added == inserted, (added, inserted)
+        print(
+            f"target {added:,} members of {counted:,}: crmkit {mine:.2f} s, hand-written INSERT ... SELECT "
+            f"{theirs:.2f} s, ratio {mine / theirs:.2f}x"
+        )
+
+
+def attribution(url: str, n: int) -> None:
+    from crmkit.testing.journeys import JourneySimulator
+
+    sim = JourneySimulator(channels=("social", "email", "web"))  # registered channels, for interactions
+    with crmkit.connect(url, tenant=TENANT, clock=lambda: NOW) as crm:
+        began = time.perf_counter()
+        journeys = list(sim.journeys(n, seed=3))
+        people = [crmkit.Customer(kind="person", name=f"j{i}") for i in range(n)]
+        crm.customers.add_many(people, batch_size=20_000)
+        touches = (
+            crmkit.Interaction(p.id, channel, "outbound", at)
+            for p, j in zip(people, journeys, strict=True)
+            for channel, at in j.touches
+        )
+        crm.interactions.add_many(touches, batch_size=20_000)
+        buys = (
+            crmkit.Transaction(p.id, j.converted_at, Decimal("10"), "EUR")
+            for p, j in zip(people, journeys, strict=True)
+            if j.converted_at is not None
+        )
+        crm.transactions.add_many(buys, batch_size=20_000)
+        loaded = time.perf_counter() - began
+        since, until = dt.datetime(2025, 12, 1, tzinfo=dt.timezone.utc), dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
+        for model in ("shapley", "markov", "last_touch"):
+            began = time.perf_counter()
+            shares = crm.marketing.attribution(model, since=since, until=until)
+            took = time.perf_counter() - began
+            print(
+                f"{model:<10} {n:,} journeys from SQLite in {took:.1f} s (stored in {loaded:.0f} s): "
+                + ", ".join(f"{c} {v:.3f}" for c, v in shares.items())
+            )
+        print(
+            "truth      Shapley "
+            + ", ".join(f"{c} {v:.3f}" for c, v in sim.true_shapley().items())
+            + "; removal effects "
+            + ", ".join(f"{c} {v:.3f}" for c, v in sim.true_removal_effects().items())
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-target", action="store_true")
+    parser.add_argument("--journeys", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as folder:
+        if args.journeys:
+            attribution(f"sqlite:///{folder}/crm.db", args.journeys)
+            return 0
+        run(f"sqlite:///{folder}/crm.db", args.customers, args.runs, not args.skip_target)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
