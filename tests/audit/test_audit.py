@@ -11,6 +11,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.backends import BACKENDS, Clock, backend_url
 from tests.support.servers import unique_name
 
 import crmkit
@@ -21,25 +22,12 @@ from crmkit.sales import Opportunity
 UTC = dt.timezone.utc
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql", "mongodb"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{(tmp_path_factory.mktemp('audit') / 'crm.db').as_posix()}"
-    return str(request.getfixturevalue("postgres_url" if request.param == "postgresql" else "mongo_url"))
+    return backend_url(request, tmp_path_factory.mktemp("audit"))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def tick(self, seconds: int = 60) -> dt.datetime:
-        self.now += dt.timedelta(seconds=seconds)
-        return self.now
+START = dt.datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 
 
 def open_crm(url: str, clock: Callable[[], dt.datetime] | None = None, **options: object) -> crmkit.CRM:
@@ -48,7 +36,7 @@ def open_crm(url: str, clock: Callable[[], dt.datetime] | None = None, **options
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture
@@ -220,7 +208,7 @@ def _fields(record: Customer | None) -> object:
 def test_as_of_equals_the_record_as_it_was_for_any_sequence_of_changes(
     url: str, steps: list[tuple[tuple[str, object], int]], probes: list[int]
 ) -> None:
-    clock = Clock()
+    clock = Clock(START)
     start = clock.now
     with open_crm(url, clock) as crm:
         record: Customer | None = crm.customers.add(Customer(name="Ada", kind="person", external_id="ada"))

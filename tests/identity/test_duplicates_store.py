@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 import pytest
+from tests.support.backends import BACKENDS, backend_url
 from tests.support.servers import unique_name
 
 import crmkit
@@ -15,13 +16,9 @@ from crmkit.customers import EmailAddress, Phone, PostalAddress
 from crmkit.identity import IdentityKey
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql", "mongodb"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{(tmp_path_factory.mktemp('dups') / 'crm.db').as_posix()}"
-    return str(request.getfixturevalue("postgres_url" if request.param == "postgresql" else "mongo_url"))
+    return backend_url(request, tmp_path_factory.mktemp("dups"))
 
 
 @pytest.fixture

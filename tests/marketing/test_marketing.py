@@ -12,6 +12,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.backends import BACKENDS, Clock, backend_url
 from tests.support.servers import unique_name
 
 import crmkit
@@ -27,26 +28,14 @@ PROPERTY = settings(
 )
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql", "mongodb"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{(tmp_path_factory.mktemp('marketing') / 'crm.db').as_posix()}"
-    return str(request.getfixturevalue("postgres_url" if request.param == "postgresql" else "mongo_url"))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+    return backend_url(request, tmp_path_factory.mktemp("marketing"))
 
 
 @pytest.fixture
 def crm(url: str) -> Iterator[crmkit.CRM]:
-    with crmkit.connect(url, tenant=unique_name("mkt"), clock=Clock()) as crm:
+    with crmkit.connect(url, tenant=unique_name("mkt"), clock=Clock(NOW)) as crm:
         yield crm
 
 
@@ -282,7 +271,7 @@ def test_a_segment_has_the_members_the_query_semantics_give(
     url: str, people: list[tuple[str, str, frozenset[str], str | None, int | None]], where: crmkit.query.Expr
 ) -> None:
     """Differential: every backend's members equal the reference evaluation of the definition."""
-    with crmkit.connect(url, tenant=unique_name("seg"), clock=Clock()) as crm:
+    with crmkit.connect(url, tenant=unique_name("seg"), clock=Clock(NOW)) as crm:
         stored = []
         for kind, name, tags, country, score in people:
             attributes = {k: v for k, v in (("country", country), ("score", score)) if v is not None}
@@ -310,7 +299,7 @@ def test_no_member_is_sent_without_valid_consent_or_while_suppressed(
     """Over random consent histories, a send is refused exactly when consent is not valid or the address is blocked."""
     day = dt.timedelta(days=1)
     base = NOW - 50 * day
-    with crmkit.connect(url, tenant=unique_name("cons"), clock=Clock()) as crm:
+    with crmkit.connect(url, tenant=unique_name("cons"), clock=Clock(NOW)) as crm:
         ada = person(crm, "Ada", email="ada@example.com")
         camp = crm.campaigns.add(winter(list_name="winter"))
         valid = False

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import attrs
 import pytest
 from crmkit_subscriptions import Subscription
+from tests.support.backends import BACKENDS, backend_url
 
 import crmkit
 from crmkit import schema
@@ -52,13 +53,9 @@ class _Declares:
 PLUGINS = (ProbeLinksPlugin(), _Declares())
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql", "mongodb"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path_factory.mktemp('privacy') / 'crm.db'}"
-    return str(request.getfixturevalue("postgres_url" if request.param == "postgresql" else "mongo_url"))
+    return backend_url(request, tmp_path_factory.mktemp("privacy"))
 
 
 def connect(url: str, **options: Any) -> crmkit.CRM:

@@ -11,6 +11,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.backends import BACKENDS, Clock, backend_url
 from tests.support.servers import unique_name
 
 import crmkit
@@ -42,25 +43,12 @@ PROPERTY = settings(
 )
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql", "mongodb"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{(tmp_path_factory.mktemp('sales') / 'crm.db').as_posix()}"
-    return str(request.getfixturevalue("postgres_url" if request.param == "postgresql" else "mongo_url"))
+    return backend_url(request, tmp_path_factory.mktemp("sales"))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def tick(self, seconds: int = 60) -> dt.datetime:
-        self.now += dt.timedelta(seconds=seconds)
-        return self.now
+START = dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 def open_crm(url: str, clock: Callable[[], dt.datetime] | None = None, **options: object) -> crmkit.CRM:
@@ -385,7 +373,7 @@ EDITS = st.lists(
 def test_the_pipeline_as_of_a_moment_equals_a_snapshot_taken_then(
     url: str, edits: list[tuple[str, object]], picks: list[int]
 ) -> None:
-    clock = Clock()
+    clock = Clock(START)
     with open_crm(url, clock) as crm:
         crm.pipelines.add(new_business())
         crm.pipelines.add(renewals())
@@ -512,7 +500,7 @@ def test_tasks_due_are_found_in_the_store(crm: crmkit.CRM) -> None:
 
 
 def test_tasks_and_notes_about_a_customer_are_in_its_timeline(url: str) -> None:
-    clock = Clock()
+    clock = Clock(START)
     with open_crm(url, clock) as crm:
         ada = crm.customers.add(crmkit.Customer(kind="person", name="Ada"))
         bob = crm.customers.add(crmkit.Customer(kind="person", name="Bob"))

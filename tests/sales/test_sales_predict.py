@@ -7,6 +7,7 @@ import random
 from decimal import Decimal
 
 import pytest
+from tests.support.backends import BACKENDS, backend_url
 from tests.support.servers import unique_name
 
 import crmkit
@@ -16,13 +17,9 @@ UTC = dt.timezone.utc
 WIN_CHANCE = {"referral": 0.8, "web": 0.35, "ads": 0.1}
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql", "mongodb"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{(tmp_path_factory.mktemp('predict') / 'crm.db').as_posix()}"
-    return str(request.getfixturevalue("postgres_url" if request.param == "postgresql" else "mongo_url"))
+    return backend_url(request, tmp_path_factory.mktemp("predict"))
 
 
 def closed_deals(rng: random.Random, n: int) -> list[Opportunity]:

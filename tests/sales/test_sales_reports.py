@@ -16,6 +16,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.backends import BACKENDS, Clock, backend_url
 from tests.support.servers import unique_name
 
 import crmkit
@@ -40,21 +41,12 @@ PROPERTY = settings(
 )
 
 
-@pytest.fixture(scope="module", params=["memory", "sqlite", "postgresql", "mongodb"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{(tmp_path_factory.mktemp('reports') / 'crm.db').as_posix()}"
-    return str(request.getfixturevalue("postgres_url" if request.param == "postgresql" else "mongo_url"))
+    return backend_url(request, tmp_path_factory.mktemp("reports"))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+START = dt.datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 def open_crm(url: str, clock: Clock) -> crmkit.CRM:
@@ -95,7 +87,7 @@ def flags(pipeline: str, stage: str) -> PipelineStage:
 
 @pytest.fixture
 def crm(url: str) -> Iterator[crmkit.CRM]:
-    clock = Clock()
+    clock = Clock(START)
     with open_crm(url, clock) as crm:
         for p in PIPELINES.values():
             crm.pipelines.add(p)
@@ -103,7 +95,7 @@ def crm(url: str) -> Iterator[crmkit.CRM]:
 
 
 def test_every_stage_move_is_a_generic_state_change(url: str) -> None:
-    clock = Clock()
+    clock = Clock(START)
     with open_crm(url, clock) as crm:
         for p in PIPELINES.values():
             crm.pipelines.add(p)
@@ -273,7 +265,7 @@ def expected_times(account: Account) -> list[StageTime]:
 @PROPERTY
 @given(actions=ACTIONS)
 def test_reports_computed_in_the_store_equal_the_tests_own_account(url: str, actions: Any) -> None:
-    clock = Clock()
+    clock = Clock(START)
     with open_crm(url, clock) as crm:
         for p in PIPELINES.values():
             crm.pipelines.add(p)
