@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from crmkit.marketing import Campaign, CampaignMember, Consents, Marketing, SegmentMember, Segments, Suppression
     from crmkit.privacy import Privacy
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
-    from crmkit.service import BusinessCalendar, Case, SLAPolicy
+    from crmkit.service import BusinessCalendar, Case, SLAPolicy, Team
     from crmkit.service.service import Service
     from crmkit.session import ScoringSession
     from crmkit.value._store import CRMValue
@@ -122,6 +122,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         calendars: Records[BusinessCalendar]
         sla_policies: Records[SLAPolicy]
         cases: Records[Case]
+        teams: Records[Team]
         service: Service
         sales: Sales
         leads: Records[Lead]

@@ -13,7 +13,7 @@
     crm.service.respond(case.id, at=t + dt.timedelta(minutes=40), by="agent:7")
     crm.service.sla(case.id)
 
-The aggregates (``calendars``, ``sla_policies``, ``cases``, ``service_queues``,
+The aggregates (``calendars``, ``sla_policies``, ``cases``, ``service_queues``, ``teams``,
 ``case_assignments``, ``case_events``, ``case_escalations``, ``sla_outcomes``, ``sla_clocks``)
 are crmkit's own and stored by every backend; ``crm.service`` is the desk (see ``crmkit.service.service``).
 """
@@ -33,6 +33,7 @@ from crmkit.service.model import (
     SLAPolicy,
     SLAState,
     Target,
+    Team,
 )
 from crmkit.service.sla import SLAClock
 
@@ -41,6 +42,7 @@ AGGREGATES: tuple[type, ...] = (
     BusinessCalendar,
     SLAPolicy,
     Queue,
+    Team,
     Case,
     CaseAssignment,
     CaseEvent,
@@ -67,4 +69,5 @@ __all__ = [
     "SLAPolicy",
     "SLAState",
     "Target",
+    "Team",
 ]

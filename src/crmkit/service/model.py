@@ -1,4 +1,4 @@
-"""The aggregates of the service feature: cases, SLA policies, queues, hand-overs, case history, escalations.
+"""The aggregates of the service feature: cases, SLA policies, queues, teams, hand-overs, case history, escalations.
 
 Each is declared once with ``crmkit.schema``; every backend stores it with no code of its own.
 The SLA clocks are not stored: they are derived from a case's history (``case_events``) and
@@ -30,6 +30,7 @@ __all__ = [
     "SLAPolicy",
     "SLAState",
     "Target",
+    "Team",
 ]
 
 #: The statuses every case may take; custom ones are any other identifier. Whether a status
@@ -219,6 +220,21 @@ class Queue(schema.Record):
     def skills_of(self, member: str) -> frozenset[str]:
         """The skills listed for a member."""
         return frozenset(s.split("=", 1)[1] for s in self.skills if s.split("=", 1)[0] == member)
+
+
+@schema.aggregate("teams", label="team", unique=[("name",)])
+class Team(schema.Record):
+    """A team of staff members with its working calendar and, optionally, its lead.
+
+    ``calendar`` is the key of a stored ``BusinessCalendar``. Once a team is stored, a queue's
+    or case's ``team`` given to ``crm.service`` must name one; a queue with no members of its
+    own routes to its team's members.
+    """
+
+    name: str = schema.text(sortable=True, personal=False)
+    members: frozenset[str] = schema.text_set(default=frozenset(), personal=False)
+    calendar: str | None = schema.text(default=None, personal=False)
+    lead: str | None = schema.text(default=None, personal=False)
 
 
 @schema.aggregate("case_assignments", label="hand-over", time_field="at", indexes=[("case_id", "at")])

@@ -30,6 +30,7 @@ from crmkit.service.model import (
     SLAOutcome,
     SLAPolicy,
     SLAState,
+    Team,
 )
 from crmkit.service.sla import SLAClock, clocks, kept, running_on
 
@@ -74,11 +75,19 @@ def _load(crm: CRM, member: str) -> int:
     return crm.records(Case).count(_open(crm) & (F("owner") == member))
 
 
+def members_of(crm: CRM, queue: Queue) -> frozenset[str]:
+    """The queue's members; a queue with none of its own draws from its stored team's members."""
+    if queue.members or not queue.team:
+        return queue.members
+    found = crm.records(Team).find(F("name") == queue.team, limit=1)
+    return found.items[0].members if found.items else frozenset()
+
+
 def round_robin(crm: CRM, queue: Queue, case: Case) -> str:
     """Members in turn; the queue's cursor is kept by the store, so no member gets two more than another."""
     records = crm.records(Queue)
     for _ in range(50):
-        members = sorted(queue.members)
+        members = sorted(members_of(crm, queue))
         if not members:
             break
         pick = members[queue.cursor % len(members)]
@@ -92,7 +101,7 @@ def round_robin(crm: CRM, queue: Queue, case: Case) -> str:
 
 def least_busy(crm: CRM, queue: Queue, case: Case) -> str:
     """The member with the fewest open cases (counted in the store); ties go by name."""
-    return _least_busy(crm, sorted(queue.members), queue)
+    return _least_busy(crm, sorted(members_of(crm, queue)), queue)
 
 
 def _least_busy(crm: CRM, members: Sequence[str], queue: Queue) -> str:
@@ -103,7 +112,7 @@ def _least_busy(crm: CRM, members: Sequence[str], queue: Queue) -> str:
 
 def by_skills(crm: CRM, queue: Queue, case: Case) -> str:
     """The least busy member who has every skill the case asks for."""
-    eligible = [m for m in sorted(queue.members) if case.skills <= queue.skills_of(m)]
+    eligible = [m for m in sorted(members_of(crm, queue)) if case.skills <= queue.skills_of(m)]
     return _least_busy(crm, eligible, queue)
 
 
@@ -165,6 +174,26 @@ class Service:
         if isinstance(case_id, Case):
             case_id = case_id.id
         return self._cases.get(case_id)  # type: ignore[no-any-return]
+
+    def team(self, name: str) -> Team:
+        """The stored team of that name (``NotFound`` when there is none)."""
+        found = self._crm.records(Team).find(F("name") == name, limit=1)
+        if not found.items:
+            raise NotFound("teams", name)
+        team: Team = found.items[0]
+        return team
+
+    def team_members(self, name: str) -> frozenset[str]:
+        """The members of the stored team of that name (``NotFound`` when there is none)."""
+        return self.team(name).members
+
+    def _check_team(self, name: str | None) -> None:
+        """Once any team is stored, a team given to the desk must name one (labels are free before)."""
+        if name is None:
+            return
+        teams = self._crm.records(Team)
+        if teams.count(F("name") == name) == 0 and teams.count(ALL) > 0:
+            raise ValidationError("team", "names no stored team", name)
 
     def history(self, case_id: uuid.UUID) -> list[CaseEvent]:
         """The case's history, in order."""
@@ -381,7 +410,10 @@ class Service:
         """Store changed case fields (priority, type...); a change of the policies that apply is recorded at ``at``."""
         when = self._now(at)
         with self._crm.transaction():
-            self._track_policies(self._case(case.id), when)
+            before = self._case(case.id)
+            if case.team != before.team:
+                self._check_team(case.team)
+            self._track_policies(before, when)
             stored: Case = self._cases.update(case)
             self._track_policies(stored, when)
             self._keep(stored)
@@ -433,6 +465,7 @@ class Service:
             if not found.items:
                 raise NotFound("service_queues", queue)
             q: Queue = found.items[0]
+            self._check_team(q.team)
             strategy = self.strategies.get(q.strategy)
             if strategy is None:
                 raise ValidationError(
