@@ -338,8 +338,9 @@ def _from_row(spec: AggregateSpec) -> Callable[[Mapping[str, Any]], Any]:
 
     Column values come back in the exact form the field converters produce (UTC datetimes,
     Decimals, dates, UUIDs, bools, ints, str); the rest is converted here the way the
-    converters would: enum members, frozensets, read-only attribute maps, Ref pairs and value
-    objects (those through their constructors).
+    converters would: enum members, frozensets, read-only attribute maps, Ref pairs, texts
+    through their field's ``check`` (which may make a value of its own type, such as a
+    ``Channel``) and value objects (those through their constructors).
     """
     namespace: dict[str, Any] = {
         "_new": object.__new__,
@@ -371,6 +372,11 @@ def _from_row(spec: AggregateSpec) -> Callable[[Mapping[str, Any]], Any]:
             value = f"many{i}(json_value({value}))"
         elif fd.kind == "attributes":
             value = f"attributes_of({value})"
+        elif fd.kind == "text" and fd.check is not None:
+            # a check may turn the text into a value of its own type (check=Channel): the
+            # column holds the text, so the record gets what the check makes of it again
+            namespace[f"check{i}"] = fd.check
+            value = f"(None if {value} is None else check{i}({value}))" if fd.nullable else f"check{i}({value})"
         lines.append(f"    _set(new, {fd.name!r}, {value})")
     missing = {a.name for a in attrs.fields(spec.cls)} - assigned
     if missing:
