@@ -137,7 +137,8 @@ def test_document_shape(crm, raw_db):
     )
     doc = raw_db["crmkit_probes"].find_one({"id": p.id}, {"_id": 0})
     assert list(doc)[:3] == ["tenant", "id", "owner_id"] and doc["tenant"] == crm.tenant
-    assert list(doc)[-4:] == ["attributes", "created_at", "updated_at", "version"]
+    assert list(doc)[-6:] == ["attributes", "created_at", "updated_at", "version", "_folded", "_words"]
+    assert set(doc["_folded"]) == set(doc["_words"]) == {"code"}  # the searchable fields given a value
     assert doc["owner_id"] == ada.id and doc["about"] == {"aggregate": "customers", "id": ada.id}
     assert doc["amount"] == Decimal128("-0.50") and doc["happened_at"] == Int64(-1)
     assert doc["day"] == dt.datetime(2020, 2, 29)  # a BSON date at UTC midnight
@@ -476,6 +477,11 @@ def test_the_indexes_match_the_declarations(crm):
         "ref_guard_id": ((t, ("guard_id", 1), ("happened_at", 1), ("id", 1)), False, {}),
         "ref_about": ((t, ("about.aggregate", 1), ("about.id", 1), ("happened_at", 1), ("id", 1)), False, {}),
         "tenant_time": ((t, ("happened_at", 1), ("id", 1)), False, {}),
+        # schema.text(search=True): the folded value for prefixes, its words for matches
+        "search_code": ((t, ("_folded.code", 1)), False, {}),
+        "search_note": ((t, ("_folded.note", 1)), False, {}),
+        "words_code": ((t, ("_words.code", 1)), False, {}),
+        "words_note": ((t, ("_words.note", 1)), False, {}),
     }
     subscriptions = {
         **base,

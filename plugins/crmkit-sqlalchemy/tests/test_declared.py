@@ -743,7 +743,8 @@ def _expected_columns(spec: Any) -> list[str]:
     names = ["tenant", "id"]
     for fd in spec.declared.values():
         names += [f"{fd.name}_aggregate", f"{fd.name}_id"] if fd.kind == "ref_any" else [fd.name]
-    return [*names, "created_at", "updated_at", "version", "external_id"]
+    folded = [f"{fd.name}_folded" for fd in spec.declared.values() if fd.kind == "text" and fd.search]
+    return [*names, *folded, "created_at", "updated_at", "version", "external_id"]
 
 
 def test_derived_tables_match_their_declarations(empty_url: str) -> None:
@@ -775,6 +776,9 @@ def test_derived_tables_match_their_declarations(empty_url: str) -> None:
                     assert ("tenant", *(c for n in key for c in columns_of(spec, n))) in indexes, (spec.name, key)
                 if spec.time_field is not None:
                     assert ("tenant", spec.time_field, "id") in indexes
+                for fd in spec.declared.values():  # schema.text(search=True): the folded form, indexed
+                    if fd.kind == "text" and fd.search:
+                        assert ("tenant", f"{fd.name}_folded", "id") in indexes, (spec.name, fd.name)
                 for ref in spec.references:  # every reference can be followed back with an index
                     parts = {f"{ref.field}_id", f"{ref.field}_aggregate"} if ref.any else {ref.field}
                     assert any(ix[:1] == ("tenant",) and set(ix[1 : 1 + len(parts)]) == parts for ix in indexes), (
