@@ -78,6 +78,8 @@ def money_text(amount: Decimal) -> str:
         places = len(fraction)
         if places <= 6:
             micros = int(whole + fraction) * _TENS[6 - places]
+            if micros >= 10**21:  # past the money range: only a query's bound, above (or below) all stored
+                return "M" if negative else "Q"
             letter = "P"
             if negative and micros:
                 micros = 10**21 - 1 - micros
