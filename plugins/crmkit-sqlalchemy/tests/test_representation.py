@@ -250,3 +250,11 @@ def test_records_read_back_are_what_the_validating_constructors_build(crm: CRM, 
                 assert list(mine.items()) == list(theirs.items()), (name, field.name)
             if isinstance(mine, dt.datetime):
                 assert mine.tzinfo is theirs.tzinfo, (name, field.name)
+
+
+@given(moneys, st.decimals(min_value=10**15, max_value=10**30, places=6, allow_nan=False, allow_infinity=False))
+@settings(max_examples=200)
+def test_a_query_bound_past_the_money_range_sorts_past_every_stored_amount(a: Decimal, bound: Decimal) -> None:
+    assert money_key(a) < money_key(bound) == money_key(bound.scaleb(3))
+    assert money_key(-bound) < money_key(a)
+    assert money_key(Decimal("1000000000000000.000000")) == "Q"

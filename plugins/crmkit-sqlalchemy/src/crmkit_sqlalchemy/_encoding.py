@@ -59,8 +59,13 @@ MONEY_KEY_WIDTH = 23
 
 
 def money_key(amount: Decimal) -> str:
-    """The fixed-width sortable key of an amount (|amount| < 10**15, at most 6 places)."""
+    """The fixed-width sortable key of an amount (|amount| < 10**15, at most 6 places).
+
+    A query's bound past that range keys as ``Q`` (above every stored amount) or ``M`` (below).
+    """
     micros = int(amount.scaleb(6))
+    if abs(micros) >= 10**21:
+        return "M" if micros < 0 else "Q"
     letter = "P"
     if micros < 0:
         micros += 10**21 - 1  # complement: larger magnitude sorts first
