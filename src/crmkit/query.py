@@ -38,9 +38,9 @@ import datetime as dt
 import enum
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Literal, Union
+from typing import Any, Literal, Protocol, Union, overload
 
 import attrs
 
@@ -59,6 +59,7 @@ __all__ = [
     "Expr",
     "F",
     "In",
+    "InSelect",
     "Not",
     "Matches",
     "Or",
@@ -70,6 +71,8 @@ __all__ = [
     "attribute_rank",
     "keyset_after",
     "parse_order",
+    "resolve_selects",
+    "Select",
 ]
 
 CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
@@ -120,6 +123,30 @@ class In(Expr):
 
     field: str
     values: tuple[Any, ...]
+
+
+@attrs.frozen
+class Select:
+    """A sub-query: the ``field`` values of the ``entity`` records (an aggregate's name) that match ``where``.
+
+    ``F("id").in_(Select("transactions", "customer_id", F("kind") == "purchase"))`` is a semi-join:
+    the customers who bought. Stores run it inside the query that uses it.
+    """
+
+    entity: str
+    field: str
+    where: Any = None
+
+
+@attrs.frozen
+class InSelect(Expr):
+    """``field`` equals the ``select.field`` of some record the sub-query matches (a semi-join).
+
+    Once bound, ``select.where`` is the bound condition on ``select.entity``.
+    """
+
+    field: str
+    select: Select
 
 
 @attrs.frozen
@@ -201,8 +228,16 @@ class F:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def in_(self, values: Iterable[Any]) -> In:
-        """The field equals one of the values."""
+    @overload
+    def in_(self, values: Select) -> InSelect: ...
+
+    @overload
+    def in_(self, values: Iterable[Any]) -> In: ...
+
+    def in_(self, values: Iterable[Any] | Select) -> In | InSelect:
+        """The field equals one of the values, or one of the values a sub-query (``Select``) gives."""
+        if isinstance(values, Select):
+            return InSelect(self.name, values)
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
             raise ValidationError(self.name, "in_() takes a collection of values", values)
         return In(self.name, tuple(values))
@@ -315,8 +350,20 @@ def _value(entity: EntitySpec, spec: FieldSpec, value: Any, *, for_contains: boo
     raise ValidationError(name, f"compares with {spec.kind} values", value)
 
 
-def bind(where: Where, entity: EntitySpec) -> Expr:
-    """Check a condition against an entity's fields and normalise its values; raises ValidationError."""
+class Aggregates(Protocol):
+    """What binding a sub-query needs: the specs of a connection's aggregates by name (``crm.schema``)."""
+
+    def __contains__(self, name: object) -> bool: ...
+
+    def __getitem__(self, name: str) -> EntitySpec: ...
+
+
+def bind(where: Where, entity: EntitySpec, schema: Aggregates | None = None) -> Expr:
+    """Check a condition against an entity's fields and normalise its values; raises ValidationError.
+
+    ``schema`` (a connection's ``crm.schema``) is what sub-queries (``F(...).in_(Select(...))``) are
+    bound against; without it a condition holding one is refused.
+    """
     if where is None:
         return ALL
     if isinstance(where, Mapping):
@@ -324,10 +371,58 @@ def bind(where: Where, entity: EntitySpec) -> Expr:
         where = And(items) if items else ALL
     if not isinstance(where, Expr):
         raise ValidationError("where", "must be a condition built with crmkit.query.F, a mapping or None", where)
-    return _bind(where, entity)
+    return _bind(where, entity, schema)
 
 
-def _bind(expr: Expr, entity: EntitySpec) -> Expr:
+def _bind_select(expr: InSelect, entity: EntitySpec, schema: Aggregates | None) -> Expr:
+    select = expr.select
+    if not isinstance(select, Select):
+        raise ValidationError(expr.field, "in_() takes values or a Select", select)
+    if expr.field.startswith("attributes."):
+        raise ValidationError(expr.field, "a sub-query compares a field, not a custom attribute", select)
+    spec = _field_spec(entity, expr.field)
+    if schema is None:
+        raise ValidationError(expr.field, "a sub-query is bound by a connection (crm.<aggregate> methods)", select)
+    if not isinstance(select.entity, str) or select.entity not in schema:
+        raise ValidationError(expr.field, "the sub-query names no aggregate of this connection", select.entity)
+    inner = schema[select.entity]
+    if not isinstance(select.field, str) or select.field.startswith("attributes."):
+        raise ValidationError(expr.field, "the sub-query selects a field, not a custom attribute", select.field)
+    of = _field_spec(inner, select.field)
+    if spec.kind == "text_set" or of.kind != spec.kind:
+        raise ValidationError(
+            expr.field, f"is {spec.kind}; the sub-query selects {inner.name}.{of.name}, {of.kind}", select.field
+        )
+    return InSelect(expr.field, Select(inner.name, of.name, bind(select.where, inner, schema)))
+
+
+def has_select(expr: Expr) -> bool:
+    """Whether a condition holds a sub-query."""
+    if isinstance(expr, InSelect):
+        return True
+    if isinstance(expr, (And, Or)):
+        return any(has_select(i) for i in expr.items)
+    if isinstance(expr, Not):
+        return has_select(expr.item)
+    return False
+
+
+def resolve_selects(expr: Expr, values: Callable[[str, str, Expr], Iterable[Any]]) -> Expr:
+    """A bound condition with each sub-query replaced by ``in_`` its values, for stores that run sub-queries
+    first: ``values(entity, field, where)`` gives the distinct present values (its ``where`` is resolved already)."""
+    if isinstance(expr, InSelect):
+        inner = resolve_selects(expr.select.where, values)
+        return In(expr.field, tuple(values(expr.select.entity, expr.select.field, inner)))
+    if isinstance(expr, (And, Or)):
+        return type(expr)(tuple(resolve_selects(i, values) for i in expr.items))
+    if isinstance(expr, Not):
+        return Not(resolve_selects(expr.item, values))
+    return expr
+
+
+def _bind(expr: Expr, entity: EntitySpec, schema: Aggregates | None = None) -> Expr:
+    if isinstance(expr, InSelect):
+        return _bind_select(expr, entity, schema)
     if isinstance(expr, All):
         return expr
     if isinstance(expr, Compare):
@@ -368,10 +463,10 @@ def _bind(expr: Expr, entity: EntitySpec) -> Expr:
     if isinstance(expr, (And, Or)):
         if not isinstance(expr.items, tuple) or not expr.items:
             raise ValidationError("where", f"{type(expr).__name__} needs at least one condition", expr.items)
-        items = tuple(_bind(_expr(i), entity) for i in expr.items)
+        items = tuple(_bind(_expr(i), entity, schema) for i in expr.items)
         return type(expr)(items)
     if isinstance(expr, Not):
-        return Not(_bind(_expr(expr.item), entity))
+        return Not(_bind(_expr(expr.item), entity, schema))
     raise ValidationError("where", "is not a crmkit condition", expr)
 
 
@@ -478,6 +573,8 @@ def evaluate(expr: Expr, entity: EntitySpec, record: Any) -> bool:
         return any(evaluate(i, entity, record) for i in expr.items)
     if isinstance(expr, Not):
         return not evaluate(expr.item, entity, record)
+    if isinstance(expr, InSelect):
+        raise ValidationError(expr.field, "a sub-query is evaluated by a store (resolve_selects first)", expr.select)
     raise ValidationError("where", "is not a crmkit condition", expr)
 
 

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from crmkit._errors import ValidationError
-from crmkit.query import ALL, All, And, Compare, Contains, Expr, In, Not, Or
+from crmkit.query import ALL, All, And, Compare, Contains, Expr, In, InSelect, Not, Or, Select
 
 __all__ = ["condition_text", "parse_condition"]
 
@@ -69,6 +69,10 @@ def _tree(expr: Any) -> Any:
         return {"field": expr.field, "in": [_value(v) for v in expr.values]}
     if isinstance(expr, Contains):
         return {"field": expr.field, "contains": _value(expr.value)}
+    if isinstance(expr, InSelect) and isinstance(expr.select, Select):
+        select = expr.select
+        where = None if select.where is None else _tree(select.where)
+        return {"field": expr.field, "in_select": {"entity": select.entity, "field": select.field, "where": where}}
     if isinstance(expr, And):
         return {"and": [_tree(i) for i in expr.items]}
     if isinstance(expr, Or):
@@ -92,6 +96,15 @@ def _expr(tree: Any) -> Expr:
         if isinstance(field, str):
             if "in" in tree:
                 return In(field, tuple(_read_value(v) for v in tree["in"]))
+            select = tree.get("in_select")
+            if (
+                isinstance(select, dict)
+                and isinstance(select.get("entity"), str)
+                and isinstance(select.get("field"), str)
+            ):
+                where = select.get("where")
+                inner = None if where is None else _expr(where)
+                return InSelect(field, Select(select["entity"], select["field"], inner))
             if "contains" in tree:
                 return Contains(field, _read_value(tree["contains"]))
             if "op" in tree:

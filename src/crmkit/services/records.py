@@ -32,12 +32,15 @@ from crmkit.query import (
     ALL,
     And,
     Cursor,
+    Expr,
     In,
     Where,
     bind,
     check_cursor,
+    has_select,
     keyset_after,
     parse_order,
+    resolve_selects,
 )
 from crmkit.store import Repository, iter_batches, scan
 
@@ -183,9 +186,25 @@ class _ReadRecords(Generic[R]):
             raise NotFound(self.spec.label, id)
         return record
 
+    def _bound(self, where: Where) -> Expr:
+        """A condition bound to this aggregate; sub-queries are run first by a store that cannot join them."""
+        condition = bind(where, self.spec, self._crm.schema)
+        if has_select(condition) and not self._crm.store.capabilities.semi_join:
+            condition = resolve_selects(condition, self._select_values)
+        return condition
+
+    def _select_values(self, entity: str, field: str, where: Expr) -> list[Any]:
+        """The distinct present values of a sub-query: a group-by in the store."""
+        spec = self._crm.schema[entity]
+        query = parse_aggregate(
+            spec, group_by=field, count=True, sum=None, min=None, max=None, mean=None, count_distinct=None
+        )
+        rows = self._crm.store.repository(spec).aggregate(self._crm.tenant, where, query)
+        return [row[0] for row in rows if row[0] is not None]
+
     def count(self, where: Where = None) -> int:
         """How many records match, counted in the store."""
-        return self._repo.count(self._crm.tenant, bind(where, self.spec))
+        return self._repo.count(self._crm.tenant, self._bound(where))
 
     def find(
         self,
@@ -201,7 +220,7 @@ class _ReadRecords(Generic[R]):
         once. ``page.next`` is the cursor of the following page (None: no more); pass it as
         ``after``. ``scan`` reads every match.
         """
-        condition = bind(where, self.spec)
+        condition = self._bound(where)
         order = parse_order(order_by, self.spec)
         if limit is None:
             limit = PAGE_SIZE
@@ -247,7 +266,7 @@ class _ReadRecords(Generic[R]):
             mean=mean,
             count_distinct=count_distinct,
         )
-        condition = bind(where, self.spec)
+        condition = self._bound(where)
         return finish(query, self._repo.aggregate(self._crm.tenant, condition, query))
 
     def scan(self, where: Where = None, *, order_by: str | Sequence[str] | None = None) -> Iterator[R]:
@@ -259,7 +278,7 @@ class _ReadRecords(Generic[R]):
     ) -> Iterator[R]:
         """Every matching record, fetched page by page (bounded memory, any number of records)."""
         count_of("batch_size", batch_size)
-        return scan(self._repo, self._crm.tenant, bind(where, self.spec), parse_order(order_by, self.spec), batch_size)
+        return scan(self._repo, self._crm.tenant, self._bound(where), parse_order(order_by, self.spec), batch_size)
 
 
 class _Records(_ReadRecords[R]):

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.entities import EntitySpec
-from crmkit.query import All, And, Compare, Contains, Expr, In, Matches, Not, Or, Order, StartsWith
+from crmkit.query import All, And, Compare, Contains, Expr, In, InSelect, Matches, Not, Or, Order, StartsWith
 from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
 from crmkit_sqlalchemy._schema import shadow_column
@@ -39,10 +39,14 @@ _LONG_IN = 64
 class Compiler:
     """Builds WHERE and ORDER BY clauses for one table on one dialect."""
 
-    def __init__(self, table: sa.Table, spec: EntitySpec, dialect: str) -> None:
+    def __init__(
+        self, table: sa.Table, spec: EntitySpec, dialect: str, lookup: Callable[[str], Compiler] | None = None
+    ) -> None:
         self.table = table
         self.spec = spec
         self.pg = dialect == "postgresql"
+        #: The compiler of another aggregate's table, by name: what sub-queries select from.
+        self.lookup = lookup
         # a ref_any field ``about`` is queried as ``about.aggregate`` and ``about.id``: two columns
         self._paths = {name: table.c[name.replace(".", "_")] for name in spec.fields if "." in name}
 
@@ -52,7 +56,7 @@ class Compiler:
         condition = self.table.c.tenant == tenant
         if isinstance(expr, All):
             return condition
-        return sa.and_(condition, self.expr(expr))
+        return sa.and_(condition, self.expr(expr, tenant))
 
     def order_by(self, order: Order) -> list[ColumnElement[Any]]:
         """ORDER BY terms for a crmkit Order (binary text order, exact money order, a missing value first).
@@ -87,18 +91,21 @@ class Compiler:
         return self.table.c[name] if path is None else path
 
     # ------------------------------------------------------------------ expressions
-    def expr(self, expr: Expr) -> ColumnElement[bool]:
+    def expr(self, expr: Expr, tenant: str | None = None) -> ColumnElement[bool]:
+        """A condition (``tenant``: whose records its sub-queries read)."""
         if isinstance(expr, All):
             return sa.true()
         if isinstance(expr, And):
-            return sa.and_(*(self.expr(i) for i in expr.items))
+            return sa.and_(*(self.expr(i, tenant) for i in expr.items))
         if isinstance(expr, Or):
             keyset = self._keyset(expr)
             if keyset is not None:
                 return keyset
-            return sa.or_(*(self.expr(i) for i in expr.items))
+            return sa.or_(*(self.expr(i, tenant) for i in expr.items))
         if isinstance(expr, Not):
-            return sa.not_(self.expr(expr.item))
+            return sa.not_(self.expr(expr.item, tenant))
+        if isinstance(expr, InSelect):
+            return self._in_select(expr, tenant)
         if isinstance(expr, Compare):
             if expr.field.startswith("attributes."):
                 return self._attribute_compare(expr.field[len("attributes.") :], expr.op, expr.value)
@@ -181,6 +188,21 @@ class Compiler:
             sa.func.json_each(sa.bindparam(None, json.dumps(stored), type_=sa.Text())).table_valued("value")
         )
         return self._guard(name, column.in_(each))
+
+    def _in_select(self, expr: InSelect, tenant: str | None) -> ColumnElement[bool]:
+        """``column IN (SELECT other.column FROM other WHERE tenant AND ... AND other.column IS NOT NULL)``:
+        never NULL (neither side is), so NOT means what it says; the sub-select reads its own table even
+        when it is the outer one (uncorrelated)."""
+        if tenant is None or self.lookup is None:
+            raise TypeError(f"a sub-query needs its tenant and the other tables: {expr!r}")
+        inner = self.lookup(expr.select.entity)
+        of = expr.select.field
+        values = (
+            sa.select(inner.sortable(of))
+            .where(inner.where(tenant, expr.select.where), inner.column(of).is_not(None))
+            .correlate(None)
+        )
+        return self._guard(expr.field, self.sortable(expr.field).in_(values))
 
     def _contains(self, name: str, value: str) -> ColumnElement[bool]:
         if "\x00" in value and self.pg:
