@@ -37,6 +37,7 @@ import base64
 import datetime as dt
 import enum
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -136,6 +137,9 @@ class Select:
     entity: str
     field: str
     where: Any = None
+    #: Keep only the values whose group of records passes ``(measure, op, value)``, a measure as
+    #: ``crm.<aggregate>.aggregate`` names it: ``("sum(amount)", ">", Decimal("1000"))``, ``("count", ">=", 2)``.
+    having: tuple[str, str, Any] | None = None
 
 
 @attrs.frozen
@@ -393,7 +397,36 @@ def _bind_select(expr: InSelect, entity: EntitySpec, schema: Aggregates | None) 
         raise ValidationError(
             expr.field, f"is {spec.kind}; the sub-query selects {inner.name}.{of.name}, {of.kind}", select.field
         )
-    return InSelect(expr.field, Select(inner.name, of.name, bind(select.where, inner, schema)))
+    having = None if select.having is None else _bind_having(expr.field, inner, select.having)
+    return InSelect(expr.field, Select(inner.name, of.name, bind(select.where, inner, schema), having))
+
+
+_MEASURE = re.compile(r"^(sum|min|max|count)\((.+)\)$")
+
+
+def _bind_having(name: str, inner: EntitySpec, having: Any) -> tuple[str, str, Any]:
+    """``(measure, op, value)`` checked against the sub-query's aggregate: a measure of a field of the right
+    kind, an operator, and a value of the measure's kind."""
+    if not (isinstance(having, tuple) and len(having) == 3 and isinstance(having[0], str)):
+        raise ValidationError(name, "having is (measure, operator, value), e.g. ('sum(amount)', '>', 100)", having)
+    measure, op, value = having
+    if op not in _OPS:
+        raise ValidationError(name, f"having: unknown operator (use one of {' '.join(_OPS)})", op)
+    if value is None or isinstance(value, bool):
+        raise ValidationError(name, "having compares with a value", value)
+    if measure == "count":
+        if not isinstance(value, int):
+            raise ValidationError(name, "having: a count compares with a whole number", value)
+        return (measure, op, value)
+    found = _MEASURE.match(measure)
+    if found is None:
+        raise ValidationError(name, "having: the measure is count, sum(field), min(field) or max(field)", measure)
+    function, field = found.groups()
+    spec = _field_spec(inner, field)
+    allowed = ("int", "decimal") if function == "sum" else ("int", "decimal", "text", "date", "datetime")
+    if field.startswith("attributes.") or spec.kind not in allowed:
+        raise ValidationError(name, f"having: {function}() does not apply to {inner.name}.{field}", measure)
+    return (measure, op, _value(inner, spec, value))
 
 
 def has_select(expr: Expr) -> bool:
@@ -407,17 +440,31 @@ def has_select(expr: Expr) -> bool:
     return False
 
 
-def resolve_selects(expr: Expr, values: Callable[[str, str, Expr], Iterable[Any]]) -> Expr:
+def resolve_selects(expr: Expr, values: Callable[[Select], Iterable[Any]], *, grouped_only: bool = False) -> Expr:
     """A bound condition with each sub-query replaced by ``in_`` its values, for stores that run sub-queries
-    first: ``values(entity, field, where)`` gives the distinct present values (its ``where`` is resolved already)."""
+    first (``grouped_only``: only those with ``having``): ``values(select)`` gives the distinct present values
+    (its ``where`` is resolved already)."""
     if isinstance(expr, InSelect):
-        inner = resolve_selects(expr.select.where, values)
-        return In(expr.field, tuple(values(expr.select.entity, expr.select.field, inner)))
+        select = attrs.evolve(expr.select, where=resolve_selects(expr.select.where, values, grouped_only=grouped_only))
+        if grouped_only and select.having is None:
+            return InSelect(expr.field, select)
+        return In(expr.field, tuple(values(select)))
     if isinstance(expr, (And, Or)):
-        return type(expr)(tuple(resolve_selects(i, values) for i in expr.items))
+        return type(expr)(tuple(resolve_selects(i, values, grouped_only=grouped_only) for i in expr.items))
     if isinstance(expr, Not):
-        return Not(resolve_selects(expr.item, values))
+        return Not(resolve_selects(expr.item, values, grouped_only=grouped_only))
     return expr
+
+
+def has_having(expr: Expr) -> bool:
+    """Whether a condition holds a sub-query with ``having``."""
+    if isinstance(expr, InSelect):
+        return expr.select.having is not None or has_having(expr.select.where)
+    if isinstance(expr, (And, Or)):
+        return any(has_having(i) for i in expr.items)
+    if isinstance(expr, Not):
+        return has_having(expr.item)
+    return False
 
 
 def _bind(expr: Expr, entity: EntitySpec, schema: Aggregates | None = None) -> Expr:

@@ -142,3 +142,49 @@ def test_a_sub_query_is_kept_as_condition_text() -> None:
     assert parse_condition(condition_text(where)) == where
     bare = F("id").in_(Select("crmkit_probe_links", "probe_id"))
     assert parse_condition(condition_text(bare)) == bare
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_a_grouped_sub_query_keeps_the_values_whose_group_passes_having(url: str, seed: int) -> None:
+    rng = random.Random(seed)
+    with crmkit.connect(url, tenant=unique_name("having"), clock=Clock(NOW), plugins=[ProbeLinksPlugin()]) as crm:
+        owners = [crm.customers.add(crmkit.Customer(kind="person", name=f"o{i}")) for i in range(6)]
+        probes = crm.records(Probe)
+        made = [
+            probes.add(
+                Probe(
+                    owner_id=rng.choice(owners).id,
+                    code=rng.choice("ab"),
+                    number=i,
+                    amount=Decimal(rng.choice(["-1.5", "2", "2.50", "4"])),
+                    currency="EUR",
+                    happened_at=NOW,
+                )
+            )
+            for i in range(14)
+        ]
+
+        def owners_where(keep: Callable[[list[Probe]], bool], code: str | None = None) -> set[uuid.UUID]:
+            groups: dict[uuid.UUID, list[Probe]] = {}
+            for p in made:
+                if code is None or p.code == code:
+                    groups.setdefault(p.owner_id, []).append(p)
+            return {o for o, ps in groups.items() if keep(ps)}
+
+        cases = [
+            (("count", ">=", 3), None, lambda ps: len(ps) >= 3),
+            (("sum(amount)", ">", Decimal("4.5")), None, lambda ps: sum(p.amount for p in ps) > Decimal("4.5")),
+            (("sum(amount)", "<=", Decimal("2")), "a", lambda ps: sum(p.amount for p in ps) <= 2),
+            (("max(number)", "<", 7), "b", lambda ps: max(p.number for p in ps) < 7),
+        ]
+        for having, code, keep in cases:
+            inner = None if code is None else F("code") == code
+            where = F("id").in_(Select("crmkit_probes", "owner_id", inner, having))  # type: ignore[arg-type]
+            expected = owners_where(keep, code)
+            assert {c.id for c in crm.customers.stream(where)} == expected, having
+            assert crm.customers.count(~where) == len(owners) - len(expected)
+            assert parse_condition(condition_text(where)) == where
+        with pytest.raises(ValidationError):
+            crm.customers.count(F("id").in_(Select("crmkit_probes", "owner_id", None, ("sum(code)", ">", 1))))
+        with pytest.raises(ValidationError):
+            crm.customers.count(F("id").in_(Select("crmkit_probes", "owner_id", None, ("count", "~", 1))))

@@ -72,7 +72,11 @@ def _tree(expr: Any) -> Any:
     if isinstance(expr, InSelect) and isinstance(expr.select, Select):
         select = expr.select
         where = None if select.where is None else _tree(select.where)
-        return {"field": expr.field, "in_select": {"entity": select.entity, "field": select.field, "where": where}}
+        tree: dict[str, Any] = {"entity": select.entity, "field": select.field, "where": where}
+        if select.having is not None:
+            measure, op, bound = select.having
+            tree["having"] = [measure, op, _value(bound)]
+        return {"field": expr.field, "in_select": tree}
     if isinstance(expr, And):
         return {"and": [_tree(i) for i in expr.items]}
     if isinstance(expr, Or):
@@ -104,7 +108,11 @@ def _expr(tree: Any) -> Expr:
             ):
                 where = select.get("where")
                 inner = None if where is None else _expr(where)
-                return InSelect(field, Select(select["entity"], select["field"], inner))
+                having = select.get("having")
+                grouped = None
+                if isinstance(having, list) and len(having) == 3:
+                    grouped = (having[0], having[1], _read_value(having[2]))
+                return InSelect(field, Select(select["entity"], select["field"], inner, grouped))
             if "contains" in tree:
                 return Contains(field, _read_value(tree["contains"]))
             if "op" in tree:

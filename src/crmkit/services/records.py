@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import itertools
+import operator
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,9 +35,11 @@ from crmkit.query import (
     Cursor,
     Expr,
     In,
+    Select,
     Where,
     bind,
     check_cursor,
+    has_having,
     has_select,
     keyset_after,
     parse_order,
@@ -168,6 +171,16 @@ def _stamper(cls: type) -> Callable[[Any, dt.datetime], Any]:
     return namespace["stamp"]  # type: ignore[no-any-return]
 
 
+_HAVING: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
 class _ReadRecords(Generic[R]):
     """Reads shared by every repository of a CRM: get, find, count, stream."""
 
@@ -191,16 +204,27 @@ class _ReadRecords(Generic[R]):
         condition = bind(where, self.spec, self._crm.schema)
         if has_select(condition) and not self._crm.store.capabilities.semi_join:
             condition = resolve_selects(condition, self._select_values)
+        elif has_having(condition):  # a grouped sub-query is run first on every store
+            condition = resolve_selects(condition, self._select_values, grouped_only=True)
         return condition
 
-    def _select_values(self, entity: str, field: str, where: Expr) -> list[Any]:
-        """The distinct present values of a sub-query: a group-by in the store."""
-        spec = self._crm.schema[entity]
-        query = parse_aggregate(
-            spec, group_by=field, count=True, sum=None, min=None, max=None, mean=None, count_distinct=None
-        )
-        rows = self._crm.store.repository(spec).aggregate(self._crm.tenant, where, query)
-        return [row[0] for row in rows if row[0] is not None]
+    def _select_values(self, select: Select) -> list[Any]:
+        """The distinct present values of a sub-query (whose group passes ``having``): a group-by in the store."""
+        spec = self._crm.schema[select.entity]
+        measure, op, bound = select.having or ("count", ">=", 1)
+        function, _, field = measure.rstrip(")").partition("(")
+        measures: dict[str, str | None] = {"sum": None, "min": None, "max": None}
+        if field:
+            measures[function] = field
+        query = parse_aggregate(spec, group_by=select.field, count=True, mean=None, count_distinct=None, **measures)
+        rows = finish(query, self._crm.store.repository(spec).aggregate(self._crm.tenant, select.where, query))
+        test = _HAVING[op]
+        found = []
+        for row in rows:
+            value, key = row[measure], row[select.field]
+            if key is not None and value is not None and test(value, bound):
+                found.append(key)
+        return found
 
     def count(self, where: Where = None) -> int:
         """How many records match, counted in the store."""

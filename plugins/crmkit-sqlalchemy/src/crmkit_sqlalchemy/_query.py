@@ -193,8 +193,8 @@ class Compiler:
         """``column IN (SELECT other.column FROM other WHERE tenant AND ... AND other.column IS NOT NULL)``:
         never NULL (neither side is), so NOT means what it says; the sub-select reads its own table even
         when it is the outer one (uncorrelated)."""
-        if tenant is None or self.lookup is None:
-            raise TypeError(f"a sub-query needs its tenant and the other tables: {expr!r}")
+        if tenant is None or self.lookup is None or expr.select.having is not None:
+            raise TypeError(f"a sub-query needs its tenant and the other tables (and no having): {expr!r}")
         inner = self.lookup(expr.select.entity)
         of = expr.select.field
         values = (
