@@ -4,6 +4,7 @@ consent histories, suppressions and opt-outs, member statuses, results, uplift a
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -18,7 +19,7 @@ from tests.support.servers import unique_name
 import crmkit
 from crmkit import Channel, ConflictError, F, ValidationError
 from crmkit.customers import EmailAddress
-from crmkit.marketing import Campaign, CampaignMember, MemberStatus, Segment
+from crmkit.marketing import Campaign, CampaignMember, ConsentRecord, MemberStatus, Segment
 from crmkit.query import evaluate
 
 UTC = dt.timezone.utc
@@ -234,6 +235,79 @@ def test_segments_combine_and_follow_changes(crm: crmkit.CRM) -> None:
         crm.segments.add_members(vip.id, [ada.id])  # a dynamic segment's members follow its query
     crm.customers.delete(ada.id)
     assert crm.segments.count(vip.id) == 1
+
+
+def test_static_and_snapshot_segments_combine_with_dynamic_ones_in_the_store(crm: crmkit.CRM) -> None:
+    ada = person(crm, "Ada", tags={"vip"})
+    bob = person(crm, "Bob", tags={"vip"})
+    cy = person(crm, "Cy")
+    vip = crm.segments.add(Segment(name="vip", where=F("tags").contains("vip")))
+    fair = crm.segments.add(Segment(name="fair", kind="static"))
+    crm.segments.add_members(fair.id, [bob.id, cy.id])
+    frozen = crm.segments.snapshot(vip.id, name="vip then")  # Ada and Bob
+    both = crm.segments.combine("intersection", [vip.id, fair.id], name="VIPs met at the fair")
+    either = crm.segments.combine("union", [fair.id, frozen.id], name="fair or VIPs then")
+    vip_not_fair = crm.segments.combine("difference", [vip.id, fair.id], name="VIPs not at the fair")
+    assert both.kind == "dynamic" and list(crm.segments.members(both.id)) == [bob.id]
+    assert crm.segments.count(either.id) == 3
+    assert list(crm.segments.members(vip_not_fair.id)) == [ada.id]
+    crm.segments.remove_members(fair.id, [bob.id])  # the combination follows its static part
+    assert crm.segments.count(both.id) == 0
+    assert list(crm.segments.members(vip_not_fair.id)) == sorted([ada.id, bob.id])
+    assert list(crm.segments.members(either.id)) == sorted([ada.id, bob.id, cy.id])  # the snapshot stays frozen
+    # a combination of combinations is still one condition
+    nested = crm.segments.combine("difference", [either.id, vip_not_fair.id], name="nested")
+    assert list(crm.segments.members(nested.id)) == [cy.id]
+
+
+def test_a_customer_is_a_member_of_a_campaign_once(crm: crmkit.CRM) -> None:
+    people = [person(crm, f"P{i}", email=f"p{i}@example.com") for i in range(6)]
+    for p in people:
+        crm.consents.record(p.id, channel="email", purpose="marketing", granted=True, at=NOW - dt.timedelta(days=1))
+    everyone = crm.segments.add(Segment(name="everyone", kind="static"))
+    crm.segments.add_members(everyone.id, [p.id for p in people])
+    camp = crm.campaigns.add(winter())
+    assert crm.marketing.target(camp.id, segment=everyone.id, at=NOW).added == 6
+    again = crm.marketing.target(camp.id, segment=everyone.id, at=NOW)
+    assert (again.added, again.already) == (0, 6)
+    member = crm.marketing.member(camp.id, people[0].id)
+    twin = CampaignMember(campaign_id=camp.id, customer_id=people[0].id, status="planned", added_at=NOW, status_at=NOW)
+    with pytest.raises(ConflictError):
+        crm.campaign_members.add(twin)
+    assert crm.campaign_members.count(F("campaign_id") == camp.id) == 6
+    assert crm.marketing.member(camp.id, people[0].id) == member
+
+
+def test_concurrent_targets_of_one_campaign_never_make_a_customer_a_member_twice(url: str) -> None:
+    tenant = unique_name("race")
+    with crmkit.connect(url, tenant=tenant, clock=Clock(NOW)) as crm:
+        people = [person(crm, f"P{i}", email=f"p{i}@example.com") for i in range(40)]
+        crm.consents.add_many(
+            ConsentRecord(
+                customer_id=p.id, channel="email", purpose="marketing", granted=True, at=NOW - dt.timedelta(days=1)
+            )
+            for p in people
+        )
+        everyone = crm.segments.add(Segment(name="everyone", where=F("kind") == "person"))
+        camp = crm.campaigns.add(winter())
+        results: list[int] = []
+        errors: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                results.append(crm.marketing.target(camp.id, segment=everyone.id, at=NOW).added)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=target) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        members = list(crm.marketing.members(camp.id))
+        assert sorted(m.customer_id for m in members) == sorted(p.id for p in people)
+        assert sum(results) == 40
 
 
 _tags = st.frozensets(st.sampled_from(["vip", "new", "b2b"]), max_size=3)

@@ -239,7 +239,8 @@ class StatusChange:
 @schema.aggregate(
     "campaign_members",
     time_field="added_at",
-    indexes=[("campaign_id", "customer_id"), ("customer_id", "added_at"), ("campaign_id", "status")],
+    unique=[("campaign_id", "customer_id")],
+    indexes=[("customer_id", "added_at"), ("campaign_id", "status")],
 )
 class CampaignMember(schema.Record):
     """A customer's membership of a campaign: the current status, its history and the first response."""

@@ -10,7 +10,7 @@ from crmkit._errors import ValidationError
 from crmkit._validation import text_of
 from crmkit.customers import Customer
 from crmkit.marketing._model import Segment, SegmentMember
-from crmkit.query import And, Expr, F, Not, Or, Where, bind
+from crmkit.query import And, Expr, F, Not, Or, Select, Where, bind
 from crmkit.schema._condition import condition_text
 from crmkit.services.records import Records, _uuids
 from crmkit.store import iter_batches
@@ -45,9 +45,18 @@ class Segments(Records[Segment]):
         if where is None:
             return None
         try:
-            return bind(where, self._crm.customers.spec)
+            return bind(where, self._crm.customers.spec, self._crm.schema)
         except ValidationError as exc:
             raise ValidationError("where", f"does not apply to customers: {exc}", segment.where) from None
+
+    def where(self, segment_id: uuid.UUID | Segment) -> Expr:
+        """The segment as a condition on customers, for any query: a dynamic one's saved query, a static or
+        snapshot one's members as a sub-query (``F("id").in_(Select("segment_members", ...))``)."""
+        segment = self._segment(segment_id)
+        condition = segment.condition if segment.kind == "dynamic" else None
+        if condition is not None:
+            return condition
+        return F("id").in_(Select("segment_members", "customer_id", F("segment_id") == segment.id))
 
     def _segment(self, segment_id: uuid.UUID | Segment) -> Segment:
         if isinstance(segment_id, Segment):
@@ -154,16 +163,14 @@ class Segments(Records[Segment]):
         *,
         name: str,
     ) -> Segment:
-        """A new dynamic segment whose query is the union (``|``), intersection (``&``) or
-        difference (first ``& ~`` the others) of dynamic segments' queries: still one query."""
+        """A new dynamic segment whose query is the union (``|``), intersection (``&``) or difference (first
+        ``& ~`` the others) of segments of any kind: still one query, counted and listed in the store. A static
+        or snapshot segment takes part through its members (a sub-query on ``segment_members``), so the
+        combination follows later changes of every part."""
         segments = [self._segment(i) for i in segment_ids]
         if not segments:
             raise ValidationError("segment_ids", "name at least one segment", segments)
-        conditions: list[Expr] = []
-        for segment in segments:
-            if segment.kind != "dynamic" or segment.condition is None:
-                raise ValidationError("segment_ids", "only dynamic segments combine into a query", segment.id)
-            conditions.append(segment.condition)
+        conditions = [self.where(segment) for segment in segments]
         where: Expr
         if how == "union":
             where = Or(tuple(conditions)) if len(conditions) > 1 else conditions[0]

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 import attrs
 
 from crmkit._errors import ConflictError, NotFound, ValidationError
+from crmkit._retry import retrying
 from crmkit._validation import utc
 from crmkit.customers import Customer
-from crmkit.marketing._consents import Consents, _points, addresses_for
+from crmkit.marketing._consents import FLAG_PURPOSE, NEEDS_NO_CONSENT, Consents, _flag, _points, addresses_for, decide
 from crmkit.marketing._model import Campaign, CampaignMember, StatusChange, Suppression
 from crmkit.marketing._segments import Segments
-from crmkit.query import Expr, F
+from crmkit.query import Expr, F, Select
 from crmkit.store import iter_batches
 
 if TYPE_CHECKING:
@@ -119,6 +120,85 @@ def exclusions(
     return out
 
 
+class _BlockList:
+    """The suppressions that apply to a campaign at a moment, read once: global ones by customer and by
+    address, and the opt-outs of the campaign's list (as many as there are, not one per customer)."""
+
+    def __init__(self) -> None:
+        self.customers: dict[uuid.UUID, str] = {}
+        self.addresses: dict[str, str] = {}
+
+    @classmethod
+    def read(cls, crm: CRM, campaign: Campaign, at: dt.datetime) -> _BlockList:
+        found = cls()
+        applies = (F("list_name") == None) | (F("list_name") == campaign.opt_out_list)  # noqa: E711
+        where = (F("channel") == str(campaign.channel)) & (F("at") <= at) & applies
+        for s in crm.records(Suppression).stream(where, batch_size=5000):
+            reason = "suppressed" if s.list_name is None else "opted_out"
+            if s.customer_id is not None and found.customers.get(s.customer_id) != "suppressed":
+                found.customers[s.customer_id] = reason
+            if s.address is not None and found.addresses.get(s.address) != "suppressed":
+                found.addresses[s.address] = reason
+        return found
+
+    def reason(self, customer_id: uuid.UUID, addresses: Sequence[str]) -> str | None:
+        """``suppressed`` (from any source) before ``opted_out``; None: neither."""
+        reasons = {self.customers.get(customer_id), *(self.addresses.get(a) for a in addresses)}
+        return "suppressed" if "suppressed" in reasons else "opted_out" if "opted_out" in reasons else None
+
+
+class _LatestConsent:
+    """The latest consent record at a moment of every customer of a set, for one channel and purpose,
+    from one group-by in the store (the records are not read): what ``Consents.allowed_among`` decides."""
+
+    def __init__(self, channel: str, purpose: str, needs: bool) -> None:
+        self.channel, self.purpose, self.needs = channel, purpose, needs
+        #: customer -> whether its latest record at or before the moment allows contact
+        self.latest: dict[uuid.UUID, bool] = {}
+        #: customers whose only records come after the moment
+        self.later: set[uuid.UUID] = set()
+
+    @classmethod
+    def read(cls, crm: CRM, customers: Expr, *, channel: str, purpose: str, at: dt.datetime) -> _LatestConsent:
+        consents: Consents = crm.consents
+        found = cls(channel, purpose, consents.needs_consent(channel))
+        mine = F("customer_id").in_(Select("customers", "id", customers))
+        about = mine & (F("channel") == channel) & (F("purpose") == purpose)
+        best: dict[uuid.UUID, tuple[dt.datetime, bool]] = {}
+        tied: set[uuid.UUID] = set()
+        rows = consents.aggregate(
+            about & (F("at") <= at), group_by=("customer_id", "granted", "pending", "expires_at"), max="at"
+        )
+        for row in rows:
+            cid, last = row["customer_id"], row["max(at)"]
+            expires = row["expires_at"]
+            ok = bool(row["granted"]) and not row["pending"] and (expires is None or at < expires)
+            seen = best.get(cid)
+            if seen is None or last > seen[0]:
+                best[cid] = (last, ok)
+                tied.discard(cid)
+            elif last == seen[0] and ok != seen[1]:
+                tied.add(cid)  # two records at the same moment disagree: the later written decides
+        found.latest = {cid: ok for cid, (_, ok) in best.items()}
+        for ids in iter_batches(iter(sorted(tied)), _BATCH):
+            for cid in ids:
+                rec = consents.latest(cid, channel=channel, purpose=purpose, at=at)
+                found.latest[cid] = rec is not None and decide(rec, at, purpose=purpose, needs_consent=True)
+        later = consents.aggregate(about & (F("at") > at), group_by="customer_id", count=True)
+        found.later = {row["customer_id"] for row in later} - found.latest.keys()
+        return found
+
+    def allowed(self, customer: Customer, at: dt.datetime) -> bool:
+        latest = self.latest.get(customer.id)
+        if latest is not None:
+            return latest
+        if not self.needs or self.purpose in NEEDS_NO_CONSENT:
+            return True
+        if self.purpose != FLAG_PURPOSE or customer.id in self.later:
+            return False
+        return _flag(customer, self.channel, at)
+
+
 class Marketing:
     """``crm.marketing``: targeting a campaign, member statuses, results, uplift and attribution."""
 
@@ -179,55 +259,85 @@ class Marketing:
     ) -> Audience:
         """Add the segment's customers who may be contacted at ``at`` to the campaign, with its default status.
 
-        The segment is read page by page from the store; suppressions, opt-outs and consent are
-        checked per 1,000 customers with a few queries each. ``control`` holds out that fraction
-        of the eligible customers at random as a control group (members never contacted) for
-        ``uplift``. One transaction: all members or none.
+        The sets are worked out in the store: the segment as one condition on customers, those
+        already members and those suppressed by id left out by sub-queries (semi-joins), the
+        latest consent record of each remaining customer by a group-by; only the customers who
+        remain are read, once, to check their addresses against the block list (read once) and
+        to take the address they will be contacted at. ``control`` holds out that fraction of
+        the eligible customers at random as a control group (members never contacted) for
+        ``uplift``. One transaction: all members or none; a customer is a member of a campaign
+        at most once (the store keeps (campaign, customer) unique), so a concurrent ``target``
+        of the same campaign that collides is run again and finds the members already there.
         """
         campaign = self._campaign(campaign_id)
         when = self._crm.now() if at is None else utc(at, "at")
         if not (isinstance(control, (int, float)) and not isinstance(control, bool) and 0 <= control < 1):
             raise ValidationError("control", "is a fraction from 0 up to (not including) 1", control)
-        rng = random.Random(seed)
-        default = campaign.default_status.name
-        members = self._crm.records(CampaignMember)
         segments: Segments = self._crm.segments
-        excluded: Counter[str] = Counter()
-        added = already = held = 0
-        with self._crm.transaction():
-            for batch in iter_batches(segments.customers(segment), _BATCH):
-                present = {
-                    m.customer_id
-                    for m in members.stream(
-                        (F("campaign_id") == campaign.id) & F("customer_id").in_([c.id for c in batch])
+        where = segments.where(segment)
+
+        def run() -> Audience:
+            try:
+                with self._crm.transaction():
+                    return self._target(campaign, where, when, control, random.Random(seed))
+            except ConflictError as exc:
+                if exc.transient or exc.entity != "campaign member":
+                    raise
+                # a concurrent target added one of these customers first: run again, it is a member now
+                raise ConflictError(str(exc), entity=exc.entity, key=exc.key, transient=True) from exc
+
+        if self._crm._in_transaction():
+            return run()
+        return retrying(run)
+
+    def _target(
+        self, campaign: Campaign, segment: Expr, when: dt.datetime, control: float, rng: random.Random
+    ) -> Audience:
+        channel, purpose = str(campaign.channel), campaign.purpose
+        customers = self._crm.customers
+        members = self._crm.records(CampaignMember)
+        member = F("id").in_(Select("campaign_members", "customer_id", F("campaign_id") == campaign.id))
+        blocked = Select(
+            "suppressions",
+            "customer_id",
+            (F("channel") == channel) & (F("at") <= when) & (F("list_name") == None),  # noqa: E711
+        )
+        already = customers.count(segment & member)
+        fresh = segment & ~member
+        excluded: Counter[str] = Counter({"suppressed": customers.count(fresh & F("id").in_(blocked))})
+        rest = fresh & ~F("id").in_(blocked)
+        block_list = _BlockList.read(self._crm, campaign, when)
+        consent = _LatestConsent.read(self._crm, rest, channel=channel, purpose=purpose, at=when)
+        default = campaign.default_status.name
+        added = held = 0
+        for batch in iter_batches(customers.stream(rest, order_by="id", batch_size=_BATCH), _BATCH):
+            new: list[CampaignMember] = []
+            for c in batch:
+                addresses = addresses_for(c, channel)
+                reason = block_list.reason(c.id, addresses)
+                if reason is None and not consent.allowed(c, when):
+                    reason = "no_consent"
+                if reason is None and _points(c, channel)[0] != "" and not _points(c, channel)[1]:
+                    reason = "no_address"
+                if reason is not None:
+                    excluded[reason] += 1
+                    continue
+                is_control = control > 0 and rng.random() < control
+                held += is_control
+                new.append(
+                    CampaignMember(
+                        campaign_id=campaign.id,
+                        customer_id=c.id,
+                        status=default,
+                        added_at=when,
+                        status_at=when,
+                        history=(StatusChange(default, when),),
+                        control=is_control,
+                        address=addresses[0] if addresses else None,
                     )
-                }
-                fresh = [c for c in batch if c.id not in present]
-                already += len(batch) - len(fresh)
-                reasons = exclusions(self._crm, campaign, fresh, when)
-                new: list[CampaignMember] = []
-                for c in fresh:
-                    reason = reasons[c.id]
-                    if reason is not None:
-                        excluded[reason] += 1
-                        continue
-                    is_control = control > 0 and rng.random() < control
-                    held += is_control
-                    addresses = addresses_for(c, campaign.channel)
-                    new.append(
-                        CampaignMember(
-                            campaign_id=campaign.id,
-                            customer_id=c.id,
-                            status=default,
-                            added_at=when,
-                            status_at=when,
-                            history=(StatusChange(default, when),),
-                            control=is_control,
-                            address=addresses[0] if addresses else None,
-                        )
-                    )
-                if new:
-                    added += members.add_many(new).added
+                )
+            if new:
+                added += members.add_many(new).added
         return Audience(added, {r: excluded[r] for r in REASONS}, already, held)
 
     # ----------------------------------------------------------------- members
