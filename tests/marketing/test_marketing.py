@@ -19,7 +19,7 @@ from tests.support.servers import unique_name
 import crmkit
 from crmkit import Channel, ConflictError, F, ValidationError
 from crmkit.customers import EmailAddress
-from crmkit.marketing import Campaign, CampaignMember, ConsentRecord, MemberStatus, Segment
+from crmkit.marketing import Campaign, CampaignMember, ConsentRecord, MemberStatus, Segment, facts
 from crmkit.query import evaluate
 
 UTC = dt.timezone.utc
@@ -355,6 +355,84 @@ def test_a_segment_has_the_members_the_query_semantics_give(
         segment = crm.segments.add(Segment(name="s", where=where))
         bound = crmkit.query.bind(where, crm.customers.spec)
         expected = sorted(c.id for c in stored if evaluate(bound, crm.customers.spec, c))
+        assert list(crm.segments.members(segment.id)) == expected
+        assert crm.segments.count(segment.id) == len(expected)
+
+
+_fact = st.one_of(
+    st.integers(1, 40).map(lambda d: facts.bought(since=NOW - dt.timedelta(days=d))),
+    st.integers(1, 3).map(lambda n: facts.purchases(at_least=n)),
+    st.sampled_from(["0", "20.25", "30.25", "50"]).map(lambda x: facts.spent(more_than=Decimal(x), currency="EUR")),
+    st.integers(1, 40).map(lambda d: facts.had_case(since=NOW - dt.timedelta(days=d))),
+    st.sampled_from(["lead", "customer"]).map(facts.in_stage),
+)
+_where_with_facts = st.recursive(
+    st.one_of(_leaf, _fact),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda p: p[0] & p[1]),
+        st.tuples(inner, inner).map(lambda p: p[0] | p[1]),
+        inner.map(lambda e: ~e),
+    ),
+    max_leaves=4,
+)
+_buys = st.lists(
+    st.tuples(st.integers(0, 45), st.sampled_from(["10", "20.25", "40"]), st.sampled_from(["EUR", "USD"])), max_size=3
+)
+_cases = st.lists(st.integers(0, 45), max_size=2)
+
+
+@settings(PROPERTY, max_examples=25)
+@given(
+    people=st.lists(st.tuples(_tags, _country, st.sampled_from(["lead", "customer"]), _buys, _cases), max_size=8),
+    where=_where_with_facts,
+)
+def test_a_segment_with_facts_has_the_members_the_stored_records_give(
+    url: str,
+    people: list[tuple[frozenset[str], str | None, str, list[tuple[int, str, str]], list[int]]],
+    where: crmkit.query.Expr,
+) -> None:
+    """Differential: named sub-queries (bought, purchases, spent, had a case, stage) give every backend the
+    members that the definition gives over the stored records, worked out in Python."""
+    from crmkit.query import Select, resolve_selects
+    from crmkit.service import Case
+
+    with crmkit.connect(url, tenant=unique_name("fact"), clock=Clock(NOW)) as crm:
+        stored = []
+        for i, (tags, country, stage, buys, cases) in enumerate(people):
+            attributes = {"country": country} if country else {}
+            c = crm.customers.add(
+                crmkit.Customer(kind="person", name=f"P{i}", tags=tags, attributes=attributes, stage=stage)  # type: ignore[arg-type]
+            )
+            stored.append(c)
+            for days, amount, currency in buys:
+                crm.transactions.add(crmkit.Transaction(c.id, NOW - dt.timedelta(days=days), Decimal(amount), currency))
+            for days in cases:
+                crm.cases.add(Case(customer_id=c.id, subject="help", opened_at=NOW - dt.timedelta(days=days)))
+        segment = crm.segments.add(Segment(name="s", where=where))
+        records = {
+            "transactions": list(crm.transactions.stream()),
+            "cases": list(crm.cases.stream()),
+        }
+
+        def values(select: Select) -> list[object]:
+            spec = crm.schema[select.entity]
+            groups: dict[object, list[object]] = {}
+            for r in records[select.entity]:
+                if evaluate(select.where, spec, r):
+                    groups.setdefault(getattr(r, select.field), []).append(r)
+            if select.having is None:
+                return list(groups)
+            measure, op, bound = select.having
+            assert op in (">", ">=")
+
+            def passes(rs: list[object]) -> bool:
+                value = len(rs) if measure == "count" else sum(r.amount for r in rs)  # type: ignore[attr-defined]
+                return bool(value > bound if op == ">" else value >= bound)
+
+            return [k for k, rs in groups.items() if passes(rs)]
+
+        bound = resolve_selects(crmkit.query.bind(where, crm.customers.spec, crm.schema), values)
+        expected = sorted(c.id for c in crm.customers.stream() if evaluate(bound, crm.customers.spec, c))
         assert list(crm.segments.members(segment.id)) == expected
         assert crm.segments.count(segment.id) == len(expected)
 

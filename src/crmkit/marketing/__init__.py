@@ -13,9 +13,11 @@ aggregate is declared once; no backend code.
 
 ``crm.segments`` and ``crm.consents`` are the records of their aggregates with the methods
 above; ``crm.campaigns``, ``crm.campaign_members``, ``crm.segment_members`` and
-``crm.suppressions`` are plain records; ``crm.marketing`` holds the operations that span them.
+``crm.suppressions`` are plain records; ``crm.marketing`` holds the operations that span them;
+``crmkit.marketing.facts`` builds segment conditions about other records (bought, spent, had a case).
 """
 
+from crmkit.marketing import facts
 from crmkit.marketing._consents import Consents
 from crmkit.marketing._model import (
     AGGREGATES,
@@ -58,4 +60,5 @@ __all__ = [
     "Suppression",
     "Uplift",
     "attribute",
+    "facts",
 ]
