@@ -33,6 +33,7 @@ from crmkit.testing.conformance._fuzz import KNOWN_CORE_GAPS, FuzzContract
 from crmkit.testing.conformance._graph import RelationshipGraphContract
 from crmkit.testing.conformance._harness import ContractBase
 from crmkit.testing.conformance._identity import IdentityContract
+from crmkit.testing.conformance._marketing import MarketingContract
 from crmkit.testing.conformance._query import OrderingContract, PaginationContract, QueryContract
 from crmkit.testing.conformance._records import (
     DeleteCascadeContract,
@@ -64,6 +65,7 @@ __all__ = [
     "TestFuzz",
     "TestIdentity",
     "TestLifecycle",
+    "TestMarketing",
     "TestOrdering",
     "TestPagination",
     "TestPurchaseSummaries",
@@ -98,6 +100,7 @@ __all__ += [
     "FuzzContract",
     "IdentityContract",
     "LifecycleContract",
+    "MarketingContract",
     "OrderingContract",
     "PaginationContract",
     "PurchaseSummaryContract",
@@ -148,6 +151,7 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     SetQueryContract,
     IdentityContract,
     SearchContract,
+    MarketingContract,
 )
 
 
@@ -261,3 +265,7 @@ class TestIdentity(IdentityContract):
 
 class TestSearch(SearchContract):
     """Text search as people type it: matches and startswith, folded."""
+
+
+class TestMarketing(MarketingContract):
+    """Consent-aware targeting and sending; segments (dynamic, static, snapshot, combined, facts)."""
