@@ -226,7 +226,9 @@ def example_value(fd: FieldDef, n: int, *, targets: Targets | None = None) -> An
             if fd.nullable:
                 return None
             raise ValueError(f"{fd.name} refers to {fd.target}: pass targets=add_targets(crm, ...)")
-        return ids[n % len(ids)]
+        # (n + n // len) rather than n: two references of one record (a key of both) go through
+        # every pair of targets as n grows, not the same len(ids) pairs over and over
+        return ids[(n + n // len(ids)) % len(ids)]
     if kind == "ref_any":
         refs = targets.refs if targets is not None else ()
         if not refs:

@@ -128,6 +128,10 @@ class AggregateKit:
     def __init__(self, crm: CRM, spec: AggregateSpec, *, count: int = 3) -> None:
         self.crm = crm
         self.spec = spec
+        if any(all(spec.declared[f].kind == "ref" for f in key) for key in spec.unique if len(key) > 1):
+            # a key of references alone (a campaign and a customer) has only as many values as
+            # pairs of targets: enough of them for the records a contract makes
+            count = max(count, 8)
         self.targets: Targets = add_targets(crm, spec, count=count)
         self.service: Records[Any] = crm.records(spec.name)
         # an aggregate derived from others (identity_keys from customers) starts empty all the same

@@ -447,10 +447,16 @@ class AggregateReferencesContract(AggregateContractBase):
 
     @staticmethod
     def _pointing_away(kit: AggregateKit, spec: AggregateSpec, field: str) -> dict[str, Any]:
-        """Every other reference field set to a target no test deletes (the last one), or None."""
+        """Every other reference field set to a target no test deletes (the last one), or None; one that makes
+        a unique key with ``field`` (a campaign and a customer) and points at another aggregate is left to
+        vary, so that several records can refer to one target."""
         out: dict[str, Any] = {}
+        paired = {f for key in spec.unique if field in key for f in key}
+        target = spec.declared[field].target if field in spec.declared else None
         for ref in spec.references:
             if ref.field == field:
+                continue
+            if ref.field in paired and ref.target is not None and ref.target != target:
                 continue
             if ref.nullable:
                 out[ref.field] = None
