@@ -34,6 +34,13 @@ from crmkit.testing.conformance._harness import (
 __all__ = ["LifecycleContract", "PurchaseSummaryContract", "TimelineContract"]
 
 
+def _bare_customers() -> st.SearchStrategy[Any]:
+    """Customers with no contact points or attributes: the histories' purchases are what is tested."""
+    return cs.customers(
+        emails=st.just(()), phones=st.just(()), addresses=st.just(()), handles=st.just(()), attributes=st.just({})
+    )
+
+
 class TimelineContract(ContractBase):
     """A customer's interactions, transactions and stage changes in one list ordered by instant, then id."""
 
@@ -142,13 +149,7 @@ class PurchaseSummaryContract(ContractBase):
             max_interactions=0,
             max_relationships=0,
             max_transactions=12,
-            customers=cs.customers(
-                emails=st.just(()),
-                phones=st.just(()),
-                addresses=st.just(()),
-                handles=st.just(()),
-                attributes=st.just({}),
-            ),
+            customers=_bare_customers(),
             occurred_at=recent,
             currency=st.sampled_from(("EUR", "RON", "IRR")),
         )
@@ -275,13 +276,7 @@ class LifecycleContract(ContractBase):
             max_relationships=0,
             max_interactions=3,
             max_transactions=8,
-            customers=cs.customers(
-                emails=st.just(()),
-                phones=st.just(()),
-                addresses=st.just(()),
-                handles=st.just(()),
-                attributes=st.just({}),
-            ),
+            customers=_bare_customers(),
             occurred_at=recent,
         )
 
