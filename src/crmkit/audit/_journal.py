@@ -223,16 +223,18 @@ class Journal:
             "cause": event.cause or "api",
         }
         if before is None:
-            values = _encoded(after, encoded)["f"]
+            # a creation keeps no values: the record itself (or its deletion's snapshot) is
+            # where they are, and the update entries' old values lead back to them
+            yield _entry(id=new_id(), record_version=after.version, **common)
+        elif after is None:
+            values = _encoded(before, encoded)["f"]
             snapshot = {name: values[name] for name in fields}  # None too: as_of replays it
             yield _entry(
                 id=new_id(),
-                record_version=after.version,
-                new=split(json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))),
+                record_version=before.version + 1,
+                old=split(json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))),
                 **common,
             )
-        elif after is None:
-            yield _entry(id=new_id(), record_version=before.version + 1, **common)
         else:
             for name in fields:
                 old, new = getattr(before, name), getattr(after, name)
