@@ -467,9 +467,7 @@ class _Records(_ReadRecords[R]):
             inserted = write() if write is not None else self._repo.insert_new(self._crm.tenant, prepared)
             self._after_insert(inserted)
             if self._crm._wants_events(self.spec.name):
-                created = event_for(self.spec.name, "created", self.spec.label)
-                for record in inserted:
-                    self._crm._emit(created, None, record)
+                self._crm._emit_created(event_for(self.spec.name, "created", self.spec.label), inserted)
         return inserted
 
     def upsert_many(

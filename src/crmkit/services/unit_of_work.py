@@ -184,3 +184,9 @@ class UnitOfWork:
     def _emit(self, kind: type[Event], before: Any, after: Any) -> None:
         if self._events_wanted or kind.entity in self._watched:
             self._local.events.append(kind(self.tenant, self.now(), before, after, self.actor, self.cause))
+
+    def _emit_created(self, kind: type[Event], records: list[Any]) -> None:
+        """``_emit`` of the creation of each record of a bulk write: one clock read, actor and cause for all."""
+        if records and (self._events_wanted or kind.entity in self._watched):
+            tenant, now, actor, cause = self.tenant, self.now(), self.actor, self.cause
+            self._local.events.extend([kind(tenant, now, None, record, actor, cause) for record in records])
