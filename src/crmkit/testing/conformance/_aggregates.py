@@ -161,7 +161,8 @@ class AggregateRecordsContract(AggregateContractBase):
             assert repo.replace_many(crm.tenant, [next_of(new[0]), next_of(c)], [2, 1]) == {c.id}
             raise _Boom  # as upsert_many does: a stale record fails the whole write
         assert_exact(moved, kit.service.get(c.id), "a moved record is never overwritten")
-        assert_exact(new[0], kit.service.get(a.id), "rolled back")
+        if crm.store.capabilities.transactions:  # the caller's transaction undid the rest
+            assert_exact(new[0], kit.service.get(a.id), "rolled back")
         assert repo.replace_many(crm.tenant, [], []) == set()
 
     def test_upsert_many_updates_changed_records_in_bulk(self, kit: AggregateKit, clock: Clock) -> None:
