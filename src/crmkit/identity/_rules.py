@@ -216,7 +216,6 @@ def _matches(
     """Per written customer that a rule catches: its id, the highest probability and the customers it matches."""
     fields = customer_fields(rule.attributes)
     matcher = Matcher(fields, threshold=rule.min_probability, parameters=prior_parameters(fields))
-    ids: list[uuid.UUID] = []
     index: dict[uuid.UUID, int] = {}
     pairs: set[tuple[int, int]] = set()
     for cid, others in candidates.items():
@@ -225,7 +224,7 @@ def _matches(
                 continue
             a, b = (index.setdefault(x, len(index)) for x in (cid, other))
             pairs.add((min(a, b), max(a, b)))
-    ids = list(index)
+    ids: list[uuid.UUID] = list(index)
     rows = [crm.identity._row(everyone[i], rule.attributes) for i in ids]
     found: dict[uuid.UUID, dict[uuid.UUID, float]] = {}
     for m in matcher.deduplicate(rows, pairs=pairs):
