@@ -21,7 +21,6 @@ import datetime as dt
 import random
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import sqlalchemy as sa  # noqa: E402
+from _timing import best_of, show, stopwatch  # noqa: E402
 
 import crmkit  # noqa: E402
 from crmkit.sales import ForecastCategory, Opportunity  # noqa: E402
@@ -79,34 +79,23 @@ def deals(n: int) -> Iterator[Opportunity]:
         )
 
 
-def best_of(runs: int, fns: dict[str, Callable[[], Any]]) -> dict[str, tuple[float, Any]]:
-    """Each function's best time; the functions take turns so that machine noise hits them alike."""
-    best: dict[str, tuple[float, Any]] = {}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            began = time.perf_counter()
-            result = fn()
-            elapsed = time.perf_counter() - began
-            if name not in best or elapsed < best[name][0]:
-                best[name] = (elapsed, result)
-    return best
-
-
 def run(label: str, url: str, n: int, runs: int) -> None:
     with crmkit.connect(url, tenant=TENANT) as crm:
-        began = time.perf_counter()
-        # a MongoDB transaction must fit in the server's cache: the test server's is small
-        crm.opportunities.add_many(deals(n), batch_size=5_000 if url.startswith("mongodb") else 20_000)
-        loaded = time.perf_counter() - began
+        with stopwatch() as loaded:
+            # a MongoDB transaction must fit in the server's cache: the test server's is small
+            crm.opportunities.add_many(deals(n), batch_size=5_000 if url.startswith("mongodb") else 20_000)
         hand = mongo_hand(url) if url.startswith("mongodb") else sql_hand(url)
 
         best = best_of(runs, {"crmkit": lambda: crm.sales.forecast(by="month", currency="EUR"), "hand": hand})
         (mine, rows), (theirs, raw) = best["crmkit"], best["hand"]
         assert len(rows) == len(raw), (len(rows), len(raw))
         assert sum(r.count for r in rows) == sum(r["n"] if isinstance(r, dict) else r[2] for r in raw)
-        print(
-            f"{label:<18} {n:,} deals (added in {loaded:.0f} s)   forecast {mine * 1000:>7.0f} ms   "
-            f"hand-written {theirs * 1000:>7.0f} ms   ratio {mine / theirs:.2f}x   ({len(rows)} rows; goal <= 1.3x)"
+        show(
+            f"{label:<18} {n:,} deals (added in {loaded.wall:.0f} s)",
+            f"forecast {mine * 1000:>7.0f} ms",
+            f"hand-written {theirs * 1000:>7.0f} ms",
+            f"ratio {mine / theirs:.2f}x",
+            f"({len(rows)} rows; goal <= 1.3x)",
         )
 
 

@@ -31,17 +31,16 @@ import random
 import sqlite3
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+from _timing import best_of, show, stopwatch, timed  # noqa: E402
 
 import crmkit  # noqa: E402
 from crmkit import F  # noqa: E402
@@ -108,36 +107,22 @@ def consents(ids: list[uuid.UUID]) -> Iterator[ConsentRecord]:
                 yield ConsentRecord(customer_id=cid, channel="email", purpose="marketing", granted=False, at=later)
 
 
-def best_of(runs: int, fns: dict[str, Callable[[], Any]]) -> dict[str, tuple[float, Any]]:
-    """Each function's best time; the functions take turns so that machine noise hits them alike."""
-    best: dict[str, tuple[float, Any]] = {}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            began = time.perf_counter()
-            result = fn()
-            elapsed = time.perf_counter() - began
-            if name not in best or elapsed < best[name][0]:
-                best[name] = (elapsed, result)
-    return best
-
-
 def micros(moment: dt.datetime) -> int:
     return int((moment - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)).total_seconds()) * 1_000_000
 
 
 def run(url: str, n: int, runs: int, target: bool) -> None:
     with crmkit.connect(url, tenant=TENANT, clock=lambda: NOW) as crm:
-        began = time.perf_counter()
-        crm.customers.add_many(customers(n), batch_size=20_000)
-        ids = [c.id for c in crm.customers.stream(order_by="id", batch_size=5000)]
-        crm.consents.add_many(consents(ids), batch_size=20_000)
-        rng = random.Random(16)
-        blocked = (
-            Suppression(channel="email", address=f"c{i}@example.com", at=NOW - dt.timedelta(days=1))
-            for i in rng.sample(range(n), n // 50)
-        )
-        crm.suppressions.add_many(blocked, batch_size=20_000)
-        loaded = time.perf_counter() - began
+        with stopwatch() as loaded:
+            crm.customers.add_many(customers(n), batch_size=20_000)
+            ids = [c.id for c in crm.customers.stream(order_by="id", batch_size=5000)]
+            crm.consents.add_many(consents(ids), batch_size=20_000)
+            rng = random.Random(16)
+            blocked = (
+                Suppression(channel="email", address=f"c{i}@example.com", at=NOW - dt.timedelta(days=1))
+                for i in rng.sample(range(n), n // 50)
+            )
+            crm.suppressions.add_many(blocked, batch_size=20_000)
         segment = crm.segments.add(
             Segment(name="RO VIPs", where=F("tags").contains("vip") & (F("attributes.country") == "RO"))
         )
@@ -150,9 +135,10 @@ def run(url: str, n: int, runs: int, target: bool) -> None:
         best = best_of(runs, {"crmkit": lambda: crm.segments.count(segment.id), "hand": hand_count})
         (mine, counted), (theirs, expected) = best["crmkit"], best["hand"]
         assert counted == expected, (counted, expected)
-        print(
-            f"SQLite {sqlite3.sqlite_version}  {n:,} customers (loaded in {loaded:.0f} s)  segment count {counted:,}: "
-            f"crmkit {mine * 1000:.0f} ms, hand-written {theirs * 1000:.0f} ms, ratio {mine / theirs:.2f}x (goal 1.3x)"
+        show(
+            f"SQLite {sqlite3.sqlite_version}  {n:,} customers (loaded in {loaded.wall:.0f} s)  segment count "
+            f"{counted:,}: crmkit {mine * 1000:.0f} ms, hand-written {theirs * 1000:.0f} ms, "
+            f"ratio {mine / theirs:.2f}x (goal 1.3x)"
         )
         if not target:
             return
@@ -171,7 +157,7 @@ def run(url: str, n: int, runs: int, target: bool) -> None:
         best = best_of(runs, {"crmkit": mine_target, "hand": hand_target})
         (mine, added), (theirs, inserted) = best["crmkit"], best["hand"]
         assert added == inserted, (added, inserted)
-        print(
+        show(
             f"target {added:,} members of {counted:,}: crmkit {mine:.2f} s, hand-written INSERT ... SELECT "
             f"{theirs:.2f} s, ratio {mine / theirs:.2f}x"
         )
@@ -182,33 +168,30 @@ def attribution(url: str, n: int) -> None:
 
     sim = JourneySimulator(channels=("social", "email", "web"))  # registered channels, for interactions
     with crmkit.connect(url, tenant=TENANT, clock=lambda: NOW) as crm:
-        began = time.perf_counter()
-        journeys = list(sim.journeys(n, seed=3))
-        people = [crmkit.Customer(kind="person", name=f"j{i}") for i in range(n)]
-        crm.customers.add_many(people, batch_size=20_000)
-        touches = (
-            crmkit.Interaction(p.id, channel, "outbound", at)
-            for p, j in zip(people, journeys, strict=True)
-            for channel, at in j.touches
-        )
-        crm.interactions.add_many(touches, batch_size=20_000)
-        buys = (
-            crmkit.Transaction(p.id, j.converted_at, Decimal("10"), "EUR")
-            for p, j in zip(people, journeys, strict=True)
-            if j.converted_at is not None
-        )
-        crm.transactions.add_many(buys, batch_size=20_000)
-        loaded = time.perf_counter() - began
+        with stopwatch() as loaded:
+            journeys = list(sim.journeys(n, seed=3))
+            people = [crmkit.Customer(kind="person", name=f"j{i}") for i in range(n)]
+            crm.customers.add_many(people, batch_size=20_000)
+            touches = (
+                crmkit.Interaction(p.id, channel, "outbound", at)
+                for p, j in zip(people, journeys, strict=True)
+                for channel, at in j.touches
+            )
+            crm.interactions.add_many(touches, batch_size=20_000)
+            buys = (
+                crmkit.Transaction(p.id, j.converted_at, Decimal("10"), "EUR")
+                for p, j in zip(people, journeys, strict=True)
+                if j.converted_at is not None
+            )
+            crm.transactions.add_many(buys, batch_size=20_000)
         since, until = dt.datetime(2025, 12, 1, tzinfo=dt.timezone.utc), dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
         for model in ("shapley", "markov", "last_touch"):
-            began = time.perf_counter()
-            shares = crm.marketing.attribution(model, since=since, until=until)
-            took = time.perf_counter() - began
-            print(
-                f"{model:<10} {n:,} journeys from SQLite in {took:.1f} s (stored in {loaded:.0f} s): "
+            took, _, shares = timed(lambda model=model: crm.marketing.attribution(model, since=since, until=until))
+            show(
+                f"{model:<10} {n:,} journeys from SQLite in {took:.1f} s (stored in {loaded.wall:.0f} s): "
                 + ", ".join(f"{c} {v:.3f}" for c, v in shares.items())
             )
-        print(
+        show(
             "truth      Shapley "
             + ", ".join(f"{c} {v:.3f}" for c, v in sim.true_shapley().items())
             + "; removal effects "

@@ -29,7 +29,7 @@ from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
     from crmkit.audit import Audit, AuditSetting, EventFeed, Journal
-    from crmkit.identity import Identity
+    from crmkit.identity import DuplicateAlert, Identity
     from crmkit.marketing import Campaign, CampaignMember, Consents, Marketing, SegmentMember, Segments, Suppression
     from crmkit.privacy import Privacy
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
@@ -119,6 +119,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         # The services and aggregates crmkit's own features add at run time (crmkit_services,
         # crmkit_aggregates), declared for type checkers: ``leads: Records[Lead]``, ``sales: Sales``.
         identity: Identity
+        identity_alerts: Records[DuplicateAlert]
         calendars: Records[BusinessCalendar]
         sla_policies: Records[SLAPolicy]
         cases: Records[Case]

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
@@ -168,6 +169,29 @@ class MongoRepository(Repository[Any]):
             session=self._session(),
         )
         return result.matched_count == 1
+
+    @_translated
+    def replace_many(self, tenant: str, records: Sequence[Any], expected_versions: Sequence[int]) -> set[uuid.UUID]:
+        """One unordered ``bulk_write`` of versioned replaces; the documents it missed are found by reading back."""
+        if len(records) != len(expected_versions):
+            raise ValueError("replace_many takes one expected version per record")
+        if not records:
+            return set()
+        encode = self._codec.encode
+        operations = [
+            ReplaceOne({"tenant": tenant, "id": record.id, "version": version}, encode(tenant, record))
+            for record, version in zip(records, expected_versions, strict=True)
+        ]
+        result = self.collection.bulk_write(operations, ordered=False, session=self._session())
+        if result.matched_count == len(records):
+            return set()
+        # Some version had moved: a document this call wrote now equals its record, a missed one does not.
+        cursor = self.collection.find(
+            {"tenant": tenant, "id": {"$in": [r.id for r in records]}}, {"_id": 0}, session=self._session()
+        )
+        decode = self._codec.decode
+        stored = {found.id: found for found in (decode(doc) for doc in cursor)}
+        return {r.id for r in records if stored.get(r.id) != r}
 
     @_translated
     def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:
