@@ -300,3 +300,38 @@ def test_upgrading_0003_folds_the_names_of_stored_customers(empty_url: str) -> N
             assert "name_folded" not in {c["name"] for c in sa.inspect(conn).get_columns("customers")}
     finally:
         engine.dispose()
+
+
+def test_a_missing_word_index_is_made_and_filled_on_upgrade(empty_url: str) -> None:
+    """Word indexes (``_words``) are derived per database: a store without one gets it, filled from the rows."""
+    from crmkit_sqlalchemy._words import index_name
+
+    names = ["Ștefan Popescu", "POPESCU, Ştefan", "Ana Pop"]
+    with crmkit.connect(empty_url, tenant="acme") as crm:
+        crm.customers.add_many(Customer(kind="person", name=n) for n in names)
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f'DROP INDEX "{index_name("customers", "name_folded")}"')
+            else:  # a migration that rebuilds the table on SQLite loses its triggers: the same repair
+                conn.exec_driver_sql('DROP TRIGGER "customers__name_folded_words_insert"')
+                conn.exec_driver_sql('DELETE FROM "customers__name_folded_words"')
+                conn.exec_driver_sql("INSERT INTO customers__name_folded_words VALUES ('acme', 'stale', '0')")
+    finally:
+        engine.dispose()
+    with pytest.raises(BackendError, match=r"no word index for the searchable customers\.name_folded"):
+        crmkit.connect(empty_url, tenant="acme", upgrade=False)
+    assert crmkit_sqlalchemy.upgrade(empty_url) == HEAD
+    with crmkit.connect(empty_url, tenant="acme", upgrade=False) as crm:
+        assert sorted(c.name for c in crm.customers.find(F("name").matches("stefan popescu"))) == sorted(names[:2])
+        assert crm.customers.count(F("name").matches("stale")) == 0
+        crm.customers.add(Customer(kind="person", name="Stefan Pop"))  # kept in step again
+        assert crm.customers.count(F("name").matches("pop stefan")) == 1
+        declared = list(crm.schema.derived.values())
+    engine = _engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            assert diff(conn, declared) == []
+    finally:
+        engine.dispose()

@@ -29,6 +29,7 @@ from crmkit.query import All, And, Compare, Contains, Expr, In, Matches, Not, Or
 from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
 from crmkit_sqlalchemy._schema import shadow_column
+from crmkit_sqlalchemy._words import word_table, words_of
 
 __all__ = ["Compiler"]
 
@@ -52,7 +53,7 @@ class Compiler:
         condition = self.table.c.tenant == tenant
         if isinstance(expr, All):
             return condition
-        return sa.and_(condition, self.expr(expr))
+        return sa.and_(condition, self.expr(expr, tenant))
 
     def order_by(self, order: Order) -> list[ColumnElement[Any]]:
         """ORDER BY terms for a crmkit Order (binary text order, exact money order, a missing value first).
@@ -87,18 +88,19 @@ class Compiler:
         return self.table.c[name] if path is None else path
 
     # ------------------------------------------------------------------ expressions
-    def expr(self, expr: Expr) -> ColumnElement[bool]:
+    def expr(self, expr: Expr, tenant: str | None = None) -> ColumnElement[bool]:
+        """The condition (``tenant``: the one the statement reads, for the word indexes' look-ups)."""
         if isinstance(expr, All):
             return sa.true()
         if isinstance(expr, And):
-            return sa.and_(*(self.expr(i) for i in expr.items))
+            return sa.and_(*(self.expr(i, tenant) for i in expr.items))
         if isinstance(expr, Or):
             keyset = self._keyset(expr)
             if keyset is not None:
                 return keyset
-            return sa.or_(*(self.expr(i) for i in expr.items))
+            return sa.or_(*(self.expr(i, tenant) for i in expr.items))
         if isinstance(expr, Not):
-            return sa.not_(self.expr(expr.item))
+            return sa.not_(self.expr(expr.item, tenant))
         if isinstance(expr, Compare):
             if expr.field.startswith("attributes."):
                 return self._attribute_compare(expr.field[len("attributes.") :], expr.op, expr.value)
@@ -114,7 +116,9 @@ class Compiler:
             column = self.table.c[shadow_column(expr.field)] if expr.fold else self.column(expr.field)
             return self._guard(expr.field, self._prefix(column, expr.prefix))
         if isinstance(expr, Matches):
-            return self._guard(expr.field, self._words(self.table.c[shadow_column(expr.field)], expr.words))
+            bound = sa.bindparam(None, tenant, type_=sa.String()) if tenant is not None else self.table.c.tenant
+            words = [sa.bindparam(None, w, type_=sa.Text()) for w in expr.words]
+            return self._guard(expr.field, self.words(expr.field, bound, words))
         raise TypeError(f"not a crmkit condition: {expr!r}")
 
     # ------------------------------------------------------------------ model fields
@@ -209,10 +213,25 @@ class Compiler:
             return low
         return sa.and_(low, column < sa.bindparam(None, end, type_=sa.Text()))
 
-    def _words(self, column: ColumnElement[Any], words: Sequence[str]) -> ColumnElement[bool]:
-        """Every one of ``words`` is a word of the folded text in ``column`` (words are separated by one space)."""
-        padded = sa.literal(" ", sa.Text()) + column + sa.literal(" ", sa.Text())
-        return sa.and_(*(self._substring(padded, f" {word} ") for word in words))
+    def words(self, name: str, tenant: ColumnElement[Any], words: Sequence[ColumnElement[Any]]) -> ColumnElement[bool]:
+        """Every one of ``words`` (bound parameters) is a word of searchable field ``name``, from its word index.
+
+        PostgreSQL: the folded column's words contain them all (the GIN index on that very
+        expression serves it); SQLite: the id is in the intersection of the lists the words
+        table keeps for each word in ``tenant`` (a bound tenant, so that the look-ups drive
+        the query). See ``_words``.
+        """
+        column = self.table.c[shadow_column(name)]
+        if self.pg:
+            wanted = sa.cast(postgresql.array(words), postgresql.ARRAY(sa.Text()))
+            return words_of(column).op("@>")(wanted)  # type: ignore[no-any-return]
+        index = word_table(self.table, column.name)
+        lists = [sa.select(index.c.id).where(index.c.tenant == tenant, index.c.word == word) for word in words]
+        if len(lists) == 1:
+            return self.table.c.id.in_(lists[0])
+        # each list is in id order (the words table's key): ordered, SQLite intersects them by a merge
+        both = sa.intersect(*lists).order_by(sa.literal_column("id"))
+        return self.table.c.id.in_(both)
 
     # ------------------------------------------------------------------ keyset pagination
     def _keyset(self, expr: Or) -> ColumnElement[bool] | None:

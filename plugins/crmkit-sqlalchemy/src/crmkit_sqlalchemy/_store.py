@@ -367,7 +367,7 @@ class SqlRepository(Repository[Any]):
         then most of the cost of a call. A top-level equality with a value is never NULL-
         sensitive, so the plain ``col = :v`` is exact here. So is one search of a searchable
         field, asked once a keystroke: a type-ahead prefix (``startswith(prefix, fold=True)``,
-        a range on the folded shadow) or ``matches`` (each word in the folded shadow).
+        a range on the folded shadow) or ``matches`` (each word looked up in the word index).
         """
         parts = [] if isinstance(where, All) else list(conjuncts(where))
         fields = []
@@ -383,7 +383,7 @@ class SqlRepository(Repository[Any]):
                 continue
             if isinstance(part, Matches) and search is None:
                 search = (part.field, "words", len(part.words))
-                params.update({f"p_word{i}": f" {w} " for i, w in enumerate(part.words)})
+                params.update({f"p_word{i}": w for i, w in enumerate(part.words)})
                 continue
             if not (isinstance(part, Compare) and part.op == "==" and part.value is not None):
                 return None
@@ -405,10 +405,9 @@ class SqlRepository(Repository[Any]):
                 if search[1] == "prefix":
                     low, high = sa.bindparam("p_low", type_=Text), sa.bindparam("p_high", type_=Text)
                     conditions += [folded >= low, folded < high]
-                else:
-                    find = sa.func.strpos if self.store.dialect == "postgresql" else sa.func.instr
-                    padded = sa.literal(" ", Text) + folded + sa.literal(" ", Text)
-                    conditions += [find(padded, sa.bindparam(f"p_word{i}", type_=Text)) > 0 for i in range(search[2])]
+                else:  # looked up in the field's word index (``_words``)
+                    words = [sa.bindparam(f"p_word{i}", type_=sa.Text()) for i in range(search[2])]
+                    conditions.append(self.compiler.words(search[0], sa.bindparam("p_tenant"), words))
             terms = self.compiler.order_by(order)
             statement = sa.select(*self._columns).where(*conditions).order_by(*terms)
             if limit is not None:
