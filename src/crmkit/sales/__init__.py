@@ -8,6 +8,7 @@ quotes and orders, tasks and notes: every aggregate declared once, no backend co
     crm.sales.move(conv.opportunity_id, "proposal", reason="demo done")
     crm.sales.history(conv.opportunity_id)
     crm.sales.forecast(by="month", currency="EUR")  # summed in the store
+    crm.sales.record_payment(order.id)  # a transaction naming the order: revenue for value models
 
 ``crm.leads``, ``crm.pipelines``, ``crm.opportunities``, ``crm.products``, ``crm.quotes``,
 ``crm.orders``, ``crm.tasks`` and ``crm.notes`` are the records of each aggregate;
@@ -19,7 +20,7 @@ from crmkit.sales._model import *  # noqa: F403  # the aggregates and their enum
 from crmkit.sales._money import minor_units, round_to_currency
 from crmkit.sales._predict import Calibration, WinEvaluation, WinModel
 from crmkit.sales._reports import FunnelStep, Performance, StageTime
-from crmkit.sales._service import ForecastRow, PipelineEntry, Sales, Tasks
+from crmkit.sales._service import ForecastRow, OrderBalance, PipelineEntry, Sales, Tasks
 
 _model.Task.__crmkit_records__ = Tasks  # type: ignore[attr-defined]  # crm.tasks is a Tasks (crm.tasks.due)
 
@@ -27,6 +28,7 @@ __all__ = [
     "Calibration",
     "ForecastRow",
     "FunnelStep",
+    "OrderBalance",
     "Performance",
     "PipelineEntry",
     "Sales",
