@@ -20,7 +20,7 @@ from crmkit.services.activity import Interactions, Transactions
 from crmkit.services.customers import Customers, StageChanges
 from crmkit.services.graph import Relationships
 from crmkit.services.records import BulkResult, Page, Records, _ReadRecords, _Record, _uuids
-from crmkit.services.references import ReferencePolicies
+from crmkit.services.references import ReferencePolicies, policed
 from crmkit.services.timeline import TimelineEntry, timeline
 from crmkit.services.unit_of_work import UnitOfWork, _actor
 from crmkit.state_changes import StateChanges
@@ -88,7 +88,7 @@ class CRM(UnitOfWork, ReferencePolicies):
             for s in (self.customers, self.relationships, self.interactions, self.transactions, self.state_changes)
         }
         self._referrers = {
-            name: any(r.source in self.schema.derived for r in self.schema.references_to(name)) for name in self.schema
+            name: any(policed(self.schema, r) for r in self.schema.references_to(name)) for name in self.schema
         }
         services = host.services()
         for name in services:

@@ -8,6 +8,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 
 import attrs
 import crmkit_sqlalchemy
@@ -333,5 +334,55 @@ def test_a_missing_word_index_is_made_and_filled_on_upgrade(empty_url: str) -> N
     try:
         with engine.connect() as conn:
             assert diff(conn, declared) == []
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_0004_lets_stored_transactions_name_the_order_they_paid(empty_url: str) -> None:
+    from crmkit_sqlalchemy._rows import CONVERTERS
+    from crmkit_sqlalchemy._schema import customers, transactions
+
+    from crmkit import Transaction
+    from crmkit.sales import Order
+
+    t0 = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc)
+    ada = Customer(kind="person", name="Ada", created_at=t0, updated_at=t0, version=1)
+    old = Transaction(
+        customer_id=ada.id,
+        occurred_at=t0,
+        amount=Decimal("12.50"),
+        currency="EUR",
+        created_at=t0,
+        updated_at=t0,
+        version=1,
+    )
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0004")
+            conn.execute(customers.insert(), [{"tenant": "acme", **CONVERTERS["customers"].to_row(ada)}])
+            row = {"tenant": "acme", **CONVERTERS["transactions"].to_row(old)}
+            conn.execute(transactions.insert(), [{k: v for k, v in row.items() if k != "order_id"}])
+    finally:
+        engine.dispose()
+    assert crmkit_sqlalchemy.upgrade(empty_url) == HEAD
+    with crmkit.connect(empty_url, tenant="acme", upgrade=False) as crm:
+        assert crm.transactions.get(old.id) == old  # stored before the revision: for no order
+        order = crm.orders.add(Order(currency="EUR", customer_id=ada.id))
+        paid = crm.transactions.add(attrs.evolve(old, id=uuid.uuid4(), order_id=order.id, version=0))
+        assert [t.id for t in crm.transactions.find(F("order_id") == order.id)] == [paid.id]
+        declared = list(crm.schema.derived.values())
+    engine = _engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            assert diff(conn, declared) == []
+            assert "ix_transactions_tenant_order_id" in {
+                i["name"] for i in sa.inspect(conn).get_indexes("transactions")
+            }
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0004")
+        with engine.connect() as conn:
+            assert "order_id" not in {c["name"] for c in sa.inspect(conn).get_columns("transactions")}
+            assert conn.execute(sa.text("SELECT count(*) FROM transactions")).scalar() == 2  # the money stays
     finally:
         engine.dispose()

@@ -485,8 +485,13 @@ def transactions(
     attributes: SearchStrategy[dict[str, AttributeValue]] | None = None,
     external_id: SearchStrategy[str | None] | None = None,
     id: SearchStrategy[uuid.UUID] | None = None,
+    order_id: SearchStrategy[uuid.UUID | None] | None = None,
 ) -> SearchStrategy[Transaction]:
-    """New purchases and refunds in exact money (pass ``customer_id`` to attach them to a customer)."""
+    """New purchases and refunds in exact money (pass ``customer_id`` to attach them to a customer).
+
+    They are for no order unless ``order_id`` draws the ids of stored orders (a random id
+    would name an order the store does not hold).
+    """
     return st.builds(
         Transaction,
         customer_id=_or_default(customer_id, uuids()),
@@ -498,6 +503,7 @@ def transactions(
         attributes=_or_default(attributes, _attributes()),
         external_id=_or_default(external_id, _optional(external_ids())),
         id=_or_default(id, uuids()),
+        order_id=_or_default(order_id, st.none()),
     )
 
 
@@ -880,7 +886,8 @@ def records(
     if spec.cls in _BUILTIN_RECORDS:  # crmkit's own: their strategies know channels, stages, e-mails...
         for name, fd in spec.declared.items():
             if fd.kind == "ref" and name not in fields and targets is not None and targets.of(fd.target or ""):
-                fields[name] = st.sampled_from(targets.of(fd.target or ""))
+                stored = st.sampled_from(targets.of(fd.target or ""))
+                fields[name] = _optional(stored) if fd.nullable else stored
         built = _BUILTIN_RECORDS[spec.cls](**fields)
         if id is not None or external_id is not None:
             return st.tuples(built, _or_default(id, uuids()), _or_default(external_id, _optional(external_ids()))).map(
