@@ -15,6 +15,7 @@ those records and keeps the rest: amounts, dates, products, stages, references.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import enum
 import hashlib
@@ -115,6 +116,8 @@ def to_json(value: Any) -> Any:
         return str(value)
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
     if isinstance(value, (frozenset, set)):
         return sorted((to_json(v) for v in value), key=repr)
     if isinstance(value, (tuple, list)):
