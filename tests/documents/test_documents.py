@@ -215,3 +215,14 @@ def test_file_blob_store_refuses_other_urls() -> None:
         FileBlobStore("s3://bucket/x")
     assert FileBlobStore("/srv/blobs").root == Path("/srv/blobs")
     assert FileBlobStore("file:///srv/my%20blobs").root == Path("/srv/my blobs")
+
+
+def test_documents_about_a_customer_are_in_its_timeline(crm: crmkit.CRM, clock: Clock) -> None:
+    acme = crm.customers.add(Customer(name="Acme", kind="organization"))
+    crm.interactions.add(Interaction(customer_id=acme.id, channel="email", direction="inbound", occurred_at=START))
+    clock.tick()
+    doc = crm.documents.attach(acme, name="a.txt", data=b"abc")
+    entries = crm.timeline(acme.id)
+    assert [(e.kind, e.at) for e in entries] == [("interaction", START), ("document", clock.now)]
+    assert entries[-1].record == doc
+    assert [e.kind for e in crm.timeline(acme.id, newest_first=True, limit=1)] == ["document"]
