@@ -78,9 +78,10 @@ def crmkit_purchase_summaries(
 @hookimpl
 def crmkit_aggregates() -> Iterable[type]:
     """crmkit's own declared aggregates: the changes of stage of every record, the identity
-    layer's contact-point keys and merges, sales', privacy's, the service desk's, and the audit
+    layer's contact-point keys and merges, sales', privacy's, the service desk's, documents', and the audit
     trail and event feed (last: the journal is written from the others' changes)."""
     from crmkit.audit import AuditEntry, FeedHead, OutboxChunk
+    from crmkit.documents import AGGREGATES as DOCUMENTS
     from crmkit.identity._records import DuplicateAlert, IdentityKey, Merge
     from crmkit.marketing import AGGREGATES as MARKETING
     from crmkit.privacy import AGGREGATES as PRIVACY
@@ -89,7 +90,7 @@ def crmkit_aggregates() -> Iterable[type]:
 
     return [
         *(StateChange, IdentityKey, Merge, DuplicateAlert),
-        *(*SALES, *PRIVACY, *SERVICE, *MARKETING, AuditEntry, OutboxChunk, FeedHead),
+        *(*SALES, *PRIVACY, *SERVICE, *MARKETING, *DOCUMENTS, AuditEntry, OutboxChunk, FeedHead),
     ]
 
 

@@ -92,6 +92,10 @@ class PluginHost:
             )
         return store  # type: ignore[no-any-return]
 
+    def blob_store(self) -> object | None:
+        """The blob store a plugin provides for documents' bytes (``crmkit_blob_store``), or None."""
+        return self.pm.hook.crmkit_blob_store()  # type: ignore[no-any-return]
+
     def url_schemes(self) -> list[str]:
         return sorted({s for result in self.pm.hook.crmkit_url_schemes() for s in result})
 

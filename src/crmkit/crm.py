@@ -29,6 +29,7 @@ from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
     from crmkit.audit import Audit, AuditSetting, EventFeed, Journal
+    from crmkit.documents import Documents
     from crmkit.identity import DuplicateAlert, Identity
     from crmkit.marketing import Campaign, CampaignMember, Consents, Marketing, SegmentMember, Segments, Suppression
     from crmkit.privacy import Privacy
@@ -144,6 +145,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         campaign_members: Records[CampaignMember]
         marketing: Marketing
         privacy: Privacy
+        documents: Documents
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""

@@ -20,6 +20,7 @@ import pluggy
 if TYPE_CHECKING:
     from crmkit.channels import ChannelType
     from crmkit.customers import Customer
+    from crmkit.documents import BlobStore
     from crmkit.events import Event
     from crmkit.lifecycle import CustomerFacts, StageProposal
     from crmkit.lifecycle_model import Stage, StageDef
@@ -77,6 +78,19 @@ def crmkit_assignment_strategies() -> Mapping[str, Callable[[Any, Any, Any], str
     ``{"by_region": pick}``: ``pick(crm, queue, case)`` returns the member who gets the case
     (a queue whose ``strategy`` is ``"by_region"`` uses it). Built in: ``round_robin``,
     ``least_busy`` and ``skills``; a plugin's strategy of the same name replaces one.
+    """
+
+
+@hookspec(firstresult=True)
+def crmkit_blob_store() -> BlobStore | None:
+    """A store for documents' bytes outside the database (``crmkit.documents.BlobStore``), or None.
+
+    Called when ``crm.documents`` keeps or reads a content. With no plugin answering,
+    contents are kept in the store itself, as chunk records (rows in SQL, GridFS-style
+    chunk documents in MongoDB). ``crmkit.documents.FileBlobStore(root)`` is such a plugin:
+    ``connect(url, plugins=[FileBlobStore("file:///var/lib/crm/blobs")])``. The first
+    non-None result wins. A content is read back from the blob store that kept it (by its
+    ``name``), so keep that plugin registered while any blob names it.
     """
 
 

@@ -156,7 +156,7 @@ def value_object(cls: C | None = None, /, *, kw_only: bool = True) -> Any:
             raise ValidationError("value_object", "decorate a plain class, not an attrs class", cls)
         made: Any = attrs.frozen(kw_only=kw_only, field_transformer=_binder(kw_only))(cls)
         for fd in declared_fields(made):
-            if fd.kind in ("ref", "ref_any", "attributes"):
+            if fd.kind in ("ref", "ref_any", "attributes", "binary"):
                 raise ValidationError(
                     fd.name, f"{fd.kind} fields belong on aggregates, not value objects", cls.__name__
                 )

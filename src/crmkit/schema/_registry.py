@@ -145,7 +145,7 @@ def build_spec(
             for part in key:
                 kind = declared[part].kind if part in declared else "record"
                 # an index may hold a ref_any field (its aggregate and id); a unique key may not
-                if kind in ("many", "attributes", "text_set") or (kind == "ref_any" and what == "unique"):
+                if kind in ("many", "attributes", "text_set", "binary") or (kind == "ref_any" and what == "unique"):
                     raise ValidationError(what, f"{part} is a {kind} field and cannot be part of a key", key)
     if default_order is None:
         default_order = (time_field, "id") if time_field is not None else ("id",)

@@ -806,6 +806,8 @@ def field_values(fd: FieldDef, *, targets: Targets | None = None) -> SearchStrat
         strategy = st.lists(value_objects(fd.type), max_size=3).map(tuple)
     elif kind == "attributes":
         strategy = attributes(max_size=4)
+    elif kind == "binary":
+        strategy = st.binary(max_size=16)
     elif kind == "ref":
         assert fd.target is not None
         ids = targets.of(fd.target) if targets is not None else ()

@@ -15,6 +15,7 @@ import crmkit
 from crmkit import NotFound, Stage, ValidationError
 from crmkit._host import BUILTIN_PLUGINS
 from crmkit.crm import CRM
+from crmkit.documents import Document
 from crmkit.lifecycle import Decision, LifecyclePolicy
 from crmkit.sales import Note, Task
 from crmkit.summaries import summarize
@@ -65,7 +66,7 @@ class TimelineContract(ContractBase):
         assert [e.record.id for e in entries] == expected
         assert [e.kind for e in entries][-1] == "stage_change"
         assert all(isinstance(e.record, (crmkit.Interaction, crmkit.Transaction, crmkit.StageChange)) for e in entries)
-        assert all(e.at == e.record.occurred_at for e in entries if not isinstance(e.record, (Task, Note)))
+        assert all(e.at == e.record.occurred_at for e in entries if not isinstance(e.record, (Task, Note, Document)))
         assert [e.record.id for e in crm.timeline(ada.id, newest_first=True)] == expected[::-1]
         assert [e.record.id for e in crm.timeline(ada.id, limit=2)] == expected[:2]
         assert [e.record.id for e in crm.timeline(ada.id, newest_first=True, limit=2)] == expected[::-1][:2]
