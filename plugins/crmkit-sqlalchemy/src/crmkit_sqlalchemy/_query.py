@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.entities import EntitySpec
-from crmkit.query import All, And, Compare, Contains, Expr, In, Matches, Not, Or, Order, StartsWith
+from crmkit.query import All, Among, And, Compare, Contains, Expr, In, Matches, Not, Or, Order, StartsWith
 from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
 from crmkit_sqlalchemy._schema import shadow_column
@@ -39,10 +39,19 @@ _LONG_IN = 64
 class Compiler:
     """Builds WHERE and ORDER BY clauses for one table on one dialect."""
 
-    def __init__(self, table: sa.Table, spec: EntitySpec, dialect: str) -> None:
+    def __init__(
+        self,
+        table: sa.Table | sa.Alias,
+        spec: EntitySpec,
+        dialect: str,
+        tables: Callable[[EntitySpec], sa.Table] | None = None,
+    ) -> None:
         self.table = table
         self.spec = spec
+        self.dialect = dialect
         self.pg = dialect == "postgresql"
+        #: The table of another aggregate, for semi-joins (``F(...).among``).
+        self.tables = tables
         # a ref_any field ``about`` is queried as ``about.aggregate`` and ``about.id``: two columns
         self._paths = {name: table.c[name.replace(".", "_")] for name in spec.fields if "." in name}
 
@@ -115,7 +124,18 @@ class Compiler:
             return self._guard(expr.field, self._prefix(column, expr.prefix))
         if isinstance(expr, Matches):
             return self._guard(expr.field, self._words(self.table.c[shadow_column(expr.field)], expr.words))
+        if isinstance(expr, Among):
+            return self._among(expr)
         raise TypeError(f"not a crmkit condition: {expr!r}")
+
+    def _among(self, expr: Among) -> ColumnElement[bool]:
+        """``field IN (SELECT id FROM other WHERE other.tenant = this.tenant AND ...)``: a semi-join in the database."""
+        if self.tables is None:
+            raise TypeError("this compiler has no other tables to join (among)")
+        other = self.tables(expr.entity).alias()
+        inner = Compiler(other, expr.entity, self.dialect, self.tables)
+        ids = sa.select(other.c.id).where(other.c.tenant == self.table.c.tenant, inner.expr(expr.where))
+        return self._guard(expr.field, self.column(expr.field).in_(ids))
 
     # ------------------------------------------------------------------ model fields
     def _guard(self, name: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
