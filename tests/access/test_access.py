@@ -1,0 +1,351 @@
+"""Record-level access (``crmkit.access.OwnerPolicy``): two actors through every read path, on every store.
+
+One unrestricted connection plants, for each of two owners, customers (two of them
+look like duplicates of the other owner's), interactions, purchases, relationships, a
+deal, a case, consents, segment and campaign members. Then each owner reads through
+every read API crmkit has, and every answer must hold its own records and none of the
+other's. Writes outside one's sight are refused, with nothing written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.support.backends import BACKENDS, backend_url
+
+import crmkit
+from crmkit import Channel, Customer, EmailAddress, F, Interaction, Relationship, Transaction
+from crmkit.access import AccessDenied, OwnerPolicy
+from crmkit.marketing import Campaign, MemberStatus, Segment
+from crmkit.sales import Opportunity, Pipeline, PipelineStage
+from crmkit.service import Case
+
+NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.timezone.utc)
+OWNERS = ("user:a", "user:b")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    found = backend_url(request, tmp_path_factory.mktemp("access"))
+    return "memory://access" if found == "memory://" else found  # one store shared by the connections
+
+
+def _tenant() -> str:
+    return f"access-{uuid.uuid4().hex[:12]}"
+
+
+def _as(url: str, tenant: str, actor: str | None, **policy: Any) -> crmkit.CRM:
+    return crmkit.connect(url, tenant=tenant, actor=actor, clock=lambda: NOW, plugins=[OwnerPolicy(**policy)])
+
+
+def _plant(crm: crmkit.CRM) -> dict[str, dict[str, set[uuid.UUID]]]:
+    """Each owner's records by aggregate, written without a policy."""
+    crm.pipelines.add(
+        Pipeline(
+            key="new",
+            name="New",
+            stages=(
+                PipelineStage("qualify", probability=Decimal("0.1"), forecast="pipeline"),
+                PipelineStage("won", probability=Decimal("1"), forecast="closed", closed=True, won=True),
+            ),
+        )
+    )
+    mine: dict[str, dict[str, set[uuid.UUID]]] = {o: {} for o in OWNERS}
+    people: dict[str, list[Customer]] = {}
+    for n, owner in enumerate(OWNERS):
+
+        def keep(name: str, record: Any, owner: str = owner) -> Any:
+            mine[owner].setdefault(name, set()).add(record.id)
+            return record
+
+        # the same person twice per owner, and the same as the other owner's: one duplicate group unfiltered
+        twins = [
+            keep(
+                "customers",
+                crm.customers.add(
+                    Customer(
+                        kind="person",
+                        name="Ada Lovelace",
+                        emails=[EmailAddress("ada@example.com")],
+                        owner=owner,
+                        external_id=f"{owner}-{i}",
+                        tags={"vip"},
+                    )
+                ),
+            )
+            for i in range(2)
+        ]
+        people[owner] = twins
+        first = twins[0]
+        keep(
+            "interactions",
+            crm.interactions.add(
+                Interaction(
+                    customer_id=first.id,
+                    channel=Channel.PHONE,
+                    direction="outbound",
+                    occurred_at=NOW - dt.timedelta(days=3),
+                    subject=f"call {owner}",
+                )
+            ),
+        )
+        keep(
+            "transactions",
+            crm.transactions.add(
+                Transaction(
+                    customer_id=first.id,
+                    occurred_at=NOW - dt.timedelta(days=2 + n),
+                    amount=Decimal("100") * (n + 1),
+                    currency="EUR",
+                )
+            ),
+        )
+        keep(
+            "relationships",
+            crm.relationships.add(Relationship(source_id=twins[0].id, target_id=twins[1].id, kind="household_member")),
+        )
+        keep(
+            "opportunities",
+            crm.opportunities.add(
+                Opportunity(
+                    name=f"deal {owner}",
+                    pipeline="new",
+                    stage="qualify",
+                    customer_id=first.id,
+                    amount=Decimal("1000"),
+                    currency="EUR",
+                    close_date=dt.date(2026, 9, 1),
+                )
+            ),
+        )
+        keep("cases", crm.cases.add(Case(customer_id=first.id, subject=f"case {owner}", opened_at=NOW)))
+        for twin in twins:
+            crm.consents.record(
+                twin.id,
+                channel="email",
+                purpose="marketing",
+                granted=True,
+                at=NOW,
+                legal_basis="consent",
+                source="form",
+                expires_at=None,
+            )
+    # a relationship across owners: neither may reach the other's customer through it
+    crm.relationships.add(
+        Relationship(source_id=people["user:a"][0].id, target_id=people["user:b"][0].id, kind="referred_by")
+    )
+    return mine
+
+
+def _ids(records: Any) -> set[uuid.UUID]:
+    return {r.id for r in records}
+
+
+def _every_read(crm: crmkit.CRM, mine: dict[str, set[uuid.UUID]], theirs: dict[str, set[uuid.UUID]]) -> None:
+    """Every read path answers with this actor's records only."""
+    own, other = mine["customers"], theirs["customers"]
+    first = min(own, key=lambda i: crm.customers.get(i).external_id or "")
+    # records: get, get_by_external_id, find, count, scan, aggregate
+    for name in ("customers", "interactions", "transactions", "relationships", "opportunities", "cases"):
+        records = crm.records(name)
+        assert _ids(records.find()) == mine[name], name
+        assert _ids(records.scan()) == mine[name], name
+        assert records.count() == len(mine[name]), name
+        assert records.aggregate(count=True).rows[0]["count"] == len(mine[name]), name
+        for rid in theirs[name]:
+            with pytest.raises(crmkit.NotFound):
+                records.get(rid)
+        for rid in mine[name]:
+            assert records.get(rid).id == rid
+    ext = crm.customers.get(first).external_id
+    assert crm.customers.get_by_external_id(ext).id == first
+    for rid in other:
+        with pytest.raises(crmkit.NotFound):
+            crm.customers.get_by_external_id(crm_external(theirs, rid))
+    report = crm.transactions.aggregate(group_by="currency", count=True, sum="amount")
+    assert [r["count"] for r in report] == [len(mine["transactions"])]
+    # timeline, traversal, neighbours
+    assert {e.record.id for e in crm.timeline(first)} <= mine["interactions"] | mine["transactions"] | _everything(crm)
+    with pytest.raises(crmkit.NotFound):
+        crm.timeline(next(iter(other)))
+    reached = {r.customer_id for r in crm.relationships.traverse(first, depth=3)}
+    assert reached and reached <= own and not reached & other
+    assert {r.customer_id for r in crm.relationships.neighbours(first)} <= own
+    # purchase summaries and customer value
+    assert {s.customer_id for s in crm.purchase_summaries()} == {first}
+    assert {s.customer_id for s in crm.purchase_summaries(list(other))} == set()
+    # identity: only one's own twins are duplicates of each other
+    groups = [set(d.customer_ids) for d in crm.identity.duplicates(0.5)]
+    assert groups == [own]
+    # segments, campaign targeting
+    vip = crm.segments.add(Segment(name=f"vip {crm.actor}", where=F("tags").contains("vip")))
+    assert set(crm.segments.members(vip.id)) == own and crm.segments.count(vip.id) == len(own)
+    camp = crm.campaigns.add(
+        Campaign(
+            name=f"c {crm.actor}",
+            channel=Channel.EMAIL,
+            purpose="marketing",
+            statuses=(MemberStatus("planned", default=True), MemberStatus("clicked", responded=True)),
+        )
+    )
+    assert crm.marketing.target(camp.id, segment=vip.id, at=NOW).added == len(own)
+    assert {m.customer_id for m in crm.marketing.members(camp.id)} == own
+    # consents
+    assert {c.customer_id for c in crm.consents.find()} == own
+    # sales and service reports
+    assert {e.opportunity_id for e in crm.sales.pipeline()} == mine["opportunities"]
+    # privacy export of someone else: nothing of theirs
+    exported = json.dumps(crm.privacy.export(first), default=str)
+    assert not any(str(i) in exported for i in other)
+    with pytest.raises(crmkit.NotFound):
+        crm.privacy.export(next(iter(other)))
+
+
+def crm_external(theirs: dict[str, set[uuid.UUID]], rid: uuid.UUID) -> str:
+    return _EXTERNAL[rid]
+
+
+_EXTERNAL: dict[uuid.UUID, str] = {}
+
+
+def _everything(crm: crmkit.CRM) -> set[uuid.UUID]:
+    return set()
+
+
+def test_two_actors_see_only_their_own_through_every_read(url: str) -> None:
+    tenant = _tenant()
+    with crmkit.connect(url, tenant=tenant, clock=lambda: NOW) as admin:
+        owned = _plant(admin)
+        for c in admin.customers.scan():
+            _EXTERNAL[c.id] = c.external_id
+        assert admin.customers.count() == 4
+    for actor, other in (OWNERS, OWNERS[::-1]):
+        with _as(url, tenant, actor) as crm:
+            _every_read(crm, owned[actor], owned[other])
+    with _as(url, tenant, "user:z") as nobody:
+        assert nobody.customers.count() == 0 and nobody.interactions.count() == 0
+        assert nobody.pipelines.count() == 1  # pipelines are shared configuration
+    with _as(url, tenant, "user:a", teams={"sales": {"user:a", "user:b"}}) as team:
+        assert team.customers.count() == 4 and team.interactions.count() == 2
+    with _as(
+        url, tenant, "user:m", teams={"north": {"user:a"}, "south": {"user:b"}}, managers={"user:m": {"north"}}
+    ) as m:
+        assert _ids(m.customers.find()) == owned["user:a"]["customers"]
+        assert _ids(m.cases.find()) == owned["user:a"]["cases"]
+
+
+def test_writes_out_of_sight_are_refused_and_nothing_is_written(url: str) -> None:
+    tenant = _tenant()
+    with crmkit.connect(url, tenant=tenant, clock=lambda: NOW) as admin:
+        bob = admin.customers.add(Customer(kind="person", name="Bob", owner="user:b"))
+    with _as(url, tenant, "user:a") as crm:
+        ada = crm.customers.add(Customer(kind="person", name="Ada", owner="user:a"))
+        with pytest.raises(AccessDenied, match="user:a may not write customers") as caught:
+            crm.customers.add(Customer(kind="person", name="Eve", owner="user:b"))
+        assert caught.value.actor == "user:a" and caught.value.aggregate == "customers"
+        with pytest.raises(crmkit.ValidationError, match="customer_id: no customer"):  # to user:a, Bob is no one
+            crm.interactions.add(
+                Interaction(customer_id=bob.id, channel=Channel.PHONE, direction="inbound", occurred_at=NOW)
+            )
+        with pytest.raises(AccessDenied):  # giving one's customer away
+            crm.customers.update(_evolve(ada, owner="user:b"))
+        # one transaction: the first write is undone with the refused one
+        with pytest.raises(AccessDenied), crm.transaction():
+            crm.interactions.add(
+                Interaction(customer_id=ada.id, channel=Channel.PHONE, direction="inbound", occurred_at=NOW)
+            )
+            crm.customers.add(Customer(kind="person", name="Mallory", owner="user:c"))
+        with pytest.raises(crmkit.NotFound):
+            crm.customers.delete(bob.id)
+    with crmkit.connect(url, tenant=tenant, clock=lambda: NOW) as admin:
+        assert admin.customers.count() == 2 and admin.interactions.count() == 0
+        assert admin.customers.get(ada.id).owner == "user:a"
+
+
+def _evolve(record: Any, **changes: Any) -> Any:
+    import attrs
+
+    return attrs.evolve(record, **changes)
+
+
+def test_a_plugin_vetoes_writes_with_its_reason(url: str) -> None:
+    class ReadOnlyInterns:
+        @crmkit.hookimpl
+        def crmkit_access_write(self, actor: str | None, aggregate: Any, old: Any, new: Any) -> str | None:
+            return "interns only read" if actor and actor.startswith("intern:") else None
+
+    tenant = _tenant()
+    with crmkit.connect(url, tenant=tenant, actor="intern:x", plugins=[ReadOnlyInterns()]) as crm:
+        with pytest.raises(AccessDenied, match="intern:x may not write customers: interns only read"):
+            crm.customers.add(Customer(kind="person", name="Ada"))
+        assert crm.customers.count() == 0
+
+
+# --------------------------------------------------------------------------- random ownership
+
+ACTORS = ("user:a", "user:b", "user:c")
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    owners=st.lists(st.sampled_from((*ACTORS, None)), min_size=1, max_size=8),
+    calls=st.lists(st.integers(0, 2), min_size=8, max_size=8),
+    team=st.sets(st.sampled_from(ACTORS)),
+)
+def test_each_actor_counts_what_its_owners_own(
+    url: str, owners: list[str | None], calls: list[int], team: set[str]
+) -> None:
+    tenant = _tenant()
+    with crmkit.connect(url, tenant=tenant, clock=lambda: NOW) as admin:
+        customers = admin.customers.add_many(
+            Customer(kind="person", name=f"C{i}", owner=o, external_id=f"c{i}") for i, o in enumerate(owners)
+        )
+        assert customers.added == len(owners)
+        stored = {c.external_id: c for c in admin.customers.scan()}
+        admin.interactions.add_many(
+            Interaction(customer_id=stored[f"c{i}"].id, channel=Channel.EMAIL, direction="inbound", occurred_at=NOW)
+            for i in range(len(owners))
+            for _ in range(calls[i])
+        )
+    policy = {"teams": {"t": team}} if team else {}
+    for actor in ACTORS:
+        sees = {actor} | (team if actor in team else set())
+        with _as(url, tenant, actor, **policy) as crm:
+            mine = [i for i, o in enumerate(owners) if o in sees]
+            assert crm.customers.count() == len(mine)
+            assert crm.interactions.count() == sum(calls[i] for i in mine)
+            assert {c.external_id for c in crm.customers.scan()} == {f"c{i}" for i in mine}
+            report = crm.interactions.aggregate(group_by="customer_id", count=True)
+            assert {r["customer_id"]: r["count"] for r in report} == {
+                stored[f"c{i}"].id: calls[i] for i in mine if calls[i]
+            }
+
+
+# --------------------------------------------------------------------------- pushed down
+
+
+def test_the_policy_is_in_the_sql_the_store_runs(tmp_path: Any) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{(tmp_path / 'crm.db').as_posix()}"
+    n = 20_000
+    with crmkit.connect(url, tenant="acme", clock=lambda: NOW) as admin:
+        admin.customers.add_many(
+            Customer(kind="person", name=f"C{i}", owner=OWNERS[i % 7 == 0], external_id=f"c{i}") for i in range(n)
+        )
+    with _as(url, "acme", "user:b") as crm:
+        statements: list[str] = []
+        engine = crm.store.inner.engine  # type: ignore[attr-defined]
+        sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        assert crm.customers.count() == len(range(0, n, 7))
+        assert crm.interactions.count() == 0
+        assert len(statements) == 2  # one statement each, answered by the database
+        assert "owner IN" in statements[0] and "count(*)" in statements[0]
+        assert "IN (SELECT" in statements[1]  # the semi-join to customers
