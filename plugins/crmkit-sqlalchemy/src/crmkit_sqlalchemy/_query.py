@@ -52,6 +52,8 @@ class Compiler:
         self.pg = dialect == "postgresql"
         #: The table of another aggregate, for semi-joins (``F(...).among``).
         self.tables = tables
+        #: Semi-joins built before: an access policy asks the same (large) ones on every read.
+        self._semi_joins: dict[tuple[str | None, Among], ColumnElement[bool]] = {}
         # a ref_any field ``about`` is queried as ``about.aggregate`` and ``about.id``: two columns
         self._paths = {name: table.c[name.replace(".", "_")] for name in spec.fields if "." in name}
 
@@ -61,7 +63,7 @@ class Compiler:
         condition = self.table.c.tenant == tenant
         if isinstance(expr, All):
             return condition
-        return sa.and_(condition, self.expr(expr))
+        return sa.and_(condition, self.expr(expr, tenant))
 
     def order_by(self, order: Order) -> list[ColumnElement[Any]]:
         """ORDER BY terms for a crmkit Order (binary text order, exact money order, a missing value first).
@@ -96,18 +98,19 @@ class Compiler:
         return self.table.c[name] if path is None else path
 
     # ------------------------------------------------------------------ expressions
-    def expr(self, expr: Expr) -> ColumnElement[bool]:
+    def expr(self, expr: Expr, tenant: str | None = None) -> ColumnElement[bool]:
+        """The condition; semi-joins read the other table's rows of ``tenant`` (None: the row's own tenant)."""
         if isinstance(expr, All):
             return sa.true()
         if isinstance(expr, And):
-            return sa.and_(*(self.expr(i) for i in expr.items))
+            return sa.and_(*(self.expr(i, tenant) for i in expr.items))
         if isinstance(expr, Or):
             keyset = self._keyset(expr)
             if keyset is not None:
                 return keyset
-            return sa.or_(*(self.expr(i) for i in expr.items))
+            return sa.or_(*(self.expr(i, tenant) for i in expr.items))
         if isinstance(expr, Not):
-            return sa.not_(self.expr(expr.item))
+            return sa.not_(self.expr(expr.item, tenant))
         if isinstance(expr, Compare):
             if expr.field.startswith("attributes."):
                 return self._attribute_compare(expr.field[len("attributes.") :], expr.op, expr.value)
@@ -125,17 +128,30 @@ class Compiler:
         if isinstance(expr, Matches):
             return self._guard(expr.field, self._words(self.table.c[shadow_column(expr.field)], expr.words))
         if isinstance(expr, Among):
-            return self._among(expr)
+            return self._among(expr, tenant)
         raise TypeError(f"not a crmkit condition: {expr!r}")
 
-    def _among(self, expr: Among) -> ColumnElement[bool]:
-        """``field IN (SELECT id FROM other WHERE other.tenant = this.tenant AND ...)``: a semi-join in the database."""
+    def _among(self, expr: Among, tenant: str | None) -> ColumnElement[bool]:
+        """``field IN (SELECT id FROM other WHERE other.tenant = :tenant AND ...)``: a semi-join in the database.
+
+        With the tenant a bound value the subquery is not correlated, so SQLite and
+        PostgreSQL run it once per statement (a hashed or materialised semi-join), not per row.
+        """
+        key = (tenant, expr)
+        found = self._semi_joins.get(key)
+        if found is not None:
+            return found
         if self.tables is None:
             raise TypeError("this compiler has no other tables to join (among)")
         other = self.tables(expr.entity).alias()
         inner = Compiler(other, expr.entity, self.dialect, self.tables)
-        ids = sa.select(other.c.id).where(other.c.tenant == self.table.c.tenant, inner.expr(expr.where))
-        return self._guard(expr.field, self.column(expr.field).in_(ids))
+        mine = other.c.tenant == (self.table.c.tenant if tenant is None else tenant)
+        ids = sa.select(other.c.id).where(mine, inner.expr(expr.where, tenant))
+        found = self._guard(expr.field, self.column(expr.field).in_(ids))
+        if len(self._semi_joins) >= 256:  # conditions come from code and policies, not data; bounded anyway
+            self._semi_joins.clear()
+        self._semi_joins[key] = found
+        return found
 
     # ------------------------------------------------------------------ model fields
     def _guard(self, name: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
