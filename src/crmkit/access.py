@@ -72,53 +72,91 @@ def customer_scope(schema: Schema, aggregate: str, customers: Where) -> Expr:
     * customers: ``customers`` itself;
     * an aggregate that names a ``customer_field``: that customer matches (a semi-join);
     * otherwise every set reference to an aggregate that is scoped itself (customers, and
-      through them cases, opportunities, ...) points at a record in scope, and a ``ref_any``
-      (``about``) that points at a scoped aggregate points at a record in scope;
+      through them cases, opportunities, ...) points at a record in scope; a ``ref_any``
+      (``about``), or an ``aggregate`` + ``record_id`` pair of fields (the audit trail),
+      that points at a record of a scoped aggregate points at one in scope; an id field
+      named in ``__crmkit_mentions__`` (a merge's survivor) counts as a reference;
     * an aggregate with no such reference (pipelines, products, calendars, teams, segments,
-      campaigns, the audit trail and event feed) is shared: ``ALL``.
+      campaigns, the event feed) is shared: ``ALL``.
 
-    The condition is unbound (``crmkit.query.bind`` it against the aggregate).
+    References that lead back to an aggregate already on the way (a case's parent case)
+    are not followed. The condition is unbound (``crmkit.query.bind`` it against the aggregate).
     """
     root = customers if isinstance(customers, Expr) else bind(customers, CUSTOMERS)
-    return _scope(schema, aggregate, root, frozenset())
+    return _Scope(schema, root).of(aggregate, frozenset())
 
 
-def _scope(schema: Schema, name: str, root: Expr, seen: frozenset[str]) -> Expr:
-    if name == CUSTOMERS.name:
-        return root
-    spec = schema[name]
-    seen = seen | {name}
-    if spec.customer_field is not None:
-        return Among(spec.customer_field, CUSTOMERS.name, root, schema[CUSTOMERS.name])
-    parts: list[Expr] = []
-    for ref in schema.references_from(name):
-        if ref.any:
+class _Scope:
+    #: How many ``ref_any`` pointers a scope follows one after the other: a task about a deal
+    #: (a task about a note about a deal is shared). The audit trail's pair adds one more:
+    #: an audit entry about a task about a deal.
+    DEPTH = 1
+
+    def __init__(self, schema: Schema, root: Expr) -> None:
+        self.schema = schema
+        self.root = root
+        self.known: dict[tuple[str, int], Expr] = {}
+
+    def of(self, name: str, seen: frozenset[str], depth: int = DEPTH) -> Expr:
+        found = self.known.get((name, depth))
+        if found is None:
+            found = self.known[name, depth] = self._of(name, seen | {name}, depth)
+        return found
+
+    def _of(self, name: str, seen: frozenset[str], depth: int) -> Expr:
+        schema = self.schema
+        if name == CUSTOMERS.name:
+            return self.root
+        spec = schema[name]
+        if spec.customer_field is not None:
+            return Among(spec.customer_field, CUSTOMERS.name, self.root, schema[CUSTOMERS.name])
+        parts: list[Expr] = []
+        pointers: list[tuple[str, str]] = []
+        for ref in schema.references_from(name):
+            if ref.any:
+                pointers.append((f"{ref.field}.aggregate", f"{ref.field}.id"))
+                continue
+            parent = ref.target
+            if parent is None or parent in seen:
+                continue
+            inner = self.of(parent, seen, depth)
+            if isinstance(inner, All):
+                continue
+            among = Among(ref.field, parent, inner, schema[parent])
+            parts.append(Or((Compare(ref.field, "==", None), among)) if ref.nullable else among)
+        mentions = getattr(spec.cls, "__crmkit_mentions__", {})  # ids kept without a reference (merges)
+        for field, parent in sorted(mentions.items()):
+            declared = spec.field(field)
+            if declared is None or declared.kind != "uuid" or parent not in schema or parent in seen:
+                continue
+            inner = self.of(parent, seen, depth)
+            if not isinstance(inner, All):
+                among = Among(field, parent, inner, schema[parent])
+                parts.append(Or((Compare(field, "==", None), among)) if declared.nullable else among)
+        pair = not pointers and self._pair(name)
+        if pair:
+            pointers.append(("aggregate", "record_id"))
+        for kind_field, id_field in pointers if depth > 0 else ():
             options: list[Expr] = []
             targets: list[str] = []
             for target in schema:
-                if target != CUSTOMERS.name and schema[target].customer_field is None:
-                    continue  # only customers and what hangs off them directly are scoped through about
+                if target in seen:
+                    continue
+                inner = self.of(target, seen, depth if pair else depth - 1)
+                if isinstance(inner, All):
+                    continue
                 targets.append(target)
-                inner = _scope(schema, target, root, seen)
-                options.append(
-                    And(
-                        (
-                            Compare(f"{ref.field}.aggregate", "==", target),
-                            Among(f"{ref.field}.id", target, inner, schema[target]),
-                        )
-                    )
-                )
-            parts.append(Or((Not(In(f"{ref.field}.aggregate", tuple(targets))), *options)))
-            continue
-        parent = ref.target
-        if parent is None or parent in seen:
-            continue
-        inner = _scope(schema, parent, root, seen)
-        if isinstance(inner, All):
-            continue
-        among = Among(ref.field, parent, inner, schema[parent])
-        parts.append(Or((Compare(ref.field, "==", None), among)) if ref.nullable else among)
-    return And(tuple(parts)) if parts else ALL
+                among = Among(id_field, target, inner, schema[target])
+                options.append(And((Compare(kind_field, "==", target), among)))
+            if targets:
+                parts.append(Or((Not(In(kind_field, tuple(targets))), *options)))
+        return And(tuple(parts)) if parts else ALL
+
+    def _pair(self, name: str) -> bool:
+        """Whether an aggregate points at any record by ``aggregate`` (text) and ``record_id`` (the audit trail)."""
+        spec = self.schema[name]
+        kind, pointer = spec.field("aggregate"), spec.field("record_id")
+        return kind is not None and kind.kind == "text" and pointer is not None and pointer.kind == "uuid"
 
 
 # --------------------------------------------------------------------------- the built-in policy

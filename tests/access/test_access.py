@@ -24,7 +24,7 @@ import crmkit
 from crmkit import Channel, Customer, EmailAddress, F, Interaction, Relationship, Transaction
 from crmkit.access import AccessDenied, OwnerPolicy
 from crmkit.marketing import Campaign, MemberStatus, Segment
-from crmkit.sales import Opportunity, Pipeline, PipelineStage
+from crmkit.sales import Note, Opportunity, Pipeline, PipelineStage, Task
 from crmkit.service import Case
 
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.timezone.utc)
@@ -47,25 +47,21 @@ def _as(url: str, tenant: str, actor: str | None, **policy: Any) -> crmkit.CRM:
 
 def _plant(crm: crmkit.CRM) -> dict[str, dict[str, set[uuid.UUID]]]:
     """Each owner's records by aggregate, written without a policy."""
-    crm.pipelines.add(
-        Pipeline(
-            key="new",
-            name="New",
-            stages=(
-                PipelineStage("qualify", probability=Decimal("0.1"), forecast="pipeline"),
-                PipelineStage("won", probability=Decimal("1"), forecast="closed", closed=True, won=True),
-            ),
-        )
+    stages = (
+        PipelineStage("qualify", probability=Decimal("0.1"), forecast="pipeline"),
+        PipelineStage("won", probability=Decimal("1"), forecast="closed", closed=True, won=True),
     )
+    crm.pipelines.add(Pipeline(key="new", name="New", stages=stages))
     mine: dict[str, dict[str, set[uuid.UUID]]] = {o: {} for o in OWNERS}
-    people: dict[str, list[Customer]] = {}
+    firsts: dict[str, Customer] = {}
     for n, owner in enumerate(OWNERS):
+        kept = mine[owner]
 
-        def keep(name: str, record: Any, owner: str = owner) -> Any:
-            mine[owner].setdefault(name, set()).add(record.id)
+        def keep(name: str, record: Any, kept: dict[str, set[uuid.UUID]] = kept) -> Any:
+            kept.setdefault(name, set()).add(record.id)
             return record
 
-        # the same person twice per owner, and the same as the other owner's: one duplicate group unfiltered
+        # the same person twice per owner, and as the other owner's: one group of four duplicates unfiltered
         twins = [
             keep(
                 "customers",
@@ -82,50 +78,32 @@ def _plant(crm: crmkit.CRM) -> dict[str, dict[str, set[uuid.UUID]]]:
             )
             for i in range(2)
         ]
-        people[owner] = twins
-        first = twins[0]
-        keep(
-            "interactions",
-            crm.interactions.add(
-                Interaction(
-                    customer_id=first.id,
-                    channel=Channel.PHONE,
-                    direction="outbound",
-                    occurred_at=NOW - dt.timedelta(days=3),
-                    subject=f"call {owner}",
-                )
-            ),
+        first = firsts[owner] = twins[0]
+        call = Interaction(
+            customer_id=first.id, channel=Channel.PHONE, direction="outbound", occurred_at=NOW - dt.timedelta(days=3)
         )
-        keep(
-            "transactions",
-            crm.transactions.add(
-                Transaction(
-                    customer_id=first.id,
-                    occurred_at=NOW - dt.timedelta(days=2 + n),
-                    amount=Decimal("100") * (n + 1),
-                    currency="EUR",
-                )
-            ),
+        keep("interactions", crm.interactions.add(call))
+        bought = Transaction(
+            customer_id=first.id, occurred_at=NOW - dt.timedelta(days=2), amount=Decimal(100 * (n + 1)), currency="EUR"
         )
-        keep(
-            "relationships",
-            crm.relationships.add(Relationship(source_id=twins[0].id, target_id=twins[1].id, kind="household_member")),
+        keep("transactions", crm.transactions.add(bought))
+        household = Relationship(source_id=twins[0].id, target_id=twins[1].id, kind="household_member")
+        keep("relationships", crm.relationships.add(household))
+        deal = Opportunity(
+            name=f"deal {owner}",
+            pipeline="new",
+            stage="qualify",
+            customer_id=first.id,
+            amount=Decimal(1000),
+            currency="EUR",
+            close_date=dt.date(2026, 9, 1),
         )
-        keep(
-            "opportunities",
-            crm.opportunities.add(
-                Opportunity(
-                    name=f"deal {owner}",
-                    pipeline="new",
-                    stage="qualify",
-                    customer_id=first.id,
-                    amount=Decimal("1000"),
-                    currency="EUR",
-                    close_date=dt.date(2026, 9, 1),
-                )
-            ),
-        )
+        deal = keep("opportunities", crm.opportunities.add(deal))
+        crm.sales.move(deal.id, "won")
         keep("cases", crm.cases.add(Case(customer_id=first.id, subject=f"case {owner}", opened_at=NOW)))
+        keep("tasks", crm.tasks.add(Task(subject=f"call back {owner}", about=deal, due_at=NOW)))
+        keep("notes", crm.notes.add(Note(about=first, body=f"note {owner}", written_at=NOW)))
+        crm.lifecycle.move(first.id, "prospect")
         for twin in twins:
             crm.consents.record(
                 twin.id,
@@ -139,7 +117,7 @@ def _plant(crm: crmkit.CRM) -> dict[str, dict[str, set[uuid.UUID]]]:
             )
     # a relationship across owners: neither may reach the other's customer through it
     crm.relationships.add(
-        Relationship(source_id=people["user:a"][0].id, target_id=people["user:b"][0].id, kind="referred_by")
+        Relationship(source_id=firsts["user:a"].id, target_id=firsts["user:b"].id, kind="referred_by")
     )
     return mine
 
@@ -148,12 +126,26 @@ def _ids(records: Any) -> set[uuid.UUID]:
     return {r.id for r in records}
 
 
+READ_AGGREGATES = (
+    "customers",
+    "interactions",
+    "transactions",
+    "relationships",
+    "opportunities",
+    "cases",
+    "tasks",
+    "notes",
+)
+
+
 def _every_read(crm: crmkit.CRM, mine: dict[str, set[uuid.UUID]], theirs: dict[str, set[uuid.UUID]]) -> None:
     """Every read path answers with this actor's records only."""
     own, other = mine["customers"], theirs["customers"]
-    first = min(own, key=lambda i: crm.customers.get(i).external_id or "")
-    # records: get, get_by_external_id, find, count, scan, aggregate
-    for name in ("customers", "interactions", "transactions", "relationships", "opportunities", "cases"):
+    customers = {c.external_id: c for c in crm.customers.scan()}
+    assert {c.id for c in customers.values()} == own
+    first = customers[f"{crm.actor}-0"]
+    # records: get, find, count, scan, stream, aggregate of every aggregate planted
+    for name in READ_AGGREGATES:
         records = crm.records(name)
         assert _ids(records.find()) == mine[name], name
         assert _ids(records.scan()) == mine[name], name
@@ -164,79 +156,79 @@ def _every_read(crm: crmkit.CRM, mine: dict[str, set[uuid.UUID]], theirs: dict[s
                 records.get(rid)
         for rid in mine[name]:
             assert records.get(rid).id == rid
-    ext = crm.customers.get(first).external_id
-    assert crm.customers.get_by_external_id(ext).id == first
-    for rid in other:
+    assert crm.customers.get_by_external_id(f"{crm.actor}-0").id == first.id
+    for someone in (o for o in OWNERS if o != crm.actor):
         with pytest.raises(crmkit.NotFound):
-            crm.customers.get_by_external_id(crm_external(theirs, rid))
+            crm.customers.get_by_external_id(f"{someone}-0")
     report = crm.transactions.aggregate(group_by="currency", count=True, sum="amount")
-    assert [r["count"] for r in report] == [len(mine["transactions"])]
-    # timeline, traversal, neighbours
-    assert {e.record.id for e in crm.timeline(first)} <= mine["interactions"] | mine["transactions"] | _everything(crm)
+    assert [(r["count"], r["sum(amount)"]) for r in report] == [(1, crm.transactions.find()[0].amount)]
+    # the timeline: the customer's own call, purchase, stage change, note
+    assert {e.kind for e in crm.timeline(first.id)} >= {"interaction", "transaction", "note"}
+    assert {e.record.id for e in crm.timeline(first.id) if e.kind in ("interaction", "transaction", "note")} == (
+        mine["interactions"] | mine["transactions"] | mine["notes"]
+    )
     with pytest.raises(crmkit.NotFound):
         crm.timeline(next(iter(other)))
-    reached = {r.customer_id for r in crm.relationships.traverse(first, depth=3)}
-    assert reached and reached <= own and not reached & other
-    assert {r.customer_id for r in crm.relationships.neighbours(first)} <= own
-    # purchase summaries and customer value
-    assert {s.customer_id for s in crm.purchase_summaries()} == {first}
-    assert {s.customer_id for s in crm.purchase_summaries(list(other))} == set()
+    # traversal and neighbours never step onto the other's customer (the referral edge is out of sight)
+    reached = {r.customer_id for r in crm.relationships.traverse(first.id, depth=3)}
+    assert reached == own - {first.id}
+    assert {r.customer_id for r in crm.relationships.neighbours(first.id)} == own - {first.id}
+    # stage history, audit trail, deal history
+    changed = {c.record.id for c in crm.state_changes.scan()}  # the customer's and the deal's stages
+    assert first.id in changed and changed <= own | mine["opportunities"]
+    assert [c.to_stage for c in crm.state_changes.history(first)] == ["prospect"]
+    assert [str(c.new) for c in crm.audit.history(first) if c.field == "stage"][-1] == "prospect"
+    for rid in other:
+        assert list(crm.audit.history(("customers", rid))) == []
+    entries = list(crm.audit_entries.scan())
+    assert not {e.record_id for e in entries} & set().union(*theirs.values())
+    for entry in entries:  # each entry is about a record in sight (nothing was deleted)
+        assert crm.records(entry.aggregate).get(entry.record_id).id == entry.record_id
+    (deal,) = mine["opportunities"]
+    assert [h.opportunity_id for h in crm.sales.history(deal)] and all(
+        h.opportunity_id == deal for h in crm.opportunity_history.scan()
+    )
+    for rid in theirs["opportunities"]:
+        assert crm.sales.history(rid) == []
+    # reports: purchase summaries, the sales forecast, open cases
+    assert {s.customer_id for s in crm.purchase_summaries()} == {first.id}
+    assert crm.purchase_summaries(list(other)) == []
+    assert sum(r.amount for r in crm.sales.forecast(currency="EUR")) == Decimal(1000)
+    assert sum(r["count"] for r in crm.service.open_cases(group_by=("priority",), age=None)) == 1
     # identity: only one's own twins are duplicates of each other
-    groups = [set(d.customer_ids) for d in crm.identity.duplicates(0.5)]
-    assert groups == [own]
-    # segments, campaign targeting
+    assert [set(d.customer_ids) for d in crm.identity.duplicates(0.5)] == [own]
+    # segments and campaign targeting
     vip = crm.segments.add(Segment(name=f"vip {crm.actor}", where=F("tags").contains("vip")))
     assert set(crm.segments.members(vip.id)) == own and crm.segments.count(vip.id) == len(own)
+    statuses = (MemberStatus("planned", default=True), MemberStatus("clicked", responded=True))
     camp = crm.campaigns.add(
-        Campaign(
-            name=f"c {crm.actor}",
-            channel=Channel.EMAIL,
-            purpose="marketing",
-            statuses=(MemberStatus("planned", default=True), MemberStatus("clicked", responded=True)),
-        )
+        Campaign(name=f"c {crm.actor}", channel=Channel.EMAIL, purpose="marketing", statuses=statuses)
     )
     assert crm.marketing.target(camp.id, segment=vip.id, at=NOW).added == len(own)
     assert {m.customer_id for m in crm.marketing.members(camp.id)} == own
-    # consents
-    assert {c.customer_id for c in crm.consents.find()} == own
-    # sales and service reports
-    assert {e.opportunity_id for e in crm.sales.pipeline()} == mine["opportunities"]
-    # privacy export of someone else: nothing of theirs
-    exported = json.dumps(crm.privacy.export(first), default=str)
-    assert not any(str(i) in exported for i in other)
+    assert {c.customer_id for c in crm.consents.scan()} == own
+    # privacy export: one's own customer, with nothing of the other's; the other's is not found
+    exported = json.dumps(crm.privacy.export(first.id), default=str)
+    assert str(first.id) in exported and not any(str(i) in exported for i in set().union(*theirs.values()))
     with pytest.raises(crmkit.NotFound):
         crm.privacy.export(next(iter(other)))
-
-
-def crm_external(theirs: dict[str, set[uuid.UUID]], rid: uuid.UUID) -> str:
-    return _EXTERNAL[rid]
-
-
-_EXTERNAL: dict[uuid.UUID, str] = {}
-
-
-def _everything(crm: crmkit.CRM) -> set[uuid.UUID]:
-    return set()
 
 
 def test_two_actors_see_only_their_own_through_every_read(url: str) -> None:
     tenant = _tenant()
     with crmkit.connect(url, tenant=tenant, clock=lambda: NOW) as admin:
         owned = _plant(admin)
-        for c in admin.customers.scan():
-            _EXTERNAL[c.id] = c.external_id
-        assert admin.customers.count() == 4
+        assert admin.customers.count() == 4 and admin.tasks.count() == 2
     for actor, other in (OWNERS, OWNERS[::-1]):
         with _as(url, tenant, actor) as crm:
             _every_read(crm, owned[actor], owned[other])
     with _as(url, tenant, "user:z") as nobody:
-        assert nobody.customers.count() == 0 and nobody.interactions.count() == 0
+        assert nobody.customers.count() == 0 and nobody.interactions.count() == 0 and nobody.tasks.count() == 0
         assert nobody.pipelines.count() == 1  # pipelines are shared configuration
     with _as(url, tenant, "user:a", teams={"sales": {"user:a", "user:b"}}) as team:
         assert team.customers.count() == 4 and team.interactions.count() == 2
-    with _as(
-        url, tenant, "user:m", teams={"north": {"user:a"}, "south": {"user:b"}}, managers={"user:m": {"north"}}
-    ) as m:
+    teams = {"north": {"user:a"}, "south": {"user:b"}}
+    with _as(url, tenant, "user:m", teams=teams, managers={"user:m": {"north"}}) as m:
         assert _ids(m.customers.find()) == owned["user:a"]["customers"]
         assert _ids(m.cases.find()) == owned["user:a"]["cases"]
 
