@@ -17,8 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from crmkit._errors import CRMError, ValidationError
@@ -243,6 +243,22 @@ class GuardedStore(Store):
         self._repos: dict[str, GuardedRepository] = {}
         self._conditions: dict[tuple[str | None, str], Expr] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()
+
+    @contextmanager
+    def unrestricted(self) -> Iterator[None]:
+        """Reads and writes of this thread unfiltered for the block: what an allowed delete does to its dependents.
+
+        Deleting a record the actor may delete applies every reference's ``on_delete``
+        (cascade, set_null, restrict) to *all* the records that point at it, seen or not:
+        otherwise a relationship to another owner's customer would be left dangling.
+        ``crmkit_access_write`` vetoes still apply.
+        """
+        self._local.free = getattr(self._local, "free", 0) + 1
+        try:
+            yield
+        finally:
+            self._local.free -= 1
 
     @property
     def url(self) -> str:
@@ -276,6 +292,8 @@ class GuardedStore(Store):
 
     def condition(self, spec: EntitySpec) -> Expr:
         """The bound condition the current actor's reads of ``spec`` get (``ALL``: unrestricted)."""
+        if getattr(self._local, "free", 0):
+            return ALL
         actor = self._crm.actor
         key = (actor, spec.name)
         found = self._conditions.get(key)

@@ -259,6 +259,13 @@ def test_writes_out_of_sight_are_refused_and_nothing_is_written(url: str) -> Non
     with crmkit.connect(url, tenant=tenant, clock=lambda: NOW) as admin:
         assert admin.customers.count() == 2 and admin.interactions.count() == 0
         assert admin.customers.get(ada.id).owner == "user:a"
+        admin.relationships.add(Relationship(source_id=ada.id, target_id=bob.id, kind="referred_by"))
+    with _as(url, tenant, "user:a") as crm:
+        assert crm.relationships.count() == 0  # Bob's end is out of sight
+        crm.customers.delete(ada.id)  # a customer one may delete takes all its dependents along, seen or not
+        assert crm.customers.count() == 0
+    with crmkit.connect(url, tenant=tenant, clock=lambda: NOW) as admin:
+        assert admin.relationships.count() == 0 and [c.id for c in admin.customers.find()] == [bob.id]
 
 
 def _evolve(record: Any, **changes: Any) -> Any:
