@@ -247,11 +247,13 @@ class GuardedStore(Store):
 
     @contextmanager
     def unrestricted(self) -> Iterator[None]:
-        """Reads and writes of this thread unfiltered for the block: what an allowed delete does to its dependents.
+        """Reads and writes of this thread unfiltered for the block: what follows from an allowed write.
 
         Deleting a record the actor may delete applies every reference's ``on_delete``
-        (cascade, set_null, restrict) to *all* the records that point at it, seen or not:
-        otherwise a relationship to another owner's customer would be left dangling.
+        (cascade, set_null, restrict) to *all* the records that point at it, seen or not
+        (otherwise a relationship to another owner's customer would be left dangling), and
+        ``crmkit_before_commit`` hooks and the audit trail derive their records from
+        everything. The actor's own reads and writes never run in here;
         ``crmkit_access_write`` vetoes still apply.
         """
         self._local.free = getattr(self._local, "free", 0) + 1
