@@ -224,6 +224,24 @@ class PluginHost:
         )
         return tuple(str(r) for r in reasons if r)
 
+    # --- record-level access
+    @property
+    def has_access_policy(self) -> bool:
+        """Whether some plugin filters reads or vetoes writes (the connection then guards its store)."""
+        hook = self.pm.hook
+        return bool(hook.crmkit_access_filter.get_hookimpls() or hook.crmkit_access_write.get_hookimpls())
+
+    @property
+    def has_access_vetoes(self) -> bool:
+        return bool(self.pm.hook.crmkit_access_write.get_hookimpls())
+
+    def access_filters(self, actor: str | None, aggregate: Any, schema: Schema) -> list[Any]:
+        return list(self.pm.hook.crmkit_access_filter(actor=actor, aggregate=aggregate, schema=schema))
+
+    def access_vetoes(self, actor: str | None, aggregate: Any, old: Any, new: Any) -> tuple[str, ...]:
+        reasons = self.pm.hook.crmkit_access_write(actor=actor, aggregate=aggregate, old=old, new=new)
+        return tuple(str(r) for r in reasons if r)
+
     # --- events
     def wants_events(self) -> bool:
         """Whether every write needs its event: some plugin listens to all of them.

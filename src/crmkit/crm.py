@@ -62,6 +62,10 @@ class CRM(UnitOfWork, ReferencePolicies):
         event_feed: bool = True,
     ) -> None:
         self.store = store
+        if host.has_access_policy:  # record-level access: every read filtered, every write checked
+            from crmkit.access import GuardedStore
+
+            self.store = GuardedStore(store, self)
         self.tenant = tenant
         self.policy = policy or LifecyclePolicy()
         #: Every aggregate of this connection, with fields, references, unique keys and indexes.

@@ -20,6 +20,12 @@ Semantics (every backend must give the same answers; the conformance suite check
   against the folded prefix and ``matches(query)`` holds when every word of the folded
   query is a word of the folded field (``crmkit.search.fold``); a query with no words
   matches every record whose field is not missing.
+* ``F("customer_id").among(customers, condition)`` (a semi-join) holds when the field's
+  value is the id of a record of the other aggregate (``crm.schema["customers"]`` or its
+  class) that matches ``condition``, in the same tenant; a missing value is among nothing.
+  Stores run it where the data is (``IN (SELECT id ...)`` in SQL, the ids read in the
+  server by one query on MongoDB); ``resolve_among`` turns it into ``in_`` for stores that
+  have no semi-join of their own.
 * Text compares by Unicode code point (binary collation), never by locale.
 * Text in a condition is Unicode: a lone surrogate is a ValidationError, as it is in
   stored text. A value for a model field may hold NUL, which stored text never does: it
@@ -38,7 +44,7 @@ import datetime as dt
 import enum
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal, Union
 
@@ -52,6 +58,7 @@ from crmkit.schema._specs import EntitySpec, FieldSpec
 __all__ = [
     "ALL",
     "All",
+    "Among",
     "And",
     "Compare",
     "Contains",
@@ -70,6 +77,7 @@ __all__ = [
     "attribute_rank",
     "keyset_after",
     "parse_order",
+    "resolve_among",
 ]
 
 CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
@@ -145,6 +153,19 @@ class StartsWith(Expr):
     field: str
     prefix: str
     fold: bool = False
+
+
+@attrs.frozen
+class Among(Expr):
+    """``field``'s value is the id of a record of ``entity`` matching ``where`` (a semi-join).
+
+    ``aggregate`` names ``entity``; equality compares the name and the condition.
+    """
+
+    field: str
+    aggregate: str
+    where: Expr
+    entity: EntitySpec = attrs.field(eq=False, repr=False)
 
 
 @attrs.frozen
@@ -242,9 +263,32 @@ class F:
             raise ValidationError("fold", "must be True or False", fold)
         return StartsWith(self.name, prefix, fold)
 
+    def among(self, aggregate: Any, where: Where = None) -> Among:
+        """The field's value is the id of a record of ``aggregate`` that matches ``where`` (a semi-join).
+
+        ``aggregate`` is an aggregate's spec (``crm.schema["customers"]``) or its class:
+        ``F("customer_id").among(Customer, F("owner") == "user:a")`` holds for the records of
+        customers that user owns. ``where`` is a condition on ``aggregate``'s fields (None: any record).
+        """
+        entity = _entity_of(aggregate)
+        return Among(self.name, entity.name, _condition(where), entity)
+
     def is_null(self) -> Compare:
         """The field is missing."""
         return Compare(self.name, "==", None)
+
+
+def _entity_of(aggregate: Any) -> EntitySpec:
+    if isinstance(aggregate, EntitySpec):
+        return aggregate
+    if isinstance(aggregate, type):
+        from crmkit.entities import ENTITIES
+        from crmkit.schema._declare import spec_of
+        from crmkit.schema._registry import builtin_aggregate_of
+
+        name = builtin_aggregate_of(aggregate)
+        return ENTITIES[name] if name is not None else spec_of(aggregate)
+    raise ValidationError("among", "takes an aggregate's spec (crm.schema[name]) or its class", aggregate)
 
 
 #: What ``find(where=...)`` accepts: a condition, a mapping of field to value (all equal), or None.
@@ -315,8 +359,8 @@ def _value(entity: EntitySpec, spec: FieldSpec, value: Any, *, for_contains: boo
     raise ValidationError(name, f"compares with {spec.kind} values", value)
 
 
-def bind(where: Where, entity: EntitySpec) -> Expr:
-    """Check a condition against an entity's fields and normalise its values; raises ValidationError."""
+def _condition(where: Where) -> Expr:
+    """The condition ``where`` stands for, not yet checked against fields."""
     if where is None:
         return ALL
     if isinstance(where, Mapping):
@@ -324,7 +368,12 @@ def bind(where: Where, entity: EntitySpec) -> Expr:
         where = And(items) if items else ALL
     if not isinstance(where, Expr):
         raise ValidationError("where", "must be a condition built with crmkit.query.F, a mapping or None", where)
-    return _bind(where, entity)
+    return where
+
+
+def bind(where: Where, entity: EntitySpec) -> Expr:
+    """Check a condition against an entity's fields and normalise its values; raises ValidationError."""
+    return _bind(_condition(where), entity)
 
 
 def _bind(expr: Expr, entity: EntitySpec) -> Expr:
@@ -365,6 +414,13 @@ def _bind(expr: Expr, entity: EntitySpec) -> Expr:
         return Contains(expr.field, value)
     if isinstance(expr, (Matches, StartsWith)):
         return _bind_search(expr, entity)
+    if isinstance(expr, Among):
+        spec = _field_spec(entity, expr.field)
+        if spec.kind != "uuid" or expr.field.startswith("attributes."):
+            raise ValidationError(expr.field, "among() applies to fields holding ids (uuid)", expr.aggregate)
+        if not isinstance(expr.entity, EntitySpec) or expr.entity.name != expr.aggregate:
+            raise ValidationError(expr.field, "among() needs the aggregate's spec", expr.aggregate)
+        return Among(expr.field, expr.aggregate, _bind(_expr(expr.where), expr.entity), expr.entity)
     if isinstance(expr, (And, Or)):
         if not isinstance(expr.items, tuple) or not expr.items:
             raise ValidationError("where", f"{type(expr).__name__} needs at least one condition", expr.items)
@@ -478,7 +534,36 @@ def evaluate(expr: Expr, entity: EntitySpec, record: Any) -> bool:
         return any(evaluate(i, entity, record) for i in expr.items)
     if isinstance(expr, Not):
         return not evaluate(expr.item, entity, record)
+    if isinstance(expr, Among):
+        raise TypeError("a semi-join (among) is evaluated against a store: resolve_among() first")
     raise ValidationError("where", "is not a crmkit condition", expr)
+
+
+def resolve_among(expr: Expr, ids_of: Callable[[Among], Iterable[Any]]) -> Expr:
+    """``expr`` with every semi-join replaced by ``in_`` of the ids ``ids_of`` finds for it.
+
+    For stores without a semi-join of their own: ``ids_of`` reads, in the store, the ids of
+    the records of ``among.entity`` (same tenant) that match ``among.where``, which may hold
+    semi-joins in turn (``ids_of`` resolves those first, with this same function).
+    """
+    if isinstance(expr, Among):
+        return In(expr.field, tuple(ids_of(expr)))
+    if isinstance(expr, (And, Or)):
+        items = tuple(resolve_among(i, ids_of) for i in expr.items)
+        return expr if all(a is b for a, b in zip(items, expr.items, strict=True)) else type(expr)(items)
+    if isinstance(expr, Not):
+        item = resolve_among(expr.item, ids_of)
+        return expr if item is expr.item else Not(item)
+    return expr
+
+
+def has_among(expr: Expr) -> bool:
+    """Whether a condition holds a semi-join anywhere."""
+    if isinstance(expr, Among):
+        return True
+    if isinstance(expr, (And, Or)):
+        return any(has_among(i) for i in expr.items)
+    return isinstance(expr, Not) and has_among(expr.item)
 
 
 def conjuncts(expr: Expr) -> Iterable[Expr]:

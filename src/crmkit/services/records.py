@@ -13,6 +13,7 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -792,7 +793,8 @@ class _Records(_ReadRecords[R]):
 
     def _delete_current(self, current: R) -> None:
         """Apply the references' delete policies, then delete the record (inside a transaction)."""
-        self._cascade(current)
+        with getattr(self._crm.store, "unrestricted", nullcontext)():  # dependents go, seen by the actor or not
+            self._cascade(current)
         if not self._repo.delete(self._crm.tenant, current.id, current.version):
             raise ConflictError(
                 f"{self.spec.label} {current.id} was changed concurrently", entity=self.spec.label, key=current.id

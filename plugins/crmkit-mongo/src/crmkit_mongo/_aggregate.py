@@ -26,7 +26,6 @@ from bson import Decimal128
 from crmkit.aggregation import AggregateQuery, Bucket, Measure
 from crmkit.query import Expr
 from crmkit_mongo._documents import from_micros
-from crmkit_mongo._filters import for_tenant
 
 if TYPE_CHECKING:
     from crmkit_mongo._repository import MongoRepository
@@ -96,7 +95,7 @@ def aggregate(repo: MongoRepository, tenant: str, where: Expr, query: AggregateQ
         group[f"m{i}"] = _measure_expression(measure)
         if measure.op == "count_distinct":
             sized[f"m{i}"] = {"$size": {"$setDifference": [f"$m{i}", [None]]}}
-    pipeline: list[dict[str, Any]] = [{"$match": for_tenant(tenant, where, repo.spec)}, {"$group": group}]
+    pipeline: list[dict[str, Any]] = [{"$match": repo.filter(tenant, where)}, {"$group": group}]
     if sized:
         pipeline.append({"$addFields": sized})
     rows: list[tuple[Any, ...]] = []

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.entities import EntitySpec
-from crmkit.query import All, And, Compare, Contains, Expr, In, Matches, Not, Or, Order, StartsWith
+from crmkit.query import All, Among, And, Compare, Contains, Expr, In, Matches, Not, Or, Order, StartsWith
 from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
 from crmkit_sqlalchemy._schema import shadow_column
@@ -40,10 +40,21 @@ _LONG_IN = 64
 class Compiler:
     """Builds WHERE and ORDER BY clauses for one table on one dialect."""
 
-    def __init__(self, table: sa.Table, spec: EntitySpec, dialect: str) -> None:
+    def __init__(
+        self,
+        table: sa.Table | sa.Alias,
+        spec: EntitySpec,
+        dialect: str,
+        tables: Callable[[EntitySpec], sa.Table] | None = None,
+    ) -> None:
         self.table = table
         self.spec = spec
+        self.dialect = dialect
         self.pg = dialect == "postgresql"
+        #: The table of another aggregate, for semi-joins (``F(...).among``).
+        self.tables = tables
+        #: Semi-joins built before: an access policy asks the same (large) ones on every read.
+        self._semi_joins: dict[tuple[str | None, Among], ColumnElement[bool]] = {}
         # a ref_any field ``about`` is queried as ``about.aggregate`` and ``about.id``: two columns
         self._paths = {name: table.c[name.replace(".", "_")] for name in spec.fields if "." in name}
 
@@ -89,7 +100,8 @@ class Compiler:
 
     # ------------------------------------------------------------------ expressions
     def expr(self, expr: Expr, tenant: str | None = None) -> ColumnElement[bool]:
-        """The condition (``tenant``: the one the statement reads, for the word indexes' look-ups)."""
+        """The condition; ``tenant`` is the one the statement reads (the word indexes' look-ups and the
+        semi-joins read that tenant's rows; None: the row's own tenant)."""
         if isinstance(expr, All):
             return sa.true()
         if isinstance(expr, And):
@@ -119,7 +131,31 @@ class Compiler:
             bound = sa.bindparam(None, tenant, type_=sa.String()) if tenant is not None else self.table.c.tenant
             words = [sa.bindparam(None, w, type_=sa.Text()) for w in expr.words]
             return self._guard(expr.field, self.words(expr.field, bound, words))
+        if isinstance(expr, Among):
+            return self._among(expr, tenant)
         raise TypeError(f"not a crmkit condition: {expr!r}")
+
+    def _among(self, expr: Among, tenant: str | None) -> ColumnElement[bool]:
+        """``field IN (SELECT id FROM other WHERE other.tenant = :tenant AND ...)``: a semi-join in the database.
+
+        With the tenant a bound value the subquery is not correlated, so SQLite and
+        PostgreSQL run it once per statement (a hashed or materialised semi-join), not per row.
+        """
+        key = (tenant, expr)
+        found = self._semi_joins.get(key)
+        if found is not None:
+            return found
+        if self.tables is None:
+            raise TypeError("this compiler has no other tables to join (among)")
+        other = self.tables(expr.entity).alias()
+        inner = Compiler(other, expr.entity, self.dialect, self.tables)
+        mine = other.c.tenant == (self.table.c.tenant if tenant is None else tenant)
+        ids = sa.select(other.c.id).where(mine, inner.expr(expr.where, tenant))
+        found = self._guard(expr.field, self.column(expr.field).in_(ids))
+        if len(self._semi_joins) >= 256:  # conditions come from code and policies, not data; bounded anyway
+            self._semi_joins.clear()
+        self._semi_joins[key] = found
+        return found
 
     # ------------------------------------------------------------------ model fields
     def _guard(self, name: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:

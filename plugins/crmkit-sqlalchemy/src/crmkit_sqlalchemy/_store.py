@@ -70,7 +70,7 @@ class SqlRepository(Repository[Any]):
         self.table: sa.Table
         self.convert: Converter
         self.table, self.convert = storage_of(spec)  # crmkit's own tables, or derived from a declaration
-        self.compiler = Compiler(self.table, spec, store.dialect)
+        self.compiler = Compiler(self.table, spec, store.dialect, lambda other: store.repository(other).table)
         # the columns records are read from (folded shadows of searchable fields are only searched)
         self._columns = [c for c in self.table.c if c.name != "tenant" and SHADOW not in c.info]
         # The statements of the hot paths, built once (SQLAlchemy then reuses their compiled form).

@@ -44,6 +44,7 @@ from crmkit.testing.conformance._records import (
 from crmkit.testing.conformance._reports import ReportContract, SetQueryContract
 from crmkit.testing.conformance._roundtrip import RoundTripContract
 from crmkit.testing.conformance._search import SearchContract
+from crmkit.testing.conformance._semijoin import SemiJoinContract
 from crmkit.testing.conformance._stateful import StatefulContract, crm_state_machine
 from crmkit.testing.conformance._tenancy import TenancyContract
 from crmkit.testing.conformance._timeline import LifecycleContract, PurchaseSummaryContract, TimelineContract
@@ -75,6 +76,7 @@ __all__ = [
     "TestRepositories",
     "TestRoundTrip",
     "TestSearch",
+    "TestSemiJoins",
     "TestStageChanges",
     "TestStateMachine",
     "TestTenancy",
@@ -109,6 +111,7 @@ __all__ += [
     "RepositoryContract",
     "RoundTripContract",
     "SearchContract",
+    "SemiJoinContract",
     "StageChangeContract",
     "StatefulContract",
     "TenancyContract",
@@ -148,6 +151,7 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     SetQueryContract,
     IdentityContract,
     SearchContract,
+    SemiJoinContract,
 )
 
 
@@ -261,3 +265,7 @@ class TestIdentity(IdentityContract):
 
 class TestSearch(SearchContract):
     """Text search as people type it: matches and startswith, folded."""
+
+
+class TestSemiJoins(SemiJoinContract):
+    """F(field).among(aggregate, condition): semi-joins in the store, against the reference."""
