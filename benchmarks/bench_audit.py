@@ -1,7 +1,7 @@
 """What the audit trail and the event feed cost a bulk import: ``add_many`` with them on and off, same run.
 
     python benchmarks/bench_audit.py                                  # SQLite and memory, 20,000 customers
-    python benchmarks/bench_audit.py --stores sqlite postgresql --customers 50000 --transactions 100000
+    python benchmarks/bench_audit.py --stores sqlite postgresql mongodb --customers 50000 --transactions 100000
 
 Each store is opened four times per round, in turn: with neither (``audit=False,
 event_feed=False``), the audit trail only, the event feed only, and both (the default).
@@ -57,22 +57,27 @@ def _customers(n: int, run: str) -> list[Customer]:
 Times = tuple[float, float, float, float]  # customers wall, transactions wall, customers CPU, transactions CPU
 
 
-def _import(url: str, config: dict[str, bool], tenant: str, customers: int, transactions: int) -> Times:
+def _import(
+    url: str, config: dict[str, bool], tenant: str, customers: int, transactions: int, batch_size: int = 10_000
+) -> Times:
     people = _customers(customers, tenant)
     with crmkit.connect(url, tenant=tenant, actor="bench", **config) as crm:  # type: ignore[arg-type]
         crm.migrate()
         started, started_cpu = time.perf_counter(), time.process_time()
-        crm.customers.add_many(people)
+        crm.customers.add_many(people, batch_size=batch_size)
         middle, middle_cpu = time.perf_counter(), time.process_time()
         crm.transactions.add_many(
-            Transaction(
-                customer_id=people[i % customers].id,
-                occurred_at=START + dt.timedelta(minutes=i),
-                amount=Decimal(i % 500) + Decimal("0.99"),
-                currency="EUR",
-                external_id=f"t{i}",
-            )
-            for i in range(transactions)
+            (
+                Transaction(
+                    customer_id=people[i % customers].id,
+                    occurred_at=START + dt.timedelta(minutes=i),
+                    amount=Decimal(i % 500) + Decimal("0.99"),
+                    currency="EUR",
+                    external_id=f"t{i}",
+                )
+                for i in range(transactions)
+            ),
+            batch_size=batch_size,
         )
         ended, ended_cpu = time.perf_counter(), time.process_time()
     return middle - started, ended - middle, middle_cpu - started_cpu, ended_cpu - middle_cpu
@@ -80,11 +85,17 @@ def _import(url: str, config: dict[str, bool], tenant: str, customers: int, tran
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stores", nargs="+", default=["sqlite", "memory"], choices=["memory", "sqlite", "postgresql"])
+    parser.add_argument(
+        "--stores", nargs="+", default=["sqlite", "memory"], choices=["memory", "sqlite", "postgresql", "mongodb"]
+    )
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--transactions", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--batch-size", type=int, default=10_000, help="add_many's (a small MongoDB server's cache holds less)"
+    )
     parser.add_argument("--postgres-url", default=None)
+    parser.add_argument("--mongo-url", default=None)
     args = parser.parse_args()
     with TemporaryDirectory() as folder:
         for store in args.stores:
@@ -93,6 +104,14 @@ def main() -> None:
                 url = "memory://"
             elif store == "sqlite":
                 url = f"sqlite:///{folder}/bench.db"
+            elif store == "mongodb":
+                if args.mongo_url:
+                    url = args.mongo_url
+                else:
+                    from tests.support.servers import start_mongo
+
+                    server = start_mongo()
+                    url = server.url
             elif args.postgres_url:
                 url = args.postgres_url
             else:
@@ -104,7 +123,9 @@ def main() -> None:
                 best: dict[str, Times] = {}
                 for round in range(args.rounds):
                     for name, config in CONFIGS.items():
-                        times = _import(url, config, f"r{round}_{name}", args.customers, args.transactions)
+                        times = _import(
+                            url, config, f"r{round}_{name}", args.customers, args.transactions, args.batch_size
+                        )
                         had = best.get(name, (float("inf"),) * 4)
                         best[name] = (
                             min(had[0], times[0]),
@@ -116,7 +137,10 @@ def main() -> None:
                 if server is not None:
                     server.stop()
             base = best["neither"]
-            print(f"\n{store}: {args.customers:,} customers, {args.transactions:,} transactions, best of {args.rounds}")
+            print(
+                f"\n{store}: {args.customers:,} customers, {args.transactions:,} transactions,"
+                f" batches of {args.batch_size:,}, best of {args.rounds}"
+            )
             print(
                 f"{'kept':<8} {'customers/s':>12} {'wall':>7} {'CPU':>7}"
                 f" {'transactions/s':>15} {'wall':>7} {'CPU':>7}   (time vs neither)"

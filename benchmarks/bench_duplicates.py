@@ -20,13 +20,14 @@ import argparse
 import random
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _timing import show, stopwatch, timed  # noqa: E402
 
 import crmkit  # noqa: E402
 from crmkit import Customer  # noqa: E402
@@ -87,13 +88,10 @@ def run(label: str, url: str, n: int, share: float) -> None:
             truth.add((of, i))
     with crmkit.connect(url, tenant="bench") as crm:
         crm.identity.region = "RO"
-        began = time.perf_counter()
-        crm.customers.add_many(rows, batch_size=5_000)
-        loaded = time.perf_counter() - began
+        with stopwatch() as loaded:
+            crm.customers.add_many(rows, batch_size=5_000)
         index = {c.id: i for i, c in enumerate(rows)}
-        began, cpu = time.perf_counter(), time.process_time()
-        groups = list(crm.identity.duplicates(min_probability=0.9))
-        took, cpu = time.perf_counter() - began, time.process_time() - cpu
+        took, cpu, groups = timed(lambda: list(crm.identity.duplicates(min_probability=0.9)))
     found = set()
     for group in groups:
         members = sorted(index[c] for c in group.customer_ids)
@@ -101,10 +99,12 @@ def run(label: str, url: str, n: int, share: float) -> None:
     hits = len(found & truth)
     precision = hits / len(found) if found else 1.0
     recall = hits / len(truth) if truth else 1.0
-    print(
-        f"{label:<16} {n:,} customers ({len(truth):,} true pairs; added in {loaded:.0f} s)   "
-        f"duplicates() {took:.1f} s (Python's CPU time {cpu:.1f} s)   {len(found):,} pairs   "
-        f"precision {precision:.4f}   recall {recall:.4f}"
+    show(
+        f"{label:<16} {n:,} customers ({len(truth):,} true pairs; added in {loaded.wall:.0f} s)",
+        f"duplicates() {took:.1f} s (Python's CPU time {cpu:.1f} s)",
+        f"{len(found):,} pairs",
+        f"precision {precision:.4f}",
+        f"recall {recall:.4f}",
     )
 
 

@@ -14,7 +14,8 @@ statement a developer would write against the same table by hand
 (``WHERE tenant = ? AND name_folded >= ? AND name_folded < ? ORDER BY id LIMIT 10``,
 with the folding done in Python as crmkit does it), the two taking turns prefix by
 prefix. Also timed: ``F("name").matches(...)`` of a whole stored name (two words, any
-order). PostgreSQL is a private server started for the run (``tests.support.servers``).
+order), which the word index serves (the words table on SQLite, a GIN index on
+PostgreSQL). PostgreSQL is a private server started for the run (``tests.support.servers``).
 Goal: a type-ahead query's p50 under 5 ms on SQLite and PostgreSQL at 100,000 customers.
 """
 

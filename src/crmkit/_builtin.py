@@ -78,16 +78,20 @@ def crmkit_purchase_summaries(
 @hookimpl
 def crmkit_aggregates() -> Iterable[type]:
     """crmkit's own declared aggregates: the changes of stage of every record, the identity
-    layer's contact-point keys and merges, sales', privacy's, the service desk's, and the audit
+    layer's contact-point keys and merges, sales', privacy's, the service desk's, documents', and the audit
     trail and event feed (last: the journal is written from the others' changes)."""
     from crmkit.audit import AuditEntry, FeedHead, OutboxChunk
-    from crmkit.identity._records import IdentityKey, Merge
+    from crmkit.documents import AGGREGATES as DOCUMENTS
+    from crmkit.identity._records import DuplicateAlert, IdentityKey, Merge
     from crmkit.marketing import AGGREGATES as MARKETING
     from crmkit.privacy import AGGREGATES as PRIVACY
     from crmkit.sales import AGGREGATES as SALES
     from crmkit.service import AGGREGATES as SERVICE
 
-    return [StateChange, IdentityKey, Merge, *SALES, *PRIVACY, *SERVICE, *MARKETING, AuditEntry, OutboxChunk, FeedHead]
+    return [
+        *(StateChange, IdentityKey, Merge, DuplicateAlert),
+        *(*SALES, *PRIVACY, *SERVICE, *MARKETING, *DOCUMENTS, AuditEntry, OutboxChunk, FeedHead),
+    ]
 
 
 @hookimpl

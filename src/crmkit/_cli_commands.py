@@ -79,13 +79,17 @@ def add_commands(commands: Any) -> None:
 
     report = commands.add_parser(
         "report",
-        help="write an HTML report with figures: value or pipeline",
+        help="write an HTML report with figures: value, pipeline or service",
         description="Write DIR/index.html and its PNG figures (needs matplotlib: pip install 'crmkit[plots]').",
     )
-    report.add_argument("kind", choices=("value", "pipeline"), help="which report")
+    report.add_argument("kind", choices=("value", "pipeline", "service"), help="which report")
     _store_arguments(report)
     report.add_argument("--out", required=True, help="directory for index.html and the figures")
-    report.add_argument("--as-of", help="date the report is as of (default: the last transaction's day)")
+    report.add_argument(
+        "--as-of",
+        help="date the report is as of (value: default the last transaction's day; service: the end of that day, "
+        "default now)",
+    )
     report.set_defaults(run=_report)
 
 
@@ -243,6 +247,9 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
         if args.kind == "value":
             as_of = _as_of(crm, args.as_of)
             page = _cli_report.value_report(crm, folder, as_of)
+        elif args.kind == "service":
+            now = crm.now() if not args.as_of else _end_of(_as_of(crm, args.as_of))
+            page = _cli_report.service_report(crm, folder, now)
         else:
             page = _cli_report.pipeline_report(crm, folder)
     print(f"wrote {page}", file=out)
@@ -261,6 +268,11 @@ def _as_of(crm: crmkit.CRM, given: str | None) -> dt.date:
     if value is None:
         raise ValidationError("report", "the tenant has no transactions to report on", crm.tenant)
     return value.date() if isinstance(value, dt.datetime) else value
+
+
+def _end_of(day: dt.date) -> dt.datetime:
+    """The last microsecond of a day, in UTC."""
+    return dt.datetime.combine(day, dt.time.max, dt.timezone.utc)
 
 
 def escape(value: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from crmkit._errors import ValidationError
 from crmkit.crm import CRM
 
-__all__ = ["pipeline_report", "value_report"]
+__all__ = ["pipeline_report", "service_report", "value_report"]
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}"
@@ -185,3 +185,136 @@ def pipeline_report(crm: CRM, folder: Path) -> Path:
             ),
         ]
     return _page(folder, "Sales pipeline", parts)
+
+
+def _stacked(
+    path: Path, labels: Sequence[str], parts: Sequence[tuple[str, Sequence[float], str]], *, title: str, ylabel: str
+) -> None:
+    """Bars of several parts stacked on one another (``parts``: name, values per label, colour)."""
+    from crmkit.value.plots import _pyplot, _save
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    bottom = [0.0] * len(labels)
+    for name, values, colour in parts:
+        ax.bar(range(len(labels)), values, bottom=bottom, color=colour, label=name)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    _save(fig, path)
+
+
+def _label(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _hours(seconds: Any) -> str:
+    return "" if seconds is None else f"{Decimal(seconds) / 3600:,.1f}"
+
+
+def service_report(crm: CRM, folder: Path, now: dt.datetime) -> Path:
+    """Cases by status, priority and queue, SLA clocks breached and met, and times to each clock's end.
+
+    Every number is a group-by in the store: cases counted by a field, the SLA clocks
+    counted by state (``crm.service.sla_summary``, at ``now``), clocks met and breached per
+    month of completion (``sla_attainment``) and the business time to each clock's
+    completion (``response_times``); no case is read.
+    """
+    from crmkit.service import Case
+
+    cases = crm.records(Case)
+    parts = [f"<p>Tenant {_e(crm.tenant)}, as of {now:%Y-%m-%d %H:%M} UTC, computed from {_e(crm.store.url)}.</p>"]
+    total = cases.count()
+    if not total:
+        parts.append("<p>No cases.</p>")
+        return _page(folder, "Service desk", parts)
+    parts.append(f"<p>{total:,} cases.</p>")
+    for field, title in (("status", "status"), ("priority", "priority"), ("queue", "queue")):
+        counted = [(_label(r[field]), r.count or 0) for r in cases.aggregate(group_by=field, count=True)]
+        _bars(
+            folder / f"{field}.png",
+            [k for k, _ in counted],
+            [n for _, n in counted],
+            title=f"Cases by {title}",
+            ylabel="cases",
+        )
+        parts += [
+            f"<h2>Cases by {title}</h2>",
+            _figure(f"{field}.png", f"cases by {title}"),
+            _table((title, "cases"), counted),
+        ]
+    open_cases = crm.service.open_cases(("queue", "priority"), age=None)
+    parts += [
+        "<h3>Open cases by queue and priority</h3>",
+        _table(
+            ("queue", "priority", "open cases"),
+            [(_label(r["queue"]), _label(r["priority"]), r.count) for r in open_cases],
+        ),
+    ]
+
+    summary = crm.service.sla_summary(now=now, group_by=("policy", "clock"))
+    parts.append("<h2>SLA clocks</h2>")
+    if summary:
+        labels = [f"{s.key[0]}/{s.key[1]}" for s in summary]
+        _stacked(
+            folder / "sla.png",
+            labels,
+            [
+                ("within target", [s.clocks - s.breached for s in summary], "#3b6ea8"),
+                ("breached", [s.breached for s in summary], "#c0392b"),
+            ],
+            title="SLA clocks: within target and breached",
+            ylabel="clocks",
+        )
+        parts += [
+            _figure("sla.png", "SLA clocks within target and breached, per policy and clock"),
+            _table(
+                ("policy", "clock", "clocks", "within target", "breached", "completed", "paused", "running"),
+                [
+                    (*s.key, s.clocks, s.clocks - s.breached, s.breached, s.completed, s.paused, s.running)
+                    for s in summary
+                ],
+            ),
+        ]
+        attained = crm.service.sla_attainment(period="month")
+        if attained:
+            parts += [
+                "<h3>Completed clocks met and breached, by month of completion</h3>",
+                _table(
+                    ("policy", "clock", "month", "met", "breached", "met share"),
+                    [(a.policy, a.clock, a.period, a.met, a.breached, f"{a.rate:.0%}") for a in attained],
+                ),
+            ]
+    else:
+        parts.append("<p>No SLA clocks (no policy applies to these cases).</p>")
+
+    times = [r for r in crm.service.response_times(("clock", "policy")) if r.count]
+    if times:
+        _bars(
+            folder / "times.png",
+            [f"{r['policy']}/{r['clock']}" for r in times],
+            [float(Decimal(r["mean(running_seconds)"]) / 3600) for r in times],
+            title="Mean business hours to each clock's completion",
+            ylabel="business hours",
+        )
+        parts += [
+            "<h2>Response and resolution times</h2>",
+            _figure("times.png", "mean business hours to each clock's completion"),
+            _table(
+                ("policy", "clock", "completed", "mean hours", "fastest hours", "slowest hours"),
+                [
+                    (
+                        r["policy"],
+                        r["clock"],
+                        r.count,
+                        _hours(r["mean(running_seconds)"]),
+                        _hours(r["min(running_seconds)"]),
+                        _hours(r["max(running_seconds)"]),
+                    )
+                    for r in times
+                ],
+            ),
+        ]
+    return _page(folder, "Service desk", parts)

@@ -92,6 +92,10 @@ class PluginHost:
             )
         return store  # type: ignore[no-any-return]
 
+    def blob_store(self) -> object | None:
+        """The blob store a plugin provides for documents' bytes (``crmkit_blob_store``), or None."""
+        return self.pm.hook.crmkit_blob_store()  # type: ignore[no-any-return]
+
     def url_schemes(self) -> list[str]:
         return sorted({s for result in self.pm.hook.crmkit_url_schemes() for s in result})
 
@@ -218,6 +222,24 @@ class PluginHost:
         reasons = self.pm.hook.crmkit_guard_transition(
             customer=customer, from_stage=from_stage, to_stage=to_stage, facts=facts, rule=rule
         )
+        return tuple(str(r) for r in reasons if r)
+
+    # --- record-level access
+    @property
+    def has_access_policy(self) -> bool:
+        """Whether some plugin filters reads or vetoes writes (the connection then guards its store)."""
+        hook = self.pm.hook
+        return bool(hook.crmkit_access_filter.get_hookimpls() or hook.crmkit_access_write.get_hookimpls())
+
+    @property
+    def has_access_vetoes(self) -> bool:
+        return bool(self.pm.hook.crmkit_access_write.get_hookimpls())
+
+    def access_filters(self, actor: str | None, aggregate: Any, schema: Schema) -> list[Any]:
+        return list(self.pm.hook.crmkit_access_filter(actor=actor, aggregate=aggregate, schema=schema))
+
+    def access_vetoes(self, actor: str | None, aggregate: Any, old: Any, new: Any) -> tuple[str, ...]:
+        reasons = self.pm.hook.crmkit_access_write(actor=actor, aggregate=aggregate, old=old, new=new)
         return tuple(str(r) for r in reasons if r)
 
     # --- events

@@ -29,11 +29,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
+_UNKNOWN = uuid.SafeUUID.unknown  # read once: an enum member's lookup costs as much as the rest of the id
+
+
 def _uuid_of_int(value: int) -> uuid.UUID:
     """``uuid.UUID(int=value)`` for a value known to be a valid 128-bit integer, without the checks."""
     made = object.__new__(uuid.UUID)
     object.__setattr__(made, "int", value)
-    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    object.__setattr__(made, "is_safe", _UNKNOWN)
     return made
 
 

@@ -20,7 +20,7 @@ from crmkit.services.activity import Interactions, Transactions
 from crmkit.services.customers import Customers, StageChanges
 from crmkit.services.graph import Relationships
 from crmkit.services.records import BulkResult, Page, Records, _ReadRecords, _Record, _uuids
-from crmkit.services.references import ReferencePolicies
+from crmkit.services.references import ReferencePolicies, policed
 from crmkit.services.timeline import TimelineEntry, timeline
 from crmkit.services.unit_of_work import UnitOfWork, _actor
 from crmkit.state_changes import StateChanges
@@ -29,7 +29,8 @@ from crmkit.summaries import PurchaseSummary
 
 if TYPE_CHECKING:
     from crmkit.audit import Audit, AuditSetting, EventFeed, Journal
-    from crmkit.identity import Identity
+    from crmkit.documents import Documents
+    from crmkit.identity import DuplicateAlert, Identity
     from crmkit.marketing import Campaign, CampaignMember, Consents, Marketing, SegmentMember, Segments, Suppression
     from crmkit.privacy import Privacy
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
@@ -61,6 +62,10 @@ class CRM(UnitOfWork, ReferencePolicies):
         event_feed: bool = True,
     ) -> None:
         self.store = store
+        if host.has_access_policy:  # record-level access: every read filtered, every write checked
+            from crmkit.access import GuardedStore
+
+            self.store = GuardedStore(store, self)
         self.tenant = tenant
         self.policy = policy or LifecyclePolicy()
         #: Every aggregate of this connection, with fields, references, unique keys and indexes.
@@ -88,7 +93,7 @@ class CRM(UnitOfWork, ReferencePolicies):
             for s in (self.customers, self.relationships, self.interactions, self.transactions, self.state_changes)
         }
         self._referrers = {
-            name: any(r.source in self.schema.derived for r in self.schema.references_to(name)) for name in self.schema
+            name: any(policed(self.schema, r) for r in self.schema.references_to(name)) for name in self.schema
         }
         services = host.services()
         for name in services:
@@ -119,6 +124,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         # The services and aggregates crmkit's own features add at run time (crmkit_services,
         # crmkit_aggregates), declared for type checkers: ``leads: Records[Lead]``, ``sales: Sales``.
         identity: Identity
+        identity_alerts: Records[DuplicateAlert]
         calendars: Records[BusinessCalendar]
         sla_policies: Records[SLAPolicy]
         cases: Records[Case]
@@ -143,6 +149,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         campaign_members: Records[CampaignMember]
         marketing: Marketing
         privacy: Privacy
+        documents: Documents
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""

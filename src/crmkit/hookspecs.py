@@ -20,9 +20,12 @@ import pluggy
 if TYPE_CHECKING:
     from crmkit.channels import ChannelType
     from crmkit.customers import Customer
+    from crmkit.documents import BlobStore
+    from crmkit.entities import EntitySpec
     from crmkit.events import Event
     from crmkit.lifecycle import CustomerFacts, StageProposal
     from crmkit.lifecycle_model import Stage, StageDef
+    from crmkit.query import Where
     from crmkit.relationships import RelationshipType
     from crmkit.schema import Schema
     from crmkit.session import ScoringSession, Session
@@ -77,6 +80,19 @@ def crmkit_assignment_strategies() -> Mapping[str, Callable[[Any, Any, Any], str
     ``{"by_region": pick}``: ``pick(crm, queue, case)`` returns the member who gets the case
     (a queue whose ``strategy`` is ``"by_region"`` uses it). Built in: ``round_robin``,
     ``least_busy`` and ``skills``; a plugin's strategy of the same name replaces one.
+    """
+
+
+@hookspec(firstresult=True)
+def crmkit_blob_store() -> BlobStore | None:
+    """A store for documents' bytes outside the database (``crmkit.documents.BlobStore``), or None.
+
+    Called when ``crm.documents`` keeps or reads a content. With no plugin answering,
+    contents are kept in the store itself, as chunk records (rows in SQL, GridFS-style
+    chunk documents in MongoDB). ``crmkit.documents.FileBlobStore(root)`` is such a plugin:
+    ``connect(url, plugins=[FileBlobStore("file:///var/lib/crm/blobs")])``. The first
+    non-None result wins. A content is read back from the blob store that kept it (by its
+    ``name``), so keep that plugin registered while any blob names it.
     """
 
 
@@ -197,6 +213,36 @@ def crmkit_guard_transition(
 
     Called before every stage change (rule-driven or a manual update). All guards run and
     every reason is reported together; any reason blocks the change.
+    """
+
+
+# --- record-level access ------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_access_filter(actor: str | None, aggregate: EntitySpec, schema: Schema) -> Where:
+    """The records of ``aggregate`` that ``actor`` may see, as a condition (None: no restriction).
+
+    Asked once per actor and aggregate by a connection (so the answer must depend on
+    nothing else); every result is ANDed into every read of that aggregate the connection
+    makes: ``get``, ``find``, ``count``, ``scan``, ``aggregate`` reports, and every service
+    built on them (timelines, traversal, summaries, segments, marketing, privacy export,
+    identity). The condition runs in the store's query, so it may use every part of
+    ``crmkit.query``, semi-joins (``F("customer_id").among(...)``) included;
+    ``crmkit.access.customer_scope`` builds "hangs off these customers" for any aggregate.
+    A write of a record the actor would not see afterwards is refused with
+    ``crmkit.access.AccessDenied``.
+    """
+
+
+@hookspec
+def crmkit_access_write(actor: str | None, aggregate: EntitySpec, old: Any, new: Any) -> str | None:
+    """Veto a write by returning the reason, or return None to allow it.
+
+    Called before every record is stored: ``old`` is None for a new record, ``new`` is
+    None for a deletion. All implementations run; any reason raises
+    ``crmkit.access.AccessDenied`` naming the actor, the aggregate and the reasons, and
+    nothing of the unit of work is written.
     """
 
 

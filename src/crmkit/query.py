@@ -20,6 +20,12 @@ Semantics (every backend must give the same answers; the conformance suite check
   against the folded prefix and ``matches(query)`` holds when every word of the folded
   query is a word of the folded field (``crmkit.search.fold``); a query with no words
   matches every record whose field is not missing.
+* ``F("customer_id").among(customers, condition)`` (a semi-join) holds when the field's
+  value is the id of a record of the other aggregate (``crm.schema["customers"]`` or its
+  class) that matches ``condition``, in the same tenant; a missing value is among nothing.
+  Stores run it where the data is (``IN (SELECT id ...)`` in SQL, the ids read in the
+  server by one query on MongoDB); ``resolve_among`` turns it into ``in_`` for stores that
+  have no semi-join of their own.
 * Text compares by Unicode code point (binary collation), never by locale.
 * Text in a condition is Unicode: a lone surrogate is a ValidationError, as it is in
   stored text. A value for a model field may hold NUL, which stored text never does: it
@@ -53,6 +59,7 @@ from crmkit.schema._specs import EntitySpec, FieldSpec
 __all__ = [
     "ALL",
     "All",
+    "Among",
     "And",
     "Compare",
     "Contains",
@@ -74,6 +81,7 @@ __all__ = [
     "parse_order",
     "resolve_selects",
     "Select",
+    "resolve_among",
 ]
 
 CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
@@ -179,6 +187,19 @@ class StartsWith(Expr):
 
 
 @attrs.frozen
+class Among(Expr):
+    """``field``'s value is the id of a record of ``entity`` matching ``where`` (a semi-join).
+
+    ``aggregate`` names ``entity``; equality compares the name and the condition.
+    """
+
+    field: str
+    aggregate: str
+    where: Expr
+    entity: EntitySpec = attrs.field(eq=False, repr=False)
+
+
+@attrs.frozen
 class And(Expr):
     """All of ``items`` hold."""
 
@@ -281,9 +302,32 @@ class F:
             raise ValidationError("fold", "must be True or False", fold)
         return StartsWith(self.name, prefix, fold)
 
+    def among(self, aggregate: Any, where: Where = None) -> Among:
+        """The field's value is the id of a record of ``aggregate`` that matches ``where`` (a semi-join).
+
+        ``aggregate`` is an aggregate's spec (``crm.schema["customers"]``) or its class:
+        ``F("customer_id").among(Customer, F("owner") == "user:a")`` holds for the records of
+        customers that user owns. ``where`` is a condition on ``aggregate``'s fields (None: any record).
+        """
+        entity = _entity_of(aggregate)
+        return Among(self.name, entity.name, _condition(where), entity)
+
     def is_null(self) -> Compare:
         """The field is missing."""
         return Compare(self.name, "==", None)
+
+
+def _entity_of(aggregate: Any) -> EntitySpec:
+    if isinstance(aggregate, EntitySpec):
+        return aggregate
+    if isinstance(aggregate, type):
+        from crmkit.entities import ENTITIES
+        from crmkit.schema._declare import spec_of
+        from crmkit.schema._registry import builtin_aggregate_of
+
+        name = builtin_aggregate_of(aggregate)
+        return ENTITIES[name] if name is not None else spec_of(aggregate)
+    raise ValidationError("among", "takes an aggregate's spec (crm.schema[name]) or its class", aggregate)
 
 
 #: What ``find(where=...)`` accepts: a condition, a mapping of field to value (all equal), or None.
@@ -362,12 +406,8 @@ class Aggregates(Protocol):
     def __getitem__(self, name: str) -> EntitySpec: ...
 
 
-def bind(where: Where, entity: EntitySpec, schema: Aggregates | None = None) -> Expr:
-    """Check a condition against an entity's fields and normalise its values; raises ValidationError.
-
-    ``schema`` (a connection's ``crm.schema``) is what sub-queries (``F(...).in_(Select(...))``) are
-    bound against; without it a condition holding one is refused.
-    """
+def _condition(where: Where) -> Expr:
+    """The condition ``where`` stands for, not yet checked against fields."""
     if where is None:
         return ALL
     if isinstance(where, Mapping):
@@ -375,7 +415,16 @@ def bind(where: Where, entity: EntitySpec, schema: Aggregates | None = None) -> 
         where = And(items) if items else ALL
     if not isinstance(where, Expr):
         raise ValidationError("where", "must be a condition built with crmkit.query.F, a mapping or None", where)
-    return _bind(where, entity, schema)
+    return where
+
+
+def bind(where: Where, entity: EntitySpec, schema: Aggregates | None = None) -> Expr:
+    """Check a condition against an entity's fields and normalise its values; raises ValidationError.
+
+    ``schema`` (a connection's ``crm.schema``) is what sub-queries (``F(...).in_(Select(...))``) are
+    bound against; without it a condition holding one is refused.
+    """
+    return _bind(_condition(where), entity, schema)
 
 
 def _bind_select(expr: InSelect, entity: EntitySpec, schema: Aggregates | None) -> Expr:
@@ -507,6 +556,13 @@ def _bind(expr: Expr, entity: EntitySpec, schema: Aggregates | None = None) -> E
         return Contains(expr.field, value)
     if isinstance(expr, (Matches, StartsWith)):
         return _bind_search(expr, entity)
+    if isinstance(expr, Among):
+        spec = _field_spec(entity, expr.field)
+        if spec.kind != "uuid" or expr.field.startswith("attributes."):
+            raise ValidationError(expr.field, "among() applies to fields holding ids (uuid)", expr.aggregate)
+        if not isinstance(expr.entity, EntitySpec) or expr.entity.name != expr.aggregate:
+            raise ValidationError(expr.field, "among() needs the aggregate's spec", expr.aggregate)
+        return Among(expr.field, expr.aggregate, _bind(_expr(expr.where), expr.entity), expr.entity)
     if isinstance(expr, (And, Or)):
         if not isinstance(expr.items, tuple) or not expr.items:
             raise ValidationError("where", f"{type(expr).__name__} needs at least one condition", expr.items)
@@ -622,7 +678,36 @@ def evaluate(expr: Expr, entity: EntitySpec, record: Any) -> bool:
         return not evaluate(expr.item, entity, record)
     if isinstance(expr, InSelect):
         raise ValidationError(expr.field, "a sub-query is evaluated by a store (resolve_selects first)", expr.select)
+    if isinstance(expr, Among):
+        raise TypeError("a semi-join (among) is evaluated against a store: resolve_among() first")
     raise ValidationError("where", "is not a crmkit condition", expr)
+
+
+def resolve_among(expr: Expr, ids_of: Callable[[Among], Iterable[Any]]) -> Expr:
+    """``expr`` with every semi-join replaced by ``in_`` of the ids ``ids_of`` finds for it.
+
+    For stores without a semi-join of their own: ``ids_of`` reads, in the store, the ids of
+    the records of ``among.entity`` (same tenant) that match ``among.where``, which may hold
+    semi-joins in turn (``ids_of`` resolves those first, with this same function).
+    """
+    if isinstance(expr, Among):
+        return In(expr.field, tuple(ids_of(expr)))
+    if isinstance(expr, (And, Or)):
+        items = tuple(resolve_among(i, ids_of) for i in expr.items)
+        return expr if all(a is b for a, b in zip(items, expr.items, strict=True)) else type(expr)(items)
+    if isinstance(expr, Not):
+        item = resolve_among(expr.item, ids_of)
+        return expr if item is expr.item else Not(item)
+    return expr
+
+
+def has_among(expr: Expr) -> bool:
+    """Whether a condition holds a semi-join anywhere."""
+    if isinstance(expr, Among):
+        return True
+    if isinstance(expr, (And, Or)):
+        return any(has_among(i) for i in expr.items)
+    return isinstance(expr, Not) and has_among(expr.item)
 
 
 def conjuncts(expr: Expr) -> Iterable[Expr]:

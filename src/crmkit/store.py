@@ -100,6 +100,24 @@ class Repository(abc.ABC, Generic[T]):
     def replace(self, tenant: str, record: T, expected_version: int) -> bool:
         """Write ``record`` over the stored one iff its version is ``expected_version``, in one step."""
 
+    def replace_many(self, tenant: str, records: Sequence[T], expected_versions: Sequence[int]) -> set[uuid.UUID]:
+        """``replace`` of many records at once: each written iff its stored version is its expected one.
+
+        Returns the ids of the records that were not written because their stored version
+        moved (a concurrent writer changed or deleted them): a concurrent change is never
+        overwritten. When any is returned the caller treats the whole call as failed and
+        rolls its transaction back (a backend may have written the other records).
+        Backends override this with one bulk statement (``executemany`` of the versioned
+        ``UPDATE``, a ``bulk_write`` of versioned replaces); this default replaces one by one.
+        """
+        if len(records) != len(expected_versions):
+            raise ValueError("replace_many takes one expected version per record")
+        return {
+            cast(Any, record).id
+            for record, version in zip(records, expected_versions, strict=True)
+            if not self.replace(tenant, record, version)
+        }
+
     @abc.abstractmethod
     def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:
         """Delete one record (iff at that version when given); False when nothing matched."""

@@ -40,7 +40,11 @@ class LineItem:
 
 @schema.aggregate("transactions", time_field="occurred_at", kw_only=False)
 class Transaction(schema.Record):
-    """A purchase or a refund. ``amount`` is never negative: ``kind`` says which way money went."""
+    """A purchase or a refund. ``amount`` is never negative: ``kind`` says which way money went.
+
+    ``order_id`` names the order it paid (or refunded), so the revenue of orders reaches
+    purchase summaries and value models like any other purchase.
+    """
 
     customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
     occurred_at: dt.datetime = schema.instant(sortable=True, personal=False)
@@ -51,6 +55,9 @@ class Transaction(schema.Record):
     )
     line_items: tuple[LineItem, ...] = schema.many(LineItem, default=(), personal=False)
     attributes: Mapping[str, AttributeValue] = schema.attributes(personal="financial")
+    #: The order (``crmkit.sales.Order``) this payment or refund is for, when it is for one
+    #: (``crm.sales.record_payment``); the order's deletion leaves the money and clears the link.
+    order_id: uuid.UUID | None = schema.ref("orders", on_delete="set_null", default=None, personal=False)
 
     @property
     def signed_amount(self) -> Decimal:

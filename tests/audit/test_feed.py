@@ -225,3 +225,32 @@ def test_concurrent_writers_get_numbers_in_commit_order(durable_url: str) -> Non
     for writer in ("x", "y"):  # each writer's transactions in the order it committed them, both events together
         mine = [n for n in names if n.startswith(writer)]
         assert mine == [f"{writer}{i}{s}" for i in range(per_writer) for s in ("", "b")]
+
+
+def test_the_journals_generated_encoder_writes_crmkits_record_codec() -> None:
+    """The feed's per-class encoder gives what ``crmkit.identity._codec.encode`` gives, for every kind of value."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from crmkit import EmailAddress, Phone, PostalAddress, Transaction
+    from crmkit.audit._journal import encode_record
+    from crmkit.identity._codec import decode, encode
+
+    when = dt.datetime(2026, 5, 1, 9, 30, 15, 123456, tzinfo=dt.timezone.utc)
+    ada = Customer(
+        kind="person",
+        name="Ada \u0218tefan",
+        emails=(EmailAddress("ada@example.org"),),
+        phones=(Phone("+49 30 1234567"),),
+        addresses=(PostalAddress(("Main St 1",), city="Berlin", postal_code="10115", country="DE"),),
+        tags=frozenset({"b", "a"}),
+        attributes={"tier": 2, "score": 0.5, "since": dt.date(2020, 1, 2), "at": when},
+        external_id="c1",
+        created_at=when,
+        updated_at=when,
+        version=3,
+    )
+    sale = Transaction(customer_id=ada.id, occurred_at=when, amount=Decimal("10.500"), currency="EUR")
+    for record in (ada, sale, attrs.evolve(ada, owner="user:1", external_id=None)):
+        assert encode_record(record) == encode(record)
+        assert decode(encode_record(record)) == record

@@ -122,6 +122,33 @@ def test_declaration_mistakes_are_named() -> None:
             tenant: str = schema.text()
 
 
+def test_a_value_object_extends_another_with_its_fields_and_checks_and_stays_a_class_of_its_own() -> None:
+    @schema.value_object
+    class Base:
+        sku: str = schema.text()
+        qty: int = schema.integer(default=1)
+
+        def __attrs_post_init__(self) -> None:
+            if self.qty > 9:
+                raise ValidationError("qty", "at most 9", self.qty)
+
+    @schema.value_object
+    class Kept(Base):
+        note: str | None = schema.text(default=None)
+
+    kept = Kept(sku="A", note="x")
+    assert [fd.name for fd in schema.declared_fields(Kept)] == ["sku", "qty", "note"]
+    assert kept != Base(sku="A") and not isinstance(Base(sku="A"), Kept)
+    with pytest.raises(ValidationError, match="qty"):
+        Kept(sku="A", qty=10)
+    with pytest.raises(ValidationError, match="sku"):
+        Kept(sku=3)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="value_object"):
+        schema.value_object(attrs.frozen(type("Plain", (), {"__annotations__": {"a": "int"}})))
+    with pytest.raises(ValidationError, match="value_object"):  # an attrs base that is no value object
+        schema.value_object(type("Sub", (attrs.frozen(type("AttrsBase", (), {})),), {}))
+
+
 def test_the_spec_lists_queryable_fields_references_and_keys() -> None:
     spec = schema.spec_of(Probe)
     assert spec.fields["flag"].kind == "bool" and spec.fields["colour"].kind == "text"

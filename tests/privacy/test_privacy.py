@@ -167,6 +167,8 @@ def plant(crm: crmkit.CRM, markers: Markers, n: int = 1) -> uuid.UUID:
             attributes={"nickname": mark("customers.attributes")},
         )
     )
+    # renamed: the old name is kept only by the audit trail's update entry (a creation copies no values)
+    person = crm.customers.update(attrs.evolve(person, name=f"Ada L {mark('customers.name.renamed')}"))
     company = crm.customers.add(Customer(kind="organization", name="Analytical Engines Ltd"))
     crm.relationships.add(
         Relationship(
@@ -332,6 +334,9 @@ def test_export_finds_every_marker_and_erase_leaves_none(url: str) -> None:
         for journal in ("audit_entries", "event_outbox"):  # each erasure record is audited and in the feed
             if journal in before:
                 expected[journal] = before[journal] + 2
+        for name in ("documents", "document_versions", "document_blobs", "document_blob_chunks"):
+            if name in before:  # the document attached to the person goes, with its version and its content
+                expected[name] = before[name] - 1
         assert after == expected
 
         dump = raw_dump(crm, url)
@@ -374,8 +379,7 @@ def test_a_retention_hold_refuses_the_erase_until_it_ends(url: str) -> None:
         report = crm.privacy.erase(bob.id)
         assert [(c.aggregate, c.field, c.action) for c in report.changes] == [
             ("customers", "name", "replaced"),
-            ("identity_keys", "key", "replaced"),  # the name's blocking key
-            ("audit_entries", "new", "replaced"),  # the name as the customer's creation recorded it
+            ("identity_keys", "key", "replaced"),  # the name's blocking key (an audited creation keeps none)
             ("event_outbox", "events", "replaced"),  # and as the feed carries it
         ]
         assert re.fullmatch(r"erased-[0-9a-f]{12}", crm.customers.get(bob.id).name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
@@ -15,7 +16,7 @@ from tests.support.backends import BACKENDS, Clock, backend_url
 from tests.support.servers import unique_name
 
 import crmkit
-from crmkit import F
+from crmkit import ConflictError, Customer, F, NotFound, Transaction, ValidationError
 from crmkit.customers import EmailAddress, Phone
 from crmkit.sales import (
     ForecastCategory,
@@ -25,6 +26,7 @@ from crmkit.sales import (
     Note,
     Opportunity,
     Order,
+    OrderBalance,
     OrderLine,
     OrderStatus,
     Pipeline,
@@ -564,3 +566,148 @@ def test_the_forecast_equals_a_hand_computed_one_per_currency(
         found = crm.sales.forecast(by=by, currency="EUR")
         assert {(r.period, r.category): [r.count, r.amount, r.weighted] for r in found} == expected
         assert len(found) == len(expected)
+
+
+# --------------------------------------------------------------------------- payments for orders
+
+
+def an_order(crm: crmkit.CRM, currency: str = "EUR", **fields: object) -> Order:
+    ana = crm.customers.add(Customer(kind="person", name="Ana"))
+    line = OrderLine(
+        quantity=Decimal(3), unit_price=Decimal("33.335"), discount=Decimal("0.10"), tax_rate=Decimal("0.19")
+    )
+    return crm.orders.add(Order(currency=currency, customer_id=ana.id, lines=(line,), **fields))  # type: ignore[arg-type]
+
+
+def test_a_payment_names_its_order_and_is_revenue_for_value_models(url: str) -> None:
+    with open_crm(url, clock=lambda: START) as crm:
+        order = an_order(crm)
+        assert order.total == Decimal("107.10")  # 3 x 33.335 x 0.9 = 90.0045 -> 90.00 net, + 17.10 tax
+        assert crm.sales.balance(order.id) == OrderBalance(
+            order.id, "EUR", order.total, Decimal("0.00"), Decimal("0.00"), 0
+        )
+
+        first = crm.sales.record_payment(order.id, Decimal("50.00"), external_id="psp-1")
+        assert (first.order_id, first.customer_id, first.currency, first.kind) == (
+            order.id,
+            order.customer_id,
+            "EUR",
+            "purchase",
+        )
+        assert first.occurred_at == START and crm.transactions.get(first.id) == first
+        rest = crm.sales.record_payment(order.id)  # what is still due
+        assert rest.amount == order.total - Decimal("50.00")
+        balance = crm.sales.balance(order.id)
+        assert (balance.paid, balance.due, balance.transactions) == (order.total, Decimal("0.00"), 2)
+
+        assert {t.id for t in crm.transactions.find(F("order_id") == order.id)} == {first.id, rest.id}
+        assert crm.transactions.count(F("order_id") == None) == 0  # noqa: E711 - crmkit's query, not a comparison
+        (summary,) = crm.purchase_summaries()
+        assert (summary.customer_id, summary.total, summary.purchases) == (order.customer_id, order.total, 2)
+        metrics = crm.value.metrics()
+        assert (metrics.revenue, metrics.orders) == (order.total, 2)
+
+        back = crm.sales.record_payment(order.id, Decimal("7.11"), kind="refund")
+        assert back.kind == "refund" and back.order_id == order.id
+        after = crm.sales.balance(order.id)
+        assert (after.paid, after.refunded, after.due, after.transactions) == (
+            Decimal("99.99"),
+            Decimal("7.11"),
+            Decimal("7.11"),
+            3,
+        )
+        assert crm.value.metrics().revenue == Decimal("99.99")  # purchases less refunds
+        assert crm.purchase_summaries()[0].refunds == Decimal("7.11")
+
+
+def test_bad_payments_are_refused_naming_the_field_and_write_nothing(crm: crmkit.CRM) -> None:
+    order = an_order(crm)
+    crm.sales.record_payment(order.id, Decimal("100.00"), external_id="psp-1")
+    refused = [
+        (dict(amount=Decimal("7.11")), "amount", "more than the 7.10 EUR due"),
+        (dict(amount=Decimal("0.001")), "amount", "more places than EUR"),
+        (dict(amount=Decimal("-1")), "amount", None),
+        (dict(amount=Decimal("0")), "amount", "nothing to record"),
+        (dict(amount=Decimal("100.01"), kind="refund"), "amount", "more than the 100.00 EUR paid for"),
+        (dict(kind="gift"), "kind", "purchase or refund"),
+        (dict(occurred_at=dt.datetime(2026, 1, 1)), "occurred_at", None),  # naive
+    ]
+    for options, field, message in refused:
+        with pytest.raises(ValidationError) as caught:
+            crm.sales.record_payment(order.id, **options)  # type: ignore[arg-type]
+        assert caught.value.field == field, options
+        if message is not None:
+            assert message in str(caught.value), (options, str(caught.value))
+    with pytest.raises(ConflictError):  # the provider's id again: the same payment imported twice
+        crm.sales.record_payment(order.id, Decimal("1.00"), external_id="psp-1")
+    with pytest.raises(NotFound):
+        crm.sales.record_payment(uuid.uuid4())
+    with pytest.raises(ValidationError, match="order_id"):
+        crm.sales.record_payment("not an id")  # type: ignore[arg-type]
+    nobody = crm.orders.add(Order(currency="EUR", lines=order.lines))
+    with pytest.raises(ValidationError, match="no customer"):
+        crm.sales.record_payment(nobody.id)
+    cancelled = crm.orders.update(attrs.evolve(an_order(crm), status=OrderStatus.CANCELLED))
+    with pytest.raises(ConflictError, match="cancelled"):
+        crm.sales.record_payment(cancelled.id)
+    assert crm.transactions.count() == 1 and crm.sales.balance(order.id).due == Decimal("7.10")
+
+
+def test_the_order_link_is_a_checked_reference_whose_order_may_go(crm: crmkit.CRM) -> None:
+    order = an_order(crm)
+    stranger = Transaction(order.customer_id, START, Decimal("5.00"), "EUR", order_id=uuid.uuid4())  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="order_id"):
+        crm.transactions.add(stranger)
+    with pytest.raises(ValidationError, match="order_id") as caught:  # a bulk import names the row, adds nothing
+        crm.transactions.add_many([attrs.evolve(stranger, order_id=None), stranger])
+    assert caught.value.row == 1 and crm.transactions.count() == 0
+    paid = crm.sales.record_payment(order.id, Decimal("5.00"))
+    crm.orders.delete(order.id)  # the money stays, without the link
+    kept = crm.transactions.get(paid.id)
+    assert kept.order_id is None and kept.amount == Decimal("5.00") and kept.version == paid.version + 1
+    assert crm.transactions.count(F("order_id") == order.id) == 0
+
+
+def test_merging_customers_moves_their_payments_and_keeps_the_orders_they_paid(crm: crmkit.CRM) -> None:
+    order = an_order(crm)
+    paid = crm.sales.record_payment(order.id, Decimal("10.00"))
+    survivor = crm.customers.add(Customer(kind="person", name="Ana Pop"))
+    assert order.customer_id is not None
+    crm.identity.merge(survivor.id, [order.customer_id])
+    moved = crm.transactions.get(paid.id)
+    assert (moved.customer_id, moved.order_id) == (survivor.id, order.id)
+    assert crm.sales.balance(order.id).paid == Decimal("10.00")
+
+
+@PROPERTY
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["purchase", "refund"]), st.integers(0, 12_000)).map(
+            lambda t: (t[0], Decimal(t[1]).scaleb(-2))
+        ),
+        max_size=8,
+    ),
+    currency=st.sampled_from(["EUR", "JPY"]),
+)
+def test_the_balance_summed_in_the_store_is_the_sum_of_what_was_accepted(
+    url: str, steps: list[tuple[str, Decimal]], currency: str
+) -> None:
+    with open_crm(url, clock=lambda: START) as crm:
+        order = an_order(crm, currency)
+        paid = refunded = Decimal(0)
+        for kind, amount in steps:
+            if currency == "JPY":
+                amount = amount.scaleb(2)
+            room = order.total - paid + refunded if kind == "purchase" else paid - refunded
+            if amount == 0 or amount > room:
+                with pytest.raises(ValidationError, match="amount"):
+                    crm.sales.record_payment(order.id, amount, kind=kind)  # type: ignore[arg-type]
+                continue
+            crm.sales.record_payment(order.id, amount, kind=kind)  # type: ignore[arg-type]
+            if kind == "purchase":
+                paid += amount
+            else:
+                refunded += amount
+        balance = crm.sales.balance(order.id)
+        assert (balance.paid, balance.refunded) == (paid - refunded, refunded)
+        assert Decimal(0) <= balance.paid <= order.total and balance.due == order.total - balance.paid

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import attrs
 import pytest
-from tests.support.servers import unique_name
 
 import crmkit
 from crmkit import Channel, F, schema
@@ -18,23 +15,6 @@ from crmkit.service import BusinessCalendar, Case, CaseEscalation, Queue, SLAPol
 UTC = dt.timezone.utc
 T = dt.datetime(2026, 11, 27, 14, 30, tzinfo=UTC)  # a Friday, 16:30 in Bucharest
 H = dt.timedelta(hours=1)
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql", "mongodb"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://service-" + unique_name("m")
-    if request.param == "sqlite":
-        return f"sqlite:///{(tmp_path / 'crm.db').as_posix()}"
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(request.getfixturevalue("mongo_url"))
-
-
-@pytest.fixture
-def crm(url: str) -> Iterator[crmkit.CRM]:
-    with crmkit.connect(url, tenant=unique_name("service")) as crm:
-        yield crm
 
 
 def office() -> BusinessCalendar:

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 
 import attrs
 import pytest
-from tests.support.servers import unique_name
 
 import crmkit
 from crmkit import ConflictError, NotFound, ValidationError
 from crmkit.service import Case, Queue, Team
 
 T = dt.datetime(2026, 11, 27, 14, 30, tzinfo=dt.timezone.utc)
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql", "mongodb"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://teams-" + unique_name("m")
-    if request.param == "sqlite":
-        return f"sqlite:///{(tmp_path / 'crm.db').as_posix()}"
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("postgres_url"))
-    return str(request.getfixturevalue("mongo_url"))
-
-
-@pytest.fixture
-def crm(url: str) -> Iterator[crmkit.CRM]:
-    with crmkit.connect(url, tenant=unique_name("teams")) as crm:
-        yield crm
 
 
 def test_a_team_is_a_stored_record_with_a_unique_name(crm: crmkit.CRM) -> None:

@@ -33,6 +33,7 @@ from crmkit import (
     Relationship,
     Transaction,
 )
+from crmkit.sales import Order
 
 FOLDER = Path(__file__).resolve().parent / "golden"
 TENANT = "golden"
@@ -132,6 +133,13 @@ def write_records(crm: crmkit.CRM) -> None:
         Transaction(customer_id=ada.id, occurred_at=_T0, amount=Decimal("10"), currency="JPY", kind="refund", id=_id(6))
     )
     crm.customers.update(attrs.evolve(crm.customers.get(acme.id), stage="prospect"))
+    # written last, so that the records above keep their instants: a payment for an order (order_id)
+    order = crm.orders.add(Order(currency="EUR", customer_id=ada.id, id=_id(7)))
+    crm.transactions.add(
+        Transaction(
+            customer_id=ada.id, occurred_at=_T0, amount=Decimal("99.99"), currency="EUR", order_id=order.id, id=_id(8)
+        )
+    )
 
 
 def check(name: str, stored: dict[str, Any]) -> None:

@@ -122,7 +122,7 @@ def test_a_reference_without_a_policy_is_noticed(monkeypatch: pytest.MonkeyPatch
     bare_transactions = attrs.evolve(entities.TRANSACTIONS, references=())
     with monkeypatch.context() as patched:
         patched.setitem(entities.ENTITIES, "transactions", bare_transactions)  # type: ignore[index]
-        assert references_without_policy(_schema()) == ["transactions.customer_id"]
+        assert references_without_policy(_schema()) == ["transactions.customer_id", "transactions.order_id"]
     probe = attrs.evolve(schema.spec_of(Probe), references=())
     bare = Schema([probe])
     assert references_without_policy(bare) == [

@@ -8,6 +8,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 
 import attrs
 import crmkit_sqlalchemy
@@ -298,5 +299,90 @@ def test_upgrading_0003_folds_the_names_of_stored_customers(empty_url: str) -> N
             command.downgrade(alembic_config(conn), "0003")
         with engine.connect() as conn:
             assert "name_folded" not in {c["name"] for c in sa.inspect(conn).get_columns("customers")}
+    finally:
+        engine.dispose()
+
+
+def test_a_missing_word_index_is_made_and_filled_on_upgrade(empty_url: str) -> None:
+    """Word indexes (``_words``) are derived per database: a store without one gets it, filled from the rows."""
+    from crmkit_sqlalchemy._words import index_name
+
+    names = ["Ștefan Popescu", "POPESCU, Ştefan", "Ana Pop"]
+    with crmkit.connect(empty_url, tenant="acme") as crm:
+        crm.customers.add_many(Customer(kind="person", name=n) for n in names)
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f'DROP INDEX "{index_name("customers", "name_folded")}"')
+            else:  # a migration that rebuilds the table on SQLite loses its triggers: the same repair
+                conn.exec_driver_sql('DROP TRIGGER "customers__name_folded_words_insert"')
+                conn.exec_driver_sql('DELETE FROM "customers__name_folded_words"')
+                conn.exec_driver_sql("INSERT INTO customers__name_folded_words VALUES ('acme', 'stale', '0')")
+    finally:
+        engine.dispose()
+    with pytest.raises(BackendError, match=r"no word index for the searchable customers\.name_folded"):
+        crmkit.connect(empty_url, tenant="acme", upgrade=False)
+    assert crmkit_sqlalchemy.upgrade(empty_url) == HEAD
+    with crmkit.connect(empty_url, tenant="acme", upgrade=False) as crm:
+        assert sorted(c.name for c in crm.customers.find(F("name").matches("stefan popescu"))) == sorted(names[:2])
+        assert crm.customers.count(F("name").matches("stale")) == 0
+        crm.customers.add(Customer(kind="person", name="Stefan Pop"))  # kept in step again
+        assert crm.customers.count(F("name").matches("pop stefan")) == 1
+        declared = list(crm.schema.derived.values())
+    engine = _engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            assert diff(conn, declared) == []
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_0004_lets_stored_transactions_name_the_order_they_paid(empty_url: str) -> None:
+    from crmkit_sqlalchemy._rows import CONVERTERS
+    from crmkit_sqlalchemy._schema import customers, transactions
+
+    from crmkit import Transaction
+    from crmkit.sales import Order
+
+    t0 = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc)
+    ada = Customer(kind="person", name="Ada", created_at=t0, updated_at=t0, version=1)
+    old = Transaction(
+        customer_id=ada.id,
+        occurred_at=t0,
+        amount=Decimal("12.50"),
+        currency="EUR",
+        created_at=t0,
+        updated_at=t0,
+        version=1,
+    )
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0004")
+            conn.execute(customers.insert(), [{"tenant": "acme", **CONVERTERS["customers"].to_row(ada)}])
+            row = {"tenant": "acme", **CONVERTERS["transactions"].to_row(old)}
+            conn.execute(transactions.insert(), [{k: v for k, v in row.items() if k != "order_id"}])
+    finally:
+        engine.dispose()
+    assert crmkit_sqlalchemy.upgrade(empty_url) == HEAD
+    with crmkit.connect(empty_url, tenant="acme", upgrade=False) as crm:
+        assert crm.transactions.get(old.id) == old  # stored before the revision: for no order
+        order = crm.orders.add(Order(currency="EUR", customer_id=ada.id))
+        paid = crm.transactions.add(attrs.evolve(old, id=uuid.uuid4(), order_id=order.id, version=0))
+        assert [t.id for t in crm.transactions.find(F("order_id") == order.id)] == [paid.id]
+        declared = list(crm.schema.derived.values())
+    engine = _engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            assert diff(conn, declared) == []
+            assert "ix_transactions_tenant_order_id" in {
+                i["name"] for i in sa.inspect(conn).get_indexes("transactions")
+            }
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0004")
+        with engine.connect() as conn:
+            assert "order_id" not in {c["name"] for c in sa.inspect(conn).get_columns("transactions")}
+            assert conn.execute(sa.text("SELECT count(*) FROM transactions")).scalar() == 2  # the money stays
     finally:
         engine.dispose()

@@ -13,14 +13,18 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
 from crmkit_sqlalchemy import SqlStore
+from crmkit_sqlalchemy._words import index_name
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import crmkit
 from crmkit import Customer, F, Transaction
 from crmkit.crm import CRM
 from crmkit.entities import CUSTOMERS, TRANSACTIONS
 from crmkit.query import Expr, bind, evaluate, parse_order
+from crmkit.testing.probe import Probe, ProbePlugin
 
 UTC = dt.timezone.utc
 TEHRAN = dt.timezone(dt.timedelta(hours=3, minutes=30))
@@ -213,3 +217,51 @@ def test_type_ahead_is_served_by_the_folded_name_index(crm: CRM) -> None:
         sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
         plan = " ".join(str(row) for row in conn.exec_driver_sql(f"{explain} {sql}"))
     assert "ix_customers_tenant_name_folded_id" in plan, plan
+
+
+def test_word_search_is_served_by_the_word_index(shared_url: str) -> None:
+    """``matches`` looks its words up: a GIN index on PostgreSQL, the words table's key on SQLite."""
+    with crmkit.connect(shared_url, tenant="w-" + uuid.uuid4().hex[:12], plugins=[ProbePlugin()]) as crm:
+        _served_by_word_index(crm)
+
+
+def _served_by_word_index(crm: CRM) -> None:
+    crm.customers.add_many(Customer(kind="person", name=n) for n in ("Ștefan Popescu", "POPESCU, Ştefan", "Ana Pop"))
+    crm.customers.add_many(Customer(kind="person", name=f"Person {i} Popa") for i in range(500))
+    assert sorted(c.name for c in crm.customers.find(F("name").matches("popescu STEFAN"))) == [
+        "POPESCU, Ştefan",
+        "Ștefan Popescu",
+    ]
+    owner = crm.customers.find(limit=1)[0].id
+    when = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    codes = ["Ștefan Popescu", *(f"P-{i} Popa" for i in range(500))]
+    crm.records(Probe).add_many(
+        Probe(owner_id=owner, code=c, number=1, amount=Decimal(1), currency="EUR", happened_at=when) for c in codes
+    )
+    assert crm.records(Probe).count(F("code").matches("popescu stefan")) == 1
+    assert isinstance(crm.store, SqlStore)
+    for spec, field, table in (
+        (CUSTOMERS, "name", "customers"),
+        (crm.schema.spec(Probe), "code", crm.schema.spec(Probe).name),
+    ):
+        repo = crm.store.repository(spec)
+        for query in ("popescu", "popescu stefan"):
+            where = bind(F(field).matches(query), spec)
+            if crm.store.dialect == "postgresql":  # the index on (tenant, ...) would win on a table this small
+                statement = sa.select(repo.table.c.id).where(repo.compiler.expr(where, crm.tenant))
+            else:
+                statement = sa.select(repo.table.c.id).where(repo.compiler.where(crm.tenant, where))
+            with crm.store.engine.connect() as conn:
+                if crm.store.dialect == "postgresql":
+                    conn.exec_driver_sql(f"ANALYZE {table}")
+                    conn.exec_driver_sql("SET enable_seqscan = off")  # ask whether the index can serve it at all
+                    conn.exec_driver_sql("SET enable_indexscan = off")
+                    explain = "EXPLAIN"
+                else:
+                    explain = "EXPLAIN QUERY PLAN"
+                sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+                plan = " ".join(str(row) for row in conn.exec_driver_sql(f"{explain} {sql}"))
+            if crm.store.dialect == "postgresql":
+                assert index_name(table, f"{field}_folded") in plan, plan
+            else:
+                assert f"{table}__{field}_folded_words USING PRIMARY KEY (tenant=? AND word=?)" in plan, plan

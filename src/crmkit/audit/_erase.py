@@ -42,18 +42,20 @@ def _replaced(spec: AggregateSpec, entry: AuditEntry, field: str, encoded: Any) 
 
 
 def anonymised_entry(entry: AuditEntry, crm: CRM) -> AuditEntry:
-    """The entry with the values of personal fields replaced (a creation's, field by field)."""
+    """The entry with the values of personal fields replaced (a deletion's snapshot, field by field)."""
     spec = crm.schema.aggregates.get(entry.aggregate)
     if not isinstance(spec, AggregateSpec):
         return entry
-    if entry.field is None:
-        text = joined(entry.new)
-        if text is None:
-            return entry
-        snapshot = json.loads(text)
-        fresh = {name: _replaced(spec, entry, name, value) for name, value in snapshot.items()}
-        return entry if fresh == snapshot else attrs.evolve(entry, new=split(_dumps(fresh)))
     changes: dict[str, Any] = {}
+    if entry.field is None:  # a deletion's snapshot of every audited field (a creation keeps none)
+        for side in ("old", "new"):
+            text = joined(getattr(entry, side))
+            if text is not None:
+                snapshot = json.loads(text)
+                fresh = {name: _replaced(spec, entry, name, value) for name, value in snapshot.items()}
+                if fresh != snapshot:
+                    changes[side] = split(_dumps(fresh))
+        return attrs.evolve(entry, **changes) if changes else entry
     for side in ("old", "new"):
         text = joined(getattr(entry, side))
         if text is not None:

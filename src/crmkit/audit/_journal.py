@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from crmkit._errors import ValidationError
+from crmkit._errors import CRMError, ValidationError
 from crmkit._ids import new_id
 from crmkit.audit._model import AuditEntry, JsonPart, OutboxChunk, split
 from crmkit.identity._codec import encode
@@ -102,16 +102,23 @@ def audited_fields(schema: Schema, setting: AuditSetting = True) -> dict[str, tu
 
 
 def _maker(cls: type) -> Callable[..., Any]:
-    """A constructor of trusted records that skips the converters (the journal's values are its own)."""
-    defaults = [(a.name, a.default) for a in attrs.fields(cls)]
+    """A constructor of trusted records that skips the converters (the journal's values are its own).
 
-    def make(**values: Any) -> Any:
-        record: Any = object.__new__(cls)
-        for name, default in defaults:
-            object.__setattr__(record, name, values.get(name, default))
-        return record
-
-    return make
+    Generated once per class: keyword arguments with the fields' defaults, each set on a bare
+    instance (a journal record is made per change, so the generic loop showed in profiles).
+    """
+    namespace: dict[str, Any] = {"_new_": object.__new__, "_set_": object.__setattr__, "_cls_": cls}
+    params, body = [], ["    _r_ = _new_(_cls_)"]
+    for i, a in enumerate(attrs.fields(cls)):
+        default = a.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = None  # the journal passes every field that has a factory (the id)
+        namespace[f"_d{i}_"] = default
+        params.append(f"{a.name}=_d{i}_")
+        body.append(f"    _set_(_r_, {a.name!r}, {a.name})")
+    source = f"def make(*, {', '.join(params)}):\n" + "\n".join(body) + "\n    return _r_\n"
+    exec(compile(source, f"<crmkit journal maker of {cls.__name__}>", "exec"), namespace)
+    return namespace["make"]  # type: ignore[no-any-return]
 
 
 _entry = _maker(AuditEntry)
@@ -134,30 +141,45 @@ _FAST: dict[type, Callable[[Any], Any]] = {
     dict: lambda v: {"$map": {str(k): encode(x) for k, x in v.items()}},
     types.MappingProxyType: lambda v: {"$map": {str(k): encode(x) for k, x in v.items()}},
 }
-_plans: dict[type, tuple[str, tuple[str, ...]]] = {}
+_encoders: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+
+def _any(value: Any) -> Any:
+    fast = _FAST.get(value.__class__)
+    return encode(value) if fast is None else fast(value)
+
+
+def _record_encoder(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """A function from a record of ``cls`` to its codec form, generated once: one expression per field."""
+    namespace: dict[str, Any] = {"_plain_": _PLAIN, "_str_": str, "_isinstance_": isinstance, "_any_": _any}
+    lines, items = [], []
+    for i, a in enumerate(attrs.fields(cls)):
+        if not a.init:
+            continue
+        lines.append(f"    v{i} = r.{a.name}")
+        lines.append(
+            f"    if not (v{i} is None or v{i}.__class__ in _plain_ or _isinstance_(v{i}, _str_)):\n"
+            f"        v{i} = _any_(v{i})"  # the codec keeps any str as it is
+        )
+        items.append(f"{a.name!r}: v{i}")
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    body = "\n".join(lines)
+    source = f"def encode(r):\n{body}\n    return {{'$attrs': {name!r}, 'f': {{{', '.join(items)}}}}}\n"
+    exec(compile(source, f"<crmkit journal encoder of {cls.__qualname__}>", "exec"), namespace)
+    return namespace["encode"]  # type: ignore[no-any-return]
 
 
 def encode_record(record: Any) -> dict[str, Any]:
     """``crmkit.identity._codec.encode`` of a record, with its plain texts and numbers taken as they are.
 
-    The same JSON (``decode`` reads it back); imports encode every record they add, so the
-    common values skip the codec's type dispatch.
+    The same JSON (``decode`` reads it back); imports encode every record they add, so each
+    class gets a generated encoder that skips the codec's type dispatch for common values.
     """
     cls = record.__class__
-    plan = _plans.get(cls)
-    if plan is None:
-        names = tuple(a.name for a in attrs.fields(cls) if a.init)
-        plan = _plans.setdefault(cls, (f"{cls.__module__}:{cls.__qualname__}", names))
-    fields: dict[str, Any] = {}
-    for name in plan[1]:
-        value = getattr(record, name)
-        kind = value.__class__
-        if value is None or kind in _PLAIN or isinstance(value, str):  # the codec keeps any str as it is
-            fields[name] = value
-        else:
-            fast = _FAST.get(kind)
-            fields[name] = encode(value) if fast is None else fast(value)
-    return {"$attrs": plan[0], "f": fields}
+    encoder = _encoders.get(cls)
+    if encoder is None:
+        encoder = _encoders.setdefault(cls, _record_encoder(cls))
+    return encoder(record)
 
 
 def _event_json(event: Event, encoded: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -182,6 +204,16 @@ def _encoded(record: Any, cache: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return found
 
 
+def _store(crm: CRM, name: str, records: list[Any]) -> None:
+    """Write new journal records through the stores' bulk path (COPY on PostgreSQL, one executemany on SQLite).
+
+    They have new ids and no external id, so ``insert_new`` stores every one of them.
+    """
+    stored = crm.store.repository(crm.schema[name]).insert_new(crm.tenant, records)
+    if len(stored) != len(records):  # pragma: no cover - new ids, no external ids: nothing to skip
+        raise CRMError(f"the journal stored {len(stored)} of {len(records)} {name}")
+
+
 class Journal:
     """What a connection keeps of each transaction: the audit trail, the event feed, or both."""
 
@@ -199,16 +231,41 @@ class Journal:
         now = crm.now()
         encoded: dict[int, dict[str, Any]] = {}  # the events hold their records: ids stay unique meanwhile
         if self.audited:
-            entries = [entry for event in kept for entry in self._entries(event, now, encoded)]
+            entries: list[Any] = []
+            audited = self.audited
+            for event in kept:
+                fields = audited.get(event.entity)
+                if not fields:
+                    continue
+                after = event.after
+                if event.before is None:  # a creation, the bulk of an import: one entry, no values
+                    # (the record itself, or its deletion's snapshot, keeps them; update entries lead back)
+                    entries.append(
+                        _entry(
+                            id=new_id(),
+                            created_at=now,
+                            updated_at=now,
+                            version=1,
+                            aggregate=event.entity,
+                            record_id=after.id,
+                            record_version=after.version,
+                            action="created",
+                            actor=event.actor,
+                            at=getattr(after, "updated_at", None) or event.occurred_at,
+                            cause=event.cause or "api",
+                        )
+                    )
+                else:
+                    entries.extend(self._entries(event, fields, now, encoded))
             if entries:
-                crm.store.repository(crm.schema["audit_entries"]).insert(crm.tenant, entries)
+                _store(crm, "audit_entries", entries)
         if self.feed:
             self._append(crm, kept, now, encoded)
 
-    def _entries(self, event: Event, now: Any, encoded: dict[int, dict[str, Any]]) -> Iterable[Any]:
-        fields = self.audited.get(event.entity)
-        if not fields:
-            return
+    def _entries(
+        self, event: Event, fields: tuple[str, ...], now: Any, encoded: dict[int, dict[str, Any]]
+    ) -> Iterable[Any]:
+        """The entries of an update (one per audited field that changed) or a deletion (a snapshot)."""
         before, after = event.before, event.after
         common = {
             "created_at": now,
@@ -222,17 +279,15 @@ class Journal:
             "at": event.occurred_at if after is None else (getattr(after, "updated_at", None) or event.occurred_at),
             "cause": event.cause or "api",
         }
-        if before is None:
-            values = _encoded(after, encoded)["f"]
+        if after is None:
+            values = _encoded(before, encoded)["f"]
             snapshot = {name: values[name] for name in fields}  # None too: as_of replays it
             yield _entry(
                 id=new_id(),
-                record_version=after.version,
-                new=split(json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))),
+                record_version=before.version + 1,
+                old=split(json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))),
                 **common,
             )
-        elif after is None:
-            yield _entry(id=new_id(), record_version=before.version + 1, **common)
         else:
             for name in fields:
                 old, new = getattr(before, name), getattr(after, name)
@@ -267,4 +322,4 @@ class Journal:
                     events=split(payload),
                 )
             )
-        crm.store.repository(crm.schema["event_outbox"]).insert(crm.tenant, chunks)
+        _store(crm, "event_outbox", chunks)

@@ -64,9 +64,11 @@ def joined(fragments: tuple[JsonPart, ...]) -> str | None:
 class AuditEntry(schema.Record):
     """One change of one field of one record (or the record's creation or deletion).
 
-    A creation is one entry whose ``new`` holds every audited field (``field`` is None);
-    ``crm.audit.history`` shows it field by field. An update writes one entry per audited
-    field whose value changed; a deletion one entry without values.
+    A creation is one entry without values (``field`` is None): the values it gave are
+    the record's own, as it is now with every later update undone (each update entry keeps
+    the old value), so a bulk import writes no copy of them; ``crm.audit.history`` shows
+    them field by field. An update writes one entry per audited field whose value changed;
+    a deletion one entry whose ``old`` keeps every audited field (the record is gone).
     """
 
     #: The privacy layer's erasure finds the entries about a record by its aggregate and id,
@@ -88,9 +90,10 @@ class AuditEntry(schema.Record):
     action: str = schema.text(choices=ACTIONS, sortable=True, personal=False)
     #: The field that changed; None for a creation or a deletion.
     field: str | None = schema.text(default=None, sortable=True, personal=False)
-    #: The value before the change, as JSON fragments (none: the field had no value, or a creation).
+    #: The value before the change, as JSON fragments (none: the field had no value, or a
+    #: creation; a deletion: every audited field, as a JSON object).
     old: tuple[JsonPart, ...] = schema.many(JsonPart, default=(), personal="free_text")
-    #: The value after the change, as JSON fragments (a creation: every audited field, as a JSON object).
+    #: The value after the change, as JSON fragments (none: no value, a creation or a deletion).
     new: tuple[JsonPart, ...] = schema.many(JsonPart, default=(), personal="free_text")
     #: Who made the change (``connect(actor=...)``, ``crm.acting_as``); None when unset.
     actor: str | None = schema.text(default=None, sortable=True, personal=False)

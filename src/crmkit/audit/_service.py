@@ -103,59 +103,126 @@ class Audit:
         change without a field. Values come back as the fields hold them (Decimal,
         datetime, value objects...).
         """
-        for entry in self.entries(of):
-            common: dict[str, Any] = {
-                "aggregate": entry.aggregate,
-                "record_id": entry.record_id,
-                "action": entry.action,
-                "actor": entry.actor,
-                "at": entry.at,
-                "cause": entry.cause,
-                "version": entry.record_version,
-            }
-            if entry.action == "created":
-                for field, value in sorted((json.loads(joined(entry.new) or "{}")).items()):
-                    new = decode(value)
-                    if new is not None and new != () and new != frozenset() and new != {}:  # not empty
-                        yield AuditChange(field=field, old=None, new=new, **common)
-            else:
-                yield AuditChange(field=entry.field, old=_loads(entry.old), new=_loads(entry.new), **common)
+        name, id = _target(self._crm, of)
+        entries = list(self.entries((name, id)))
+        if not entries:
+            return
+        current = self._current(name, id)
+        fields = self.audited.get(name) or _all_fields(self._crm, name)
+        for life in _lives(entries):
+            created = _created_values(life, current)
+            for entry in life:
+                common: dict[str, Any] = {
+                    "aggregate": entry.aggregate,
+                    "record_id": entry.record_id,
+                    "action": entry.action,
+                    "actor": entry.actor,
+                    "at": entry.at,
+                    "cause": entry.cause,
+                    "version": entry.record_version,
+                }
+                if entry.action == "created":
+                    if created is None:  # deleted since without a trace: the values are unknown
+                        yield AuditChange(field=None, old=None, new=None, **common)
+                        continue
+                    for field in sorted(fields):
+                        new = created.get(field)
+                        if new is not None and new != () and new != frozenset() and new != {}:  # not empty
+                            yield AuditChange(field=field, old=None, new=new, **common)
+                elif entry.action == "deleted":
+                    yield AuditChange(field=None, old=None, new=None, **common)
+                else:
+                    yield AuditChange(field=entry.field, old=_loads(entry.old), new=_loads(entry.new), **common)
+
+    def _current(self, name: str, id: uuid.UUID) -> Any:
+        return self._crm.store.repository(self._crm.schema[name]).get(self._crm.tenant, id)
 
     def as_of(self, of: Any, *, at: dt.datetime) -> Any:
         """Record ``of`` as it was at ``at``, replayed from its audit entries; None if it did not exist then.
 
-        Audited fields have their values of that moment, ``version`` and ``updated_at``
-        those of its last audited change by then; fields the trail does not follow keep the
-        values the record has now (a deleted record needs defaults for them).
+        The replay starts from where the values are kept (the record as it is now, or the
+        snapshot its deletion kept) and undoes, newest first, every audited change made
+        after ``at``. Audited fields have their values of that moment, ``version`` and
+        ``updated_at`` those of its last audited change by then; fields the trail does not
+        follow keep the values the record has now (a deleted record needs defaults for them).
         """
         moment = utc(at, "at")
         name, id = _target(self._crm, of)
-        state: dict[str, Any] | None = None
-        created = last = None
-        version = 0
-        for entry in self.entries((name, id)):
-            if entry.at > moment:
-                break
-            if entry.action == "created":
-                state = {k: decode(v) for k, v in json.loads(joined(entry.new) or "{}").items()}
-                created = entry.at
-            elif entry.action == "deleted":
-                state = None
-            elif state is not None and entry.field is not None:
-                state[entry.field] = _loads(entry.new)
-            last, version = entry.at, entry.record_version
-        if state is None:
+        entries = list(self.entries((name, id)))
+        life: list[AuditEntry] | None = None
+        for candidate in _lives(entries):
+            if candidate[0].at <= moment:
+                life = candidate
+        if life is None:
             return None
-        spec = self._crm.schema[name]
-        current = self._crm.store.repository(spec).get(self._crm.tenant, id)
+        passed = [entry for entry in life if entry.at <= moment]
+        if passed[-1].action == "deleted":
+            return None
+        current = self._current(name, id)
+        state = _end_of(life, current)
+        if state is None:
+            raise ValidationError("record", f"{name} {id} was deleted without a trace and its values are unknown", id)
+        for entry in reversed(life[len(passed) :]):
+            if entry.action == "updated" and entry.field is not None:
+                state[entry.field] = _loads(entry.old)
+        last = passed[-1]
         if current is not None:
-            return attrs.evolve(current, **state, version=version, updated_at=last)
+            return attrs.evolve(current, **state, version=last.record_version, updated_at=last.at)
+        spec = self._crm.schema[name]
         try:
-            return spec.cls(**state, id=id, created_at=created, updated_at=last, version=version)
+            return spec.cls(**state, id=id, created_at=life[0].at, updated_at=last.at, version=last.record_version)
         except TypeError as exc:
             raise ValidationError(
                 "record", f"{name} {id} was deleted and its unaudited fields are unknown: {exc}", id
             ) from None
+
+
+def _all_fields(crm: CRM, name: str) -> tuple[str, ...]:
+    spec = crm.schema.declared.get(name)
+    return () if spec is None else (*spec.declared, "external_id")
+
+
+def _lives(entries: list[AuditEntry]) -> list[list[AuditEntry]]:
+    """The entries of a record split at each creation (a record deleted and created again lives twice).
+
+    Changes audited before any creation (the record was created with the trail off) form a
+    life of their own, without a creation.
+    """
+    lives: list[list[AuditEntry]] = []
+    for entry in entries:
+        if entry.action == "created" or not lives:
+            lives.append([entry])
+        else:
+            lives[-1].append(entry)
+    return lives
+
+
+def _end_of(life: list[AuditEntry], current: Any) -> dict[str, Any] | None:
+    """The audited values at the end of a life: its deletion's snapshot, or the record as it is now.
+
+    Only the values a deletion kept are known for a deleted life; a live one starts from the
+    stored record (an empty dict: every field is as it is now). None: unknown (deleted untraced).
+    """
+    end = life[-1]
+    if end.action == "deleted":
+        text = joined(end.old)
+        return {k: decode(v) for k, v in json.loads(text).items()} if text is not None else None
+    return {} if current is not None else None
+
+
+def _created_values(life: list[AuditEntry], current: Any) -> dict[str, Any] | None:
+    """The values a life's record was created with: its end state with every update undone."""
+    if life[0].action != "created":
+        return None
+    state = _end_of(life, current)
+    if state is None:
+        return None
+    if life[-1].action != "deleted":
+        state = {a.name: getattr(current, a.name) for a in attrs.fields(type(current))}
+    for entry in reversed(life):
+        if entry.action == "updated" and entry.field is not None:
+            state[entry.field] = _loads(entry.old)
+    return state
 
 
 @attrs.frozen

@@ -8,6 +8,7 @@ Classes are named by module and qualified name and must be attrs classes or enum
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import enum
 import importlib
@@ -56,6 +57,8 @@ def encode(value: Any) -> Any:
         return {"$datetime": value.isoformat()}
     if isinstance(value, dt.date):
         return {"$date": value.isoformat()}
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
     if isinstance(value, (frozenset, set)):
         return {"$set": sorted((encode(v) for v in value), key=json.dumps)}
     if isinstance(value, (tuple, list)):
@@ -84,6 +87,8 @@ def decode(value: Any) -> Any:
         return dt.datetime.fromisoformat(value["$datetime"])
     if "$date" in value:
         return dt.date.fromisoformat(value["$date"])
+    if "$bytes" in value:
+        return base64.b64decode(value["$bytes"])
     if "$set" in value:
         return frozenset(decode(v) for v in value["$set"])
     if "$tuple" in value:

@@ -25,6 +25,7 @@ __all__ = [
     "drop_keys",
     "keys_of",
     "rekey",
+    "rekey_changed",
     "write_keys",
 ]
 
@@ -125,11 +126,13 @@ def _refuse_taken_emails(crm: CRM, spec: Any, rows: list[IdentityKey]) -> None:
     where = And((Compare("kind", "==", "email"), In("key", tuple(wanted))))
     for held in crm.store.repository(spec).find(crm.tenant, where, parse_order(None, spec), None):
         if held.customer_id != wanted[held.key]:
-            raise ConflictError(
+            err = ConflictError(
                 f"e-mail {held.key} belongs to customer {held.customer_id} already",
                 entity="customer",
                 key=wanted[held.key],
             )
+            err.field = "emails"  # type: ignore[attr-defined]
+            raise err
 
 
 def rekey(crm: CRM, customers: Iterable[Customer], *, check_emails: bool = True) -> None:
@@ -140,6 +143,30 @@ def rekey(crm: CRM, customers: Iterable[Customer], *, check_emails: bool = True)
         return
     crm.store.repository(spec).delete_where(crm.tenant, In("customer_id", tuple(c.id for c in items)))
     write_keys(crm, items, check_emails=check_emails)
+
+
+def rekey_changed(crm: CRM, pairs: Sequence[tuple[Customer, Customer]], *, rules: bool = True) -> None:
+    """Re-key the updated customers whose name, contact points, addresses or attributes changed, in a few writes.
+
+    The unique e-mail policy checks those whose e-mails changed; ``rules`` applies the
+    connection's duplicate rules to them (not to a merge's own writes).
+    """
+    changed = [
+        (old, new)
+        for old, new in pairs
+        if (old.name, old.emails, old.phones, old.addresses, old.attributes)
+        != (new.name, new.emails, new.phones, new.addresses, new.attributes)
+    ]
+    spec = _spec(crm)
+    if spec is None or not changed:
+        return
+    crm.store.repository(spec).delete_where(crm.tenant, In("customer_id", tuple(new.id for _, new in changed)))
+    write_keys(crm, [new for old, new in changed if old.emails != new.emails])
+    write_keys(crm, [new for old, new in changed if old.emails == new.emails], check_emails=False)
+    if rules:
+        from crmkit.identity._rules import apply_rules
+
+        apply_rules(crm, [new for _, new in changed])
 
 
 def drop_keys(crm: CRM, customer_id: uuid.UUID) -> None:

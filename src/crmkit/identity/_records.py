@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import ClassVar
 
 from crmkit import schema
 
-__all__ = ["IdentityKey", "Merge", "Moved"]
+__all__ = ["DuplicateAlert", "IdentityKey", "Merge", "Moved"]
 
 
 @schema.aggregate("identity_keys", indexes=[("kind", "key")])
@@ -64,3 +65,23 @@ class Merge(schema.Record):
         if merge.undone_at is not None:
             return ()
         return (merge.survivor_id, *(uuid.UUID(i) for i in sorted(merge.merged_ids)))
+
+
+@schema.aggregate("identity_alerts", label="duplicate alert", time_field="raised_at", indexes=[("raised_at",)])
+class DuplicateAlert(schema.Record):
+    """A customer stored although a duplicate rule (``action="alert"``) found it likely to be another one.
+
+    ``customer_id`` is the customer added or changed; ``duplicate_of`` the ids of the
+    customers it likely duplicates, ``probability`` the highest match probability and
+    ``rule`` the name of the rule that raised it. The app lists them
+    (``crm.identity_alerts.find()``), merges or dismisses (deletes) them.
+    """
+
+    #: Fields holding customer ids without being references (``crmkit.privacy`` follows them).
+    __crmkit_mentions__: ClassVar[Mapping[str, str]] = {"duplicate_of": "customers"}
+
+    customer_id: uuid.UUID = schema.ref("customers", on_delete="cascade", personal=False)
+    duplicate_of: frozenset[str] = schema.text_set(personal=False)
+    probability: Decimal = schema.money(personal=False)
+    rule: str = schema.text(personal=False)
+    raised_at: dt.datetime = schema.instant(sortable=True, personal=False)

@@ -18,6 +18,7 @@ from crmkit.identity._contact import CALLING_CODES, email_key
 from crmkit.identity._keys import BLOCKING, MERGED_INTO, keys_of, rekey
 from crmkit.identity._matcher import KINDS, Match, Matcher
 from crmkit.identity._records import IdentityKey, Merge, Moved
+from crmkit.identity._rules import DuplicateRule, customer_fields, rules_of
 from crmkit.query import And, Compare, In, bind, parse_order
 from crmkit.schema import Ref, Reference
 from crmkit.store import scan
@@ -157,6 +158,25 @@ class Identity:
         self._crm._identity_unique_emails = value  # type: ignore[attr-defined]
 
     @property
+    def rules(self) -> tuple[DuplicateRule, ...]:
+        """The duplicate rules of this connection (``DuplicateRule``): by default those given as plugins.
+
+        ``crm.identity.rules = [DuplicateRule(action="block", min_probability=0.95)]`` sets
+        them for this connection; ``[]`` turns them off. They are checked whenever customers
+        are added, imported, upserted or changed (see ``DuplicateRule``).
+        """
+        return rules_of(self._crm)
+
+    @rules.setter
+    def rules(self, value: Sequence[DuplicateRule]) -> None:
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (Sequence, set, frozenset)):
+            raise ValidationError("rules", "must be a list of DuplicateRule", value)
+        for rule in value:
+            if not isinstance(rule, DuplicateRule):
+                raise ValidationError("rules", "must be a list of DuplicateRule", rule)
+        self._crm._identity_rules = tuple(value)  # type: ignore[attr-defined]
+
+    @property
     def region(self) -> str | None:
         return getattr(self._crm, "_identity_region", None)
 
@@ -266,15 +286,7 @@ class Identity:
         for name, kind in extra.items():
             if kind not in KINDS:
                 raise ValidationError(f"attributes.{name}", f"must be one of {', '.join(KINDS)}", kind)
-        fields = {
-            "name": "name",
-            "email": "identifier",
-            "phone": "identifier",
-            "address": "address",
-            "postcode": "postcode",
-            "city": "text",
-            **{f"attributes.{n}": k for n, k in extra.items()},
-        }
+        fields = customer_fields(extra)
         if isinstance(block_limit, bool) or not isinstance(block_limit, int) or block_limit < 1:
             raise ValidationError("block_limit", "must be a positive integer", block_limit)
         matcher = Matcher(fields, threshold=min_probability)

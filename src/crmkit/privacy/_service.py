@@ -15,6 +15,7 @@ those records and keeps the rest: amounts, dates, products, stages, references.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import enum
 import hashlib
@@ -59,7 +60,9 @@ class FieldChange:
 
     ``action`` is ``"cleared"`` (set to None or emptied) or ``"replaced"`` (by a token
     ``erased-...`` that is not derived from the data, or, for lists of value objects, by the
-    items with their personal parts anonymised).
+    items with their personal parts anonymised), or ``"deleted"`` (field ``"*"``): the
+    record hangs off the person alone and its class deletes such records on erasure
+    (``__crmkit_erase_owned__(record, crm)``: documents attached to them, with their files).
     """
 
     aggregate: str
@@ -115,6 +118,8 @@ def to_json(value: Any) -> Any:
         return str(value)
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
     if isinstance(value, (frozenset, set)):
         return sorted((to_json(v) for v in value), key=repr)
     if isinstance(value, (tuple, list)):
@@ -203,6 +208,12 @@ class Privacy:
 
     def records_about(self, person_id: uuid.UUID) -> dict[str, dict[uuid.UUID, Any]]:
         """Every stored record about the person, by aggregate and id (the customer itself included)."""
+        return self._walk(person_id)[0]
+
+    def _walk(
+        self, person_id: uuid.UUID
+    ) -> tuple[dict[str, dict[uuid.UUID, Any]], dict[str, dict[uuid.UUID, bool]]]:
+        """``records_about``, and per record whether it hangs off the person (cascades from them) or mentions them."""
         if not isinstance(person_id, uuid.UUID):
             raise ValidationError("person_id", "must be a uuid.UUID", person_id)
         crm = self._crm
@@ -231,7 +242,7 @@ class Privacy:
                             fresh.append(record.id)
                 if fresh:
                     todo.append((pointer.source, fresh, child_owned))
-        return found
+        return found, owned
 
     def _same_person(
         self,
@@ -255,12 +266,16 @@ class Privacy:
 
     # ------------------------------------------------------------------ export
 
-    def export(self, person_id: uuid.UUID) -> dict[str, Any]:
+    def export(self, person_id: uuid.UUID, *, files: bool = False) -> dict[str, Any]:
         """Everything held about the person, JSON-ready: every record in every aggregate, and consents.
 
         ``records`` maps each aggregate to its records (all fields); ``consents`` lists the
         consents kept with the person's contact points, with where they were found.
+        ``files=True`` adds ``files``: the contents of the files among them (documents'
+        versions, base64), from the aggregates whose class has ``__crmkit_export_files__``.
         """
+        if not isinstance(files, bool):
+            raise ValidationError("files", "must be True or False", files)
         crm = self._crm
         found = self.records_about(person_id)
         records = {
@@ -272,13 +287,22 @@ class Privacy:
         for name, by_id in found.items():
             for record in by_id.values():
                 _consents(record, f"{name}/{record.id}", consents)
-        return {
+        out = {
             "person_id": str(person_id),
             "exported_at": crm.now().isoformat(),
             "tenant": crm.tenant,
             "records": records,
             "consents": consents,
         }
+        if files:
+            contents: list[dict[str, Any]] = []
+            for name in crm.schema:
+                export_files = getattr(crm.schema[name].cls, "__crmkit_export_files__", None)
+                if export_files is not None and name in found:
+                    for _, record in sorted(found[name].items(), key=lambda item: str(item[0])):
+                        contents += export_files(record, crm)
+            out["files"] = contents
+        return out
 
     # ------------------------------------------------------------------ holds
 
@@ -313,14 +337,21 @@ class Privacy:
             held = self.holds(person_id)
             if held:
                 raise ErasureRefused(person_id, held[0].until, held[0].reason)
-            found = self.records_about(person_id)
+            found, owned = self._walk(person_id)
             changes: list[FieldChange] = []
             updates: list[tuple[EntitySpec, Any, Any]] = []
+            purges: list[tuple[Callable[[Any, Any], None], Any]] = []
             for name in crm.schema:  # in the schema's order, each aggregate's records by id
                 spec = crm.schema[name]
                 if name not in found or not isinstance(spec, AggregateSpec):
                     continue
+                # a record that hangs off the person alone (a document attached to them) may be deleted instead
+                purge = getattr(spec.cls, "__crmkit_erase_owned__", None)
                 for _, record in sorted(found[name].items(), key=lambda item: str(item[0])):
+                    if purge is not None and owned[name].get(record.id):
+                        changes.append(FieldChange(name, record.id, "*", "record", "deleted"))
+                        purges.append((purge, record))
+                        continue
                     new, changed = _anonymised(spec, record, crm)
                     if changed:
                         changes += changed
@@ -335,12 +366,14 @@ class Privacy:
                             entity=spec.label,
                             key=current.id,
                         )
+                for purge, record in purges:  # after the updates: what hangs off it may be among them
+                    purge(record, crm)
                 crm.records(Erasure).add(
                     Erasure(
                         person_id=person_id,
                         erased_at=now,
                         actor=crm.actor,
-                        records=len(updates),
+                        records=len(updates) + len(purges),
                         fields=len(changes),
                     )
                 )

@@ -8,76 +8,35 @@ quotes and orders, tasks and notes: every aggregate declared once, no backend co
     crm.sales.move(conv.opportunity_id, "proposal", reason="demo done")
     crm.sales.history(conv.opportunity_id)
     crm.sales.forecast(by="month", currency="EUR")  # summed in the store
+    crm.sales.record_payment(order.id)  # a transaction naming the order: revenue for value models
 
 ``crm.leads``, ``crm.pipelines``, ``crm.opportunities``, ``crm.products``, ``crm.quotes``,
 ``crm.orders``, ``crm.tasks`` and ``crm.notes`` are the records of each aggregate;
 ``crm.sales`` holds the operations that span them.
 """
 
-from crmkit.sales._model import (
-    AGGREGATES,
-    ForecastCategory,
-    Lead,
-    LeadConversion,
-    LeadStatus,
-    Note,
-    Opportunity,
-    OpportunityContact,
-    OpportunityHistory,
-    Order,
-    OrderLine,
-    OrderStatus,
-    Pipeline,
-    PipelineStage,
-    Priority,
-    Product,
-    Quote,
-    QuoteLine,
-    QuoteStatus,
-    Task,
-    TaskStatus,
-    stage_set,
-)
+from crmkit.sales import _model
+from crmkit.sales._model import *  # noqa: F403  # the aggregates and their enums, listed once in _model.__all__
 from crmkit.sales._money import minor_units, round_to_currency
 from crmkit.sales._predict import Calibration, WinEvaluation, WinModel
 from crmkit.sales._reports import FunnelStep, Performance, StageTime
-from crmkit.sales._service import ForecastRow, PipelineEntry, Sales, Tasks
+from crmkit.sales._service import ForecastRow, OrderBalance, PipelineEntry, Sales, Tasks
 
-Task.__crmkit_records__ = Tasks  # type: ignore[attr-defined]  # crm.tasks is a Tasks (crm.tasks.due)
+_model.Task.__crmkit_records__ = Tasks  # type: ignore[attr-defined]  # crm.tasks is a Tasks (crm.tasks.due)
 
 __all__ = [
-    "AGGREGATES",
     "Calibration",
-    "ForecastCategory",
     "ForecastRow",
     "FunnelStep",
-    "Lead",
-    "LeadConversion",
-    "LeadStatus",
-    "Note",
-    "Opportunity",
-    "OpportunityContact",
-    "OpportunityHistory",
-    "Order",
-    "OrderLine",
-    "OrderStatus",
+    "OrderBalance",
     "Performance",
-    "Pipeline",
     "PipelineEntry",
-    "PipelineStage",
-    "Priority",
-    "Product",
-    "Quote",
-    "QuoteLine",
-    "QuoteStatus",
     "Sales",
     "StageTime",
-    "Task",
-    "TaskStatus",
     "Tasks",
     "WinEvaluation",
     "WinModel",
     "minor_units",
     "round_to_currency",
-    "stage_set",
 ]
+__all__ += _model.__all__

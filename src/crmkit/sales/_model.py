@@ -21,6 +21,7 @@ from crmkit._errors import ValidationError
 from crmkit.sales._money import round_to_currency, total
 
 __all__ = [
+    "AGGREGATES",
     "ForecastCategory",
     "Lead",
     "LeadConversion",
@@ -317,13 +318,17 @@ class Product(schema.Record):
     description: str | None = schema.text(default=None, personal=False)
 
 
+@schema.value_object
 class _Line:
-    """Totals of a quote or order line, rounded to the header's currency."""
+    """A line of a quote or an order: quantity, unit price, discount (a fraction) and tax rate,
+    with totals rounded to the header's currency."""
 
-    quantity: Decimal
-    unit_price: Decimal
-    discount: Decimal
-    tax_rate: Decimal
+    quantity: Decimal = schema.money(personal=False)
+    unit_price: Decimal = schema.money(personal=False)
+    product_id: uuid.UUID | None = schema.uuid(default=None, personal=False)
+    description: str | None = schema.text(default=None, personal=False)
+    discount: Decimal = schema.money(default=Decimal(0), personal=False)
+    tax_rate: Decimal = schema.money(default=Decimal(0), personal=False)
 
     def net(self, currency: str) -> Decimal:
         """quantity x unit price x (1 - discount), rounded half-even to the currency's minor unit."""
@@ -347,24 +352,10 @@ class _Line:
 class QuoteLine(_Line):
     """A line of a quote: product, quantity, unit price, discount (a fraction) and tax rate."""
 
-    quantity: Decimal = schema.money(personal=False)
-    unit_price: Decimal = schema.money(personal=False)
-    product_id: uuid.UUID | None = schema.uuid(default=None, personal=False)
-    description: str | None = schema.text(default=None, personal=False)
-    discount: Decimal = schema.money(default=Decimal(0), personal=False)
-    tax_rate: Decimal = schema.money(default=Decimal(0), personal=False)
-
 
 @schema.value_object
 class OrderLine(_Line):
     """A line of an order, copied from the accepted quote's line."""
-
-    quantity: Decimal = schema.money(personal=False)
-    unit_price: Decimal = schema.money(personal=False)
-    product_id: uuid.UUID | None = schema.uuid(default=None, personal=False)
-    description: str | None = schema.text(default=None, personal=False)
-    discount: Decimal = schema.money(default=Decimal(0), personal=False)
-    tax_rate: Decimal = schema.money(default=Decimal(0), personal=False)
 
 
 class _Totals:

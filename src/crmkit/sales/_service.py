@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import attrs
 
 from crmkit._errors import ConflictError, NotFound, ValidationError
-from crmkit._validation import text_of, utc
+from crmkit._validation import AttributeValue, text_of, utc
 from crmkit.customers import Customer, EmailAddress, Phone
 from crmkit.query import ALL, Expr, F, Where, bind
 from crmkit.relationships import Relationship
@@ -40,11 +40,12 @@ from crmkit.sales._predict import WinEvaluation, WinModel
 from crmkit.sales._reports import FunnelStep, Performance, StageTime
 from crmkit.schema import declared_fields
 from crmkit.services.records import Records
+from crmkit.transactions import Transaction, TransactionKind
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
 
-__all__ = ["ForecastRow", "PipelineEntry", "Sales", "Tasks"]
+__all__ = ["ForecastRow", "OrderBalance", "PipelineEntry", "Sales", "Tasks"]
 
 
 @attrs.frozen
@@ -83,6 +84,28 @@ class ForecastRow:
     count: int
     amount: Decimal
     weighted: Decimal
+
+
+@attrs.frozen
+class OrderBalance:
+    """An order's total against the money recorded for it (``crm.sales.balance``), summed in the store.
+
+    ``paid`` is what its purchases brought in less what its refunds gave back (``refunded``);
+    ``due`` is what is left to pay (negative when more was paid than the order costs).
+    """
+
+    order_id: uuid.UUID
+    currency: str
+    total: Decimal
+    paid: Decimal
+    refunded: Decimal
+    #: How many transactions name the order (payments and refunds, in its currency).
+    transactions: int
+
+    @property
+    def due(self) -> Decimal:
+        """The total less what was paid."""
+        return self.total - self.paid
 
 
 _PERIODS = ("day", "week", "month", "quarter", "year")
@@ -344,6 +367,83 @@ class Sales:
             if order.status is not OrderStatus.DRAFT:
                 raise ConflictError(f"order {order_id} is {order.status.value}", entity="orders", key=order_id)
             return orders.update(attrs.evolve(order, status=OrderStatus.ACTIVATED))
+
+    # ----------------------------------------------------------------- payments
+
+    def record_payment(
+        self,
+        order_id: uuid.UUID,
+        amount: Decimal | None = None,
+        *,
+        kind: TransactionKind = "purchase",
+        occurred_at: dt.datetime | None = None,
+        external_id: str | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> Transaction:
+        """Record money paid for an order (``kind="refund"``: paid back) as a transaction naming it.
+
+        The transaction is the order customer's, in the order's currency, with ``order_id``
+        set: purchase summaries, RFM, historic and predicted value count it as revenue like
+        any other purchase. ``amount`` defaults to what is still due (a refund's, to all that
+        was paid); more than is due, or a refund of more than was paid, is refused, as is
+        an amount finer than the currency's minor unit. ``occurred_at`` defaults to now;
+        ``external_id`` (the payment provider's id, say) makes a repeated import a
+        ``ConflictError`` rather than a second payment. One transaction with the check.
+        """
+        if not isinstance(order_id, uuid.UUID):
+            raise ValidationError("order_id", "must be a uuid.UUID", order_id)
+        if kind not in ("purchase", "refund"):
+            raise ValidationError("kind", "must be purchase or refund", kind)
+        crm = self._crm
+        with crm.transaction():
+            order = crm.records(Order).get(order_id)
+            if order.customer_id is None:
+                raise ValidationError("order_id", f"order {order_id} has no customer to record money for", order_id)
+            if kind == "purchase" and order.status is OrderStatus.CANCELLED:
+                raise ConflictError(f"order {order_id} is cancelled", entity="orders", key=order_id)
+            balance = self.balance(order_id)
+            room = balance.due if kind == "purchase" else balance.paid
+            payment = Transaction(
+                customer_id=order.customer_id,
+                occurred_at=crm.now() if occurred_at is None else occurred_at,
+                amount=room if amount is None else amount,
+                currency=order.currency,
+                kind=kind,
+                attributes={} if attributes is None else attributes,
+                external_id=external_id,
+                order_id=order_id,
+            )
+            if round_to_currency(payment.amount, order.currency) != payment.amount:
+                raise ValidationError("amount", f"has more places than {order.currency} amounts have", payment.amount)
+            if payment.amount == 0:
+                raise ValidationError("amount", f"nothing to record: {room} {order.currency} left", payment.amount)
+            if payment.amount > room:
+                what = "due on" if kind == "purchase" else "paid for"
+                raise ValidationError(
+                    "amount", f"is more than the {room} {order.currency} {what} order {order_id}", payment.amount
+                )
+            return crm.transactions.add(payment)
+
+    def balance(self, order_id: uuid.UUID) -> OrderBalance:
+        """The order's total and the money its transactions (in its currency) paid and refunded, summed in the store."""
+        if not isinstance(order_id, uuid.UUID):
+            raise ValidationError("order_id", "must be a uuid.UUID", order_id)
+        order = self._crm.records(Order).get(order_id)
+        report = self._crm.transactions.aggregate(
+            (F("order_id") == order_id) & (F("currency") == order.currency), group_by="kind", count=True, sum="amount"
+        )
+        sums = {row["kind"]: (row.count or 0, row["sum(amount)"] or Decimal(0)) for row in report}
+        bought, paid = sums.get("purchase", (0, Decimal(0)))
+        returned, refunded = sums.get("refund", (0, Decimal(0)))
+        zero = round_to_currency(Decimal(0), order.currency)
+        return OrderBalance(
+            order_id=order_id,
+            currency=order.currency,
+            total=order.total,
+            paid=paid - refunded + zero,
+            refunded=refunded + zero,
+            transactions=bought + returned,
+        )
 
     # ----------------------------------------------------------------- forecasts
 

@@ -145,15 +145,18 @@ def value_object(cls: C | None = None, /, *, kw_only: bool = True) -> Any:
     """A small immutable value kept inside a record (``schema.many(Seat)``): no id, no versions.
 
     Used bare (``@schema.value_object``) its fields are keyword-only; ``kw_only=False``
-    lets them be given by position too, in declaration order.
+    lets them be given by position too, in declaration order. A value object may extend
+    another (``class OrderLine(Line)``): it has the base's fields, then its own, and is a
+    class of its own (an ``OrderLine`` never equals a ``Line``).
     """
 
     def declare(cls: C) -> C:
-        if attrs.has(cls):
+        inherited = attrs.has(cls) and getattr(cls, "__crmkit_value_object__", False)
+        if "__attrs_attrs__" in vars(cls) or (attrs.has(cls) and not inherited):
             raise ValidationError("value_object", "decorate a plain class, not an attrs class", cls)
         made: Any = attrs.frozen(kw_only=kw_only, field_transformer=_binder(kw_only))(cls)
         for fd in declared_fields(made):
-            if fd.kind in ("ref", "ref_any", "attributes"):
+            if fd.kind in ("ref", "ref_any", "attributes", "binary"):
                 raise ValidationError(
                     fd.name, f"{fd.kind} fields belong on aggregates, not value objects", cls.__name__
                 )

@@ -40,6 +40,7 @@ __all__ = [
     "OnDelete",
     "Ref",
     "attributes",
+    "binary",
     "boolean",
     "condition",
     "currency",
@@ -80,7 +81,12 @@ KINDS: tuple[str, ...] = (
     "attributes",
     "ref",
     "ref_any",
+    "binary",
 )
+
+#: The most bytes a ``binary`` field holds (a quarter of MongoDB's document limit): larger
+#: contents are kept as several records (crmkit.documents stores files in chunks).
+MAX_BINARY = 4 * 2**20
 
 #: The kinds of personal data a field may hold: who the person is (names, keys that identify
 #: them), how to reach them (addresses, numbers, handles), money that is theirs (account
@@ -272,6 +278,17 @@ def _text_list(name: str, value: Any) -> tuple[str, ...]:
     return items
 
 
+def _binary(name: str, value: Any) -> bytes:
+    if isinstance(value, (bytearray, memoryview)):
+        value = bytes(value)
+    if not isinstance(value, bytes):
+        raise ValidationError(name, f"must be bytes, not {type(value).__name__}", value)
+    if len(value) > MAX_BINARY:
+        message = f"holds {len(value):,} bytes; a binary field holds at most {MAX_BINARY:,}"
+        raise ValidationError(name, message, len(value))
+    return value
+
+
 def _ref_any(name: str, value: Any) -> Ref:
     if isinstance(value, Ref):
         return value
@@ -301,6 +318,7 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "ref": _uuid_value,
     "ref_any": _ref_any,
     "text_list": _text_list,
+    "binary": _binary,
 }
 
 
@@ -648,6 +666,15 @@ def ref(
     if on_delete == "set_null" and default is not None:
         raise ValidationError("on_delete", "set_null needs default=None (the field must allow None)", on_delete)
     return _common("ref", default, sortable, personal, target=target, on_delete=on_delete)
+
+
+def binary(*, default: Any = MISSING, personal: Personal | None = None) -> Any:
+    """Bytes (a bytearray or memoryview is kept as bytes), at most ``MAX_BINARY`` of them.
+
+    Stored as the database's binary type (``LargeBinary`` columns, BSON binary); not
+    queryable, not sortable, and not part of a key. Allowed on aggregates, not in value objects.
+    """
+    return _common("binary", default, False, personal)
 
 
 def ref_any(

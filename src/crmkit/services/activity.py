@@ -44,3 +44,4 @@ class Transactions(_Records[Transaction]):
 
     def _check_references(self, records: Sequence[Transaction], first_row: int | None) -> None:
         self._require_customers(records, ("customer_id",), first_row)
+        self._crm._require_references(self.spec, records, first_row)  # the order paid, when one is named

@@ -62,8 +62,10 @@ class Customers(_Records[Customer]):
 
     def _after_insert(self, records: Sequence[Customer]) -> None:
         from crmkit.identity._keys import write_keys
+        from crmkit.identity._rules import apply_rules
 
         write_keys(self._crm, records)
+        apply_rules(self._crm, records)  # the duplicate rules of the connection, if any
 
     def find_by_email(self, address: str) -> list[Customer]:
         """The customers with this e-mail address, matched as a whole, case-insensitively (oldest first).
@@ -90,16 +92,20 @@ class Customers(_Records[Customer]):
         )
 
     def _after_replace(self, current: Customer, new: Customer, *, rule: str, reason: str | None) -> StageChange | None:
-        if (current.name, current.emails, current.phones, current.addresses, current.attributes) != (
-            new.name,
-            new.emails,
-            new.phones,
-            new.addresses,
-            new.attributes,
-        ):
-            from crmkit.identity._keys import rekey
+        from crmkit.identity._keys import rekey_changed
 
-            rekey(self._crm, [new], check_emails=current.emails != new.emails)
+        rekey_changed(self._crm, [(current, new)], rules=rule != "merge")
+        return self._stage_changed(current, new, rule=rule, reason=reason)
+
+    def _after_replace_many(self, pairs: Sequence[tuple[Customer, Customer]], *, rule: str) -> None:
+        from crmkit.identity._keys import rekey_changed
+
+        rekey_changed(self._crm, pairs, rules=rule != "merge")  # the keys of a batch in a few writes
+        for current, new in pairs:
+            self._stage_changed(current, new, rule=rule, reason=None)
+
+    def _stage_changed(self, current: Customer, new: Customer, *, rule: str, reason: str | None) -> StageChange | None:
+        """Record a change of life-cycle stage (and announce it); None when the stage is the same."""
         if new.stage == current.stage:
             return None
         change = self._crm.state_changes.record_change(

@@ -6,6 +6,7 @@ subclass ``_Records`` with their extra checks.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import itertools
@@ -13,6 +14,7 @@ import operator
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
@@ -119,10 +121,6 @@ def _external_id(record: object) -> Any:
     return getattr(record, "external_id", None)
 
 
-def _record_field(record: object, name: str) -> Any:
-    return getattr(record, name)
-
-
 def _uuids(field: str, values: object) -> list[uuid.UUID]:
     """A list of UUIDs from any iterable (duplicates dropped, order kept); ValidationError otherwise."""
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
@@ -179,6 +177,71 @@ _HAVING: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
+
+
+#: The fields the store sets on a record: an upserted row's are taken from the stored record.
+_STORED_FIELDS = ("id", "created_at", "updated_at", "version")
+_restampers: dict[type, Callable[..., Any]] = {}
+_comparers: dict[type, Callable[[Any, Any], bool]] = {}
+
+
+def _restamped(record: R, stored: Any, updated_at: dt.datetime | None, version: int) -> R:
+    """An upserted row as the stored record it updates: the stored id and created_at, the given time and version.
+
+    Like ``_stamped``, a copy made by a function generated once per class, without running
+    the validators again (the row was checked when it was built, the set fields come from
+    the store and the CRM clock).
+    """
+    restamp = _restampers.get(record.__class__)
+    if restamp is None:
+        restamp = _restampers[record.__class__] = _generated(record.__class__, "restamp")
+    return restamp(record, stored, updated_at, version)  # type: ignore[no-any-return]
+
+
+def _same_values(record: Any, stored: Any) -> bool:
+    """Whether an upserted row holds the stored record's values (every field but id, times and version)."""
+    if record.__class__ is not stored.__class__:
+        return False
+    same = _comparers.get(record.__class__)
+    if same is None:
+        same = _comparers[record.__class__] = _generated(record.__class__, "same")
+    return same(record, stored)
+
+
+def _generated(cls: type, what: str) -> Callable[..., Any]:
+    names = [a.name for a in attrs.fields(cls)]
+    slots = {s for c in cls.__mro__ for s in getattr(c, "__slots__", ())} - {"__weakref__"}
+    plain = not cls.__dictoffset__ and slots == set(names)
+    if what == "same":
+        compared = [n for n in names if n not in _STORED_FIELDS] or ["id"]
+        source = "def same(a, b):\n    return " + " and ".join(f"a.{n} == b.{n}" for n in compared) + "\n"
+    elif plain:
+        stamped = {"id": "s.id", "created_at": "s.created_at", "updated_at": "at", "version": "version"}
+        lines = [f"    _set(new, {n!r}, {stamped.get(n, f'r.{n}')})" for n in names]
+        source = "def restamp(r, s, at, version):\n    new = _new(cls)\n" + "\n".join(lines) + "\n    return new\n"
+    else:  # not a plain slotted attrs class: copy it generically
+
+        def restamp(record: Any, stored: Any, at: dt.datetime | None, version: int) -> Any:
+            new = copy.copy(record)
+            for name, value in zip(_STORED_FIELDS, (stored.id, stored.created_at, at, version), strict=True):
+                object.__setattr__(new, name, value)
+            return new
+
+        return restamp
+    namespace: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "cls": cls}
+    exec(compile(source, f"<crmkit {what} {cls.__qualname__}>", "exec"), namespace)
+    return namespace[what]  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _located(rows: Mapping[Any, int]) -> Iterator[None]:
+    """Give a ConflictError about one of the records (its ``key``: the record's id) the input row of that record."""
+    try:
+        yield
+    except ConflictError as exc:
+        if getattr(exc, "row", None) is None and exc.key in rows:
+            exc.row = rows[exc.key]  # type: ignore[attr-defined]
+        raise
 
 
 class _ReadRecords(Generic[R]):
@@ -510,9 +573,7 @@ class _Records(_ReadRecords[R]):
             inserted = write() if write is not None else self._repo.insert_new(self._crm.tenant, prepared)
             self._after_insert(inserted)
             if self._crm._wants_events(self.spec.name):
-                created = event_for(self.spec.name, "created", self.spec.label)
-                for record in inserted:
-                    self._crm._emit(created, None, record)
+                self._crm._emit_created(event_for(self.spec.name, "created", self.spec.label), inserted)
         return inserted
 
     def upsert_many(
@@ -592,7 +653,7 @@ class _Records(_ReadRecords[R]):
                 index = getattr(exc, "row", None)
                 if not report or index is None or index not in records:
                     raise
-                field = exc.field if isinstance(exc, ValidationError) else "version"
+                field = exc.field if isinstance(exc, ValidationError) else getattr(exc, "field", "version")
                 failed.append((index, field, exc.message if isinstance(exc, ValidationError) else str(exc)))
                 del records[index]
         failed.sort()
@@ -632,35 +693,59 @@ class _Records(_ReadRecords[R]):
                 )
                 err.row = index  # type: ignore[attr-defined]
                 raise err
-            candidate = attrs.evolve(  # type: ignore[misc]
-                record,
-                id=current.id,
-                created_at=current.created_at,
-                updated_at=_record_field(current, "updated_at"),
-                version=current.version,
-            )
-            if candidate == current:
+            if _same_values(record, current):
                 unchanged += 1
             else:
-                changed.append((index, current, candidate))
+                changed.append((index, current, record))
         if new:
             self._check_indexed_references(new, new_rows)
             inserted = self._repo.insert_new(tenant, new)
-            self._after_insert(inserted)
+            with _located({r.id: i for i, r in zip(new_rows, new, strict=True)}):
+                self._after_insert(inserted)  # a policy refusing a record (a duplicate rule) names its row
             created = event_for(self.spec.name, "created", self.spec.label)
             for record in inserted:
                 self._crm._emit(created, None, record)
-        bumped_rows = [(index, current, self._bumped(current, candidate)) for index, current, candidate in changed]
-        if bumped_rows:  # the references of all changed rows in one look-up, not one per row
-            self._check_indexed_references([b for _, _, b in bumped_rows], [i for i, _, _ in bumped_rows])
-        for index, current, bumped in bumped_rows:
+        if changed:
+            self._update_rows(changed)
+        return len(new), len(changed), unchanged
+
+    def _update_rows(self, changed: list[tuple[int, R, R]]) -> None:
+        """Write the changed rows of an upsert batch in one bulk replace, each at its stored version.
+
+        A row whose stored version moved since it was read (a concurrent writer) is not
+        overwritten: ConflictError naming its row, and the caller's transaction undoes the rest.
+        """
+        now = self._crm.now()
+        rows = [i for i, _, _ in changed]
+        currents = [c for _, c, _ in changed]
+        bumped = [_restamped(record, current, now, current.version + 1) for _, current, record in changed]
+        self._check_indexed_references(bumped, rows)  # the references of all changed rows in one look-up
+        for index, current, new in zip(rows, currents, bumped, strict=True):
             try:
-                self._before_replace(current, bumped)
+                self._before_replace(current, new)
             except ValidationError as exc:
                 raise exc.at_row(index) from None
-            self._replace(current, bumped)
-            self._after_replace(current, bumped, rule="manual", reason=None)
-        return len(new), len(changed), unchanged
+        stale = self._repo.replace_many(self._crm.tenant, bumped, [c.version for c in currents])
+        if stale:
+            index, current = next((i, c) for i, c in zip(rows, currents, strict=True) if c.id in stale)
+            err = ConflictError(
+                f"{self.spec.label} {current.id} was changed or deleted concurrently (reload and retry)",
+                entity=self.spec.label,
+                key=current.id,
+            )
+            err.row = index  # type: ignore[attr-defined]
+            raise err
+        if self._crm._wants_events(self.spec.name):
+            updated = event_for(self.spec.name, "updated", self.spec.label)
+            for current, new in zip(currents, bumped, strict=True):
+                self._crm._emit(updated, current, new)
+        with _located({c.id: i for i, c in zip(rows, currents, strict=True)}):
+            self._after_replace_many(list(zip(currents, bumped, strict=True)), rule="manual")
+
+    def _after_replace_many(self, pairs: Sequence[tuple[R, R]], *, rule: str) -> None:
+        """``_after_replace`` of many records at once (subclasses may do it in fewer writes)."""
+        for current, new in pairs:
+            self._after_replace(current, new, rule=rule, reason=None)
 
     def _check_indexed_references(self, records: list[R], rows: list[int]) -> None:
         """``_check_references`` with the error located at the input row of the record at fault."""
@@ -751,7 +836,8 @@ class _Records(_ReadRecords[R]):
 
     def _delete_current(self, current: R) -> None:
         """Apply the references' delete policies, then delete the record (inside a transaction)."""
-        self._cascade(current)
+        with getattr(self._crm.store, "unrestricted", nullcontext)():  # dependents go, seen by the actor or not
+            self._cascade(current)
         if not self._repo.delete(self._crm.tenant, current.id, current.version):
             raise ConflictError(
                 f"{self.spec.label} {current.id} was changed concurrently", entity=self.spec.label, key=current.id

@@ -29,7 +29,18 @@ if TYPE_CHECKING:
 from crmkit.schema import Schema
 from crmkit.services.records import Records, _ReadRecords, _Records
 
-__all__ = ["ReferencePolicies"]
+__all__ = ["ReferencePolicies", "policed"]
+
+
+def policed(schema: Schema, ref: Reference) -> bool:
+    """Whether the generic checks and ``on_delete`` policies apply to a reference.
+
+    They apply to every declared aggregate's references, and to those of crmkit's
+    hand-tuned aggregates that point elsewhere than at customers (a transaction's
+    ``order_id``): their references to customers are kept by their own services
+    (a customer's deletion takes its interactions and transactions along in bulk).
+    """
+    return ref.source in schema.derived or (ref.target is not None and ref.target != "customers")
 
 
 def _pointer(ref: Reference, value: Any) -> tuple[str, uuid.UUID] | None:
@@ -66,7 +77,7 @@ class ReferencePolicies:
         if not self._referrers.get(spec.name, False):
             return False
         for ref in self.schema.references_to(spec.name):
-            if ref.source not in self.schema.derived:
+            if not policed(self.schema, ref):
                 continue
             if not ref.any:
                 return True
@@ -84,7 +95,7 @@ class ReferencePolicies:
         if not self._referred_to(spec):
             return False
         for ref in self.schema.references_to(spec.name):
-            if ref.source not in self.schema.derived:
+            if not policed(self.schema, ref):
                 continue
             if not ref.any:
                 return True
@@ -97,8 +108,8 @@ class ReferencePolicies:
     def _require_references(self, spec: EntitySpec, records: Sequence[Any], first_row: int | None) -> None:
         """ValidationError (field and row) for a reference to a record this tenant does not hold."""
         for ref in self.schema.references_from(spec.name):
-            if spec.name not in self.schema.derived:
-                continue  # crmkit's own aggregates check theirs in their services
+            if not policed(self.schema, ref):
+                continue  # crmkit's own aggregates check their customers in their services
             wanted: dict[str, set[uuid.UUID]] = {}
             for record in records:
                 pointer = _pointer(ref, getattr(record, ref.field))
@@ -132,7 +143,7 @@ class ReferencePolicies:
         try:
             referring = []
             for ref in self.schema.references_to(spec.name):
-                if ref.source not in self.schema.derived:
+                if not policed(self.schema, ref):
                     continue
                 source = self.schema[ref.source]
                 if ref.any:

@@ -20,6 +20,7 @@ from crmkit.transactions import Transaction
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM, Page
+    from crmkit.documents import Document
     from crmkit.sales import Note, Task
 
 __all__ = ["TimelineEntry", "timeline"]
@@ -27,11 +28,11 @@ __all__ = ["TimelineEntry", "timeline"]
 
 @attrs.frozen
 class TimelineEntry:
-    """One item of a customer's timeline: an interaction, a transaction, a stage change, a task or a note."""
+    """One item of a customer's timeline: an interaction, a transaction, a stage change, a task, note or document."""
 
     at: dt.datetime
     kind: str
-    record: Interaction | Transaction | StageChange | Task | Note
+    record: Interaction | Transaction | StageChange | Task | Note | Document
 
 
 def timeline(
@@ -74,9 +75,11 @@ def _about(
     limit: int | None,
     newest_first: bool,
 ) -> list[list[TimelineEntry]]:
-    """The tasks (at their creation) and notes (when written) about the customer, filtered in the store."""
+    """The tasks (at their creation), notes (when written) and documents (when attached, or last given a
+    new version) about the customer, filtered in the store."""
     out = []
-    for label, aggregate, field in (("task", "tasks", "created_at"), ("note", "notes", "written_at")):
+    about = (("task", "tasks", "created_at"), ("note", "notes", "written_at"), ("document", "documents", "attached_at"))
+    for label, aggregate, field in about:
         if aggregate not in crm.schema.declared:
             continue  # crmkit's own features blocked
         where: Expr = And((Compare("about.aggregate", "==", "customers"), Compare("about.id", "==", customer_id)))
@@ -85,7 +88,7 @@ def _about(
         if until is not None:
             where = And((where, Compare(field, "<=", until)))
         order = f"-{field}" if newest_first else field
-        found: Page[Task | Note] = crm.records(aggregate).find(
+        found: Page[Task | Note | Document] = crm.records(aggregate).find(
             where, order_by=(order, "-id" if newest_first else "id"), limit=limit
         )
         out.append([TimelineEntry(getattr(r, field), label, r) for r in found.items])

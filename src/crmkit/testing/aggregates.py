@@ -219,6 +219,8 @@ def example_value(fd: FieldDef, n: int, *, targets: Targets | None = None) -> An
         return tuple(example_value_object(fd.type, n + i) for i in range(n % 3 + (n == 0)))
     if kind == "attributes":
         return _ATTRIBUTES[n % len(_ATTRIBUTES)]
+    if kind == "binary":
+        return bytes(range(n % 7, n % 7 + n % 5 * 60)) + b"\x00\xff" * (n % 3)
     if kind == "ref":
         assert fd.target is not None
         ids = targets.of(fd.target) if targets is not None else ()

@@ -73,6 +73,7 @@ class Probe(schema.Record):
     sponsor_id: uuid.UUID | None = schema.ref("customers", on_delete="set_null", default=None, personal=False)
     guard_id: uuid.UUID | None = schema.ref("customers", on_delete="restrict", default=None, personal=False)
     about: schema.Ref | None = schema.ref_any(on_delete="cascade", default=None, sortable=True, personal=False)
+    blob: bytes | None = schema.binary(default=None, personal=False)
     attributes: Mapping[str, object] = schema.attributes(personal="free_text")
 
 

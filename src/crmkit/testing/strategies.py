@@ -485,8 +485,13 @@ def transactions(
     attributes: SearchStrategy[dict[str, AttributeValue]] | None = None,
     external_id: SearchStrategy[str | None] | None = None,
     id: SearchStrategy[uuid.UUID] | None = None,
+    order_id: SearchStrategy[uuid.UUID | None] | None = None,
 ) -> SearchStrategy[Transaction]:
-    """New purchases and refunds in exact money (pass ``customer_id`` to attach them to a customer)."""
+    """New purchases and refunds in exact money (pass ``customer_id`` to attach them to a customer).
+
+    They are for no order unless ``order_id`` draws the ids of stored orders (a random id
+    would name an order the store does not hold).
+    """
     return st.builds(
         Transaction,
         customer_id=_or_default(customer_id, uuids()),
@@ -498,6 +503,7 @@ def transactions(
         attributes=_or_default(attributes, _attributes()),
         external_id=_or_default(external_id, _optional(external_ids())),
         id=_or_default(id, uuids()),
+        order_id=_or_default(order_id, st.none()),
     )
 
 
@@ -800,6 +806,8 @@ def field_values(fd: FieldDef, *, targets: Targets | None = None) -> SearchStrat
         strategy = st.lists(value_objects(fd.type), max_size=3).map(tuple)
     elif kind == "attributes":
         strategy = attributes(max_size=4)
+    elif kind == "binary":
+        strategy = st.binary(max_size=16)
     elif kind == "ref":
         assert fd.target is not None
         ids = targets.of(fd.target) if targets is not None else ()
@@ -880,7 +888,8 @@ def records(
     if spec.cls in _BUILTIN_RECORDS:  # crmkit's own: their strategies know channels, stages, e-mails...
         for name, fd in spec.declared.items():
             if fd.kind == "ref" and name not in fields and targets is not None and targets.of(fd.target or ""):
-                fields[name] = st.sampled_from(targets.of(fd.target or ""))
+                stored = st.sampled_from(targets.of(fd.target or ""))
+                fields[name] = _optional(stored) if fd.nullable else stored
         built = _BUILTIN_RECORDS[spec.cls](**fields)
         if id is not None or external_id is not None:
             return st.tuples(built, _or_default(id, uuids()), _or_default(external_id, _optional(external_ids()))).map(

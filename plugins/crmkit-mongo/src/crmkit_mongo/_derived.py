@@ -12,6 +12,7 @@ field of the document per declared field, under the field's name:
 * ref_any: the sub-document ``{"aggregate": name, "id": uuid}``, so that the query
   paths ``about.aggregate`` and ``about.id`` are the document's own paths;
 * attributes: typed as on crmkit's own aggregates (``_documents.encode_attribute``);
+* binary: BSON binary (subtype 0), read back as bytes;
 * a text field declared ``search=True`` also has its folded form under ``_folded.<field>``
   and its folded words (an array) under ``_words.<field>``, each indexed with the tenant;
 * None and empty collections are left out. A text_set that may be None keeps an
@@ -65,6 +66,7 @@ _TO_BSON: Mapping[str, str] = {
     "ref_any": "{{'aggregate': {v}.aggregate, 'id': _binary({v}.id)}}",
     "attributes": "_attributes({v})",
     "many": "[{encode}(x) for x in {v}]",
+    "binary": "{v}",
 }
 
 #: How a stored BSON value ``{v}`` of each kind becomes the Python value again.
@@ -83,6 +85,7 @@ _FROM_BSON: Mapping[str, str] = {
     "ref_any": "_Ref({v}['aggregate'], {v}['id'])",
     "attributes": "_attributes_back({v})",
     "many": "tuple({decode}(x) for x in {v})",
+    "binary": "bytes({v})",
 }
 
 #: Kinds whose empty value is left out of documents, with what a missing field reads back as.

@@ -407,6 +407,8 @@ def _encode_transaction(tenant: str, t: Transaction) -> dict[str, Any]:
         doc["attributes"] = _encode_attributes(t.attributes)
     if t.external_id is not None:
         doc["external_id"] = t.external_id
+    if t.order_id is not None:
+        doc["order_id"] = as_binary(t.order_id)
     _common(doc, t)
     return doc
 
@@ -424,6 +426,7 @@ def _decode_transaction(doc: Mapping[str, Any]) -> Transaction:
         ),
         attributes=_decode_attributes(doc),
         external_id=doc.get("external_id"),
+        order_id=doc.get("order_id"),
         **_common_back(doc),
     )
 

@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from crmkit._errors import ConflictError
 from crmkit.aggregation import AggregateQuery
 from crmkit.entities import EntitySpec
-from crmkit.query import Expr, Order
+from crmkit.query import Among, Expr, Order, has_among, resolve_among
 from crmkit.store import Activity, Repository
 from crmkit_mongo._aggregate import aggregate
 from crmkit_mongo._derived import codec_for
@@ -57,6 +58,22 @@ class MongoRepository(Repository[Any]):
 
     def _session(self) -> Any:
         return self._store.session()
+
+    def filter(self, tenant: str, where: Expr) -> dict[str, Any]:
+        """The tenant's filter for ``where``; a semi-join (``among``) first becomes ``$in`` of the ids it finds.
+
+        MongoDB's filters cannot query another collection: the ids come from one query of
+        the other aggregate's collection (its own semi-joins resolved the same way), read
+        in the server through the (tenant, ...) indexes, in this transaction's session.
+        """
+        if has_among(where):
+            where = resolve_among(where, lambda among: self._ids(tenant, among))
+        return for_tenant(tenant, where, self.spec)
+
+    def _ids(self, tenant: str, among: Among) -> list[uuid.UUID]:
+        other = self._store.repository(among.entity)
+        cursor = other.collection.find(other.filter(tenant, among.where), {"id": 1, "_id": 0}, session=self._session())
+        return [doc["id"] for doc in cursor]
 
     def _check_new(self, tenant: str, records: Sequence[Any]) -> None:
         """Raise ConflictError before writing anything when an id or external_id is taken (no transaction)."""
@@ -170,6 +187,29 @@ class MongoRepository(Repository[Any]):
         return result.matched_count == 1
 
     @_translated
+    def replace_many(self, tenant: str, records: Sequence[Any], expected_versions: Sequence[int]) -> set[uuid.UUID]:
+        """One unordered ``bulk_write`` of versioned replaces; the documents it missed are found by reading back."""
+        if len(records) != len(expected_versions):
+            raise ValueError("replace_many takes one expected version per record")
+        if not records:
+            return set()
+        encode = self._codec.encode
+        operations = [
+            ReplaceOne({"tenant": tenant, "id": record.id, "version": version}, encode(tenant, record))
+            for record, version in zip(records, expected_versions, strict=True)
+        ]
+        result = self.collection.bulk_write(operations, ordered=False, session=self._session())
+        if result.matched_count == len(records):
+            return set()
+        # Some version had moved: a document this call wrote now equals its record, a missed one does not.
+        cursor = self.collection.find(
+            {"tenant": tenant, "id": {"$in": [r.id for r in records]}}, {"_id": 0}, session=self._session()
+        )
+        decode = self._codec.decode
+        stored = {found.id: found for found in (decode(doc) for doc in cursor)}
+        return {r.id for r in records if stored.get(r.id) != r}
+
+    @_translated
     def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:
         condition: dict[str, Any] = {"tenant": tenant, "id": id}
         if expected_version is not None:
@@ -178,11 +218,11 @@ class MongoRepository(Repository[Any]):
 
     @_translated
     def delete_where(self, tenant: str, where: Expr) -> int:
-        return self.collection.delete_many(for_tenant(tenant, where, self.spec), session=self._session()).deleted_count
+        return self.collection.delete_many(self.filter(tenant, where), session=self._session()).deleted_count
 
     @_translated
     def count(self, tenant: str, where: Expr) -> int:
-        return self.collection.count_documents(for_tenant(tenant, where, self.spec), session=self._session())
+        return self.collection.count_documents(self.filter(tenant, where), session=self._session())
 
     @_translated
     def aggregate(self, tenant: str, where: Expr, query: AggregateQuery) -> list[tuple[Any, ...]]:
@@ -191,7 +231,7 @@ class MongoRepository(Repository[Any]):
     @_translated
     def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[Any]:
         cursor = self.collection.find(
-            for_tenant(tenant, where, self.spec),
+            self.filter(tenant, where),
             {"_id": 0},
             sort=sort_spec(order),
             limit=limit or 0,

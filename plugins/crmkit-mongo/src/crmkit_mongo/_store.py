@@ -57,7 +57,15 @@ INDEXES: Mapping[str, Mapping[str, tuple[list[tuple[str, int]], dict[str, Any]]]
         ),
     },
     INTERACTIONS.name: {"tenant_customer_time": (_PER_CUSTOMER, {}), "tenant_time": (_BY_TIME, {})},
-    TRANSACTIONS.name: {"tenant_customer_time": (_PER_CUSTOMER, {}), "tenant_time": (_BY_TIME, {})},
+    TRANSACTIONS.name: {
+        "tenant_customer_time": (_PER_CUSTOMER, {}),
+        "tenant_time": (_BY_TIME, {}),
+        # the payments of an order; partial, as the external id's: most money is for no order
+        "tenant_order": (
+            [("tenant", ASCENDING), ("order_id", ASCENDING)],
+            {"partialFilterExpression": {"order_id": {"$exists": True}}},
+        ),
+    },
 }
 
 

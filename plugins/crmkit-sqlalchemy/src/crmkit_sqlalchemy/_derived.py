@@ -19,6 +19,7 @@ ref_any        two columns: ``<field>_aggregate`` (Text) and ``<field>_id`` (Uui
 text_set       ``Json``: the texts as a sorted list
 many           ``Json``: a list of objects, one per value object (below)
 attributes     ``Json``: the typed encoding of ``_encoding.encode_attributes``
+binary         ``LargeBinary`` (BLOB on SQLite, bytea on PostgreSQL)
 =============  ==============================================================
 
 Every table has ``tenant`` and ``id`` first (the primary key), then the declared fields,
@@ -96,6 +97,7 @@ _SCALAR_TYPES: Mapping[str, Callable[[], Any]] = {
     "date": sa.Date,
     "uuid": sa.Uuid,
     "ref": sa.Uuid,
+    "binary": sa.LargeBinary,
 }
 _JSON_KINDS = frozenset({"text_set", "many", "attributes"})
 

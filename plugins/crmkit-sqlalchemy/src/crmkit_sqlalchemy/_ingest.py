@@ -189,6 +189,11 @@ def _copy_json(value: Any) -> str:
     return _copy_text(_json_text(value))
 
 
+def _copy_bytes(value: Any) -> str:
+    """bytea's hex input form, its backslash doubled for COPY's text format."""
+    return _NULL if value is None else "\\\\x" + value.hex()
+
+
 def _copy_form(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[Any], str] | None:
     """The COPY text of a column's value, or None for a type this module does not format."""
     if isinstance(column.type, UtcDateTime):
@@ -206,6 +211,8 @@ def _copy_form(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[Any], s
         return _copy_date
     if isinstance(kind, sa.String):
         return _copy_text
+    if isinstance(kind, sa.LargeBinary):
+        return _copy_bytes
     return None
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from crmkit._errors import BackendError
+from crmkit_sqlalchemy import _words
 from crmkit_sqlalchemy._branches import Branch, branches
 from crmkit_sqlalchemy._schema import TABLES, VERSION_TABLE, metadata
 
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 #: The newest migration; a test checks it is Alembic's head of ``migrations/versions``.
-HEAD = "0004"
+HEAD = "0005"
 SCRIPT_LOCATION = "crmkit_sqlalchemy:migrations"
 _LOCK_KEY = 0x63726D6B6974  # "crmkit" as a number: one advisory lock for every crmkit migration
 
@@ -118,6 +119,7 @@ def ensure_schema(engine: sa.Engine, *, upgrade: bool, where: str, declared: Seq
         revision = current_revision(connection)
         missing: list[str] = []
         differing: list[str] = []
+        unindexed: list[tuple[sa.Table, str]] = []
         if revision == HEAD:
             for branch, tables in groups.items():
                 found = branch.revision(connection)
@@ -125,9 +127,10 @@ def ensure_schema(engine: sa.Engine, *, upgrade: bool, where: str, declared: Seq
                     stale.append(f"{branch.label} is at {found or 'no revision'}, not {branch.head()}")
                     pending.update(t.name for t in tables)
             missing, differing = declared_state(connection, declared, skip=frozenset(pending))
+            unindexed = _words.missing(connection, [*TABLES.values(), *declared])
         connection.rollback()
     _refuse_differing(where, differing)
-    if revision == HEAD and not missing and not stale:
+    if revision == HEAD and not missing and not stale and not unindexed:
         return HEAD
     if not upgrade:
         if revision != HEAD:
@@ -139,6 +142,12 @@ def ensure_schema(engine: sa.Engine, *, upgrade: bool, where: str, declared: Seq
         if stale:
             raise BackendError(
                 f"{where}: the migrations of installed plugins are behind ({'; '.join(stale)}); "
+                "run `python -m crmkit_sqlalchemy upgrade URL` or connect with upgrade=True"
+            )
+        if not missing:
+            names = ", ".join(f"{t.name}.{c}" for t, c in unindexed)
+            raise BackendError(
+                f"{where} has no word index for the searchable {names}; "
                 "run `python -m crmkit_sqlalchemy upgrade URL` or connect with upgrade=True"
             )
         raise BackendError(
@@ -171,6 +180,7 @@ def upgrade_engine(engine: sa.Engine, declared: Sequence[sa.Table] = (), *, wher
             if revision == HEAD:
                 _migrate_branches(connection, declared, where)
                 _create_declared(connection, declared, where)
+                _words.ensure(connection, [*TABLES.values(), *declared])
                 return HEAD
             if revision is None:
                 found = _crmkit_tables(connection)
@@ -187,6 +197,7 @@ def upgrade_engine(engine: sa.Engine, declared: Sequence[sa.Table] = (), *, wher
                 command.upgrade(alembic_config(connection), "head")
             _migrate_branches(connection, declared, where)
             _create_declared(connection, declared, where)
+            _words.ensure(connection, [*TABLES.values(), *declared])
     return HEAD
 
 
@@ -265,12 +276,16 @@ def diff(connection: sa.Connection, declared: Sequence[AggregateSpec] = ()) -> l
     from crmkit_sqlalchemy._derived import schema_metadata
 
     def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-        # plugins' version tables (crmkit_alembic_version_<package>) are Alembic's, not the schema's
+        # plugins' version tables (crmkit_alembic_version_<package>) are Alembic's, not the schema's;
+        # word indexes (``_words``) are derived per database, outside the table metadata
+        if (type_ == "index" and name in derived_words) or (type_ == "table" and _words.is_word_table(name)):
+            return False
         return not (type_ == "table" and name is not None and name.startswith(f"{VERSION_TABLE}_"))
 
     # crmkit's own derived tables (state_changes) belong to this history as much as the hand-written ones
     wanted = {spec.name: spec for spec in (*own_declared(), *declared)}
     target = schema_metadata(wanted.values())
+    derived_words = _words.index_names(target.tables.values())
     context = MigrationContext.configure(
         connection,
         opts={

@@ -25,10 +25,11 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.entities import EntitySpec
-from crmkit.query import All, And, Compare, Contains, Expr, In, InSelect, Matches, Not, Or, Order, StartsWith
+from crmkit.query import All, Among, And, Compare, Contains, Expr, In, InSelect, Matches, Not, Or, Order, StartsWith
 from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
 from crmkit_sqlalchemy._schema import shadow_column
+from crmkit_sqlalchemy._words import word_table, words_of
 
 __all__ = ["Compiler"]
 
@@ -40,11 +41,21 @@ class Compiler:
     """Builds WHERE and ORDER BY clauses for one table on one dialect."""
 
     def __init__(
-        self, table: sa.Table, spec: EntitySpec, dialect: str, lookup: Callable[[str], Compiler] | None = None
+        self,
+        table: sa.Table | sa.Alias,
+        spec: EntitySpec,
+        dialect: str,
+        tables: Callable[[EntitySpec], sa.Table] | None = None,
+        lookup: Callable[[str], Compiler] | None = None,
     ) -> None:
         self.table = table
         self.spec = spec
+        self.dialect = dialect
         self.pg = dialect == "postgresql"
+        #: The table of another aggregate, for semi-joins (``F(...).among``).
+        self.tables = tables
+        #: Semi-joins built before: an access policy asks the same (large) ones on every read.
+        self._semi_joins: dict[tuple[str | None, Among], ColumnElement[bool]] = {}
         #: The compiler of another aggregate's table, by name: what sub-queries select from.
         self.lookup = lookup
         # a ref_any field ``about`` is queried as ``about.aggregate`` and ``about.id``: two columns
@@ -92,7 +103,8 @@ class Compiler:
 
     # ------------------------------------------------------------------ expressions
     def expr(self, expr: Expr, tenant: str | None = None) -> ColumnElement[bool]:
-        """A condition (``tenant``: whose records its sub-queries read)."""
+        """The condition; ``tenant`` is the one the statement reads (the word indexes' look-ups and the
+        semi-joins read that tenant's rows; None: the row's own tenant)."""
         if isinstance(expr, All):
             return sa.true()
         if isinstance(expr, And):
@@ -121,8 +133,34 @@ class Compiler:
             column = self.table.c[shadow_column(expr.field)] if expr.fold else self.column(expr.field)
             return self._guard(expr.field, self._prefix(column, expr.prefix))
         if isinstance(expr, Matches):
-            return self._guard(expr.field, self._words(self.table.c[shadow_column(expr.field)], expr.words))
+            bound = sa.bindparam(None, tenant, type_=sa.String()) if tenant is not None else self.table.c.tenant
+            words = [sa.bindparam(None, w, type_=sa.Text()) for w in expr.words]
+            return self._guard(expr.field, self.words(expr.field, bound, words))
+        if isinstance(expr, Among):
+            return self._among(expr, tenant)
         raise TypeError(f"not a crmkit condition: {expr!r}")
+
+    def _among(self, expr: Among, tenant: str | None) -> ColumnElement[bool]:
+        """``field IN (SELECT id FROM other WHERE other.tenant = :tenant AND ...)``: a semi-join in the database.
+
+        With the tenant a bound value the subquery is not correlated, so SQLite and
+        PostgreSQL run it once per statement (a hashed or materialised semi-join), not per row.
+        """
+        key = (tenant, expr)
+        found = self._semi_joins.get(key)
+        if found is not None:
+            return found
+        if self.tables is None:
+            raise TypeError("this compiler has no other tables to join (among)")
+        other = self.tables(expr.entity).alias()
+        inner = Compiler(other, expr.entity, self.dialect, self.tables, self.lookup)
+        mine = other.c.tenant == (self.table.c.tenant if tenant is None else tenant)
+        ids = sa.select(other.c.id).where(mine, inner.expr(expr.where, tenant))
+        found = self._guard(expr.field, self.column(expr.field).in_(ids))
+        if len(self._semi_joins) >= 256:  # conditions come from code and policies, not data; bounded anyway
+            self._semi_joins.clear()
+        self._semi_joins[key] = found
+        return found
 
     # ------------------------------------------------------------------ model fields
     def _guard(self, name: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -231,10 +269,25 @@ class Compiler:
             return low
         return sa.and_(low, column < sa.bindparam(None, end, type_=sa.Text()))
 
-    def _words(self, column: ColumnElement[Any], words: Sequence[str]) -> ColumnElement[bool]:
-        """Every one of ``words`` is a word of the folded text in ``column`` (words are separated by one space)."""
-        padded = sa.literal(" ", sa.Text()) + column + sa.literal(" ", sa.Text())
-        return sa.and_(*(self._substring(padded, f" {word} ") for word in words))
+    def words(self, name: str, tenant: ColumnElement[Any], words: Sequence[ColumnElement[Any]]) -> ColumnElement[bool]:
+        """Every one of ``words`` (bound parameters) is a word of searchable field ``name``, from its word index.
+
+        PostgreSQL: the folded column's words contain them all (the GIN index on that very
+        expression serves it); SQLite: the id is in the intersection of the lists the words
+        table keeps for each word in ``tenant`` (a bound tenant, so that the look-ups drive
+        the query). See ``_words``.
+        """
+        column = self.table.c[shadow_column(name)]
+        if self.pg:
+            wanted = sa.cast(postgresql.array(words), postgresql.ARRAY(sa.Text()))
+            return words_of(column).op("@>")(wanted)  # type: ignore[no-any-return]
+        index = word_table(self.table, column.name)
+        lists = [sa.select(index.c.id).where(index.c.tenant == tenant, index.c.word == word) for word in words]
+        if len(lists) == 1:
+            return self.table.c.id.in_(lists[0])
+        # each list is in id order (the words table's key): ordered, SQLite intersects them by a merge
+        both = sa.intersect(*lists).order_by(sa.literal_column("id"))
+        return self.table.c.id.in_(both)
 
     # ------------------------------------------------------------------ keyset pagination
     def _keyset(self, expr: Or) -> ColumnElement[bool] | None:

@@ -301,7 +301,7 @@ def _line(doc: Mapping[str, Any]) -> LineItem:
 
 
 _TRANSACTION_PLAN = _plan(
-    "customer_id occurred_at amount currency kind external_id id created_at updated_at version",
+    "customer_id occurred_at amount currency kind external_id id created_at updated_at version order_id",
     line_items="line_items_of(row['line_items'])",
     attributes="attributes_of(row['attributes'])",
 )

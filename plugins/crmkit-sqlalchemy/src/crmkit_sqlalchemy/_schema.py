@@ -150,10 +150,13 @@ transactions = sa.Table(
     _json("attributes"),
     sa.Column("external_id", Text, nullable=True),
     *_stamps(),
+    # the order paid (crmkit.sales), when the money was for one: added by revision 0005
+    sa.Column("order_id", sa.Uuid(), nullable=True),
     sa.PrimaryKeyConstraint("tenant", "id"),
     sa.UniqueConstraint("tenant", "external_id"),
     sa.Index(None, "tenant", "customer_id", "occurred_at", "id"),
     sa.Index(None, "tenant", "occurred_at", "id"),
+    sa.Index(None, "tenant", "order_id"),
 )
 
 #: Table per entity name (``crmkit.entities.ENTITIES`` keys).

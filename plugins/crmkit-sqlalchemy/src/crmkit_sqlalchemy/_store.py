@@ -70,7 +70,9 @@ class SqlRepository(Repository[Any]):
         self.table: sa.Table
         self.convert: Converter
         self.table, self.convert = storage_of(spec)  # crmkit's own tables, or derived from a declaration
-        self.compiler = Compiler(self.table, spec, store.dialect, store.compiler_of)
+        self.compiler = Compiler(
+            self.table, spec, store.dialect, lambda other: store.repository(other).table, store.compiler_of
+        )
         # the columns records are read from (folded shadows of searchable fields are only searched)
         self._columns = [c for c in self.table.c if c.name != "tenant" and SHADOW not in c.info]
         # The statements of the hot paths, built once (SQLAlchemy then reuses their compiled form).
@@ -86,6 +88,7 @@ class SqlRepository(Repository[Any]):
         self._delete = t.delete().where(mine, t.c.id == sa.bindparam("p_id"))
         self._delete_version = self._delete.where(t.c.version == sa.bindparam("p_version"))
         self._shapes: dict[tuple[Any, ...], sa.Select[Any]] = {}
+        self._by_id = parse_order(None, spec)
         # the hot reads' compiled forms, run on the DBAPI cursor (``_fastread``); with ``echo``
         # every statement goes through SQLAlchemy, which logs it
         self._raw = store.dialect in ("sqlite", "postgresql") and not store.options.echo
@@ -238,6 +241,36 @@ class SqlRepository(Repository[Any]):
                 f"{self.spec.label} with external_id {ext!r} already exists", entity=self.spec.label, key=ext
             ) from exc
 
+    def replace_many(self, tenant: str, records: Sequence[Any], expected_versions: Sequence[int]) -> set[uuid.UUID]:
+        """One ``executemany`` of the versioned ``UPDATE``; the rows it missed are found by reading them back."""
+        if len(records) != len(expected_versions):
+            raise ValueError("replace_many takes one expected version per record")
+        if not records:
+            return set()
+        to_row = self.convert.to_row
+        params = []
+        for record, version in zip(records, expected_versions, strict=True):
+            values = to_row(record)
+            del values["id"]
+            values.update(p_tenant=tenant, p_id=record.id, p_version=version)
+            params.append(values)
+        try:
+            with self.store.connection(atomic=True, several=True, entity=self.spec.label) as conn:
+                result = conn.execute(self._replace, params)
+                written = result.rowcount if conn.dialect.supports_sane_multi_rowcount else -1
+        except ConflictError as exc:
+            if exc.transient:
+                raise
+            explained = explain_conflict(self.spec, self.table, records, exc)
+            if explained is not exc:
+                raise explained from exc
+            raise self._conflict(tenant, records, exc) from exc
+        if written == len(records):
+            return set()
+        # Some version had moved: a row this call wrote now equals its record, a missed one does not.
+        stored = {r.id: r for r in self.find(tenant, In("id", tuple(r.id for r in records)), self._by_id, None)}
+        return {r.id for r in records if stored.get(r.id) != r}
+
     def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:
         if expected_version is None:
             statement, params = self._delete, {"p_tenant": tenant, "p_id": id}
@@ -336,7 +369,7 @@ class SqlRepository(Repository[Any]):
         then most of the cost of a call. A top-level equality with a value is never NULL-
         sensitive, so the plain ``col = :v`` is exact here. So is one search of a searchable
         field, asked once a keystroke: a type-ahead prefix (``startswith(prefix, fold=True)``,
-        a range on the folded shadow) or ``matches`` (each word in the folded shadow).
+        a range on the folded shadow) or ``matches`` (each word looked up in the word index).
         """
         parts = [] if isinstance(where, All) else list(conjuncts(where))
         fields = []
@@ -352,7 +385,7 @@ class SqlRepository(Repository[Any]):
                 continue
             if isinstance(part, Matches) and search is None:
                 search = (part.field, "words", len(part.words))
-                params.update({f"p_word{i}": f" {w} " for i, w in enumerate(part.words)})
+                params.update({f"p_word{i}": w for i, w in enumerate(part.words)})
                 continue
             if not (isinstance(part, Compare) and part.op == "==" and part.value is not None):
                 return None
@@ -374,10 +407,9 @@ class SqlRepository(Repository[Any]):
                 if search[1] == "prefix":
                     low, high = sa.bindparam("p_low", type_=Text), sa.bindparam("p_high", type_=Text)
                     conditions += [folded >= low, folded < high]
-                else:
-                    find = sa.func.strpos if self.store.dialect == "postgresql" else sa.func.instr
-                    padded = sa.literal(" ", Text) + folded + sa.literal(" ", Text)
-                    conditions += [find(padded, sa.bindparam(f"p_word{i}", type_=Text)) > 0 for i in range(search[2])]
+                else:  # looked up in the field's word index (``_words``)
+                    words = [sa.bindparam(f"p_word{i}", type_=sa.Text()) for i in range(search[2])]
+                    conditions.append(self.compiler.words(search[0], sa.bindparam("p_tenant"), words))
             terms = self.compiler.order_by(order)
             statement = sa.select(*self._columns).where(*conditions).order_by(*terms)
             if limit is not None:

@@ -45,6 +45,7 @@ from crmkit.testing.conformance._records import (
 from crmkit.testing.conformance._reports import ReportContract, SetQueryContract
 from crmkit.testing.conformance._roundtrip import RoundTripContract
 from crmkit.testing.conformance._search import SearchContract
+from crmkit.testing.conformance._semijoin import SemiJoinContract
 from crmkit.testing.conformance._stateful import StatefulContract, crm_state_machine
 from crmkit.testing.conformance._tenancy import TenancyContract
 from crmkit.testing.conformance._timeline import LifecycleContract, PurchaseSummaryContract, TimelineContract
@@ -77,6 +78,7 @@ __all__ = [
     "TestRepositories",
     "TestRoundTrip",
     "TestSearch",
+    "TestSemiJoins",
     "TestStageChanges",
     "TestStateMachine",
     "TestTenancy",
@@ -112,6 +114,7 @@ __all__ += [
     "RepositoryContract",
     "RoundTripContract",
     "SearchContract",
+    "SemiJoinContract",
     "StageChangeContract",
     "StatefulContract",
     "TenancyContract",
@@ -152,6 +155,7 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     IdentityContract,
     SearchContract,
     MarketingContract,
+    SemiJoinContract,
 )
 
 
@@ -269,3 +273,7 @@ class TestSearch(SearchContract):
 
 class TestMarketing(MarketingContract):
     """Consent-aware targeting and sending; segments (dynamic, static, snapshot, combined, facts)."""
+
+
+class TestSemiJoins(SemiJoinContract):
+    """F(field).among(aggregate, condition): semi-joins in the store, against the reference."""

@@ -137,6 +137,52 @@ class AggregateRecordsContract(AggregateContractBase):
             kit.service.update(attrs.evolve(kit.edited(stored), version=7))
         assert_exact(current, kit.service.get(stored.id))
 
+    def test_replace_many_writes_each_record_at_its_version_and_never_over_a_moved_one(
+        self, kit: AggregateKit, clock: Clock
+    ) -> None:
+        """The store's bulk replace (``Repository.replace_many``, what upserts write changed rows with)."""
+        crm, repo = kit.crm, kit.crm.store.repository(kit.spec)
+        a, b, c = kit.add(), kit.add(), kit.add()
+        later = clock.advance(days=1, microseconds=3)
+
+        def next_of(record: Any) -> Any:
+            edited = kit.edited(record)
+            kit.hold(edited)
+            return attrs.evolve(edited, updated_at=later, version=record.version + 1)
+
+        new = [next_of(a), next_of(b)]
+        with crm.transaction():
+            assert repo.replace_many(crm.tenant, new, [1, 1]) == set()
+        for record in new:
+            assert_exact(record, kit.service.get(record.id), "replace_many")
+        moved = kit.service.update(kit.edited(c))  # a concurrent writer: c is at version 2 now
+        kit.hold(moved)
+        with pytest.raises(_Boom), crm.transaction():
+            assert repo.replace_many(crm.tenant, [next_of(new[0]), next_of(c)], [2, 1]) == {c.id}
+            raise _Boom  # as upsert_many does: a stale record fails the whole write
+        assert_exact(moved, kit.service.get(c.id), "a moved record is never overwritten")
+        if crm.store.capabilities.transactions:  # the caller's transaction undid the rest
+            assert_exact(new[0], kit.service.get(a.id), "rolled back")
+        assert repo.replace_many(crm.tenant, [], []) == set()
+
+    def test_upsert_many_updates_changed_records_in_bulk(self, kit: AggregateKit, clock: Clock) -> None:
+        stored = [kit.add(external_id=f"sync {n}") for n in range(3)]
+        later = clock.advance(days=1)
+        rows = [kit.edited(stored[0]), stored[1], attrs.evolve(kit.edited(stored[2]), version=0)]
+        result = kit.service.upsert_many(rows, on_error="report")
+        assert (result.added, result.updated, result.unchanged, result.failed) == (0, 2, 1, ())
+        for row, before in zip(rows, stored, strict=True):
+            got = kit.service.get(before.id)
+            changed = row is not stored[1]
+            want = attrs.evolve(
+                row, version=2 if changed else 1, updated_at=later if changed else before.updated_at
+            )
+            assert_exact(want, got, "upsert_many")
+        stale = attrs.evolve(kit.edited(stored[0]), version=1)  # based on version 1, stored at 2
+        result = kit.service.upsert_many([stale], on_error="report")
+        assert result.updated == 0 and [(i, f) for i, f, _ in result.failed] == [(0, "version")]
+        assert kit.service.get(stored[0].id).version == 2
+
     def test_delete_removes_the_record(self, kit: AggregateKit) -> None:
         keep, doomed = kit.add(), kit.add()
         kit.service.delete(doomed.id)

@@ -1,0 +1,56 @@
+"""Timing and printing shared by the benchmarks: wall and CPU time of a step, the best of alternating runs.
+
+The machines these run on are often shared, so a step's CPU time (this process's, which
+includes an embedded SQLite's work) is measured beside its wall time, and two sides that
+are compared take turns, so that noise hits them alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["Took", "best_of", "show", "stopwatch", "timed"]
+
+
+class Took:
+    """What a ``stopwatch`` block took: ``wall`` and ``cpu`` seconds (set when the block ends)."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+@contextmanager
+def stopwatch() -> Iterator[Took]:
+    """Time a block: ``with stopwatch() as took: ...`` then ``took.wall`` and ``took.cpu``."""
+    took = Took()
+    began, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield took
+    finally:
+        took.wall, took.cpu = time.perf_counter() - began, time.process_time() - cpu
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Run ``fn`` once: its wall time, its CPU time and its result."""
+    with stopwatch() as took:
+        result = fn()
+    return took.wall, took.cpu, result
+
+
+def best_of(runs: int, fns: dict[str, Callable[[], Any]]) -> dict[str, tuple[float, Any]]:
+    """Each function's best wall time and its result; the functions take turns so that machine noise hits them alike."""
+    best: dict[str, tuple[float, Any]] = {}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            elapsed, _, result = timed(fn)
+            if name not in best or elapsed < best[name][0]:
+                best[name] = (elapsed, result)
+    return best
+
+
+def show(*parts: str) -> None:
+    """Print one result line, its parts three spaces apart, at once (a long run shows progress)."""
+    print("   ".join(parts), flush=True)
