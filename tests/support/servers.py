@@ -651,7 +651,7 @@ class MongoMember:
 def _spawn_mongod(mongod: Path, port: int, dbpath: Path, log: Path, replset: str) -> subprocess.Popen:
     cmd = [
         str(mongod), "--port", str(port), "--bind_ip", HOST, "--dbpath", str(dbpath),
-        "--replSet", replset, "--wiredTigerCacheSizeGB", "0.25",
+        "--replSet", replset, "--wiredTigerCacheSizeGB", "1",
         "--wiredTigerEngineConfigString", "log=(file_max=10MB,prealloc=false)",
         "--oplogSize", "64", "--nounixsocket", "--logpath", str(log), "--logappend",
         "--setParameter", "diagnosticDataCollectionEnabled=false",
