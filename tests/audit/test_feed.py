@@ -107,6 +107,16 @@ def test_the_feed_is_per_tenant_and_read_only(url: str) -> None:
             a.records(OutboxChunk).delete(chunk.id)
 
 
+def test_erasing_one_person_leaves_the_other_events_of_their_chunk_as_written(crm: crmkit.CRM) -> None:
+    ana, ben = Customer(name="Ana Marker", kind="person"), Customer(name="Ben", kind="person")
+    assert crm.customers.add_many([ana, ben]).added == 2
+    assert len(crm.records(OutboxChunk).find().items) == 1  # one import: both events in one chunk
+    crm.privacy.erase(ana.id)
+    names = {e.record.id: e.record.name for e in _all(crm) if isinstance(e.record, Customer)}
+    assert names[ben.id] == "Ben"  # another person's event is not anonymised with hers
+    assert "Marker" not in str(names[ana.id])
+
+
 def test_no_feed_when_turned_off(url: str) -> None:
     with crmkit.connect(url, tenant=unique_name("off"), event_feed=False) as crm:
         ada = crm.customers.add(Customer(name="Ada", kind="person"))

@@ -395,9 +395,9 @@ def test_erase_is_one_transaction(url: str, monkeypatch: pytest.MonkeyPatch) -> 
         calls = []
         real = _service._anonymised
 
-        def failing(spec: AggregateSpec, record: Any, crm: Any = None) -> Any:
+        def failing(spec: AggregateSpec, record: Any, crm: Any = None, erased: Any = ()) -> Any:
             calls.append(spec.name)
-            return real(spec, record, crm)
+            return real(spec, record, crm, erased)
 
         monkeypatch.setattr(_service, "_anonymised", failing)
         monkeypatch.setattr(crm.records(Erasure), "add", _boom)
@@ -474,7 +474,7 @@ class JournalEntry(schema.Record):
     value: str = schema.text(personal="free_text")
 
     @staticmethod
-    def __crmkit_anonymise__(entry: JournalEntry, crm: crmkit.CRM) -> JournalEntry:
+    def __crmkit_anonymise__(entry: JournalEntry, crm: crmkit.CRM, erased: object) -> JournalEntry:
         spec = crm.schema[entry.aggregate]
         declared = spec.declared.get(entry.field) if isinstance(spec, AggregateSpec) else None
         if declared is None or not declared.is_personal:

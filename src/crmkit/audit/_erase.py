@@ -9,6 +9,8 @@ same token), so ``as_of`` still replays; the who, what and when stay.
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -41,7 +43,7 @@ def _replaced(spec: AggregateSpec, entry: AuditEntry, field: str, encoded: Any) 
     return encode(_replacement(spec.cls, declared, value, entry.record_id, field))
 
 
-def anonymised_entry(entry: AuditEntry, crm: CRM) -> AuditEntry:
+def anonymised_entry(entry: AuditEntry, crm: CRM, erased: Collection[uuid.UUID] = ()) -> AuditEntry:
     """The entry with the values of personal fields replaced (a deletion's snapshot, field by field)."""
     spec = crm.schema.aggregates.get(entry.aggregate)
     if not isinstance(spec, AggregateSpec):
@@ -66,12 +68,14 @@ def anonymised_entry(entry: AuditEntry, crm: CRM) -> AuditEntry:
     return attrs.evolve(entry, **changes) if changes else entry
 
 
-def anonymised_chunk(chunk: OutboxChunk, crm: CRM) -> OutboxChunk:
-    """The chunk with the personal fields of every record its events hold anonymised.
+def anonymised_chunk(chunk: OutboxChunk, crm: CRM, erased: Collection[uuid.UUID]) -> OutboxChunk:
+    """The chunk with the personal fields of the erased records' events anonymised.
 
     A chunk holds one transaction's events, which may be about several people (an import):
-    all of them are anonymised, as the chunk is found through any of the records it lists.
+    only the events about records being erased (``erased``: their ids) change; the others'
+    stay as they were written.
     """
+    hexes = {i.hex for i in erased}
     from crmkit.privacy._service import _anonymised_values
 
     text = joined(chunk.events)
@@ -79,6 +83,8 @@ def anonymised_chunk(chunk: OutboxChunk, crm: CRM) -> OutboxChunk:
         return chunk
     events = json.loads(text)
     for event in events:
+        if event.get("id") not in hexes:
+            continue
         for side in ("before", "after"):
             if event[side] is not None:
                 event[side] = encode(_anonymised_values(decode(event[side])))

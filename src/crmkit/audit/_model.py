@@ -77,10 +77,10 @@ class AuditEntry(schema.Record):
     __crmkit_journal__: ClassVar[bool] = True
 
     @staticmethod
-    def __crmkit_anonymise__(entry: AuditEntry, crm: Any) -> AuditEntry:
+    def __crmkit_anonymise__(entry: AuditEntry, crm: Any, erased: Any) -> AuditEntry:
         from crmkit.audit._erase import anonymised_entry
 
-        return anonymised_entry(entry, crm)
+        return anonymised_entry(entry, crm, erased)
 
     #: The aggregate of the record (``customers``, ``subscriptions``...).
     aggregate: str = schema.text(sortable=True, personal=False)
@@ -124,10 +124,10 @@ class OutboxChunk(schema.Record):
     __crmkit_journal__: ClassVar[bool] = True
 
     @staticmethod
-    def __crmkit_anonymise__(chunk: OutboxChunk, crm: Any) -> OutboxChunk:
+    def __crmkit_anonymise__(chunk: OutboxChunk, crm: Any, erased: Any) -> OutboxChunk:
         from crmkit.audit._erase import anonymised_chunk
 
-        return anonymised_chunk(chunk, crm)
+        return anonymised_chunk(chunk, crm, erased)
 
     #: The number of its first event in the tenant's feed; None until the feed numbers it.
     first: int | None = schema.integer(default=None, sortable=True, personal=False)

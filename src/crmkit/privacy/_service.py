@@ -22,7 +22,7 @@ import hashlib
 import json
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -210,9 +210,7 @@ class Privacy:
         """Every stored record about the person, by aggregate and id (the customer itself included)."""
         return self._walk(person_id)[0]
 
-    def _walk(
-        self, person_id: uuid.UUID
-    ) -> tuple[dict[str, dict[uuid.UUID, Any]], dict[str, dict[uuid.UUID, bool]]]:
+    def _walk(self, person_id: uuid.UUID) -> tuple[dict[str, dict[uuid.UUID, Any]], dict[str, dict[uuid.UUID, bool]]]:
         """``records_about``, and per record whether it hangs off the person (cascades from them) or mentions them."""
         if not isinstance(person_id, uuid.UUID):
             raise ValidationError("person_id", "must be a uuid.UUID", person_id)
@@ -338,6 +336,7 @@ class Privacy:
             if held:
                 raise ErasureRefused(person_id, held[0].until, held[0].reason)
             found, owned = self._walk(person_id)
+            erased = frozenset(i for records in found.values() for i in records)
             changes: list[FieldChange] = []
             updates: list[tuple[EntitySpec, Any, Any]] = []
             purges: list[tuple[Callable[[Any, Any], None], Any]] = []
@@ -352,7 +351,7 @@ class Privacy:
                         changes.append(FieldChange(name, record.id, "*", "record", "deleted"))
                         purges.append((purge, record))
                         continue
-                    new, changed = _anonymised(spec, record, crm)
+                    new, changed = _anonymised(spec, record, crm, erased)
                     if changed:
                         changes += changed
                         updates.append((spec, record, new))
@@ -518,17 +517,20 @@ def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, (tuple, frozenset, Mapping, str)) and not value)
 
 
-def _anonymised(spec: AggregateSpec, record: Any, crm: CRM | None = None) -> tuple[Any, list[FieldChange]]:
+def _anonymised(
+    spec: AggregateSpec, record: Any, crm: CRM | None = None, erased: Collection[uuid.UUID] = ()
+) -> tuple[Any, list[FieldChange]]:
     """The record with its personal fields anonymised, and the changes (none when already anonymous).
 
     A class may anonymise its records itself with a static method
-    ``__crmkit_anonymise__(record, crm) -> record`` (an audit entry whose old and new values
-    are personal only when the field it records is); the changes are then the personal
-    fields whose values it changed.
+    ``__crmkit_anonymise__(record, crm, erased) -> record`` (``erased``: the ids of every
+    record the erasure reaches; an audit entry whose old and new values are personal only
+    when the field it records is, a feed chunk that holds other people's events too); the
+    changes are then the personal fields whose values it changed.
     """
     custom = getattr(spec.cls, "__crmkit_anonymise__", None)
     if custom is not None and crm is not None:
-        new = custom(record, crm)
+        new = custom(record, crm, erased)
         return new, [
             FieldChange(spec.name, record.id, fd.name, str(fd.personal), "cleared" if _empty(value) else "replaced")
             for fd in spec.declared.values()
