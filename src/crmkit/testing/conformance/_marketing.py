@@ -125,7 +125,9 @@ def _send(crm: CRM, campaign: Campaign, customer_id: uuid.UUID, at: dt.datetime,
 class MarketingContract(ContractBase):
     """Targeting and sending obey consent and suppressions; segments have the members their definition gives."""
 
-    @conformance_settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @conformance_settings(
+        max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors]
+    )
     @given(
         histories=st.lists(_history, min_size=1, max_size=4),
         target_day=st.integers(0, 40),
@@ -175,7 +177,9 @@ class MarketingContract(ContractBase):
             moment = member.status_at
             assert _replay(histories_of[member.customer_id], moment).reason(moment) is None
 
-    @conformance_settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @conformance_settings(
+        max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors]
+    )
     @given(
         people=st.lists(
             st.tuples(
