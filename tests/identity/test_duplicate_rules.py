@@ -2,47 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.support.backends import BACKENDS, backend_url
+from tests.identity.test_duplicates_store import person
 from tests.support.servers import unique_name
 
 import crmkit
-from crmkit import ConflictError, Customer, ValidationError
-from crmkit.customers import EmailAddress, Phone, PostalAddress
+from crmkit import ConflictError, ValidationError
+from crmkit.customers import EmailAddress, PostalAddress
 from crmkit.identity import DuplicateAlert, DuplicateRule, IdentityKey
 from crmkit.query import ALL, parse_order
 from crmkit.store import scan
 
 BLOCK = DuplicateRule(action="block", min_probability=0.9, name="no twins")
 ALERT = DuplicateRule(action="alert", min_probability=0.9, name="flag twins")
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    return backend_url(request, tmp_path_factory.mktemp("rules"))
-
-
-@pytest.fixture
-def crm(url: str) -> Iterator[crmkit.CRM]:
-    with crmkit.connect(url, tenant=unique_name("rules")) as crm:
-        crm.identity.region = "RO"
-        yield crm
-
-
-def person(name: str, email: str | None = None, phone: str | None = None, **more: Any) -> Customer:
-    return Customer(
-        kind="person",
-        name=name,
-        emails=[EmailAddress(email)] if email else [],
-        phones=[Phone(phone)] if phone else [],
-        **more,
-    )
 
 
 def everything(crm: crmkit.CRM) -> dict[str, set[Any]]:

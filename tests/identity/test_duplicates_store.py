@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import pytest
-from tests.support.backends import BACKENDS, backend_url
-from tests.support.servers import unique_name
 
 import crmkit
 from crmkit import Customer
 from crmkit.customers import EmailAddress, Phone, PostalAddress
 from crmkit.identity import IdentityKey
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    return backend_url(request, tmp_path_factory.mktemp("dups"))
-
-
-@pytest.fixture
-def crm(url: str) -> Iterator[crmkit.CRM]:
-    with crmkit.connect(url, tenant=unique_name("dups")) as crm:
-        crm.identity.region = "RO"
-        yield crm
 
 
 def person(name: str, email: str | None = None, phone: str | None = None, **more: Any) -> Customer:
