@@ -7,12 +7,14 @@ are compared take turns, so that noise hits them alike.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Took", "best_of", "show", "stopwatch", "timed"]
+__all__ = ["Took", "best_of", "server_cpu", "show", "stopwatch", "take_turns", "timed"]
 
 
 class Took:
@@ -54,3 +56,32 @@ def best_of(runs: int, fns: dict[str, Callable[[], Any]]) -> dict[str, tuple[flo
 def show(*parts: str) -> None:
     """Print one result line, its parts three spaces apart, at once (a long run shows progress)."""
     print("   ".join(parts), flush=True)
+
+
+def take_turns(
+    runs: int, fns: dict[str, Callable[[], Any]], cpu: Callable[[], float] | None = None
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Each function's time in every round (and, with ``cpu``, the server's CPU time as "<name> cpu"),
+    and its last result; the functions take turns in each round."""
+    times: dict[str, list[float]] = {}
+    results: dict[str, Any] = {}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            used = cpu() if cpu is not None else 0.0
+            began = time.perf_counter()
+            results[name] = fn()
+            times.setdefault(name, []).append(time.perf_counter() - began)
+            if cpu is not None:
+                times.setdefault(f"{name} cpu", []).append(cpu() - used)
+    return times, results
+
+
+def server_cpu(pid: int) -> Callable[[], float]:
+    """The CPU seconds process ``pid`` (the database server) has used so far, user and system."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def used() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    return used

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
 import statistics
 import sys
@@ -43,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import sqlalchemy as sa  # noqa: E402
+from _timing import server_cpu, take_turns  # noqa: E402
 
 import crmkit  # noqa: E402
 from crmkit.sales import ForecastCategory, Opportunity  # noqa: E402
@@ -88,35 +88,6 @@ def deals(n: int) -> Iterator[Opportunity]:
             forecast=rng.choice(categories),
             close_date=start + dt.timedelta(days=rng.randrange(3 * 365)),
         )
-
-
-def take_turns(
-    runs: int, fns: dict[str, Callable[[], Any]], cpu: Callable[[], float] | None = None
-) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """Each function's time in every round (and, with ``cpu``, the server's CPU time as "<name> cpu"),
-    and its last result; the functions take turns in each round."""
-    times: dict[str, list[float]] = {}
-    results: dict[str, Any] = {}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            used = cpu() if cpu is not None else 0.0
-            began = time.perf_counter()
-            results[name] = fn()
-            times.setdefault(name, []).append(time.perf_counter() - began)
-            if cpu is not None:
-                times.setdefault(f"{name} cpu", []).append(cpu() - used)
-    return times, results
-
-
-def server_cpu(pid: int) -> Callable[[], float]:
-    """The CPU seconds process ``pid`` (the database server) has used so far, user and system."""
-    ticks = os.sysconf("SC_CLK_TCK")
-
-    def used() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    return used
 
 
 def copy_documents(url: str, n: int) -> None:
