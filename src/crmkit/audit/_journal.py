@@ -327,27 +327,29 @@ class Journal:
         """
         audited = self.audited
         groups: dict[tuple[Any, ...], int] = {}
-        for event in events:  # how many creations each group has
+        keys: list[tuple[Any, ...] | None] = []  # per event: its creation's group (None: not a creation)
+        for event in events:
             after = event.after
             if event.before is None and audited.get(event.entity):
                 at = getattr(after, "updated_at", None) or event.occurred_at
-                if getattr(after, "created_at", None) == at:
-                    key = (event.entity, at, event.actor, event.cause or "api", after.version)
-                    groups[key] = groups.get(key, 0) + 1
+                # batched only when the record says when it was created (where its entry is found)
+                born = getattr(after, "created_at", None) == at
+                key = (event.entity, at, event.actor, event.cause or "api", after.version, born)
+                groups[key] = groups.get(key, 0) + 1
+                keys.append(key)
+            else:
+                keys.append(None)
         batched: dict[tuple[Any, ...], list[str]] = {}  # each large group's open batch entry's ids
         entries: list[Any] = []
-        for event in events:
-            fields = audited.get(event.entity)
-            if not fields:
+        for event, key in zip(events, keys, strict=True):
+            if key is None:
+                fields = audited.get(event.entity)
+                if fields:
+                    entries.extend(self._entries(event, fields, now, encoded))
                 continue
             after = event.after
-            if event.before is not None:
-                entries.extend(self._entries(event, fields, now, encoded))
-                continue
-            at = getattr(after, "updated_at", None) or event.occurred_at
-            cause = event.cause or "api"
-            key = (event.entity, at, event.actor, cause, after.version)
-            if groups.get(key, 0) >= BATCHED and getattr(after, "created_at", None) == at:
+            at, cause = key[1], key[3]
+            if key[5] and groups[key] >= BATCHED:
                 ids = batched.get(key)
                 if ids is None or len(ids) == CHUNK:  # the entry made here keeps its place in the order
                     ids = batched[key] = []
