@@ -334,9 +334,9 @@ class Journal:
                 at = getattr(after, "updated_at", None) or event.occurred_at
                 # batched only when the record says when it was created (where its entry is found)
                 born = getattr(after, "created_at", None) == at
-                key = (event.entity, at, event.actor, event.cause or "api", after.version, born)
-                groups[key] = groups.get(key, 0) + 1
-                keys.append(key)
+                group: tuple[Any, ...] = (event.entity, at, event.actor, event.cause or "api", after.version, born)
+                groups[group] = groups.get(group, 0) + 1
+                keys.append(group)
             else:
                 keys.append(None)
         batched: dict[tuple[Any, ...], list[str]] = {}  # each large group's open batch entry's ids
