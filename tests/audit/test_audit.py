@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -316,7 +317,8 @@ def test_a_creation_keeps_no_values_and_a_deletion_keeps_them_all(crm: crmkit.CR
     clock.tick()
     crm.customers.delete(ada.id)
     gone = list(crm.audit.entries(ada))[-1]
-    assert gone.action == "deleted" and gone.new == () and '"name":"Ada Lovelace"' in (gone.old[0].text)
+    assert gone.action == "deleted" and '"name":"Ada Lovelace"' in (gone.old[0].text)
+    assert gone.new == (JsonPart(f'{{"$datetime":"{born.isoformat()}"}}'),)  # when it was created, nothing more
     # the record is gone: its creation and each state are replayed back from the deletion's snapshot
     assert [(c.field, c.new) for c in crm.audit.history(ada) if c.action == "created"] == first
     assert crm.audit.as_of(ada, at=born).name == "Ada"
@@ -346,3 +348,50 @@ def test_erasure_reaches_a_deleted_records_snapshot(url: str, clock: Clock) -> N
         erased = anonymised_entry(entry, crm)
         assert "Zqsnapshot" in entry.old[0].text and "Zqsnapshot" not in erased.old[0].text
         assert '"kind":"person"' in erased.old[0].text  # what is not personal stays
+
+
+def test_a_batch_of_creations_shares_its_entries_and_each_record_still_has_its_history(
+    crm: crmkit.CRM, clock: Clock
+) -> None:
+    from crmkit.audit import BATCH
+
+    people = [Customer(name=f"P{i}", kind="person", external_id=f"p{i}") for i in range(1234)]
+    with crm.caused_by("import:legacy"):
+        assert crm.customers.add_many(people, batch_size=1000).added == 1234
+    born = clock.now
+    stored = list(crm.records(AuditEntry).stream())
+    # batches of 1,000 and 234: entries of at most 500 records each
+    assert sorted(len(json.loads(e.new[0].text)) for e in stored) == [234, 500, 500]
+    assert {(e.record_id, e.action, e.field, e.cause, e.at) for e in stored} == {
+        (BATCH, "created", None, "import:legacy", born)
+    }
+    ada, bob, cy = people[7], people[1100], people[600]
+    (created,) = crm.audit.entries(ada)
+    assert (created.record_id, created.action, created.new, created.cause) == (ada.id, "created", (), "import:legacy")
+    assert [(c.field, c.new) for c in crm.audit.history(bob)] == [
+        ("external_id", "p1100"),
+        ("kind", "person"),
+        ("name", "P1100"),
+        ("stage", "lead"),
+    ]
+    with crm.transaction():  # more creations and an update at the same instant, in one transaction
+        crm.customers.add_many([Customer(name=f"Q{i}", kind="person") for i in range(150)])
+        crm.customers.update(attrs.evolve(crm.customers.get(ada.id), name="Ada"))
+    clock.tick()
+    crm.customers.update(attrs.evolve(crm.customers.get(ada.id), name="Ada L"))
+    assert [(c.action, c.field, c.new) for c in crm.audit.history(ada) if c.field in (None, "name")] == [
+        ("created", "name", "P7"),
+        ("updated", "name", "Ada"),
+        ("updated", "name", "Ada L"),
+    ]
+    assert crm.audit.as_of(ada, at=born).name == "Ada" and crm.audit.as_of(ada, at=clock.now).name == "Ada L"
+    assert crm.audit.as_of(ada, at=born - dt.timedelta(microseconds=1)) is None
+    clock.tick()
+    crm.customers.delete(cy.id)  # its deletion keeps when it was created: its creation is still found
+    assert [c.action for c in crm.audit.history(cy)] == ["created"] * 4 + ["deleted"]
+    assert crm.audit.as_of(cy, at=born).name == "P600" and crm.audit.as_of(cy, at=clock.now) is None
+    clock.tick()
+    crm.customers.add(Customer(name="Cy II", kind="person", id=cy.id))  # a second life, created alone
+    lives = [(c.action, c.field, c.new) for c in crm.audit.history(cy) if c.field in (None, "name")]
+    assert lives == [("created", "name", "P600"), ("deleted", None, None), ("created", "name", "Cy II")]
+    assert crm.audit.as_of(cy, at=born).name == "P600" and crm.audit.as_of(cy, at=clock.now).name == "Cy II"

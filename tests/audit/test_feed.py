@@ -75,6 +75,8 @@ def test_events_are_numbered_in_commit_order_and_read_from_any_cursor(crm: crmki
     ]
     assert events[1].before.name == "Ada" and events[1].after == ada and events[1].actor == "user:1"
     assert events[3].after is None and events[3].record.name == "Bob"
+    assert events[0].after.name == "Ada" and events[0].after.version == 1  # as created, though renamed since
+    assert events[2].after.name == "Bob" and events[2].before is None  # as created, though deleted since
     assert isinstance(events[0].event(crm.tenant), CustomerCreated)
     assert isinstance(events[1].event(crm.tenant), CustomerUpdated)
     assert crm.events.head() == 4
@@ -115,6 +117,109 @@ def test_erasing_one_person_leaves_the_other_events_of_their_chunk_as_written(cr
     names = {e.record.id: e.record.name for e in _all(crm) if isinstance(e.record, Customer)}
     assert names[ben.id] == "Ben"  # another person's event is not anonymised with hers
     assert "Marker" not in str(names[ana.id])
+
+
+def _stored_text(crm: crmkit.CRM) -> str:
+    return " ".join("".join(p.text for p in c.events) for c in crm.records(OutboxChunk).stream())
+
+
+def test_a_creation_refers_to_its_record_and_reads_back_as_it_was_created(url: str) -> None:
+    tenant = unique_name("refs")
+    with crmkit.connect(url, tenant=tenant, actor="user:1") as crm:
+        people = [Customer(name=n, kind="person", external_id=n.lower()) for n in ("Ada", "Bob", "Cy", "Dan")]
+        assert crm.customers.add_many(people).added == 4
+        (chunk,) = crm.records(OutboxChunk).find().items
+        assert chunk.records == frozenset() and chunk.size == 4
+        assert not any(name in _stored_text(crm) for name in ("Ada", "Bob", "Cy", "Dan"))  # no copy of the values
+        ada, bob, cy, dan = (crm.customers.get(p.id) for p in people)
+        with crm.transaction():
+            eve = crm.customers.add(Customer(name="Eve", kind="person"))
+            crm.customers.update(attrs.evolve(eve, name="Eve 2"))  # changed in the transaction that created it
+        crm.customers.update(attrs.evolve(bob, name="Bob 2"))
+        crm.customers.update(attrs.evolve(crm.customers.get(bob.id), name="Bob 3"))
+        crm.customers.delete(cy.id)
+        journal = crm._journal
+        assert journal is not None
+        journal.feed = False  # as a connection with event_feed=False would (memory:// is one connection's)
+        crm.customers.update(attrs.evolve(dan, name="Dan 2"))  # no event in the feed
+        journal.feed = True
+        events = _all(crm, limit=3)
+    created = {e.record_id: e.after for e in events if e.action == "created"}
+    assert [(e.action, e.record.name) for e in events] == [
+        ("created", "Ada"),
+        ("created", "Bob"),
+        ("created", "Cy"),
+        ("created", "Dan 2"),  # changed without the feed since: the record as it is now stands for it
+        ("created", "Eve"),
+        ("updated", "Eve 2"),
+        ("updated", "Bob 2"),
+        ("updated", "Bob 3"),
+        ("deleted", "Cy"),
+    ]
+    assert created[ada.id] == ada and created[bob.id] == bob and created[cy.id] == cy
+    assert (created[eve.id].name, created[eve.id].version) == ("Eve", 1)
+    assert [(e.before.name, e.before.version) for e in events if e.action == "updated"] == [
+        ("Eve", 1),
+        ("Bob", 1),
+        ("Bob 2", 2),
+    ]
+    assert {e.actor for e in events} == {"user:1"} and {e.cause for e in events} == {"import", "api"}
+
+
+def test_chunks_holding_whole_records_still_read(crm: crmkit.CRM) -> None:
+    """Chunks written when every event held its records whole (before and after) read as they did."""
+    import json
+
+    from crmkit.audit._journal import encode_record
+    from crmkit.audit._model import split
+
+    ada = Customer(name="Ada", kind="person", version=1)
+    renamed = attrs.evolve(ada, name="Ada L", version=2)
+    now = crm.now()
+    items = [
+        {
+            "aggregate": "customers",
+            "action": action,
+            "id": ada.id.hex,
+            "at": now.isoformat(),
+            "actor": "u",
+            "cause": "api",
+            "before": before,
+            "after": after,
+        }
+        for action, before, after in (
+            ("created", None, encode_record(ada)),
+            ("updated", encode_record(ada), encode_record(renamed)),
+            ("deleted", encode_record(renamed), None),
+        )
+    ]
+    chunk = OutboxChunk(committed_at=now, size=3, records=frozenset({str(ada.id)}), events=split(json.dumps(items)))
+    crm.store.repository(crm.schema.spec(OutboxChunk)).insert(
+        crm.tenant, [attrs.evolve(chunk, created_at=now, updated_at=now, version=1)]
+    )
+    events = _all(crm)
+    assert [(e.action, e.before, e.after) for e in events] == [
+        ("created", None, ada),
+        ("updated", ada, renamed),
+        ("deleted", renamed, None),
+    ]
+
+
+def test_erasure_reaches_a_creation_and_the_updates_after_it(crm: crmkit.CRM) -> None:
+    from crmkit import EmailAddress
+
+    ana = crm.customers.add(Customer(name="Ana Marker", kind="person", emails=(EmailAddress("marker@example.org"),)))
+    ana = crm.customers.update(attrs.evolve(ana, name="Ana Marker Two"))
+    crm.customers.update(attrs.evolve(ana, emails=(EmailAddress("marker.two@example.org"),)))
+    assert "marker" in _stored_text(crm).lower()
+    crm.privacy.erase(ana.id)
+    assert "marker" not in _stored_text(crm).lower()
+    events = _all(crm)
+    assert [e.action for e in events if e.aggregate == "customers"] == ["created", "updated", "updated"]
+    assert events[-1].aggregate == "privacy_erasures"  # the erasure's own record
+    for event in events:
+        for record in (event.before, event.after):
+            assert "marker" not in repr(record).lower()
 
 
 def test_no_feed_when_turned_off(url: str) -> None:

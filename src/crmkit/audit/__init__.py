@@ -14,11 +14,12 @@ events, inside the same transaction:
 audited fields per aggregate; docs/audit.md shows both at work.
 """
 
-from crmkit.audit._journal import AuditSetting, Journal, audited_fields
+from crmkit.audit._journal import BATCH, AuditSetting, Journal, audited_fields
 from crmkit.audit._model import AuditEntry, FeedHead, JsonPart, OutboxChunk
 from crmkit.audit._service import Audit, AuditChange, EventFeed, FeedEvent, FeedPage, JournalRecords
 
 __all__ = [
+    "BATCH",
     "Audit",
     "AuditChange",
     "AuditEntry",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from crmkit.audit._model import joined, split
+from crmkit.audit._model import event_before, joined, split
 from crmkit.identity._codec import decode, encode
 from crmkit.schema import AggregateSpec
 
@@ -73,7 +73,8 @@ def anonymised_chunk(chunk: OutboxChunk, crm: CRM, erased: Collection[uuid.UUID]
 
     A chunk holds one transaction's events, which may be about several people (an import):
     only the events about records being erased (``erased``: their ids) change; the others'
-    stay as they were written.
+    stay as they were written. Creations hold no values (the feed's reader takes them from
+    the record, erased by then); an erased update keeps the whole record before it.
     """
     hexes = {i.hex for i in erased}
     from crmkit.privacy._service import _anonymised_values
@@ -83,8 +84,11 @@ def anonymised_chunk(chunk: OutboxChunk, crm: CRM, erased: Collection[uuid.UUID]
         return chunk
     events = json.loads(text)
     for event in events:
-        if event.get("id") not in hexes:
+        if event.get("id") not in hexes:  # a run of creations (``ids``) holds no values
             continue
+        if "changed" in event:  # an update's old values: anonymised as the whole record before it
+            event["before"] = event_before(event)
+            del event["changed"]
         for side in ("before", "after"):
             if event[side] is not None:
                 event[side] = encode(_anonymised_values(decode(event[side])))

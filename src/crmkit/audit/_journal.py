@@ -6,8 +6,9 @@ commit. The journal derives, from each event's ``before`` and ``after`` records 
 
 - audit entries (``AuditEntry``): one per creation and deletion, one per audited field
   whose value changed; nothing for a write that changed no audited field;
-- the feed's outbox (``OutboxChunk``): the events as JSON, numbered after the commit by
-  the feed's reader (``crm.events``), so writers never wait for each other.
+- the feed's outbox (``OutboxChunk``): the events as JSON (``feed_items``: a creation
+  refers to the record instead of copying it), numbered after the commit by the feed's
+  reader (``crm.events``), so writers never wait for each other.
 
 The records are written through the aggregates' repositories: they raise no events of
 their own, and nothing half-written survives a rollback.
@@ -35,12 +36,26 @@ if TYPE_CHECKING:
     from crmkit.events import Event
     from crmkit.schema import Schema
 
-__all__ = ["CHUNK", "JOURNAL_AGGREGATES", "AuditSetting", "Journal", "audited_fields", "dumps"]
+__all__ = [
+    "BATCH",
+    "BATCHED",
+    "CHUNK",
+    "JOURNAL_AGGREGATES",
+    "AuditSetting",
+    "Journal",
+    "audited_fields",
+    "dumps",
+    "feed_items",
+]
 
 #: The journal's own aggregates: never audited, never in the feed.
 JOURNAL_AGGREGATES = frozenset({"audit_entries", "event_outbox", "event_feed_heads"})
-#: Events per outbox chunk (a large import's batch spreads over several).
+#: Events per outbox chunk (a large import's batch spreads over several), and records per batched creation entry.
 CHUNK = 500
+#: How many creations made together share audit entries (fewer get one entry each).
+BATCHED = 100
+#: The ``record_id`` of an audit entry for the creation of several records (the ids are in its ``new``).
+BATCH = uuid.UUID(int=0)
 
 #: ``connect(audit=...)``: on (True), off (False), or per aggregate: on, off, or the fields to audit.
 AuditSetting = bool | Mapping[str, bool | Iterable[str]]
@@ -182,18 +197,82 @@ def encode_record(record: Any) -> dict[str, Any]:
     return encoder(record)
 
 
-def _event_json(event: Event, encoded: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    before, after = event.before, event.after
-    return {
-        "aggregate": event.entity,
-        "action": event.action,
-        "id": event.record.id.hex,
-        "at": event.occurred_at.isoformat(),
-        "actor": event.actor,
-        "cause": event.cause,
-        "before": None if before is None else _encoded(before, encoded),
-        "after": None if after is None else _encoded(after, encoded),
-    }
+def _plain(value: Any) -> Any:
+    """A field's value in the codec's form (texts, numbers, booleans and None as they are)."""
+    if value is None or value.__class__ in _PLAIN or isinstance(value, str):
+        return value
+    return _any(value)
+
+
+_init_fields: dict[type, tuple[str, ...]] = {}
+
+
+def _changed(before: Any, after: Any) -> dict[str, Any]:
+    """The old values (codec form) of the fields an update changed: the event's ``before`` is ``after`` with them."""
+    cls = before.__class__
+    names = _init_fields.get(cls)
+    if names is None:
+        names = _init_fields.setdefault(cls, tuple(a.name for a in attrs.fields(cls) if a.init))
+    out = {}
+    for name in names:
+        old = getattr(before, name)
+        if old != getattr(after, name):
+            out[name] = _plain(old)
+    return out
+
+
+def feed_items(events: Sequence[Event], encoded: dict[int, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """A chunk's events in the feed's compact form, and the ids of the records whose values it holds.
+
+    - a run of creations (same aggregate, time, actor, cause and version) is one item listing
+      the records' ids (``ids``) and their ``version``: no copy of the values, which the
+      feed's reader takes from the record itself (``crm.events``);
+    - an update holds the record after it (``after``) and the old values of the fields it
+      changed (``changed``);
+    - a deletion holds the record as it was (``before``, ``after`` None).
+
+    Only updates and deletions hold values, so only their records are listed (the erasure
+    finds chunks by them; the reader looks there for a created record's first version).
+    """
+    items: list[dict[str, Any]] = []
+    mentioned: list[str] = []
+    run: list[str] = []
+    key: tuple[Any, ...] | None = None
+    for event in events:
+        before, after = event.before, event.after
+        if before is None and after is not None:
+            this = (event.entity, event.occurred_at, event.actor, event.cause, after.version)
+            if this != key:
+                key, run = this, []
+                items.append(
+                    {
+                        "aggregate": event.entity,
+                        "action": event.action,
+                        "at": event.occurred_at.isoformat(),
+                        "actor": event.actor,
+                        "cause": event.cause,
+                        "version": after.version,
+                        "ids": run,
+                    }
+                )
+            run.append(after.id.hex)
+            continue
+        key = None
+        item = {
+            "aggregate": event.entity,
+            "action": event.action,
+            "id": event.record.id.hex,
+            "at": event.occurred_at.isoformat(),
+            "actor": event.actor,
+            "cause": event.cause,
+        }
+        if after is None:
+            item["before"], item["after"] = _encoded(before, encoded), None
+        else:
+            item["after"], item["changed"] = _encoded(after, encoded), _changed(before, after)
+        items.append(item)
+        mentioned.append(str(event.record.id))
+    return items, mentioned
 
 
 def _encoded(record: Any, cache: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -231,15 +310,49 @@ class Journal:
         now = crm.now()
         encoded: dict[int, dict[str, Any]] = {}  # the events hold their records: ids stay unique meanwhile
         if self.audited:
-            entries: list[Any] = []
-            audited = self.audited
-            for event in kept:
+            entries = self._audit_entries(kept, now, encoded)
+            if entries:
+                _store(crm, "audit_entries", entries)
+        if self.feed:
+            self._append(crm, kept, now, encoded)
+
+    def _audit_entries(self, events: Sequence[Event], now: Any, encoded: dict[int, dict[str, Any]]) -> list[Any]:
+        """The audit entries of a transaction's events, in the order of the events.
+
+        A creation (the bulk of an import) keeps no values: the record itself, or its deletion's
+        snapshot, keeps them, and update entries lead back. Creations made together (the same
+        aggregate, time, actor and cause, each stamped created at that time: an ``add_many``
+        batch), ``BATCHED`` or more of them, share entries listing their ids (``BATCH``), at
+        most ``CHUNK`` each, instead of one each.
+        """
+        audited = self.audited
+        groups: dict[tuple[Any, ...], int] = {}
+        keys: list[tuple[Any, ...] | None] = []  # per event: its creation's group (None: not a creation)
+        for event in events:
+            after = event.after
+            if event.before is None and audited.get(event.entity):
+                at = getattr(after, "updated_at", None) or event.occurred_at
+                # batched only when the record says when it was created (where its entry is found)
+                born = getattr(after, "created_at", None) == at
+                group: tuple[Any, ...] = (event.entity, at, event.actor, event.cause or "api", after.version, born)
+                groups[group] = groups.get(group, 0) + 1
+                keys.append(group)
+            else:
+                keys.append(None)
+        batched: dict[tuple[Any, ...], list[str]] = {}  # each large group's open batch entry's ids
+        entries: list[Any] = []
+        for event, key in zip(events, keys, strict=True):
+            if key is None:
                 fields = audited.get(event.entity)
-                if not fields:
-                    continue
-                after = event.after
-                if event.before is None:  # a creation, the bulk of an import: one entry, no values
-                    # (the record itself, or its deletion's snapshot, keeps them; update entries lead back)
+                if fields:
+                    entries.extend(self._entries(event, fields, now, encoded))
+                continue
+            after = event.after
+            at, cause = key[1], key[3]
+            if key[5] and groups[key] >= BATCHED:
+                ids = batched.get(key)
+                if ids is None or len(ids) == CHUNK:  # the entry made here keeps its place in the order
+                    ids = batched[key] = []
                     entries.append(
                         _entry(
                             id=new_id(),
@@ -247,20 +360,37 @@ class Journal:
                             updated_at=now,
                             version=1,
                             aggregate=event.entity,
-                            record_id=after.id,
+                            record_id=BATCH,
                             record_version=after.version,
                             action="created",
+                            new=ids,  # a list for now: its JSON once every id is in
                             actor=event.actor,
-                            at=getattr(after, "updated_at", None) or event.occurred_at,
-                            cause=event.cause or "api",
+                            at=at,
+                            cause=cause,
                         )
                     )
-                else:
-                    entries.extend(self._entries(event, fields, now, encoded))
-            if entries:
-                _store(crm, "audit_entries", entries)
-        if self.feed:
-            self._append(crm, kept, now, encoded)
+                ids.append(after.id.hex)
+                continue
+            entries.append(
+                _entry(
+                    id=new_id(),
+                    created_at=now,
+                    updated_at=now,
+                    version=1,
+                    aggregate=event.entity,
+                    record_id=after.id,
+                    record_version=after.version,
+                    action="created",
+                    actor=event.actor,
+                    at=at,
+                    cause=cause,
+                )
+            )
+        if batched:
+            for entry in entries:
+                if isinstance(entry.new, list):
+                    object.__setattr__(entry, "new", split(json.dumps(entry.new, separators=(",", ":"))))
+        return entries
 
     def _entries(
         self, event: Event, fields: tuple[str, ...], now: Any, encoded: dict[int, dict[str, Any]]
@@ -286,6 +416,8 @@ class Journal:
                 id=new_id(),
                 record_version=before.version + 1,
                 old=split(json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))),
+                # when the record was created: where its life's creation entry is found, if batched
+                new=_json(getattr(before, "created_at", None)),
                 **common,
             )
         else:
@@ -306,7 +438,8 @@ class Journal:
         chunks = []
         for start in range(0, len(events), CHUNK):
             part = events[start : start + CHUNK]
-            payload = json.dumps([_event_json(e, encoded) for e in part], ensure_ascii=False, separators=(",", ":"))
+            items, mentioned = feed_items(part, encoded)
+            payload = json.dumps(items, ensure_ascii=False, separators=(",", ":"))
             chunks.append(
                 _chunk(
                     id=new_id(),
@@ -318,7 +451,7 @@ class Journal:
                     last=None,
                     committed_at=now,
                     size=len(part),
-                    records=frozenset(str(e.record.id) for e in part),
+                    records=frozenset(mentioned),
                     events=split(payload),
                 )
             )

@@ -18,7 +18,17 @@ from typing import Any, ClassVar
 
 from crmkit import schema
 
-__all__ = ["ACTIONS", "FRAGMENT", "AuditEntry", "FeedHead", "JsonPart", "OutboxChunk", "joined", "split"]
+__all__ = [
+    "ACTIONS",
+    "FRAGMENT",
+    "AuditEntry",
+    "FeedHead",
+    "JsonPart",
+    "OutboxChunk",
+    "event_before",
+    "joined",
+    "split",
+]
 
 #: What happened to the record an audit entry is about.
 ACTIONS = ("created", "updated", "deleted")
@@ -52,6 +62,22 @@ def split(text: str | None) -> tuple[JsonPart, ...]:
 def joined(fragments: tuple[JsonPart, ...]) -> str | None:
     """The JSON text of ``split`` (None for no fragment)."""
     return "".join(p.text for p in fragments) if fragments else None
+
+
+def event_before(item: Mapping[str, Any]) -> Any:
+    """The record before an outbox item's change, in the codec's form (None: a creation).
+
+    A deletion keeps it whole (``before``); an update keeps the record after the change and
+    the old values of the fields it changed (``changed``). Items written before updates were
+    kept that way hold ``before`` whole too.
+    """
+    if "before" in item:
+        return item["before"]
+    changed = item.get("changed")
+    after = item.get("after")
+    if changed is None or after is None:
+        return None
+    return {"$attrs": after["$attrs"], "f": {**after["f"], **changed}}
 
 
 @schema.aggregate(
@@ -137,9 +163,11 @@ class OutboxChunk(schema.Record):
     committed_at: dt.datetime = schema.instant(sortable=True, personal=False)
     #: How many events it holds.
     size: int = schema.integer(personal=False)
-    #: The ids of the records its events are about (the erasure finds it by them).
+    #: The ids of the records whose values its events hold (updates and deletions: the erasure
+    #: finds it by them; a creation refers to its record and holds none of its values).
     records: frozenset[str] = schema.text_set(default=frozenset(), personal=False)
-    #: The events as a JSON list, in fragments (``crmkit.audit.FeedEvent`` reads them back).
+    #: The events as a JSON list, in fragments (``crmkit.audit._journal.feed_items`` says how
+    #: each kind is kept; ``crm.events`` reads them back).
     events: tuple[JsonPart, ...] = schema.many(JsonPart, personal="free_text")
 
 

@@ -13,10 +13,11 @@ import attrs
 from crmkit._errors import ConflictError, ValidationError
 from crmkit._retry import retrying
 from crmkit._validation import count_of, utc
-from crmkit.audit._model import AuditEntry, FeedHead, JsonPart, OutboxChunk, joined
+from crmkit.audit._journal import BATCH
+from crmkit.audit._model import AuditEntry, FeedHead, JsonPart, OutboxChunk, event_before, joined
 from crmkit.events import Event, event_for
 from crmkit.identity._codec import decode
-from crmkit.query import And, Compare, Expr, parse_order
+from crmkit.query import And, Compare, Expr, F, parse_order
 from crmkit.schema import Ref
 from crmkit.services.records import Records, _Record
 from crmkit.store import scan
@@ -32,6 +33,8 @@ T = TypeVar("T", bound="_Record")
 FEED = "events"
 #: How many new chunks one numbering pass takes (a backlog is numbered over several reads).
 _NUMBERED_AT_ONCE = 1000
+#: How many records one look-up of created records asks for.
+_LOOKED_UP_AT_ONCE = 500
 
 
 @attrs.frozen
@@ -91,10 +94,38 @@ class Audit:
         return dict(journal.audited) if journal is not None else {}
 
     def entries(self, of: Any) -> Iterator[AuditEntry]:
-        """The stored entries about record ``of``, in the order the changes were made."""
+        """The entries about record ``of``, in the order the changes were made.
+
+        A creation made in a batch (``add_many``) is kept in an entry shared with the other
+        records of the batch (``record_id`` ``crmkit.audit.BATCH``, their ids in ``new``); it
+        is yielded here as the record's own creation entry (its ``record_id``, no ``new``).
+        It is found by the time the record was created: the stored record's, or the one its
+        deletion's entry keeps.
+        """
         name, id = _target(self._crm, of)
         where: Expr = And((Compare("aggregate", "==", name), Compare("record_id", "==", id)))
-        return self._entries.stream(where, order_by=("at", "id"))  # ids grow in the order written
+        own = list(self._entries.stream(where, order_by=("at", "id")))  # ids grow in the order written
+        born: set[dt.datetime] = set()
+        current = self._current(name, id)
+        if current is not None and isinstance(getattr(current, "created_at", None), dt.datetime):
+            born.add(current.created_at)
+        for entry in own:
+            if entry.action == "deleted" and entry.new:
+                created = _loads(entry.new)
+                if isinstance(created, dt.datetime):
+                    born.add(created)
+        born -= {entry.at for entry in own if entry.action == "created"}
+        shared = []
+        for at in sorted(born):
+            batch: Expr = And(
+                (Compare("aggregate", "==", name), Compare("record_id", "==", BATCH), Compare("at", "==", at))
+            )
+            for entry in self._entries.stream(batch, order_by=("at", "id")):
+                if id.hex in json.loads(joined(entry.new) or "[]"):
+                    shared.append(attrs.evolve(entry, record_id=id, new=()))
+        if shared:
+            own = sorted([*own, *shared], key=lambda e: (e.at, e.id))
+        return iter(own)
 
     def history(self, of: Any) -> Iterator[AuditChange]:
         """Every change of record ``of`` (a record, a ``schema.Ref`` or ``(aggregate, id)``), oldest first.
@@ -341,7 +372,7 @@ class EventFeed:
             raise ValidationError("after", "must be a cursor: 0 or the cursor of an earlier page", after)
         count_of("limit", limit)
         self._number()
-        out: list[FeedEvent] = []
+        rows: list[_Row] = []
         chunks = scan(
             self._chunks,
             self._crm.tenant,
@@ -350,14 +381,104 @@ class EventFeed:
             batch_size=min(limit, 50),
         )
         for chunk in chunks:
-            for offset, item in enumerate(json.loads(joined(chunk.events) or "[]")):
-                position = chunk.first + offset
-                if position <= start:
+            for offset, item, record in _items(chunk):
+                if chunk.first + offset <= start:
                     continue
-                out.append(_feed_event(position, chunk.committed_at, item))
-                if len(out) == limit:
-                    return FeedPage(tuple(out), position)
+                rows.append(_Row(chunk.first + offset, chunk, offset, item, record))
+                if len(rows) == limit:
+                    return self._page(rows, start)
+        return self._page(rows, start)
+
+    def _page(self, rows: list[_Row], start: int) -> FeedPage:
+        """The page of ``rows``, each creation given its record (``_created``)."""
+        created = self._created([row for row in rows if "ids" in row.item])
+        out = []
+        for row in rows:
+            item = row.item
+            if "ids" in item:
+                before, after = None, created.get((row.chunk.id, row.offset))
+            else:
+                before, after = event_before(item), item["after"]
+                before = None if before is None else decode(before)
+                after = None if after is None else decode(after)
+            out.append(
+                FeedEvent(
+                    position=row.position,
+                    aggregate=item["aggregate"],
+                    action=item["action"],
+                    record_id=uuid.UUID(hex=row.record),
+                    occurred_at=dt.datetime.fromisoformat(item["at"]),
+                    committed_at=row.chunk.committed_at,
+                    actor=item["actor"],
+                    cause=item["cause"],
+                    before=before,
+                    after=after,
+                )
+            )
         return FeedPage(tuple(out), out[-1].position if out else start)
+
+    def _created(self, rows: list[_Row]) -> dict[tuple[uuid.UUID, int], Any]:
+        """The records of creations kept by reference, as their transactions created them.
+
+        A creation's item names the record and the version it created. The record as stored
+        is that version while its version is still the same (almost always: an import's
+        records, read back in one query per aggregate). Otherwise it changed since: the first
+        later event about it in the feed kept it as it was before that change. If none did
+        (changed with the feed off, or by an erasure, which writes no event), the record as
+        it is now stands for it, and None if it is gone.
+        """
+        crm, tenant = self._crm, self._crm.tenant
+        if not rows:
+            return {}
+        wanted: dict[str, set[uuid.UUID]] = {}
+        for row in rows:
+            wanted.setdefault(row.item["aggregate"], set()).add(uuid.UUID(hex=row.record))
+        stored: dict[uuid.UUID, Any] = {}
+        for name, ids in wanted.items():
+            if name not in crm.schema:
+                continue
+            repo = crm.store.repository(crm.schema[name])
+            order = parse_order("id", repo.spec)
+            listed = sorted(ids)
+            for i in range(0, len(listed), _LOOKED_UP_AT_ONCE):
+                part = listed[i : i + _LOOKED_UP_AT_ONCE]
+                stored.update((r.id, r) for r in repo.find(tenant, F("id").in_(part), order, None))
+        out: dict[tuple[uuid.UUID, int], Any] = {}
+        later: list[_Row] = []
+        for row in rows:
+            record = stored.get(uuid.UUID(hex=row.record))
+            if record is not None and record.version == row.item["version"]:
+                out[(row.chunk.id, row.offset)] = record
+            else:
+                later.append(row)
+        if later:
+            found = self._before_later(later)
+            for row in later:
+                key = (row.chunk.id, row.offset)
+                out[key] = found[key] if key in found else stored.get(uuid.UUID(hex=row.record))
+        return out
+
+    def _before_later(self, rows: list[_Row]) -> dict[tuple[uuid.UUID, int], Any]:
+        """For creations whose record changed since: the record before the first later event about it."""
+        pending: dict[str, list[_Row]] = {}
+        for row in rows:
+            pending.setdefault(row.record, []).append(row)
+        since = min(row.chunk.id for row in rows)
+        out: dict[tuple[uuid.UUID, int], Any] = {}
+        names = sorted(str(uuid.UUID(hex=h)) for h in pending)
+        for i in range(0, len(names), _LOOKED_UP_AT_ONCE):
+            where = And((Compare("id", ">=", since), F("records").contains_any(names[i : i + _LOOKED_UP_AT_ONCE])))
+            for chunk in scan(self._chunks, self._crm.tenant, where, parse_order("id", self._chunks.spec), 50):
+                for offset, item, record in _items(chunk):
+                    waiting = pending.get(record)
+                    if not waiting or "ids" in item:
+                        continue
+                    for row in waiting:
+                        key = (row.chunk.id, row.offset)
+                        if key not in out and key < (chunk.id, offset):
+                            before = event_before(item)
+                            out[key] = None if before is None else decode(before)
+        return out
 
     def stream(self, *, after: int | None = None, batch_size: int = 1000) -> Iterator[FeedEvent]:
         """Every event after ``after``, read a page at a time (bounded memory)."""
@@ -370,19 +491,24 @@ class EventFeed:
             cursor = page.cursor
 
 
-def _feed_event(position: int, committed_at: dt.datetime, item: dict[str, Any]) -> FeedEvent:
-    return FeedEvent(
-        position=position,
-        aggregate=item["aggregate"],
-        action=item["action"],
-        record_id=uuid.UUID(hex=item["id"]),
-        occurred_at=dt.datetime.fromisoformat(item["at"]),
-        committed_at=committed_at,
-        actor=item["actor"],
-        cause=item["cause"],
-        before=None if item["before"] is None else decode(item["before"]),
-        after=None if item["after"] is None else decode(item["after"]),
-    )
+@attrs.frozen
+class _Row:
+    """One event of a page being read: its number, its chunk, its place in it, its item and record id (hex)."""
+
+    position: int
+    chunk: OutboxChunk
+    offset: int
+    item: dict[str, Any]
+    record: str
+
+
+def _items(chunk: OutboxChunk) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """A chunk's events in order: (offset in the chunk, item, record id in hex); a run of creations is one item."""
+    offset = 0
+    for item in json.loads(joined(chunk.events) or "[]"):
+        for record in item["ids"] if "ids" in item else (item["id"],):
+            yield offset, item, record
+            offset += 1
 
 
 class JournalRecords(Records[T]):
