@@ -58,6 +58,7 @@ from crmkit.schema._specs import EntitySpec, FieldSpec
 
 __all__ = [
     "ALL",
+    "Ago",
     "All",
     "Among",
     "And",
@@ -74,7 +75,9 @@ __all__ = [
     "Order",
     "StartsWith",
     "Where",
+    "ago",
     "bind",
+    "relative_to",
     "evaluate",
     "attribute_rank",
     "keyset_after",
@@ -928,3 +931,66 @@ class Cursor:
             return cls(str(order), tuple(_decode(v) for v in values))
         except (ValueError, TypeError, AttributeError) as exc:
             raise ValidationError("after", f"is not a cursor returned by find() ({exc})", token) from None
+
+
+# --------------------------------------------------------------------------- relative instants
+
+
+@attrs.frozen
+class Ago:
+    """An instant relative to when a condition is evaluated: ``delta`` before it (``ago(days=90)``).
+
+    ``F("occurred_at") >= ago(days=90)`` is "in the last 90 days" wherever the condition is
+    kept: a saved segment's query stays relative. It is resolved against the moment a query
+    runs (``relative_to``): the connection's clock, or the ``at=`` a segment is counted,
+    listed or targeted at.
+    """
+
+    delta: dt.timedelta = attrs.field()
+
+    @delta.validator
+    def _check(self, _: object, value: object) -> None:
+        if not isinstance(value, dt.timedelta):
+            raise ValidationError("ago", "is a datetime.timedelta", value)
+
+
+def ago(delta: dt.timedelta | None = None, /, **units: float) -> Ago:
+    """``ago(days=90)`` or ``ago(dt.timedelta(days=90))``: that long before the moment of evaluation."""
+    if delta is None:
+        try:
+            delta = dt.timedelta(**units)
+        except TypeError as exc:
+            raise ValidationError("ago", f"takes datetime.timedelta units ({exc})", units) from None
+    elif units:
+        raise ValidationError("ago", "takes a timedelta or units, not both", units)
+    return Ago(delta)
+
+
+def relative_to(where: Where, at: dt.datetime) -> Where:
+    """``where`` with every relative instant (``Ago``) made absolute against ``at``, sub-queries included."""
+    if not isinstance(where, Expr):
+        return where
+    when = utc(at, "at")
+
+    def walk(expr: Expr) -> Expr:
+        if isinstance(expr, Compare) and isinstance(expr.value, Ago):
+            return Compare(expr.field, expr.op, when - expr.value.delta)
+        if isinstance(expr, InSelect) and isinstance(expr.select, Select) and isinstance(expr.select.where, Expr):
+            inner = walk(expr.select.where)
+            return (
+                expr
+                if inner is expr.select.where
+                else attrs.evolve(expr, select=attrs.evolve(expr.select, where=inner))
+            )
+        if isinstance(expr, Among) and isinstance(expr.where, Expr):
+            inner = walk(expr.where)
+            return expr if inner is expr.where else attrs.evolve(expr, where=inner)
+        if isinstance(expr, (And, Or)) and isinstance(expr.items, tuple):
+            items = tuple(walk(i) if isinstance(i, Expr) else i for i in expr.items)
+            return expr if all(a is b for a, b in zip(items, expr.items, strict=True)) else type(expr)(items)
+        if isinstance(expr, Not) and isinstance(expr.item, Expr):
+            item = walk(expr.item)
+            return expr if item is expr.item else Not(item)
+        return expr
+
+    return walk(where)

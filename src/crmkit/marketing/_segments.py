@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Literal
 
 from crmkit._errors import ValidationError
-from crmkit._validation import text_of
+from crmkit._validation import text_of, utc
 from crmkit.customers import Customer
 from crmkit.marketing._model import Segment, SegmentMember
-from crmkit.query import And, Expr, F, Not, Or, Select, Where, bind
+from crmkit.query import And, Expr, F, Not, Or, Select, Where, bind, relative_to
 from crmkit.schema._condition import condition_text
 from crmkit.services.records import Records, _uuids
 from crmkit.store import iter_batches
@@ -27,6 +28,11 @@ class Segments(Records[Segment]):
     one ``count`` in the store and listed by a keyset scan of the matching customers (ids
     only leave the store page by page). Static and snapshot segments keep their members as
     ``segment_members`` records, counted and listed the same way.
+
+    A query may hold relative instants (``facts.bought(since=dt.timedelta(days=90))``,
+    ``F("created_at") >= ago(days=30)``): the saved query keeps them relative, and each
+    ``count``, ``members``, ``customers`` or ``where`` resolves them against its ``at=``
+    (the connection's clock when not given).
     """
 
     def add(self, item: Segment) -> Segment:
@@ -40,22 +46,28 @@ class Segments(Records[Segment]):
             self._condition(item)
         return super().update(item)
 
-    def _condition(self, segment: Segment) -> Expr | None:
+    def _condition(self, segment: Segment, at: dt.datetime | None = None) -> Expr | None:
         where = segment.condition
         if where is None:
             return None
         try:
-            return bind(where, self._crm.customers.spec, self._crm.schema)
+            return bind(relative_to(where, self._moment(at)), self._crm.customers.spec, self._crm.schema)
         except ValidationError as exc:
             raise ValidationError("where", f"does not apply to customers: {exc}", segment.where) from None
 
-    def where(self, segment_id: uuid.UUID | Segment) -> Expr:
-        """The segment as a condition on customers, for any query: a dynamic one's saved query, a static or
-        snapshot one's members as a sub-query (``F("id").in_(Select("segment_members", ...))``)."""
+    def _moment(self, at: dt.datetime | None) -> dt.datetime:
+        return self._crm.now() if at is None else utc(at, "at")
+
+    def where(self, segment_id: uuid.UUID | Segment, *, at: dt.datetime | None = None) -> Expr:
+        """The segment as a condition on customers, for any query: a dynamic one's saved query (its relative
+        instants resolved against ``at``, else the connection's clock), a static or snapshot one's members as
+        a sub-query (``F("id").in_(Select("segment_members", ...))``)."""
         segment = self._segment(segment_id)
         condition = segment.condition if segment.kind == "dynamic" else None
         if condition is not None:
-            return condition
+            resolved = relative_to(condition, self._moment(at))
+            assert isinstance(resolved, Expr)
+            return resolved
         return F("id").in_(Select("segment_members", "customer_id", F("segment_id") == segment.id))
 
     def _segment(self, segment_id: uuid.UUID | Segment) -> Segment:
@@ -63,20 +75,23 @@ class Segments(Records[Segment]):
             segment_id = segment_id.id
         return self.get(segment_id)
 
-    def count(self, where: Where | uuid.UUID = None) -> int:
-        """``count(segment_id)``: the members of a segment, counted in the store; ``count(where)``: segments."""
+    def count(self, where: Where | uuid.UUID = None, *, at: dt.datetime | None = None) -> int:
+        """``count(segment_id)``: the members of a segment (at ``at``), counted in the store; ``count(where)``:
+        segments."""
         if isinstance(where, (uuid.UUID, Segment)):
             segment = self._segment(where)
-            condition = self._condition(segment) if segment.kind == "dynamic" else None
+            condition = self._condition(segment, at) if segment.kind == "dynamic" else None
             if condition is not None:
                 return self._crm.customers.count(condition)
             return self._crm.records(SegmentMember).count(F("segment_id") == segment.id)
         return super().count(where)
 
-    def members(self, segment_id: uuid.UUID, *, batch_size: int = _BATCH) -> Iterator[uuid.UUID]:
-        """The ids of the segment's customers, in id order, read page by page (bounded memory)."""
+    def members(
+        self, segment_id: uuid.UUID, *, at: dt.datetime | None = None, batch_size: int = _BATCH
+    ) -> Iterator[uuid.UUID]:
+        """The ids of the segment's customers (at ``at``), in id order, read page by page (bounded memory)."""
         segment = self._segment(segment_id)
-        condition = self._condition(segment) if segment.kind == "dynamic" else None
+        condition = self._condition(segment, at) if segment.kind == "dynamic" else None
         if condition is not None:
             return (c.id for c in self._crm.customers.stream(condition, order_by="id", batch_size=batch_size))
         rows = self._crm.records(SegmentMember).stream(
@@ -84,10 +99,12 @@ class Segments(Records[Segment]):
         )
         return (m.customer_id for m in rows)
 
-    def customers(self, segment_id: uuid.UUID, *, batch_size: int = _BATCH) -> Iterator[Customer]:
-        """The segment's customers themselves, in id order, page by page."""
+    def customers(
+        self, segment_id: uuid.UUID, *, at: dt.datetime | None = None, batch_size: int = _BATCH
+    ) -> Iterator[Customer]:
+        """The segment's customers themselves (at ``at``), in id order, page by page."""
         segment = self._segment(segment_id)
-        condition = self._condition(segment) if segment.kind == "dynamic" else None
+        condition = self._condition(segment, at) if segment.kind == "dynamic" else None
         if condition is not None:
             yield from self._crm.customers.stream(condition, order_by="id", batch_size=batch_size)
             return
@@ -170,7 +187,10 @@ class Segments(Records[Segment]):
         segments = [self._segment(i) for i in segment_ids]
         if not segments:
             raise ValidationError("segment_ids", "name at least one segment", segments)
-        conditions = [self.where(segment) for segment in segments]
+        # a dynamic part's saved query as it is kept (its relative instants stay relative)
+        conditions = [
+            s.condition if s.kind == "dynamic" and s.condition is not None else self.where(s) for s in segments
+        ]
         where: Expr
         if how == "union":
             where = Or(tuple(conditions)) if len(conditions) > 1 else conditions[0]

@@ -274,7 +274,7 @@ class Marketing:
         if not (isinstance(control, (int, float)) and not isinstance(control, bool) and 0 <= control < 1):
             raise ValidationError("control", "is a fraction from 0 up to (not including) 1", control)
         segments: Segments = self._crm.segments
-        where = segments.where(segment)
+        where = segments.where(segment, at=when)
 
         def run() -> Audience:
             try:

@@ -11,8 +11,11 @@ segment's query (a semi-join on SQL stores; a group-by first on the others)::
               & ~facts.bought(since=now - dt.timedelta(days=90))
               & facts.in_stage("at_risk")))
 
-Time windows are instants fixed when the condition is built (a segment for "the last 90
-days" is rebuilt, or updated, as time passes).
+A window's end is an instant (fixed when the condition is built) or a ``datetime.timedelta``
+(or ``crmkit.query.ago(...)``) counted back from when the segment is evaluated:
+``facts.bought(since=dt.timedelta(days=90))`` is "bought in the last 90 days" on the day it
+is counted, listed or targeted (its ``at=``, else the connection's clock), and a saved
+segment keeps it relative.
 """
 
 from __future__ import annotations
@@ -22,31 +25,43 @@ import uuid
 from decimal import Decimal
 
 from crmkit._errors import ValidationError
-from crmkit.query import ALL, Expr, F, Select
+from crmkit.query import ALL, Ago, Expr, F, Select
 
 __all__ = ["bought", "had_case", "in_campaign", "in_stage", "member_of", "purchases", "spent"]
 
 
-def _window(field: str, since: dt.datetime | None, until: dt.datetime | None) -> Expr:
+#: An end of a time window: an instant, or how long before the moment of evaluation.
+When = dt.datetime | dt.timedelta | Ago
+
+
+def _end(name: str, value: When) -> dt.datetime | Ago:
+    if isinstance(value, dt.timedelta):
+        return Ago(value)
+    if isinstance(value, (dt.datetime, Ago)):
+        return value
+    raise ValidationError(name, "is a datetime, a datetime.timedelta (before evaluation) or ago(...)", value)
+
+
+def _window(field: str, since: When | None, until: When | None) -> Expr:
     where: Expr = ALL
     if since is not None:
-        where = where & (F(field) >= since)
+        where = where & (F(field) >= _end("since", since))
     if until is not None:
-        where = where & (F(field) < until)
+        where = where & (F(field) < _end("until", until))
     return where
 
 
-def _purchases(since: dt.datetime | None, until: dt.datetime | None, currency: str | None = None) -> Expr:
+def _purchases(since: When | None, until: When | None, currency: str | None = None) -> Expr:
     where = (F("kind") == "purchase") & _window("occurred_at", since, until)
     return where if currency is None else where & (F("currency") == currency)
 
 
-def bought(*, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Expr:
+def bought(*, since: When | None = None, until: When | None = None) -> Expr:
     """The customer made a purchase in ``[since, until)`` (either end open when None)."""
     return F("id").in_(Select("transactions", "customer_id", _purchases(since, until)))
 
 
-def purchases(*, at_least: int, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Expr:
+def purchases(*, at_least: int, since: When | None = None, until: When | None = None) -> Expr:
     """The customer made at least ``at_least`` purchases in ``[since, until)``."""
     if isinstance(at_least, bool) or not isinstance(at_least, int) or at_least < 1:
         raise ValidationError("at_least", "is a whole number of purchases, 1 or more", at_least)
@@ -58,15 +73,15 @@ def spent(
     *,
     more_than: Decimal,
     currency: str,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
+    since: When | None = None,
+    until: When | None = None,
 ) -> Expr:
     """The customer's purchases in ``currency`` in ``[since, until)`` total more than ``more_than``."""
     select = Select("transactions", "customer_id", _purchases(since, until, currency), ("sum(amount)", ">", more_than))
     return F("id").in_(select)
 
 
-def had_case(*, since: dt.datetime | None = None, until: dt.datetime | None = None, status: str | None = None) -> Expr:
+def had_case(*, since: When | None = None, until: When | None = None, status: str | None = None) -> Expr:
     """The customer opened a service case in ``[since, until)`` (of that status now, when given)."""
     where = _window("opened_at", since, until)
     if status is not None:

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from crmkit._errors import ValidationError
-from crmkit.query import ALL, All, And, Compare, Contains, Expr, In, InSelect, Not, Or, Select
+from crmkit.query import ALL, Ago, All, And, Compare, Contains, Expr, In, InSelect, Not, Or, Select
 
 __all__ = ["condition_text", "parse_condition"]
 
@@ -41,6 +41,8 @@ def _value(value: Any) -> Any:
         return {"date": value.isoformat()}
     if isinstance(value, Decimal):
         return {"decimal": str(value)}
+    if isinstance(value, Ago):  # stays relative: resolved when the condition is evaluated
+        return {"ago": str(value.delta // dt.timedelta(microseconds=1))}
     raise ValidationError("condition", f"cannot keep a {type(value).__name__} value in a stored condition", value)
 
 
@@ -52,6 +54,7 @@ def _read_value(value: Any) -> Any:
             "datetime": dt.datetime.fromisoformat,
             "date": dt.date.fromisoformat,
             "decimal": Decimal,
+            "ago": lambda text: Ago(dt.timedelta(microseconds=int(text))),
         }
         if tag in readers and isinstance(text, str):
             return readers[tag](text)

@@ -45,6 +45,7 @@ from crmkit.query import (
     has_select,
     keyset_after,
     parse_order,
+    relative_to,
     resolve_selects,
 )
 from crmkit.store import Repository, iter_batches, scan
@@ -264,7 +265,8 @@ class _ReadRecords(Generic[R]):
 
     def _bound(self, where: Where) -> Expr:
         """A condition bound to this aggregate; sub-queries are run first by a store that cannot join them."""
-        condition = bind(where, self.spec, self._crm.schema)
+        # relative instants (``ago(days=90)``) count back from the connection's clock
+        condition = bind(relative_to(where, self._crm.now()), self.spec, self._crm.schema)
         if has_select(condition) and not self._crm.store.capabilities.semi_join:
             condition = resolve_selects(condition, self._select_values)
         elif has_having(condition):  # a grouped sub-query is run first on every store

@@ -31,6 +31,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
+from crmkit._errors import ConflictError
 from crmkit.entities import EntitySpec
 from crmkit.query import parse_order
 from crmkit.schema import AggregateSpec, FieldDef, Ref, declared_fields
@@ -48,7 +49,7 @@ from crmkit_mongo._documents import (
 )
 from crmkit_mongo._documents import _decode_attribute as decode_attribute
 
-__all__ = ["DerivedCodec", "codec_for", "derived_indexes"]
+__all__ = ["DerivedCodec", "codec_for", "derived_indexes", "repeated_keys"]
 
 #: How a non-None value ``{v}`` of each kind becomes its BSON form.
 _TO_BSON: Mapping[str, str] = {
@@ -325,3 +326,70 @@ def derived_indexes(spec: AggregateSpec) -> dict[str, IndexSpec]:
     if order != [("id", ASCENDING)]:
         add("tenant_order", order, {})
     return out
+
+
+# --------------------------------------------------------------------------- unique keys gained later
+
+_SHOWN = 5
+
+
+def repeated_keys(collection: Any, spec: AggregateSpec) -> ConflictError | None:
+    """A ConflictError naming the first declared unique key whose index the collection lacks and its documents
+    repeat (the aggregate, the key and up to a few repeated values), or None: every missing unique index of the
+    declaration can be built. Checked before any index is created, so that a refusal changes nothing."""
+    present = set(collection.index_information())
+    for key in spec.unique:
+        name = "unique_" + "_".join(key)
+        if name in present:
+            continue
+        paths = [p for field in key for p in _paths(spec, field)]
+        group = {"tenant": "$tenant", **{f"k{i}": f"${p}" for i, p in enumerate(paths)}}
+        found = list(
+            collection.aggregate(
+                [
+                    {"$match": {p: {"$exists": True} for p in paths}},
+                    {"$group": {"_id": group, "n": {"$sum": 1}}},
+                    {"$match": {"n": {"$gt": 1}}},
+                    {"$sort": {"n": -1}},
+                    {"$limit": _SHOWN},
+                ]
+            )
+        )
+        if not found:
+            continue
+        shown = "; ".join(
+            ", ".join(
+                [f"tenant={row['_id']['tenant']!r}"] + [f"{p}={row['_id'].get(f'k{i}')!r}" for i, p in enumerate(paths)]
+            )
+            + f" ({row['n']} records)"
+            for row in found
+        )
+        more = " and maybe more" if len(found) == _SHOWN else ""
+        label = f"{spec.name} ({spec.label})"
+        return ConflictError(
+            f"cannot add the unique key ({', '.join(key)}) of the aggregate {label}: stored records repeat it "
+            f"({shown}{more}); merge or remove the duplicates, then migrate again (no index was created)",
+            entity=label,
+            key=key,
+        )
+    return None
+
+
+def drop_changed(collection: Any, wanted: Mapping[str, IndexSpec]) -> list[str]:
+    """Drop the indexes whose names ``wanted`` derives but whose keys or options the declaration has changed
+    since they were built (a gained time field reorders the ``ref_`` indexes, for one); they are built
+    again as declared right after. Returns their names."""
+    dropped = []
+    for name, have in collection.index_information().items():
+        if name not in wanted:
+            continue
+        keys, options = wanted[name]
+        same = (
+            [(k, int(d)) for k, d in have["key"]] == [(k, int(d)) for k, d in keys]
+            and bool(have.get("unique")) == bool(options.get("unique"))
+            and have.get("partialFilterExpression") == options.get("partialFilterExpression")
+        )
+        if not same:
+            collection.drop_index(name)
+            dropped.append(name)
+    return dropped

@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -14,7 +14,7 @@ from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
 from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
 from pymongo.client_session import ClientSession
-from pymongo.errors import ConfigurationError, PyMongoError
+from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.read_preferences import ReadPreference
 from pymongo.write_concern import WriteConcern
@@ -24,7 +24,7 @@ from crmkit.entities import CUSTOMERS, ENTITIES, INTERACTIONS, RELATIONSHIPS, TR
 from crmkit.relationships import Reached
 from crmkit.schema import AggregateSpec, Schema
 from crmkit.store import Capabilities, Store
-from crmkit_mongo._derived import derived_indexes
+from crmkit_mongo._derived import derived_indexes, drop_changed, repeated_keys
 from crmkit_mongo._documents import CODECS, FOLDED, put_search, search_indexes
 from crmkit_mongo._errors import ValueOf, translate_errors
 from crmkit_mongo._repository import MongoRepository
@@ -36,6 +36,8 @@ __all__ = ["INDEXES", "MongoStore", "open_store"]
 CRMKIT_OPTIONS = ("transactions", "create_indexes")
 
 _COMMIT_ATTEMPTS = 3
+#: IndexOptionsConflict, IndexKeySpecsConflict: an index of that name exists with other keys or options
+_INDEX_CHANGED = (85, 86)
 
 # Every index leads with the tenant (a later shard key prefix). Per-customer histories are read
 # newest first (customer 360, timelines), so their time index runs descending then by id.
@@ -134,15 +136,28 @@ class MongoStore(Store):
 
     def create_indexes(self) -> None:
         """Create the indexes of every aggregate's collection (idempotent; run when the store opens)."""
-        for repo in list(self._repos.values()):
-            self._create_indexes_of(repo.spec)
+        specs = [repo.spec for repo in list(self._repos.values())]
+        self._check_unique_keys(specs)
+        for spec in specs:
+            self._create_indexes_of(spec, checked=True)
+
+    def _check_unique_keys(self, specs: Iterable[EntitySpec]) -> None:
+        """Refuse (a ConflictError naming the aggregate, the key and repeated values) before any index is built
+        when stored documents repeat a unique key a declaration gained after its collection was made."""
+        for spec in specs:
+            if isinstance(spec, AggregateSpec) and spec.derived and spec.unique:
+                with self.errors(spec.label):
+                    refused = repeated_keys(self.db.get_collection(spec.name), spec)
+                if refused is not None:
+                    raise refused
 
     def migrate(self, schema: Schema) -> str:
         """Create the missing indexes of every aggregate of ``schema``, and move documents of older forms."""
         self.move_stage_changes()
         self.fold_search_fields()
+        self._check_unique_keys(schema[name] for name in schema)
         for name in schema:
-            self._create_indexes_of(schema[name])
+            self._create_indexes_of(schema[name], checked=True)
         return f"indexes of {len(schema)} aggregates present"
 
     def move_stage_changes(self, batch_size: int = 1000) -> int:
@@ -230,10 +245,21 @@ class MongoStore(Store):
             migrations.update_one(marker, {"$set": {"done": True}}, upsert=True)
         return folded
 
-    def _create_indexes_of(self, spec: EntitySpec) -> None:
-        models = [IndexModel(keys, name=name, **options) for name, (keys, options) in _indexes(spec).items()]
+    def _create_indexes_of(self, spec: EntitySpec, *, checked: bool = False) -> None:
+        if not checked:
+            self._check_unique_keys([spec])
+        wanted = _indexes(spec)
+        models = [IndexModel(keys, name=name, **options) for name, (keys, options) in wanted.items()]
+        collection = self.db.get_collection(spec.name)
         with self.errors(spec.label):
-            self.db.get_collection(spec.name).create_indexes(models)  # one command per collection
+            try:
+                collection.create_indexes(models)  # one command per collection
+            except OperationFailure as exc:
+                if exc.code not in _INDEX_CHANGED:
+                    raise
+                # the declaration changed what an index of that name holds: built again as declared
+                drop_changed(collection, wanted)
+                collection.create_indexes(models)
 
     # -- the contract
     @property

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from crmkit._errors import BackendError
-from crmkit_sqlalchemy import _words
+from crmkit_sqlalchemy import _keys, _words
 from crmkit_sqlalchemy._branches import Branch, branches
 from crmkit_sqlalchemy._schema import TABLES, VERSION_TABLE, metadata
 
@@ -120,6 +120,7 @@ def ensure_schema(engine: sa.Engine, *, upgrade: bool, where: str, declared: Seq
         missing: list[str] = []
         differing: list[str] = []
         unindexed: list[tuple[sa.Table, str]] = []
+        unkeyed: list[_keys.Missing] = []
         if revision == HEAD:
             for branch, tables in groups.items():
                 found = branch.revision(connection)
@@ -128,9 +129,10 @@ def ensure_schema(engine: sa.Engine, *, upgrade: bool, where: str, declared: Seq
                     pending.update(t.name for t in tables)
             missing, differing = declared_state(connection, declared, skip=frozenset(pending))
             unindexed = _words.missing(connection, [*TABLES.values(), *declared])
+            unkeyed = _keys.missing(connection, [t for t in declared if t.name not in pending])
         connection.rollback()
     _refuse_differing(where, differing)
-    if revision == HEAD and not missing and not stale and not unindexed:
+    if revision == HEAD and not missing and not stale and not unindexed and not unkeyed:
         return HEAD
     if not upgrade:
         if revision != HEAD:
@@ -142,6 +144,12 @@ def ensure_schema(engine: sa.Engine, *, upgrade: bool, where: str, declared: Seq
         if stale:
             raise BackendError(
                 f"{where}: the migrations of installed plugins are behind ({'; '.join(stale)}); "
+                "run `python -m crmkit_sqlalchemy upgrade URL` or connect with upgrade=True"
+            )
+        if not missing and unkeyed:
+            lacking = ", ".join(f"{t.name} ({', '.join(c.name for c in item.columns)})" for t, item in unkeyed)
+            raise BackendError(
+                f"{where} lacks unique keys or indexes the declared aggregates gained: {lacking}; "
                 "run `python -m crmkit_sqlalchemy upgrade URL` or connect with upgrade=True"
             )
         if not missing:
@@ -180,6 +188,7 @@ def upgrade_engine(engine: sa.Engine, declared: Sequence[sa.Table] = (), *, wher
             if revision == HEAD:
                 _migrate_branches(connection, declared, where)
                 _create_declared(connection, declared, where)
+                _keys.ensure(connection, declared)
                 _words.ensure(connection, [*TABLES.values(), *declared])
                 return HEAD
             if revision is None:
@@ -197,6 +206,7 @@ def upgrade_engine(engine: sa.Engine, declared: Sequence[sa.Table] = (), *, wher
                 command.upgrade(alembic_config(connection), "head")
             _migrate_branches(connection, declared, where)
             _create_declared(connection, declared, where)
+            _keys.ensure(connection, declared)
             _words.ensure(connection, [*TABLES.values(), *declared])
     return HEAD
 
@@ -295,4 +305,4 @@ def diff(connection: sa.Connection, declared: Sequence[AggregateSpec] = ()) -> l
             "include_name": include_name,
         },
     )
-    return list(compare_metadata(context, target))
+    return _keys.same_keys(list(compare_metadata(context, target)))
