@@ -22,10 +22,12 @@ from crmkit.query import ALL, F, In, evaluate
 from crmkit.service.calendar import BusinessCalendar, engine
 from crmkit.service.model import (
     CLOSED_STATUSES,
+    STATUSES,
     Case,
     CaseAssignment,
     CaseEscalation,
     CaseEvent,
+    CaseStatus,
     Queue,
     SLAOutcome,
     SLAPolicy,
@@ -123,6 +125,17 @@ BUILTIN_STRATEGIES: Mapping[str, Strategy] = {
 }
 
 
+def stored_policies(crm: Any) -> dict[str, SLAPolicy]:
+    """The stored policies by name, each pausing in the statuses declared pausing too (``CaseStatus``)."""
+    pausing = frozenset(s.name for s in crm.records(CaseStatus).stream(F("pausing") == True))  # noqa: E712
+    found: dict[str, SLAPolicy] = {}
+    for policy in crm.records(SLAPolicy).stream():
+        if not pausing <= policy.pause_statuses:
+            policy = attrs.evolve(policy, pause_statuses=policy.pause_statuses | pausing)
+        found[policy.name] = policy
+    return found
+
+
 def _conditions(policies: Mapping[str, SLAPolicy]) -> list[tuple[str, Any]]:
     """Each policy's name and parsed condition, in name order (parsed once for many cases)."""
     return [(name, policies[name].condition) for name in sorted(policies)]
@@ -208,7 +221,14 @@ class Service:
         return list(self._crm.records(CaseEscalation).stream(F("case_id") == case_id, order_by=("at", "id")))
 
     def policies(self) -> dict[str, SLAPolicy]:
-        return {p.name: p for p in self._crm.records(SLAPolicy).stream()}
+        """The stored policies by name; a status declared pausing (``CaseStatus``) is in each one's pause statuses."""
+        return stored_policies(self._crm)
+
+    def statuses(self) -> dict[str, bool]:
+        """Every status a case may take, built-in or declared, and whether it pauses every policy's clocks."""
+        found = dict.fromkeys(STATUSES, False)
+        found.update({s.name: s.pausing for s in self._crm.records(CaseStatus).stream()})
+        return found
 
     def calendars(self) -> dict[str, BusinessCalendar]:
         return {c.key: c for c in self._crm.records(BusinessCalendar).stream()}
@@ -342,7 +362,7 @@ class Service:
     @staticmethod
     def opening_rows(crm: Any, cases: Sequence[Case]) -> list[SLAState]:
         """The kept clocks of new cases as of their opening (no history yet)."""
-        policies = {p.name: p for p in crm.records(SLAPolicy).stream()}
+        policies = stored_policies(crm)
         calendars = {c.key: c for c in crm.records(BusinessCalendar).stream()}
         engines = {key: engine(cal) for key, cal in calendars.items()}
         spec = crm.schema.spec(Case)
@@ -411,6 +431,10 @@ class Service:
         when = self._now(at)
         with self._crm.transaction():
             before = self._case(case.id)
+            if case.status != before.status:
+                raise ValidationError(
+                    "status", "changes with crm.service.set_status or resolve (they keep the history)", case.status
+                )
             if case.team != before.team:
                 self._check_team(case.team)
             self._track_policies(before, when)
@@ -537,6 +561,10 @@ class Service:
         if status in CLOSED_STATUSES and status == "resolved":
             raise ValidationError(
                 "status", "resolve a case with crm.service.resolve (it records the resolution)", status
+            )
+        if status not in STATUSES and not self._crm.records(CaseStatus).count(F("name") == status):
+            raise ValidationError(
+                "status", "is neither built in nor declared (crm.case_statuses.add(CaseStatus(name=...)))", status
             )
         when = self._now(at)
         with self._crm.transaction():
