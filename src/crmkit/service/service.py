@@ -8,6 +8,8 @@ fired. The SLA clocks are computed from that history on demand (``sla``, ``sla_a
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,8 @@ CASE_STATUS = "case_status"
 Strategy = Callable[["CRM", Queue, Case], str]
 
 _BATCH = 1000
+#: How many times ``route`` tries a pick that lost a race for a queue's turn.
+_ROUTE_ATTEMPTS = 100
 #: The fields of a kept clock that a recomputation rewrites.
 _KEPT = frozenset(
     [
@@ -86,19 +90,16 @@ def members_of(crm: CRM, queue: Queue) -> frozenset[str]:
 
 
 def round_robin(crm: CRM, queue: Queue, case: Case) -> str:
-    """Members in turn; the queue's cursor is kept by the store, so no member gets two more than another."""
-    records = crm.records(Queue)
-    for _ in range(50):
-        members = sorted(members_of(crm, queue))
-        if not members:
-            break
-        pick = members[queue.cursor % len(members)]
-        try:
-            records.update(attrs.evolve(queue, cursor=queue.cursor + 1))
-            return pick
-        except ConflictError:
-            queue = records.get(queue.id)
-    raise ConflictError(f"queue {queue.name!r}: could not take a turn (no members, or too much contention)")
+    """Members in turn; the queue's cursor is kept by the store, so no member gets two more than another.
+
+    The turn is taken with the queue record's version: a concurrent turn makes the update a
+    ``ConflictError``, and ``crm.service.route`` tries the pick again.
+    """
+    members = sorted(members_of(crm, queue))
+    if not members:
+        raise ValidationError("queue", f"{queue.name} has no members to take turns", queue.name)
+    crm.records(Queue).update(attrs.evolve(queue, cursor=queue.cursor + 1))
+    return members[queue.cursor % len(members)]
 
 
 def least_busy(crm: CRM, queue: Queue, case: Case) -> str:
@@ -483,24 +484,46 @@ class Service:
         reason: str | None = None,
         at: dt.datetime | None = None,
     ) -> CaseAssignment:
-        """Give the case to a member of ``queue``, picked by the queue's strategy."""
+        """Give the case to a member of ``queue``, picked by the queue's strategy.
+
+        The pick (for round robin: the queue's turn) is made in a short transaction of its
+        own, tried again when a concurrent desk took the same turn (``ConflictError``), and
+        the hand-over in a second one: like a database sequence, a turn taken by a routing
+        that then fails is skipped. Called inside a transaction of the caller's, both happen
+        in it, and a conflict is raised (it has spoilt that transaction).
+        """
+        nested = self._crm._in_transaction()
+        attempts = 1 if nested else _ROUTE_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                with self._crm.transaction():
+                    q, case, member = self._pick(case_id, queue)
+                break
+            except ConflictError:
+                if attempt == attempts:
+                    raise
+                time.sleep(random.uniform(0, 0.001 * attempt))  # let the winner commit
         with self._crm.transaction():
-            found = self._crm.records(Queue).find(F("name") == queue, limit=1)
-            if not found.items:
-                raise NotFound("service_queues", queue)
-            q: Queue = found.items[0]
-            self._check_team(q.team)
-            strategy = self.strategies.get(q.strategy)
-            if strategy is None:
-                raise ValidationError(
-                    "strategy", f"is not an assignment strategy ({', '.join(self.strategies)})", q.strategy
-                )
-            case = self._case(case_id)
-            member = strategy(self._crm, q, case)
+            case = self._case(case.id)
             if case.queue != q.name or case.team != q.team:
                 case = self._cases.update(attrs.evolve(case, queue=q.name, team=q.team or case.team))
                 self._keep(case)  # the kept clocks carry the queue and team reports group by
             return self.assign(case.id, member, by=by, reason=reason, at=at, strategy=q.strategy)
+
+    def _pick(self, case_id: uuid.UUID, queue: str) -> tuple[Queue, Case, str]:
+        """The queue, the case and the member the queue's strategy picks for it."""
+        found = self._crm.records(Queue).find(F("name") == queue, limit=1)
+        if not found.items:
+            raise NotFound("service_queues", queue)
+        q: Queue = found.items[0]
+        self._check_team(q.team)
+        strategy = self.strategies.get(q.strategy)
+        if strategy is None:
+            raise ValidationError(
+                "strategy", f"is not an assignment strategy ({', '.join(self.strategies)})", q.strategy
+            )
+        case = self._case(case_id)
+        return q, case, strategy(self._crm, q, case)
 
     def respond(
         self, case_id: uuid.UUID, *, at: dt.datetime | None = None, by: str | None = None, note: str | None = None
