@@ -99,3 +99,28 @@ def test_reopening_does_not_restart_the_first_resolution(crm: crmkit.CRM) -> Non
     assert [_fields(c) for c in crm.service.sla_state(case.id, now=T + 40 * H)] == [
         _fields(c) for c in crm.service.sla(case.id, now=T + 40 * H)
     ]
+
+
+def test_a_case_holds_every_field_of_the_issue(crm: crmkit.CRM) -> None:
+    ada = crm.customers.add(crmkit.Customer(kind="person", name="Ada"))
+    parent = crm.cases.add(Case(customer_id=ada.id, subject="Outage", opened_at=T, owner="queue:network"))
+    child = crm.cases.add(
+        Case(
+            customer_id=ada.id,
+            subject="No internet at the shop",
+            description="Since this morning",
+            channel=crmkit.Channel.PHONE,
+            priority="high",
+            type="incident",
+            owner="agent:7",
+            queue="network",
+            team="field",
+            parent_id=parent.id,
+            opened_at=T + H,
+        )
+    )
+    back = crm.cases.get(child.id)
+    assert back == child and back.status == "open" and back.channel == "phone"
+    assert crm.cases.count((F("parent_id") == parent.id) & (F("owner") == "agent:7") & (F("type") == "incident")) == 1
+    crm.cases.delete(parent.id)  # the children stay, without their parent
+    assert crm.cases.get(child.id).parent_id is None
