@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from crmkit.marketing import Campaign, CampaignMember, Consents, Marketing, SegmentMember, Segments, Suppression
     from crmkit.privacy import Privacy
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
-    from crmkit.service import BusinessCalendar, Case, SLAPolicy, Team
+    from crmkit.service import BusinessCalendar, Case, CaseStatus, SLAPolicy, Team
     from crmkit.service.service import Service
     from crmkit.session import ScoringSession
     from crmkit.value._store import CRMValue
@@ -129,6 +129,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         sla_policies: Records[SLAPolicy]
         cases: Records[Case]
         teams: Records[Team]
+        case_statuses: Records[CaseStatus]
         service: Service
         sales: Sales
         leads: Records[Lead]

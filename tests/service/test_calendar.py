@@ -200,14 +200,16 @@ def _oracle_cases(cal: BusinessCalendar, rules: object, zone: str, seed: int, n:
     rng = random.Random(seed)
     tz = ZoneInfo(zone)
     for _ in range(n):
-        start = dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(minutes=rng.randrange(365 * 1440))
-        duration = dt.timedelta(minutes=rng.randrange(1, 40 * 60))
+        # instants and durations to the second, over a year (both daylight-saving changes)
+        start = dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=rng.randrange(365 * 86400))
+        duration = dt.timedelta(seconds=rng.randrange(1, 40 * 3600))
         theirs = (start + btd.BusinessTimeDelta(rules, timedelta=duration)).astimezone(UTC)
         mine = cal.add(start, duration)
         # at the end of a window both instants are "the same" moment of working time
         assert cal.next_start(mine) == cal.next_start(theirs), (start.astimezone(tz), duration)
-        end = start + dt.timedelta(minutes=rng.randrange(30 * 1440))
+        end = start + dt.timedelta(seconds=rng.randrange(30 * 86400))
         assert cal.diff(start, end) == rules.difference(start, end).timedelta  # type: ignore[attr-defined]
+        assert cal.diff(start, mine) == duration and cal.is_within(cal.next_start(start))
 
 
 def test_agrees_with_businesstimedelta_monday_to_friday_with_public_holidays() -> None:

@@ -10,15 +10,22 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+import attrs
 import pytest
 
 import crmkit
 from crmkit import F
-from crmkit.service import BusinessCalendar, Case, Queue, SLAPolicy, SLAState
+from crmkit.service import BusinessCalendar, Case, CaseStatus, Queue, SLAPolicy, SLAState
 from crmkit.service.service import CASE_STATUS
 
 H = dt.timedelta(hours=1)
 T = dt.datetime(2026, 3, 27, 7, 10, tzinfo=dt.timezone.utc)  # a Friday morning; summer time starts on Sunday
+
+
+#: The random steps: statuses (two built-in pausing ones, a declared one), responses, messages,
+#: resolutions and switches of priority (and so of policy).
+STEPS = ("pending", "waiting_on_customer", "on_hold", "waiting_on_supplier", "open")
+STEPS += ("respond", "receive", "resolve", "priority")
 
 
 def _fields(clock: object) -> tuple[object, ...]:
@@ -41,14 +48,29 @@ def test_kept_clocks_equal_the_clocks_recomputed_from_history(crm: crmkit.CRM, s
             pause_statuses=frozenset({"waiting_on_customer", "on_hold"}),
         )
     )
+    # a second policy for urgent cases (every hour counts, its own pause status): switching
+    # priority switches policy mid-case, and while both apply the earliest deadline wins
+    crm.sla_policies.add(
+        SLAPolicy(
+            name="urgent",
+            applies_to=F("priority") == "urgent",
+            targets={"first_response": H, "resolution": 4 * H},
+            pause_statuses=frozenset({"on_hold"}),
+        )
+    )
+    crm.case_statuses.add(CaseStatus(name="waiting_on_supplier", pausing=True))  # pauses under both
     checked = 0
     for n in range(3):
         case = crm.cases.add(Case(customer_id=ada.id, subject=f"c{n}", opened_at=T))
         at = T
         for _ in range(rng.randrange(3, 9)):
             at += dt.timedelta(minutes=rng.randrange(1, 900), seconds=rng.randrange(60))
-            what = rng.choice(["pending", "waiting_on_customer", "on_hold", "open", "respond", "receive", "resolve"])
-            if what == "respond":
+            what = rng.choice(STEPS)
+            if what == "priority":
+                current = crm.cases.get(case.id)
+                urgent = "normal" if current.priority == "urgent" else "urgent"
+                crm.service.update(attrs.evolve(current, priority=urgent), at=at)
+            elif what == "respond":
                 crm.service.respond(case.id, at=at, by="agent:1")
             elif what == "receive":
                 crm.service.receive(case.id, at=at)

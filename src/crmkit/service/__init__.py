@@ -14,7 +14,8 @@
     crm.service.sla(case.id)
 
 The aggregates (``calendars``, ``sla_policies``, ``cases``, ``service_queues``, ``teams``,
-``case_assignments``, ``case_events``, ``case_escalations``, ``sla_outcomes``, ``sla_clocks``)
+``case_assignments``, ``case_events``, ``case_escalations``, ``sla_outcomes``, ``sla_clocks``,
+``case_statuses``)
 are crmkit's own and stored by every backend; ``crm.service`` is the desk (see ``crmkit.service.service``).
 """
 
@@ -27,6 +28,7 @@ from crmkit.service.model import (
     CaseAssignment,
     CaseEscalation,
     CaseEvent,
+    CaseStatus,
     Escalation,
     Queue,
     SLAOutcome,
@@ -49,6 +51,7 @@ AGGREGATES: tuple[type, ...] = (
     CaseEscalation,
     SLAOutcome,
     SLAState,
+    CaseStatus,
 )
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "CaseAssignment",
     "CaseEscalation",
     "CaseEvent",
+    "CaseStatus",
     "Escalation",
     "Holiday",
     "Queue",

@@ -24,6 +24,7 @@ __all__ = [
     "CaseAssignment",
     "CaseEscalation",
     "CaseEvent",
+    "CaseStatus",
     "Escalation",
     "Queue",
     "SLAOutcome",
@@ -33,8 +34,9 @@ __all__ = [
     "Team",
 ]
 
-#: The statuses every case may take; custom ones are any other identifier. Whether a status
-#: pauses the clocks is said by the SLA policy (``pause_statuses``), not by the status.
+#: The statuses every case may take; custom ones are declared as ``CaseStatus`` records. A status
+#: pauses the clocks when its declaration says so (under every policy) or a policy lists it
+#: in ``pause_statuses`` (under that policy).
 STATUSES: tuple[str, ...] = ("open", "pending", "waiting_on_customer", "on_hold", "resolved", "closed")
 #: Statuses in which a case is done: its resolution clock has stopped.
 CLOSED_STATUSES: frozenset[str] = frozenset({"resolved", "closed"})
@@ -86,6 +88,32 @@ class Case(schema.Record):
 
     #: The test kit draws statuses from these (a status is an identifier; random text is not).
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {"status": (*STATUSES, "escalated_to_billing")}
+
+
+@schema.aggregate("case_statuses", label="case status", unique=[("name",)])
+class CaseStatus(schema.Record):
+    """A status cases may take, declared as pausing the SLA clocks or not.
+
+    The built-in statuses (``STATUSES``) need no declaration; any other status must be
+    declared before ``crm.service.set_status`` moves a case to it. A pausing status stops
+    every clock of a case under every policy (a policy's ``pause_statuses`` adds pausing
+    statuses of its own); a built-in status may be declared too, to make it pausing
+    everywhere. ``resolved`` and ``closed`` end a case and cannot pause it.
+    """
+
+    name: str = schema.text(sortable=True, convert=_status, personal=False)
+    pausing: bool = schema.boolean(default=False, personal=False)
+    label: str | None = schema.text(default=None, personal=False)
+
+    #: The test kit draws names from these (a status is an identifier; random text is not; the
+    #: name is a unique key, so there are many).
+    __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "name": ("on_hold", "escalated_to_billing", *(f"custom_{i}" for i in range(1000)))
+    }
+
+    def __attrs_post_init__(self) -> None:
+        if self.pausing and self.name in CLOSED_STATUSES:
+            raise ValidationError("pausing", f"{self.name} ends a case; it cannot pause its clocks", self.pausing)
 
 
 @schema.value_object

@@ -8,6 +8,8 @@ fired. The SLA clocks are computed from that history on demand (``sla``, ``sla_a
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,10 +24,12 @@ from crmkit.query import ALL, F, In, evaluate
 from crmkit.service.calendar import BusinessCalendar, engine
 from crmkit.service.model import (
     CLOSED_STATUSES,
+    STATUSES,
     Case,
     CaseAssignment,
     CaseEscalation,
     CaseEvent,
+    CaseStatus,
     Queue,
     SLAOutcome,
     SLAPolicy,
@@ -46,6 +50,8 @@ CASE_STATUS = "case_status"
 Strategy = Callable[["CRM", Queue, Case], str]
 
 _BATCH = 1000
+#: How many times ``route`` tries a pick that lost a race for a queue's turn.
+_ROUTE_ATTEMPTS = 100
 #: The fields of a kept clock that a recomputation rewrites.
 _KEPT = frozenset(
     [
@@ -84,19 +90,16 @@ def members_of(crm: CRM, queue: Queue) -> frozenset[str]:
 
 
 def round_robin(crm: CRM, queue: Queue, case: Case) -> str:
-    """Members in turn; the queue's cursor is kept by the store, so no member gets two more than another."""
-    records = crm.records(Queue)
-    for _ in range(50):
-        members = sorted(members_of(crm, queue))
-        if not members:
-            break
-        pick = members[queue.cursor % len(members)]
-        try:
-            records.update(attrs.evolve(queue, cursor=queue.cursor + 1))
-            return pick
-        except ConflictError:
-            queue = records.get(queue.id)
-    raise ConflictError(f"queue {queue.name!r}: could not take a turn (no members, or too much contention)")
+    """Members in turn; the queue's cursor is kept by the store, so no member gets two more than another.
+
+    The turn is taken with the queue record's version: a concurrent turn makes the update a
+    ``ConflictError``, and ``crm.service.route`` tries the pick again.
+    """
+    members = sorted(members_of(crm, queue))
+    if not members:
+        raise ValidationError("queue", f"{queue.name} has no members to take turns", queue.name)
+    crm.records(Queue).update(attrs.evolve(queue, cursor=queue.cursor + 1))
+    return members[queue.cursor % len(members)]
 
 
 def least_busy(crm: CRM, queue: Queue, case: Case) -> str:
@@ -121,6 +124,17 @@ BUILTIN_STRATEGIES: Mapping[str, Strategy] = {
     "least_busy": least_busy,
     "skills": by_skills,
 }
+
+
+def stored_policies(crm: Any) -> dict[str, SLAPolicy]:
+    """The stored policies by name, each pausing in the statuses declared pausing too (``CaseStatus``)."""
+    pausing = frozenset(s.name for s in crm.records(CaseStatus).stream(F("pausing") == True))  # noqa: E712
+    found: dict[str, SLAPolicy] = {}
+    for policy in crm.records(SLAPolicy).stream():
+        if not pausing <= policy.pause_statuses:
+            policy = attrs.evolve(policy, pause_statuses=policy.pause_statuses | pausing)
+        found[policy.name] = policy
+    return found
 
 
 def _conditions(policies: Mapping[str, SLAPolicy]) -> list[tuple[str, Any]]:
@@ -208,7 +222,14 @@ class Service:
         return list(self._crm.records(CaseEscalation).stream(F("case_id") == case_id, order_by=("at", "id")))
 
     def policies(self) -> dict[str, SLAPolicy]:
-        return {p.name: p for p in self._crm.records(SLAPolicy).stream()}
+        """The stored policies by name; a status declared pausing (``CaseStatus``) is in each one's pause statuses."""
+        return stored_policies(self._crm)
+
+    def statuses(self) -> dict[str, bool]:
+        """Every status a case may take, built-in or declared, and whether it pauses every policy's clocks."""
+        found = dict.fromkeys(STATUSES, False)
+        found.update({s.name: s.pausing for s in self._crm.records(CaseStatus).stream()})
+        return found
 
     def calendars(self) -> dict[str, BusinessCalendar]:
         return {c.key: c for c in self._crm.records(BusinessCalendar).stream()}
@@ -342,7 +363,7 @@ class Service:
     @staticmethod
     def opening_rows(crm: Any, cases: Sequence[Case]) -> list[SLAState]:
         """The kept clocks of new cases as of their opening (no history yet)."""
-        policies = {p.name: p for p in crm.records(SLAPolicy).stream()}
+        policies = stored_policies(crm)
         calendars = {c.key: c for c in crm.records(BusinessCalendar).stream()}
         engines = {key: engine(cal) for key, cal in calendars.items()}
         spec = crm.schema.spec(Case)
@@ -411,6 +432,10 @@ class Service:
         when = self._now(at)
         with self._crm.transaction():
             before = self._case(case.id)
+            if case.status != before.status:
+                raise ValidationError(
+                    "status", "changes with crm.service.set_status or resolve (they keep the history)", case.status
+                )
             if case.team != before.team:
                 self._check_team(case.team)
             self._track_policies(before, when)
@@ -459,24 +484,46 @@ class Service:
         reason: str | None = None,
         at: dt.datetime | None = None,
     ) -> CaseAssignment:
-        """Give the case to a member of ``queue``, picked by the queue's strategy."""
+        """Give the case to a member of ``queue``, picked by the queue's strategy.
+
+        The pick (for round robin: the queue's turn) is made in a short transaction of its
+        own, tried again when a concurrent desk took the same turn (``ConflictError``), and
+        the hand-over in a second one: like a database sequence, a turn taken by a routing
+        that then fails is skipped. Called inside a transaction of the caller's, both happen
+        in it, and a conflict is raised (it has spoilt that transaction).
+        """
+        nested = self._crm._in_transaction()
+        attempts = 1 if nested else _ROUTE_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                with self._crm.transaction():
+                    q, case, member = self._pick(case_id, queue)
+                break
+            except ConflictError:
+                if attempt == attempts:
+                    raise
+                time.sleep(random.uniform(0, 0.001 * attempt))  # let the winner commit
         with self._crm.transaction():
-            found = self._crm.records(Queue).find(F("name") == queue, limit=1)
-            if not found.items:
-                raise NotFound("service_queues", queue)
-            q: Queue = found.items[0]
-            self._check_team(q.team)
-            strategy = self.strategies.get(q.strategy)
-            if strategy is None:
-                raise ValidationError(
-                    "strategy", f"is not an assignment strategy ({', '.join(self.strategies)})", q.strategy
-                )
-            case = self._case(case_id)
-            member = strategy(self._crm, q, case)
+            case = self._case(case.id)
             if case.queue != q.name or case.team != q.team:
                 case = self._cases.update(attrs.evolve(case, queue=q.name, team=q.team or case.team))
                 self._keep(case)  # the kept clocks carry the queue and team reports group by
             return self.assign(case.id, member, by=by, reason=reason, at=at, strategy=q.strategy)
+
+    def _pick(self, case_id: uuid.UUID, queue: str) -> tuple[Queue, Case, str]:
+        """The queue, the case and the member the queue's strategy picks for it."""
+        found = self._crm.records(Queue).find(F("name") == queue, limit=1)
+        if not found.items:
+            raise NotFound("service_queues", queue)
+        q: Queue = found.items[0]
+        self._check_team(q.team)
+        strategy = self.strategies.get(q.strategy)
+        if strategy is None:
+            raise ValidationError(
+                "strategy", f"is not an assignment strategy ({', '.join(self.strategies)})", q.strategy
+            )
+        case = self._case(case_id)
+        return q, case, strategy(self._crm, q, case)
 
     def respond(
         self, case_id: uuid.UUID, *, at: dt.datetime | None = None, by: str | None = None, note: str | None = None
@@ -537,6 +584,10 @@ class Service:
         if status in CLOSED_STATUSES and status == "resolved":
             raise ValidationError(
                 "status", "resolve a case with crm.service.resolve (it records the resolution)", status
+            )
+        if status not in STATUSES and not self._crm.records(CaseStatus).count(F("name") == status):
+            raise ValidationError(
+                "status", "is neither built in nor declared (crm.case_statuses.add(CaseStatus(name=...)))", status
             )
         when = self._now(at)
         with self._crm.transaction():

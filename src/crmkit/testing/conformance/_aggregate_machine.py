@@ -32,7 +32,7 @@ from crmkit.query import Expr, bind, evaluate, parse_order
 from crmkit.schema import AggregateSpec, Ref
 from crmkit.testing import strategies as cs
 from crmkit.testing._backends import Backend
-from crmkit.testing.aggregates import example_value, unique_keys_of
+from crmkit.testing.aggregates import declared_examples, example_value, unique_keys_of
 from crmkit.testing.conformance._aggregate_kit import AggregateContractBase, AggregateKit, assert_exact
 from crmkit.testing.conformance._aggregate_queries import conditions, orders, reference_order
 from crmkit.testing.conformance._harness import Clock, at, conformance_settings
@@ -74,7 +74,12 @@ def aggregate_state_machine(backend: Backend, aggregate: str) -> type[RuleBasedS
                 for name in key:
                     fd = self.spec.declared.get(name)
                     if fd is not None and fd.kind != "ref":
-                        values = [example_value(fd, n, targets=self.kit.targets) for n in range(3)]
+                        declared = declared_examples(self.spec.cls).get(name)  # when random values are refused
+                        values = (
+                            list(declared[:3])
+                            if declared
+                            else [example_value(fd, n, targets=self.kit.targets) for n in range(3)]
+                        )
                         pools[name] = st.sampled_from(values)
             return pools
 
