@@ -19,7 +19,9 @@ Semantics (every backend must give the same answers; the conformance suite check
   ``schema.text(search=True)``, ``startswith(prefix, fold=True)`` tests the folded field
   against the folded prefix and ``matches(query)`` holds when every word of the folded
   query is a word of the folded field (``crmkit.search.fold``); a query with no words
-  matches every record whose field is not missing.
+  matches every record whose field is not missing. Customers' ``emails`` and the custom
+  attributes a tenant indexes are searched the same way, through ``crmkit.search_terms``
+  (a sub-query): they hold when one address (one text value) does.
 * ``F("id").in_(Select("transactions", "customer_id", condition))`` (a sub-query, a semi-join)
   holds when the field's value is the ``customer_id`` of a record of ``transactions`` that
   matches ``condition``, in the same tenant; a missing value is in nothing, and the
@@ -564,7 +566,8 @@ def _bind(expr: Expr, entity: EntitySpec, schema: Aggregates | None = None) -> E
             return Not(ALL)
         return Contains(expr.field, value)
     if isinstance(expr, (Matches, StartsWith)):
-        return _bind_search(expr, entity)
+        derived = _derived_search(expr, entity, schema)
+        return _bind_search(expr, entity) if derived is None else derived
     if isinstance(expr, (And, Or)):
         if not isinstance(expr.items, tuple) or not expr.items:
             raise ValidationError("where", f"{type(expr).__name__} needs at least one condition", expr.items)
@@ -573,6 +576,33 @@ def _bind(expr: Expr, entity: EntitySpec, schema: Aggregates | None = None) -> E
     if isinstance(expr, Not):
         return Not(_bind(_expr(expr.item), entity, schema))
     raise ValidationError("where", "is not a crmkit condition", expr)
+
+
+def _derived_search(expr: Matches | StartsWith, entity: EntitySpec, schema: Aggregates | None) -> Expr | None:
+    """A search on a derived searchable field (customers' ``emails``, an ``attributes.<name>``) as the sub-query
+    on ``search_terms`` that serves it (``crmkit.search_terms``); None for a field searched in place."""
+    from crmkit.search_terms import SOURCES
+
+    name = expr.field
+    if not isinstance(name, str) or schema is None or "search_terms" not in schema:
+        return None
+    if (entity.name, name) not in SOURCES and not (name.startswith("attributes.") and entity.has_attributes):
+        return None
+    terms = schema["search_terms"]
+    if isinstance(expr, StartsWith) and not expr.fold:
+        raise ValidationError(name, "startswith() on a derived searchable field is folded: pass fold=True", expr)
+    on_term: Expr  # terms are kept folded: a prefix is folded here and is a range on the terms' index
+    if isinstance(expr, Matches):
+        on_term = Matches("term", expr.words)
+    elif isinstance(expr.prefix, str) and not (not expr.prefix.isascii() and _SURROGATE.search(expr.prefix)):
+        on_term = StartsWith("term", search.fold(expr.prefix))
+    else:
+        on_term = StartsWith("term", expr.prefix)  # not text: refused by binding
+    where = And((Compare("record.aggregate", "==", entity.name), Compare("field", "==", name), on_term))
+    try:
+        return _bind_select(InSelect("id", Select(terms.name, "record.id", where)), entity, schema)
+    except ValidationError as exc:  # the query text: name the field searched, not the term
+        raise ValidationError(name, exc.message, exc.value) from None
 
 
 def _bind_search(expr: Matches | StartsWith, entity: EntitySpec) -> Expr:

@@ -41,6 +41,7 @@ from crmkit.query import (
     bind,
     check_cursor,
     has_having,
+    has_select,
     keyset_after,
     parse_order,
     resolve_selects,
@@ -254,6 +255,10 @@ class _ReadRecords(Generic[R]):
         """A condition bound to this aggregate; a grouped sub-query (``having``) is run first, one group-by in the
         store, and passes its values (stores run the others inside the query that uses them)."""
         condition = bind(where, self.spec, self._crm.schema)
+        if has_select(condition):
+            from crmkit.search_terms import check_searched
+
+            check_searched(self._crm, condition)
         if has_having(condition):
             condition = resolve_selects(condition, self._select_values, grouped_only=True)
         return condition
@@ -782,13 +787,19 @@ class _Records(_ReadRecords[R]):
         self._crm._emit(event_for(self.spec.name, "updated", self.spec.label), current, new)
 
     def _after_insert(self, records: Sequence[R]) -> None:
-        """Follow-up writes for newly stored records, in their transaction (subclasses)."""
+        """Follow-up writes for newly stored records, in their transaction (subclasses add theirs)."""
+        from crmkit.search_terms import write_terms
+
+        write_terms(self._crm, self.spec.name, records)
 
     def _before_replace(self, current: R, new: R) -> None:
         """Checks that need the stored record (subclasses)."""
 
     def _after_replace(self, current: R, new: R, *, rule: str, reason: str | None) -> StageChange | None:
-        """Follow-up writes in the same transaction (subclasses)."""
+        """Follow-up writes in the same transaction (subclasses add theirs)."""
+        from crmkit.search_terms import rewrite_terms
+
+        rewrite_terms(self._crm, self.spec.name, [(current, new)])
         return None
 
     def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:
