@@ -17,6 +17,13 @@ prefix. Also timed: ``F("name").matches(...)`` of a whole stored name (two words
 order), which the word index serves (the words table on SQLite, a GIN index on
 PostgreSQL). PostgreSQL is a private server started for the run (``tests.support.servers``).
 Goal: a type-ahead query's p50 under 5 ms on SQLite and PostgreSQL at 100,000 customers.
+
+The customers also have one or two e-mail addresses, which are searched through the
+search terms (``crmkit.search_terms``): ``F("emails").startswith(typed, fold=True)``
+against the hand-written semi-join on the same tables and index. Then what searching
+costs writes: ``add_many`` of as many records of two declared aggregates alike but for
+``search=True`` on their two text fields, and of customers with e-mails with and without
+their search terms, taking turns.
 """
 
 from __future__ import annotations
@@ -35,10 +42,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+from benchmarks._timing import show, stopwatch  # noqa: E402
 
 import crmkit  # noqa: E402
-from crmkit import Customer, F  # noqa: E402
+from crmkit import Customer, F, schema  # noqa: E402
+from crmkit.customers import EmailAddress  # noqa: E402
+from crmkit.hookspecs import hookimpl  # noqa: E402
 from crmkit.search import fold, prefix_end  # noqa: E402
+from crmkit.search_terms import SOURCES  # noqa: E402
 
 TENANT = "bench"
 
@@ -87,10 +98,27 @@ def prefixes(stored: list[str], count: int, sizes: tuple[int, int], seed: int = 
     return out
 
 
+DOMAINS = ("example.ro", "firma.de", "gmail.com", "yahoo.com", "poczta.pl", "correo.es", "mail.ir")
+
+
+def addresses(name: str, i: int) -> tuple[EmailAddress, ...]:
+    """One or two addresses made from the name, as people have them (dots, digits, accents kept sometimes)."""
+    parts = fold(name).split() or ["x"]
+    local = ".".join(parts[:2]) if i % 3 else f"{parts[0][:1]}{parts[-1]}{i % 100}"
+    first = EmailAddress(f"{local}@{DOMAINS[i % len(DOMAINS)]}")
+    if i % 4:
+        return (first,)
+    return (first, EmailAddress(f"{parts[-1]}.{i}@{DOMAINS[(i + 3) % len(DOMAINS)]}"))
+
+
+def customers(stored: list[str]) -> Iterator[Customer]:
+    return (Customer(kind="person", name=name, emails=addresses(name, i)) for i, name in enumerate(stored))
+
+
 def load(url: str, n: int) -> list[str]:
     stored = list(names(n))
     with crmkit.connect(url, tenant=TENANT) as crm:
-        crm.customers.add_many(Customer(kind="person", name=name) for name in stored)
+        crm.customers.add_many(customers(stored))
     return stored
 
 
@@ -121,6 +149,134 @@ def hand_written(url: str) -> tuple[Callable[[str], list[Any]], Callable[[], Non
         engine.dispose()
 
     return run, close
+
+
+def hand_written_emails(url: str) -> tuple[Callable[[str], list[Any]], Callable[[], None]]:
+    """E-mail type-ahead by hand: the customers whose id is among the search terms' in the folded range."""
+    engine = sa.create_engine(url)
+    conn = engine.connect()
+    mark = "%s" if url.startswith("postgresql") else "?"
+    columns = "id, kind, name, stage, owner, external_id, tags, emails, phones, addresses, handles, attributes"
+    sql = (
+        f"SELECT {columns}, created_at, updated_at, version FROM customers WHERE tenant = {mark} AND id IN "
+        f"(SELECT record_id FROM search_terms WHERE tenant = {mark} AND record_aggregate = 'customers' "
+        f"AND field = 'emails' AND term_folded >= {mark} AND term_folded < {mark}) ORDER BY id LIMIT 10"
+    )
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+
+    def run(typed: str) -> list[Any]:
+        low = fold(typed)
+        cursor = dbapi.cursor()
+        cursor.execute(sql, (TENANT, TENANT, low, prefix_end(low)))
+        rows = cursor.fetchall()
+        cursor.close()
+        return rows
+
+    def close() -> None:
+        conn.close()
+        engine.dispose()
+
+    return run, close
+
+
+def compare_emails(label: str, url: str, stored: list[str], queries: int) -> None:
+    """``F("emails").startswith(typed, fold=True)`` against the hand-written semi-join, taking turns."""
+    hand, close = hand_written_emails(url)
+    rng = random.Random(5)
+    typed = []
+    for _ in range(queries):
+        i = rng.randrange(len(stored))
+        address = rng.choice(addresses(stored[i], i)).address
+        text = address[: rng.randint(3, 8)]
+        typed.append(text.upper() if rng.random() < 0.3 else text)
+    ours: list[float] = []
+    theirs: list[float] = []
+    with crmkit.connect(url, tenant=TENANT) as crm:
+        for prefix in typed[:20]:
+            crm.customers.find(F("emails").startswith(prefix, fold=True), limit=10)
+            hand(prefix)
+        for prefix in typed:
+            start = time.perf_counter()
+            page = crm.customers.find(F("emails").startswith(prefix, fold=True), limit=10)
+            ours.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            rows = hand(prefix)
+            theirs.append(time.perf_counter() - start)
+            assert [c.id.hex for c in page] == [getattr(r[0], "hex", r[0]).replace("-", "") for r in rows], prefix
+    close()
+    p50, p50h = statistics.median(ours) * 1000, statistics.median(theirs) * 1000
+    p99, p99h = percentile(ours, 0.99) * 1000, percentile(theirs, 0.99) * 1000
+    print(
+        f"{label:<18} e-mails 3-8   crmkit p50 {p50:6.2f} ms p99 {p99:6.2f} ms   "
+        f"hand-written p50 {p50h:6.2f} ms p99 {p99h:6.2f} ms   ratio {p50 / p50h:5.2f}x   goal p50 < 5 ms"
+    )
+
+
+@schema.aggregate("bench_plain_contacts")
+class PlainContact(schema.Record):
+    """Two text fields, not searched."""
+
+    name: str = schema.text(personal="identity")
+    email: str = schema.text(personal="contact")
+
+
+@schema.aggregate("bench_searched_contacts")
+class SearchedContact(schema.Record):
+    """The same two text fields, declared searchable: a folded form and a word index each."""
+
+    name: str = schema.text(personal="identity", search=True)
+    email: str = schema.text(personal="contact", search=True)
+
+
+class Contacts:
+    @hookimpl
+    def crmkit_aggregates(self) -> list[type]:
+        return [PlainContact, SearchedContact]
+
+
+def write_cost(label: str, url: str, n: int, rounds: int) -> None:
+    """``add_many`` of ``n`` records with and without search fields (and customers with and without their
+    e-mails' search terms), each into a fresh tenant, taking turns; the best of ``rounds``."""
+    stored = list(names(n))
+    emails = [addresses(name, i)[0].address for i, name in enumerate(stored)]
+    best: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+
+    def run(key: str, round_: int) -> None:
+        tenant = f"w{round_}-{key.replace(', ', '_').replace(' ', '_')}"
+        options: dict[str, Any] = {"plugins": [Contacts()], "audit": False, "event_feed": False}
+        with crmkit.connect(url, tenant=tenant, **options) as crm, stopwatch() as took:
+            if key == "plain":
+                crm.records(PlainContact).add_many(
+                    PlainContact(name=a, email=e) for a, e in zip(stored, emails, strict=True)
+                )
+            elif key == "searched":
+                crm.records(SearchedContact).add_many(
+                    SearchedContact(name=a, email=e) for a, e in zip(stored, emails, strict=True)
+                )
+            elif key == "customers, no terms":
+                source = SOURCES.pop(("customers", "emails"))
+                try:
+                    crm.customers.add_many(customers(stored))
+                finally:
+                    SOURCES[("customers", "emails")] = source
+            else:
+                crm.customers.add_many(customers(stored))
+        if key not in best or took.wall < best[key]:
+            best[key], cpu[key] = took.wall, took.cpu
+
+    keys = ("plain", "searched", "customers, no terms", "customers, terms")
+    for round_ in range(rounds):
+        for key in keys:
+            run(key, round_)
+    for plain, searched in ((keys[0], keys[1]), (keys[2], keys[3])):
+        show(
+            f"{label:<18} add_many {n:,}",
+            f"{plain:<20} {best[plain]:7.2f} s (CPU {cpu[plain]:6.2f} s)",
+            f"{searched:<17} {best[searched]:7.2f} s (CPU {cpu[searched]:6.2f} s)",
+            f"ratio {best[searched] / best[plain]:5.2f}x",
+        )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -172,13 +328,21 @@ def main() -> int:
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "all"), default="all")
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1_000)
+    parser.add_argument("--writes", type=int, default=None, help="records per write-cost import (default: --customers)")
+    parser.add_argument("--rounds", type=int, default=1, help="write-cost rounds (best of)")
+    parser.add_argument("--skip-writes", action="store_true")
     args = parser.parse_args()
+    writes = args.writes or args.customers
     print(f"{args.customers:,} customers; {args.queries:,} type-ahead queries, crmkit and hand-written taking turns")
     if args.backend in ("sqlite", "all"):
         with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as folder:
             url = f"sqlite:///{folder}/crm.db"
             stored = load(url, args.customers)
-            compare(f"SQLite {__import__('sqlite3').sqlite_version}", url, stored, args.queries)
+            label = f"SQLite {__import__('sqlite3').sqlite_version}"
+            compare(label, url, stored, args.queries)
+            compare_emails(label, url, stored, args.queries)
+            if not args.skip_writes:
+                write_cost(label, url, writes, args.rounds)
     if args.backend in ("postgresql", "all"):
         from tests.support.servers import create_database, start_postgres
 
@@ -188,9 +352,13 @@ def main() -> int:
             stored = load(url, args.customers)
             with sa.create_engine(url).connect() as conn:
                 conn.exec_driver_sql("ANALYZE customers")
+                conn.exec_driver_sql("ANALYZE search_terms")
                 conn.commit()
                 version = conn.exec_driver_sql("SHOW server_version").scalar()
             compare(f"PostgreSQL {version}", url, stored, args.queries)
+            compare_emails(f"PostgreSQL {version}", url, stored, args.queries)
+            if not args.skip_writes:
+                write_cost(f"PostgreSQL {version}", url, writes, args.rounds)
         finally:
             server.stop()
     return 0

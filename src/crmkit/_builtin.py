@@ -86,10 +86,11 @@ def crmkit_aggregates() -> Iterable[type]:
     from crmkit.marketing import AGGREGATES as MARKETING
     from crmkit.privacy import AGGREGATES as PRIVACY
     from crmkit.sales import AGGREGATES as SALES
+    from crmkit.search_terms import SearchableAttribute, SearchTerm
     from crmkit.service import AGGREGATES as SERVICE
 
     return [
-        *(StateChange, IdentityKey, Merge, DuplicateAlert),
+        *(StateChange, IdentityKey, Merge, DuplicateAlert, SearchTerm, SearchableAttribute),
         *(*SALES, *PRIVACY, *SERVICE, *MARKETING, *DOCUMENTS, AuditEntry, OutboxChunk, FeedHead),
     ]
 
@@ -103,6 +104,7 @@ def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
     from crmkit.marketing import Marketing
     from crmkit.privacy import Privacy
     from crmkit.sales import Sales
+    from crmkit.search_terms import Search
     from crmkit.service.service import Service
 
     return {
@@ -113,4 +115,5 @@ def crmkit_services() -> Mapping[str, Callable[[Any], object]]:
         "marketing": Marketing,
         "audit": Audit,
         "events": EventFeed,
+        "search": Search,
     }

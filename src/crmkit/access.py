@@ -21,26 +21,29 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from crmkit._errors import CRMError, ValidationError
-from crmkit.aggregation import parse_aggregate
+from crmkit.aggregation import parse_aggregate, select_values
 from crmkit.entities import CUSTOMERS, EntitySpec
 from crmkit.hookspecs import hookimpl
 from crmkit.query import (
     ALL,
     All,
-    Among,
     And,
     Compare,
     Expr,
     In,
+    InSelect,
     Not,
     Or,
     Order,
+    Select,
     Where,
     bind,
     evaluate,
     parse_order,
-    resolve_among,
+    resolve_selects,
 )
 from crmkit.relationships import Reached
 from crmkit.store import Activity, Repository, Store
@@ -51,6 +54,11 @@ if TYPE_CHECKING:
     from crmkit.schema import Schema
 
 __all__ = ["AccessDenied", "GuardedStore", "OwnerPolicy", "customer_scope"]
+
+
+def _among(field: str, parent: EntitySpec, where: Expr) -> InSelect:
+    """``F(field).among(parent, where)``, ``where`` bound already: the records that refer to one in scope."""
+    return InSelect(field, Select(parent.name, "id", where, spec=parent))
 
 
 class AccessDenied(CRMError, PermissionError):
@@ -109,7 +117,7 @@ class _Scope:
             return self.root
         spec = schema[name]
         if spec.customer_field is not None:
-            return Among(spec.customer_field, CUSTOMERS.name, self.root, schema[CUSTOMERS.name])
+            return _among(spec.customer_field, schema[CUSTOMERS.name], self.root)
         parts: list[Expr] = []
         pointers: list[tuple[str, str]] = []
         for ref in schema.references_from(name):
@@ -122,7 +130,7 @@ class _Scope:
             inner = self.of(parent, seen, depth)
             if isinstance(inner, All):
                 continue
-            among = Among(ref.field, parent, inner, schema[parent])
+            among = _among(ref.field, schema[parent], inner)
             parts.append(Or((Compare(ref.field, "==", None), among)) if ref.nullable else among)
         mentions = getattr(spec.cls, "__crmkit_mentions__", {})  # ids kept without a reference (merges)
         for field, parent in sorted(mentions.items()):
@@ -131,7 +139,7 @@ class _Scope:
                 continue
             inner = self.of(parent, seen, depth)
             if not isinstance(inner, All):
-                among = Among(field, parent, inner, schema[parent])
+                among = _among(field, schema[parent], inner)
                 parts.append(Or((Compare(field, "==", None), among)) if declared.nullable else among)
         pair = not pointers and self._pair(name)
         if pair:
@@ -146,7 +154,7 @@ class _Scope:
                 if isinstance(inner, All):
                     continue
                 targets.append(target)
-                among = Among(id_field, target, inner, schema[target])
+                among = _among(id_field, schema[target], inner)
                 options.append(And((Compare(kind_field, "==", target), among)))
             if targets:
                 parts.append(Or((Not(In(kind_field, tuple(targets))), *options)))
@@ -323,21 +331,36 @@ class GuardedStore(Store):
         condition = self.condition(spec)
         if isinstance(condition, All) or not new:
             return
-        resolved = resolve_among(condition, lambda among: self._ids(tenant, spec, among, new))
+        wanted = frozenset(
+            v for r in new for name in spec.fields if isinstance(v := spec.record_value(r, name), uuid.UUID)
+        )
+        resolved = self._resolve(tenant, condition, wanted)
         for record in new:
             if not evaluate(resolved, spec, record):
                 raise AccessDenied(
                     actor, spec.name, f"{spec.label} {record.id} would be out of the actor's sight (access policy)"
                 )
 
-    def _ids(self, tenant: str, spec: EntitySpec, among: Among, records: Sequence[Any]) -> list[uuid.UUID]:
-        """Which ids the records refer to through ``among.field`` are in scope: one query in the store."""
-        wanted = {v for r in records if isinstance(v := spec.record_value(r, among.field), uuid.UUID)}
-        if not wanted:
-            return []
-        where = And((In("id", tuple(wanted)), among.where))
-        other = self.inner.repository(among.entity)
-        return [r.id for r in other.find(tenant, where, parse_order(None, among.entity), None)]
+    def _resolve(self, tenant: str, condition: Expr, wanted: frozenset[uuid.UUID]) -> Expr:
+        """``condition`` with each sub-query replaced by ``in_`` of its values among the ids the new records
+        hold (``wanted``): one query in the store each, reading only those ids."""
+        if isinstance(condition, InSelect):
+            select = condition.select
+            assert select.spec is not None, "a bound sub-query"
+            other = self.inner.repository(select.spec)
+            inner = resolve_selects(select.where, lambda s: self._values(tenant, s))
+            if select.spec.fields[select.field].kind == "uuid":
+                inner = And((In(select.field, tuple(wanted)), inner)) if wanted else Not(ALL)
+            return In(condition.field, tuple(select_values(other, tenant, attrs.evolve(select, where=inner))))
+        if isinstance(condition, (And, Or)):
+            return type(condition)(tuple(self._resolve(tenant, i, wanted) for i in condition.items))
+        if isinstance(condition, Not):
+            return Not(self._resolve(tenant, condition.item, wanted))
+        return condition
+
+    def _values(self, tenant: str, select: Select) -> list[Any]:
+        assert select.spec is not None, "a bound sub-query"
+        return select_values(self.inner.repository(select.spec), tenant, select)
 
 
 class GuardedRepository(Repository[Any]):

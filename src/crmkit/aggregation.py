@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import operator
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -59,6 +60,7 @@ __all__ = [
     "finish",
     "number_value",
     "parse_aggregate",
+    "select_values",
 ]
 
 #: The time buckets of ``group_by``, as ``unit(field)``.
@@ -475,3 +477,34 @@ def compute(spec: EntitySpec, query: AggregateQuery, records: Iterable[Any]) -> 
         measured = [len(s) if isinstance(s, set) else s for s in totals]
         out.append((*group_values, *measured))
     return out
+
+
+_HAVING: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def select_values(repository: Any, tenant: str, select: Any) -> list[Any]:
+    """The distinct present values of a bound sub-query (``crmkit.query.Select``) whose group passes its
+    ``having``: one group-by in ``repository`` (the store of ``select.spec``), whose ``where`` holds no
+    sub-query the repository cannot run. What a store without sub-queries of its own runs first."""
+    spec: EntitySpec = select.spec
+    measure, op, bound = select.having or ("count", ">=", 1)
+    function, _, field = measure.rstrip(")").partition("(")
+    measures: dict[str, str | None] = {"sum": None, "min": None, "max": None}
+    if field:
+        measures[function] = field
+    query = parse_aggregate(spec, group_by=select.field, count=True, mean=None, count_distinct=None, **measures)
+    rows = finish(query, repository.aggregate(tenant, select.where, query))
+    test = _HAVING[op]
+    found = []
+    for row in rows:
+        value, key = row[measure], row[select.field]
+        if key is not None and value is not None and test(value, bound):
+            found.append(key)
+    return found

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from crmkit.marketing import Campaign, CampaignMember, Consents, Marketing, SegmentMember, Segments, Suppression
     from crmkit.privacy import Privacy
     from crmkit.sales import Lead, Note, Opportunity, Order, Pipeline, Product, Quote, Sales, Tasks
+    from crmkit.search_terms import Search
     from crmkit.service import BusinessCalendar, Case, CaseStatus, SLAPolicy, Team
     from crmkit.service.service import Service
     from crmkit.session import ScoringSession
@@ -151,6 +152,7 @@ class CRM(UnitOfWork, ReferencePolicies):
         marketing: Marketing
         privacy: Privacy
         documents: Documents
+        search: Search
 
     def records(self, aggregate: type[R] | str) -> Records[R]:
         """The service of an aggregate, by class or name: ``crm.records(Subscription)``."""

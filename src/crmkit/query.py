@@ -19,13 +19,18 @@ Semantics (every backend must give the same answers; the conformance suite check
   ``schema.text(search=True)``, ``startswith(prefix, fold=True)`` tests the folded field
   against the folded prefix and ``matches(query)`` holds when every word of the folded
   query is a word of the folded field (``crmkit.search.fold``); a query with no words
-  matches every record whose field is not missing.
-* ``F("customer_id").among(customers, condition)`` (a semi-join) holds when the field's
-  value is the id of a record of the other aggregate (``crm.schema["customers"]`` or its
-  class) that matches ``condition``, in the same tenant; a missing value is among nothing.
-  Stores run it where the data is (``IN (SELECT id ...)`` in SQL, the ids read in the
-  server by one query on MongoDB); ``resolve_among`` turns it into ``in_`` for stores that
-  have no semi-join of their own.
+  matches every record whose field is not missing. Customers' ``emails`` and the custom
+  attributes a tenant indexes are searched the same way, through ``crmkit.search_terms``
+  (a sub-query): they hold when one address (one text value) does.
+* ``F("id").in_(Select("transactions", "customer_id", condition))`` (a sub-query, a semi-join)
+  holds when the field's value is the ``customer_id`` of a record of ``transactions`` that
+  matches ``condition``, in the same tenant; a missing value is in nothing, and the
+  sub-query's missing values are left out. ``having=(measure, op, value)`` keeps only the
+  values whose group of records passes it. ``F("customer_id").among(customers, condition)``
+  is the same as ``F("customer_id").in_(Select(customers, "id", condition))``. Stores run it
+  where the data is: ``IN (SELECT ...)`` in SQL, the values read in the store first (one
+  query, a group-by when there is ``having``) elsewhere; ``resolve_selects`` does that for a
+  store with no sub-queries of its own.
 * Text compares by Unicode code point (binary collation), never by locale.
 * Text in a condition is Unicode: a lone surrogate is a ValidationError, as it is in
   stored text. A value for a model field may hold NUL, which stored text never does: it
@@ -60,7 +65,6 @@ __all__ = [
     "ALL",
     "Ago",
     "All",
-    "Among",
     "And",
     "Compare",
     "Contains",
@@ -84,7 +88,7 @@ __all__ = [
     "parse_order",
     "resolve_selects",
     "Select",
-    "resolve_among",
+    "has_select",
 ]
 
 CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
@@ -137,10 +141,11 @@ class In(Expr):
     values: tuple[Any, ...]
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class Select:
-    """A sub-query: the ``field`` values of the ``entity`` records (an aggregate's name) that match ``where``.
+    """A sub-query: the ``field`` values of the ``entity`` records that match ``where``.
 
+    ``entity`` is an aggregate's name, its spec (``crm.schema["transactions"]``) or its class.
     ``F("id").in_(Select("transactions", "customer_id", F("kind") == "purchase"))`` is a semi-join:
     the customers who bought. Stores run it inside the query that uses it.
     """
@@ -151,6 +156,22 @@ class Select:
     #: Keep only the values whose group of records passes ``(measure, op, value)``, a measure as
     #: ``crm.<aggregate>.aggregate`` names it: ``("sum(amount)", ">", Decimal("1000"))``, ``("count", ">=", 2)``.
     having: tuple[str, str, Any] | None = None
+    #: The spec of ``entity``, when given as a spec or class, and once bound (what stores read).
+    spec: EntitySpec | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+
+    def __init__(
+        self,
+        entity: str | EntitySpec | type,
+        field: str,
+        where: Any = None,
+        having: tuple[str, str, Any] | None = None,
+        *,
+        spec: EntitySpec | None = None,
+    ) -> None:
+        if not isinstance(entity, str):
+            spec = _entity_of(entity)
+            entity = spec.name
+        self.__attrs_init__(entity, field, where, having, spec=spec)
 
 
 @attrs.frozen
@@ -187,19 +208,6 @@ class StartsWith(Expr):
     field: str
     prefix: str
     fold: bool = False
-
-
-@attrs.frozen
-class Among(Expr):
-    """``field``'s value is the id of a record of ``entity`` matching ``where`` (a semi-join).
-
-    ``aggregate`` names ``entity``; equality compares the name and the condition.
-    """
-
-    field: str
-    aggregate: str
-    where: Expr
-    entity: EntitySpec = attrs.field(eq=False, repr=False)
 
 
 @attrs.frozen
@@ -305,15 +313,15 @@ class F:
             raise ValidationError("fold", "must be True or False", fold)
         return StartsWith(self.name, prefix, fold)
 
-    def among(self, aggregate: Any, where: Where = None) -> Among:
+    def among(self, aggregate: Any, where: Where = None) -> InSelect:
         """The field's value is the id of a record of ``aggregate`` that matches ``where`` (a semi-join).
 
-        ``aggregate`` is an aggregate's spec (``crm.schema["customers"]``) or its class:
+        ``aggregate`` is an aggregate's name, spec (``crm.schema["customers"]``) or class:
         ``F("customer_id").among(Customer, F("owner") == "user:a")`` holds for the records of
-        customers that user owns. ``where`` is a condition on ``aggregate``'s fields (None: any record).
+        customers that user owns. ``where`` is a condition on ``aggregate``'s fields (None: any
+        record). The same as ``F(field).in_(Select(aggregate, "id", where))``.
         """
-        entity = _entity_of(aggregate)
-        return Among(self.name, entity.name, _condition(where), entity)
+        return InSelect(self.name, Select(aggregate, "id", where))
 
     def is_null(self) -> Compare:
         """The field is missing."""
@@ -330,7 +338,7 @@ def _entity_of(aggregate: Any) -> EntitySpec:
 
         name = builtin_aggregate_of(aggregate)
         return ENTITIES[name] if name is not None else spec_of(aggregate)
-    raise ValidationError("among", "takes an aggregate's spec (crm.schema[name]) or its class", aggregate)
+    raise ValidationError("entity", "takes an aggregate's name, spec (crm.schema[name]) or class", aggregate)
 
 
 #: What ``find(where=...)`` accepts: a condition, a mapping of field to value (all equal), or None.
@@ -437,11 +445,14 @@ def _bind_select(expr: InSelect, entity: EntitySpec, schema: Aggregates | None) 
     if expr.field.startswith("attributes."):
         raise ValidationError(expr.field, "a sub-query compares a field, not a custom attribute", select)
     spec = _field_spec(entity, expr.field)
-    if schema is None:
+    if schema is not None and isinstance(select.entity, str) and select.entity in schema:
+        inner = schema[select.entity]
+    elif isinstance(select.spec, EntitySpec) and select.spec.name == select.entity:
+        inner = select.spec  # given by its spec or class
+    elif schema is None:
         raise ValidationError(expr.field, "a sub-query is bound by a connection (crm.<aggregate> methods)", select)
-    if not isinstance(select.entity, str) or select.entity not in schema:
+    else:
         raise ValidationError(expr.field, "the sub-query names no aggregate of this connection", select.entity)
-    inner = schema[select.entity]
     if not isinstance(select.field, str) or select.field.startswith("attributes."):
         raise ValidationError(expr.field, "the sub-query selects a field, not a custom attribute", select.field)
     of = _field_spec(inner, select.field)
@@ -450,7 +461,7 @@ def _bind_select(expr: InSelect, entity: EntitySpec, schema: Aggregates | None) 
             expr.field, f"is {spec.kind}; the sub-query selects {inner.name}.{of.name}, {of.kind}", select.field
         )
     having = None if select.having is None else _bind_having(expr.field, inner, select.having)
-    return InSelect(expr.field, Select(inner.name, of.name, bind(select.where, inner, schema), having))
+    return InSelect(expr.field, Select(inner.name, of.name, bind(select.where, inner, schema), having, spec=inner))
 
 
 _MEASURE = re.compile(r"^(sum|min|max|count)\((.+)\)$")
@@ -558,14 +569,8 @@ def _bind(expr: Expr, entity: EntitySpec, schema: Aggregates | None = None) -> E
             return Not(ALL)
         return Contains(expr.field, value)
     if isinstance(expr, (Matches, StartsWith)):
-        return _bind_search(expr, entity)
-    if isinstance(expr, Among):
-        spec = _field_spec(entity, expr.field)
-        if spec.kind != "uuid" or expr.field.startswith("attributes."):
-            raise ValidationError(expr.field, "among() applies to fields holding ids (uuid)", expr.aggregate)
-        if not isinstance(expr.entity, EntitySpec) or expr.entity.name != expr.aggregate:
-            raise ValidationError(expr.field, "among() needs the aggregate's spec", expr.aggregate)
-        return Among(expr.field, expr.aggregate, _bind(_expr(expr.where), expr.entity), expr.entity)
+        derived = _derived_search(expr, entity, schema)
+        return _bind_search(expr, entity) if derived is None else derived
     if isinstance(expr, (And, Or)):
         if not isinstance(expr.items, tuple) or not expr.items:
             raise ValidationError("where", f"{type(expr).__name__} needs at least one condition", expr.items)
@@ -574,6 +579,33 @@ def _bind(expr: Expr, entity: EntitySpec, schema: Aggregates | None = None) -> E
     if isinstance(expr, Not):
         return Not(_bind(_expr(expr.item), entity, schema))
     raise ValidationError("where", "is not a crmkit condition", expr)
+
+
+def _derived_search(expr: Matches | StartsWith, entity: EntitySpec, schema: Aggregates | None) -> Expr | None:
+    """A search on a derived searchable field (customers' ``emails``, an ``attributes.<name>``) as the sub-query
+    on ``search_terms`` that serves it (``crmkit.search_terms``); None for a field searched in place."""
+    from crmkit.search_terms import SOURCES
+
+    name = expr.field
+    if not isinstance(name, str) or schema is None or "search_terms" not in schema:
+        return None
+    if (entity.name, name) not in SOURCES and not (name.startswith("attributes.") and entity.has_attributes):
+        return None
+    terms = schema["search_terms"]
+    if isinstance(expr, StartsWith) and not expr.fold:
+        raise ValidationError(name, "startswith() on a derived searchable field is folded: pass fold=True", expr)
+    on_term: Expr  # terms are kept folded: a prefix is folded here and is a range on the terms' index
+    if isinstance(expr, Matches):
+        on_term = Matches("term", expr.words)
+    elif isinstance(expr.prefix, str) and not (not expr.prefix.isascii() and _SURROGATE.search(expr.prefix)):
+        on_term = StartsWith("term", search.fold(expr.prefix))
+    else:
+        on_term = StartsWith("term", expr.prefix)  # not text: refused by binding
+    where = And((Compare("record.aggregate", "==", entity.name), Compare("field", "==", name), on_term))
+    try:
+        return _bind_select(InSelect("id", Select(terms.name, "record.id", where)), entity, schema)
+    except ValidationError as exc:  # the query text: name the field searched, not the term
+        raise ValidationError(name, exc.message, exc.value) from None
 
 
 def _bind_search(expr: Matches | StartsWith, entity: EntitySpec) -> Expr:
@@ -681,36 +713,7 @@ def evaluate(expr: Expr, entity: EntitySpec, record: Any) -> bool:
         return not evaluate(expr.item, entity, record)
     if isinstance(expr, InSelect):
         raise ValidationError(expr.field, "a sub-query is evaluated by a store (resolve_selects first)", expr.select)
-    if isinstance(expr, Among):
-        raise TypeError("a semi-join (among) is evaluated against a store: resolve_among() first")
     raise ValidationError("where", "is not a crmkit condition", expr)
-
-
-def resolve_among(expr: Expr, ids_of: Callable[[Among], Iterable[Any]]) -> Expr:
-    """``expr`` with every semi-join replaced by ``in_`` of the ids ``ids_of`` finds for it.
-
-    For stores without a semi-join of their own: ``ids_of`` reads, in the store, the ids of
-    the records of ``among.entity`` (same tenant) that match ``among.where``, which may hold
-    semi-joins in turn (``ids_of`` resolves those first, with this same function).
-    """
-    if isinstance(expr, Among):
-        return In(expr.field, tuple(ids_of(expr)))
-    if isinstance(expr, (And, Or)):
-        items = tuple(resolve_among(i, ids_of) for i in expr.items)
-        return expr if all(a is b for a, b in zip(items, expr.items, strict=True)) else type(expr)(items)
-    if isinstance(expr, Not):
-        item = resolve_among(expr.item, ids_of)
-        return expr if item is expr.item else Not(item)
-    return expr
-
-
-def has_among(expr: Expr) -> bool:
-    """Whether a condition holds a semi-join anywhere."""
-    if isinstance(expr, Among):
-        return True
-    if isinstance(expr, (And, Or)):
-        return any(has_among(i) for i in expr.items)
-    return isinstance(expr, Not) and has_among(expr.item)
 
 
 def conjuncts(expr: Expr) -> Iterable[Expr]:
@@ -982,9 +985,6 @@ def relative_to(where: Where, at: dt.datetime) -> Where:
                 if inner is expr.select.where
                 else attrs.evolve(expr, select=attrs.evolve(expr.select, where=inner))
             )
-        if isinstance(expr, Among) and isinstance(expr.where, Expr):
-            inner = walk(expr.where)
-            return expr if inner is expr.where else attrs.evolve(expr, where=inner)
         if isinstance(expr, (And, Or)) and isinstance(expr.items, tuple):
             items = tuple(walk(i) if isinstance(i, Expr) else i for i in expr.items)
             return expr if all(a is b for a, b in zip(items, expr.items, strict=True)) else type(expr)(items)

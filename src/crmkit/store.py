@@ -43,10 +43,6 @@ class Capabilities:
     #: written on a helper thread while the caller's thread prepares the next. Each thread
     #: must get its own transaction (as ``transaction()`` binds it to the calling thread).
     server: bool = False
-    #: Conditions holding a sub-query (``F("id").in_(Select(...))``) run as one query, a semi-join in
-    #: the store; without it, the records service runs each sub-query first (a group-by in the store)
-    #: and passes its values.
-    semi_join: bool = False
 
 
 @attrs.frozen

@@ -17,7 +17,7 @@ from tests.support.backends import BACKENDS, backend_url
 
 import crmkit
 from crmkit import Customer, ValidationError
-from crmkit.query import F
+from crmkit.query import F, Select
 from crmkit.testing.probe import Probe, ProbeLink, ProbeLinksPlugin
 
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.timezone.utc)
@@ -109,5 +109,8 @@ def test_among_is_checked_against_both_aggregates(crm: crmkit.CRM) -> None:
         crm.records(Probe).count(F("code").among(Customer))  # not an id field
     with pytest.raises(ValidationError, match="colour"):
         crm.records(Probe).count(F("owner_id").among(Customer, F("colour") == "red"))  # not a customer field
-    with pytest.raises(ValidationError, match="among"):
-        F("owner_id").among("customers")  # a name alone: crm.schema["customers"] says which aggregate
+    with pytest.raises(ValidationError, match="entity"):
+        F("owner_id").among(42)  # neither a name, a spec nor a class of an aggregate
+    # a name is bound against the connection's aggregates, as in_(Select(...)) is
+    assert crm.records(Probe).count(F("owner_id").among("customers")) == 0
+    assert F("owner_id").among("customers") == F("owner_id").in_(Select("customers", "id", None))

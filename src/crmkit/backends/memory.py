@@ -18,20 +18,20 @@ from functools import partial
 from typing import Any
 
 from crmkit._errors import ConflictError, PluginError
-from crmkit.aggregation import AggregateQuery, compute
+from crmkit.aggregation import AggregateQuery, compute, select_values
 from crmkit.entities import ENTITIES, TRANSACTIONS, EntitySpec
 from crmkit.hookspecs import hookimpl
 from crmkit.query import (
-    Among,
     Compare,
     Expr,
     In,
     Order,
+    Select,
     attribute_rank,
     conjuncts,
     evaluate,
-    has_among,
-    resolve_among,
+    has_select,
+    resolve_selects,
 )
 from crmkit.schema import Schema
 from crmkit.store import Capabilities, Repository, Store
@@ -233,15 +233,16 @@ class MemoryRepository(Repository[Any]):
         return found if limit is None else found[:limit]
 
     def _matching(self, tenant: str, where: Expr) -> Iterator[Any]:
-        if has_among(where):  # a semi-join: the other aggregate's matching ids, then an in_ test
-            where = resolve_among(where, lambda among: self._ids(tenant, among))
+        if has_select(where):  # a sub-query: its values from the other aggregate first, then an in_ test
+            where = resolve_selects(where, lambda select: self._values(tenant, select))
         rows = self._rows.get(tenant, {})
         for record in self._candidates(tenant, where, rows):
             if evaluate(where, self.spec, record):
                 yield record
 
-    def _ids(self, tenant: str, among: Among) -> list[uuid.UUID]:
-        return [r.id for r in self._store.repository(among.entity)._matching(tenant, among.where)]
+    def _values(self, tenant: str, select: Select) -> list[Any]:
+        assert select.spec is not None, "a bound sub-query"
+        return select_values(self._store.repository(select.spec), tenant, select)
 
     def _candidates(self, tenant: str, where: Expr, rows: Mapping[uuid.UUID, Any]) -> Iterable[Any]:
         """Use an index when a top-level condition pins id, external id or owner; else scan."""

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Duplicate", "Identity", "Unmerged"]
 
-#: The identity layer's own aggregates: derived keys and merge history are not re-pointed by merges.
-_OWN = frozenset({"identity_keys", "identity_merges"})
+#: The identity layer's own aggregates and the search terms: derived keys and texts (rewritten with the
+#: customers they come from) and merge history are not re-pointed by merges.
+_OWN = frozenset({"identity_keys", "identity_merges", "search_terms"})
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 #: How many keys or customer ids one look-up names (``IN (...)``).

@@ -65,6 +65,7 @@ class Customers(_Records[Customer]):
         from crmkit.identity._rules import apply_rules
 
         write_keys(self._crm, records)
+        super()._after_insert(records)  # the search terms (e-mail addresses)
         apply_rules(self._crm, records)  # the duplicate rules of the connection, if any
 
     def find_by_email(self, address: str) -> list[Customer]:
@@ -95,12 +96,15 @@ class Customers(_Records[Customer]):
         from crmkit.identity._keys import rekey_changed
 
         rekey_changed(self._crm, [(current, new)], rules=rule != "merge")
+        super()._after_replace(current, new, rule=rule, reason=reason)  # the search terms
         return self._stage_changed(current, new, rule=rule, reason=reason)
 
     def _after_replace_many(self, pairs: Sequence[tuple[Customer, Customer]], *, rule: str) -> None:
         from crmkit.identity._keys import rekey_changed
+        from crmkit.search_terms import rewrite_terms
 
         rekey_changed(self._crm, pairs, rules=rule != "merge")  # the keys of a batch in a few writes
+        rewrite_terms(self._crm, self.spec.name, pairs)  # and the search terms
         for current, new in pairs:
             self._stage_changed(current, new, rule=rule, reason=None)
 

@@ -10,7 +10,6 @@ import contextlib
 import copy
 import datetime as dt
 import itertools
-import operator
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +23,7 @@ from crmkit._errors import ConflictError, NotFound, ValidationError
 from crmkit._host import together
 from crmkit._retry import retrying
 from crmkit._validation import count_of, text_of
-from crmkit.aggregation import Aggregation, finish, parse_aggregate
+from crmkit.aggregation import Aggregation, finish, parse_aggregate, select_values
 from crmkit.entities import (
     CUSTOMERS,
     EntitySpec,
@@ -170,16 +169,6 @@ def _stamper(cls: type) -> Callable[[Any, dt.datetime], Any]:
     return namespace["stamp"]  # type: ignore[no-any-return]
 
 
-_HAVING: dict[str, Callable[[Any, Any], bool]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
-
-
 #: The fields the store sets on a record: an upserted row's are taken from the stored record.
 _STORED_FIELDS = ("id", "created_at", "updated_at", "version")
 _restampers: dict[type, Callable[..., Any]] = {}
@@ -264,32 +253,21 @@ class _ReadRecords(Generic[R]):
         return record
 
     def _bound(self, where: Where) -> Expr:
-        """A condition bound to this aggregate; sub-queries are run first by a store that cannot join them."""
-        # relative instants (``ago(days=90)``) count back from the connection's clock
+        """A condition bound to this aggregate; relative instants (``ago(days=90)``) count back from the
+        connection's clock, and a grouped sub-query (``having``) is run first, one group-by in the store, and
+        passes its values (stores run the others inside the query that uses them)."""
         condition = bind(relative_to(where, self._crm.now()), self.spec, self._crm.schema)
-        if has_select(condition) and not self._crm.store.capabilities.semi_join:
-            condition = resolve_selects(condition, self._select_values)
-        elif has_having(condition):  # a grouped sub-query is run first on every store
+        if has_select(condition):
+            from crmkit.search_terms import check_searched
+
+            check_searched(self._crm, condition)
+        if has_having(condition):
             condition = resolve_selects(condition, self._select_values, grouped_only=True)
         return condition
 
     def _select_values(self, select: Select) -> list[Any]:
         """The distinct present values of a sub-query (whose group passes ``having``): a group-by in the store."""
-        spec = self._crm.schema[select.entity]
-        measure, op, bound = select.having or ("count", ">=", 1)
-        function, _, field = measure.rstrip(")").partition("(")
-        measures: dict[str, str | None] = {"sum": None, "min": None, "max": None}
-        if field:
-            measures[function] = field
-        query = parse_aggregate(spec, group_by=select.field, count=True, mean=None, count_distinct=None, **measures)
-        rows = finish(query, self._crm.store.repository(spec).aggregate(self._crm.tenant, select.where, query))
-        test = _HAVING[op]
-        found = []
-        for row in rows:
-            value, key = row[measure], row[select.field]
-            if key is not None and value is not None and test(value, bound):
-                found.append(key)
-        return found
+        return select_values(self._crm.store.repository(self._crm.schema[select.entity]), self._crm.tenant, select)
 
     def count(self, where: Where = None) -> int:
         """How many records match, counted in the store."""
@@ -811,13 +789,19 @@ class _Records(_ReadRecords[R]):
         self._crm._emit(event_for(self.spec.name, "updated", self.spec.label), current, new)
 
     def _after_insert(self, records: Sequence[R]) -> None:
-        """Follow-up writes for newly stored records, in their transaction (subclasses)."""
+        """Follow-up writes for newly stored records, in their transaction (subclasses add theirs)."""
+        from crmkit.search_terms import write_terms
+
+        write_terms(self._crm, self.spec.name, records)
 
     def _before_replace(self, current: R, new: R) -> None:
         """Checks that need the stored record (subclasses)."""
 
     def _after_replace(self, current: R, new: R, *, rule: str, reason: str | None) -> StageChange | None:
-        """Follow-up writes in the same transaction (subclasses)."""
+        """Follow-up writes in the same transaction (subclasses add theirs)."""
+        from crmkit.search_terms import rewrite_terms
+
+        rewrite_terms(self._crm, self.spec.name, [(current, new)])
         return None
 
     def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:

@@ -12,9 +12,9 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from crmkit._errors import ConflictError
-from crmkit.aggregation import AggregateQuery
+from crmkit.aggregation import AggregateQuery, select_values
 from crmkit.entities import EntitySpec
-from crmkit.query import Among, Expr, Order, has_among, resolve_among
+from crmkit.query import Expr, Order, Select, has_select, resolve_selects
 from crmkit.store import Activity, Repository
 from crmkit_mongo._aggregate import aggregate
 from crmkit_mongo._derived import codec_for
@@ -60,20 +60,19 @@ class MongoRepository(Repository[Any]):
         return self._store.session()
 
     def filter(self, tenant: str, where: Expr) -> dict[str, Any]:
-        """The tenant's filter for ``where``; a semi-join (``among``) first becomes ``$in`` of the ids it finds.
+        """The tenant's filter for ``where``; a sub-query (``in_(Select)``, ``among``) first becomes ``$in``.
 
-        MongoDB's filters cannot query another collection: the ids come from one query of
-        the other aggregate's collection (its own semi-joins resolved the same way), read
-        in the server through the (tenant, ...) indexes, in this transaction's session.
+        MongoDB's filters cannot query another collection: the values come from one group-by of
+        the other aggregate's collection (its own sub-queries resolved the same way), run in the
+        server through the (tenant, ...) indexes, in this transaction's session.
         """
-        if has_among(where):
-            where = resolve_among(where, lambda among: self._ids(tenant, among))
+        if has_select(where):
+            where = resolve_selects(where, lambda select: self._values(tenant, select))
         return for_tenant(tenant, where, self.spec)
 
-    def _ids(self, tenant: str, among: Among) -> list[uuid.UUID]:
-        other = self._store.repository(among.entity)
-        cursor = other.collection.find(other.filter(tenant, among.where), {"id": 1, "_id": 0}, session=self._session())
-        return [doc["id"] for doc in cursor]
+    def _values(self, tenant: str, select: Select) -> list[Any]:
+        assert select.spec is not None, "a bound sub-query"
+        return select_values(self._store.repository(select.spec), tenant, select)
 
     def _check_new(self, tenant: str, records: Sequence[Any]) -> None:
         """Raise ConflictError before writing anything when an id or external_id is taken (no transaction)."""

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.entities import EntitySpec
-from crmkit.query import All, Among, And, Compare, Contains, Expr, In, InSelect, Matches, Not, Or, Order, StartsWith
+from crmkit.query import All, And, Compare, Contains, Expr, In, InSelect, Matches, Not, Or, Order, StartsWith
 from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
 from crmkit_sqlalchemy._schema import shadow_column
@@ -46,18 +46,15 @@ class Compiler:
         spec: EntitySpec,
         dialect: str,
         tables: Callable[[EntitySpec], sa.Table] | None = None,
-        lookup: Callable[[str], Compiler] | None = None,
     ) -> None:
         self.table = table
         self.spec = spec
         self.dialect = dialect
         self.pg = dialect == "postgresql"
-        #: The table of another aggregate, for semi-joins (``F(...).among``).
+        #: The table of another aggregate, for sub-queries (``F(...).in_(Select(...))``, ``among``).
         self.tables = tables
-        #: Semi-joins built before: an access policy asks the same (large) ones on every read.
-        self._semi_joins: dict[tuple[str | None, Among], ColumnElement[bool]] = {}
-        #: The compiler of another aggregate's table, by name: what sub-queries select from.
-        self.lookup = lookup
+        #: Sub-queries built before: an access policy asks the same (large) ones on every read.
+        self._semi_joins: dict[tuple[str | None, InSelect], ColumnElement[bool]] = {}
         # a ref_any field ``about`` is queried as ``about.aggregate`` and ``about.id``: two columns
         self._paths = {name: table.c[name.replace(".", "_")] for name in spec.fields if "." in name}
 
@@ -136,27 +133,34 @@ class Compiler:
             bound = sa.bindparam(None, tenant, type_=sa.String()) if tenant is not None else self.table.c.tenant
             words = [sa.bindparam(None, w, type_=sa.Text()) for w in expr.words]
             return self._guard(expr.field, self.words(expr.field, bound, words))
-        if isinstance(expr, Among):
-            return self._among(expr, tenant)
         raise TypeError(f"not a crmkit condition: {expr!r}")
 
-    def _among(self, expr: Among, tenant: str | None) -> ColumnElement[bool]:
-        """``field IN (SELECT id FROM other WHERE other.tenant = :tenant AND ...)``: a semi-join in the database.
+    def _in_select(self, expr: InSelect, tenant: str | None) -> ColumnElement[bool]:
+        """``field IN (SELECT other.field FROM other WHERE other.tenant = :tenant AND ... AND other.field IS NOT
+        NULL)``: a semi-join in the database, never NULL (neither side is), so NOT means what it says.
 
-        With the tenant a bound value the subquery is not correlated, so SQLite and
-        PostgreSQL run it once per statement (a hashed or materialised semi-join), not per row.
+        The sub-select reads its own (aliased) table even when it is the outer one; with the tenant a
+        bound value it is not correlated, so SQLite and PostgreSQL run it once per statement (a hashed
+        or materialised semi-join), not per row. A grouped sub-query (``having``) is run before, by the
+        records service.
         """
         key = (tenant, expr)
         found = self._semi_joins.get(key)
         if found is not None:
             return found
-        if self.tables is None:
-            raise TypeError("this compiler has no other tables to join (among)")
-        other = self.tables(expr.entity).alias()
-        inner = Compiler(other, expr.entity, self.dialect, self.tables, self.lookup)
+        select = expr.select
+        if self.tables is None or select.spec is None or select.having is not None:
+            raise TypeError(f"a sub-query needs the other tables, a bound Select and no having: {expr!r}")
+        other = self.tables(select.spec).alias()
+        inner = Compiler(other, select.spec, self.dialect, self.tables)
         mine = other.c.tenant == (self.table.c.tenant if tenant is None else tenant)
-        ids = sa.select(other.c.id).where(mine, inner.expr(expr.where, tenant))
-        found = self._guard(expr.field, self.column(expr.field).in_(ids))
+        of = select.field
+        values = sa.select(inner.sortable(of)).where(mine, inner.expr(select.where, tenant))
+        if select.spec.fields[of].nullable:
+            values = values.where(inner.column(of).is_not(None))
+        if tenant is not None:
+            values = values.correlate(None)
+        found = self._guard(expr.field, self.sortable(expr.field).in_(values))
         if len(self._semi_joins) >= 256:  # conditions come from code and policies, not data; bounded anyway
             self._semi_joins.clear()
         self._semi_joins[key] = found
@@ -227,21 +231,6 @@ class Compiler:
         )
         return self._guard(name, column.in_(each))
 
-    def _in_select(self, expr: InSelect, tenant: str | None) -> ColumnElement[bool]:
-        """``column IN (SELECT other.column FROM other WHERE tenant AND ... AND other.column IS NOT NULL)``:
-        never NULL (neither side is), so NOT means what it says; the sub-select reads its own table even
-        when it is the outer one (uncorrelated)."""
-        if tenant is None or self.lookup is None or expr.select.having is not None:
-            raise TypeError(f"a sub-query needs its tenant and the other tables (and no having): {expr!r}")
-        inner = self.lookup(expr.select.entity)
-        of = expr.select.field
-        values = (
-            sa.select(inner.sortable(of))
-            .where(inner.where(tenant, expr.select.where), inner.column(of).is_not(None))
-            .correlate(None)
-        )
-        return self._guard(expr.field, self.sortable(expr.field).in_(values))
-
     def _contains(self, name: str, value: str) -> ColumnElement[bool]:
         if "\x00" in value and self.pg:
             return sa.false()  # stored text never holds NUL
@@ -281,7 +270,9 @@ class Compiler:
         if self.pg:
             wanted = sa.cast(postgresql.array(words), postgresql.ARRAY(sa.Text()))
             return words_of(column).op("@>")(wanted)  # type: ignore[no-any-return]
-        index = word_table(self.table, column.name)
+        table = self.table.element if isinstance(self.table, sa.Alias) else self.table  # a sub-query's alias
+        assert isinstance(table, sa.Table)
+        index = word_table(table, column.name)
         lists = [sa.select(index.c.id).where(index.c.tenant == tenant, index.c.word == word) for word in words]
         if len(lists) == 1:
             return self.table.c.id.in_(lists[0])

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from crmkit._errors import ConflictError, PluginError, ValidationError
+from crmkit._errors import ConflictError, PluginError
 from crmkit.aggregation import AggregateQuery
 from crmkit.entities import ENTITIES, EntitySpec
 from crmkit.query import All, Compare, Expr, In, Matches, Order, StartsWith, conjuncts, parse_order
@@ -70,9 +70,7 @@ class SqlRepository(Repository[Any]):
         self.table: sa.Table
         self.convert: Converter
         self.table, self.convert = storage_of(spec)  # crmkit's own tables, or derived from a declaration
-        self.compiler = Compiler(
-            self.table, spec, store.dialect, lambda other: store.repository(other).table, store.compiler_of
-        )
+        self.compiler = Compiler(self.table, spec, store.dialect, lambda other: store.repository(other).table)
         # the columns records are read from (folded shadows of searchable fields are only searched)
         self._columns = [c for c in self.table.c if c.name != "tenant" and SHADOW not in c.info]
         # The statements of the hot paths, built once (SQLAlchemy then reuses their compiled form).
@@ -506,7 +504,6 @@ class SqlStore(Store):
             concurrent_writers=True,
             persistent=not self.in_memory,
             server=self.dialect == "postgresql",
-            semi_join=True,
         )
         self._local = threading.local()
         # one connection holds an in-memory database: let one thread use it at a time
@@ -532,13 +529,6 @@ class SqlStore(Store):
             revision = upgrade_engine(self.engine, tables, where=self.where.text)
         self.serve(list(schema.derived.values()), ensure=False)
         return f"crmkit schema revision {revision}; tables of {len(tables)} declared aggregates present"
-
-    def compiler_of(self, name: str) -> Compiler:
-        """The query compiler of an aggregate this store serves (what a sub-query selects from)."""
-        repo = self._repos.get(name)
-        if repo is None:
-            raise ValidationError("where", "the sub-query names an aggregate this store does not serve", name)
-        return repo.compiler
 
     def repository(self, spec: EntitySpec) -> SqlRepository:
         repo = self._repos.get(spec.name)

@@ -276,4 +276,4 @@ class TestMarketing(MarketingContract):
 
 
 class TestSemiJoins(SemiJoinContract):
-    """F(field).among(aggregate, condition): semi-joins in the store, against the reference."""
+    """Sub-queries, F(field).in_(Select(...)) and its shorthand among(): semi-joins in the store."""

@@ -1,26 +1,32 @@
-"""The semi-join ``F(field).among(aggregate, condition)``, judged against the records read back.
+"""Sub-queries (semi-joins): ``F(field).in_(Select(aggregate, field, condition, having=...))`` and its
+shorthand ``F(field).among(aggregate, condition)`` (``in_(Select(aggregate, "id", condition))``).
 
-Random customers (owners, tags), their interactions and relationships between them are
-stored; then interactions and relationships are selected by conditions on the customers
-they refer to, negated, nested (relationships whose source has an interaction of a
-channel) and combined with conditions of their own. Counts, pages, scans, reports and
-deletions must hold exactly the records the reference finds: the referred records that
-match, looked up among everything stored.
+On the probe aggregate: random customers and probes referring to them are stored, then
+probes are selected by conditions on their customers and customers by conditions on their
+probes, a sub-query on the aggregate itself, on text, on a nullable reference, with
+``having`` (a count, a money sum), negated and nested. Customers, interactions and
+relationships check the shorthand with counts, pages, scans, reports and deletions. Every
+answer must hold exactly the records the reference finds, looked up among everything stored.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
-from hypothesis import given
+import pytest
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from crmkit import Customer, F, Interaction, Relationship
-from crmkit.query import Expr, Where, bind
-from crmkit.testing._backends import Backend
+from crmkit import Customer, F, Interaction, Relationship, ValidationError
+from crmkit.crm import CRM
+from crmkit.query import Expr, Select, Where, bind
+from crmkit.testing._backends import Backend, BackendPool
+from crmkit.testing.conformance._aggregate_kit import PROBE_PLUGIN
 from crmkit.testing.conformance._harness import ContractBase, at, conformance_settings, person
+from crmkit.testing.probe import Probe
 
 __all__ = ["SemiJoinContract"]
 
@@ -40,7 +46,145 @@ _CUSTOMER_CONDITIONS: tuple[tuple[Where, Callable[[Customer], bool]], ...] = (
 
 
 class SemiJoinContract(ContractBase):
-    """``among``: records selected by a condition on the records they refer to, in the store."""
+    """Sub-queries (``in_(Select)``, ``among``): records selected by conditions on other records, in the store."""
+
+    @pytest.fixture
+    def crmkit_backend(
+        self,
+        crmkit_url: str,
+        crmkit_connect_options: dict[str, Any],
+        crmkit_plugins: tuple[object, ...],
+        crmkit_backends: BackendPool,
+    ) -> Backend:
+        """The store under test, with the probe aggregates declared."""
+        extra = () if PROBE_PLUGIN in crmkit_plugins else (PROBE_PLUGIN,)
+        return crmkit_backends.get(crmkit_url, crmkit_connect_options, (*crmkit_plugins, *extra))
+
+    def test_sub_queries_on_the_probe_match_the_reference(self, crmkit_backend: Backend) -> None:
+        @conformance_settings(max_examples=15, suppress_health_check=[HealthCheck.differing_executors])
+        @given(
+            people=st.lists(
+                st.tuples(st.sampled_from(_OWNERS), st.frozensets(st.sampled_from(_TAGS))), min_size=1, max_size=5
+            ),
+            probes=st.lists(
+                st.tuples(
+                    st.integers(0, 4),  # owner
+                    st.sampled_from(("a", "b", "c")),  # code
+                    st.integers(0, 5),  # number
+                    st.sampled_from(("0", "2.50", "-1", "10")),  # amount
+                    st.one_of(st.none(), st.integers(0, 4)),  # sponsor
+                ),
+                max_size=10,
+            ),
+            which=st.integers(0, len(_CUSTOMER_CONDITIONS) - 1),
+            k=st.integers(0, 5),
+            at_least=st.integers(1, 3),
+            more_than=st.sampled_from((Decimal("-1"), Decimal("0"), Decimal("2.5"), Decimal("11"))),
+        )
+        def check(
+            people: list[tuple[str | None, frozenset[str]]],
+            probes: list[tuple[int, str, int, str, int | None]],
+            which: int,
+            k: int,
+            at_least: int,
+            more_than: Decimal,
+        ) -> None:
+            crm = crmkit_backend.crm()
+            customers = [
+                crm.customers.add(person(f"P{i}", owner=owner, tags=tags)) for i, (owner, tags) in enumerate(people)
+            ]
+            n = len(customers)
+            records = crm.records(Probe)
+            unique = {(o % n, code, number): (amount, sponsor) for o, code, number, amount, sponsor in probes}
+            stored = [
+                records.add(
+                    Probe(
+                        owner_id=customers[o].id,
+                        code=code,
+                        number=number,
+                        amount=Decimal(amount),
+                        currency="EUR",
+                        happened_at=at(2026, 1, 1 + i),
+                        sponsor_id=None if sponsor is None else customers[sponsor % n].id,
+                    )
+                )
+                for i, ((o, code, number), (amount, sponsor)) in enumerate(unique.items())
+            ]
+            where, test = _CUSTOMER_CONDITIONS[which]
+            chosen = {c.id for c in customers if test(c)}
+            sugar = F("owner_id").among(Customer, where)
+            select = F("owner_id").in_(Select("customers", "id", where))
+            assert sugar == F("owner_id").in_(Select(Customer, "id", where))
+            big = F("number") > k
+            busy = {p.owner_id for p in stored if p.number > k}
+            for condition, want in (
+                (sugar, {p.id for p in stored if p.owner_id in chosen}),
+                (select, {p.id for p in stored if p.owner_id in chosen}),
+                (~select & big, {p.id for p in stored if p.owner_id not in chosen and p.number > k}),
+                (select | big, {p.id for p in stored if p.owner_id in chosen or p.number > k}),
+                # a nullable reference: a missing sponsor is in nothing, and so is not in it
+                (
+                    F("sponsor_id").in_(Select("customers", "id", where)),
+                    {p.id for p in stored if p.sponsor_id in chosen},
+                ),
+                (
+                    ~F("sponsor_id").among("customers", where),
+                    {p.id for p in stored if p.sponsor_id not in chosen},
+                ),
+                # the aggregate itself, on text: probes whose code some big probe has
+                (
+                    F("code").in_(Select(Probe, "code", big)),
+                    {p.id for p in stored if p.code in {q.code for q in stored if q.number > k}},
+                ),
+                # nested: probes of customers who own a big probe and are chosen
+                (
+                    F("owner_id").among(Customer, _and(F("id").in_(Select(Probe, "owner_id", big)), where)),
+                    {p.id for p in stored if p.owner_id in busy & chosen},
+                ),
+            ):
+                _same(records, condition, want)
+            counts: dict[uuid.UUID, int] = {}
+            sums: dict[uuid.UUID, Decimal] = {}
+            for p in stored:
+                counts[p.owner_id] = counts.get(p.owner_id, 0) + 1
+                sums[p.owner_id] = sums.get(p.owner_id, Decimal(0)) + p.amount
+            for condition, want in (
+                (F("id").in_(Select(Probe, "owner_id", big)), busy),
+                (_and(~F("id").in_(Select(Probe, "owner_id", big)), where), chosen - busy),
+                (
+                    F("id").in_(Select(Probe, "owner_id", None, having=("count", ">=", at_least))),
+                    {c for c, m in counts.items() if m >= at_least},
+                ),
+                (
+                    F("id").in_(Select(Probe, "owner_id", ~big, having=("sum(amount)", ">", more_than))),
+                    {
+                        c
+                        for c in counts
+                        if (s := [p.amount for p in stored if p.owner_id == c and p.number <= k]) and sum(s) > more_than
+                    },
+                ),
+            ):
+                _same(crm.customers, condition, want)
+            # deleting by a bound sub-query, in the repository, removes exactly those
+            spec = records.spec
+            doomed = crm.store.repository(spec).delete_where(crm.tenant, bind(select, spec, crm.schema))
+            assert doomed == sum(1 for p in stored if p.owner_id in chosen)
+            assert {p.id for p in records.scan()} == {p.id for p in stored if p.owner_id not in chosen}
+
+        check()
+
+    def test_sub_queries_are_checked_against_both_aggregates(self, crm: CRM) -> None:
+        records = crm.records(Probe)
+        with pytest.raises(ValidationError, match="code"):
+            records.count(F("code").among(Customer))  # text against ids
+        with pytest.raises(ValidationError, match="colour"):
+            records.count(F("owner_id").among(Customer, F("colour") == "red"))  # not a customer field
+        with pytest.raises(ValidationError, match="owner_id"):
+            records.count(F("owner_id").in_(Select("nothing", "id")))  # no such aggregate
+        with pytest.raises(ValidationError, match="owner_id"):
+            records.count(F("owner_id").in_(Select(Probe, "code")))  # uuid against text
+        with pytest.raises(ValidationError, match="having"):
+            crm.customers.count(F("id").in_(Select(Probe, "owner_id", having=("sum(code)", ">", 1))))
 
     def test_among_matches_the_reference(self, crmkit_backend: Backend) -> None:
         @conformance_settings(max_examples=15)
@@ -130,11 +274,15 @@ class SemiJoinContract(ContractBase):
         assert two.interactions.count(F("customer_id").among(Customer, F("owner") == "user:b")) == 1
 
 
+def _and(condition: Expr, where: Where) -> Expr:
+    assert where is None or isinstance(where, Expr)
+    return condition if where is None else condition & where
+
+
 def _same(records: Any, condition: Expr, want: set[uuid.UUID]) -> None:
-    spec = records.spec
+    """Count, scan, a page and a report in the store all hold exactly ``want``."""
     assert records.count(condition) == len(want), condition
     assert {r.id for r in records.scan(condition)} == want, condition
     page = records.find(condition, limit=2)
     assert {r.id for r in page} <= want and len(page) == min(2, len(want)), condition
     assert records.aggregate(condition, count=True).rows[0]["count"] == len(want), condition
-    assert spec.name in ("interactions", "relationships")
