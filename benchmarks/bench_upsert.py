@@ -11,8 +11,11 @@ side writes the same rows, in exactly the form crmkit stores them, with the driv
 upsert: ``INSERT ... ON CONFLICT (tenant, external_id) DO UPDATE`` (sqlite3, psycopg) or
 ``bulk_write`` of ``ReplaceOne(upsert=True)`` (pymongo), in batches of the same size. The
 raw side knows nothing: it rewrites unchanged rows and keeps no versions or events.
-Goal (issue 15): crmkit at least 0.5x the raw speed, i.e. at most 2x its time. The CPU time
-of this process is printed too: the machine these run on is shared. crmkit keeps its audit
+Each round starts from fresh stores; in each pass the two sides take turns, the one going
+first alternating from round to round, and the medians (and the median of the rounds'
+ratios) are printed (``--rounds``). Goal (issue 15): crmkit at least 0.5x the raw speed,
+i.e. at most 2x its time. The CPU time of this process is printed too: the machine these
+run on is shared. crmkit keeps its audit
 trail and event feed by default (every added and changed row is journalled);
 ``--no-audit`` connects without them, which is closer to what the raw side does.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import random
+import statistics
 import sys
 import tempfile
 import uuid
@@ -152,43 +156,74 @@ def mongo_raw(crm: Any, collection: Any) -> Callable[[list[Row]], None]:
     return upsert
 
 
+Side = Callable[[list[Row]], Any]
+
+
 def run(
     label: str,
-    url: str,
-    raw_url: str,
+    stores: Callable[[int], tuple[str, str]],
     n: int,
-    raw: Callable[[crmkit.CRM], Callable[[list[Row]], None]],
+    raw: Callable[[crmkit.CRM, str], Side],
     audit: bool = True,
+    rounds: int = 1,
 ) -> None:
-    with (
-        crmkit.connect(url, tenant=TENANT, audit=audit, event_feed=audit) as crm,
-        crmkit.connect(raw_url, tenant=TENANT) as raw_crm,
-    ):
-        people = crm.customers.add_many(Customer(kind="person", name=f"c{i}") for i in range(1000))
-        assert people.added == 1000
-        customers = [c.id for c in crm.customers.stream()]
-        first = make_rows(customers, n)
-        second = changed(first)
-        upsert_raw = raw(raw_crm)
-        for name, rows, expect in (("all new", first, (n, 0, 0)), ("10% changed", second, (0, -(-n // 10), None))):
-            mine, mine_cpu, result = timed(
-                lambda rows=rows: crm.transactions.upsert_many(records(rows), key="external_id", batch_size=BATCH)
-            )
-            assert (result.added, result.updated) == expect[:2], result
-            theirs, theirs_cpu, _ = timed(lambda rows=rows: upsert_raw(rows))
-            show(
-                f"{label:<18} {n:,} rows, {name:<12}{'' if audit else ' (no audit trail)'}",
-                f"crmkit {mine:>7.1f} s (CPU {mine_cpu:>6.1f} s)",
-                f"raw {theirs:>7.1f} s (CPU {theirs_cpu:>6.1f} s)",
-                f"crmkit's speed {theirs / mine:.2f}x the raw driver's",
-                f"(CPU {theirs_cpu / mine_cpu:.2f}x; goal >= 0.5x)",
-            )
+    """``rounds`` rounds, each into fresh stores (``stores(round)``: crmkit's URL and the raw side's).
+
+    In a round each pass (all new, then 10% changed) is run by both sides, one after the
+    other, the side going first alternating from round to round; printed: each round's
+    times, then the medians and the median of the rounds' ratios.
+    """
+    customer_ids: list[uuid.UUID] = []
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    passes = ("all new", "10% changed")
+    for r in range(rounds):
+        url, raw_url = stores(r)
+        with (
+            crmkit.connect(url, tenant=TENANT, audit=audit, event_feed=audit) as crm,
+            crmkit.connect(raw_url, tenant=TENANT) as raw_crm,
+        ):
+            if not customer_ids:
+                people = crm.customers.add_many(Customer(kind="person", name=f"c{i}") for i in range(1000))
+                assert people.added == 1000
+                customer_ids = [c.id for c in crm.customers.stream()]
+                first = make_rows(customer_ids, n)
+                second = changed(first)
+            else:  # the same customers in every round's store
+                crm.customers.add_many(Customer(kind="person", name=f"c{i}", id=c) for i, c in enumerate(customer_ids))
+            upsert_raw = raw(raw_crm, raw_url)
+            for name, rows, expect in zip(passes, (first, second), ((n, 0), (0, -(-n // 10))), strict=True):
+
+                def mine(rows: list[Row] = rows, expect: tuple[int, int] = expect) -> None:
+                    result = crm.transactions.upsert_many(records(rows), key="external_id", batch_size=BATCH)
+                    assert (result.added, result.updated) == expect, result
+
+                sides: list[tuple[str, Side]] = [("crmkit", lambda _rows: mine()), ("raw", upsert_raw)]
+                for side, fn in sides if r % 2 == 0 else sides[::-1]:
+                    wall, cpu, _ = timed(lambda fn=fn, rows=rows: fn(rows))
+                    times.setdefault((side, name), []).append((wall, cpu))
+                    show(f"round {r + 1}", f"{name:<12}", f"{side:<6} {wall:>7.1f} s (CPU {cpu:>6.1f} s)")
+    for name in passes:
+        mine_t, theirs_t = times[("crmkit", name)], times[("raw", name)]
+        ratio = statistics.median(t[0] / m[0] for m, t in zip(mine_t, theirs_t, strict=True))
+        cpu_ratio = statistics.median(t[1] / m[1] for m, t in zip(mine_t, theirs_t, strict=True))
+        (mine_wall, mine_cpu), (raw_wall, raw_cpu) = (
+            (statistics.median(w for w, _ in side), statistics.median(c for _, c in side))
+            for side in (mine_t, theirs_t)
+        )
+        show(
+            f"{label:<18} {n:,} rows, {name:<12}{'' if audit else ' (no audit trail)'}",
+            f"crmkit {mine_wall:>7.1f} s (CPU {mine_cpu:>6.1f} s)",
+            f"raw {raw_wall:>7.1f} s (CPU {raw_cpu:>6.1f} s)",
+            f"crmkit's speed {ratio:.2f}x the raw driver's",
+            f"(CPU {cpu_ratio:.2f}x; goal >= 0.5x; medians of {rounds} round{'s' if rounds > 1 else ''})",
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "mongodb"), default="sqlite")
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=1, help="rounds into fresh stores, sides alternating")
     parser.add_argument(
         "--no-audit", action="store_true", help="connect with audit=False, event_feed=False (no trail is written)"
     )
@@ -198,23 +233,24 @@ def main() -> int:
         import sqlite3
 
         with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as folder:
-            raw_path = f"{folder}/raw.db"
-            run(
-                f"SQLite {sqlite3.sqlite_version}",
-                f"sqlite:///{folder}/crm.db",
-                f"sqlite:///{raw_path}",
-                args.rows,
-                lambda _crm: sqlite_raw(raw_path),
-                audit,
-            )
+
+            def files(r: int) -> tuple[str, str]:
+                for old in Path(folder).iterdir():  # the last round's databases
+                    old.unlink()
+                return f"sqlite:///{folder}/crm{r}.db", f"sqlite:///{folder}/raw{r}.db"
+
+            run(f"SQLite {sqlite3.sqlite_version}", files, args.rows,
+                lambda _crm, raw_url: sqlite_raw(raw_url.removeprefix("sqlite:///")), audit, args.rounds)  # fmt: skip
     elif args.backend == "postgresql":
         from tests.support.servers import create_database, start_postgres
 
         server = start_postgres()
         try:
-            raw_url = create_database(server.url, "bench_upsert_raw")
-            run("PostgreSQL", create_database(server.url, "bench_upsert"), raw_url, args.rows,
-                lambda _crm: postgres_raw(raw_url), audit)  # fmt: skip
+
+            def databases(_r: int) -> tuple[str, str]:
+                return create_database(server.url, "bench_upsert"), create_database(server.url, "bench_upsert_raw")
+
+            run("PostgreSQL", databases, args.rows, lambda _crm, raw_url: postgres_raw(raw_url), audit, args.rounds)
         finally:
             server.stop()
     else:
@@ -224,10 +260,15 @@ def main() -> int:
 
         mongo = start_mongo()
         try:
-            raw_url = database_url(mongo.url, "bench_upsert_raw")
-            collection = MongoClient(mongo.url)["bench_upsert_raw"]["transactions"]
-            run("MongoDB", database_url(mongo.url, "bench_upsert"), raw_url, args.rows,
-                lambda crm: mongo_raw(crm, collection), audit)  # fmt: skip
+            client: Any = MongoClient(mongo.url)
+
+            def mongo_databases(_r: int) -> tuple[str, str]:
+                client.drop_database("bench_upsert")
+                client.drop_database("bench_upsert_raw")
+                return database_url(mongo.url, "bench_upsert"), database_url(mongo.url, "bench_upsert_raw")
+
+            raw_of = lambda crm, _url: mongo_raw(crm, client["bench_upsert_raw"]["transactions"])  # noqa: E731
+            run("MongoDB", mongo_databases, args.rows, raw_of, audit, args.rounds)
         finally:
             mongo.stop()
     return 0

@@ -112,6 +112,9 @@ class AggregateQuery:
     measures: tuple[Measure, ...]
     #: The measures asked for, by name (``"count"``, ``"sum(amount)"``, ``"mean(amount)"``...).
     asked: tuple[str, ...] = ()
+    #: Keep only the groups of at least ``low`` and at most ``high`` records (None: no bound),
+    #: filtered in the store (``HAVING count(*)``, a ``$match`` after the ``$group``).
+    count_range: tuple[int, int | None] | None = None
 
 
 def _names(param: str, value: str | Sequence[str] | bool | None) -> list[str]:
@@ -440,6 +443,7 @@ def _distinct_key(kind: str | None, value: Any) -> Any:
 def compute(spec: EntitySpec, query: AggregateQuery, records: Iterable[Any]) -> list[tuple[Any, ...]]:
     """The raw rows of a report computed in Python: the reference, and the store's default."""
     groups: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[Any]]] = {}
+    sizes: dict[tuple[Any, ...], int] = {}  # records per group, for ``count_range``
     for record in records:
         key_values: list[Any] = []
         for bucket in query.group_by:
@@ -472,8 +476,12 @@ def compute(spec: EntitySpec, query: AggregateQuery, records: Iterable[Any]) -> 
                 value = _plain(value)
                 if state[i] is None or (value < state[i] if measure.op == "min" else value > state[i]):
                     state[i] = value
+        sizes[identity] = sizes.get(identity, 0) + 1
     out: list[tuple[Any, ...]] = []
-    for group_values, totals in groups.values():
+    low, high = query.count_range or (0, None)
+    for identity, (group_values, totals) in groups.items():
+        if sizes[identity] < low or (high is not None and sizes[identity] > high):
+            continue
         measured = [len(s) if isinstance(s, set) else s for s in totals]
         out.append((*group_values, *measured))
     return out

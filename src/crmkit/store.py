@@ -114,6 +114,29 @@ class Repository(abc.ABC, Generic[T]):
             if not self.replace(tenant, record, version)
         }
 
+    def compare_stored(self, tenant: str, records: Sequence[T]) -> dict[str, tuple[uuid.UUID, int, bool]]:
+        """The stored counterparts of records, matched by external id, and whether each holds the same values.
+
+        For each record whose ``external_id`` the tenant has stored: that stored record's id,
+        its version, and whether its values equal the record's (every field but ``id``,
+        ``created_at``, ``updated_at`` and ``version``). ``upsert_many`` asks this once per
+        batch and then reads and writes only the changed records. Backends compare in the
+        store (SQL: the batch staged in a temporary table and joined to the stored rows,
+        column by column; MongoDB: stored documents against the encoded ones, undecoded)
+        instead of decoding every stored record; this default reads and compares records.
+        """
+        keys = tuple({k for k in (getattr(r, "external_id", None) for r in records) if k is not None})
+        if not keys:
+            return {}
+        found: list[Any] = self.find(tenant, In("external_id", keys), parse_order(None, self.spec), None)
+        stored = {s.external_id: s for s in found}
+        out: dict[str, tuple[uuid.UUID, int, bool]] = {}
+        for record in records:
+            current = stored.get(getattr(record, "external_id", None))
+            if current is not None:
+                out[current.external_id] = (current.id, current.version, same_values(record, current))
+        return out
+
     @abc.abstractmethod
     def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:
         """Delete one record (iff at that version when given); False when nothing matched."""
@@ -245,6 +268,20 @@ def _edges_from(nodes: Sequence[uuid.UUID], kinds: frozenset[str], direction: st
         parts.append(Or((Compare("since", "==", None), Compare("since", "<=", as_of))))
         parts.append(Or((Compare("until", "==", None), Compare("until", ">=", as_of))))
     return And(tuple(parts)) if parts else ALL
+
+
+_STORED_FIELDS = frozenset({"id", "created_at", "updated_at", "version"})
+
+
+def same_values(record: Any, stored: Any) -> bool:
+    """Whether two records of one kind hold the same values: every field but id, times and version."""
+    if record.__class__ is not stored.__class__:
+        return False
+    return all(
+        getattr(record, a.name) == getattr(stored, a.name)
+        for a in attrs.fields(record.__class__)
+        if a.name not in _STORED_FIELDS
+    )
 
 
 def iter_batches(items: Iterator[T], size: int) -> Iterator[list[T]]:

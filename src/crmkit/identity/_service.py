@@ -233,18 +233,24 @@ class Identity:
     def _candidates(self, block_limit: int) -> tuple[list[uuid.UUID], set[tuple[int, int]]]:
         """Blocking in the store: the customers sharing a key of ``identity_keys`` (``BLOCKING`` kinds).
 
-        One group-by counts each key's customers; the keys held by two customers or more
-        (and by few enough that their block holds at most ``block_limit`` pairs: a key
-        shared by hundreds separates nothing) are then read back through the (kind, key)
-        index. Returns the customers involved and the candidate pairs, as indexes into them.
+        One group-by in the store counts each key's customers and keeps only the keys held
+        by two customers or more, and by few enough that their block holds at most
+        ``block_limit`` pairs (a key shared by hundreds separates nothing): the hundreds of
+        thousands of keys held by one customer each never leave the store. The shared keys'
+        entries are then read back through the (kind, key) index. Returns the customers
+        involved and the candidate pairs, as indexes into them.
         """
         crm = self._crm
         spec = crm.schema.spec(IdentityKey)
         repo = crm.store.repository(spec)
-        # the store's raw group rows (kind, key, count): hundreds of thousands of keys
-        # are each held by one customer, and only the shared ones are worth a Row
-        query = parse_aggregate(
-            spec, group_by=("kind", "key"), count=True, sum=None, min=None, max=None, mean=None, count_distinct=None
+        most = 2  # the largest block of at most block_limit pairs
+        while (most + 1) * most // 2 <= block_limit:
+            most += 1
+        query = attrs.evolve(
+            parse_aggregate(
+                spec, group_by=("kind", "key"), count=True, sum=None, min=None, max=None, mean=None, count_distinct=None
+            ),
+            count_range=(2, most),
         )
         shared: dict[str, list[str]] = {}
         for kind, key, n in repo.aggregate(crm.tenant, bind(In("kind", BLOCKING), spec), query):

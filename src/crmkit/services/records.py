@@ -172,7 +172,6 @@ def _stamper(cls: type) -> Callable[[Any, dt.datetime], Any]:
 #: The fields the store sets on a record: an upserted row's are taken from the stored record.
 _STORED_FIELDS = ("id", "created_at", "updated_at", "version")
 _restampers: dict[type, Callable[..., Any]] = {}
-_comparers: dict[type, Callable[[Any, Any], bool]] = {}
 
 
 def _restamped(record: R, stored: Any, updated_at: dt.datetime | None, version: int) -> R:
@@ -188,24 +187,11 @@ def _restamped(record: R, stored: Any, updated_at: dt.datetime | None, version: 
     return restamp(record, stored, updated_at, version)  # type: ignore[no-any-return]
 
 
-def _same_values(record: Any, stored: Any) -> bool:
-    """Whether an upserted row holds the stored record's values (every field but id, times and version)."""
-    if record.__class__ is not stored.__class__:
-        return False
-    same = _comparers.get(record.__class__)
-    if same is None:
-        same = _comparers[record.__class__] = _generated(record.__class__, "same")
-    return same(record, stored)
-
-
 def _generated(cls: type, what: str) -> Callable[..., Any]:
     names = [a.name for a in attrs.fields(cls)]
     slots = {s for c in cls.__mro__ for s in getattr(c, "__slots__", ())} - {"__weakref__"}
     plain = not cls.__dictoffset__ and slots == set(names)
-    if what == "same":
-        compared = [n for n in names if n not in _STORED_FIELDS] or ["id"]
-        source = "def same(a, b):\n    return " + " and ".join(f"a.{n} == b.{n}" for n in compared) + "\n"
-    elif plain:
+    if plain:
         stamped = {"id": "s.id", "created_at": "s.created_at", "updated_at": "at", "version": "version"}
         lines = [f"    _set(new, {n!r}, {stamped.get(n, f'r.{n}')})" for n in names]
         source = "def restamp(r, s, at, version):\n    new = _new(cls)\n" + "\n".join(lines) + "\n    return new\n"
@@ -644,19 +630,17 @@ class _Records(_ReadRecords[R]):
         if not records:
             return 0, 0, 0
         tenant = self._crm.tenant
-        keys = tuple(_external_id(r) for r in records.values())
-        stored = {
-            _external_id(r): r
-            for r in self._repo.find(tenant, In("external_id", keys), parse_order(None, self.spec), None)
-        }
+        # Which rows are stored, at which version, and which of those hold other values: compared
+        # in the store (``Repository.compare_stored``); only the changed rows' records are read.
+        stored = self._repo.compare_stored(tenant, list(records.values()))
         now = self._crm.now()
         new_rows: list[int] = []
         new: list[R] = []
-        changed: list[tuple[int, R, R]] = []
+        differing: list[tuple[int, R, uuid.UUID]] = []
         unchanged = 0
         for index, record in records.items():
-            current = stored.get(_external_id(record))
-            if current is None:
+            found = stored.get(_external_id(record))
+            if found is None:
                 if record.version != 0:
                     err = ConflictError(f"{self.spec.label} {_external_id(record)!r} is not stored")
                     err.row = index  # type: ignore[attr-defined]
@@ -664,18 +648,33 @@ class _Records(_ReadRecords[R]):
                 new_rows.append(index)
                 new.append(_stamped(record, now))
                 continue
-            if record.version not in (0, current.version):
+            id, version, same = found
+            if record.version not in (0, version):
                 err = ConflictError(
-                    f"{self.spec.label} {current.id} is at version {current.version}; "
-                    f"this row was based on version {record.version}",
+                    f"{self.spec.label} {id} is at version {version}; this row was based on version {record.version}",
                     entity=self.spec.label,
-                    key=current.id,
+                    key=id,
                 )
                 err.row = index  # type: ignore[attr-defined]
                 raise err
-            if _same_values(record, current):
+            if same:
                 unchanged += 1
             else:
+                differing.append((index, record, id))
+        changed: list[tuple[int, R, R]] = []
+        if differing:
+            ids = tuple(id for _, _, id in differing)
+            currents = {r.id: r for r in self._repo.find(tenant, In("id", ids), parse_order(None, self.spec), None)}
+            for index, record, id in differing:
+                current = currents.get(id)
+                if current is None or record.version not in (0, current.version):  # deleted or changed meanwhile
+                    err = ConflictError(
+                        f"{self.spec.label} {id} was changed or deleted concurrently (reload and retry)",
+                        entity=self.spec.label,
+                        key=id,
+                    )
+                    err.row = index  # type: ignore[attr-defined]
+                    raise err
                 changed.append((index, current, record))
         if new:
             self._check_indexed_references(new, new_rows)

@@ -96,6 +96,10 @@ def aggregate(repo: MongoRepository, tenant: str, where: Expr, query: AggregateQ
         if measure.op == "count_distinct":
             sized[f"m{i}"] = {"$size": {"$setDifference": [f"$m{i}", [None]]}}
     pipeline: list[dict[str, Any]] = [{"$match": repo.filter(tenant, where)}, {"$group": group}]
+    if query.count_range is not None:
+        low, high = query.count_range
+        group["size"] = {"$sum": 1}
+        pipeline.append({"$match": {"size": {"$gte": low} if high is None else {"$gte": low, "$lte": high}}})
     if sized:
         pipeline.append({"$addFields": sized})
     rows: list[tuple[Any, ...]] = []

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bson.binary import Binary, UuidRepresentation
 from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
@@ -39,6 +40,10 @@ def _translated(method: F) -> F:
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+#: Fields the store sets on a record (and MongoDB's own key), never compared by ``compare_stored``.
+_STAMPS = frozenset({"_id", "id", "created_at", "updated_at", "version"})
 
 
 class MongoRepository(Repository[Any]):
@@ -207,6 +212,30 @@ class MongoRepository(Repository[Any]):
         decode = self._codec.decode
         stored = {found.id: found for found in (decode(doc) for doc in cursor)}
         return {r.id for r in records if stored.get(r.id) != r}
+
+    @_translated
+    def compare_stored(self, tenant: str, records: Sequence[Any]) -> dict[str, tuple[uuid.UUID, int, bool]]:
+        """Stored documents against the records' encoded documents, field by field, neither decoded into records."""
+        if not self.spec.has_external_id or not records:
+            return {}
+        docs = {doc["external_id"]: doc for doc in self._docs(tenant, records) if doc.get("external_id") is not None}
+        if not docs:
+            return {}
+        # read as encoded: UUIDs stay BSON binaries, as the encoder writes them
+        raw = self.collection.with_options(
+            codec_options=self.collection.codec_options.with_options(uuid_representation=UuidRepresentation.UNSPECIFIED)
+        )
+        cursor = raw.find({"tenant": tenant, "external_id": {"$in": list(docs)}}, {"_id": 0}, session=self._session())
+        out: dict[str, tuple[uuid.UUID, int, bool]] = {}
+        for stored in cursor:
+            ext = stored["external_id"]
+            mine = docs[ext]
+            same = stored.keys() - _STAMPS == mine.keys() - _STAMPS and all(
+                stored[k] == v for k, v in mine.items() if k not in _STAMPS
+            )
+            id = stored["id"]
+            out[ext] = (id.as_uuid() if isinstance(id, Binary) else id, int(stored["version"]), same)
+        return out
 
     @_translated
     def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:

@@ -97,6 +97,11 @@ def aggregate(repo: SqlRepository, tenant: str, where: Expr, query: AggregateQue
         # by position: an expression with bound parameters (a JSON path, a time unit) would not
         # be recognised as the selected one by PostgreSQL
         statement = statement.group_by(*(sa.literal_column(str(position)) for position in select.groups))
+    if query.count_range is not None:
+        low, high = query.count_range
+        statement = statement.having(sa.func.count() >= low)
+        if high is not None:
+            statement = statement.having(sa.func.count() <= high)
     with repo.store.connection() as conn:
         return [select.decode(row) for row in conn.execute(statement)]
 

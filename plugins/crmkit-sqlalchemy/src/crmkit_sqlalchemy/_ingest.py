@@ -430,3 +430,70 @@ def _copy(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequen
     stored = {uuid.UUID(str(v)) if not isinstance(v, uuid.UUID) else v for (v,) in result}
     conn.exec_driver_sql(f"TRUNCATE {staging}")
     return stored
+
+
+# --------------------------------------------------------------------------- upsert comparison
+
+#: Columns the store sets on a record, never compared by ``compare_stored``.
+_STAMPS = frozenset({"tenant", "id", "created_at", "updated_at", "version"})
+
+
+def compare_stored(
+    repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]
+) -> dict[str, tuple[uuid.UUID, int, bool]]:
+    """``Repository.compare_stored`` in the database: stage the batch, join it to the table, compare there.
+
+    The records whose external id is stored (one probe of the unique index, ``stored_keys``)
+    are written as driver rows (the bulk-insert encoding, so a stored row of the same values
+    is the same bytes) into a private temporary table, which is joined to the table on
+    (tenant, external_id); each value column is compared with ``IS NOT DISTINCT FROM`` (``IS``
+    on SQLite), and only the stored id, version and the verdict come back: nothing is decoded.
+    """
+    wanted = {r.external_id for r in records if r.external_id is not None}
+    stored = repo.stored_keys(conn, tenant, "external_id", wanted) if wanted else set()
+    if not stored:
+        return {}
+    staged = [r for r in records if r.external_id in stored]
+    table = repo.table
+    quote = conn.dialect.identifier_preparer.quote
+    name = f"crmkit_cmp_{table.name}"
+    staging, target = quote(name), quote(table.name)
+    columns = [c.name for c in table.c]
+    listed = ", ".join(quote(c) for c in columns)
+    pg = conn.dialect.name == "postgresql"
+    if pg:
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        _copy_text_into_table(conn, name, columns, copy_chunks(table, conn.dialect, tenant, staged))
+        same = " IS NOT DISTINCT FROM "
+    else:
+        # re-made each time: a temporary table lives as long as the connection, the table's columns may change
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{staging}")
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {staging} AS SELECT * FROM {target} WHERE 0")
+        marks = ", ".join("?" for _ in columns)
+        conn.exec_driver_sql(
+            f"INSERT INTO temp.{staging} ({listed}) VALUES ({marks})", driver_rows(table, conn.dialect, tenant, staged)
+        )
+        same = " IS "
+    compared = [c for c in columns if c not in _STAMPS] or ["id"]
+    verdict = " AND ".join(f"s.{quote(c)}{same}b.{quote(c)}" for c in compared)
+    rows = conn.exec_driver_sql(
+        f"SELECT s.external_id, s.id, s.version, CASE WHEN {verdict} THEN 1 ELSE 0 END "
+        f"FROM {staging} AS b JOIN {target} AS s ON s.tenant = b.tenant AND s.external_id = b.external_id"
+    ).fetchall()
+    conn.exec_driver_sql(f"TRUNCATE {staging}" if pg else f"DELETE FROM temp.{staging}")
+    return {
+        ext: (id if isinstance(id, uuid.UUID) else uuid.UUID(str(id)), int(version), bool(equal))
+        for ext, id, version, equal in rows
+    }
+
+
+def _copy_text_into_table(conn: sa.Connection, name: str, columns: Sequence[str], chunks: Iterable[str]) -> None:
+    quote = conn.dialect.identifier_preparer.quote
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    listed = ", ".join(quote(c) for c in columns)
+    with driver.cursor() as cursor, cursor.copy(f"COPY {quote(name)} ({listed}) FROM STDIN") as copy:
+        for chunk in chunks:
+            copy.write(chunk)

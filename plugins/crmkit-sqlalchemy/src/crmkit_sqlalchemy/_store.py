@@ -269,6 +269,15 @@ class SqlRepository(Repository[Any]):
         stored = {r.id: r for r in self.find(tenant, In("id", tuple(r.id for r in records)), self._by_id, None)}
         return {r.id for r in records if stored.get(r.id) != r}
 
+    def compare_stored(self, tenant: str, records: Sequence[Any]) -> dict[str, tuple[uuid.UUID, int, bool]]:
+        """Compared in the database: the batch staged in a temporary table and joined to the table (``_ingest``)."""
+        if not self.spec.has_external_id or not records:
+            return {}
+        from crmkit_sqlalchemy._ingest import compare_stored
+
+        with self.store.connection(atomic=True, several=True, entity=self.spec.label) as conn:
+            return compare_stored(self, conn, tenant, records)
+
     def delete(self, tenant: str, id: uuid.UUID, expected_version: int | None = None) -> bool:
         if expected_version is None:
             statement, params = self._delete, {"p_tenant": tenant, "p_id": id}

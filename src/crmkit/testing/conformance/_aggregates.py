@@ -165,6 +165,21 @@ class AggregateRecordsContract(AggregateContractBase):
             assert_exact(new[0], kit.service.get(a.id), "rolled back")
         assert repo.replace_many(crm.tenant, [], []) == set()
 
+    def test_compare_stored_finds_a_change_in_any_one_field(self, kit: AggregateKit) -> None:
+        """The store's comparison (``Repository.compare_stored``, what upserts find changed rows with)."""
+        crm, repo = kit.crm, kit.crm.store.repository(kit.spec)
+        stored = kit.add(external_id="compared")
+        fresh = kit.edited(stored)
+        assert repo.compare_stored(crm.tenant, [attrs.evolve(stored, version=0)]) == {"compared": (stored.id, 1, True)}
+        assert repo.compare_stored(crm.tenant, [attrs.evolve(kit.new(), external_id="unknown")]) == {}
+        fields = [n for n in kit.spec.declared if n != "external_id"]
+        one_changed = [attrs.evolve(stored, **{name: getattr(fresh, name)}) for name in fields]
+        differing = [r for r in one_changed if any(getattr(r, n) != getattr(stored, n) for n in fields)]
+        assert differing, "the kit's edit changed no field"
+        for record in differing:
+            changed = [n for n in fields if getattr(record, n) != getattr(stored, n)]
+            assert repo.compare_stored(crm.tenant, [record]) == {"compared": (stored.id, 1, False)}, changed
+
     def test_upsert_many_updates_changed_records_in_bulk(self, kit: AggregateKit, clock: Clock) -> None:
         stored = [kit.add(external_id=f"sync {n}") for n in range(3)]
         later = clock.advance(days=1)
@@ -174,9 +189,7 @@ class AggregateRecordsContract(AggregateContractBase):
         for row, before in zip(rows, stored, strict=True):
             got = kit.service.get(before.id)
             changed = row is not stored[1]
-            want = attrs.evolve(
-                row, version=2 if changed else 1, updated_at=later if changed else before.updated_at
-            )
+            want = attrs.evolve(row, version=2 if changed else 1, updated_at=later if changed else before.updated_at)
             assert_exact(want, got, "upsert_many")
         stale = attrs.evolve(kit.edited(stored[0]), version=1)  # based on version 1, stored at 2
         result = kit.service.upsert_many([stale], on_error="report")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -116,6 +117,40 @@ class ReportContract(AggregateContractBase):
                 where = data.draw(st.sampled_from([None, *_own_conditions(spec.name)]), label="where")
                 got = service.aggregate(where, **args)
                 assert_exact(reference(spec, stored, where, args), got, f"{spec.name}.aggregate({where!r}, {args!r})")
+
+        check()
+
+    def test_a_count_range_keeps_only_groups_of_that_many_records(
+        self, crmkit_backend: Backend, spec: AggregateSpec
+    ) -> None:
+        """``AggregateQuery.count_range``: the store drops the groups of too few or too many records (``HAVING``)."""
+
+        @conformance_settings(max_examples=10)
+        @given(data=st.data())
+        def check(data: st.DataObject) -> None:
+            crm = crmkit_backend.crm()
+            kit = AggregateKit(crm, spec)
+            records = data.draw(cs.record_lists(spec, targets=kit.targets, max_size=8), label="records")
+            kit.service.add_many(records)
+            stored = list(kit.service.stream())
+            args = {**data.draw(reports(spec, stored), label="report"), "count": True}
+            low = data.draw(st.integers(0, 3), label="low")
+            high = data.draw(st.none() | st.integers(low, 4), label="high")
+            plain = parse_aggregate(
+                spec, **{"sum": None, "mean": None, "min": None, "max": None, "count_distinct": None, **args}
+            )
+            ranged = attrs.evolve(plain, count_range=(low, high))
+            at_count = len(plain.group_by) + next(
+                i for i, m in enumerate(plain.measures) if m.op == "count" and m.field is None
+            )
+            want = [
+                row
+                for row in compute(spec, plain, stored)
+                if row[at_count] >= low and (high is None or row[at_count] <= high)
+            ]
+            repo = crm.store.repository(spec)
+            got = repo.aggregate(crm.tenant, bind(None, spec), ranged)
+            assert_exact(finish(ranged, want), finish(ranged, got), f"count_range={(low, high)} {args!r}")
 
         check()
 
