@@ -169,13 +169,17 @@ class UnitOfWork:
             local.depth = 0
             events, local.events = local.events, []
             settle, local.settle = local.settle, []
+            if settle and not committed:
+                _settle(settle, False)  # raises nothing: the error that rolled back goes on
+        try:
             if settle:
-                _settle(settle, committed)
-        if committed and events:
-            if committed_events is None:
-                self._host.after_commit(cast("CRM", self), events)
-            else:
-                committed_events.extend(events)
+                _settle(settle, True)
+        finally:  # the commit's events are delivered even if a follow-up failed
+            if events:
+                if committed_events is None:
+                    self._host.after_commit(cast("CRM", self), events)
+                else:
+                    committed_events.extend(events)
 
     def _after_transaction(self, call: Callable[[bool], None]) -> None:
         """Call ``call(committed)`` once the calling thread's transaction ends (``call(True)`` now outside one).
