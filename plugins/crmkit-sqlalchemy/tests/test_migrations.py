@@ -386,3 +386,45 @@ def test_upgrading_0004_lets_stored_transactions_name_the_order_they_paid(empty_
             assert conn.execute(sa.text("SELECT count(*) FROM transactions")).scalar() == 2  # the money stays
     finally:
         engine.dispose()
+
+
+def test_upgrading_0005_indexes_customers_by_owner(empty_url: str) -> None:
+    from crmkit_sqlalchemy._rows import CONVERTERS
+    from crmkit_sqlalchemy._schema import customers
+
+    from crmkit.access import OwnerPolicy
+
+    t0 = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc)
+    stored = [
+        Customer(kind="person", name=name, owner=owner, created_at=t0, updated_at=t0, version=1)
+        for name, owner in (("Ada", "user:a"), ("Bo", "user:b"), ("Cy", None))
+    ]
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0005")
+            conn.execute(customers.insert(), [{"tenant": "acme", **CONVERTERS["customers"].to_row(c)} for c in stored])
+            assert "ix_customers_tenant_owner" not in {i["name"] for i in sa.inspect(conn).get_indexes("customers")}
+    finally:
+        engine.dispose()
+    assert crmkit_sqlalchemy.upgrade(empty_url) == HEAD
+    with crmkit.connect(empty_url, tenant="acme", actor="user:a", upgrade=False, plugins=[OwnerPolicy()]) as crm:
+        assert [c.name for c in crm.customers.find()] == ["Ada"]  # the owner's customers, nothing else changed
+        declared = list(crm.schema.derived.values())
+    engine = _engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            assert diff(conn, declared) == []
+            indexes = {i["name"]: i["column_names"] for i in sa.inspect(conn).get_indexes("customers")}
+            assert indexes["ix_customers_tenant_owner"] == ["tenant", "owner"]
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0005")
+        with engine.connect() as conn:
+            assert "ix_customers_tenant_owner" not in {i["name"] for i in sa.inspect(conn).get_indexes("customers")}
+            assert conn.execute(sa.text("SELECT count(*) FROM customers")).scalar() == 3  # the customers stay
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+        with engine.connect() as conn:
+            assert diff(conn, declared) == []
+    finally:
+        engine.dispose()

@@ -59,6 +59,8 @@ class MemoryRepository(Repository[Any]):
         references = getattr(spec, "references", ())
         if references:
             owners = [r.field if r.target is not None else f"{r.field}.id" for r in references]
+        if spec.name == "customers":
+            owners = ["owner"]  # record-level access (crmkit.access.OwnerPolicy) reads customers by owner
         self._owners: dict[str, dict[str, dict[Any, set[uuid.UUID]]]] = {f: {} for f in owners}
         # unique key -> tenant -> key values -> record id (the database's unique index)
         self._unique: dict[tuple[str, ...], dict[str, dict[tuple[Any, ...], uuid.UUID]]] = {

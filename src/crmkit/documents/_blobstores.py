@@ -5,7 +5,18 @@ is one, and is its own plugin::
 
     crmkit.connect(url, plugins=[FileBlobStore("file:///var/lib/crm/blobs")])
 
-Blob stores key contents by tenant and SHA-256, so the same file is kept once.
+Blob stores key contents by tenant and SHA-256, so the same file is kept once. A store
+outside the database cannot join its transactions, so ``crm.documents`` works with it in
+two steps on each side:
+
+- an attach *stages* the content (hashed while it is written to a place of its own),
+  *keeps* it under its SHA-256 unless that is kept already (nothing more is written), and
+  once its transaction has ended *finishes*: after a commit it makes sure the content is
+  still kept (a deletion may have raced it), then drops the staged copy;
+- a deletion runs only after the transaction that deleted the blob's record has
+  committed, and takes the content out of reach before it asks, once more, whether a
+  record names it: an attach that committed meanwhile is seen and the content is put
+  back; one that commits later finds it gone and keeps its staged copy.
 """
 
 from __future__ import annotations
@@ -15,14 +26,32 @@ import hashlib
 import os
 import tempfile
 import urllib.parse
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from crmkit._errors import NotFound, ValidationError
 from crmkit.hookspecs import hookimpl
 
-__all__ = ["BlobStore", "FileBlobStore"]
+__all__ = ["BlobStore", "FileBlobStore", "StagedBlob"]
+
+
+@runtime_checkable
+class StagedBlob(Protocol):
+    """A content an attach has written to a blob store but not yet kept under its SHA-256 (``BlobStore.stage``)."""
+
+    sha256: str
+    size: int
+
+    def keep(self) -> None:
+        """Make the content readable under its SHA-256, unless it is kept already (then nothing is written)."""
+        ...
+
+    def finish(self, committed: bool) -> None:
+        """Once the attach's transaction has ended: after a commit, keep the content again if a deletion
+        took it meanwhile; in any case forget the staged copy."""
+        ...
 
 
 @runtime_checkable
@@ -32,11 +61,10 @@ class BlobStore(Protocol):
     #: The name kept in ``Blob.location`` (``"file"``): a blob is read back from the store of that name.
     name: str
 
-    def put(self, tenant: str, chunks: Iterable[bytes]) -> tuple[str, int]:
-        """Keep the bytes of ``chunks`` (read one at a time); return their SHA-256 (hex) and size.
+    def stage(self, tenant: str, chunks: Iterable[bytes]) -> StagedBlob:
+        """Write the bytes of ``chunks`` (read one at a time) to a place of their own, hashing them.
 
-        Atomic: a reader never sees part of a content, and a failed write leaves nothing
-        under the key. Putting a content already kept keeps one copy.
+        Nothing is readable under the SHA-256 before ``keep``; a failed write leaves nothing.
         """
         ...
 
@@ -44,8 +72,11 @@ class BlobStore(Protocol):
         """A binary file object reading the content (``NotFound`` if it is not kept)."""
         ...
 
-    def delete(self, tenant: str, sha256: str) -> None:
-        """Forget a content (nothing happens if it is not kept)."""
+    def delete(self, tenant: str, sha256: str, *, unless: Callable[[], bool] | None = None) -> bool:
+        """Forget a content, unless ``unless()`` (asked once the content is out of reach) says it is wanted.
+
+        Returns whether it was forgotten (False if it was not kept, or is wanted after all).
+        """
         ...
 
     def contents(self, tenant: str) -> Iterator[tuple[str, dt.datetime]]:
@@ -53,12 +84,36 @@ class BlobStore(Protocol):
         ...
 
 
+class _StagedFile:
+    """A content written to a temporary file of a ``FileBlobStore``, linked under its name by ``keep``."""
+
+    def __init__(self, target: Path, temporary: Path, sha256: str, size: int) -> None:
+        self.sha256, self.size = sha256, size
+        self._target, self._temporary = target, temporary
+
+    def keep(self) -> None:
+        self._target.parent.mkdir(exist_ok=True)
+        try:  # a second name for the staged file: atomic, and the staged copy stays until finish
+            os.link(self._temporary, self._target)
+        except FileExistsError:  # kept already: the same bytes, nothing to write
+            pass
+
+    def finish(self, committed: bool) -> None:
+        try:
+            if committed:
+                self.keep()
+        finally:
+            self._temporary.unlink(missing_ok=True)
+
+
 class FileBlobStore:
     """A blob store in a directory: ``<root>/<tenant>/<sha256[:2]>/<sha256>``, written atomically.
 
     ``root`` is a path or a ``file://`` URL. Each content is written to a temporary file in
-    the same directory, flushed to disk, then renamed into place, so a crash never leaves a
-    partial file under a content's name. Register the object as a plugin to use it.
+    the tenant's directory, flushed to disk, then linked into place, so a crash never leaves
+    a partial file under a content's name; a content kept already is not written again. A
+    deletion renames the file aside before it asks whether the content is wanted, and puts
+    it back if so. Register the object as a plugin to use it.
     """
 
     name = "file"
@@ -87,11 +142,12 @@ class FileBlobStore:
             raise ValidationError("sha256", "must be 64 lower-case hex digits", sha256)
         return self._folder(tenant) / sha256[:2] / sha256
 
-    def put(self, tenant: str, chunks: Iterable[bytes]) -> tuple[str, int]:
+    def stage(self, tenant: str, chunks: Iterable[bytes]) -> StagedBlob:
         folder = self._folder(tenant)
         folder.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        handle, name = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        temporary = Path(name)
         try:
             with os.fdopen(handle, "wb") as out:
                 for chunk in chunks:
@@ -101,13 +157,10 @@ class FileBlobStore:
                 out.flush()
                 os.fsync(out.fileno())
             sha256 = digest.hexdigest()
-            target = self._path(tenant, sha256)
-            target.parent.mkdir(exist_ok=True)
-            os.replace(temporary, target)  # atomic: the content appears whole, or not at all
+            return _StagedFile(self._path(tenant, sha256), temporary, sha256, size)
         except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
             raise
-        return sha256, size
 
     def open(self, tenant: str, sha256: str) -> BinaryIO:
         try:
@@ -115,8 +168,23 @@ class FileBlobStore:
         except FileNotFoundError:
             raise NotFound("document blob", f"{sha256} in {self!r}") from None
 
-    def delete(self, tenant: str, sha256: str) -> None:
-        self._path(tenant, sha256).unlink(missing_ok=True)
+    def delete(self, tenant: str, sha256: str, *, unless: Callable[[], bool] | None = None) -> bool:
+        target = self._path(tenant, sha256)
+        aside = target.with_name(f".deleting-{sha256}-{uuid.uuid4().hex}")
+        try:  # out of reach first: an attach that looks now finds no file and keeps its own copy
+            os.rename(target, aside)
+        except FileNotFoundError:
+            return False
+        try:
+            wanted = unless is not None and unless()
+        except BaseException:
+            os.replace(aside, target)
+            raise
+        if wanted:  # an attach took the content meanwhile: back (the same bytes if it was kept again)
+            os.replace(aside, target)
+            return False
+        aside.unlink()
+        return True
 
     def contents(self, tenant: str) -> Iterator[tuple[str, dt.datetime]]:
         folder = self._folder(tenant)

@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import hashlib
 import io
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -174,33 +175,57 @@ class Documents(Records[Document]):
         return found[0] if found else None
 
     def _stored_blob(self, data: Any, now: dt.datetime) -> Blob:
-        """Keep the content of ``data`` once: a blob with its chunks, or the blob that already holds it (touched)."""
+        """Keep the content of ``data`` once: a blob with its chunks, or the blob that already holds it (touched).
+
+        The content is hashed while it goes to a place of its own (a temporary file that
+        holds one chunk in memory at most, or the plugin's blob store), so a content kept
+        already is found before anything of it is written to the store.
+        """
         crm = self._crm
         outside = self._blob_store()
-        blob_id = new_id()
         if outside is not None:
-            sha256, size = outside.put(crm.tenant, _pieces(data))
-            count, location = 0, outside.name
-        else:
-            chunks = self._repo_of(BlobChunk)
-            digest, size, count = hashlib.sha256(), 0, 0
+            staged = outside.stage(crm.tenant, _pieces(data))
+            # after the transaction: its staged copy goes, and after a commit the content is kept for sure
+            crm._after_transaction(staged.finish)
+            blob = self._claimed_blob(staged.sha256, staged.size, 0, outside.name, now)
+            staged.keep()
+            return blob
+        digest, size = hashlib.sha256(), 0
+        with tempfile.SpooledTemporaryFile(max_size=CHUNK_SIZE) as spool:
             for piece in _pieces(data):
                 digest.update(piece)
                 size += len(piece)
+                spool.write(piece)
+            sha256 = digest.hexdigest()
+            existing = self._blob_by_sha(sha256)
+            if existing is not None:  # kept already: not a chunk of it is written
+                return self._touched(existing, now)
+            spool.seek(0)
+            blob_id, chunks, count = new_id(), self._repo_of(BlobChunk), 0
+            while piece := spool.read(CHUNK_SIZE):
                 chunk = BlobChunk(blob_id=blob_id, number=count, data=piece, created_at=now, updated_at=now, version=1)
                 chunks.insert(crm.tenant, [chunk])
                 count += 1
-            sha256, location = digest.hexdigest(), IN_STORE
-        blobs = self._repo_of(Blob)
+        return self._new_blob(blob_id, sha256, size, count, IN_STORE, now)
+
+    def _claimed_blob(self, sha256: str, size: int, count: int, location: str, now: dt.datetime) -> Blob:
         existing = self._blob_by_sha(sha256)
         if existing is not None:
-            if outside is None:  # the content is kept already: drop the chunks just written
-                self._repo_of(BlobChunk).delete_where(crm.tenant, Compare("blob_id", "==", blob_id))
-            # touching it makes a concurrent collect of the same blob fail on its version
-            touched = attrs.evolve(existing, touched_at=now, updated_at=now, version=existing.version + 1)
-            if not blobs.replace(crm.tenant, touched, existing.version):
-                raise ConflictError(f"blob {sha256} changed concurrently (retry the attach)", entity="document blob")
-            return touched
+            return self._touched(existing, now)
+        return self._new_blob(new_id(), sha256, size, count, location, now)
+
+    def _touched(self, existing: Blob, now: dt.datetime) -> Blob:
+        """The blob an attach takes, touched: a concurrent collect of it then fails on its version."""
+        touched = attrs.evolve(existing, touched_at=now, updated_at=now, version=existing.version + 1)
+        if not self._repo_of(Blob).replace(self._crm.tenant, touched, existing.version):
+            raise ConflictError(
+                f"blob {existing.sha256} changed concurrently (retry the attach)", entity="document blob"
+            )
+        return touched
+
+    def _new_blob(
+        self, blob_id: uuid.UUID, sha256: str, size: int, count: int, location: str, now: dt.datetime
+    ) -> Blob:
         blob = Blob(
             id=blob_id,
             sha256=sha256,
@@ -212,7 +237,7 @@ class Documents(Records[Document]):
             updated_at=now,
             version=1,
         )
-        blobs.insert(crm.tenant, [blob])
+        self._repo_of(Blob).insert(self._crm.tenant, [blob])
         return blob
 
     # ------------------------------------------------------------------ attach
@@ -373,13 +398,16 @@ class Documents(Records[Document]):
         for start in range(0, len(candidates), _BATCH):
             ids = candidates[start : start + _BATCH]
             for blob_id in sorted(set(ids) - self._used(ids)):
-                if self._collect_one(blob_id, cutoff):
-                    removed += 1
+                try:
+                    if self._collect_one(blob_id, cutoff):
+                        removed += 1
+                except ConflictError:  # an attach took it meanwhile: it stays
+                    continue
         store = self._blob_store()
-        if store is not None:
+        if store is not None:  # contents no blob names (an attach rolled back), deleted as below
             for sha256, written in list(store.contents(crm.tenant)):
                 if written <= cutoff and self._blob_by_sha(sha256) is None:
-                    store.delete(crm.tenant, sha256)
+                    store.delete(crm.tenant, sha256, unless=self._named(sha256))
         return removed
 
     def _used(self, blob_ids: list[uuid.UUID]) -> set[uuid.UUID]:
@@ -393,23 +421,29 @@ class Documents(Records[Document]):
             blob = self._repo_of(Blob).get(crm.tenant, blob_id)
             if blob is None or blob.touched_at > cutoff or self._used([blob_id]):
                 return False
-            location = self._delete_blob(blob)
-        if location is not None:
-            self._forget_outside(blob)
+            self._delete_blob(blob)
         return True
 
-    def _delete_blob(self, blob: Blob) -> str | None:
-        """Delete a blob and its chunks (inside a transaction); the name of the outside store that keeps it, if any."""
+    def _delete_blob(self, blob: Blob) -> None:
+        """Delete a blob and its chunks (inside a transaction); bytes kept outside go once it has committed."""
         crm = self._crm
         self._repo_of(BlobChunk).delete_where(crm.tenant, Compare("blob_id", "==", blob.id))
         if not self._repo_of(Blob).delete(crm.tenant, blob.id, blob.version):
             raise ConflictError(f"blob {blob.sha256} was taken by an attach meanwhile", entity="document blob")
-        return None if blob.location == IN_STORE else blob.location
+        if blob.location != IN_STORE:
+            store = self._blob_store(blob.location)
+            assert store is not None
+            tenant, sha256, named = crm.tenant, blob.sha256, self._named(blob.sha256)
 
-    def _forget_outside(self, blob: Blob) -> None:
-        store = self._blob_store(blob.location)
-        if store is not None and self._blob_by_sha(blob.sha256) is None:
-            store.delete(self._crm.tenant, blob.sha256)
+            def forget(committed: bool) -> None:  # never before the commit: a rollback keeps the blob
+                if committed:
+                    store.delete(tenant, sha256, unless=named)
+
+            crm._after_transaction(forget)
+
+    def _named(self, sha256: str) -> Callable[[], bool]:
+        """Whether a committed blob names the content (asked by a blob store's deletion, outside any transaction)."""
+        return lambda: self._blob_by_sha(sha256) is not None
 
 
 def _documents(crm: Any) -> Documents:
@@ -431,17 +465,14 @@ def purge_document(crm: CRM, document: Document) -> None:
     current = repo.get(crm.tenant, document.id)
     if current is not None and not repo.delete(crm.tenant, current.id, current.version):
         raise ConflictError(f"document {document.id} was changed concurrently during the erase", entity="document")
-    outside: list[Blob] = []
     blob_ids = sorted({v.blob_id for v in versions})
     still_used = service._used(blob_ids) if blob_ids else set()
     for blob_id in blob_ids:
         blob = service._repo_of(Blob).get(crm.tenant, blob_id)
         if blob is None or blob_id in still_used:
             continue
-        if service._delete_blob(blob) is not None:
-            outside.append(blob)
-    for blob in outside:  # erasure must not wait for a grace period: the file goes now
-        service._forget_outside(blob)
+        # erasure does not wait for a grace period: a file kept outside goes as soon as the erase commits
+        service._delete_blob(blob)
 
 
 def exported_files(crm: CRM, document: Document) -> list[dict[str, Any]]:
@@ -464,4 +495,3 @@ def exported_files(crm: CRM, document: Document) -> list[dict[str, Any]]:
             }
         )
     return out
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, cast
 
@@ -37,6 +37,21 @@ def _actor(field: str, value: object) -> str | None:
     if len(text) > 200:
         raise ValidationError(field, "must be at most 200 characters", value)
     return text
+
+
+def _settle(calls: list[Callable[[bool], None]], committed: bool) -> None:
+    """Call every ``_after_transaction`` callable, each even if another raised; then raise the first error.
+
+    After a rollback nothing is raised: the error that rolled the transaction back is the one to see.
+    """
+    error: BaseException | None = None
+    for call in calls:
+        try:
+            call(committed)
+        except BaseException as exc:  # the others still run; the first is raised
+            error = error or exc
+    if error is not None and committed:
+        raise error
 
 
 class UnitOfWork:
@@ -134,7 +149,7 @@ class UnitOfWork:
             finally:
                 local.depth -= 1
             return
-        local.depth, local.events, local.doomed = 1, [], False
+        local.depth, local.events, local.doomed, local.settle = 1, [], False, []
         committed = False
         try:
             with self.store.transaction():
@@ -153,11 +168,30 @@ class UnitOfWork:
         finally:
             local.depth = 0
             events, local.events = local.events, []
-        if committed and events:
-            if committed_events is None:
-                self._host.after_commit(cast("CRM", self), events)
-            else:
-                committed_events.extend(events)
+            settle, local.settle = local.settle, []
+            if settle and not committed:
+                _settle(settle, False)  # raises nothing: the error that rolled back goes on
+        try:
+            if settle:
+                _settle(settle, True)
+        finally:  # the commit's events are delivered even if a follow-up failed
+            if events:
+                if committed_events is None:
+                    self._host.after_commit(cast("CRM", self), events)
+                else:
+                    committed_events.extend(events)
+
+    def _after_transaction(self, call: Callable[[bool], None]) -> None:
+        """Call ``call(committed)`` once the calling thread's transaction ends (``call(True)`` now outside one).
+
+        For what a transaction cannot hold: a file kept outside the store is deleted only
+        once the deletion of its record has committed, and an attach's staged copy is
+        dropped whether its transaction committed or rolled back.
+        """
+        if not self._in_transaction():
+            call(True)
+            return
+        self._local.settle.append(call)
 
     def _before_commit(self, local: threading.local) -> None:
         """Hand the transaction's events to ``crmkit_before_commit``, again for what its writes add."""

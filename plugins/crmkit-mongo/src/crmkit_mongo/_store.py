@@ -46,7 +46,8 @@ _BY_TIME = [("tenant", ASCENDING), ("occurred_at", ASCENDING), ("id", ASCENDING)
 
 #: name -> (keys, options) per collection.
 INDEXES: Mapping[str, Mapping[str, tuple[list[tuple[str, int]], dict[str, Any]]]] = {
-    CUSTOMERS.name: {},
+    # record-level access reads customers by owner (crmkit.access.OwnerPolicy)
+    CUSTOMERS.name: {"tenant_owner": ([("tenant", ASCENDING), ("owner", ASCENDING)], {})},
     RELATIONSHIPS.name: {
         "tenant_source": ([("tenant", ASCENDING), ("source_id", ASCENDING), ("kind", ASCENDING)], {}),
         "tenant_target": ([("tenant", ASCENDING), ("target_id", ASCENDING), ("kind", ASCENDING)], {}),

@@ -354,8 +354,11 @@ def prepare_postgresql(
             statement = postgresql.insert(table)
             if repo.spec.has_external_id:
                 statement = statement.on_conflict_do_nothing(index_elements=["tenant", "external_id"])
-            ids = set(conn.execute(statement.returning(table.c.id), repo.rows(tenant, ordered)).scalars())
-            return _written(records, ids)
+                statement = statement.returning(table.c.id, table.c.external_id)
+            else:
+                statement = statement.returning(table.c.id, sa.null())
+            rows = conn.execute(statement, repo.rows(tenant, ordered))
+            return _written(repo, records, {(_uuid(i), e) for i, e in rows})
 
         return insert
     # The common case first: the rows are new. COPY them straight into the table inside a
@@ -376,7 +379,7 @@ def prepare_postgresql(
             return keep
         except IntegrityError:
             pass  # someone stored one of them meanwhile (or an id is taken): let the database decide, below
-        return _written(records, _copy(repo, conn, tenant, ordered))
+        return _written(repo, records, _copy(repo, conn, tenant, ordered))
 
     return copy
 
@@ -391,8 +394,19 @@ def _copy_text_into(conn: sa.Connection, table: sa.Table, chunks: Iterable[str])
             copy.write(chunk)
 
 
-def _written(records: Sequence[Any], ids: set[uuid.UUID]) -> list[Any]:
-    return [r for r in records if r.id in ids]
+def _written(repo: SqlRepository, records: Sequence[Any], stored: set[tuple[uuid.UUID, str | None]]) -> list[Any]:
+    """The records the database wrote, from the (id, external_id) pairs it returned.
+
+    By the pair, not the id alone: a batch may hold one id twice, under an external id
+    stored already (skipped) and under a new one (written); only the second was written.
+    """
+    if not repo.spec.has_external_id:
+        return [r for r in records if (r.id, None) in stored]
+    return [r for r in records if (r.id, r.external_id) in stored]
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def _copy_into(
@@ -408,7 +422,9 @@ def _copy_into(
             copy.write_row(row)
 
 
-def _copy(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> set[uuid.UUID]:
+def _copy(
+    repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]
+) -> set[tuple[uuid.UUID, str | None]]:
     """The race-proof path: COPY into a temporary table, then INSERT ... ON CONFLICT DO NOTHING."""
     table = repo.table
     quote = conn.dialect.identifier_preparer.quote
@@ -422,12 +438,13 @@ def _copy(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequen
     columns = ", ".join(quote(c.name) for c in table.c)
     values = driver_rows(table, conn.dialect, tenant, records)
     _copy_into(conn, table, f"crmkit_load_{table.name}", [(*row, i) for i, row in enumerate(values)], "crmkit_ord")
-    conflict = " ON CONFLICT (tenant, external_id) DO NOTHING" if repo.spec.has_external_id else ""
+    keyed = repo.spec.has_external_id
+    conflict = " ON CONFLICT (tenant, external_id) DO NOTHING" if keyed else ""
     result = conn.exec_driver_sql(
         f"INSERT INTO {quote(table.name)} ({columns}) SELECT {columns} FROM {staging} "
-        f"ORDER BY crmkit_ord{conflict} RETURNING id"
+        f"ORDER BY crmkit_ord{conflict} RETURNING id, {'external_id' if keyed else 'NULL'}"
     )
-    stored = {uuid.UUID(str(v)) if not isinstance(v, uuid.UUID) else v for (v,) in result}
+    stored = {(_uuid(i), e) for i, e in result}
     conn.exec_driver_sql(f"TRUNCATE {staging}")
     return stored
 

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: The newest migration; a test checks it is Alembic's head of ``migrations/versions``.
-HEAD = "0005"
+HEAD = "0006"
 SCRIPT_LOCATION = "crmkit_sqlalchemy:migrations"
 _LOCK_KEY = 0x63726D6B6974  # "crmkit" as a number: one advisory lock for every crmkit migration
 

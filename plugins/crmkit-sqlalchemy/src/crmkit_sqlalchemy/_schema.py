@@ -80,6 +80,8 @@ customers = sa.Table(
     sa.UniqueConstraint("tenant", "external_id"),
     sa.Index(None, "tenant", "stage"),
     sa.Index(None, "tenant", "name_folded", "id"),
+    # record-level access reads customers by owner (crmkit.access.OwnerPolicy): added by revision 0006
+    sa.Index(None, "tenant", "owner"),
 )
 
 relationships = sa.Table(

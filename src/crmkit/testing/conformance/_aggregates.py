@@ -346,6 +346,57 @@ class AggregateRecordsContract(AggregateContractBase):
             assert kit.service.get_by_external_id(record.external_id).id == record.id
         assert kit.service.add_many([]) == BulkResult(0, 0)
 
+    def test_add_many_counts_external_ids_stored_by_its_own_earlier_batches(self, kit: AggregateKit) -> None:
+        """Repeats in one call, within a batch and across batches (written one after another, or overlapped)."""
+
+        def new(external_id: str) -> Any:
+            record = kit.new(external_id=external_id)
+            kit.hold(record)
+            return record
+
+        for batch_size in (1, 2, 3, 100):
+            first, second, third, fourth = (new(f"b{batch_size} {n}") for n in range(4))
+            other_id = attrs.evolve(new(f"b{batch_size} other"), external_id=first.external_id)  # a stored one's
+            # the same id again, under a new external id: written, while the row before it (batched with it) is not
+            twin = attrs.evolve(new(f"b{batch_size} twin"), id=other_id.id)
+            rows = [first, second, first, third, second, fourth, other_id, twin, first, third]
+            # every row after the first of its external id is skipped, wherever the batches end
+            result = kit.service.add_many(iter(rows), batch_size=batch_size)
+            assert result == BulkResult(added=5, skipped=5), f"batches of {batch_size}"
+            for record in (first, second, third, fourth, twin):
+                assert kit.service.get_by_external_id(record.external_id).id == record.id
+            assert [r.external_id for r in kit.service.find(F("id") == twin.id)] == [twin.external_id]
+            fifth = new(f"b{batch_size} 5")
+            again = kit.service.add_many(iter([third, first, fifth, third]), batch_size=batch_size)
+            assert again == BulkResult(added=1, skipped=3), f"batches of {batch_size}"
+            stored = [first, second, third, fourth, twin, fifth]
+            for record in stored:  # the next round's records may take their unique keys again
+                kit.service.delete(record.id)
+            kit.release(*stored, other_id)
+
+    def test_add_many_counts_a_repeated_id_in_big_batches(self, kit: AggregateKit) -> None:
+        """As above, in batches a database may load in bulk (PostgreSQL's COPY from 100 rows)."""
+
+        def new(external_id: str) -> Any:
+            record = kit.new(external_id=external_id)
+            kit.hold(record)
+            return record
+
+        made: list[Any] = []
+        try:
+            for n in range(240):
+                made.append(new(f"big {n}"))
+        except AssertionError:  # the kit's targets leave fewer free unique keys (one per campaign and customer)
+            pass
+        first, other, twin, *filler = made
+        other_id = attrs.evolve(other, external_id=first.external_id)
+        twin = attrs.evolve(twin, id=other_id.id)
+        rows = [first, *filler[:119], other_id, twin, *filler[119:]]
+        result = kit.service.add_many(iter(rows), batch_size=120)
+        assert result == BulkResult(added=len(rows) - 1, skipped=1)
+        assert kit.service.get_by_external_id(twin.external_id).id == twin.id
+        assert kit.service.get_by_external_id(first.external_id).id == first.id
+
     def test_add_many_names_the_row_of_a_bad_record(self, kit: AggregateKit) -> None:
         rows: list[Any] = [kit.new(), kit.new(), "not a record"]
         with pytest.raises(ValidationError) as err:
