@@ -1,7 +1,8 @@
 """Session-wide fixtures: real PostgreSQL and MongoDB servers, started lazily.
 
-A server starts only when a test asks for its fixture, once per session, and
-is stopped by pid at the end even when tests fail. Set CRMKIT_POSTGRES_URL or
+A server starts only when a test asks for its fixture, once per session (once
+per worker when pytest-xdist spreads the run: each worker has servers of its own),
+and is stopped by pid at the end even when tests fail. Set CRMKIT_POSTGRES_URL or
 CRMKIT_MONGO_URL to use an existing server instead. How it works:
 tests/support/servers.py.
 """

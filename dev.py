@@ -2,7 +2,7 @@
 """Set up and run crmkit on a machine that has only Python 3.10+.
 
     python3 dev.py demo     # create .venv if needed, then run the demo on the embedded store
-    python3 dev.py test     # create .venv if needed, then ruff, mypy and the whole test suite
+    python3 dev.py test     # create .venv if needed, then ruff, mypy and the whole test suite (on every CPU)
     python3 dev.py docs     # create .venv if needed, then build the docs site (warnings are errors)
 
 The virtualenv is rebuilt only when pyproject or requirement files change.
@@ -97,9 +97,31 @@ def test(args: list[str]) -> int:
         print("+", " ".join(str(c) for c in cmd), flush=True)
         if subprocess.call([str(c) for c in cmd], cwd=ROOT) != 0:
             return 1
-    cmd = [str(PY), "-m", "pytest", *args]
+    cmd = [str(PY), "-m", "pytest", *_parallel(args), *args]
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=ROOT)
+
+
+#: Most pytest workers ``dev.py test`` starts: each worker starts its own PostgreSQL and MongoDB.
+MAX_WORKERS = 8
+
+
+def _parallel(args: list[str]) -> list[str]:
+    """pytest-xdist options spreading the suite over the CPUs this process may use.
+
+    A test module (a test class, for classes) stays on one worker (``--dist loadscope``), so
+    module-scoped fixtures are made once and its tests run in their written order. Nothing is
+    added when the caller chose for itself (``-n``, ``--numprocesses``, ``--dist``, ``-p no:xdist``)
+    or when there is one CPU.
+    """
+    if any(a.startswith(("-n", "--numprocesses", "--dist")) or a.endswith("no:xdist") for a in args):
+        return []
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    workers = min(cpus, MAX_WORKERS)
+    return ["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []
 
 
 def docs(args: list[str]) -> int:
