@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from crmkit._errors import ConflictError
 from crmkit.crm import CRM
 from crmkit.customers import Customer, EmailAddress, Phone
+from crmkit.identity._service import _OWN
 from crmkit.interactions import Interaction
 from crmkit.query import ALL, parse_order
 from crmkit.relationships import Relationship
@@ -28,7 +29,9 @@ from crmkit.transactions import Transaction
 
 __all__ = ["IdentityContract", "snapshot", "references_to"]
 
-_SKIPPED = frozenset({"identity_keys", "identity_merges"})
+#: The identity layer's own aggregates and the search terms: derived keys and texts that stay with the
+#: customer they come from (a merged-away customer keeps its own), and the merge history.
+_SKIPPED = _OWN
 _MOVING = ("version", "updated_at")
 
 
