@@ -78,6 +78,22 @@ def collected_aggregates(module: types.ModuleType | None = None) -> tuple[str, .
     return _COLLECTED[key]
 
 
+class ProbeContractBase(ContractBase):
+    """A contract whose store is opened with the probe aggregates declared (they reference customers)."""
+
+    @pytest.fixture
+    def crmkit_backend(
+        self,
+        crmkit_url: str,
+        crmkit_connect_options: dict[str, Any],
+        crmkit_plugins: tuple[object, ...],
+        crmkit_backends: BackendPool,
+    ) -> Backend:
+        """The store under test, with the probe aggregates declared."""
+        extra = () if PROBE_PLUGIN in crmkit_plugins else (PROBE_PLUGIN,)
+        return crmkit_backends.get(crmkit_url, crmkit_connect_options, (*crmkit_plugins, *extra))
+
+
 class AggregateContractBase(ContractBase):
     """Fixtures of the generic contract: ``aggregate`` (a name, one test per declared aggregate), ``spec``, ``kit``."""
 

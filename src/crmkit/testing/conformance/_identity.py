@@ -21,9 +21,9 @@ from crmkit.query import ALL, parse_order
 from crmkit.relationships import Relationship
 from crmkit.schema import Ref
 from crmkit.store import scan
-from crmkit.testing._backends import Backend, BackendPool
-from crmkit.testing.conformance._aggregate_kit import PROBE_PLUGIN
-from crmkit.testing.conformance._harness import ContractBase, conformance_settings, person
+from crmkit.testing._backends import Backend
+from crmkit.testing.conformance._aggregate_kit import ProbeContractBase
+from crmkit.testing.conformance._harness import conformance_settings, person
 from crmkit.testing.probe import Probe
 from crmkit.transactions import Transaction
 
@@ -67,20 +67,8 @@ def _when(minute: int) -> dt.datetime:
     return dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=minute)
 
 
-class IdentityContract(ContractBase):
+class IdentityContract(ProbeContractBase):
     """find_by_email/find_by_phone, upsert_many, merge re-pointing every reference, un-merge restoring all."""
-
-    @pytest.fixture
-    def crmkit_backend(
-        self,
-        crmkit_url: str,
-        crmkit_connect_options: dict[str, Any],
-        crmkit_plugins: tuple[object, ...],
-        crmkit_backends: BackendPool,
-    ) -> Backend:
-        """The store under test, with the probe aggregates declared (plugin references to customers)."""
-        extra = () if PROBE_PLUGIN in crmkit_plugins else (PROBE_PLUGIN,)
-        return crmkit_backends.get(crmkit_url, crmkit_connect_options, (*crmkit_plugins, *extra))
 
     def test_find_by_email_is_normalised_and_follows_updates(self, crm: CRM) -> None:
         ana = crm.customers.add(person("Ana", emails=[EmailAddress("Ana@Example.RO")]))

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from crmkit import Customer, F, Interaction, Relationship, ValidationError
 from crmkit.crm import CRM
 from crmkit.query import Expr, Select, Where, bind
-from crmkit.testing._backends import Backend, BackendPool
-from crmkit.testing.conformance._aggregate_kit import PROBE_PLUGIN
-from crmkit.testing.conformance._harness import ContractBase, at, conformance_settings, person
+from crmkit.testing._backends import Backend
+from crmkit.testing.conformance._aggregate_kit import ProbeContractBase
+from crmkit.testing.conformance._harness import at, conformance_settings, person
 from crmkit.testing.probe import Probe
 
 __all__ = ["SemiJoinContract"]
@@ -45,20 +45,8 @@ _CUSTOMER_CONDITIONS: tuple[tuple[Where, Callable[[Customer], bool]], ...] = (
 )
 
 
-class SemiJoinContract(ContractBase):
+class SemiJoinContract(ProbeContractBase):
     """Sub-queries (``in_(Select)``, ``among``): records selected by conditions on other records, in the store."""
-
-    @pytest.fixture
-    def crmkit_backend(
-        self,
-        crmkit_url: str,
-        crmkit_connect_options: dict[str, Any],
-        crmkit_plugins: tuple[object, ...],
-        crmkit_backends: BackendPool,
-    ) -> Backend:
-        """The store under test, with the probe aggregates declared."""
-        extra = () if PROBE_PLUGIN in crmkit_plugins else (PROBE_PLUGIN,)
-        return crmkit_backends.get(crmkit_url, crmkit_connect_options, (*crmkit_plugins, *extra))
 
     def test_sub_queries_on_the_probe_match_the_reference(self, crmkit_backend: Backend) -> None:
         @conformance_settings(max_examples=15, suppress_health_check=[HealthCheck.differing_executors])
