@@ -14,7 +14,6 @@ every record that hangs off them (``customer_scope`` says which, from the declar
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -45,7 +44,6 @@ from crmkit.query import (
     parse_order,
     resolve_selects,
 )
-from crmkit.relationships import Reached
 from crmkit.store import Activity, Repository, Store
 
 if TYPE_CHECKING:
@@ -288,17 +286,6 @@ class GuardedStore(Store):
 
     def migrate(self, schema: Schema) -> str:
         return self.inner.migrate(schema)
-
-    def traverse(
-        self,
-        tenant: str,
-        start: uuid.UUID,
-        kinds: frozenset[str],
-        direction: str,
-        depth: int,
-        as_of: dt.date | None,
-    ) -> list[Reached]:
-        return Store.traverse(self, tenant, start, kinds, direction, depth, as_of)
 
     def condition(self, spec: EntitySpec) -> Expr:
         """The bound condition the current actor's reads of ``spec`` get (``ALL``: unrestricted)."""
