@@ -31,6 +31,8 @@ from tests.support.backends import BACKENDS, backend_url
 import crmkit
 from crmkit import schema
 from crmkit._errors import NotFound
+from crmkit.audit import BATCH
+from crmkit.audit._journal import BATCHED
 from crmkit.customers import Consent, Customer, EmailAddress, Handle, Phone, PostalAddress
 from crmkit.interactions import Interaction
 from crmkit.privacy import Erasure, ErasureRefused, Hold
@@ -145,28 +147,37 @@ def _order(specs: Iterable[AggregateSpec]) -> list[AggregateSpec]:
     return done
 
 
-def plant(crm: crmkit.CRM, markers: Markers, n: int = 1) -> uuid.UUID:
-    """A person with a marker in every personal field of a record of every aggregate about them."""
+def plant(crm: crmkit.CRM, markers: Markers, n: int = 1, *, batch: int = 0) -> uuid.UUID:
+    """A person with a marker in every personal field of a record of every aggregate about them.
+
+    ``batch``: the person is created by ``add_many`` with that many others (from
+    ``crmkit.audit.BATCHED`` on, their creations share audit entries).
+    """
     mark = markers.new
-    person = crm.customers.add(
-        Customer(
-            kind="person",
-            name=f"Ada {mark('customers.name')}",
-            emails=(EmailAddress(f"{mark('customers.emails')}@example.org", consent=(Consent("email", True, NOW),)),),
-            phones=(Phone(f"+49 {markers.digits('customers.phones')}"),),
-            addresses=(
-                PostalAddress(
-                    (mark("customers.addresses.lines"),),
-                    city=mark("customers.addresses.city"),
-                    postal_code=mark("customers.addresses.postal_code"),
-                    region=mark("customers.addresses.region"),
-                    country="DE",
-                ),
+    fellows = [Customer(kind="person", name=f"Fellow {i}", external_id=f"fellow-{n}-{i}") for i in range(batch)]
+    person = Customer(
+        kind="person",
+        name=f"Ada {mark('customers.name')}",
+        emails=(EmailAddress(f"{mark('customers.emails')}@example.org", consent=(Consent("email", True, NOW),)),),
+        phones=(Phone(f"+49 {markers.digits('customers.phones')}"),),
+        addresses=(
+            PostalAddress(
+                (mark("customers.addresses.lines"),),
+                city=mark("customers.addresses.city"),
+                postal_code=mark("customers.addresses.postal_code"),
+                region=mark("customers.addresses.region"),
+                country="DE",
             ),
-            handles=(Handle("x", mark("customers.handles")),),
-            attributes={"nickname": mark("customers.attributes")},
-        )
+        ),
+        handles=(Handle("x", mark("customers.handles")),),
+        attributes={"nickname": mark("customers.attributes")},
+        external_id=f"person-{n}",
     )
+    if batch:
+        assert crm.customers.add_many([*fellows[: batch // 2], person, *fellows[batch // 2 :]]).added == batch + 1
+        person = crm.customers.get_by_external_id(f"person-{n}")
+    else:
+        person = crm.customers.add(person)
     # renamed: the old name is kept only by the audit trail's update entry (a creation copies no values)
     person = crm.customers.update(attrs.evolve(person, name=f"Ada L {mark('customers.name.renamed')}"))
     company = crm.customers.add(Customer(kind="organization", name="Analytical Engines Ltd"))
@@ -298,10 +309,13 @@ def business_facts(crm: crmkit.CRM) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the tests
 
 
-def test_export_finds_every_marker_and_erase_leaves_none(url: str) -> None:
+@pytest.mark.parametrize("batch", [0, BATCHED], ids=["alone", "in-a-batch"])
+def test_export_finds_every_marker_and_erase_leaves_none(url: str, batch: int) -> None:
+    """``batch``: the person is created by one ``add_many`` with others, so their creation's
+    audit entry is shared with the others' (``crmkit.audit.BATCH``)."""
     markers, others = Markers("zqa"), Markers("zqb")
     with connect(url) as crm:
-        person = plant(crm, markers)
+        person = plant(crm, markers, batch=batch)
         plant(crm, others, 4)  # another person with the same kinds of records
         aggregates = {
             name for name, spec in crm.schema.declared.items() if any(f.is_personal for f in spec.declared.values())
@@ -309,6 +323,17 @@ def test_export_finds_every_marker_and_erase_leaves_none(url: str) -> None:
 
         data = crm.privacy.export(person)
         text = json.dumps(data)
+        created = [
+            e for e in data["records"]["audit_entries"] if e["aggregate"] == "customers" and e["action"] == "created"
+        ]
+        # the person's creation entry, as theirs even when shared with the batch (no other record's id)
+        assert [(e["record_id"], e["actor"], e["cause"], e["at"], e["new"]) for e in created] == [
+            (str(person), "user:dpo", "import" if batch else "api", NOW.isoformat(), [])
+        ]
+        fellows = [c.id for c in crm.customers.find(crmkit.F("name").startswith("Fellow "), limit=None)]
+        assert len(fellows) == batch and not any(str(i) in text or i.hex in text for i in fellows)
+        shared = list(crm.records("audit_entries").find(crmkit.F("record_id") == BATCH))
+        assert len(shared) == (1 if batch else 0)
         assert markers.found(text) == set(markers.planted), "missing: " + ", ".join(
             sorted(markers.planted[m] for m in set(markers.planted) - markers.found(text))
         )
@@ -344,6 +369,13 @@ def test_export_finds_every_marker_and_erase_leaves_none(url: str) -> None:
             sorted(markers.planted[m] for m in markers.found(dump))
         )
         assert others.found(dump) == set(others.planted)  # the other person is untouched
+        # the trail still tells the person's life from its creation, with the erased values
+        history = list(crm.audit.history(("customers", person)))
+        first = {c.field: c.new for c in history if c.action == "created"}
+        assert history[0].action == "created" and history[0].cause == ("import" if batch else "api")
+        assert first["name"].startswith("erased-") and first["kind"] == "person"
+        then = crm.audit.as_of(("customers", person), at=NOW)
+        assert then is not None and then.name == crm.customers.get(person).name and not markers.found(repr(then))
 
         erasures = list(crm.records(Erasure).find((crmkit.F("person_id") == person) & (crmkit.F("erased_at") == NOW)))
         assert [(e.actor, e.erased_at) for e in erasures] == [("user:dpo", NOW)] * 2
@@ -409,6 +441,25 @@ def test_erase_is_one_transaction(url: str, monkeypatch: pytest.MonkeyPatch) -> 
 
 def _boom(record: Any) -> Any:
     raise RuntimeError("disk full")
+
+
+def test_an_export_shows_only_the_persons_events_of_a_transaction_shared_with_others(url: str) -> None:
+    """A feed chunk is one transaction's events: an import that changed two people's records holds both."""
+    markers, others = Markers("zqf"), Markers("zqg")
+    with connect(url) as crm:
+        ada = crm.customers.add(Customer(kind="person", name=markers.new("ada")))
+        bob = crm.customers.add(Customer(kind="person", name=others.new("bob")))
+        with crm.transaction():
+            crm.customers.update(attrs.evolve(ada, name=markers.new("ada renamed")))
+            crm.customers.update(attrs.evolve(bob, name=others.new("bob renamed")))
+        shared = [c for c in crm.records("event_outbox").scan() if c.size == 2]
+        assert len(shared) == 1 and others.found(repr(shared)) == set(others.planted)  # both are in the chunk
+        data = crm.privacy.export(ada.id)
+        text = json.dumps(data)
+        assert markers.found(text) == set(markers.planted) and others.found(text) == set()
+        assert str(bob.id) not in text and bob.id.hex not in text
+        (chunk,) = [c for c in data["records"]["event_outbox"] if c["id"] == str(shared[0].id)]
+        assert (chunk["size"], chunk["records"]) == (1, [str(ada.id)])
 
 
 def test_export_of_an_unknown_person_is_not_found() -> None:

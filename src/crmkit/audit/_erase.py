@@ -8,22 +8,28 @@ same token), so ``as_of`` still replays; the who, what and when stay.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from crmkit.audit._model import event_before, joined, split
 from crmkit.identity._codec import decode, encode
+from crmkit.query import F
 from crmkit.schema import AggregateSpec
 
 if TYPE_CHECKING:
     from crmkit.audit._model import AuditEntry, OutboxChunk
     from crmkit.crm import CRM
+    from crmkit.services.records import Records
 
-__all__ = ["anonymised_chunk", "anonymised_entry"]
+__all__ = ["anonymised_chunk", "anonymised_entry", "exported_chunk", "shared_entries"]
+
+#: How many creation times one look-up of batched creation entries asks for.
+_AT_ONCE = 500
 
 
 def _dumps(value: Any) -> str:
@@ -94,3 +100,64 @@ def anonymised_chunk(chunk: OutboxChunk, crm: CRM, erased: Collection[uuid.UUID]
                 event[side] = encode(_anonymised_values(decode(event[side])))
     fresh = _dumps(events)
     return chunk if fresh == text else attrs.evolve(chunk, events=split(fresh))
+
+
+def _born(record: Any) -> Any:
+    created = getattr(record, "created_at", None)
+    return created if isinstance(created, dt.datetime) else None
+
+
+def shared_entries(crm: CRM, found: Mapping[str, Mapping[uuid.UUID, Any]]) -> list[AuditEntry]:
+    """The batched creation entries (``BATCH``) of the records found, each presented as that record's own entry.
+
+    An ``add_many`` of ``BATCHED`` or more records keeps their creations in entries shared by
+    up to ``CHUNK`` records (their ids in ``new``), which a look-up by record id misses. They
+    are found, as ``crm.audit.entries`` finds them, by the aggregate and the time each life of
+    a record was created (the record's ``created_at``, or the one its deletion's entry kept):
+    one query per aggregate and ``_AT_ONCE`` such times. Each comes back as the record's own
+    creation entry (its ``record_id``, no ``new``: a creation keeps no values, nor other
+    records' ids). They hold no personal value, so an erasure leaves them as they are.
+    """
+    from crmkit.audit._journal import BATCH, JOURNAL_AGGREGATES
+    from crmkit.audit._service import _loads
+
+    lives: dict[str, dict[dt.datetime, set[str]]] = {}  # aggregate -> creation time -> ids (hex)
+    for name, records in found.items():
+        if name in JOURNAL_AGGREGATES:
+            continue
+        for id, record in records.items():
+            born = _born(record)
+            if born is not None:
+                lives.setdefault(name, {}).setdefault(born, set()).add(id.hex)
+    for entry in found.get("audit_entries", {}).values():
+        if entry.action == "deleted" and entry.new and entry.aggregate in crm.schema:
+            created = _loads(entry.new)
+            if isinstance(created, dt.datetime):
+                lives.setdefault(entry.aggregate, {}).setdefault(created, set()).add(entry.record_id.hex)
+    entries: Records[AuditEntry] = crm.records("audit_entries")
+    out: list[AuditEntry] = []
+    for name, by_time in lives.items():
+        times = sorted(by_time)
+        for start in range(0, len(times), _AT_ONCE):
+            part = times[start : start + _AT_ONCE]
+            where = (F("aggregate") == name) & (F("record_id") == BATCH) & F("at").in_(part)
+            for entry in entries.stream(where, order_by=("at", "id")):
+                listed = set(json.loads(joined(entry.new) or "[]"))
+                for hex_id in sorted(listed & by_time.get(entry.at, set())):
+                    out.append(attrs.evolve(entry, record_id=uuid.UUID(hex=hex_id), new=()))
+    return sorted(out, key=lambda e: (e.aggregate, str(e.record_id), e.at, e.id))
+
+
+def exported_chunk(chunk: OutboxChunk, crm: CRM, about: Collection[uuid.UUID]) -> OutboxChunk:
+    """The chunk as an export shows it: only the events about the records exported (``about``: their ids).
+
+    A chunk is one transaction's events, which may be about several people: the others'
+    events (and creations, which hold no values) are left out, and ``size`` counts what is left.
+    """
+    hexes = {i.hex for i in about}
+    text = joined(chunk.events)
+    if text is None:
+        return chunk
+    mine = [event for event in json.loads(text) if event.get("id") in hexes]
+    records = frozenset(str(uuid.UUID(hex=event["id"])) for event in mine)
+    return attrs.evolve(chunk, events=split(_dumps(mine)), size=len(mine), records=records)

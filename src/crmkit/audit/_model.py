@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 from crmkit import schema
@@ -108,6 +108,14 @@ class AuditEntry(schema.Record):
 
         return anonymised_entry(entry, crm, erased)
 
+    @staticmethod
+    def __crmkit_export_shared__(crm: Any, found: Mapping[str, Mapping[uuid.UUID, Any]]) -> list[AuditEntry]:
+        """Entries shared with other records (a batch's creations) that are about records ``found``:
+        ``crm.privacy.export`` lists each as that record's own (``crmkit.audit._erase.shared_entries``)."""
+        from crmkit.audit._erase import shared_entries
+
+        return shared_entries(crm, found)
+
     #: The aggregate of the record (``customers``, ``subscriptions``...).
     aggregate: str = schema.text(sortable=True, personal=False)
     record_id: uuid.UUID = schema.uuid(sortable=True, personal=False)
@@ -154,6 +162,13 @@ class OutboxChunk(schema.Record):
         from crmkit.audit._erase import anonymised_chunk
 
         return anonymised_chunk(chunk, crm, erased)
+
+    @staticmethod
+    def __crmkit_exported__(chunk: OutboxChunk, crm: Any, about: Collection[uuid.UUID]) -> OutboxChunk:
+        """The chunk as ``crm.privacy.export`` shows it: the events about the exported records only."""
+        from crmkit.audit._erase import exported_chunk
+
+        return exported_chunk(chunk, crm, about)
 
     #: The number of its first event in the tenant's feed; None until the feed numbers it.
     first: int | None = schema.integer(default=None, sortable=True, personal=False)

@@ -268,7 +268,11 @@ class Privacy:
         """Everything held about the person, JSON-ready: every record in every aggregate, and consents.
 
         ``records`` maps each aggregate to its records (all fields); ``consents`` lists the
-        consents kept with the person's contact points, with where they were found.
+        consents kept with the person's contact points, with where they were found. A class
+        may show its records as far as they are about the person
+        (``__crmkit_exported__(record, crm, ids)``: a feed chunk's events about other people
+        are left out) and add records it shares with others, each shown as the person's own
+        (``__crmkit_export_shared__(crm, found)``: a batch's creation entry).
         ``files=True`` adds ``files``: the contents of the files among them (documents'
         versions, base64), from the aggregates whose class has ``__crmkit_export_files__``.
         """
@@ -276,11 +280,22 @@ class Privacy:
             raise ValidationError("files", "must be True or False", files)
         crm = self._crm
         found = self.records_about(person_id)
-        records = {
-            name: [to_json(r) for _, r in sorted(found[name].items(), key=lambda item: str(item[0]))]
-            for name in crm.schema
-            if name in found
-        }
+        about = frozenset(i for by_id in found.values() for i in by_id)
+        records: dict[str, list[Any]] = {}
+        for name in crm.schema:
+            cls = crm.schema[name].cls
+            # a record that holds other people's data too (a feed chunk) is shown as far as it is about them
+            exported = getattr(cls, "__crmkit_exported__", None)
+            mine = [
+                r if exported is None else exported(r, crm, about)
+                for _, r in sorted(found.get(name, {}).items(), key=lambda item: str(item[0]))
+            ]
+            # records shared with other people's records (a batch's creation entry), shown as theirs
+            shared = getattr(cls, "__crmkit_export_shared__", None)
+            if shared is not None:
+                mine += shared(crm, found)
+            if name in found or mine:
+                records[name] = [to_json(r) for r in mine]
         consents: list[dict[str, Any]] = []
         for name, by_id in found.items():
             for record in by_id.values():
