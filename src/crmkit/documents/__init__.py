@@ -8,7 +8,7 @@ it back as a stream; ``add_version`` keeps every earlier version; ``detach`` and
 version uses. docs/documents.md shows it at work.
 """
 
-from crmkit.documents._blobstores import BlobStore, FileBlobStore, StagedBlob
+from crmkit.documents._blobstores import BlobStore, FileBlobStore, StagedBlob, SweepingBlobStore
 from crmkit.documents._model import CHUNK_SIZE, IN_STORE, Blob, BlobChunk, Document, DocumentVersion
 from crmkit.documents._service import DocumentReader, Documents
 
@@ -25,6 +25,7 @@ __all__ = [
     "Documents",
     "FileBlobStore",
     "StagedBlob",
+    "SweepingBlobStore",
 ]
 
 #: The aggregates of documents, in the order their references need (``crmkit_aggregates``).

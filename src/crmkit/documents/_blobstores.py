@@ -17,6 +17,11 @@ two steps on each side:
   committed, and takes the content out of reach before it asks, once more, whether a
   record names it: an attach that committed meanwhile is seen and the content is put
   back; one that commits later finds it gone and keeps its staged copy.
+
+A process that dies in the middle of either leaves its staged or set-aside copy behind:
+a blob store may offer ``sweep`` (``FileBlobStore`` does), which ``crm.documents.collect``
+calls to put back, from those copies, the contents a committed blob names and has lost,
+and to remove the copies once they are older than the grace period.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import datetime as dt
 import hashlib
 import os
 import tempfile
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -32,9 +38,10 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from crmkit._errors import NotFound, ValidationError
+from crmkit._ids import new_id
 from crmkit.hookspecs import hookimpl
 
-__all__ = ["BlobStore", "FileBlobStore", "StagedBlob"]
+__all__ = ["BlobStore", "FileBlobStore", "StagedBlob", "SweepingBlobStore"]
 
 
 @runtime_checkable
@@ -84,6 +91,19 @@ class BlobStore(Protocol):
         ...
 
 
+@runtime_checkable
+class SweepingBlobStore(BlobStore, Protocol):
+    """A blob store that can clear what crashed attaches and deletions left (``crm.documents.collect`` calls it)."""
+
+    def sweep(self, tenant: str, *, older_than: dt.timedelta, wanted: Callable[[str], bool]) -> int:
+        """Put back the contents ``wanted(sha256)`` says a committed blob names and that are missing, from
+        the staged or set-aside copies older than ``older_than``, then remove those copies; returns how many.
+
+        Copies younger than ``older_than`` belong to an attach or a deletion that may still run: left alone.
+        """
+        ...
+
+
 class _StagedFile:
     """A content written to a temporary file of a ``FileBlobStore``, linked under its name by ``keep``."""
 
@@ -97,6 +117,10 @@ class _StagedFile:
             os.link(self._temporary, self._target)
         except FileExistsError:  # kept already: the same bytes, nothing to write
             pass
+        except FileNotFoundError:
+            # the staged copy is gone: a sweep took it, having put the content in place if it was wanted
+            if not self._target.exists():
+                raise
 
     def finish(self, committed: bool) -> None:
         try:
@@ -146,7 +170,7 @@ class FileBlobStore:
         folder = self._folder(tenant)
         folder.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
-        handle, name = tempfile.mkstemp(dir=folder, prefix=".incoming-")
+        handle, name = tempfile.mkstemp(dir=folder, prefix=f".incoming-{new_id().hex}-")
         temporary = Path(name)
         try:
             with os.fdopen(handle, "wb") as out:
@@ -170,7 +194,8 @@ class FileBlobStore:
 
     def delete(self, tenant: str, sha256: str, *, unless: Callable[[], bool] | None = None) -> bool:
         target = self._path(tenant, sha256)
-        aside = target.with_name(f".deleting-{sha256}-{uuid.uuid4().hex}")
+        # the name says when it was set aside (a UUIDv7): a sweep leaves it alone for the grace period
+        aside = target.with_name(f".deleting-{sha256}-{new_id().hex}")
         try:  # out of reach first: an attach that looks now finds no file and keeps its own copy
             os.rename(target, aside)
         except FileNotFoundError:
@@ -181,10 +206,49 @@ class FileBlobStore:
             os.replace(aside, target)
             raise
         if wanted:  # an attach took the content meanwhile: back (the same bytes if it was kept again)
-            os.replace(aside, target)
+            try:
+                os.replace(aside, target)
+            except FileNotFoundError:  # a sweep put it back already
+                pass
             return False
-        aside.unlink()
+        aside.unlink(missing_ok=True)
         return True
+
+    def sweep(self, tenant: str, *, older_than: dt.timedelta, wanted: Callable[[str], bool]) -> int:
+        """Clear the copies that attaches and deletions which died left behind; returns how many went.
+
+        ``.incoming-*`` (an attach's staged copy: it died before its transaction ended, or
+        between its commit and putting the content in place) is hashed, and linked into place
+        when ``wanted(sha256)`` says a committed blob names the content and the file is
+        missing; ``.deleting-*`` (a deletion's set-aside file: it died before it learnt whether
+        the content is wanted) is put back in that case. Either is then removed. Only copies
+        untouched for ``older_than`` (by the wall clock: their names' time, their inode's
+        change time and their modification time, whichever is latest) are looked at: a younger
+        one may belong to an attach or a deletion still running, which takes care of it.
+        """
+        folder = self._folder(tenant)
+        if not folder.is_dir():
+            return 0
+        limit = time.time() - older_than.total_seconds()
+        swept = 0
+        for path in sorted([*folder.glob(".incoming-*"), *folder.glob("??/.deleting-*")]):
+            try:
+                if _last_touched(path) > limit:
+                    continue
+                aside = path.name.startswith(".deleting-")  # named by its content; a staged copy is not
+                sha256 = path.name[len(".deleting-") :][:64] if aside else _hashed(path)
+                target = self._path(tenant, sha256)
+                if not target.exists() and wanted(sha256):
+                    target.parent.mkdir(exist_ok=True)
+                    try:
+                        os.link(path, target)
+                    except FileExistsError:  # put back meanwhile (by an attach): the same bytes
+                        pass
+                path.unlink()
+            except (FileNotFoundError, ValidationError):  # taken meanwhile, or not a name this store gives
+                continue
+            swept += 1
+        return swept
 
     def contents(self, tenant: str) -> Iterator[tuple[str, dt.datetime]]:
         folder = self._folder(tenant)
@@ -194,3 +258,30 @@ class FileBlobStore:
             if path.is_file() and len(path.name) == 64:
                 written = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
                 yield path.name, written
+
+
+def _hashed(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while piece := source.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def _named_time(name: str) -> float:
+    """The time a UUIDv7 in a staged or set-aside file's name says (0: none there)."""
+    for part in name.split("-")[1:]:
+        if len(part) == 32:
+            try:
+                found = uuid.UUID(hex=part)
+            except ValueError:
+                continue
+            if found.version == 7:
+                return (found.int >> 80) / 1000
+    return 0.0
+
+
+def _last_touched(path: Path) -> float:
+    """When a staged or set-aside file was last written, renamed or named (the latest of the three)."""
+    info = path.stat()
+    return max(info.st_mtime, info.st_ctime, _named_time(path.name))

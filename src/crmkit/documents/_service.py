@@ -386,7 +386,10 @@ class Documents(Records[Document]):
         The grace period protects an attach running meanwhile: a blob that an attach takes
         is touched in the attach's transaction, so collecting it then fails instead of
         leaving a version without content. A plugin's blob store also loses contents no
-        blob names (left by an attach that was rolled back) once they are that old.
+        blob names (left by an attach that was rolled back) once they are that old, and one
+        that can (``SweepingBlobStore.sweep``) clears the copies left by attaches and
+        deletions whose process died, first putting back, from them, any content a blob
+        names that is missing.
         """
         if not isinstance(older_than, dt.timedelta) or older_than < dt.timedelta(0):
             raise ValidationError("older_than", "must be a timedelta of zero or more", older_than)
@@ -404,7 +407,11 @@ class Documents(Records[Document]):
                 except ConflictError:  # an attach took it meanwhile: it stays
                     continue
         store = self._blob_store()
-        if store is not None:  # contents no blob names (an attach rolled back), deleted as below
+        if store is not None:
+            sweep = getattr(store, "sweep", None)
+            if callable(sweep):  # copies left by attaches and deletions that died: what a blob names goes back
+                sweep(crm.tenant, older_than=older_than, wanted=lambda sha256: self._blob_by_sha(sha256) is not None)
+            # contents no blob names (an attach rolled back), deleted as below
             for sha256, written in list(store.contents(crm.tenant)):
                 if written <= cutoff and self._blob_by_sha(sha256) is None:
                     store.delete(crm.tenant, sha256, unless=self._named(sha256))
