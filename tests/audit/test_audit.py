@@ -335,6 +335,8 @@ def test_a_creation_keeps_no_values_and_a_deletion_keeps_them_all(crm: crmkit.CR
         ("created", "name", "Ada II"),
     ]
     assert crm.audit.as_of(again, at=born).name == "Ada" and crm.audit.as_of(again, at=clock.now).name == "Ada II"
+    # the first life as it was: created then, not when the second life began
+    assert crm.audit.as_of(again, at=born).created_at == born and again.created_at == clock.now
 
 
 def test_erasure_reaches_a_deleted_records_snapshot(url: str, clock: Clock) -> None:

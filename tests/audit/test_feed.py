@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -13,11 +14,13 @@ from collections.abc import Iterator
 
 import attrs
 import pytest
+from tests.support.backends import Clock
 from tests.support.servers import unique_name
 
 import crmkit
 from crmkit import ConflictError, Customer
 from crmkit.audit import FeedEvent, OutboxChunk
+from crmkit.audit._journal import BATCHED
 from crmkit.events import CustomerCreated, CustomerUpdated
 
 STORES = ["memory", "sqlite", "postgresql", "mongodb"]
@@ -164,6 +167,34 @@ def test_a_creation_refers_to_its_record_and_reads_back_as_it_was_created(url: s
         ("Bob 2", 2),
     ]
     assert {e.actor for e in events} == {"user:1"} and {e.cause for e in events} == {"import", "api"}
+
+
+@pytest.mark.parametrize("batch", [1, BATCHED], ids=["alone", "in-a-batch"])
+def test_a_creation_reads_as_its_own_life_when_the_id_was_deleted_and_created_again(url: str, batch: int) -> None:
+    """A record deleted and created again under the same id is stored at version 1 again: its
+    first creation must still read as the first life, and the second as the second."""
+    clock = Clock(dt.datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=dt.timezone.utc))
+    with crmkit.connect(url, tenant=unique_name("lives"), actor="user:1", clock=clock) as crm:
+        people = [Customer(name=f"P{i}", kind="person") for i in range(batch)]
+        assert crm.customers.add_many(people).added == batch
+        first = crm.customers.get(people[-1].id)
+        clock.tick()
+        crm.customers.delete(first.id)
+        clock.tick()
+        again = crm.customers.add(Customer(name="Second life", kind="person", id=first.id))
+        assert again.version == first.version == 1
+        events = [e for e in _all(crm, limit=50) if e.record_id == first.id]
+        assert [(e.action, e.before and e.before.name, e.after and e.after.name) for e in events] == [
+            ("created", None, first.name),
+            ("deleted", first.name, None),
+            ("created", None, "Second life"),
+        ]
+        assert events[0].after == first and events[2].after == again
+        assert events[0].after.created_at == first.created_at != again.created_at
+        clock.tick()
+        renamed = crm.customers.update(attrs.evolve(again, name="Second life, renamed"))
+        events = [e for e in _all(crm, limit=50) if e.record_id == first.id]
+    assert [e.after for e in events] == [first, None, again, renamed]
 
 
 def test_chunks_holding_whole_records_still_read(crm: crmkit.CRM) -> None:

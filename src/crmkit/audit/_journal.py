@@ -224,9 +224,11 @@ def _changed(before: Any, after: Any) -> dict[str, Any]:
 def feed_items(events: Sequence[Event], encoded: dict[int, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """A chunk's events in the feed's compact form, and the ids of the records whose values it holds.
 
-    - a run of creations (same aggregate, time, actor, cause and version) is one item listing
-      the records' ids (``ids``) and their ``version``: no copy of the values, which the
-      feed's reader takes from the record itself (``crm.events``);
+    - a run of creations (same aggregate, time, actor, cause, version and stamp) is one item
+      listing the records' ids (``ids``), their ``version`` and the time they were stamped
+      with (``stamped``: their ``updated_at``, the same for a whole ``add_many`` batch): no
+      copy of the values, which the feed's reader takes from the record itself
+      (``crm.events``) while it is still that version of that life;
     - an update holds the record after it (``after``) and the old values of the fields it
       changed (``changed``);
     - a deletion holds the record as it was (``before``, ``after`` None).
@@ -241,20 +243,22 @@ def feed_items(events: Sequence[Event], encoded: dict[int, dict[str, Any]]) -> t
     for event in events:
         before, after = event.before, event.after
         if before is None and after is not None:
-            this = (event.entity, event.occurred_at, event.actor, event.cause, after.version)
+            stamped = getattr(after, "updated_at", None)
+            this = (event.entity, event.occurred_at, event.actor, event.cause, after.version, stamped)
             if this != key:
                 key, run = this, []
-                items.append(
-                    {
-                        "aggregate": event.entity,
-                        "action": event.action,
-                        "at": event.occurred_at.isoformat(),
-                        "actor": event.actor,
-                        "cause": event.cause,
-                        "version": after.version,
-                        "ids": run,
-                    }
-                )
+                item: dict[str, Any] = {
+                    "aggregate": event.entity,
+                    "action": event.action,
+                    "at": event.occurred_at.isoformat(),
+                    "actor": event.actor,
+                    "cause": event.cause,
+                    "version": after.version,
+                    "ids": run,
+                }
+                if isinstance(stamped, dt.datetime):  # tells this life of the record from a later one
+                    item["stamped"] = stamped.isoformat()
+                items.append(item)
             run.append(after.id.hex)
             continue
         key = None

@@ -181,7 +181,8 @@ class Audit:
         name, id = _target(self._crm, of)
         entries = list(self.entries((name, id)))
         life: list[AuditEntry] | None = None
-        for candidate in _lives(entries):
+        lives = _lives(entries)
+        for candidate in lives:
             if candidate[0].at <= moment:
                 life = candidate
         if life is None:
@@ -198,10 +199,12 @@ class Audit:
                 state[entry.field] = _loads(entry.old)
         last = passed[-1]
         if current is not None:
+            if life is not lives[-1]:  # an earlier life of the record: not the current one's creation time
+                state.setdefault("created_at", _born(life))
             return attrs.evolve(current, **state, version=last.record_version, updated_at=last.at)
         spec = self._crm.schema[name]
         try:
-            return spec.cls(**state, id=id, created_at=life[0].at, updated_at=last.at, version=last.record_version)
+            return spec.cls(**state, id=id, created_at=_born(life), updated_at=last.at, version=last.record_version)
         except TypeError as exc:
             raise ValidationError(
                 "record", f"{name} {id} was deleted and its unaudited fields are unknown: {exc}", id
@@ -226,6 +229,13 @@ def _lives(entries: list[AuditEntry]) -> list[list[AuditEntry]]:
         else:
             lives[-1].append(entry)
     return lives
+
+
+def _born(life: list[AuditEntry]) -> dt.datetime:
+    """When a life's record was created: as its deletion's entry kept it, else its first entry's time."""
+    end = life[-1]
+    kept = _loads(end.new) if end.action == "deleted" and end.new else None
+    return kept if isinstance(kept, dt.datetime) else life[0].at
 
 
 def _end_of(life: list[AuditEntry], current: Any) -> dict[str, Any] | None:
@@ -420,12 +430,14 @@ class EventFeed:
     def _created(self, rows: list[_Row]) -> dict[tuple[uuid.UUID, int], Any]:
         """The records of creations kept by reference, as their transactions created them.
 
-        A creation's item names the record and the version it created. The record as stored
-        is that version while its version is still the same (almost always: an import's
-        records, read back in one query per aggregate). Otherwise it changed since: the first
-        later event about it in the feed kept it as it was before that change. If none did
-        (changed with the feed off, or by an erasure, which writes no event), the record as
-        it is now stands for it, and None if it is gone.
+        A creation's item names the record, the version it created and the time it was
+        stamped with. The record as stored is that version while its version and stamp are
+        still the same (almost always: an import's records, read back in one query per
+        aggregate). Otherwise it changed since, or was deleted and created again under the
+        same id (a later life, stamped later, which must not stand for the first): the first
+        later event about it in the feed kept it as it was before that change or deletion.
+        If none did (changed with the feed off, or by an erasure, which writes no event),
+        the record as it is now stands for it, and None if it is gone.
         """
         crm, tenant = self._crm, self._crm.tenant
         if not rows:
@@ -447,7 +459,7 @@ class EventFeed:
         later: list[_Row] = []
         for row in rows:
             record = stored.get(uuid.UUID(hex=row.record))
-            if record is not None and record.version == row.item["version"]:
+            if record is not None and record.version == row.item["version"] and _same_life(record, row.item):
                 out[(row.chunk.id, row.offset)] = record
             else:
                 later.append(row)
@@ -489,6 +501,22 @@ class EventFeed:
             if len(page) < batch_size:
                 return
             cursor = page.cursor
+
+
+def _same_life(record: Any, item: dict[str, Any]) -> bool:
+    """Whether a stored record is the life a creation's item was written for (items from before stamps were kept: yes).
+
+    The stamps must be equal; a store that keeps milliseconds (MongoDB) cuts the stored
+    one's microseconds off, so it is compared with the kept one cut likewise.
+    """
+    stamped = item.get("stamped")
+    updated = getattr(record, "updated_at", None)
+    if stamped is None or not isinstance(updated, dt.datetime):
+        return True
+    kept = dt.datetime.fromisoformat(stamped)
+    if updated == kept:
+        return True
+    return updated.microsecond % 1000 == 0 and updated == kept.replace(microsecond=kept.microsecond // 1000 * 1000)
 
 
 @attrs.frozen
