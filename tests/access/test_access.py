@@ -233,6 +233,36 @@ def test_two_actors_see_only_their_own_through_every_read(url: str) -> None:
         assert _ids(m.cases.find()) == owned["user:a"]["cases"]
 
 
+def test_a_batch_imported_customers_creation_is_in_its_owners_trail_and_export_only(url: str) -> None:
+    """An ``add_many`` of 100 or more shares creation entries that list every record of the batch:
+    no actor reads such an entry, but each sees its own records' creations in them."""
+    from crmkit.audit import BATCH
+    from crmkit.audit._journal import BATCHED
+
+    tenant = _tenant()
+    with crmkit.connect(url, tenant=tenant, clock=lambda: NOW) as admin:
+        people = [Customer(kind="person", name=f"P{i}", owner=OWNERS[i % 2]) for i in range(BATCHED)]
+        assert admin.customers.add_many(people).added == BATCHED
+        assert admin.audit_entries.count(F("record_id") == BATCH) == 1
+    for actor, other in (OWNERS, OWNERS[::-1]):
+        with _as(url, tenant, actor) as crm:
+            mine = next(p for p in people if p.owner == actor)
+            theirs = next(p for p in people if p.owner == other)
+            assert crm.customers.count() == BATCHED // 2
+            assert [(c.action, c.field, c.new) for c in crm.audit.history(mine)][:2] == [
+                ("created", "kind", "person"),
+                ("created", "name", mine.name),
+            ]
+            assert crm.audit.as_of(("customers", mine.id), at=NOW).name == mine.name
+            created = [e for e in crm.privacy.export(mine.id)["records"]["audit_entries"] if e["action"] == "created"]
+            assert [(e["record_id"], e["new"]) for e in created] == [(str(mine.id), [])]
+            assert list(crm.audit.history(("customers", theirs.id))) == []
+            assert crm.audit.as_of(("customers", theirs.id), at=NOW) is None
+            with pytest.raises(crmkit.NotFound):
+                crm.privacy.export(theirs.id)
+            assert crm.audit_entries.count(F("record_id") == BATCH) == 0  # it lists the other's ids
+
+
 def test_writes_out_of_sight_are_refused_and_nothing_is_written(url: str) -> None:
     tenant = _tenant()
     with crmkit.connect(url, tenant=tenant, clock=lambda: NOW) as admin:

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Collection, Mapping
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -118,7 +119,7 @@ def shared_entries(crm: CRM, found: Mapping[str, Mapping[uuid.UUID, Any]]) -> li
     creation entry (its ``record_id``, no ``new``: a creation keeps no values, nor other
     records' ids). They hold no personal value, so an erasure leaves them as they are.
     """
-    from crmkit.audit._journal import BATCH, JOURNAL_AGGREGATES
+    from crmkit.audit._journal import JOURNAL_AGGREGATES
     from crmkit.audit._service import _loads
 
     lives: dict[str, dict[dt.datetime, set[str]]] = {}  # aggregate -> creation time -> ids (hex)
@@ -136,16 +137,28 @@ def shared_entries(crm: CRM, found: Mapping[str, Mapping[uuid.UUID, Any]]) -> li
                 lives.setdefault(entry.aggregate, {}).setdefault(created, set()).add(entry.record_id.hex)
     entries: Records[AuditEntry] = crm.records("audit_entries")
     out: list[AuditEntry] = []
-    for name, by_time in lives.items():
-        times = sorted(by_time)
-        for start in range(0, len(times), _AT_ONCE):
-            part = times[start : start + _AT_ONCE]
-            where = (F("aggregate") == name) & (F("record_id") == BATCH) & F("at").in_(part)
-            for entry in entries.stream(where, order_by=("at", "id")):
-                listed = set(json.loads(joined(entry.new) or "[]"))
-                for hex_id in sorted(listed & by_time.get(entry.at, set())):
-                    out.append(attrs.evolve(entry, record_id=uuid.UUID(hex=hex_id), new=()))
+    # a batch's entry lists other records too, so an access policy shows it to no one; the records
+    # found were read through the policy, so their own creations are shown
+    with getattr(crm.store, "unrestricted", nullcontext)():
+        for name, by_time in lives.items():
+            _shared_of(entries, name, by_time, out)
     return sorted(out, key=lambda e: (e.aggregate, str(e.record_id), e.at, e.id))
+
+
+def _shared_of(
+    entries: Records[AuditEntry], name: str, by_time: dict[dt.datetime, set[str]], out: list[AuditEntry]
+) -> None:
+    """Add to ``out`` the batched creation entries of ``name`` made at the times of ``by_time`` that list its ids."""
+    from crmkit.audit._journal import BATCH
+
+    times = sorted(by_time)
+    for start in range(0, len(times), _AT_ONCE):
+        part = times[start : start + _AT_ONCE]
+        where = (F("aggregate") == name) & (F("record_id") == BATCH) & F("at").in_(part)
+        for entry in entries.stream(where, order_by=("at", "id")):
+            listed = set(json.loads(joined(entry.new) or "[]"))
+            for hex_id in sorted(listed & by_time.get(entry.at, set())):
+                out.append(attrs.evolve(entry, record_id=uuid.UUID(hex=hex_id), new=()))
 
 
 def exported_chunk(chunk: OutboxChunk, crm: CRM, about: Collection[uuid.UUID]) -> OutboxChunk:
