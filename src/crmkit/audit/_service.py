@@ -441,7 +441,9 @@ class EventFeed:
         same id (a later life, stamped later, which must not stand for the first): the first
         later event about it in the feed kept it as it was before that change or deletion.
         If none did (changed with the feed off, or by an erasure, which writes no event),
-        the record as it is now stands for it, and None if it is gone.
+        the audit trail replays it as it was when created (``crm.audit.as_of``: fields the
+        trail does not follow as they are now); without a trail of it, the record as it is
+        now stands for it, and None if it is gone.
         """
         crm, tenant = self._crm, self._crm.tenant
         if not rows:
@@ -471,8 +473,25 @@ class EventFeed:
             found = self._before_later(later)
             for row in later:
                 key = (row.chunk.id, row.offset)
-                out[key] = found[key] if key in found else stored.get(uuid.UUID(hex=row.record))
+                if key in found:
+                    out[key] = found[key]
+                else:
+                    replayed = self._replayed(row)
+                    out[key] = replayed if replayed is not None else stored.get(uuid.UUID(hex=row.record))
         return out
+
+    def _replayed(self, row: _Row) -> Any:
+        """A created record changed or deleted with nothing in the feed since, as the audit trail replays it
+        at its creation (None: the trail does not follow the aggregate, or knows nothing of the record)."""
+        crm, item = self._crm, row.item
+        stamped = item.get("stamped")
+        if stamped is None or not crm.audit.audited.get(item["aggregate"]):
+            return None
+        try:
+            at = dt.datetime.fromisoformat(stamped)
+            return crm.audit.as_of((item["aggregate"], uuid.UUID(hex=row.record)), at=at)
+        except ValidationError:  # deleted without a trace: its values are unknown
+            return None
 
     def _before_later(self, rows: list[_Row]) -> dict[tuple[uuid.UUID, int], Any]:
         """For creations whose record changed since: the record before the first later event about it."""
