@@ -137,7 +137,8 @@ class FileBlobStore:
     the tenant's directory, flushed to disk, then linked into place, so a crash never leaves
     a partial file under a content's name; a content kept already is not written again. A
     deletion renames the file aside before it asks whether the content is wanted, and puts
-    it back if so. Register the object as a plugin to use it.
+    it back if so. The staged and set-aside copies a dead process leaves are cleared by
+    ``sweep`` (``crm.documents.collect`` calls it). Register the object as a plugin to use it.
     """
 
     name = "file"
