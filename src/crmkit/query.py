@@ -538,20 +538,33 @@ def has_select(expr: Expr) -> bool:
 def resolve_selects(expr: Expr, values: Callable[[Select], Iterable[Any]], *, grouped_only: bool = False) -> Expr:
     """A bound condition with each sub-query replaced by ``in_`` its values, for stores that run sub-queries
     first (``grouped_only``: only those with ``having``): ``values(select)`` gives the distinct present values
-    (its ``where`` is resolved already)."""
+    (its ``where`` is resolved already). A sub-query that appears more than once is run once."""
+    found: dict[Select, tuple[Any, ...]] = {}
+
+    def once(select: Select) -> tuple[Any, ...]:
+        try:
+            hit = found.get(select)
+        except TypeError:  # a value that cannot be hashed: run it again
+            return tuple(values(select))
+        if hit is None:
+            hit = found[select] = tuple(values(select))
+        return hit
+
+    return _resolve_selects(expr, once, grouped_only)
+
+
+def _resolve_selects(expr: Expr, values: Callable[[Select], Iterable[Any]], grouped_only: bool) -> Expr:
     if isinstance(expr, InSelect):
-        select = attrs.evolve(expr.select, where=resolve_selects(expr.select.where, values, grouped_only=grouped_only))
+        select = attrs.evolve(expr.select, where=_resolve_selects(expr.select.where, values, grouped_only))
         if isinstance(select.first_where, Expr):
-            select = attrs.evolve(
-                select, first_where=resolve_selects(select.first_where, values, grouped_only=grouped_only)
-            )
+            select = attrs.evolve(select, first_where=_resolve_selects(select.first_where, values, grouped_only))
         if grouped_only and select.having is None:
             return InSelect(expr.field, select)
         return In(expr.field, tuple(values(select)))
     if isinstance(expr, (And, Or)):
-        return type(expr)(tuple(resolve_selects(i, values, grouped_only=grouped_only) for i in expr.items))
+        return type(expr)(tuple(_resolve_selects(i, values, grouped_only) for i in expr.items))
     if isinstance(expr, Not):
-        return Not(resolve_selects(expr.item, values, grouped_only=grouped_only))
+        return Not(_resolve_selects(expr.item, values, grouped_only))
     return expr
 
 
