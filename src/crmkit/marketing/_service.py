@@ -165,7 +165,7 @@ class _Eligibility:
             candidates = within & F("id").in_(Select("search_terms", "record.id", terms))
         suppressed: list[uuid.UUID] = []
         opted_out: list[uuid.UUID] = []
-        for c in self.crm.customers.stream(candidates, order_by="id", batch_size=_BATCH):
+        for c in self.crm.customers.stream(candidates, order_by="id", batch_size=_READ):
             found = {reasons.get(a) for a in addresses_for(c, self.channel)}
             if "suppressed" in found:
                 suppressed.append(c.id)
@@ -199,9 +199,10 @@ class _Eligibility:
             & (F("pending") == False)  # noqa: E712
             & ((F("expires_at") == None) | (F("expires_at") > self.when))  # noqa: E711
         )
-        about = about & F("customer_id").in_(Select("customers", "id", among))
         before = about & (F("at") <= self.when)
-        latest = Select("consents", "customer_id", before, first_by=("-at", "-created_at"), first_where=valid)
+        # the latest record of the customers of ``among`` only: the window sorts their records, not all
+        theirs = before & F("customer_id").in_(Select("customers", "id", among))
+        latest = Select("consents", "customer_id", theirs, first_by=("-at", "-created_at"), first_where=valid)
         allowed: Expr = F("id").in_(latest)
         if not consents.needs_consent(self.channel) or self.purpose in NEEDS_NO_CONSENT:
             return allowed | ~F("id").in_(Select("consents", "customer_id", before)), None
@@ -322,19 +323,19 @@ class Marketing:
                 "opted_out": customers.count(fresh & ~suppressed & opted_out),
             }
         )
-        refused = ~allowed if by_flags is None else ~allowed & ~by_flags
-        excluded["no_consent"] = customers.count(rest & refused)
-        # read: the customers allowed, for the address they are contacted at (and those judged by their flags)
+        # the customers left are allowed by their consent records, judged by their flags, or refused: the
+        # first two are read (for the address they are contacted at), the refused ones only counted
+        left = customers.count(rest)
         chosen: list[tuple[uuid.UUID, tuple[str, ...], bool]] = []
         for c in customers.stream(rest & allowed, order_by="id", batch_size=_READ):
             chosen.append((c.id, addresses_for(c, channel), bool(_points(c, channel)[1])))
         if by_flags is not None:
-            for c in customers.stream(rest & ~allowed & by_flags, order_by="id", batch_size=_READ):
+            # no consent record at all: none of them is allowed by one
+            for c in customers.stream(rest & by_flags, order_by="id", batch_size=_READ):
                 if _flag(c, channel, when):
                     chosen.append((c.id, addresses_for(c, channel), bool(_points(c, channel)[1])))
-                else:
-                    excluded["no_consent"] += 1
             chosen.sort(key=lambda item: item[0])
+        excluded["no_consent"] = left - len(chosen)
         reaches = _reaches(channel)
         default = campaign.default_status.name
         history = (StatusChange(default, when),)
