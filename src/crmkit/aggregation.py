@@ -502,6 +502,10 @@ def select_values(repository: Any, tenant: str, select: Any) -> list[Any]:
     ``having``: one group-by in ``repository`` (the store of ``select.spec``), whose ``where`` holds no
     sub-query the repository cannot run. What a store without sub-queries of its own runs first."""
     spec: EntitySpec = select.spec
+    if select.first_by is not None:
+        # each group's first record in an order: the store's own pipeline (a sort and a first per group)
+        found_first: list[Any] = repository.first_values(tenant, select)
+        return found_first
     measure, op, bound = select.having or ("count", ">=", 1)
     function, _, field = measure.rstrip(")").partition("(")
     measures: dict[str, str | None] = {"sum": None, "min": None, "max": None}

@@ -156,6 +156,12 @@ class Select:
     #: Keep only the values whose group of records passes ``(measure, op, value)``, a measure as
     #: ``crm.<aggregate>.aggregate`` names it: ``("sum(amount)", ">", Decimal("1000"))``, ``("count", ">=", 2)``.
     having: tuple[str, str, Any] | None = None
+    #: Keep only the values whose group's first record in this order (``"-at"``: the latest; a
+    #: find order, ties broken by id) matches ``first_where``: "the latest consent record of the
+    #: customer for this channel is a grant". Bound: an ``Order``.
+    first_by: Any = attrs.field(default=None, kw_only=True)
+    #: The condition the first record of a group must match (None: any record).
+    first_where: Any = attrs.field(default=None, kw_only=True)
     #: The spec of ``entity``, when given as a spec or class, and once bound (what stores read).
     spec: EntitySpec | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
@@ -166,12 +172,18 @@ class Select:
         where: Any = None,
         having: tuple[str, str, Any] | None = None,
         *,
+        first_by: str | Sequence[str] | Order | None = None,
+        first_where: Any = None,
         spec: EntitySpec | None = None,
     ) -> None:
         if not isinstance(entity, str):
             spec = _entity_of(entity)
             entity = spec.name
-        self.__attrs_init__(entity, field, where, having, spec=spec)
+        if isinstance(first_by, str):
+            first_by = (first_by,)
+        elif isinstance(first_by, list):
+            first_by = tuple(first_by)
+        self.__attrs_init__(entity, field, where, having, first_by=first_by, first_where=first_where, spec=spec)
 
 
 @attrs.frozen
@@ -461,7 +473,27 @@ def _bind_select(expr: InSelect, entity: EntitySpec, schema: Aggregates | None) 
             expr.field, f"is {spec.kind}; the sub-query selects {inner.name}.{of.name}, {of.kind}", select.field
         )
     having = None if select.having is None else _bind_having(expr.field, inner, select.having)
-    return InSelect(expr.field, Select(inner.name, of.name, bind(select.where, inner, schema), having, spec=inner))
+    first_by: Order | None = None
+    first_where: Expr | None = None
+    if select.first_by is not None:
+        if having is not None:
+            raise ValidationError(expr.field, "a sub-query takes having or first_by, not both", select.first_by)
+        first_by = select.first_by if isinstance(select.first_by, Order) else parse_order(select.first_by, inner)
+        first_where = bind(select.first_where, inner, schema)
+    elif select.first_where is not None:
+        raise ValidationError(expr.field, "first_where needs first_by (the order saying which record is first)", None)
+    return InSelect(
+        expr.field,
+        Select(
+            inner.name,
+            of.name,
+            bind(select.where, inner, schema),
+            having,
+            first_by=first_by,
+            first_where=first_where,
+            spec=inner,
+        ),
+    )
 
 
 _MEASURE = re.compile(r"^(sum|min|max|count)\((.+)\)$")
@@ -506,23 +538,45 @@ def has_select(expr: Expr) -> bool:
 def resolve_selects(expr: Expr, values: Callable[[Select], Iterable[Any]], *, grouped_only: bool = False) -> Expr:
     """A bound condition with each sub-query replaced by ``in_`` its values, for stores that run sub-queries
     first (``grouped_only``: only those with ``having``): ``values(select)`` gives the distinct present values
-    (its ``where`` is resolved already)."""
+    (its ``where`` is resolved already). A sub-query that appears more than once is run once."""
+    found: dict[Select, tuple[Any, ...]] = {}
+
+    def once(select: Select) -> tuple[Any, ...]:
+        try:
+            hit = found.get(select)
+        except TypeError:  # a value that cannot be hashed: run it again
+            return tuple(values(select))
+        if hit is None:
+            hit = found[select] = tuple(values(select))
+        return hit
+
+    return _resolve_selects(expr, once, grouped_only)
+
+
+def _resolve_selects(expr: Expr, values: Callable[[Select], Iterable[Any]], grouped_only: bool) -> Expr:
     if isinstance(expr, InSelect):
-        select = attrs.evolve(expr.select, where=resolve_selects(expr.select.where, values, grouped_only=grouped_only))
+        select = attrs.evolve(expr.select, where=_resolve_selects(expr.select.where, values, grouped_only))
+        if isinstance(select.first_where, Expr):
+            select = attrs.evolve(select, first_where=_resolve_selects(select.first_where, values, grouped_only))
         if grouped_only and select.having is None:
             return InSelect(expr.field, select)
         return In(expr.field, tuple(values(select)))
     if isinstance(expr, (And, Or)):
-        return type(expr)(tuple(resolve_selects(i, values, grouped_only=grouped_only) for i in expr.items))
+        return type(expr)(tuple(_resolve_selects(i, values, grouped_only) for i in expr.items))
     if isinstance(expr, Not):
-        return Not(resolve_selects(expr.item, values, grouped_only=grouped_only))
+        return Not(_resolve_selects(expr.item, values, grouped_only))
     return expr
 
 
 def has_having(expr: Expr) -> bool:
     """Whether a condition holds a sub-query with ``having``."""
     if isinstance(expr, InSelect):
-        return expr.select.having is not None or has_having(expr.select.where)
+        first = expr.select.first_where
+        return (
+            expr.select.having is not None
+            or has_having(expr.select.where)
+            or (isinstance(first, Expr) and has_having(first))
+        )
     if isinstance(expr, (And, Or)):
         return any(has_having(i) for i in expr.items)
     if isinstance(expr, Not):
@@ -980,11 +1034,11 @@ def relative_to(where: Where, at: dt.datetime) -> Where:
             return Compare(expr.field, expr.op, when - expr.value.delta)
         if isinstance(expr, InSelect) and isinstance(expr.select, Select) and isinstance(expr.select.where, Expr):
             inner = walk(expr.select.where)
-            return (
-                expr
-                if inner is expr.select.where
-                else attrs.evolve(expr, select=attrs.evolve(expr.select, where=inner))
-            )
+            first = expr.select.first_where
+            first_inner = walk(first) if isinstance(first, Expr) else first
+            if inner is expr.select.where and first_inner is first:
+                return expr
+            return attrs.evolve(expr, select=attrs.evolve(expr.select, where=inner, first_where=first_inner))
         if isinstance(expr, (And, Or)) and isinstance(expr.items, tuple):
             items = tuple(walk(i) if isinstance(i, Expr) else i for i in expr.items)
             return expr if all(a is b for a, b in zip(items, expr.items, strict=True)) else type(expr)(items)

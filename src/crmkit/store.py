@@ -163,6 +163,29 @@ class Repository(abc.ABC, Generic[T]):
         """
         return compute(self.spec, query, scan(self, tenant, where, parse_order(None, self.spec)))
 
+    def first_values(self, tenant: str, select: Any) -> list[Any]:
+        """The distinct present values of a bound sub-query with ``first_by`` (``crmkit.query.Select``): a
+        value is kept when the first record of its group (the records matching ``select.where`` with that
+        value) in the order ``select.first_by`` matches ``select.first_where``.
+
+        Backends work it out in place (a window function, a sort and a first per group); this
+        default reads the matching records in that order a page at a time, then asks which of
+        the groups' first records match ``first_where`` (its sub-queries run by the store).
+        """
+        firsts: dict[Any, uuid.UUID] = {}
+        for record in scan(self, tenant, select.where, select.first_by):
+            value = self.spec.record_value(record, select.field)
+            if value is not None and value not in firsts:
+                firsts[value] = cast(Any, record).id
+        if select.first_where is None or select.first_where == ALL:
+            return list(firsts)
+        kept: set[uuid.UUID] = set()
+        order = parse_order(None, self.spec)
+        for ids in iter_batches(iter(firsts.values()), 1000):
+            where = And((In("id", tuple(ids)), select.first_where))
+            kept.update(cast(Any, r).id for r in self.find(tenant, where, order, None))
+        return [value for value, rid in firsts.items() if rid in kept]
+
     def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these ids are stored (backends may override with one cheap query)."""
         if not ids:

@@ -4,6 +4,7 @@ consent histories, suppressions and opt-outs, member statuses, results, uplift a
 from __future__ import annotations
 
 import datetime as dt
+import random
 import threading
 import uuid
 from collections.abc import Iterator
@@ -192,6 +193,9 @@ def test_campaign_status_sets_follow_the_rules_and_first_response_never_moves(cr
         (MemberStatus("a"), MemberStatus("b", responded=True)),  # no default
         (MemberStatus("a", default=True), MemberStatus("b", default=True), MemberStatus("c", responded=True)),
         (MemberStatus("a", default=True), MemberStatus("b")),  # no response
+        # a default that contacts: target adds members in bulk, without the per-member send check
+        (MemberStatus("sent", default=True), MemberStatus("c", responded=True)),
+        (MemberStatus("a", default=True, sends=True), MemberStatus("c", responded=True)),
     ):
         with pytest.raises(ValidationError) as caught:
             Campaign(name="x", channel="email", statuses=bad)
@@ -558,3 +562,86 @@ def test_attribution_from_the_store_matches_the_journeys_it_reads(crm: crmkit.CR
     # rates: {} 0 (d), {email} 0 (c), {email, phone} 1 (a), {email, social} 1 (b); unseen sets take their
     # best subset's value, so email is pivotal in four of the six orders of the three channels
     assert shapley == pytest.approx({"email": 2 / 3, "phone": 1 / 6, "social": 1 / 6})
+
+
+_who = st.tuples(
+    st.sampled_from(["", "ada@example.com", "Ada@Example.COM", "bob@example.com"]),  # e-mail ("" none)
+    st.sampled_from([None, True, False]),  # the e-mail's consent flag
+    st.lists(  # consent records: (day, kind), one a day
+        st.tuples(st.integers(0, 9), st.sampled_from(["grant", "withdraw", "pending", "expiring"])),
+        max_size=3,
+        unique_by=lambda r: r[0],
+    ),
+    st.sampled_from([None, "suppress", "opt_out", "opt_out_other", "later"]),  # by customer id
+)
+
+
+@PROPERTY
+@given(
+    people=st.lists(_who, min_size=1, max_size=5),
+    blocked=st.sampled_from([None, "ada@example.com", "bob@example.com"]),
+    opted_out=st.sampled_from([None, "ada@example.com", "bob@example.com"]),
+    control=st.sampled_from([0.0, 0.5]),
+)
+def test_target_leaves_out_exactly_whom_the_per_customer_rules_exclude(
+    url: str,
+    people: list[tuple[str, bool | None, list[tuple[int, str]], str | None]],
+    blocked: str | None,
+    opted_out: str | None,
+    control: float,
+) -> None:
+    """``target`` works out the sets in the store; the per-customer rules (``exclusions``, what every send
+    is checked with) give the same reasons, customer by customer, and the same control draw."""
+    from crmkit.customers import Consent
+    from crmkit.marketing._service import exclusions
+
+    day = dt.timedelta(days=1)
+    base = NOW - 20 * day
+    at = base + 5 * day + dt.timedelta(hours=1)
+    with crmkit.connect(url, tenant=unique_name("tgt"), clock=Clock(NOW)) as crm:
+        camp = crm.campaigns.add(winter(list_name="winter"))
+        customers = []
+        for i, (email, flag, records, by_id) in enumerate(people):
+            consent = () if flag is None else (Consent("email", flag, base),)
+            emails = [EmailAddress(email, consent=consent)] if email else []
+            c = crm.customers.add(crmkit.Customer(kind="person", name=f"P{i}", emails=emails))
+            customers.append(c)
+            for d, kind in records:
+                when = base + d * day
+                crm.consents.add(
+                    ConsentRecord(
+                        customer_id=c.id,
+                        channel="email",
+                        purpose="marketing",
+                        granted=kind != "withdraw",
+                        pending=kind == "pending",
+                        at=when,
+                        expires_at=when + 2 * day if kind == "expiring" else None,
+                    )
+                )
+            if by_id in ("suppress", "later"):
+                crm.marketing.suppress(channel="email", customer_id=c.id, at=base if by_id == "suppress" else NOW)
+            elif by_id in ("opt_out", "opt_out_other"):
+                name = "winter" if by_id == "opt_out" else "other"
+                crm.suppressions.add(
+                    crmkit.marketing.Suppression(channel="email", customer_id=c.id, list_name=name, at=base)
+                )
+        if blocked is not None:
+            crm.marketing.suppress(channel="email", address=blocked, at=base)
+        if opted_out is not None:
+            crm.suppressions.add(
+                crmkit.marketing.Suppression(channel="email", address=opted_out, list_name="winter", at=base)
+            )
+        everyone = crm.segments.add(Segment(name="all", kind="static"))
+        crm.segments.add_members(everyone.id, [c.id for c in customers])
+        expected = exclusions(crm, camp, customers, at)
+        audience = crm.marketing.target(camp.id, segment=everyone.id, at=at, control=control, seed=7)
+        reasons = {r: sum(1 for v in expected.values() if v == r) for r in audience.excluded}
+        assert dict(audience.excluded) == reasons
+        members = list(crm.marketing.members(camp.id))
+        assert {m.customer_id for m in members} == {cid for cid, v in expected.items() if v is None}
+        rng = random.Random(7)
+        held = {cid for cid in sorted(m.customer_id for m in members) if control > 0 and rng.random() < control}
+        assert {m.customer_id for m in members if m.control} == held and audience.control == len(held)
+        again = crm.marketing.target(camp.id, segment=everyone.id, at=at)
+        assert (again.added, again.already) == (0, len(members))

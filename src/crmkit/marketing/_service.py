@@ -17,10 +17,11 @@ from crmkit._errors import ConflictError, NotFound, ValidationError
 from crmkit._retry import retrying
 from crmkit._validation import utc
 from crmkit.customers import Customer
-from crmkit.marketing._consents import FLAG_PURPOSE, NEEDS_NO_CONSENT, Consents, _flag, _points, addresses_for, decide
+from crmkit.marketing._consents import FLAG_PURPOSE, NEEDS_NO_CONSENT, Consents, _flag, _points, addresses_for
 from crmkit.marketing._model import Campaign, CampaignMember, StatusChange, Suppression
 from crmkit.marketing._segments import Segments
 from crmkit.query import Expr, F, Select
+from crmkit.search import fold
 from crmkit.store import iter_batches
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["Audience", "CampaignResults", "Marketing", "Uplift", "exclusions"]
 
 _BATCH = 1000
+#: Customers per page when ``target`` reads the eligible ones: each page runs the sub-queries again.
+_READ = 25_000
 #: Why a customer of the segment was not added, in the order they are checked.
 REASONS = ("suppressed", "opted_out", "no_consent", "no_address")
 
@@ -73,6 +76,11 @@ class Uplift:
     purchasers_interval: tuple[float, float]
     incremental_revenue: float
     revenue_interval: tuple[float, float]
+
+
+def _reaches(channel: str) -> bool:
+    """Whether the channel reaches customers through a contact-point field (else every customer has an address)."""
+    return channel in ("email", "sms", "phone", "fax", "letter", "social", "chat")
 
 
 def exclusions(
@@ -120,83 +128,87 @@ def exclusions(
     return out
 
 
-class _BlockList:
-    """The suppressions that apply to a campaign at a moment, read once: global ones by customer and by
-    address, and the opt-outs of the campaign's list (as many as there are, not one per customer)."""
+class _Eligibility:
+    """Who of a set of customers may get a campaign at a moment, as conditions on customers the store runs.
 
-    def __init__(self) -> None:
-        self.customers: dict[uuid.UUID, str] = {}
-        self.addresses: dict[str, str] = {}
+    Customers suppressed by id, opted out by id and allowed by their latest consent record are
+    sub-queries (semi-joins; the latest record per customer is ``Select(..., first_by=...)``).
+    Customers blocked by address: the block list's addresses for the channel are read once (as
+    many as there are, not one per customer), the customers that may hold one are found in the
+    store through their e-mail search terms (folded addresses, a superset), and only those few
+    are read to compare their addresses as suppressions keep them.
+    """
 
-    @classmethod
-    def read(cls, crm: CRM, campaign: Campaign, at: dt.datetime) -> _BlockList:
-        found = cls()
-        applies = (F("list_name") == None) | (F("list_name") == campaign.opt_out_list)  # noqa: E711
-        where = (F("channel") == str(campaign.channel)) & (F("at") <= at) & applies
-        for s in crm.records(Suppression).stream(where, batch_size=5000):
-            reason = "suppressed" if s.list_name is None else "opted_out"
-            if s.customer_id is not None and found.customers.get(s.customer_id) != "suppressed":
-                found.customers[s.customer_id] = reason
-            if s.address is not None and found.addresses.get(s.address) != "suppressed":
-                found.addresses[s.address] = reason
-        return found
+    def __init__(self, crm: CRM, campaign: Campaign, when: dt.datetime) -> None:
+        self.crm, self.campaign, self.when = crm, campaign, when
+        self.channel, self.purpose = str(campaign.channel), campaign.purpose
+        on = (F("channel") == self.channel) & (F("at") <= when)
+        self.everywhere = on & (F("list_name") == None)  # noqa: E711
+        self.this_list = on & (F("list_name") == campaign.opt_out_list)
 
-    def reason(self, customer_id: uuid.UUID, addresses: Sequence[str]) -> str | None:
-        """``suppressed`` (from any source) before ``opted_out``; None: neither."""
-        reasons = {self.customers.get(customer_id), *(self.addresses.get(a) for a in addresses)}
-        return "suppressed" if "suppressed" in reasons else "opted_out" if "opted_out" in reasons else None
-
-
-class _LatestConsent:
-    """The latest consent record at a moment of every customer of a set, for one channel and purpose,
-    from one group-by in the store (the records are not read): what ``Consents.allowed_among`` decides."""
-
-    def __init__(self, channel: str, purpose: str, needs: bool) -> None:
-        self.channel, self.purpose, self.needs = channel, purpose, needs
-        #: customer -> whether its latest record at or before the moment allows contact
-        self.latest: dict[uuid.UUID, bool] = {}
-        #: customers whose only records come after the moment
-        self.later: set[uuid.UUID] = set()
-
-    @classmethod
-    def read(cls, crm: CRM, customers: Expr, *, channel: str, purpose: str, at: dt.datetime) -> _LatestConsent:
-        consents: Consents = crm.consents
-        found = cls(channel, purpose, consents.needs_consent(channel))
-        mine = F("customer_id").in_(Select("customers", "id", customers))
-        about = mine & (F("channel") == channel) & (F("purpose") == purpose)
-        best: dict[uuid.UUID, tuple[dt.datetime, bool]] = {}
-        tied: set[uuid.UUID] = set()
-        rows = consents.aggregate(
-            about & (F("at") <= at), group_by=("customer_id", "granted", "pending", "expires_at"), max="at"
-        )
+    def _by_address(self, within: Expr) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+        """The customers of ``within`` with an address on the block list: (suppressed, opted out only)."""
+        suppressions = self.crm.records(Suppression)
+        listed = (self.everywhere | self.this_list) & (F("address") != None)  # noqa: E711
+        rows = suppressions.aggregate(listed, group_by=("address", "list_name"), count=True)
+        reasons: dict[str, str] = {}
         for row in rows:
-            cid, last = row["customer_id"], row["max(at)"]
-            expires = row["expires_at"]
-            ok = bool(row["granted"]) and not row["pending"] and (expires is None or at < expires)
-            seen = best.get(cid)
-            if seen is None or last > seen[0]:
-                best[cid] = (last, ok)
-                tied.discard(cid)
-            elif last == seen[0] and ok != seen[1]:
-                tied.add(cid)  # two records at the same moment disagree: the later written decides
-        found.latest = {cid: ok for cid, (_, ok) in best.items()}
-        for ids in iter_batches(iter(sorted(tied)), _BATCH):
-            for cid in ids:
-                rec = consents.latest(cid, channel=channel, purpose=purpose, at=at)
-                found.latest[cid] = rec is not None and decide(rec, at, purpose=purpose, needs_consent=True)
-        later = consents.aggregate(about & (F("at") > at), group_by="customer_id", count=True)
-        found.later = {row["customer_id"] for row in later} - found.latest.keys()
-        return found
+            address = str(row["address"])
+            if reasons.get(address) != "suppressed":
+                reasons[address] = "suppressed" if row["list_name"] is None else "opted_out"
+        if not reasons:
+            return [], []
+        candidates = within
+        if self.channel == "email" and "search_terms" in self.crm.schema:
+            folded = sorted({fold(address) for address in reasons})
+            terms = (F("record.aggregate") == "customers") & (F("field") == "emails") & F("term").in_(folded)
+            candidates = within & F("id").in_(Select("search_terms", "record.id", terms))
+        suppressed: list[uuid.UUID] = []
+        opted_out: list[uuid.UUID] = []
+        for c in self.crm.customers.stream(candidates, order_by="id", batch_size=_READ):
+            found = {reasons.get(a) for a in addresses_for(c, self.channel)}
+            if "suppressed" in found:
+                suppressed.append(c.id)
+            elif "opted_out" in found:
+                opted_out.append(c.id)
+        return suppressed, opted_out
 
-    def allowed(self, customer: Customer, at: dt.datetime) -> bool:
-        latest = self.latest.get(customer.id)
-        if latest is not None:
-            return latest
-        if not self.needs or self.purpose in NEEDS_NO_CONSENT:
-            return True
-        if self.purpose != FLAG_PURPOSE or customer.id in self.later:
-            return False
-        return _flag(customer, self.channel, at)
+    def split(self, fresh: Expr) -> tuple[Expr, Expr, Expr]:
+        """(suppressed, opted out, neither) as conditions on customers, for the customers of ``fresh``."""
+        by_address, opted_by_address = self._by_address(fresh)
+        suppressed: Expr = F("id").in_(Select("suppressions", "customer_id", self.everywhere))
+        if by_address:
+            suppressed = suppressed | F("id").in_(by_address)
+        opted: Expr = F("id").in_(Select("suppressions", "customer_id", self.this_list))
+        if opted_by_address:
+            opted = opted | F("id").in_(opted_by_address)
+        return suppressed, opted, ~suppressed & ~opted
+
+    def consent(self, among: Expr) -> tuple[Expr, Expr | None]:
+        """(allowed by the records, to be judged by the consent flags or None) as conditions on the customers
+        of ``among`` (the records read are theirs).
+
+        The latest record at the moment decides (``Consents.allowed_among``); without one a
+        channel or purpose that needs no consent allows, and for marketing a customer with no
+        record for the channel at all is judged by its contact points' consent flags.
+        """
+        consents: Consents = self.crm.consents
+        about = (F("channel") == self.channel) & (F("purpose") == self.purpose)
+        valid = (
+            (F("granted") == True)  # noqa: E712
+            & (F("pending") == False)  # noqa: E712
+            & ((F("expires_at") == None) | (F("expires_at") > self.when))  # noqa: E711
+        )
+        before = about & (F("at") <= self.when)
+        # the latest record of the customers of ``among`` only: the window sorts their records, not all
+        theirs = before & F("customer_id").in_(Select("customers", "id", among))
+        latest = Select("consents", "customer_id", theirs, first_by=("-at", "-created_at"), first_where=valid)
+        allowed: Expr = F("id").in_(latest)
+        if not consents.needs_consent(self.channel) or self.purpose in NEEDS_NO_CONSENT:
+            return allowed | ~F("id").in_(Select("consents", "customer_id", before)), None
+        if self.purpose != FLAG_PURPOSE:
+            return allowed, None
+        return allowed, ~F("id").in_(Select("consents", "customer_id", about))
 
 
 class Marketing:
@@ -259,15 +271,18 @@ class Marketing:
     ) -> Audience:
         """Add the segment's customers who may be contacted at ``at`` to the campaign, with its default status.
 
-        The sets are worked out in the store: the segment as one condition on customers, those
-        already members and those suppressed by id left out by sub-queries (semi-joins), the
-        latest consent record of each remaining customer by a group-by; only the customers who
-        remain are read, once, to check their addresses against the block list (read once) and
-        to take the address they will be contacted at. ``control`` holds out that fraction of
-        the eligible customers at random as a control group (members never contacted) for
-        ``uplift``. One transaction: all members or none; a customer is a member of a campaign
-        at most once (the store keeps (campaign, customer) unique), so a concurrent ``target``
-        of the same campaign that collides is run again and finds the members already there.
+        Every exclusion is counted in the store: the segment is one condition on customers;
+        those already members, suppressed or opted out by id, and those whose latest consent
+        record at ``at`` is not a valid grant (``Select(..., first_by=...)``) are left out by
+        sub-queries (semi-joins). The block list's addresses are read once and matched through
+        the customers' stored e-mail search terms, and customers with no consent record at all
+        (marketing) are judged by their contact points' consent flags. Only the customers who
+        may be contacted are read, for the address they will be contacted at, and added in
+        bulk. ``control`` holds out that fraction of them at random as a control group
+        (members never contacted) for ``uplift``. One transaction: all members or none; a
+        customer is a member of a campaign at most once (the store keeps (campaign, customer)
+        unique), so a concurrent ``target`` of the same campaign that collides is run again
+        and finds the members already there.
         """
         campaign = self._campaign(campaign_id)
         when = self._crm.now() if at is None else utc(at, "at")
@@ -293,51 +308,59 @@ class Marketing:
     def _target(
         self, campaign: Campaign, segment: Expr, when: dt.datetime, control: float, rng: random.Random
     ) -> Audience:
-        channel, purpose = str(campaign.channel), campaign.purpose
+        channel = str(campaign.channel)
         customers = self._crm.customers
-        members = self._crm.records(CampaignMember)
         member = F("id").in_(Select("campaign_members", "customer_id", F("campaign_id") == campaign.id))
-        blocked = Select(
-            "suppressions",
-            "customer_id",
-            (F("channel") == channel) & (F("at") <= when) & (F("list_name") == None),  # noqa: E711
-        )
         already = customers.count(segment & member)
         fresh = segment & ~member
-        excluded: Counter[str] = Counter({"suppressed": customers.count(fresh & F("id").in_(blocked))})
-        rest = fresh & ~F("id").in_(blocked)
-        block_list = _BlockList.read(self._crm, campaign, when)
-        consent = _LatestConsent.read(self._crm, rest, channel=channel, purpose=purpose, at=when)
+        rules = _Eligibility(self._crm, campaign, when)
+        suppressed, opted_out, contactable = rules.split(fresh)
+        allowed, by_flags = rules.consent(fresh)
+        rest = fresh & contactable
+        excluded: Counter[str] = Counter(
+            {
+                "suppressed": customers.count(fresh & suppressed),
+                "opted_out": customers.count(fresh & ~suppressed & opted_out),
+            }
+        )
+        # the customers left are allowed by their consent records, judged by their flags, or refused: the
+        # first two are read (for the address they are contacted at), the refused ones only counted
+        left = customers.count(rest)
+        chosen: list[tuple[uuid.UUID, tuple[str, ...], bool]] = []
+        for c in customers.stream(rest & allowed, order_by="id", batch_size=_READ):
+            chosen.append((c.id, addresses_for(c, channel), bool(_points(c, channel)[1])))
+        if by_flags is not None:
+            # no consent record at all: none of them is allowed by one
+            for c in customers.stream(rest & by_flags, order_by="id", batch_size=_READ):
+                if _flag(c, channel, when):
+                    chosen.append((c.id, addresses_for(c, channel), bool(_points(c, channel)[1])))
+            chosen.sort(key=lambda item: item[0])
+        excluded["no_consent"] = left - len(chosen)
+        reaches = _reaches(channel)
         default = campaign.default_status.name
+        history = (StatusChange(default, when),)
         added = held = 0
-        for batch in iter_batches(customers.stream(rest, order_by="id", batch_size=_BATCH), _BATCH):
-            new: list[CampaignMember] = []
-            for c in batch:
-                addresses = addresses_for(c, channel)
-                reason = block_list.reason(c.id, addresses)
-                if reason is None and not consent.allowed(c, when):
-                    reason = "no_consent"
-                if reason is None and _points(c, channel)[0] != "" and not _points(c, channel)[1]:
-                    reason = "no_address"
-                if reason is not None:
-                    excluded[reason] += 1
-                    continue
-                is_control = control > 0 and rng.random() < control
-                held += is_control
-                new.append(
-                    CampaignMember(
-                        campaign_id=campaign.id,
-                        customer_id=c.id,
-                        status=default,
-                        added_at=when,
-                        status_at=when,
-                        history=(StatusChange(default, when),),
-                        control=is_control,
-                        address=addresses[0] if addresses else None,
-                    )
+        new: list[CampaignMember] = []
+        for cid, addresses, has_points in chosen:
+            if reaches and not has_points:
+                excluded["no_address"] += 1
+                continue
+            is_control = control > 0 and rng.random() < control
+            held += is_control
+            new.append(
+                CampaignMember(
+                    campaign_id=campaign.id,
+                    customer_id=cid,
+                    status=default,
+                    added_at=when,
+                    status_at=when,
+                    history=history,
+                    control=is_control,
+                    address=addresses[0] if addresses else None,
                 )
-            if new:
-                added += members.add_many(new).added
+            )
+        if new:
+            added = self._crm.records(CampaignMember).add_many(new, batch_size=_BATCH * 5).added
         return Audience(added, {r: excluded[r] for r in REASONS}, already, held)
 
     # ----------------------------------------------------------------- members

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from crmkit._errors import ValidationError
-from crmkit.query import ALL, Ago, All, And, Compare, Contains, Expr, In, InSelect, Not, Or, Select
+from crmkit.query import ALL, Ago, All, And, Compare, Contains, Expr, In, InSelect, Not, Or, Order, Select
 
 __all__ = ["condition_text", "parse_condition"]
 
@@ -79,6 +79,13 @@ def _tree(expr: Any) -> Any:
         if select.having is not None:
             measure, op, bound = select.having
             tree["having"] = [measure, op, _value(bound)]
+        if select.first_by is not None:
+            first_by = select.first_by
+            if isinstance(first_by, Order):
+                tree["first_by"] = [("-" if desc else "") + name for name, desc in first_by.keys]
+            else:
+                tree["first_by"] = [first_by] if isinstance(first_by, str) else list(first_by)
+            tree["first_where"] = None if select.first_where is None else _tree(select.first_where)
         return {"field": expr.field, "in_select": tree}
     if isinstance(expr, And):
         return {"and": [_tree(i) for i in expr.items]}
@@ -115,6 +122,12 @@ def _expr(tree: Any) -> Expr:
                 grouped = None
                 if isinstance(having, list) and len(having) == 3:
                     grouped = (having[0], having[1], _read_value(having[2]))
+                first_by = select.get("first_by")
+                if isinstance(first_by, list) and all(isinstance(name, str) for name in first_by):
+                    first_where = select.get("first_where")
+                    first = None if first_where is None else _expr(first_where)
+                    entity, of = select["entity"], select["field"]
+                    return InSelect(field, Select(entity, of, inner, first_by=tuple(first_by), first_where=first))
                 return InSelect(field, Select(select["entity"], select["field"], inner, grouped))
             if "contains" in tree:
                 return Contains(field, _read_value(tree["contains"]))

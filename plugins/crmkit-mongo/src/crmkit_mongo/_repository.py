@@ -17,6 +17,7 @@ from crmkit.aggregation import AggregateQuery, select_values
 from crmkit.entities import EntitySpec
 from crmkit.query import Expr, Order, Select, has_select, resolve_selects
 from crmkit.store import Activity, Repository
+from crmkit_mongo._aggregate import _decode as decode_value
 from crmkit_mongo._aggregate import aggregate
 from crmkit_mongo._derived import codec_for
 from crmkit_mongo._documents import as_binary, from_micros
@@ -78,6 +79,24 @@ class MongoRepository(Repository[Any]):
     def _values(self, tenant: str, select: Select) -> list[Any]:
         assert select.spec is not None, "a bound sub-query"
         return select_values(self._store.repository(select.spec), tenant, select)
+
+    @_translated
+    def first_values(self, tenant: str, select: Select) -> list[Any]:
+        """The values whose group's first record in ``select.first_by`` matches ``select.first_where``: one
+        pipeline (``$sort``, ``$group`` with ``$first``, ``$match`` on the first records), in the server."""
+        field = select.field
+        pipeline: list[dict[str, Any]] = [
+            {"$match": self.filter(tenant, select.where)},
+            {"$sort": dict(sort_spec(select.first_by))},
+            {"$group": {"_id": "$" + field, "first": {"$first": "$$ROOT"}}},
+            {"$replaceRoot": {"newRoot": "$first"}},
+        ]
+        if select.first_where is not None:
+            pipeline.append({"$match": self.filter(tenant, select.first_where)})
+        pipeline.append({"$project": {"_id": 0, "value": "$" + field}})
+        kind = self.spec.fields[field].kind
+        found = self.collection.aggregate(pipeline, allowDiskUse=True, session=self._session())
+        return [value for doc in found if (value := decode_value(kind, doc.get("value"))) is not None]
 
     def _check_new(self, tenant: str, records: Sequence[Any]) -> None:
         """Raise ConflictError before writing anything when an id or external_id is taken (no transaction)."""

@@ -18,7 +18,7 @@ import operator
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -35,6 +35,24 @@ __all__ = ["Compiler"]
 
 # Above this many values an IN list becomes one array (PostgreSQL) or JSON (SQLite) parameter.
 _LONG_IN = 64
+
+
+def _columns_of(compiler: Compiler, expr: Expr, field: str) -> list[Any]:
+    """The columns of ``compiler``'s table that ``expr`` and ``field`` read (the window sorts only those rows'
+    worth); every column when the condition reads more than plain columns (words, folded shadows, attributes)."""
+    names = {"tenant", "id", field, *(name for name in compiler.spec.fields if "." in name)}
+    todo = [expr]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, (And, Or)):
+            todo.extend(item.items)
+        elif isinstance(item, Not):
+            todo.append(item.item)
+        elif isinstance(item, (Compare, In, InSelect)) and not item.field.startswith("attributes."):
+            names.add(item.field)
+        elif not isinstance(item, All):
+            return list(compiler.table.c)
+    return [compiler.column(name) for name in sorted(names)]
 
 
 class Compiler:
@@ -156,7 +174,9 @@ class Compiler:
         mine = other.c.tenant == (self.table.c.tenant if tenant is None else tenant)
         of = select.field
         values = sa.select(inner.sortable(of)).where(mine, inner.expr(select.where, tenant))
-        if select.spec.fields[of].nullable:
+        if select.first_by is not None:
+            values = self._first_of_groups(inner, values, select, tenant)
+        elif select.spec.fields[of].nullable:
             values = values.where(inner.column(of).is_not(None))
         if tenant is not None:
             values = values.correlate(None)
@@ -165,6 +185,23 @@ class Compiler:
             self._semi_joins.clear()
         self._semi_joins[key] = found
         return found
+
+    def _first_of_groups(
+        self, inner: Compiler, matching: sa.Select[Any], select: Any, tenant: str | None
+    ) -> sa.Select[Any]:
+        """``SELECT field FROM (SELECT *, row_number() OVER (PARTITION BY field ORDER BY <first_by>) AS rank
+        FROM other WHERE ...) WHERE rank = 1 AND <first_where>``: the values whose group's first record
+        matches, one pass over the matching rows (the window sorts each group, no correlated probe)."""
+        of = select.field
+        rank = sa.func.row_number().over(partition_by=inner.sortable(of), order_by=inner.order_by(select.first_by))
+        columns = _columns_of(inner, select.first_where, of)
+        ranked = matching.with_only_columns(*columns, rank.label("crmkit_rank"), maintain_column_froms=True).subquery()
+        # the ranked rows have the table's columns: conditions compile on them as on the table
+        first = Compiler(cast(Any, ranked), select.spec, self.dialect, self.tables)
+        values = sa.select(first.sortable(of)).where(ranked.c.crmkit_rank == 1, first.expr(select.first_where, tenant))
+        if select.spec.fields[of].nullable:
+            values = values.where(first.column(of).is_not(None))
+        return values
 
     # ------------------------------------------------------------------ model fields
     def _guard(self, name: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:

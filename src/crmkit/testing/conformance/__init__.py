@@ -29,6 +29,7 @@ from crmkit.testing.conformance._aggregates import (
 )
 from crmkit.testing.conformance._bulk import BulkImportContract
 from crmkit.testing.conformance._concurrency import ConcurrencyContract
+from crmkit.testing.conformance._first_of_group import FirstOfGroupContract
 from crmkit.testing.conformance._fuzz import KNOWN_CORE_GAPS, FuzzContract
 from crmkit.testing.conformance._graph import RelationshipGraphContract
 from crmkit.testing.conformance._harness import ContractBase
@@ -79,6 +80,7 @@ __all__ = [
     "TestRoundTrip",
     "TestSearch",
     "TestSemiJoins",
+    "TestFirstOfGroup",
     "TestStageChanges",
     "TestStateMachine",
     "TestTenancy",
@@ -115,6 +117,7 @@ __all__ += [
     "RoundTripContract",
     "SearchContract",
     "SemiJoinContract",
+    "FirstOfGroupContract",
     "StageChangeContract",
     "StatefulContract",
     "TenancyContract",
@@ -156,6 +159,7 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     SearchContract,
     MarketingContract,
     SemiJoinContract,
+    FirstOfGroupContract,
 )
 
 
@@ -277,3 +281,7 @@ class TestMarketing(MarketingContract):
 
 class TestSemiJoins(SemiJoinContract):
     """Sub-queries, F(field).in_(Select(...)) and its shorthand among(): semi-joins in the store."""
+
+
+class TestFirstOfGroup(FirstOfGroupContract):
+    """Sub-queries on each group's first record (first_by, first_where): "the latest consent is a grant"."""
