@@ -28,6 +28,7 @@ from crmkit.entities import EntitySpec
 from crmkit.query import All, And, Compare, Contains, Expr, In, InSelect, Matches, Not, Or, Order, StartsWith
 from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
+from crmkit_sqlalchemy._having import having
 from crmkit_sqlalchemy._schema import shadow_column
 from crmkit_sqlalchemy._words import word_table, words_of
 
@@ -141,16 +142,16 @@ class Compiler:
 
         The sub-select reads its own (aliased) table even when it is the outer one; with the tenant a
         bound value it is not correlated, so SQLite and PostgreSQL run it once per statement (a hashed
-        or materialised semi-join), not per row. A grouped sub-query (``having``) is run before, by the
-        records service.
+        or materialised semi-join), not per row. A grouped sub-query (``having``) is ``IN (SELECT other.field ...
+        GROUP BY other.field HAVING ...)`` (``_having``).
         """
         key = (tenant, expr)
         found = self._semi_joins.get(key)
         if found is not None:
             return found
         select = expr.select
-        if self.tables is None or select.spec is None or select.having is not None:
-            raise TypeError(f"a sub-query needs the other tables, a bound Select and no having: {expr!r}")
+        if self.tables is None or select.spec is None:
+            raise TypeError(f"a sub-query needs the other tables and a bound Select: {expr!r}")
         other = self.tables(select.spec).alias()
         inner = Compiler(other, select.spec, self.dialect, self.tables)
         mine = other.c.tenant == (self.table.c.tenant if tenant is None else tenant)
@@ -158,6 +159,8 @@ class Compiler:
         values = sa.select(inner.sortable(of)).where(mine, inner.expr(select.where, tenant))
         if select.spec.fields[of].nullable:
             values = values.where(inner.column(of).is_not(None))
+        if select.having is not None:
+            values = values.group_by(inner.sortable(of)).having(having(inner, select.having))
         if tenant is not None:
             values = values.correlate(None)
         found = self._guard(expr.field, self.sortable(expr.field).in_(values))
