@@ -4,7 +4,9 @@ shorthand ``F(field).among(aggregate, condition)`` (``in_(Select(aggregate, "id"
 On the probe aggregate: random customers and probes referring to them are stored, then
 probes are selected by conditions on their customers and customers by conditions on their
 probes, a sub-query on the aggregate itself, on text, on a nullable reference, with
-``having`` (a count, a money sum), negated and nested. Customers, interactions and
+``having`` (a count, a money sum), negated and nested; grouped sub-queries with every
+operator on counts, sums of money and of integers past 32 bits, minima and maxima of text,
+instants and money, negated, in an ``|``, on a text key and nested. Customers, interactions and
 relationships check the shorthand with counts, pages, scans, reports and deletions. Every
 answer must hold exactly the records the reference finds, looked up among everything stored.
 """
