@@ -28,9 +28,9 @@ Semantics (every backend must give the same answers; the conformance suite check
   sub-query's missing values are left out. ``having=(measure, op, value)`` keeps only the
   values whose group of records passes it. ``F("customer_id").among(customers, condition)``
   is the same as ``F("customer_id").in_(Select(customers, "id", condition))``. Stores run it
-  where the data is: ``IN (SELECT ...)`` in SQL, the values read in the store first (one
-  query, a group-by when there is ``having``) elsewhere; ``resolve_selects`` does that for a
-  store with no sub-queries of its own.
+  inside the query that uses it: ``IN (SELECT ... [GROUP BY ... HAVING ...])`` in SQL, a
+  ``$lookup`` in one pipeline on MongoDB; a store with no sub-queries of its own reads the
+  values first (one query, a group-by when there is ``having``): ``resolve_selects``.
 * Text compares by Unicode code point (binary collation), never by locale.
 * Text in a condition is Unicode: a lone surrogate is a ValidationError, as it is in
   stored text. A value for a model field may hold NUL, which stored text never does: it

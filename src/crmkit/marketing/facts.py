@@ -2,7 +2,8 @@
 
 Each function returns a condition that a dynamic segment keeps (``Segment(where=...)``) and
 combines with ``&``, ``|`` and ``~`` like any other; the store works it out inside the
-segment's query (a semi-join on SQL stores; a group-by first on the others)::
+segment's query (a semi-join, grouped for ``spent`` and ``purchases``: ``IN (SELECT ... GROUP
+BY ... HAVING ...)`` on SQL stores, a ``$lookup`` in the one pipeline on MongoDB)::
 
     from crmkit.marketing import facts
 

@@ -23,7 +23,7 @@ from crmkit._errors import ConflictError, NotFound, ValidationError
 from crmkit._host import together
 from crmkit._retry import retrying
 from crmkit._validation import count_of, text_of
-from crmkit.aggregation import Aggregation, finish, parse_aggregate, select_values
+from crmkit.aggregation import Aggregation, finish, parse_aggregate
 from crmkit.entities import (
     CUSTOMERS,
     EntitySpec,
@@ -36,16 +36,13 @@ from crmkit.query import (
     Cursor,
     Expr,
     In,
-    Select,
     Where,
     bind,
     check_cursor,
-    has_having,
     has_select,
     keyset_after,
     parse_order,
     relative_to,
-    resolve_selects,
 )
 from crmkit.store import Repository, iter_batches, scan
 
@@ -240,20 +237,13 @@ class _ReadRecords(Generic[R]):
 
     def _bound(self, where: Where) -> Expr:
         """A condition bound to this aggregate; relative instants (``ago(days=90)``) count back from the
-        connection's clock, and a grouped sub-query (``having``) is run first, one group-by in the store, and
-        passes its values (stores run the others inside the query that uses them)."""
+        connection's clock; stores run its sub-queries (grouped ones too) inside the query that uses them."""
         condition = bind(relative_to(where, self._crm.now()), self.spec, self._crm.schema)
         if has_select(condition):
             from crmkit.search_terms import check_searched
 
             check_searched(self._crm, condition)
-        if has_having(condition):
-            condition = resolve_selects(condition, self._select_values, grouped_only=True)
         return condition
-
-    def _select_values(self, select: Select) -> list[Any]:
-        """The distinct present values of a sub-query (whose group passes ``having``): a group-by in the store."""
-        return select_values(self._crm.store.repository(self._crm.schema[select.entity]), self._crm.tenant, select)
 
     def count(self, where: Where = None) -> int:
         """How many records match, counted in the store."""

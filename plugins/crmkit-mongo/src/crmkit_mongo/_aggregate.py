@@ -95,7 +95,7 @@ def aggregate(repo: MongoRepository, tenant: str, where: Expr, query: AggregateQ
         group[f"m{i}"] = _measure_expression(measure)
         if measure.op == "count_distinct":
             sized[f"m{i}"] = {"$size": {"$setDifference": [f"$m{i}", [None]]}}
-    pipeline: list[dict[str, Any]] = [{"$match": repo.filter(tenant, where)}, {"$group": group}]
+    pipeline: list[dict[str, Any]] = [*repo.stages(tenant, where), {"$group": group}]
     if query.count_range is not None:
         low, high = query.count_range
         group["size"] = {"$sum": 1}

@@ -23,6 +23,7 @@ from crmkit_mongo._derived import codec_for
 from crmkit_mongo._documents import as_binary, from_micros
 from crmkit_mongo._errors import DUPLICATE_KEY, conflict_for, duplicate_key_of
 from crmkit_mongo._filters import for_tenant, sort_spec
+from crmkit_mongo._semijoin import stages
 
 if TYPE_CHECKING:
     from crmkit_mongo._store import MongoStore
@@ -269,7 +270,15 @@ class MongoRepository(Repository[Any]):
 
     @_translated
     def count(self, tenant: str, where: Expr) -> int:
+        if has_select(where):  # one pipeline, its sub-queries looked up in it (``_semijoin``)
+            pipeline = [*self.stages(tenant, where), {"$count": "n"}]
+            counted = list(self.collection.aggregate(pipeline, allowDiskUse=True, session=self._session()))
+            return int(counted[0]["n"]) if counted else 0
         return self.collection.count_documents(self.filter(tenant, where), session=self._session())
+
+    def stages(self, tenant: str, where: Expr) -> list[dict[str, Any]]:
+        """Pipeline stages keeping the tenant's documents that match ``where``, sub-queries included."""
+        return stages(tenant, where, self.spec, lambda spec: self._store.repository(spec).collection.name)
 
     @_translated
     def aggregate(self, tenant: str, where: Expr, query: AggregateQuery) -> list[tuple[Any, ...]]:
@@ -277,6 +286,14 @@ class MongoRepository(Repository[Any]):
 
     @_translated
     def find(self, tenant: str, where: Expr, order: Order, limit: int | None) -> list[Any]:
+        decode = self._codec.decode
+        if has_select(where):
+            pipeline = [*self.stages(tenant, where), {"$sort": dict(sort_spec(order))}]
+            if limit:
+                pipeline.append({"$limit": limit})
+            pipeline.append({"$project": {"_id": 0}})
+            found = self.collection.aggregate(pipeline, allowDiskUse=True, session=self._session())
+            return [decode(doc) for doc in found]
         cursor = self.collection.find(
             self.filter(tenant, where),
             {"_id": 0},
@@ -285,7 +302,6 @@ class MongoRepository(Repository[Any]):
             allow_disk_use=True,
             session=self._session(),
         )
-        decode = self._codec.decode
         return [decode(doc) for doc in cursor]
 
     @_translated

@@ -28,6 +28,7 @@ from crmkit.entities import EntitySpec
 from crmkit.query import All, And, Compare, Contains, Expr, In, InSelect, Matches, Not, Or, Order, StartsWith
 from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
+from crmkit_sqlalchemy._having import having
 from crmkit_sqlalchemy._schema import shadow_column
 from crmkit_sqlalchemy._words import word_table, words_of
 
@@ -117,33 +118,39 @@ class Compiler:
         return self.table.c[name] if path is None else path
 
     # ------------------------------------------------------------------ expressions
-    def expr(self, expr: Expr, tenant: str | None = None) -> ColumnElement[bool]:
+    def expr(self, expr: Expr, tenant: str | None = None, *, negated: bool = False) -> ColumnElement[bool]:
         """The condition; ``tenant`` is the one the statement reads (the word indexes' look-ups and the
-        semi-joins read that tenant's rows; None: the row's own tenant)."""
+        semi-joins read that tenant's rows; None: the row's own tenant).
+
+        ``negated``: the condition is under an odd number of NOTs. Only there must a test of a custom
+        attribute that SQL finds unknown (NULL: the attribute is missing) be made false; outside, a WHERE
+        keeps the same rows either way (AND and OR without NOT are monotone), so the statement does not
+        pay a ``coalesce`` per row for it.
+        """
         if isinstance(expr, All):
             return sa.true()
         if isinstance(expr, And):
-            return sa.and_(*(self.expr(i, tenant) for i in expr.items))
+            return sa.and_(*(self.expr(i, tenant, negated=negated) for i in expr.items))
         if isinstance(expr, Or):
             keyset = self._keyset(expr)
             if keyset is not None:
                 return keyset
-            return sa.or_(*(self.expr(i, tenant) for i in expr.items))
+            return sa.or_(*(self.expr(i, tenant, negated=negated) for i in expr.items))
         if isinstance(expr, Not):
-            return sa.not_(self.expr(expr.item, tenant))
+            return sa.not_(self.expr(expr.item, tenant, negated=not negated))
         if isinstance(expr, InSelect):
             return self._in_select(expr, tenant)
         if isinstance(expr, Compare):
             if expr.field.startswith("attributes."):
-                return self._attribute_compare(expr.field[len("attributes.") :], expr.op, expr.value)
+                return self._attribute_compare(expr.field[len("attributes.") :], expr.op, expr.value, negated)
             return self._compare(expr.field, expr.op, expr.value)
         if isinstance(expr, In):
             if expr.field.startswith("attributes."):
                 key = expr.field[len("attributes.") :]
-                return sa.or_(sa.false(), *(self._attribute_compare(key, "==", v) for v in expr.values))
+                return sa.or_(sa.false(), *(self._attribute_compare(key, "==", v, negated) for v in expr.values))
             return self._in(expr.field, expr.values)
         if isinstance(expr, Contains):
-            return self._contains(expr.field, expr.value)
+            return self._contains(expr.field, expr.value, negated)
         if isinstance(expr, StartsWith):
             column = self.table.c[shadow_column(expr.field)] if expr.fold else self.column(expr.field)
             return self._guard(expr.field, self._prefix(column, expr.prefix))
@@ -159,16 +166,16 @@ class Compiler:
 
         The sub-select reads its own (aliased) table even when it is the outer one; with the tenant a
         bound value it is not correlated, so SQLite and PostgreSQL run it once per statement (a hashed
-        or materialised semi-join), not per row. A grouped sub-query (``having``) is run before, by the
-        records service.
+        or materialised semi-join), not per row. A grouped sub-query (``having``) is ``IN (SELECT other.field ...
+        GROUP BY other.field HAVING ...)`` (``_having``).
         """
         key = (tenant, expr)
         found = self._semi_joins.get(key)
         if found is not None:
             return found
         select = expr.select
-        if self.tables is None or select.spec is None or select.having is not None:
-            raise TypeError(f"a sub-query needs the other tables, a bound Select and no having: {expr!r}")
+        if self.tables is None or select.spec is None:
+            raise TypeError(f"a sub-query needs the other tables and a bound Select: {expr!r}")
         other = self.tables(select.spec).alias()
         inner = Compiler(other, select.spec, self.dialect, self.tables)
         mine = other.c.tenant == (self.table.c.tenant if tenant is None else tenant)
@@ -178,6 +185,8 @@ class Compiler:
             values = self._first_of_groups(inner, values, select, tenant)
         elif select.spec.fields[of].nullable:
             values = values.where(inner.column(of).is_not(None))
+        if select.having is not None:
+            values = values.group_by(inner.sortable(of)).having(having(inner, select.having))
         if tenant is not None:
             values = values.correlate(None)
         found = self._guard(expr.field, self.sortable(expr.field).in_(values))
@@ -268,12 +277,12 @@ class Compiler:
         )
         return self._guard(name, column.in_(each))
 
-    def _contains(self, name: str, value: str) -> ColumnElement[bool]:
+    def _contains(self, name: str, value: str, negated: bool = True) -> ColumnElement[bool]:
         if "\x00" in value and self.pg:
             return sa.false()  # stored text never holds NUL
         if name.startswith("attributes."):
             text = self._attribute_path(name[len("attributes.") :], "s", as_text=True)
-            return _never_null(self._substring(text, value))
+            return _never_null(self._substring(text, value), negated)
         column = self.column(name)
         if self.spec.fields[name].kind == "text_set":
             if self.pg:
@@ -375,7 +384,7 @@ class Compiler:
         values = [self._attribute_path(key, slot, as_text=True) for slot in slots]
         return [rank, *values]
 
-    def _attribute_compare(self, key: str, op: str, value: Any) -> ColumnElement[bool]:
+    def _attribute_compare(self, key: str, op: str, value: Any, negated: bool = True) -> ColumnElement[bool]:
         column = self.table.c.attributes
         if value is None:
             if self.pg:
@@ -384,19 +393,19 @@ class Compiler:
                 present = sa.func.json_type(column, sa.bindparam(None, f"$.{key}", type_=sa.Text())).is_not(None)
             return sa.not_(present) if op == "==" else present
         if op == "!=":
-            return sa.not_(self._attribute_compare(key, "==", value))
+            return sa.not_(self._attribute_compare(key, "==", value, not negated))
         if isinstance(value, bool):
             if op != "==":
                 return sa.false()  # booleans have no order
             if self.pg:
                 return column.bool_op("@>")(_jsonb({key: {"b": value}}))
             path = sa.bindparam(None, f"$.{key}.b", type_=sa.Text())
-            return _never_null(sa.func.json_type(column, path) == ("true" if value else "false"))
+            return _never_null(sa.func.json_type(column, path) == ("true" if value else "false"), negated)
         slot, stored = _attribute_slot(value)
         if op == "==" and self.pg:
             return column.bool_op("@>")(_jsonb({key: {slot: stored}}))
         left = self._attribute_path(key, slot, as_text=True)
-        return _never_null(_OPERATORS[op](left, sa.bindparam(None, stored, type_=sa.Text())))
+        return _never_null(_OPERATORS[op](left, sa.bindparam(None, stored, type_=sa.Text())), negated)
 
 
 _OPERATORS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
@@ -425,8 +434,9 @@ def _jsonb(document: Any) -> ColumnElement[Any]:
     return sa.cast(sa.bindparam(None, json.dumps(document, ensure_ascii=False), type_=sa.Text()), postgresql.JSONB)
 
 
-def _never_null(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    return sa.func.coalesce(condition, sa.false())
+def _never_null(condition: ColumnElement[bool], negated: bool = True) -> ColumnElement[bool]:
+    """False where SQL finds ``condition`` unknown, where that matters: under a NOT (``Compiler.expr``)."""
+    return sa.func.coalesce(condition, sa.false()) if negated else condition
 
 
 def _sqlite_form(kind: str, value: Any) -> Any:

@@ -4,13 +4,16 @@ shorthand ``F(field).among(aggregate, condition)`` (``in_(Select(aggregate, "id"
 On the probe aggregate: random customers and probes referring to them are stored, then
 probes are selected by conditions on their customers and customers by conditions on their
 probes, a sub-query on the aggregate itself, on text, on a nullable reference, with
-``having`` (a count, a money sum), negated and nested. Customers, interactions and
+``having`` (a count, a money sum), negated and nested; grouped sub-queries with every
+operator on counts, sums of money and of integers past 32 bits, minima and maxima of text,
+instants and money, negated, in an ``|``, on a text key and nested. Customers, interactions and
 relationships check the shorthand with counts, pages, scans, reports and deletions. Every
 answer must hold exactly the records the reference finds, looked up among everything stored.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -161,6 +164,101 @@ class SemiJoinContract(ProbeContractBase):
 
         check()
 
+    def test_grouped_sub_queries_match_the_reference(self, crmkit_backend: Backend) -> None:
+        """``having`` with every operator on counts, sums of money and of large integers, minima and maxima of
+        text, instants and money, negated, in an ``|``, on a text key, and inside another sub-query."""
+
+        @conformance_settings(max_examples=15, suppress_health_check=[HealthCheck.differing_executors])
+        @given(
+            owners=st.integers(1, 4),
+            probes=st.lists(
+                st.tuples(
+                    st.integers(0, 3),  # owner
+                    st.sampled_from(("a", "b", "c")),  # code
+                    st.sampled_from((0, 3, 2**40, -(2**33) - 1, 2**62)),  # number
+                    st.sampled_from(("0", "2.50", "-1", "0.000001", "-999999999999.999999", "999999999999.5")),
+                    st.integers(0, 40),  # day
+                ),
+                max_size=10,
+            ),
+            op=st.sampled_from(("==", "!=", "<", "<=", ">", ">=")),
+            measure=st.integers(0, 6),
+            pick=st.integers(0, 9),
+            inside=st.integers(0, 3),
+        )
+        def check(
+            owners: int,
+            probes: list[tuple[int, str, int, str, int]],
+            op: str,
+            measure: int,
+            pick: int,
+            inside: int,
+        ) -> None:
+            crm = crmkit_backend.crm()
+            customers = [crm.customers.add(person(f"P{i}", owner=_OWNERS[i % 3])) for i in range(owners)]
+            records = crm.records(Probe)
+            unique = {(o % owners, code, number): (amount, day) for o, code, number, amount, day in probes}
+            stored = [
+                records.add(
+                    Probe(
+                        owner_id=customers[o].id,
+                        code=code,
+                        number=number,
+                        amount=Decimal(amount),
+                        currency="EUR",
+                        happened_at=at(2026, 1, 1) + dt.timedelta(days=day, microseconds=day),
+                    )
+                )
+                for (o, code, number), (amount, day) in unique.items()
+            ]
+            name, value_of = _MEASURES[measure]
+            values = [value_of(p) for p in stored] + _EDGES[measure]
+            bound = values[pick % len(values)] if values else _EDGES[measure][0]
+            test = _TESTS[op]
+            big = F("number") > 0
+
+            def passing(key: Callable[[Probe], Any], where: Callable[[Probe], bool]) -> set[Any]:
+                groups: dict[Any, list[Probe]] = {}
+                for p in stored:
+                    if where(p):
+                        groups.setdefault(key(p), []).append(p)
+                out = set()
+                for k, members in groups.items():
+                    measured = _measured(name, [value_of(p) for p in members])
+                    if test(measured, bound):
+                        out.add(k)
+                return out
+
+            rich = passing(lambda p: p.owner_id, lambda p: True)
+            selected = F("id").in_(Select(Probe, "owner_id", None, having=(name, op, bound)))
+            big_owners = passing(lambda p: p.owner_id, lambda p: p.number > 0)
+            selected_big = F("id").in_(Select(Probe, "owner_id", big, having=(name, op, bound)))
+            everyone = {c.id for c in customers}
+            vip = {c.id for c in customers if c.owner == "user:a"}
+            cases: list[tuple[Expr, set[Any]]] = [
+                (selected, rich),
+                (~selected, everyone - rich),
+                (selected_big | (F("owner") == "user:a"), big_owners | vip),
+                (~selected_big & (F("owner") != "user:a"), everyone - big_owners - vip),
+            ]
+            condition, want = cases[inside]
+            _same(crm.customers, condition, want)
+            # on a text key, and a grouped sub-query inside a sub-query: probes whose code is one of a group
+            # that passes, and probes of customers who own a probe of a group that passes
+            codes = passing(lambda p: p.code, lambda p: True)
+            _same(
+                records,
+                F("code").in_(Select(Probe, "code", None, having=(name, op, bound))),
+                {p.id for p in stored if p.code in codes},
+            )
+            _same(
+                records,
+                F("owner_id").among(Customer, F("id").in_(Select(Probe, "owner_id", big, having=(name, op, bound)))),
+                {p.id for p in stored if p.owner_id in big_owners},
+            )
+
+        check()
+
     def test_sub_queries_are_checked_against_both_aggregates(self, crm: CRM) -> None:
         records = crm.records(Probe)
         with pytest.raises(ValidationError, match="code"):
@@ -274,3 +372,41 @@ def _same(records: Any, condition: Expr, want: set[uuid.UUID]) -> None:
     page = records.find(condition, limit=2)
     assert {r.id for r in page} <= want and len(page) == min(2, len(want)), condition
     assert records.aggregate(condition, count=True).rows[0]["count"] == len(want), condition
+
+
+#: The measures a grouped sub-query compares, with the value each probe gives it.
+_MEASURES: tuple[tuple[str, Callable[[Probe], Any]], ...] = (
+    ("count", lambda p: 1),
+    ("sum(amount)", lambda p: p.amount),
+    ("sum(number)", lambda p: p.number),
+    ("min(code)", lambda p: p.code),
+    ("max(happened_at)", lambda p: p.happened_at),
+    ("min(amount)", lambda p: p.amount),
+    ("max(number)", lambda p: p.number),
+)
+#: Bounds besides the stored values: between and past them (a sum's steps are millionths).
+_EDGES: tuple[list[Any], ...] = (
+    [0, 1, 2, 3],
+    [Decimal("0"), Decimal("2.4999995"), Decimal("1.5"), Decimal("-1000000000000.000001")],
+    [0, 2**40 + 3, 2**62 + 2**40, -(2**34)],
+    ["a", "b", "bb", "d"],
+    [at(2026, 1, 3), at(2026, 2, 1)],
+    [Decimal("-1"), Decimal("0.0000005"), Decimal("3")],
+    [2, 2**40, -(2**34)],
+)
+_TESTS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _measured(name: str, values: list[Any]) -> Any:
+    if name == "count":
+        return len(values)
+    if name.startswith("sum"):
+        return sum(values)
+    return min(values) if name.startswith("min") else max(values)
