@@ -36,6 +36,7 @@ from crmkit.query import All, Compare, Expr, In, InSelect, Matches, Order, Start
 from crmkit.schema import AggregateSpec, Schema
 from crmkit.search import prefix_end
 from crmkit.store import Activity, Capabilities, Repository, Store
+from crmkit_sqlalchemy import _words
 from crmkit_sqlalchemy._aggregate import aggregate
 from crmkit_sqlalchemy._derived import explain_conflict, storage_of
 from crmkit_sqlalchemy._errors import Where, translated
@@ -92,6 +93,7 @@ class SqlRepository(Repository[Any]):
         self._raw = store.dialect in ("sqlite", "postgresql") and not store.options.echo
         self._raw_selects: dict[int, tuple[sa.Select[Any], RawSelect]] = {}
         self._written, self._analyze_at = 0, _ANALYZE_FIRST
+        self._searched = _words.searched(self.table)  # the folded columns with a word index
 
     # ------------------------------------------------------------------ helpers
     def rows(self, tenant: str, records: Sequence[Any]) -> list[dict[str, Any]]:
@@ -159,10 +161,18 @@ class SqlRepository(Repository[Any]):
     def insert(self, tenant: str, records: Sequence[Any]) -> None:
         if not records:
             return
-        rows = self.rows(tenant, records)
         try:
             with self.store.connection(atomic=True, several=True, entity=self.spec.label) as conn:
-                conn.execute(self.table.insert(), rows)
+                if self.store.dialect == "sqlite" and not self.store.options.echo:
+                    from crmkit_sqlalchemy._ingest import insert_all
+
+                    insert_all(self, conn, tenant, records)  # driver rows, and their words (``_words``)
+                else:
+                    rows = self.rows(tenant, records)
+                    conn.execute(self.table.insert(), rows)
+                    if self._searched and self.store.dialect == "sqlite":  # the words of the new rows
+                        ids = [r["id"].hex for r in rows]
+                        _words.add(conn, self.table, tenant, ids, {c: [r[c] for r in rows] for c in self._searched})
         except ConflictError as exc:
             if exc.transient:
                 raise
