@@ -61,7 +61,12 @@ class CRM(UnitOfWork, ReferencePolicies):
         actor: str | None = None,
         audit: AuditSetting = True,
         event_feed: bool = True,
+        search_emails: bool = True,
     ) -> None:
+        if not isinstance(search_emails, bool):
+            raise ValidationError("search_emails", "must be True or False", search_emails)
+        #: Whether customers' e-mail addresses are kept as search terms (``crmkit.search_terms``).
+        self.search_emails = search_emails
         self.store = store
         if host.has_access_policy:  # record-level access: every read filtered, every write checked
             from crmkit.access import GuardedStore
@@ -234,6 +239,7 @@ def connect(
     actor: str | None = None,
     audit: AuditSetting = True,
     event_feed: bool = True,
+    search_emails: bool = True,
     **options: Any,
 ) -> CRM:
     """Open the store at ``url`` for ``tenant``, loading built-in and installed plugins.
@@ -244,8 +250,10 @@ def connect(
     carry it; ``crm.acting_as`` overrides it for a block); ``audit`` keeps the audit
     trail (True), not (False), or names the audited fields per aggregate
     (``{"customers": ("name", "emails"), "interactions": False}``); ``event_feed`` keeps
-    every transaction's events for ``crm.events.read`` (docs/audit.md); remaining keyword
-    options go to the backend.
+    every transaction's events for ``crm.events.read`` (docs/audit.md); ``search_emails``
+    keeps customers' e-mail addresses as search terms (True) so that ``F("emails")`` can be
+    searched, or not (False: imports are cheaper, e-mail searches are refused; see
+    docs/queries.md); remaining keyword options go to the backend.
     """
     if not isinstance(url, str) or "://" not in url:
         raise ValidationError("url", "must be a URL such as memory://, sqlite:///crm.db or mongodb://host/db", url)
@@ -268,6 +276,7 @@ def connect(
             actor=checked_actor,
             audit=audit,
             event_feed=event_feed,
+            search_emails=search_emails,
         )
     except BaseException:
         store.close()

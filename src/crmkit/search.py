@@ -55,8 +55,11 @@ def fold(value: str) -> str:
     written with Arabic yeh or kaf, or with a zero-width non-joiner, fold like their
     Persian spelling. Punctuation becomes a space, runs of spaces one space.
     """
+    if value.isascii():  # most e-mail addresses, many names: nothing to normalise, no marks, no variants
+        return " ".join(_NOT_WORD.sub(" ", value.lower()).split())
     text = unicodedata.normalize("NFKC", value).casefold().translate(_SCRIPT_VARIANTS)
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    if not text.isascii():
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return " ".join(_NOT_WORD.sub(" ", text).split())
 
 

@@ -80,10 +80,15 @@ def _attributes(crm: CRM, aggregate: str) -> tuple[str, ...]:
     return cache.get(aggregate, ())
 
 
+def _kept(crm: CRM | None, aggregate: str, field: str) -> bool:
+    """Whether the connection keeps the terms of a derived field (``connect(search_emails=False)``: not e-mails)."""
+    return not (aggregate == "customers" and field == "emails" and not getattr(crm, "search_emails", True))
+
+
 def searchable(crm: CRM | None, aggregate: str, field: str) -> bool:
     """Whether ``field`` of ``aggregate`` is searched through search terms."""
     if (aggregate, field) in SOURCES:
-        return True
+        return _kept(crm, aggregate, field)
     return (
         crm is not None
         and field.startswith("attributes.")
@@ -95,7 +100,7 @@ def terms_of(crm: CRM, aggregate: str, record: Any) -> list[tuple[str, str]]:
     """The (field, folded text) pairs of a record's derived searchable fields, distinct (texts without words: none)."""
     found: dict[tuple[str, str], None] = {}
     for (name, field), texts in SOURCES.items():
-        if name == aggregate:
+        if name == aggregate and _kept(crm, name, field):
             for text in texts(record):
                 folded = fold(text) if isinstance(text, str) else ""
                 if folded:
@@ -112,7 +117,8 @@ def terms_of(crm: CRM, aggregate: str, record: Any) -> list[tuple[str, str]]:
 
 def _wanted(crm: CRM, aggregate: str) -> bool:
     return crm.schema.declared.get("search_terms") is not None and (
-        any(name == aggregate for name, _ in SOURCES) or bool(_attributes(crm, aggregate))
+        any(name == aggregate and _kept(crm, name, field) for name, field in SOURCES)
+        or bool(_attributes(crm, aggregate))
     )
 
 
@@ -193,7 +199,7 @@ class Search:
         """Write the search terms of every stored record (of ``aggregate``, or of every aggregate that has
         some) afresh; return how many were written. For records stored before their fields were searched."""
         crm = self._crm
-        names = {n for n, _ in SOURCES} | {
+        names = {n for n, f in SOURCES if _kept(crm, n, f)} | {
             a.target
             for a in crm.store.repository(crm.schema["search_attributes"]).find(
                 crm.tenant, ALL, parse_order(None, crm.schema["search_attributes"]), None
@@ -233,6 +239,12 @@ def check_searched(crm: CRM, condition: Any) -> None:
             pinned = {c.field: c.value for c in select.where.items if isinstance(c, Compare) and c.op == "=="}
             aggregate, field = pinned.get("record.aggregate"), pinned.get("field")
             if isinstance(aggregate, str) and isinstance(field, str) and not searchable(crm, aggregate, field):
+                if (aggregate, field) in SOURCES:
+                    raise ValidationError(
+                        field,
+                        "is not searched by this connection (connect(..., search_emails=True) makes it so)",
+                        field,
+                    )
                 raise ValidationError(
                     field,
                     f"is not searched in this tenant (crm.search.index_attribute({aggregate!r}, "

@@ -158,3 +158,28 @@ def test_searches_that_cannot_be_served_are_refused(crm: crmkit.CRM) -> None:
     assert crm.search.attributes("customers") == ("nick",)
     # the setting belongs to the tenant: another connection to it sees it
     assert crm.customers.count(F("attributes.nick").matches("popi")) == 0
+
+
+def test_a_connection_can_leave_out_e_mail_terms(url: str) -> None:
+    """``connect(search_emails=False)``: customers are written without their e-mails' search terms (a
+    cheaper import), e-mail searches are refused rather than answered from terms it did not keep, and
+    ``crm.search.reindex`` writes the missing ones once a connection keeps them again."""
+    tenant = f"no-emails-{uuid.uuid4().hex[:12]}"
+    people = [Customer(kind="person", name=f"P{i}", emails=(EmailAddress(f"ana.pop{i}@example.ro"),)) for i in range(3)]
+    with crmkit.connect(url, tenant=tenant, search_emails=False) as crm:
+        crm.customers.add_many(people)
+        crm.customers.add(Customer(kind="person", name="Q", emails=(EmailAddress("ana.q@example.ro"),)))
+        assert crm.search_terms.count() == 0
+        with pytest.raises(ValidationError, match="emails") as caught:
+            crm.customers.count(F("emails").startswith("ana", fold=True))
+        assert "search_emails" in str(caught.value)
+        assert crm.customers.count(F("name").startswith("p", fold=True)) == 3  # everything else as before
+    with pytest.raises(ValidationError, match="search_emails"):
+        crmkit.connect(url, tenant=tenant, search_emails="no")  # type: ignore[arg-type]
+    if url.startswith("memory"):
+        return  # its data lives as long as one connection
+    with crmkit.connect(url, tenant=tenant) as crm:
+        assert crm.customers.count(F("emails").startswith("ana", fold=True)) == 0  # nothing kept yet
+        assert crm.search.reindex("customers") == 4
+        assert crm.customers.count(F("emails").startswith("ANA.POP", fold=True)) == 3
+        assert crm.customers.count(F("emails").matches("example ro")) == 4

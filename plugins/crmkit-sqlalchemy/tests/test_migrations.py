@@ -316,7 +316,7 @@ def test_a_missing_word_index_is_made_and_filled_on_upgrade(empty_url: str) -> N
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql(f'DROP INDEX "{index_name("customers", "name_folded")}"')
             else:  # a migration that rebuilds the table on SQLite loses its triggers: the same repair
-                conn.exec_driver_sql('DROP TRIGGER "customers__name_folded_words_insert"')
+                conn.exec_driver_sql('DROP TRIGGER "customers__name_folded_words_update"')
                 conn.exec_driver_sql('DELETE FROM "customers__name_folded_words"')
                 conn.exec_driver_sql("INSERT INTO customers__name_folded_words VALUES ('acme', 'stale', '0')")
     finally:
@@ -334,6 +334,44 @@ def test_a_missing_word_index_is_made_and_filled_on_upgrade(empty_url: str) -> N
     try:
         with engine.connect() as conn:
             assert diff(conn, declared) == []
+    finally:
+        engine.dispose()
+
+
+def test_an_older_sqlite_store_loses_its_word_insert_trigger_on_upgrade(empty_url: str) -> None:
+    """SQLite stores made before inserts added their words in one statement per batch had a trigger per
+    searchable field doing it row by row: upgrading drops it (the words refilled), and inserts still
+    put their words, once."""
+    if not empty_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL keeps words in a GIN index, with no trigger")
+    with crmkit.connect(empty_url, tenant="acme") as crm:
+        crm.customers.add_many(Customer(kind="person", name=n) for n in ("Ștefan Popescu", "Ana Pop"))
+    trigger = "customers__name_folded_words_insert"
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f'CREATE TRIGGER "{trigger}" AFTER INSERT ON customers BEGIN '
+                "INSERT OR IGNORE INTO customers__name_folded_words (tenant, word, id) "
+                "SELECT new.tenant, 'stale', new.id; END"
+            )
+    finally:
+        engine.dispose()
+    with pytest.raises(BackendError, match=r"no word index for the searchable customers\.name_folded"):
+        crmkit.connect(empty_url, tenant="acme", upgrade=False)
+    assert crmkit_sqlalchemy.upgrade(empty_url) == HEAD
+    with crmkit.connect(empty_url, tenant="acme", upgrade=False) as crm:
+        crm.customers.add(Customer(kind="person", name="Stefan Pop"))
+        crm.customers.add_many(Customer(kind="person", name=f"Pop Ana {i}") for i in range(3))
+        assert crm.customers.count(F("name").matches("stale")) == 0
+        assert crm.customers.count(F("name").matches("pop stefan")) == 1
+        assert crm.customers.count(F("name").matches("ana pop")) == 4
+    engine = _engine(empty_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM sqlite_master WHERE name = '{trigger}'").scalar() == 0
+            words = conn.exec_driver_sql("SELECT count(*) FROM customers__name_folded_words").scalar()
+            assert words == 2 + 2 + 2 + 3 * 3  # each customer's distinct words, once
     finally:
         engine.dispose()
 

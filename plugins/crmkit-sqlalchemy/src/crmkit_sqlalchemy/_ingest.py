@@ -318,19 +318,47 @@ def _sqlite(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequ
         # before under the same id is skipped too, not reported as a clash.)
         try:
             with conn.begin_nested():
-                result = conn.exec_driver_sql(
-                    f"{insert} ON CONFLICT (tenant, external_id) DO NOTHING",
-                    driver_rows(table, conn.dialect, tenant, keep),
-                )
+                rows = driver_rows(table, conn.dialect, tenant, keep)
+                result = conn.exec_driver_sql(f"{insert} ON CONFLICT (tenant, external_id) DO NOTHING", rows)
                 if result.rowcount != len(keep):
                     raise _SomeWereStored
+            _add_words(conn, table, tenant, rows)
             return keep
         except _SomeWereStored:
             keep = _first_new(repo, records, _stored_external_ids(repo, conn, tenant, records))
             if not keep:
                 return []
-    conn.exec_driver_sql(insert, driver_rows(table, conn.dialect, tenant, keep))
+    rows = driver_rows(table, conn.dialect, tenant, keep)
+    conn.exec_driver_sql(insert, rows)
+    _add_words(conn, table, tenant, rows)
     return keep
+
+
+def insert_all(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> None:
+    """SQLite: write every record (a clash is the driver's IntegrityError) as driver rows, and their words.
+
+    ``Repository.insert`` of derived rows (search terms, identity keys, history) comes in
+    batches as big as the import's; binding them through SQLAlchemy cost more than the
+    database did. The driver rows are what SQLAlchemy would bind (``driver_rows``)."""
+    table = repo.table
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c.name) for c in table.c)
+    marks = ", ".join("?" for _ in table.c)
+    rows = driver_rows(table, conn.dialect, tenant, records)
+    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})", rows)
+    _add_words(conn, table, tenant, rows)
+
+
+def _add_words(conn: sa.Connection, table: sa.Table, tenant: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """The words of the searchable fields of rows just inserted (driver tuples) into their word tables."""
+    from crmkit_sqlalchemy import _words
+
+    columns = _words.searched(table)
+    if not columns:
+        return
+    at = {c.name: i for i, c in enumerate(table.c)}
+    ids = [row[at["id"]] for row in rows]
+    _words.add(conn, table, tenant, ids, {c: [row[at[c]] for row in rows] for c in columns})
 
 
 def _postgresql(repo: SqlRepository, conn: sa.Connection, tenant: str, records: Sequence[Any]) -> list[Any]:

@@ -32,10 +32,11 @@ from sqlalchemy.engine import URL
 from crmkit._errors import ConflictError, PluginError
 from crmkit.aggregation import AggregateQuery
 from crmkit.entities import ENTITIES, EntitySpec
-from crmkit.query import All, Compare, Expr, In, Matches, Order, StartsWith, conjuncts, parse_order
+from crmkit.query import All, Compare, Expr, In, InSelect, Matches, Order, StartsWith, conjuncts, parse_order
 from crmkit.schema import AggregateSpec, Schema
 from crmkit.search import prefix_end
 from crmkit.store import Activity, Capabilities, Repository, Store
+from crmkit_sqlalchemy import _words
 from crmkit_sqlalchemy._aggregate import aggregate
 from crmkit_sqlalchemy._derived import explain_conflict, storage_of
 from crmkit_sqlalchemy._errors import Where, translated
@@ -92,6 +93,7 @@ class SqlRepository(Repository[Any]):
         self._raw = store.dialect in ("sqlite", "postgresql") and not store.options.echo
         self._raw_selects: dict[int, tuple[sa.Select[Any], RawSelect]] = {}
         self._written, self._analyze_at = 0, _ANALYZE_FIRST
+        self._searched = _words.searched(self.table)  # the folded columns with a word index
 
     # ------------------------------------------------------------------ helpers
     def rows(self, tenant: str, records: Sequence[Any]) -> list[dict[str, Any]]:
@@ -159,10 +161,18 @@ class SqlRepository(Repository[Any]):
     def insert(self, tenant: str, records: Sequence[Any]) -> None:
         if not records:
             return
-        rows = self.rows(tenant, records)
         try:
             with self.store.connection(atomic=True, several=True, entity=self.spec.label) as conn:
-                conn.execute(self.table.insert(), rows)
+                if self.store.dialect == "sqlite" and not self.store.options.echo:
+                    from crmkit_sqlalchemy._ingest import insert_all
+
+                    insert_all(self, conn, tenant, records)  # driver rows, and their words (``_words``)
+                else:
+                    rows = self.rows(tenant, records)
+                    conn.execute(self.table.insert(), rows)
+                    if self._searched and self.store.dialect == "sqlite":  # the words of the new rows
+                        ids = [r["id"].hex for r in rows]
+                        _words.add(conn, self.table, tenant, ids, {c: [r[c] for r in rows] for c in self._searched})
         except ConflictError as exc:
             if exc.transient:
                 raise
@@ -369,62 +379,43 @@ class SqlRepository(Repository[Any]):
     def _prepared_find(
         self, where: Expr, order: Order, limit: int | None
     ) -> tuple[sa.Select[Any], dict[str, Any]] | None:
-        """For the common shape "field = value AND ...", a statement built once and its parameters.
+        """For the common shapes of a condition, a statement built once and its parameters.
 
         Customer 360 reads and timelines ask the same shape over and over
-        (``customer_id = ?`` newest first); building and hashing the SQLAlchemy expression is
-        then most of the cost of a call. A top-level equality with a value is never NULL-
-        sensitive, so the plain ``col = :v`` is exact here. So is one search of a searchable
-        field, asked once a keystroke: a type-ahead prefix (``startswith(prefix, fold=True)``,
-        a range on the folded shadow) or ``matches`` (each word looked up in the word index).
+        (``customer_id = ?`` newest first), a type-ahead box one search a keystroke; building
+        and hashing the SQLAlchemy expression is then most of the cost of a call. A shape is
+        a conjunction of equalities with a value (never NULL-sensitive, so the plain
+        ``col = :v`` is exact), at most one search (a prefix, ``startswith``, as a range on
+        the folded shadow or on the text itself; or ``matches``, each word looked up in the
+        word index) and semi-joins (``F(f).in_(Select(...))``) whose own condition is such a
+        shape, e.g. a search on a derived field through ``search_terms``. Anything else is
+        compiled afresh (``Compiler``).
         """
-        parts = [] if isinstance(where, All) else list(conjuncts(where))
-        fields = []
         params: dict[str, Any] = {}
-        search: tuple[str, str, int] | None = None  # (field, "prefix" or "words", number of words)
-        for part in parts:
-            if isinstance(part, StartsWith) and part.fold and search is None:
-                end = prefix_end(part.prefix)
-                if end is None:
-                    return None
-                search = (part.field, "prefix", 0)
-                params.update(p_low=part.prefix, p_high=end)
-                continue
-            if isinstance(part, Matches) and search is None:
-                search = (part.field, "words", len(part.words))
-                params.update({f"p_word{i}": w for i, w in enumerate(part.words)})
-                continue
-            if not (isinstance(part, Compare) and part.op == "==" and part.value is not None):
-                return None
-            if isinstance(part.value, str) and "\x00" in part.value:
-                return None  # the compiler knows what NUL means (PostgreSQL cannot bind it)
-            spec = self.spec.field(part.field)
-            if spec is None or spec.kind not in _PREPARED_KINDS or part.field in fields or "." in part.field:
-                return None
-            fields.append(part.field)
-        key = (tuple(fields), search, order.keys, limit is None)
+        shape = self._shape(self.spec, where, "p", params, None)
+        if shape is None:
+            return None
+        key = (shape, order.keys, limit is None)
         statement = self._shapes.get(key)
         if statement is None:
             if len(self._shapes) > 64:  # shapes come from code, not data; keep the cache small anyway
                 self._shapes.clear()
             t = self.table
-            conditions = [t.c.tenant == sa.bindparam("p_tenant"), *(t.c[f] == sa.bindparam(f"p_{f}") for f in fields)]
-            if search is not None:
-                folded = t.c[shadow_column(search[0])]
-                if search[1] == "prefix":
-                    low, high = sa.bindparam("p_low", type_=Text), sa.bindparam("p_high", type_=Text)
-                    conditions += [folded >= low, folded < high]
-                else:  # looked up in the field's word index (``_words``)
-                    words = [sa.bindparam(f"p_word{i}", type_=sa.Text()) for i in range(search[2])]
-                    conditions.append(self.compiler.words(search[0], sa.bindparam("p_tenant"), words))
+            conditions: list[sa.ColumnElement[bool]] = [t.c.tenant == sa.bindparam("p_tenant")]
+            self._shape(self.spec, where, "p", {}, (self.compiler, conditions))
             terms = self.compiler.order_by(order)
             statement = sa.select(*self._columns).where(*conditions).order_by(*terms)
             if limit is not None:
                 statement = statement.limit(sa.bindparam("p_limit", type_=sa.BigInteger()))  # limit + 1 may pass 2**31
-            if limit is not None and search is not None:
+            searches = any(part[0] in ("prefix", "words") for part in shape)
+            semi_joins = self.store.dialect == "postgresql" and any(part[0] == "in" for part in shape)
+            if limit is not None and (searches or semi_joins):
                 # A short prefix or a common word matches thousands: pick the page's ids from
                 # the index on (tenant, folded, id) alone, then read just those rows (a
-                # "deferred join"), instead of reading every match to sort it.
+                # "deferred join"), instead of reading every match to sort it. So for a
+                # semi-join on PostgreSQL, which otherwise reads every row whose id the
+                # sub-query returns before it sorts them (SQLite walks the sub-query's ids in
+                # order and reads only the page's rows already).
                 page = statement.with_only_columns(t.c.id).scalar_subquery()
                 statement = (
                     sa.select(*self._columns)
@@ -432,8 +423,85 @@ class SqlRepository(Repository[Any]):
                     .order_by(*terms)
                 )
             self._shapes[key] = statement
-        params.update({f"p_{p.field}": p.value for p in parts if isinstance(p, Compare)})
         return statement, params
+
+    def _shape(
+        self,
+        spec: EntitySpec,
+        where: Expr,
+        prefix: str,
+        params: dict[str, Any],
+        build: tuple[Compiler, list[sa.ColumnElement[bool]]] | None,
+    ) -> tuple[tuple[Any, ...], ...] | None:
+        """The shape of ``where`` on ``spec`` (None: not one ``_prepared_find`` prepares), its values put
+        in ``params`` under names that start with ``prefix``; with ``build`` (a compiler of the table
+        and a list), the conditions on bound parameters of those names are appended to the list."""
+        parts = [] if isinstance(where, All) else list(conjuncts(where))
+        shape: list[tuple[Any, ...]] = []
+        searched = False
+        for i, part in enumerate(parts):
+            name = f"{prefix}{i}"
+            if isinstance(part, StartsWith) and not searched:
+                end = prefix_end(part.prefix) if isinstance(part.prefix, str) else None
+                field = spec.field(part.field)
+                if end is None or field is None or field.kind != "text" or "\x00" in part.prefix:
+                    return None
+                searched = True
+                shape.append(("prefix", part.field, part.fold))
+                params.update({name: part.prefix, f"{name}_end": end})
+                if build is not None:
+                    compiler, conditions = build
+                    column = compiler.table.c[shadow_column(part.field)] if part.fold else compiler.column(part.field)
+                    low, high = sa.bindparam(name, type_=Text), sa.bindparam(f"{name}_end", type_=Text)
+                    conditions.append(compiler._guard(part.field, sa.and_(column >= low, column < high)))
+                continue
+            if isinstance(part, Matches) and not searched:
+                searched = True
+                shape.append(("words", part.field, len(part.words)))
+                params.update({f"{name}_{j}": w for j, w in enumerate(part.words)})
+                if build is not None:
+                    compiler, conditions = build
+                    words = [sa.bindparam(f"{name}_{j}", type_=sa.Text()) for j in range(len(part.words))]
+                    found = compiler.words(part.field, sa.bindparam("p_tenant"), words)
+                    conditions.append(compiler._guard(part.field, found))
+                continue
+            if isinstance(part, InSelect):
+                select = part.select
+                if select.spec is None or select.having is not None or select.field not in select.spec.fields:
+                    return None
+                inner_build = None
+                if build is not None:
+                    tables = self.compiler.tables
+                    assert tables is not None
+                    other = tables(select.spec).alias()
+                    inner = Compiler(other, select.spec, self.store.dialect, tables)
+                    inner_build = (inner, [other.c.tenant == sa.bindparam("p_tenant")])
+                inner_shape = self._shape(select.spec, select.where, f"{name}_", params, inner_build)
+                if inner_shape is None:
+                    return None
+                shape.append(("in", part.field, select.spec.name, select.field, inner_shape))
+                if build is not None and inner_build is not None:
+                    compiler, conditions = build
+                    inner, on_inner = inner_build
+                    values = sa.select(inner.sortable(select.field)).where(*on_inner)
+                    if select.spec.fields[select.field].nullable:
+                        values = values.where(inner.column(select.field).is_not(None))
+                    values = values.correlate(None)  # the tenant is bound: run once per statement
+                    conditions.append(compiler._guard(part.field, compiler.sortable(part.field).in_(values)))
+                continue
+            if not (isinstance(part, Compare) and part.op == "==" and part.value is not None):
+                return None
+            if isinstance(part.value, str) and "\x00" in part.value:
+                return None  # the compiler knows what NUL means (PostgreSQL cannot bind it)
+            field = spec.field(part.field)
+            if field is None or field.kind not in _PREPARED_KINDS or part.field.startswith("attributes."):
+                return None
+            shape.append(("eq", part.field))
+            params[name] = part.value
+            if build is not None:
+                compiler, conditions = build
+                conditions.append(compiler.column(part.field) == sa.bindparam(name))
+        return tuple(shape)
 
     def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         if not ids:
