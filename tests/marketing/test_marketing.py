@@ -170,6 +170,29 @@ def test_a_suppressed_address_is_never_targeted_nor_sent_even_after_a_reimport(c
     assert crm.campaign_members.count(F("status") == "sent") == 0
 
 
+def test_a_suppressed_address_without_search_terms_is_still_left_out(url: str) -> None:
+    """Targeting narrows the block list's candidates by e-mail search terms: a customer written without
+    them (``search_emails=False`` on another connection) is still compared, and left out."""
+    tenant = unique_name("mkt")
+    url = f"memory://{tenant}" if url == "memory://" else url  # a named memory store outlives its connection
+    with crmkit.connect(url, tenant=tenant, clock=Clock(NOW), search_emails=False) as quiet:
+        hidden = person(quiet, "Ada hidden", email="Ada@Example.com")
+        free = person(quiet, "Bob free", email="bob@example.com")
+    with crmkit.connect(url, tenant=tenant, clock=Clock(NOW)) as crm:
+        crm.marketing.suppress(
+            channel="email", address="ada@example.com", reason="bounced", at=NOW - dt.timedelta(days=5)
+        )
+        for who in (hidden, free):
+            crm.consents.record(
+                who.id, channel="email", purpose="marketing", granted=True, at=NOW - dt.timedelta(days=1)
+            )
+        seg = crm.segments.add(Segment(name="all", where=F("kind") == "person"))
+        camp = crm.campaigns.add(winter())
+        audience = crm.marketing.target(camp.id, segment=seg.id, at=NOW)
+        assert (audience.added, audience.excluded["suppressed"]) == (1, 1)
+        assert [m.customer_id for m in crm.marketing.members(camp.id)] == [free.id]
+
+
 def test_double_opt_in_waits_for_confirmation_and_grants_expire(crm: crmkit.CRM) -> None:
     ada = person(crm, "Ada", email="ada@example.com")
     day = dt.timedelta(days=1)

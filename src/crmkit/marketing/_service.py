@@ -135,8 +135,9 @@ class _Eligibility:
     sub-queries (semi-joins; the latest record per customer is ``Select(..., first_by=...)``).
     Customers blocked by address: the block list's addresses for the channel are read once (as
     many as there are, not one per customer), the customers that may hold one are found in the
-    store through their e-mail search terms (folded addresses, a superset), and only those few
-    are read to compare their addresses as suppressions keep them.
+    store through their e-mail search terms (folded addresses, a superset; customers without
+    e-mail terms are candidates too), and only those few are read to compare their addresses
+    as suppressions keep them.
     """
 
     def __init__(self, crm: CRM, campaign: Campaign, when: dt.datetime) -> None:
@@ -161,8 +162,11 @@ class _Eligibility:
         candidates = within
         if self.channel == "email" and "search_terms" in self.crm.schema:
             folded = sorted({fold(address) for address in reasons})
-            terms = (F("record.aggregate") == "customers") & (F("field") == "emails") & F("term").in_(folded)
-            candidates = within & F("id").in_(Select("search_terms", "record.id", terms))
+            emails = (F("record.aggregate") == "customers") & (F("field") == "emails")
+            listed_terms = F("id").in_(Select("search_terms", "record.id", emails & F("term").in_(folded)))
+            # a customer without e-mail terms (written with search_emails=False, or before the terms
+            # existed) cannot be ruled out by them: it is read and compared like the others
+            candidates = within & (listed_terms | ~F("id").in_(Select("search_terms", "record.id", emails)))
         suppressed: list[uuid.UUID] = []
         opted_out: list[uuid.UUID] = []
         for c in self.crm.customers.stream(candidates, order_by="id", batch_size=_READ):
