@@ -237,6 +237,15 @@ class Matcher:
             given.add((i, j) if i < j else (j, i))
         return self._run(prepared, prepared, given, dedupe=True)
 
+    def deduplicate_pairs(self, rows: Sequence[Row], pairs: set[tuple[int, int]]) -> list[Match]:
+        """``deduplicate(rows, pairs=pairs)`` for pairs known to be well formed: ``i < j``, both rows of ``rows``.
+
+        A store's duplicate search builds hundreds of thousands of pairs itself; checking
+        each again would cost as much as comparing some of them.
+        """
+        prepared = self._prepare_rows("rows", rows)
+        return self._run(prepared, prepared, pairs, dedupe=True)
+
     def link(self, left: Sequence[Row], right: Sequence[Row]) -> list[Match]:
         """Pairs ``Match(i, j, probability)``: row ``i`` of ``left`` likely is row ``j`` of ``right``."""
         left_prepared = self._prepare_rows("left", left)
