@@ -77,11 +77,27 @@ def take_turns(
 
 
 def server_cpu(pid: int) -> Callable[[], float]:
-    """The CPU seconds process ``pid`` (the database server) has used so far, user and system."""
+    """The CPU seconds process ``pid`` (the database server) has used so far, user and system.
+
+    With its child processes, live and ended: PostgreSQL works in a backend process per
+    connection, which the postmaster's own times leave out.
+    """
     ticks = os.sysconf("SC_CLK_TCK")
 
+    def stat(p: int | str) -> list[str]:
+        return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+
     def used() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
+        fields = stat(pid)
+        total = sum(int(f) for f in fields[11:15])  # its own and its reaped children's user and system time
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and entry.name != str(pid):
+                try:
+                    child = stat(entry.name)
+                except OSError:  # ended meanwhile
+                    continue
+                if child[1] == str(pid):
+                    total += int(child[11]) + int(child[12])
+        return total / ticks
 
     return used

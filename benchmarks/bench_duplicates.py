@@ -8,26 +8,31 @@ The customers are made up: names from syllables, an e-mail, a phone and an addre
 e-mail typed in other case, the phone in national form, or the name with its words in
 another order, diacritics or a typo, at the same address. They are added with
 ``crm.customers.add_many``; then ``crm.identity.duplicates(min_probability=0.9)`` runs,
-with blocking in the store. The issue's goal: 100,000 customers in under a minute. The
-CPU time of this (single-threaded) process is printed beside the wall time: on a machine
-shared with other work it is the better estimate of what an idle one takes.
+with blocking in the store, ``--rounds`` times (3 by default; the medians are printed).
+The issue's goal: 100,000 customers in under a minute. The CPU time of this
+(single-threaded) process, and of the database server (PostgreSQL's backends included), are
+printed beside the wall time, with the load average: on a machine shared with other work
+the wall time is roughly the CPU time times the load over the number of CPUs, and the CPU
+times are the better estimate of what an idle machine takes.
 PostgreSQL and MongoDB are private servers started for the run (``tests.support.servers``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _timing import show, stopwatch, timed  # noqa: E402
+from _timing import server_cpu, show, stopwatch, timed  # noqa: E402
 
 import crmkit  # noqa: E402
 from crmkit import Customer  # noqa: E402
@@ -79,19 +84,29 @@ def customers(n: int, share: float, seed: int) -> Iterator[tuple[Customer, int |
             made += 1
 
 
-def run(label: str, url: str, n: int, share: float) -> None:
+def run(label: str, url: str, n: int, share: float, rounds: int, server: Callable[[], float] | None = None) -> None:
     truth: set[tuple[int, int]] = set()
     rows: list[Customer] = []
     for i, (customer, of) in enumerate(customers(n, share, seed=7)):
         rows.append(customer)
         if of is not None:
             truth.add((of, i))
+    walls: list[float] = []
+    cpus: list[float] = []
+    servers: list[float] = []
+    loads: list[float] = []
     with crmkit.connect(url, tenant="bench") as crm:
         crm.identity.region = "RO"
         with stopwatch() as loaded:
             crm.customers.add_many(rows, batch_size=5_000)
         index = {c.id: i for i, c in enumerate(rows)}
-        took, cpu, groups = timed(lambda: list(crm.identity.duplicates(min_probability=0.9)))
+        for _ in range(rounds):
+            loads.append(os.getloadavg()[0])
+            before = server() if server is not None else 0.0
+            took, cpu, groups = timed(lambda: list(crm.identity.duplicates(min_probability=0.9)))
+            walls.append(took)
+            cpus.append(cpu)
+            servers.append(server() - before if server is not None else 0.0)
     found = set()
     for group in groups:
         members = sorted(index[c] for c in group.customer_ids)
@@ -101,7 +116,11 @@ def run(label: str, url: str, n: int, share: float) -> None:
     recall = hits / len(truth) if truth else 1.0
     show(
         f"{label:<16} {n:,} customers ({len(truth):,} true pairs; added in {loaded.wall:.0f} s)",
-        f"duplicates() {took:.1f} s (Python's CPU time {cpu:.1f} s)",
+        f"duplicates() median of {rounds}: {statistics.median(walls):.1f} s wall "
+        f"(rounds {', '.join(f'{w:.0f}' for w in walls)})",
+        f"Python's CPU {statistics.median(cpus):.1f} s",
+        f"server's CPU {statistics.median(servers):.1f} s" if server is not None else "no server",
+        f"load average {min(loads):.0f}-{max(loads):.0f}",
         f"{len(found):,} pairs",
         f"precision {precision:.4f}",
         f"recall {recall:.4f}",
@@ -113,21 +132,29 @@ def main() -> int:
     parser.add_argument("--backend", choices=("memory", "sqlite", "postgresql", "mongodb"), default="sqlite")
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--share", type=float, default=0.05)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.backend == "memory":
-        run("memory", "memory://", args.customers, args.share)
+        run("memory", "memory://", args.customers, args.share, args.rounds)
     elif args.backend == "sqlite":
         import sqlite3
 
         with tempfile.TemporaryDirectory(prefix="crmkit-bench-") as folder:
-            run(f"SQLite {sqlite3.sqlite_version}", f"sqlite:///{folder}/crm.db", args.customers, args.share)
+            run(
+                f"SQLite {sqlite3.sqlite_version}",
+                f"sqlite:///{folder}/crm.db",
+                args.customers,
+                args.share,
+                args.rounds,
+            )
     elif args.backend == "mongodb":
         from bench_mongo import database_url
         from tests.support.servers import start_mongo
 
         mongo = start_mongo()
         try:
-            run("MongoDB", database_url(mongo.url, "bench_duplicates"), args.customers, args.share)
+            url = database_url(mongo.url, "bench_duplicates")
+            run("MongoDB", url, args.customers, args.share, args.rounds, server_cpu(mongo.pids[0]))
         finally:
             mongo.stop()
     else:
@@ -135,7 +162,8 @@ def main() -> int:
 
         server = start_postgres()
         try:
-            run("PostgreSQL", create_database(server.url, "bench_duplicates"), args.customers, args.share)
+            url = create_database(server.url, "bench_duplicates")
+            run("PostgreSQL", url, args.customers, args.share, args.rounds, server_cpu(server.pid))
         finally:
             server.stop()
     return 0

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
 from crmkit import ValidationError
-from crmkit.identity import Match, Matcher, email_key, phone_key, prior_parameters
+from crmkit.identity import Match, Matcher, _text, email_key, phone_key, prior_parameters
 from crmkit.identity._text import damerau_within, fold, jaro_winkler, token_key
+
+#: The measures with the ``identity`` extra (rapidfuzz) when it is installed, and the pure-Python ones.
+MEASURES = [
+    pytest.param((jaro_winkler, damerau_within), id="default"),
+    pytest.param((_text.jaro_winkler_python, _text.damerau_within_python), id="pure-python"),
+]
 
 
 @pytest.mark.parametrize(
@@ -76,7 +83,9 @@ def test_token_keys_make_compound_names_order_free() -> None:
     assert token_key(fold("Mohammad-Reza")) == token_key(fold("Reza Mohammad"))
 
 
-def test_jaro_winkler_textbook_values() -> None:
+@pytest.mark.parametrize("measures", MEASURES)
+def test_jaro_winkler_textbook_values(measures: tuple[Any, Any]) -> None:
+    jaro_winkler = measures[0]
     assert jaro_winkler("martha", "marhta") == pytest.approx(0.9611, abs=1e-4)
     assert jaro_winkler("dwayne", "duane") == pytest.approx(0.84, abs=1e-4)
     assert jaro_winkler("dixon", "dicksonx") == pytest.approx(0.8133, abs=1e-4)
@@ -97,13 +106,33 @@ def _osa(s: str, t: str) -> int:
     return d[len(s)][len(t)]
 
 
-def test_bounded_damerau_agrees_with_the_full_programme() -> None:
+@pytest.mark.parametrize("measures", MEASURES)
+def test_bounded_damerau_agrees_with_the_full_programme(measures: tuple[Any, Any]) -> None:
+    damerau_within = measures[1]
     rng = random.Random(7)
     for _ in range(3000):
         s = "".join(rng.choice("abc") for _ in range(rng.randint(0, 7)))
         t = "".join(rng.choice("abc") for _ in range(rng.randint(0, 7)))
         for bound in (1, 2):
             assert damerau_within(s, t, bound) == min(_osa(s, t), bound + 1), (s, t, bound)
+
+
+def test_compiled_and_pure_python_measures_agree() -> None:
+    """With or without the identity extra, a pair compares alike (transpositions counted whole, as strcmp95 does)."""
+    rng = random.Random(11)
+    letters = "abcdeășțxyz "
+    for _ in range(5000):
+        s = "".join(rng.choice(letters) for _ in range(rng.randint(0, 12)))
+        chars = list(s)
+        for _ in range(rng.randint(1, 3)):
+            if chars:
+                chars[rng.randrange(len(chars))] = rng.choice(letters)
+        t = "".join(chars) if rng.random() < 0.7 else "".join(rng.choice(letters) for _ in range(rng.randint(0, 12)))
+        assert jaro_winkler(s, t) == pytest.approx(_text.jaro_winkler_python(s, t), abs=1e-12), (s, t)
+        for bound in (1, 2):
+            assert damerau_within(s, t, bound) == _text.damerau_within_python(s, t, bound), (s, t, bound)
+    # an odd number of half-transpositions: 3 // 2 = 1 transposition
+    assert _text.jaro_winkler_python("zeșeățaxț", "zeșeăcaxț") == pytest.approx(0.9306, abs=1e-4)
 
 
 FIELDS = {"given_name": "name", "surname": "name", "postcode": "postcode", "date_of_birth": "date", "id": "identifier"}

@@ -237,6 +237,15 @@ class Matcher:
             given.add((i, j) if i < j else (j, i))
         return self._run(prepared, prepared, given, dedupe=True)
 
+    def deduplicate_pairs(self, rows: Sequence[Row], pairs: set[tuple[int, int]]) -> list[Match]:
+        """``deduplicate(rows, pairs=pairs)`` for pairs known to be well formed: ``i < j``, both rows of ``rows``.
+
+        A store's duplicate search builds hundreds of thousands of pairs itself; checking
+        each again would cost as much as comparing some of them.
+        """
+        prepared = self._prepare_rows("rows", rows)
+        return self._run(prepared, prepared, pairs, dedupe=True)
+
     def link(self, left: Sequence[Row], right: Sequence[Row]) -> list[Match]:
         """Pairs ``Match(i, j, probability)``: row ``i`` of ``left`` likely is row ``j`` of ``right``."""
         left_prepared = self._prepare_rows("left", left)
@@ -429,7 +438,12 @@ class Matcher:
 
         ``u`` starts from the random-pair estimate and is re-estimated too: the compared pairs
         are not random ones (they share a blocking key), and a model whose non-matches look
-        like random pairs explains neighbours sharing a postcode as matches.
+        like random pairs explains neighbours sharing a postcode as matches. Except an
+        identifier's exact level (an e-mail, a phone, a national id): two different people
+        share one only by a collision, which the value frequencies measure. Re-estimated, it
+        feeds back: when the compared pairs are mostly people sharing a name, the pairs that
+        share an e-mail and nothing else known are half taken for non-matches, which in turn
+        makes sharing an e-mail look common among non-matches.
 
         The share of matches is kept at most ``most_matches`` over the number of pairs (a
         record has few true matches): without that bound, on weak fields EM may settle on
@@ -445,6 +459,7 @@ class Matcher:
         ceiling = min(0.5, max(most_matches, 1) / max(len(patterns), 1))
         share = ceiling / 2
         u_now = {name: list(u[name]) for name in names}
+        pinned = {name: u[name][-1] for name in names if self.fields[name] == "identifier"}
         log_u = {name: [math.log(x) for x in u_now[name]] for name in names}
         items = list(counted.items())
         for _ in range(200):
@@ -477,6 +492,11 @@ class Matcher:
                     new = [max(x / denominator, 1e-6) for x in row]
                     scale = sum(new)
                     new = [x / scale for x in new]
+                    if target is u_now and name in pinned:
+                        # an identifier's exact agreement among non-matches: the value collisions
+                        # of random pairs, not what the compared pairs' feedback makes of it
+                        rest = sum(new[:-1])
+                        new = [x * (1 - pinned[name]) / rest for x in new[:-1]] + [pinned[name]] if rest > 0 else new
                     change = max(change, max(abs(a - b) for a, b in zip(new, target[name], strict=True)))
                     target[name] = new
                 log_u[name] = [math.log(x) for x in u_now[name]]

@@ -263,7 +263,8 @@ class Identity:
                 chunk = tuple(values[start : start + _CHUNK])
                 members: dict[str, list[int]] = {}
                 where = And((Compare("kind", "==", kind), In("key", chunk)))
-                for found in repo.find(crm.tenant, bind(where, spec), parse_order(None, spec), None):
+                # in the order of the (kind, key) index: ordered by id, SQLite walks every key of the tenant
+                for found in repo.find(crm.tenant, bind(where, spec), parse_order(("kind", "key"), spec), None):
                     index = ids.setdefault(found.customer_id, len(ids))
                     members.setdefault(found.key, []).append(index)
                 for block in members.values():
@@ -306,12 +307,13 @@ class Identity:
         ids = sorted(live, key=lambda i: (stored[i].created_at or _EPOCH, str(i)))  # a group lists the oldest first
         rows = [self._row(stored[i], extra) for i in ids]
         position = {c: k for k, c in enumerate(ids)}
-        pairs = {
-            (position[blocked[a]], position[blocked[b]])
-            for a, b in candidates
-            if blocked[a] in position and blocked[b] in position
-        }
-        matches = matcher.deduplicate(rows, pairs=pairs)
+        at = [position.get(c, -1) for c in blocked]  # each blocked customer's row (-1: merged away)
+        pairs = set()
+        for a, b in candidates:
+            x, y = at[a], at[b]
+            if x >= 0 and y >= 0:
+                pairs.add((x, y) if x < y else (y, x))
+        matches = matcher.deduplicate_pairs(rows, pairs)
         parent = list(range(len(rows)))
 
         def root(x: int) -> int:
