@@ -140,8 +140,25 @@ _entry = _maker(AuditEntry)
 _chunk = _maker(OutboxChunk)
 
 
+#: ``dumps`` of the commonest field values by exact type, as text: none of these forms holds a character
+#: JSON escapes (digits, signs, dots, letters, colons and dashes), and each is a one-key object.
+_TEXTS: dict[type, Callable[[Any], str]] = {
+    Decimal: lambda v: f'{{"$decimal":"{v}"}}',
+    uuid.UUID: lambda v: f'{{"$uuid":"{v}"}}',
+    dt.datetime: lambda v: f'{{"$datetime":"{v.isoformat()}"}}',
+    dt.date: lambda v: f'{{"$date":"{v.isoformat()}"}}',
+}
+
+
 def _json(value: Any) -> tuple[JsonPart, ...]:
-    return () if value is None else split(dumps(value))
+    """A field's value as the fragments of its ``dumps`` text (an audit entry's old or new value)."""
+    if value is None:
+        return ()
+    cls = value.__class__
+    if cls is str or cls is int or cls is bool:
+        return split(json.dumps(value, ensure_ascii=False))
+    text = _TEXTS.get(cls)
+    return split(dumps(value) if text is None else text(value))
 
 
 _PLAIN = frozenset({str, int, bool})
@@ -238,8 +255,12 @@ def feed_items(events: Sequence[Event], encoded: dict[int, dict[str, Any]]) -> t
     mentioned: list[str] = []
     run: list[str] = []
     key: tuple[Any, ...] | None = None
+    when, at = None, ""  # the last event time and its text (a bulk write's events share one)
     for event in events:
         before, after = event.before, event.after
+        if event.occurred_at is not when:
+            when = event.occurred_at
+            at = when.isoformat()
         if before is None and after is not None:
             this = (event.entity, event.occurred_at, event.actor, event.cause, after.version)
             if this != key:
@@ -248,7 +269,7 @@ def feed_items(events: Sequence[Event], encoded: dict[int, dict[str, Any]]) -> t
                     {
                         "aggregate": event.entity,
                         "action": event.action,
-                        "at": event.occurred_at.isoformat(),
+                        "at": at,
                         "actor": event.actor,
                         "cause": event.cause,
                         "version": after.version,
@@ -262,7 +283,7 @@ def feed_items(events: Sequence[Event], encoded: dict[int, dict[str, Any]]) -> t
             "aggregate": event.entity,
             "action": event.action,
             "id": event.record.id.hex,
-            "at": event.occurred_at.isoformat(),
+            "at": at,
             "actor": event.actor,
             "cause": event.cause,
         }
@@ -397,41 +418,61 @@ class Journal:
     ) -> Iterable[Any]:
         """The entries of an update (one per audited field that changed) or a deletion (a snapshot)."""
         before, after = event.before, event.after
-        common = {
-            "created_at": now,
-            "updated_at": now,
-            "version": 1,
-            "aggregate": event.entity,
-            "record_id": event.record.id,
-            "action": event.action,
-            "actor": event.actor,
-            # the record's own time of the change (its updated_at), so as_of(record.updated_at) is the record
-            "at": event.occurred_at if after is None else (getattr(after, "updated_at", None) or event.occurred_at),
-            "cause": event.cause or "api",
-        }
-        if after is None:
-            values = _encoded(before, encoded)["f"]
-            snapshot = {name: values[name] for name in fields}  # None too: as_of replays it
-            yield _entry(
+        if after is not None:
+            return self._update_entries(event, fields, now)
+        values = _encoded(before, encoded)["f"]
+        snapshot = {name: values[name] for name in fields}  # None too: as_of replays it
+        return (
+            _entry(
                 id=new_id(),
+                created_at=now,
+                updated_at=now,
+                version=1,
+                aggregate=event.entity,
+                record_id=before.id,
                 record_version=before.version + 1,
+                action=event.action,
                 old=split(json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))),
                 # when the record was created: where its life's creation entry is found, if batched
                 new=_json(getattr(before, "created_at", None)),
-                **common,
+                actor=event.actor,
+                at=event.occurred_at,
+                cause=event.cause or "api",
+            ),
+        )
+
+    @staticmethod
+    def _update_entries(event: Event, fields: tuple[str, ...], now: Any) -> list[Any]:
+        """One entry per audited field an update changed (a bulk sync makes many: kept to one loop)."""
+        before, after = event.before, event.after
+        changed = [
+            (name, old, new) for name in fields if (old := getattr(before, name)) != (new := getattr(after, name))
+        ]
+        if not changed:
+            return []
+        entity, record_id, version, action, actor = event.entity, after.id, after.version, event.action, event.actor
+        # the record's own time of the change (its updated_at), so as_of(record.updated_at) is the record
+        at = getattr(after, "updated_at", None) or event.occurred_at
+        cause = event.cause or "api"
+        return [
+            _entry(
+                id=new_id(),
+                created_at=now,
+                updated_at=now,
+                version=1,
+                aggregate=entity,
+                record_id=record_id,
+                record_version=version,
+                action=action,
+                field=name,
+                old=_json(old),
+                new=_json(new),
+                actor=actor,
+                at=at,
+                cause=cause,
             )
-        else:
-            for name in fields:
-                old, new = getattr(before, name), getattr(after, name)
-                if old != new:
-                    yield _entry(
-                        id=new_id(),
-                        record_version=after.version,
-                        field=name,
-                        old=_json(old),
-                        new=_json(new),
-                        **common,
-                    )
+            for name, old, new in changed
+        ]
 
     def _append(self, crm: CRM, events: Sequence[Event], now: Any, encoded: dict[int, dict[str, Any]]) -> None:
         """Store the events in chunks of at most ``CHUNK``, unnumbered (the feed's reader numbers them)."""
