@@ -349,6 +349,10 @@ class Journal:
         audited = self.audited
         groups: dict[tuple[Any, ...], int] = {}
         keys: list[tuple[Any, ...] | None] = []  # per event: its creation's group (None: not a creation)
+        # A bulk write's creations come in runs of one group: a run shares one key object and
+        # touches ``groups`` once (hashing a key hashes its aware datetime, which costs).
+        last: tuple[Any, ...] | None = None
+        run = 0
         for event in events:
             after = event.after
             if event.before is None and audited.get(event.entity):
@@ -356,12 +360,21 @@ class Journal:
                 # batched only when the record says when it was created (where its entry is found)
                 born = getattr(after, "created_at", None) == at
                 group: tuple[Any, ...] = (event.entity, at, event.actor, event.cause or "api", after.version, born)
-                groups[group] = groups.get(group, 0) + 1
-                keys.append(group)
+                if group != last:
+                    if last is not None:
+                        groups[last] = groups.get(last, 0) + run
+                    last, run = group, 0
+                run += 1
+                keys.append(last)
             else:
                 keys.append(None)
+        if last is not None:
+            groups[last] = groups.get(last, 0) + run
         batched: dict[tuple[Any, ...], list[str]] = {}  # each large group's open batch entry's ids
         entries: list[Any] = []
+        seen: tuple[Any, ...] | None = None  # the last key looked up, whether its group is batched, its open ids
+        large = False
+        ids: list[str] | None = None
         for event, key in zip(events, keys, strict=True):
             if key is None:
                 fields = audited.get(event.entity)
@@ -370,8 +383,10 @@ class Journal:
                 continue
             after = event.after
             at, cause = key[1], key[3]
-            if key[5] and groups[key] >= BATCHED:
+            if key is not seen:
+                seen, large = key, key[5] and groups[key] >= BATCHED
                 ids = batched.get(key)
+            if large:
                 if ids is None or len(ids) == CHUNK:  # the entry made here keeps its place in the order
                     ids = batched[key] = []
                     entries.append(
