@@ -14,8 +14,9 @@ raw side knows nothing: it rewrites unchanged rows and keeps no versions or even
 Each round starts from fresh stores; in each pass the two sides take turns, the one going
 first alternating from round to round, and the medians (and the median of the rounds'
 ratios) are printed (``--rounds``). Goal (issue 15): crmkit at least 0.5x the raw speed,
-i.e. at most 2x its time. The CPU time of this process is printed too: the machine these
-run on is shared. crmkit keeps its audit
+i.e. at most 2x its time. The CPU time of this process is printed too (the machine these
+run on is shared), and on PostgreSQL and MongoDB the database server's (every process of
+the server), and the load average when the run ends. crmkit keeps its audit
 trail and event feed by default (every added and changed row is journalled);
 ``--no-audit`` connects without them, which is closer to what the raw side does.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import random
 import statistics
 import sys
@@ -38,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _timing import show, timed  # noqa: E402
+from _timing import server_cpu, show, timed  # noqa: E402
 
 import crmkit  # noqa: E402
 from crmkit import Customer, Transaction  # noqa: E402
@@ -159,6 +161,31 @@ def mongo_raw(crm: Any, collection: Any) -> Callable[[list[Row]], None]:
 Side = Callable[[list[Row]], Any]
 
 
+def server_tree_cpu(pid: int) -> Callable[[], float]:
+    """The CPU seconds a database server has used so far: process ``pid``, its live children and those it reaped.
+
+    A PostgreSQL server forks a process per connection; a child's time moves into its
+    parent's account of reaped children when it ends, so the sum never goes back.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = server_cpu(pid)
+
+    def reaped(proc: int) -> float:
+        fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / ticks
+
+    def used() -> float:
+        total = own() + reaped(pid)
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            try:
+                total += server_cpu(int(child))()
+            except (FileNotFoundError, ProcessLookupError):  # ended meanwhile: counted as reaped next time
+                pass
+        return total
+
+    return used
+
+
 def run(
     label: str,
     stores: Callable[[int], tuple[str, str]],
@@ -166,6 +193,7 @@ def run(
     raw: Callable[[crmkit.CRM, str], Side],
     audit: bool = True,
     rounds: int = 1,
+    server: Callable[[], float] | None = None,
 ) -> None:
     """``rounds`` rounds, each into fresh stores (``stores(round)``: crmkit's URL and the raw side's).
 
@@ -175,6 +203,7 @@ def run(
     """
     customer_ids: list[uuid.UUID] = []
     times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    served: dict[tuple[str, str], list[float]] = {}  # the database server's CPU seconds per side and pass
     passes = ("all new", "10% changed")
     for r in range(rounds):
         url, raw_url = stores(r)
@@ -199,9 +228,14 @@ def run(
 
                 sides: list[tuple[str, Side]] = [("crmkit", lambda _rows: mine()), ("raw", upsert_raw)]
                 for side, fn in sides if r % 2 == 0 else sides[::-1]:
+                    began = server() if server is not None else 0.0
                     wall, cpu, _ = timed(lambda fn=fn, rows=rows: fn(rows))
                     times.setdefault((side, name), []).append((wall, cpu))
-                    show(f"round {r + 1}", f"{name:<12}", f"{side:<6} {wall:>7.1f} s (CPU {cpu:>6.1f} s)")
+                    extra = ""
+                    if server is not None:
+                        served.setdefault((side, name), []).append(server() - began)
+                        extra = f" (server CPU {served[(side, name)][-1]:>6.1f} s)"
+                    show(f"round {r + 1}", f"{name:<12}", f"{side:<6} {wall:>7.1f} s (CPU {cpu:>6.1f} s){extra}")
     for name in passes:
         mine_t, theirs_t = times[("crmkit", name)], times[("raw", name)]
         ratio = statistics.median(t[0] / m[0] for m, t in zip(mine_t, theirs_t, strict=True))
@@ -217,6 +251,14 @@ def run(
             f"crmkit's speed {ratio:.2f}x the raw driver's",
             f"(CPU {cpu_ratio:.2f}x; goal >= 0.5x; medians of {rounds} round{'s' if rounds > 1 else ''})",
         )
+        if server is not None:
+            mine_s, raw_s = served[("crmkit", name)], served[("raw", name)]
+            show(
+                f"{'':<18} server CPU: crmkit {statistics.median(mine_s):>7.1f} s",
+                f"raw {statistics.median(raw_s):>7.1f} s",
+                f"ratio {statistics.median(t / m for m, t in zip(mine_s, raw_s, strict=True) if m):.2f}x",
+            )
+    show("load average (1, 5, 15 min) at the end:", " ".join(f"{x:.1f}" for x in os.getloadavg()))
 
 
 def main() -> int:
@@ -250,7 +292,8 @@ def main() -> int:
             def databases(_r: int) -> tuple[str, str]:
                 return create_database(server.url, "bench_upsert"), create_database(server.url, "bench_upsert_raw")
 
-            run("PostgreSQL", databases, args.rows, lambda _crm, raw_url: postgres_raw(raw_url), audit, args.rounds)
+            run("PostgreSQL", databases, args.rows, lambda _crm, raw_url: postgres_raw(raw_url), audit, args.rounds,
+                server_tree_cpu(server.pid))  # fmt: skip
         finally:
             server.stop()
     else:
@@ -268,7 +311,7 @@ def main() -> int:
                 return database_url(mongo.url, "bench_upsert"), database_url(mongo.url, "bench_upsert_raw")
 
             raw_of = lambda crm, _url: mongo_raw(crm, client["bench_upsert_raw"]["transactions"])  # noqa: E731
-            run("MongoDB", mongo_databases, args.rows, raw_of, audit, args.rounds)
+            run("MongoDB", mongo_databases, args.rows, raw_of, audit, args.rounds, server_tree_cpu(mongo.pids[0]))
         finally:
             mongo.stop()
     return 0

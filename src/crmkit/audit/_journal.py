@@ -140,8 +140,25 @@ _entry = _maker(AuditEntry)
 _chunk = _maker(OutboxChunk)
 
 
+#: ``dumps`` of the commonest field values by exact type, as text: none of these forms holds a character
+#: JSON escapes (digits, signs, dots, letters, colons and dashes), and each is a one-key object.
+_TEXTS: dict[type, Callable[[Any], str]] = {
+    Decimal: lambda v: f'{{"$decimal":"{v}"}}',
+    uuid.UUID: lambda v: f'{{"$uuid":"{v}"}}',
+    dt.datetime: lambda v: f'{{"$datetime":"{v.isoformat()}"}}',
+    dt.date: lambda v: f'{{"$date":"{v.isoformat()}"}}',
+}
+
+
 def _json(value: Any) -> tuple[JsonPart, ...]:
-    return () if value is None else split(dumps(value))
+    """A field's value as the fragments of its ``dumps`` text (an audit entry's old or new value)."""
+    if value is None:
+        return ()
+    cls = value.__class__
+    if cls is str or cls is int or cls is bool:
+        return split(json.dumps(value, ensure_ascii=False))
+    text = _TEXTS.get(cls)
+    return split(dumps(value) if text is None else text(value))
 
 
 _PLAIN = frozenset({str, int, bool})
@@ -240,8 +257,12 @@ def feed_items(events: Sequence[Event], encoded: dict[int, dict[str, Any]]) -> t
     mentioned: list[str] = []
     run: list[str] = []
     key: tuple[Any, ...] | None = None
+    when, at = None, ""  # the last event time and its text (a bulk write's events share one)
     for event in events:
         before, after = event.before, event.after
+        if event.occurred_at is not when:
+            when = event.occurred_at
+            at = when.isoformat()
         if before is None and after is not None:
             stamped = getattr(after, "updated_at", None)
             this = (event.entity, event.occurred_at, event.actor, event.cause, after.version, stamped)
@@ -250,7 +271,7 @@ def feed_items(events: Sequence[Event], encoded: dict[int, dict[str, Any]]) -> t
                 item: dict[str, Any] = {
                     "aggregate": event.entity,
                     "action": event.action,
-                    "at": event.occurred_at.isoformat(),
+                    "at": at,
                     "actor": event.actor,
                     "cause": event.cause,
                     "version": after.version,
@@ -266,7 +287,7 @@ def feed_items(events: Sequence[Event], encoded: dict[int, dict[str, Any]]) -> t
             "aggregate": event.entity,
             "action": event.action,
             "id": event.record.id.hex,
-            "at": event.occurred_at.isoformat(),
+            "at": at,
             "actor": event.actor,
             "cause": event.cause,
         }
@@ -332,6 +353,10 @@ class Journal:
         audited = self.audited
         groups: dict[tuple[Any, ...], int] = {}
         keys: list[tuple[Any, ...] | None] = []  # per event: its creation's group (None: not a creation)
+        # A bulk write's creations come in runs of one group: a run shares one key object and
+        # touches ``groups`` once (hashing a key hashes its aware datetime, which costs).
+        last: tuple[Any, ...] | None = None
+        run = 0
         for event in events:
             after = event.after
             if event.before is None and audited.get(event.entity):
@@ -339,12 +364,21 @@ class Journal:
                 # batched only when the record says when it was created (where its entry is found)
                 born = getattr(after, "created_at", None) == at
                 group: tuple[Any, ...] = (event.entity, at, event.actor, event.cause or "api", after.version, born)
-                groups[group] = groups.get(group, 0) + 1
-                keys.append(group)
+                if group != last:
+                    if last is not None:
+                        groups[last] = groups.get(last, 0) + run
+                    last, run = group, 0
+                run += 1
+                keys.append(last)
             else:
                 keys.append(None)
+        if last is not None:
+            groups[last] = groups.get(last, 0) + run
         batched: dict[tuple[Any, ...], list[str]] = {}  # each large group's open batch entry's ids
         entries: list[Any] = []
+        seen: tuple[Any, ...] | None = None  # the last key looked up, whether its group is batched, its open ids
+        large = False
+        ids: list[str] | None = None
         for event, key in zip(events, keys, strict=True):
             if key is None:
                 fields = audited.get(event.entity)
@@ -353,8 +387,10 @@ class Journal:
                 continue
             after = event.after
             at, cause = key[1], key[3]
-            if key[5] and groups[key] >= BATCHED:
+            if key is not seen:
+                seen, large = key, key[5] and groups[key] >= BATCHED
                 ids = batched.get(key)
+            if large:
                 if ids is None or len(ids) == CHUNK:  # the entry made here keeps its place in the order
                     ids = batched[key] = []
                     entries.append(
@@ -401,41 +437,61 @@ class Journal:
     ) -> Iterable[Any]:
         """The entries of an update (one per audited field that changed) or a deletion (a snapshot)."""
         before, after = event.before, event.after
-        common = {
-            "created_at": now,
-            "updated_at": now,
-            "version": 1,
-            "aggregate": event.entity,
-            "record_id": event.record.id,
-            "action": event.action,
-            "actor": event.actor,
-            # the record's own time of the change (its updated_at), so as_of(record.updated_at) is the record
-            "at": event.occurred_at if after is None else (getattr(after, "updated_at", None) or event.occurred_at),
-            "cause": event.cause or "api",
-        }
-        if after is None:
-            values = _encoded(before, encoded)["f"]
-            snapshot = {name: values[name] for name in fields}  # None too: as_of replays it
-            yield _entry(
+        if after is not None:
+            return self._update_entries(event, fields, now)
+        values = _encoded(before, encoded)["f"]
+        snapshot = {name: values[name] for name in fields}  # None too: as_of replays it
+        return (
+            _entry(
                 id=new_id(),
+                created_at=now,
+                updated_at=now,
+                version=1,
+                aggregate=event.entity,
+                record_id=before.id,
                 record_version=before.version + 1,
+                action=event.action,
                 old=split(json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))),
                 # when the record was created: where its life's creation entry is found, if batched
                 new=_json(getattr(before, "created_at", None)),
-                **common,
+                actor=event.actor,
+                at=event.occurred_at,
+                cause=event.cause or "api",
+            ),
+        )
+
+    @staticmethod
+    def _update_entries(event: Event, fields: tuple[str, ...], now: Any) -> list[Any]:
+        """One entry per audited field an update changed (a bulk sync makes many: kept to one loop)."""
+        before, after = event.before, event.after
+        changed = [
+            (name, old, new) for name in fields if (old := getattr(before, name)) != (new := getattr(after, name))
+        ]
+        if not changed:
+            return []
+        entity, record_id, version, action, actor = event.entity, after.id, after.version, event.action, event.actor
+        # the record's own time of the change (its updated_at), so as_of(record.updated_at) is the record
+        at = getattr(after, "updated_at", None) or event.occurred_at
+        cause = event.cause or "api"
+        return [
+            _entry(
+                id=new_id(),
+                created_at=now,
+                updated_at=now,
+                version=1,
+                aggregate=entity,
+                record_id=record_id,
+                record_version=version,
+                action=action,
+                field=name,
+                old=_json(old),
+                new=_json(new),
+                actor=actor,
+                at=at,
+                cause=cause,
             )
-        else:
-            for name in fields:
-                old, new = getattr(before, name), getattr(after, name)
-                if old != new:
-                    yield _entry(
-                        id=new_id(),
-                        record_version=after.version,
-                        field=name,
-                        old=_json(old),
-                        new=_json(new),
-                        **common,
-                    )
+            for name, old, new in changed
+        ]
 
     def _append(self, crm: CRM, events: Sequence[Event], now: Any, encoded: dict[int, dict[str, Any]]) -> None:
         """Store the events in chunks of at most ``CHUNK``, unnumbered (the feed's reader numbers them)."""

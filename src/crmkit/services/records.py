@@ -671,9 +671,7 @@ class _Records(_ReadRecords[R]):
             inserted = self._repo.insert_new(tenant, new)
             with _located({r.id: i for i, r in zip(new_rows, new, strict=True)}):
                 self._after_insert(inserted)  # a policy refusing a record (a duplicate rule) names its row
-            created = event_for(self.spec.name, "created", self.spec.label)
-            for record in inserted:
-                self._crm._emit(created, None, record)
+            self._crm._emit_created(event_for(self.spec.name, "created", self.spec.label), inserted)
         if changed:
             self._update_rows(changed)
         return len(new), len(changed), unchanged
@@ -704,10 +702,9 @@ class _Records(_ReadRecords[R]):
             )
             err.row = index  # type: ignore[attr-defined]
             raise err
-        if self._crm._wants_events(self.spec.name):
-            updated = event_for(self.spec.name, "updated", self.spec.label)
-            for current, new in zip(currents, bumped, strict=True):
-                self._crm._emit(updated, current, new)
+        self._crm._emit_changed(
+            event_for(self.spec.name, "updated", self.spec.label), list(zip(currents, bumped, strict=True))
+        )
         with _located({c.id: i for i, c in zip(rows, currents, strict=True)}):
             self._after_replace_many(list(zip(currents, bumped, strict=True)), rule="manual")
 

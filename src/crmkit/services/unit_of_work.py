@@ -227,3 +227,9 @@ class UnitOfWork:
         if records and (self._events_wanted or kind.entity in self._watched):
             tenant, now, actor, cause = self.tenant, self.now(), self.actor, self.cause
             self._local.events.extend([kind(tenant, now, None, record, actor, cause) for record in records])
+
+    def _emit_changed(self, kind: type[Event], pairs: list[tuple[Any, Any]]) -> None:
+        """``_emit`` of each (before, after) change of a bulk write: one clock read, actor and cause for all."""
+        if pairs and (self._events_wanted or kind.entity in self._watched):
+            tenant, now, actor, cause = self.tenant, self.now(), self.actor, self.cause
+            self._local.events.extend([kind(tenant, now, before, after, actor, cause) for before, after in pairs])

@@ -238,23 +238,27 @@ class MongoRepository(Repository[Any]):
         """Stored documents against the records' encoded documents, field by field, neither decoded into records."""
         if not self.spec.has_external_id or not records:
             return {}
-        docs = {doc["external_id"]: doc for doc in self._docs(tenant, records) if doc.get("external_id") is not None}
+        # the values compared: each document without the fields the store sets (compared as dicts, in C)
+        docs = {
+            doc["external_id"]: {k: v for k, v in doc.items() if k not in _STAMPS}
+            for doc in self._docs(tenant, records)
+            if doc.get("external_id") is not None
+        }
         if not docs:
             return {}
         # read as encoded: UUIDs stay BSON binaries, as the encoder writes them
         raw = self.collection.with_options(
             codec_options=self.collection.codec_options.with_options(uuid_representation=UuidRepresentation.UNSPECIFIED)
         )
-        cursor = raw.find({"tenant": tenant, "external_id": {"$in": list(docs)}}, {"_id": 0}, session=self._session())
+        unread = {"_id": 0, "created_at": 0, "updated_at": 0}  # never compared: not decoded either
+        cursor = raw.find({"tenant": tenant, "external_id": {"$in": list(docs)}}, unread, session=self._session())
         out: dict[str, tuple[uuid.UUID, int, bool]] = {}
         for stored in cursor:
+            id, version = stored["id"], stored["version"]
+            for stamp in _STAMPS:
+                stored.pop(stamp, None)
             ext = stored["external_id"]
-            mine = docs[ext]
-            same = stored.keys() - _STAMPS == mine.keys() - _STAMPS and all(
-                stored[k] == v for k, v in mine.items() if k not in _STAMPS
-            )
-            id = stored["id"]
-            out[ext] = (id.as_uuid() if isinstance(id, Binary) else id, int(stored["version"]), same)
+            out[ext] = (id.as_uuid() if isinstance(id, Binary) else id, int(version), stored == docs[ext])
         return out
 
     @_translated
