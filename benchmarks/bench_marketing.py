@@ -367,6 +367,36 @@ def mongo_hand_target(db: Any, campaign: Campaign) -> int:
     return len(docs)
 
 
+def time_targets(
+    store: str,
+    url: str,
+    segment: Segment,
+    counted: int,
+    runs: int,
+    cpu: Callable[[], float],
+    server: bool,
+    hand: Callable[[Campaign], int],
+) -> None:
+    """Target a fresh campaign through crmkit and by hand in turns, on a default connection and on one
+    without the audit trail and event feed; print medians (and the server's CPU on a server)."""
+    made = iter(range(10_000))
+    for label, options in (("", {}), (" (no audit trail, no event feed)", {"audit": False, "event_feed": False})):
+        with crmkit.connect(url, tenant=TENANT, clock=lambda: NOW, **options) as crm:
+
+            def mine_target() -> int:
+                camp = crm.campaigns.add(Campaign(name=f"crmkit {next(made)}", channel="email"))
+                return crm.marketing.target(camp.id, segment=segment.id, at=NOW).added
+
+            def hand_target() -> int:
+                return hand(crm.campaigns.add(Campaign(name=f"hand {next(made)}", channel="email")))
+
+            times, results = take_turns(runs, {"crmkit": mine_target, "hand": hand_target}, cpu)
+            assert results["crmkit"] == results["hand"], results
+            print(
+                report(f"{store} target{label} {results['crmkit']:,} members of {counted:,}", times, server), flush=True
+            )
+
+
 def run_mongo(url: str, n: int, runs: int, target: bool, copy_from: int | None, pid: int) -> None:
     from pymongo import MongoClient
 
@@ -381,23 +411,7 @@ def run_mongo(url: str, n: int, runs: int, target: bool, copy_from: int | None, 
         )
     if not target:
         return
-    made = iter(range(10_000))
-    for label, options in (("", {}), (" (no audit trail, no event feed)", {"audit": False, "event_feed": False})):
-        with crmkit.connect(url, tenant=TENANT, clock=lambda: NOW, **options) as crm:
-
-            def mine_target() -> int:
-                camp = crm.campaigns.add(Campaign(name=f"crmkit {next(made)}", channel="email"))
-                return crm.marketing.target(camp.id, segment=segment.id, at=NOW).added
-
-            def hand_target() -> int:
-                camp = crm.campaigns.add(Campaign(name=f"hand {next(made)}", channel="email"))
-                return mongo_hand_target(db, camp)
-
-            times, results = take_turns(runs, {"crmkit": mine_target, "hand": hand_target}, cpu)
-            assert results["crmkit"] == results["hand"], results
-            print(
-                report(f"{store} target{label} {results['crmkit']:,} members of {counted:,}", times, True), flush=True
-            )
+    time_targets(store, url, segment, counted, runs, cpu, True, lambda camp: mongo_hand_target(db, camp))
 
 
 def run(url: str, n: int, runs: int, target: bool, copy_from: int | None = None, postmaster: int | None = None) -> None:
@@ -421,31 +435,14 @@ def run(url: str, n: int, runs: int, target: bool, copy_from: int | None = None,
         segment, counted = count_segment(store, crm, n, loaded, runs, hand_count, cpu)
         if not target:
             return
-    made = iter(range(10_000))
-    for label, options in (("", {}), (" (no audit trail, no event feed)", {"audit": False, "event_feed": False})):
-        with crmkit.connect(url, tenant=TENANT, clock=lambda: NOW, **options) as crm:
 
-            def mine_target() -> int:
-                camp = crm.campaigns.add(Campaign(name=f"crmkit {next(made)}", channel="email"))
-                return crm.marketing.target(camp.id, segment=segment.id, at=NOW).added
+    def hand_target(camp: Campaign) -> int:
+        params: dict[str, Any] = {"tenant": TENANT, "list": camp.opt_out_list}
+        params.update({"campaign": camp.id, "now": NOW} if pg else {"campaign": camp.id.hex, "now": micros(NOW)})
+        with engine.begin() as conn:
+            return int(conn.execute(sa.text(target_sql), params).rowcount)
 
-            def hand_target() -> int:
-                camp = crm.campaigns.add(Campaign(name=f"hand {next(made)}", channel="email"))
-                params: dict[str, Any] = {"tenant": TENANT, "list": camp.opt_out_list}
-                params.update(
-                    {"campaign": camp.id, "now": NOW} if pg else {"campaign": camp.id.hex, "now": micros(NOW)}
-                )
-                with engine.begin() as conn:
-                    return int(conn.execute(sa.text(target_sql), params).rowcount)
-
-            times, results = take_turns(runs, {"crmkit": mine_target, "hand": hand_target}, cpu)
-            assert results["crmkit"] == results["hand"], results
-            print(
-                report(
-                    f"{store} target{label} {results['crmkit']:,} members of {counted:,}", times, postmaster is not None
-                ),
-                flush=True,
-            )
+    time_targets(store, url, segment, counted, runs, cpu, postmaster is not None, hand_target)
 
 
 def attribution(url: str, n: int) -> None:

@@ -37,6 +37,16 @@ def _load_compiled() -> tuple[Callable[..., float], Callable[..., int]] | None:
 _COMPILED = _load_compiled()
 
 
+def _winkler(jaro: float, s: str, t: str, prefix_scale: float) -> float:
+    """Winkler's boost of a Jaro similarity for a common prefix of up to four characters."""
+    prefix = 0
+    for a, b in zip(s[:4], t[:4], strict=False):
+        if a != b:
+            break
+        prefix += 1
+    return jaro + prefix * prefix_scale * (1 - jaro)
+
+
 def jaro_winkler(s: str, t: str, prefix_scale: float = 0.1) -> float:
     """Jaro-Winkler similarity in [0, 1] (1: equal)."""
     if _COMPILED is None:
@@ -44,12 +54,7 @@ def jaro_winkler(s: str, t: str, prefix_scale: float = 0.1) -> float:
     if s == t:
         return 1.0
     jaro = _COMPILED[0](s, t)
-    prefix = 0
-    for a, b in zip(s[:4], t[:4], strict=False):
-        if a != b:
-            break
-        prefix += 1
-    return jaro + prefix * prefix_scale * (1 - jaro)
+    return _winkler(jaro, s, t, prefix_scale)
 
 
 def damerau_within(s: str, t: str, bound: int) -> int:
@@ -92,12 +97,7 @@ def jaro_winkler_python(s: str, t: str, prefix_scale: float = 0.1) -> float:
         if ch != t[j]:
             half_transpositions += 1
     jaro = (matches / ls + matches / lt + (matches - half_transpositions // 2) / matches) / 3
-    prefix = 0
-    for a, b in zip(s[:4], t[:4], strict=False):
-        if a != b:
-            break
-        prefix += 1
-    return jaro + prefix * prefix_scale * (1 - jaro)
+    return _winkler(jaro, s, t, prefix_scale)
 
 
 def damerau_within_python(s: str, t: str, bound: int) -> int:
