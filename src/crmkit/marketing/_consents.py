@@ -26,17 +26,23 @@ NEEDS_NO_CONSENT = frozenset({"transactional"})
 FLAG_PURPOSE = "marketing"
 
 
+#: The contact-point field of a customer through which each channel reaches it (other channels need none).
+CHANNEL_POINTS = {
+    "email": "emails",
+    "sms": "phones",
+    "phone": "phones",
+    "fax": "phones",
+    "letter": "addresses",
+    "social": "handles",
+    "chat": "handles",
+}
+
+
 def _points(customer: Customer, channel: str) -> tuple[str, tuple[object, ...]]:
     """The contact-point field of a customer that a channel reaches, and its points."""
-    if channel == "email":
-        return "emails", customer.emails
-    if channel in ("sms", "phone", "fax"):
-        return "phones", customer.phones
-    if channel == "letter":
-        return "addresses", customer.addresses
-    if channel in ("social", "chat"):
-        return "handles", customer.handles
-    return "", ()
+    field = CHANNEL_POINTS.get(channel, "")
+    points: tuple[object, ...] = getattr(customer, field) if field else ()
+    return field, points
 
 
 def addresses_for(customer: Customer, channel: str) -> tuple[str, ...]:

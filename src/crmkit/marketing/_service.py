@@ -17,7 +17,15 @@ from crmkit._errors import ConflictError, NotFound, ValidationError
 from crmkit._retry import retrying
 from crmkit._validation import utc
 from crmkit.customers import Customer
-from crmkit.marketing._consents import FLAG_PURPOSE, NEEDS_NO_CONSENT, Consents, _flag, _points, addresses_for
+from crmkit.marketing._consents import (
+    CHANNEL_POINTS,
+    FLAG_PURPOSE,
+    NEEDS_NO_CONSENT,
+    Consents,
+    _flag,
+    _points,
+    addresses_for,
+)
 from crmkit.marketing._model import Campaign, CampaignMember, StatusChange, Suppression
 from crmkit.marketing._segments import Segments
 from crmkit.query import Expr, F, Select
@@ -76,11 +84,6 @@ class Uplift:
     purchasers_interval: tuple[float, float]
     incremental_revenue: float
     revenue_interval: tuple[float, float]
-
-
-def _reaches(channel: str) -> bool:
-    """Whether the channel reaches customers through a contact-point field (else every customer has an address)."""
-    return channel in ("email", "sms", "phone", "fax", "letter", "social", "chat")
 
 
 def exclusions(
@@ -340,7 +343,7 @@ class Marketing:
                     chosen.append((c.id, addresses_for(c, channel), bool(_points(c, channel)[1])))
             chosen.sort(key=lambda item: item[0])
         excluded["no_consent"] = left - len(chosen)
-        reaches = _reaches(channel)
+        reaches = channel in CHANNEL_POINTS  # else every customer can be reached
         default = campaign.default_status.name
         history = (StatusChange(default, when),)
         added = held = 0
