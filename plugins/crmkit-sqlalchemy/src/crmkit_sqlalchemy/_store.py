@@ -467,7 +467,9 @@ class SqlRepository(Repository[Any]):
                 continue
             if isinstance(part, InSelect):
                 select = part.select
-                if select.spec is None or select.having is not None or select.field not in select.spec.fields:
+                if select.spec is None or select.having is not None or select.first_by is not None:
+                    return None  # grouped and first-of-group sub-queries are the compiler's
+                if select.field not in select.spec.fields:
                     return None
                 inner_build = None
                 if build is not None:
