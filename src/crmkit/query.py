@@ -67,7 +67,9 @@ __all__ = [
     "All",
     "And",
     "Compare",
+    "Const",
     "Contains",
+    "Copy",
     "Cursor",
     "Expr",
     "F",
@@ -78,6 +80,8 @@ __all__ = [
     "Or",
     "Order",
     "StartsWith",
+    "Test",
+    "Value",
     "Where",
     "ago",
     "bind",
@@ -89,6 +93,7 @@ __all__ = [
     "resolve_selects",
     "Select",
     "has_select",
+    "value_of",
 ]
 
 CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
@@ -338,6 +343,60 @@ class F:
     def is_null(self) -> Compare:
         """The field is missing."""
         return Compare(self.name, "==", None)
+
+    def first(self) -> Copy:
+        """In ``add_from(values=...)``: the first element's value of a list field (``F("emails.address").first()``)."""
+        return Copy(self.name, first=True)
+
+
+# ----------------------------------------------------------------- values of records built in the store
+
+
+@attrs.frozen
+class Copy:
+    """A field of a record built from another record (``add_from``) takes the source record's value.
+
+    ``path`` is a field of the source (``"id"``, ``"owner"``, ``"attributes.tier"``) or a field
+    of the value objects of a list field (``"emails.address"``); through a list, ``first=True``
+    takes the first element's value (None when the list is empty). ``F("id")`` in ``values``
+    is ``Copy("id")``; ``F("emails.address").first()`` is ``Copy("emails.address", first=True)``.
+    """
+
+    path: str
+    first: bool = False
+
+
+@attrs.frozen
+class Const:
+    """A field of a record built from another record (``add_from``) takes this value, the same for every record."""
+
+    value: Any
+
+
+@attrs.frozen
+class Test:
+    """A boolean field of a record built from another record (``add_from``): whether the source matches ``where``.
+
+    A condition in ``values`` (``F("id").in_(held_out)``) is a ``Test``; bound, ``where`` is a
+    condition on the source aggregate, sub-queries included.
+    """
+
+    where: Any
+
+
+#: What a field of a record built in the store is made of.
+Value = Copy | Const | Test
+
+
+def value_of(value: Any) -> Copy | Const | Test:
+    """The ``Value`` written in ``add_from(values=...)``: ``F(...)`` copies, a condition tests, the rest is constant."""
+    if isinstance(value, (Copy, Const, Test)):
+        return value
+    if isinstance(value, F):
+        return Copy(value.name)
+    if isinstance(value, Expr):
+        return Test(value)
+    return Const(value)
 
 
 def _entity_of(aggregate: Any) -> EntitySpec:

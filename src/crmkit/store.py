@@ -10,15 +10,16 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import attrs
 
+from crmkit._ids import new_id
 from crmkit.aggregation import AggregateQuery, compute
 from crmkit.entities import RELATIONSHIPS, EntitySpec
-from crmkit.query import ALL, And, Compare, Expr, In, Or, Order, keyset_after, parse_order
+from crmkit.query import ALL, And, Compare, Const, Copy, Expr, In, Or, Order, Test, keyset_after, parse_order
 from crmkit.relationships import Reached, Relationship
 
 if TYPE_CHECKING:
@@ -186,6 +187,55 @@ class Repository(abc.ABC, Generic[T]):
             kept.update(cast(Any, r).id for r in self.find(tenant, where, order, None))
         return [value for value, rid in firsts.items() if rid in kept]
 
+    def insert_from(
+        self,
+        tenant: str,
+        source: Repository[Any],
+        where: Expr,
+        values: Mapping[str, Copy | Const | Test],
+        stamp: dt.datetime,
+    ) -> list[T]:
+        """Store one new record of this aggregate per record of ``source`` that matches ``where``; return them.
+
+        ``where`` is bound on ``source.spec`` (sub-queries included). ``values`` names every
+        stored field of this aggregate except the five every record has: a ``Const`` is a
+        Python value of the field's type (checked by the caller), a ``Copy`` the source
+        record's value at its path (through a list field, ``first=True`` takes the first
+        element's, None when empty), a ``Test`` whether the source record matches its bound
+        condition. Each new record gets a new time-ordered id, version 1, ``created_at`` and
+        ``updated_at`` equal to ``stamp`` and no external_id. The records are returned in the
+        order of their source records' ids, with ids increasing in that order. A unique key
+        already taken raises ConflictError with nothing written.
+
+        Backends build and insert the records in the store (``INSERT ... SELECT``, a pipeline)
+        and read back only the new ones; this default, for stores that cannot, reads the
+        source records a page at a time and builds each in Python.
+        """
+        cls, made = self.spec.cls, []
+        order = parse_order(None, source.spec)
+        for page in iter_batches(scan(source, tenant, where, order), 1000):
+            ids = tuple(r.id for r in page)
+            tests = {
+                name: {r.id for r in source.find(tenant, And((In("id", ids), v.where)), order, None)}
+                for name, v in values.items()
+                if isinstance(v, Test)
+            }
+            for record in page:
+                fields = {
+                    name: (
+                        v.value
+                        if isinstance(v, Const)
+                        else record.id in tests[name]
+                        if isinstance(v, Test)
+                        else copied(source.spec, record, v)
+                    )
+                    for name, v in values.items()
+                }
+                made.append(cls(id=new_id(), created_at=stamp, updated_at=stamp, version=1, **fields))
+        if made:
+            self.insert(tenant, made)
+        return made
+
     def existing_ids(self, tenant: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these ids are stored (backends may override with one cheap query)."""
         if not ids:
@@ -305,6 +355,17 @@ def same_values(record: Any, stored: Any) -> bool:
         for a in attrs.fields(record.__class__)
         if a.name not in _STORED_FIELDS
     )
+
+
+def copied(spec: EntitySpec, record: Any, value: Copy) -> Any:
+    """The value a ``Copy`` takes from a domain record (the reference for stores that build records in place)."""
+    head, _, rest = value.path.partition(".")
+    if not rest or head == "attributes" or not isinstance(getattr(record, head, None), tuple):
+        return spec.record_value(record, value.path)
+    items = getattr(record, head)
+    if not value.first:
+        raise TypeError(f"{value.path} goes through the list {head}: copy the first element's (first=True)")
+    return getattr(items[0], rest) if items else None
 
 
 def iter_batches(items: Iterator[T], size: int) -> Iterator[list[T]]:
