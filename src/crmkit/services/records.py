@@ -33,9 +33,12 @@ from crmkit.lifecycle_model import StageChange
 from crmkit.query import (
     ALL,
     And,
+    Const,
+    Copy,
     Cursor,
     Expr,
     In,
+    Test,
     Where,
     bind,
     check_cursor,
@@ -43,6 +46,7 @@ from crmkit.query import (
     keyset_after,
     parse_order,
     relative_to,
+    value_of,
 )
 from crmkit.store import Repository, iter_batches, scan
 
@@ -475,6 +479,48 @@ class _Records(_ReadRecords[R]):
     def _unstored(self, prepared: list[R]) -> list[R]:
         """Inside the batch's transaction: the records to insert (all; a natural key narrows them)."""
         return prepared
+
+    def add_from(self, source: type | str, where: Where = None, *, values: Mapping[str, Any]) -> BulkResult:
+        """Add one record per ``source`` record that matches ``where``, built in the store (``INSERT ... SELECT``).
+
+        ``source`` is an aggregate (class or name); ``values`` gives fields of the new records:
+        ``F("id")`` copies the source record's field, ``F("emails.address").first()`` the first
+        element's value through a list, a condition (``F("id").in_(ids)``) gives a boolean field
+        whether the source record matches it, anything else is the same value for every record.
+        Fields left out take their defaults. One transaction: all records or none; a unique key
+        already taken raises ConflictError with nothing written. Events, the audit trail and
+        the feed see the new records as they see ``add_many``'s.
+        """
+        spec = self._crm.schema.spec(source)
+        now = self._crm.now()
+        source_repo = self._crm.store.repository(spec)
+        condition = bind(relative_to(where, now), spec, self._crm.schema)
+        built: dict[str, Copy | Const | Test] = {}
+        for name, given in values.items():
+            value = value_of(given)
+            if isinstance(value, Test):
+                value = Test(bind(relative_to(value.where, now), spec, self._crm.schema))
+            built[name] = value
+        for field in attrs.fields(self.spec.cls):
+            if field.name not in built and field.name not in (
+                "id",
+                "created_at",
+                "updated_at",
+                "version",
+                "external_id",
+            ):
+                built[field.name] = Const(field.default)
+
+        def once() -> list[R]:
+            with self._crm.transaction():
+                made = self._repo.insert_from(self._crm.tenant, source_repo, condition, built, self._crm.now())
+                self._after_insert(made)
+                if made and self._crm._wants_events(self.spec.name):
+                    self._crm._emit_created(event_for(self.spec.name, "created", self.spec.label), made)
+            return made
+
+        made = once() if self._crm._in_transaction() else retrying(once)
+        return BulkResult(len(made), 0)
 
     def _prepared(self, batch: Sequence[Any], row: int) -> list[R]:
         """The stored form of a batch (version 1, timestamps), minus repeats of an external_id in it."""
