@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import operator
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -47,6 +46,7 @@ import attrs
 from crmkit._errors import ValidationError
 from crmkit._validation import check_identifier
 from crmkit.entities import EntitySpec
+from crmkit.query import COMPARISONS
 
 __all__ = [
     "TIME_UNITS",
@@ -487,16 +487,6 @@ def compute(spec: EntitySpec, query: AggregateQuery, records: Iterable[Any]) -> 
     return out
 
 
-_HAVING: dict[str, Callable[[Any, Any], bool]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
-
-
 def select_values(repository: Any, tenant: str, select: Any) -> list[Any]:
     """The distinct present values of a bound sub-query (``crmkit.query.Select``) whose group passes its
     ``having``: one group-by in ``repository`` (the store of ``select.spec``), whose ``where`` holds no
@@ -513,7 +503,7 @@ def select_values(repository: Any, tenant: str, select: Any) -> list[Any]:
         measures[function] = field
     query = parse_aggregate(spec, group_by=select.field, count=True, mean=None, count_distinct=None, **measures)
     rows = finish(query, repository.aggregate(tenant, select.where, query))
-    test = _HAVING[op]
+    test = COMPARISONS[op]
     found = []
     for row in rows:
         value, key = row[measure], row[select.field]

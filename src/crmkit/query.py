@@ -48,7 +48,9 @@ import base64
 import datetime as dt
 import enum
 import json
+import operator
 import re
+import types
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -63,6 +65,7 @@ from crmkit.schema._specs import EntitySpec, FieldSpec
 
 __all__ = [
     "ALL",
+    "COMPARISONS",
     "Ago",
     "All",
     "And",
@@ -97,7 +100,21 @@ __all__ = [
 ]
 
 CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
-_OPS: tuple[str, ...] = ("==", "!=", "<", "<=", ">", ">=")
+
+#: The comparison operators of conditions (``Compare``) and of a sub-query's ``having``, each with
+#: the Python function that applies it. A store runs it as it is (SQLAlchemy columns overload these
+#: operators) or maps the keys to operators of its own (MongoDB's ``$lt``...).
+COMPARISONS: Mapping[str, Callable[[Any, Any], Any]] = types.MappingProxyType(
+    {
+        "==": operator.eq,
+        "!=": operator.ne,
+        "<": operator.lt,
+        "<=": operator.le,
+        ">": operator.gt,
+        ">=": operator.ge,
+    }
+)
+_OPS: tuple[str, ...] = tuple(COMPARISONS)
 
 
 class Expr:

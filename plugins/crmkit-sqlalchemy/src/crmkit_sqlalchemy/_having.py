@@ -11,26 +11,22 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from crmkit.query import COMPARISONS
+
 if TYPE_CHECKING:
     from crmkit_sqlalchemy._query import Compiler
 
-__all__ = ["having"]
+__all__ = ["OPERATORS", "having"]
 
-_OPERATORS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
+#: crmkit's comparison operators, as they apply to columns (which overload them): SQL's own.
+OPERATORS: Mapping[str, Callable[[Any, Any], ColumnElement[bool]]] = COMPARISONS
 _LOW_BITS = 2**32
 _MICROS = 10**6
 
@@ -39,14 +35,14 @@ def having(compiler: Compiler, condition: tuple[str, str, Any]) -> ColumnElement
     """The HAVING condition of a bound ``having`` on the sub-query's table (``compiler``'s)."""
     measure, op, value = condition
     if measure == "count":
-        return _OPERATORS[op](sa.func.count(), sa.bindparam(None, value, type_=sa.BigInteger()))
+        return OPERATORS[op](sa.func.count(), sa.bindparam(None, value, type_=sa.BigInteger()))
     function, _, field = measure[:-1].partition("(")
     if function in ("min", "max"):
         return _extreme(compiler, function, field, op, value)
     kind = compiler.spec.fields[field].kind
     column = compiler.column(field)
     if compiler.pg:
-        return _OPERATORS[op](sa.func.sum(column), sa.bindparam(None, value, type_=sa.Numeric()))
+        return OPERATORS[op](sa.func.sum(column), sa.bindparam(None, value, type_=sa.Numeric()))
     if kind == "int":
         number = sa.type_coerce(column, sa.BigInteger())
         high, low = sa.func.sum(number.op(">>")(32)), sa.func.sum(number.op("&")(_LOW_BITS - 1))
@@ -70,7 +66,7 @@ def _extreme(compiler: Compiler, function: str, field: str, op: str, value: Any)
         if op in ("==", "!="):
             return extreme.is_not(None) if op == "!=" else sa.false()
         value, op = value[: value.index("\x00")], {"<": "<=", "<=": "<=", ">": ">", ">=": ">"}[op]
-    return _OPERATORS[op](extreme, compiler._bound(field, value))
+    return OPERATORS[op](extreme, compiler._bound(field, value))
 
 
 def _pair(
@@ -98,4 +94,4 @@ def _lexical(
     if op == "==":
         return sa.and_(whole == big, rest == small)
     strict = operator.gt if op[0] == ">" else operator.lt
-    return sa.or_(strict(whole, big), sa.and_(whole == big, _OPERATORS[op](rest, small)))
+    return sa.or_(strict(whole, big), sa.and_(whole == big, OPERATORS[op](rest, small)))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import operator
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -28,7 +27,7 @@ from crmkit.entities import EntitySpec
 from crmkit.query import All, And, Compare, Contains, Expr, In, InSelect, Matches, Not, Or, Order, StartsWith
 from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
-from crmkit_sqlalchemy._having import having
+from crmkit_sqlalchemy._having import OPERATORS, having
 from crmkit_sqlalchemy._schema import shadow_column
 from crmkit_sqlalchemy._words import word_table, words_of
 
@@ -245,7 +244,7 @@ class Compiler:
             return self._guard(name, column == bound)
         if op == "!=":
             return sa.not_(self._guard(name, column == bound))
-        return self._guard(name, _OPERATORS[op](column, bound))
+        return self._guard(name, OPERATORS[op](column, bound))
 
     def _in(self, name: str, values: Sequence[Any]) -> ColumnElement[bool]:
         if not values:
@@ -405,16 +404,7 @@ class Compiler:
         if op == "==" and self.pg:
             return column.bool_op("@>")(_jsonb({key: {slot: stored}}))
         left = self._attribute_path(key, slot, as_text=True)
-        return _never_null(_OPERATORS[op](left, sa.bindparam(None, stored, type_=sa.Text())), negated)
-
-
-_OPERATORS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
-    "==": operator.eq,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
+        return _never_null(OPERATORS[op](left, sa.bindparam(None, stored, type_=sa.Text())), negated)
 
 
 def _attribute_slot(value: Any) -> tuple[str, str]:
