@@ -13,7 +13,7 @@ import datetime as dt
 import enum
 import types
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -21,18 +21,20 @@ import attrs
 import pytest
 
 import crmkit
+from crmkit import Customer
 from crmkit._host import PluginHost
 from crmkit.crm import CRM, Records
 from crmkit.schema import AggregateSpec
 from crmkit.testing._backends import Backend, BackendPool
 from crmkit.testing.aggregates import REF_ANY_TARGETS, Targets, add_targets, example_record, unique_keys_of
 from crmkit.testing.conformance._harness import Clock, ContractBase, at
-from crmkit.testing.probe import ProbeLinksPlugin
+from crmkit.testing.probe import Probe, ProbeLinksPlugin
 
 __all__ = [
     "PROBE_PLUGIN",
     "AggregateContractBase",
     "AggregateKit",
+    "add_probes",
     "assert_exact",
     "collected_aggregates",
     "delete_target",
@@ -92,6 +94,35 @@ class ProbeContractBase(ContractBase):
         """The store under test, with the probe aggregates declared."""
         extra = () if PROBE_PLUGIN in crmkit_plugins else (PROBE_PLUGIN,)
         return crmkit_backends.get(crmkit_url, crmkit_connect_options, (*crmkit_plugins, *extra))
+
+
+def add_probes(
+    crm: CRM,
+    owners: Sequence[Customer],
+    probes: Iterable[tuple[Any, ...]],
+    fields: Callable[..., Mapping[str, Any]],
+) -> list[Probe]:
+    """Store the probes that random tuples ``(owner, code, number, *rest)`` describe, as stored.
+
+    ``(owner, code, number)`` is the probe's unique key (``owner`` an index into ``owners``,
+    taken modulo their number): one probe a key, the last tuple of a key giving ``rest``, in
+    the order the keys first come. ``fields(i, *rest)`` (``i`` counts the probes) gives the
+    fields that vary from contract to contract, ``happened_at`` at least; the amount is the
+    number unless it gives one, and the currency is EUR.
+    """
+    unique = {(o % len(owners), code, number): rest for o, code, number, *rest in probes}
+    records = crm.records(Probe)
+    return [
+        records.add(
+            Probe(
+                owner_id=owners[o].id,
+                code=code,
+                number=number,
+                **{"amount": Decimal(number), "currency": "EUR", **fields(i, *rest)},
+            )
+        )
+        for i, ((o, code, number), rest) in enumerate(unique.items())
+    ]
 
 
 class AggregateContractBase(ContractBase):

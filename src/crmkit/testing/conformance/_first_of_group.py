@@ -26,7 +26,7 @@ from crmkit.crm import CRM
 from crmkit.query import Expr, Select
 from crmkit.schema._condition import condition_text
 from crmkit.testing._backends import Backend
-from crmkit.testing.conformance._aggregate_kit import ProbeContractBase
+from crmkit.testing.conformance._aggregate_kit import ProbeContractBase, add_probes
 from crmkit.testing.conformance._harness import at, conformance_settings, person
 from crmkit.testing.probe import Probe
 
@@ -78,24 +78,17 @@ class FirstOfGroupContract(ProbeContractBase):
         ) -> None:
             crm = crmkit_backend.crm()
             customers = [crm.customers.add(person(f"P{i}", tags=tags)) for i, tags in enumerate(people)]
-            n = len(customers)
             records = crm.records(Probe)
-            unique = {(o % n, code, number): (flag, t, sponsor) for o, code, number, flag, t, sponsor in probes}
-            stored = [
-                records.add(
-                    Probe(
-                        owner_id=customers[o].id,
-                        code=code,
-                        number=number,
-                        flag=flag,
-                        amount=Decimal(number),
-                        currency="EUR",
-                        happened_at=_TIMES[t],
-                        sponsor_id=None if sponsor is None else customers[sponsor % n].id,
-                    )
-                )
-                for (o, code, number), (flag, t, sponsor) in unique.items()
-            ]
+            stored = add_probes(
+                crm,
+                customers,
+                probes,
+                lambda i, flag, t, sponsor: {
+                    "flag": flag,
+                    "happened_at": _TIMES[t],
+                    "sponsor_id": None if sponsor is None else customers[sponsor % len(customers)].id,
+                },
+            )
             vip = {c.id for c in customers if "vip" in c.tags}
             small = F("number") <= k
 

@@ -27,7 +27,7 @@ from crmkit import Customer, F, Interaction, Relationship, ValidationError
 from crmkit.crm import CRM
 from crmkit.query import Expr, Select, Where, bind
 from crmkit.testing._backends import Backend
-from crmkit.testing.conformance._aggregate_kit import ProbeContractBase
+from crmkit.testing.conformance._aggregate_kit import ProbeContractBase, add_probes
 from crmkit.testing.conformance._harness import at, conformance_settings, person
 from crmkit.testing.probe import Probe
 
@@ -84,23 +84,17 @@ class SemiJoinContract(ProbeContractBase):
             customers = [
                 crm.customers.add(person(f"P{i}", owner=owner, tags=tags)) for i, (owner, tags) in enumerate(people)
             ]
-            n = len(customers)
             records = crm.records(Probe)
-            unique = {(o % n, code, number): (amount, sponsor) for o, code, number, amount, sponsor in probes}
-            stored = [
-                records.add(
-                    Probe(
-                        owner_id=customers[o].id,
-                        code=code,
-                        number=number,
-                        amount=Decimal(amount),
-                        currency="EUR",
-                        happened_at=at(2026, 1, 1 + i),
-                        sponsor_id=None if sponsor is None else customers[sponsor % n].id,
-                    )
-                )
-                for i, ((o, code, number), (amount, sponsor)) in enumerate(unique.items())
-            ]
+            stored = add_probes(
+                crm,
+                customers,
+                probes,
+                lambda i, amount, sponsor: {
+                    "amount": Decimal(amount),
+                    "happened_at": at(2026, 1, 1 + i),
+                    "sponsor_id": None if sponsor is None else customers[sponsor % len(customers)].id,
+                },
+            )
             where, test = _CUSTOMER_CONDITIONS[which]
             chosen = {c.id for c in customers if test(c)}
             sugar = F("owner_id").among(Customer, where)
@@ -197,20 +191,15 @@ class SemiJoinContract(ProbeContractBase):
             crm = crmkit_backend.crm()
             customers = [crm.customers.add(person(f"P{i}", owner=_OWNERS[i % 3])) for i in range(owners)]
             records = crm.records(Probe)
-            unique = {(o % owners, code, number): (amount, day) for o, code, number, amount, day in probes}
-            stored = [
-                records.add(
-                    Probe(
-                        owner_id=customers[o].id,
-                        code=code,
-                        number=number,
-                        amount=Decimal(amount),
-                        currency="EUR",
-                        happened_at=at(2026, 1, 1) + dt.timedelta(days=day, microseconds=day),
-                    )
-                )
-                for (o, code, number), (amount, day) in unique.items()
-            ]
+            stored = add_probes(
+                crm,
+                customers,
+                probes,
+                lambda i, amount, day: {
+                    "amount": Decimal(amount),
+                    "happened_at": at(2026, 1, 1) + dt.timedelta(days=day, microseconds=day),
+                },
+            )
             name, value_of = _MEASURES[measure]
             values = [value_of(p) for p in stored] + _EDGES[measure]
             bound = values[pick % len(values)] if values else _EDGES[measure][0]
