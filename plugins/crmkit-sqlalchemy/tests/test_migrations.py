@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 
 import attrs
@@ -303,27 +304,35 @@ def test_upgrading_0003_folds_the_names_of_stored_customers(empty_url: str) -> N
         engine.dispose()
 
 
+@contextlib.contextmanager
+def _word_index_broken(url: str, names: Sequence[str]) -> Iterator[sa.Connection]:
+    """A store of customers named ``names`` (a searchable field), and a transaction on its database in
+    which the block breaks the word index; then the store must refuse to open until upgraded, and upgrade."""
+    with crmkit.connect(url, tenant="acme") as crm:
+        crm.customers.add_many(Customer(kind="person", name=n) for n in names)
+    engine = _engine(url)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+    with pytest.raises(BackendError, match=r"no word index for the searchable customers\.name_folded"):
+        crmkit.connect(url, tenant="acme", upgrade=False)
+    assert crmkit_sqlalchemy.upgrade(url) == HEAD
+
+
 def test_a_missing_word_index_is_made_and_filled_on_upgrade(empty_url: str) -> None:
     """Word indexes (``_words``) are derived per database: a store without one gets it, filled from the rows."""
     from crmkit_sqlalchemy._words import index_name
 
     names = ["Ștefan Popescu", "POPESCU, Ştefan", "Ana Pop"]
-    with crmkit.connect(empty_url, tenant="acme") as crm:
-        crm.customers.add_many(Customer(kind="person", name=n) for n in names)
-    engine = _engine(empty_url)
-    try:
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(f'DROP INDEX "{index_name("customers", "name_folded")}"')
-            else:  # a migration that rebuilds the table on SQLite loses its triggers: the same repair
-                conn.exec_driver_sql('DROP TRIGGER "customers__name_folded_words_update"')
-                conn.exec_driver_sql('DELETE FROM "customers__name_folded_words"')
-                conn.exec_driver_sql("INSERT INTO customers__name_folded_words VALUES ('acme', 'stale', '0')")
-    finally:
-        engine.dispose()
-    with pytest.raises(BackendError, match=r"no word index for the searchable customers\.name_folded"):
-        crmkit.connect(empty_url, tenant="acme", upgrade=False)
-    assert crmkit_sqlalchemy.upgrade(empty_url) == HEAD
+    with _word_index_broken(empty_url, names) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f'DROP INDEX "{index_name("customers", "name_folded")}"')
+        else:  # a migration that rebuilds the table on SQLite loses its triggers: the same repair
+            conn.exec_driver_sql('DROP TRIGGER "customers__name_folded_words_update"')
+            conn.exec_driver_sql('DELETE FROM "customers__name_folded_words"')
+            conn.exec_driver_sql("INSERT INTO customers__name_folded_words VALUES ('acme', 'stale', '0')")
     with crmkit.connect(empty_url, tenant="acme", upgrade=False) as crm:
         assert sorted(c.name for c in crm.customers.find(F("name").matches("stefan popescu"))) == sorted(names[:2])
         assert crm.customers.count(F("name").matches("stale")) == 0
@@ -343,22 +352,13 @@ def test_an_older_sqlite_store_loses_its_word_insert_trigger_on_upgrade(new_data
     searchable field doing it row by row: upgrading drops it (the words refilled), and inserts still
     put their words, once. (SQLite only: PostgreSQL keeps words in a GIN index, with no trigger.)"""
     empty_url = new_database("sqlite")
-    with crmkit.connect(empty_url, tenant="acme") as crm:
-        crm.customers.add_many(Customer(kind="person", name=n) for n in ("Ștefan Popescu", "Ana Pop"))
     trigger = "customers__name_folded_words_insert"
-    engine = _engine(empty_url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(
-                f'CREATE TRIGGER "{trigger}" AFTER INSERT ON customers BEGIN '
-                "INSERT OR IGNORE INTO customers__name_folded_words (tenant, word, id) "
-                "SELECT new.tenant, 'stale', new.id; END"
-            )
-    finally:
-        engine.dispose()
-    with pytest.raises(BackendError, match=r"no word index for the searchable customers\.name_folded"):
-        crmkit.connect(empty_url, tenant="acme", upgrade=False)
-    assert crmkit_sqlalchemy.upgrade(empty_url) == HEAD
+    with _word_index_broken(empty_url, ["Ștefan Popescu", "Ana Pop"]) as conn:
+        conn.exec_driver_sql(
+            f'CREATE TRIGGER "{trigger}" AFTER INSERT ON customers BEGIN '
+            "INSERT OR IGNORE INTO customers__name_folded_words (tenant, word, id) "
+            "SELECT new.tenant, 'stale', new.id; END"
+        )
     with crmkit.connect(empty_url, tenant="acme", upgrade=False) as crm:
         crm.customers.add(Customer(kind="person", name="Stefan Pop"))
         crm.customers.add_many(Customer(kind="person", name=f"Pop Ana {i}") for i in range(3))
