@@ -14,7 +14,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from crmkit_mongo._documents import from_micros, micros
+from crmkit_mongo._documents import from_micros
+from crmkit_mongo._summaries import occurred_within
 
 __all__ = ["BATCH", "basket_query", "baskets"]
 
@@ -26,15 +27,7 @@ Basket = tuple[uuid.UUID, dt.datetime, tuple[str, ...]]
 
 def basket_query(tenant: str, since: dt.datetime | None, until: dt.datetime | None) -> dict[str, Any]:
     """The filter: the tenant's purchases with line items in the time window."""
-    match: dict[str, Any] = {"tenant": tenant, "kind": "purchase", "line_items": {"$exists": True}}
-    window: dict[str, Any] = {}
-    if since is not None:
-        window["$gte"] = micros(since)
-    if until is not None:
-        window["$lte"] = micros(until)
-    if window:
-        match["occurred_at"] = window
-    return match
+    return {"tenant": tenant, "kind": "purchase", "line_items": {"$exists": True}, **occurred_within(since, until)}
 
 
 def baskets(

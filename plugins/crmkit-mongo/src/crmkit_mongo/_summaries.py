@@ -19,7 +19,7 @@ from bson import Decimal128, Int64
 from crmkit.summaries import PurchaseSummary
 from crmkit_mongo._documents import decimal, from_micros, micros
 
-__all__ = ["summary_pipeline", "summaries"]
+__all__ = ["occurred_within", "summary_pipeline", "summaries"]
 
 _DAY = Int64(86_400_000_000)
 _ZERO = Decimal128("0")
@@ -32,6 +32,16 @@ _DAY_START = {
 }
 
 
+def occurred_within(since: dt.datetime | None, until: dt.datetime | None) -> dict[str, Any]:
+    """The filter of transactions that occurred from ``since`` to ``until`` (both kept; None: no bound)."""
+    window: dict[str, Any] = {}
+    if since is not None:
+        window["$gte"] = micros(since)
+    if until is not None:
+        window["$lte"] = micros(until)
+    return {"occurred_at": window} if window else {}
+
+
 def summary_pipeline(
     tenant: str,
     customer_ids: Sequence[uuid.UUID] | None,
@@ -42,13 +52,7 @@ def summary_pipeline(
     match: dict[str, Any] = {"tenant": tenant}
     if customer_ids is not None:
         match["customer_id"] = {"$in": list(customer_ids)}
-    window: dict[str, Any] = {}
-    if since is not None:
-        window["$gte"] = micros(since)
-    if until is not None:
-        window["$lte"] = micros(until)
-    if window:
-        match["occurred_at"] = window
+    match.update(occurred_within(since, until))
     return [
         {"$match": match},
         {
