@@ -160,7 +160,7 @@ class Customers(_Records[Customer]):
             (INTERACTIONS, mine),
             (TRANSACTIONS, mine),
         ):
-            if crm._pointed_at(spec):  # some declared aggregate may point at these records: one by one
+            if crm._referred_to(spec):  # some declared aggregate may point at these records: one by one
                 repo = crm.store.repository(spec)
                 for record in list(scan(repo, tenant, where, parse_order(None, spec))):
                     crm._delete_dependent(spec, record)

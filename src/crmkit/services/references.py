@@ -85,26 +85,6 @@ class ReferencePolicies:
                 return True
         return False
 
-    def _pointed_at(self, spec: EntitySpec) -> bool:
-        """Whether records of ``spec`` may be referred to now: by a typed reference, or by a stored ref_any value.
-
-        A ``ref_any`` field may point at any aggregate (crmkit's own ``state_changes.record``
-        does), so the store is asked whether one holds a record of ``spec`` (one indexed
-        look-up per such field): bulk deletes that find none need not go record by record.
-        """
-        if not self._referred_to(spec):
-            return False
-        for ref in self.schema.references_to(spec.name):
-            if not policed(self.schema, ref):
-                continue
-            if not ref.any:
-                return True
-            source = self.schema[ref.source]
-            holding = Compare(f"{ref.field}.aggregate", "==", spec.name)
-            if self.store.repository(source).find(self.tenant, holding, parse_order("id", source), 1):
-                return True
-        return False
-
     def _require_references(self, spec: EntitySpec, records: Sequence[Any], first_row: int | None) -> None:
         """ValidationError (field and row) for a reference to a record this tenant does not hold."""
         for ref in self.schema.references_from(spec.name):
