@@ -25,9 +25,8 @@ from crmkit import Customer
 from crmkit._host import PluginHost
 from crmkit.crm import CRM, Records
 from crmkit.schema import AggregateSpec
-from crmkit.testing._backends import Backend, BackendPool
 from crmkit.testing.aggregates import REF_ANY_TARGETS, Targets, add_targets, example_record, unique_keys_of
-from crmkit.testing.conformance._harness import Clock, ContractBase, at
+from crmkit.testing.conformance._harness import ClockedContractBase, ContractBase
 from crmkit.testing.probe import Probe, ProbeLinksPlugin
 
 __all__ = [
@@ -83,17 +82,8 @@ def collected_aggregates(module: types.ModuleType | None = None) -> tuple[str, .
 class ProbeContractBase(ContractBase):
     """A contract whose store is opened with the probe aggregates declared (they reference customers)."""
 
-    @pytest.fixture
-    def crmkit_backend(
-        self,
-        crmkit_url: str,
-        crmkit_connect_options: dict[str, Any],
-        crmkit_plugins: tuple[object, ...],
-        crmkit_backends: BackendPool,
-    ) -> Backend:
-        """The store under test, with the probe aggregates declared."""
-        extra = () if PROBE_PLUGIN in crmkit_plugins else (PROBE_PLUGIN,)
-        return crmkit_backends.get(crmkit_url, crmkit_connect_options, (*crmkit_plugins, *extra))
+    def contract_plugins(self, module: types.ModuleType | None) -> tuple[object, ...]:
+        return (PROBE_PLUGIN,)
 
 
 def add_probes(
@@ -125,25 +115,16 @@ def add_probes(
     ]
 
 
-class AggregateContractBase(ContractBase):
+class AggregateContractBase(ClockedContractBase):
     """Fixtures of the generic contract: ``aggregate`` (a name, one test per declared aggregate), ``spec``, ``kit``."""
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "aggregate" in metafunc.fixturenames:
             metafunc.parametrize("aggregate", collected_aggregates(metafunc.module))
 
-    @pytest.fixture
-    def crmkit_backend(
-        self,
-        request: pytest.FixtureRequest,
-        crmkit_url: str,
-        crmkit_connect_options: dict[str, Any],
-        crmkit_plugins: tuple[object, ...],
-        crmkit_backends: BackendPool,
-    ) -> Backend:
-        """The store under test, opened with the probe (and the module's ``CRMKIT_AGGREGATES``) declared."""
-        extra = tuple(p for p in _module_plugins(request.module) if p not in crmkit_plugins)
-        return crmkit_backends.get(crmkit_url, crmkit_connect_options, (*crmkit_plugins, *extra))
+    def contract_plugins(self, module: types.ModuleType | None) -> tuple[object, ...]:
+        """The probe, and the module's ``CRMKIT_AGGREGATES``."""
+        return _module_plugins(module)
 
     @pytest.fixture
     def spec(self, crm: CRM, aggregate: str) -> AggregateSpec:
@@ -151,15 +132,6 @@ class AggregateContractBase(ContractBase):
         if aggregate not in declared:
             pytest.fail(f"{aggregate} was collected but the store's connection does not declare it: {sorted(declared)}")
         return declared[aggregate]
-
-    @pytest.fixture
-    def clock(self) -> Clock:
-        return Clock(at(2025, 3, 1, 9, 30, 0, 123456))
-
-    @pytest.fixture
-    def timed(self, crmkit_backend: Backend, clock: Clock) -> CRM:
-        """A CRM whose ``now()`` the test controls."""
-        return crmkit_backend.crm(clock=clock)
 
     @pytest.fixture
     def kit(self, timed: CRM, spec: AggregateSpec) -> AggregateKit:

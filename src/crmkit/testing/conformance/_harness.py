@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+import types
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from crmkit.transactions import Transaction
 __all__ = [
     "PROFILE",
     "Clock",
+    "ClockedContractBase",
     "ContractBase",
     "at",
     "conformance_settings",
@@ -93,16 +95,22 @@ class ContractBase:
     own test module overrides that one fixture to run every contract against its server.
     """
 
+    def contract_plugins(self, module: types.ModuleType | None) -> tuple[object, ...]:
+        """Plugins the contract's store is opened with besides the suite's (``crmkit_plugins``): none."""
+        return ()
+
     @pytest.fixture
     def crmkit_backend(
         self,
+        request: pytest.FixtureRequest,
         crmkit_url: str,
         crmkit_connect_options: dict[str, Any],
         crmkit_plugins: tuple[object, ...],
         crmkit_backends: BackendPool,
     ) -> Backend:
-        """The store under test, opened once per session and URL."""
-        return crmkit_backends.get(crmkit_url, crmkit_connect_options, crmkit_plugins)
+        """The store under test, opened once per session, URL and plugins (``contract_plugins`` added)."""
+        extra = tuple(p for p in self.contract_plugins(request.module) if p not in crmkit_plugins)
+        return crmkit_backends.get(crmkit_url, crmkit_connect_options, (*crmkit_plugins, *extra))
 
     @pytest.fixture(autouse=True)
     def _crmkit_requires(self, request: pytest.FixtureRequest, crmkit_backend: Backend) -> None:
@@ -122,6 +130,19 @@ class ContractBase:
     @pytest.fixture
     def capabilities(self, crmkit_backend: Backend) -> Capabilities:
         return crmkit_backend.capabilities
+
+
+class ClockedContractBase(ContractBase):
+    """A contract whose tests set the time: ``clock`` (a ``Clock``) and ``timed`` (a CRM that reads it)."""
+
+    @pytest.fixture
+    def clock(self) -> Clock:
+        return Clock(at(2025, 3, 1, 9, 30, 0, 123456))
+
+    @pytest.fixture
+    def timed(self, crmkit_backend: Backend, clock: Clock) -> CRM:
+        """A CRM whose ``now()`` the test controls."""
+        return crmkit_backend.crm(clock=clock)
 
 
 class Clock:

@@ -15,6 +15,7 @@ from crmkit.query import Cursor, F
 from crmkit.testing._backends import Backend
 from crmkit.testing.conformance._harness import (
     Clock,
+    ClockedContractBase,
     ContractBase,
     at,
     contact,
@@ -34,18 +35,7 @@ __all__ = [
 ]
 
 
-class _KitFixtures(ContractBase):
-    @pytest.fixture
-    def clock(self) -> Clock:
-        return Clock(at(2025, 3, 1, 9, 30, 0, 123456))
-
-    @pytest.fixture
-    def timed(self, crmkit_backend: Backend, clock: Clock) -> CRM:
-        """A CRM whose ``now()`` the test controls."""
-        return crmkit_backend.crm(clock=clock)
-
-
-class RepositoryContract(_KitFixtures):
+class RepositoryContract(ClockedContractBase):
     """add/get/update/delete/count behave the same on customers, relationships, interactions, transactions."""
 
     @pytest.fixture(params=sorted(KITS))
@@ -159,7 +149,7 @@ class RepositoryContract(_KitFixtures):
         assert kit.service(crm).count() == len(kit.service(crm).find())
 
 
-class ExternalIdContract(_KitFixtures):
+class ExternalIdContract(ClockedContractBase):
     """external_id is unique per tenant and repository, and frees up when it changes."""
 
     @pytest.fixture(params=sorted(k for k, kit in KITS.items() if kit.has_external_id))
@@ -283,7 +273,7 @@ class DeleteCascadeContract(ContractBase):
         assert crm.relationships.neighbours(bob.id) and crm.purchase_summaries([ada.id]) == []
 
 
-class StageChangeContract(_KitFixtures):
+class StageChangeContract(ClockedContractBase):
     """Stage changes are written with the customer's update and read through crm.stage_changes."""
 
     def test_a_stage_change_is_recorded_and_readable(self, timed: CRM, clock: Clock) -> None:
