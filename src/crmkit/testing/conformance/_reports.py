@@ -78,6 +78,14 @@ def reference(spec: EntitySpec, stored: Sequence[Any], where: Expr | None, args:
     return finish(query, compute(spec, query, [r for r in stored if evaluate(condition, spec, r)]))
 
 
+def _random_records(backend: Backend, spec: AggregateSpec, data: st.DataObject) -> tuple[AggregateKit, list[Any]]:
+    """Random records of the aggregate stored for a new tenant (with their references' targets), as read back."""
+    kit = AggregateKit(backend.crm(), spec)
+    records = data.draw(cs.record_lists(spec, targets=kit.targets, max_size=8), label="records")
+    kit.service.add_many(records)
+    return kit, list(kit.service.stream())
+
+
 class ReportContract(AggregateContractBase):
     """``aggregate`` on every declared aggregate and on crmkit's customers and transactions."""
 
@@ -85,11 +93,7 @@ class ReportContract(AggregateContractBase):
         @conformance_settings(max_examples=15)
         @given(data=st.data())
         def check(data: st.DataObject) -> None:
-            crm = crmkit_backend.crm()
-            kit = AggregateKit(crm, spec)
-            records = data.draw(cs.record_lists(spec, targets=kit.targets, max_size=8), label="records")
-            kit.service.add_many(records)
-            stored = list(kit.service.stream())
+            kit, stored = _random_records(crmkit_backend, spec, data)
             args = data.draw(reports(spec, stored), label="report")
             where = data.draw(st.none() | conditions(spec, stored), label="where")
             got = kit.service.aggregate(where, **args)
@@ -128,11 +132,8 @@ class ReportContract(AggregateContractBase):
         @conformance_settings(max_examples=10)
         @given(data=st.data())
         def check(data: st.DataObject) -> None:
-            crm = crmkit_backend.crm()
-            kit = AggregateKit(crm, spec)
-            records = data.draw(cs.record_lists(spec, targets=kit.targets, max_size=8), label="records")
-            kit.service.add_many(records)
-            stored = list(kit.service.stream())
+            kit, stored = _random_records(crmkit_backend, spec, data)
+            crm = kit.crm
             args = {**data.draw(reports(spec, stored), label="report"), "count": True}
             low = data.draw(st.integers(0, 3), label="low")
             high = data.draw(st.none() | st.integers(low, 4), label="high")
