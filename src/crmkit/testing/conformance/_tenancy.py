@@ -24,6 +24,16 @@ def _everything(crm: CRM) -> dict[str, list[Any]]:
     }
 
 
+def _each_kind(other: CRM, rows: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """A record of each kind ``_fill`` stores, with the service of its kind in ``other``."""
+    return [
+        (other.customers, rows["ada"]),
+        (other.relationships, rows["link"]),
+        (other.interactions, rows["note"]),
+        (other.transactions, rows["sale"]),
+    ]
+
+
 class TenancyContract(ContractBase):
     """Tenant isolation on a shared store: reads, writes, references, imports and computations."""
 
@@ -49,12 +59,7 @@ class TenancyContract(ContractBase):
         for name in ("customers", "relationships", "interactions", "transactions", "stage_changes"):
             assert getattr(b, name).count() == 0
             assert list(getattr(b, name).find()) == []
-        for service, record in (
-            (b.customers, rows["ada"]),
-            (b.relationships, rows["link"]),
-            (b.interactions, rows["note"]),
-            (b.transactions, rows["sale"]),
-        ):
+        for service, record in _each_kind(b, rows):
             with pytest.raises(NotFound):
                 service.get(record.id)
             assert service.count(F("id") == record.id) == 0
@@ -74,12 +79,7 @@ class TenancyContract(ContractBase):
             b.customers.update(attrs.evolve(a.customers.get(rows["ada"].id), name="hijacked"))
         with pytest.raises(NotFound):
             b.transactions.update(attrs.evolve(rows["sale"], amount=0))
-        for service, record in (
-            (b.customers, rows["ada"]),
-            (b.relationships, rows["link"]),
-            (b.interactions, rows["note"]),
-            (b.transactions, rows["sale"]),
-        ):
+        for service, record in _each_kind(b, rows):
             with pytest.raises(NotFound):
                 service.delete(record.id)
         with pytest.raises(NotFound):
