@@ -37,7 +37,7 @@ included.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +107,15 @@ def translate_planned(expr: Expr, spec: EntitySpec) -> dict[str, Any]:
     return {"$nor": [translate_planned(expr.item, spec)]}
 
 
+def _conjuncts(expr: Expr) -> Iterator[Expr]:
+    """The items of a conjunction, nested ones opened (``a & b & c`` is ``And((And((a, b)), c))``)."""
+    if isinstance(expr, And):
+        for item in expr.items:
+            yield from _conjuncts(item)
+    else:
+        yield expr
+
+
 def _conjunction(items: list[Expr]) -> Expr:
     return ALL if not items else items[0] if len(items) == 1 else And(tuple(items))
 
@@ -125,7 +134,7 @@ class _Planner:
             return [{"$match": for_tenant(self.tenant, where, spec)}]
         lookups: list[dict[str, Any]] = []
         planned = self._planned(where, lookups)
-        items = list(planned.items) if isinstance(planned, And) else [planned]
+        items = list(_conjuncts(planned))
         first = [i for i in items if not _holds(i, _Found)]
         out: list[dict[str, Any]] = [{"$match": for_tenant(self.tenant, _conjunction(first), spec, translate_planned)}]
         if lookups:
