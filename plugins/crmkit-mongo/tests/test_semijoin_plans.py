@@ -201,5 +201,31 @@ def test_a_sub_query_with_more_records_than_the_bound_is_looked_up(
     assert probes.count(~F("owner_id").among(Customer, F("name") == "nobody")) == 6
 
 
+def test_large_values_are_looked_up(stores: tuple[Backend, Backend], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sub-query with a long text value, or once the condition's values read first reach their byte bound, is
+    looked up: the values travel in the query, which MongoDB bounds."""
+    crm = stores[0].crm()
+    owner = crm.customers.add(person("Ada"))
+    base: dict[str, Any] = {"owner_id": owner.id, "amount": Decimal(1), "currency": "EUR", "happened_at": TIMES[0]}
+    probes = crm.records(Probe)
+    long_code = "x" * 2_000
+    probes.add_many([Probe(code=long_code, number=1, **base), Probe(code="a", number=0, **base)])
+    monkeypatch.setattr(_semijoin, "READ_FIRST", 10**9)
+    same_code = F("code").in_(Select(Probe, "code", F("number") > 0))
+    short_code = F("code").in_(Select(Probe, "code", F("number") == 0))
+    assert lookups(probes, crm, same_code) == 1  # 2,000 bytes of text
+    assert lookups(probes, crm, short_code) == 0
+    assert [p.code for p in probes.find(same_code)] == [long_code]
+    assert [p.code for p in probes.find(~same_code)] == ["a"]
+    # the condition's budget: the first sub-query read first spends it, the second is looked up
+    monkeypatch.setattr(_semijoin, "READ_FIRST_BYTES", 20)
+    both = short_code | F("owner_id").among(Customer, F("name") == "Ada")
+    assert lookups(probes, crm, both) == 1
+    assert probes.count(both) == 2
+    monkeypatch.setattr(_semijoin, "READ_FIRST_BYTES", 0)
+    assert lookups(probes, crm, both) == 2
+    assert probes.count(both & short_code) == 1
+
+
 def test_the_shipped_bound_reads_a_few_thousand_first() -> None:
     assert _semijoin.READ_FIRST is not None and 1_000 <= _semijoin.READ_FIRST <= 10_000

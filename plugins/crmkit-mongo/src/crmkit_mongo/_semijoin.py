@@ -8,8 +8,10 @@ one of two ways, chosen for each sub-query when the condition is read:
   works out its values from them (per value: the ``$group`` and measure of ``having``, the
   ``$sort`` and ``$first`` of ``first_by`` then the ``first_where`` test); the values go in
   the condition as ``$in``, which the indexes of the queried collection serve like any list
-  of values, so nothing is looked up per document;
-* **looked up**, when it has more: a ``$lookup`` per document, whose ``localField`` /
+  of values, so nothing is looked up per document. Values travel in the query, so none may
+  be larger than ``READ_FIRST_VALUE_BYTES`` and all those of a condition together no larger
+  than ``READ_FIRST_BYTES`` (MongoDB bounds a command at 16 MiB);
+* **looked up**, otherwise: a ``$lookup`` per document, whose ``localField`` /
   ``foreignField`` equality (the field against the selected one, through the other
   collection's ``(tenant, field)`` index) is followed by the same pipeline for the records of
   that one value: its ``$match``, the ``$group`` of ``having`` and a ``$match`` on the measure,
@@ -51,11 +53,16 @@ from crmkit_mongo._filters import encode_value, for_tenant, sort_spec, translate
 if TYPE_CHECKING:
     from crmkit_mongo._repository import MongoRepository
 
-__all__ = ["READ_FIRST", "stages"]
+__all__ = ["READ_FIRST", "READ_FIRST_BYTES", "READ_FIRST_VALUE_BYTES", "stages"]
 
 #: A sub-query with at most this many records is read first and becomes ``$in`` its values; one with
 #: more is a ``$lookup``. None: every sub-query is a ``$lookup``.
 READ_FIRST: int | None = 5_000
+#: A sub-query with a value larger than this (BSON bytes: long text) is looked up, whatever its size.
+READ_FIRST_VALUE_BYTES = 1_024
+#: The values read first for one condition take at most this many bytes altogether (they travel in the query,
+#: which MongoDB bounds at 16 MiB); the sub-queries met once it is spent are looked up.
+READ_FIRST_BYTES = 8 << 20
 
 _OPERATORS = {"==": "$eq", "!=": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 
@@ -126,7 +133,8 @@ class _Planner:
     def __init__(self, tenant: str, repository_of: Repositories) -> None:
         self.tenant = tenant
         self.repository_of = repository_of
-        self.read: dict[Select, tuple[Any, ...] | None] = {}
+        self.read: dict[Select, tuple[tuple[Any, ...], int] | None] = {}
+        self.budget = READ_FIRST_BYTES
 
     def stages(self, where: Expr, spec: EntitySpec) -> list[dict[str, Any]]:
         """The stages keeping the tenant's documents of ``spec`` that match ``where``."""
@@ -149,9 +157,10 @@ class _Planner:
         if isinstance(expr, InSelect):
             select = expr.select
             records = self._records(select)
-            values = self._read(select, records)
-            if values is not None:
-                return _Values(expr.field, values)
+            read = self._read(select, records)
+            if read is not None and read[1] <= self.budget:
+                self.budget -= read[1]
+                return _Values(expr.field, read[0])
             name = f"_s{len(lookups)}"
             lookups.append(self._lookup(expr, records, name))
             return _Found(name)
@@ -188,8 +197,9 @@ class _Planner:
             out.extend(self.stages(select.first_where, spec))
         return out
 
-    def _read(self, select: Select, records: list[dict[str, Any]]) -> tuple[Any, ...] | None:
-        """The sub-query's values (stored form) when it has at most ``READ_FIRST`` records, else None."""
+    def _read(self, select: Select, records: list[dict[str, Any]]) -> tuple[tuple[Any, ...], int] | None:
+        """The sub-query's values (stored form) and (at most) their size in bytes, when it has at most
+        ``READ_FIRST`` records and none of its values is larger than ``READ_FIRST_VALUE_BYTES``; else None."""
         at_most = READ_FIRST
         if at_most is None:
             return None
@@ -202,11 +212,16 @@ class _Planner:
         values_of = self._groups(select, per_value=True)
         if select.having is None:  # one document per value (having's groups are one already)
             values_of.append({"$group": {"_id": "$" + select.field}})
+        # the values of a sub-query that is looked up after all are left out, so that no answer is large
+        values_of.append({"$match": {"$expr": {"$lte": [{"$bsonSize": {"v": "$_id"}}, READ_FIRST_VALUE_BYTES]}}})
+        size = {"$bsonSize": {"v": "$" + select.field}}
+        counted = {"$group": {"_id": None, "n": {"$sum": 1}, "largest": {"$max": size}, "bytes": {"$sum": size}}}
         repo = self.repository_of(select.spec)
-        pipeline = [*records, {"$limit": at_most + 1}, {"$facet": {"n": [{"$count": "n"}], "values": values_of}}]
+        pipeline = [*records, {"$limit": at_most + 1}, {"$facet": {"records": [counted], "values": values_of}}]
         (found,) = repo.collection.aggregate(pipeline, allowDiskUse=True, session=repo._session())
-        counted = found["n"][0]["n"] if found["n"] else 0
-        values = None if counted > at_most else tuple(doc["_id"] for doc in found["values"])
+        seen = found["records"][0] if found["records"] else {"n": 0, "largest": 0, "bytes": 0}
+        small = seen["n"] <= at_most and seen["largest"] <= READ_FIRST_VALUE_BYTES
+        values = (tuple(doc["_id"] for doc in found["values"]), int(seen["bytes"])) if small else None
         try:
             self.read[select] = values
         except TypeError:
