@@ -32,7 +32,7 @@ operator or a path.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -138,9 +138,12 @@ def _implied_bound(expr: Or, spec: EntitySpec) -> dict[str, Any] | None:
     return {field: {"$gte" if first.op == ">" else "$lte": encode_value(spec, field, value)}}
 
 
-def for_tenant(tenant: str, expr: Expr, spec: EntitySpec) -> dict[str, Any]:
-    """The filter of ``expr`` restricted to one tenant (every query goes through here)."""
-    condition = translate(expr, spec)
+def for_tenant(
+    tenant: str, expr: Expr, spec: EntitySpec, translated: Callable[[Expr, EntitySpec], dict[str, Any]] = translate
+) -> dict[str, Any]:
+    """The filter of ``expr`` restricted to one tenant (every query goes through here); ``translated`` is
+    ``translate`` or one that knows more nodes (``_semijoin``'s planned sub-queries)."""
+    condition = translated(expr, spec)
     if not condition:
         return {"tenant": tenant}
     if "$and" in condition and len(condition) == 1:

@@ -282,7 +282,7 @@ class MongoRepository(Repository[Any]):
 
     def stages(self, tenant: str, where: Expr) -> list[dict[str, Any]]:
         """Pipeline stages keeping the tenant's documents that match ``where``, sub-queries included."""
-        return stages(tenant, where, self.spec, lambda spec: self._store.repository(spec).collection.name)
+        return stages(tenant, where, self.spec, self._store.repository)
 
     @_translated
     def aggregate(self, tenant: str, where: Expr, query: AggregateQuery) -> list[tuple[Any, ...]]:
