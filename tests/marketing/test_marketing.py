@@ -668,3 +668,28 @@ def test_target_leaves_out_exactly_whom_the_per_customer_rules_exclude(
         assert {m.customer_id for m in members if m.control} == held and audience.control == len(held)
         again = crm.marketing.target(camp.id, segment=everyone.id, at=at)
         assert (again.added, again.already) == (0, len(members))
+
+
+@pytest.mark.parametrize("first_granted", [True, False], ids=["grant-then-withdraw", "withdraw-then-grant"])
+def test_consent_records_tied_in_time_decide_alike_for_target_and_every_send(
+    crm: crmkit.CRM, first_granted: bool
+) -> None:
+    """Two records for one channel and purpose with the same ``at`` and ``created_at``: the one written
+    last (the higher id) decides, for ``target`` in the store as for ``allowed`` and the check of a send."""
+    ada = person(crm, "Ada", email="ada@example.com")
+    at = NOW - dt.timedelta(days=1)
+    for granted in (first_granted, not first_granted):
+        crm.consents.record(ada.id, channel="email", purpose="marketing", granted=granted, at=at)
+    records = crm.consents.history(ada.id)
+    assert len(records) == 2 and len({(r.at, r.created_at) for r in records}) == 1  # tied: the clock stands still
+    last = max(records, key=lambda r: r.id)
+    assert last.granted is not first_granted
+    assert crm.consents.allowed(ada.id, channel="email", purpose="marketing", at=NOW) is last.granted
+    assert crm.consents.latest(ada.id, channel="email", purpose="marketing", at=NOW) == last
+    seg = crm.segments.add(Segment(name="ada", kind="static"))
+    crm.segments.add_members(seg.id, [ada.id])
+    camp = crm.campaigns.add(winter())
+    audience = crm.marketing.target(camp.id, segment=seg.id, at=NOW)
+    assert (audience.added, audience.excluded["no_consent"]) == ((1, 0) if last.granted else (0, 1))
+    if last.granted:
+        assert crm.marketing.set_status(camp.id, ada.id, "sent", at=NOW).status == "sent"

@@ -18,7 +18,7 @@ from crmkit.query import Expr, F
 from crmkit.services.records import Records, _uuids
 from crmkit.store import iter_batches
 
-__all__ = ["Consents", "addresses_for", "decide"]
+__all__ = ["LATEST_FIRST", "Consents", "addresses_for", "decide"]
 
 #: Purposes that need no consent of their own: the contract is the legal basis (an order confirmation).
 NEEDS_NO_CONSENT = frozenset({"transactional"})
@@ -36,6 +36,11 @@ CHANNEL_POINTS = {
     "social": "handles",
     "chat": "handles",
 }
+
+#: The order that makes a customer's consent record the latest for a channel and purpose: the
+#: latest ``at``, then the latest written (``created_at``), then the highest (latest made) id.
+#: Targeting (``Select(..., first_by=LATEST_FIRST)``) and every per-customer check use this one.
+LATEST_FIRST = ("-at", "-created_at", "-id")
 
 
 def _points(customer: Customer, channel: str) -> tuple[str, tuple[object, ...]]:
@@ -166,7 +171,7 @@ class Consents(Records[ConsentRecord]):
             & (F("purpose") == check_identifier("purpose", purpose))
             & (F("at") <= when)
         )
-        found = self.find(where, order_by=("-at", "-created_at"), limit=1).items
+        found = self.find(where, order_by=LATEST_FIRST, limit=1).items
         return found[0] if found else None
 
     def needs_consent(self, channel: str) -> bool:
@@ -196,10 +201,10 @@ class Consents(Records[ConsentRecord]):
                 & (F("channel") == Channel(channel))
                 & (F("purpose") == check_identifier("purpose", purpose))
             )
-            for rec in self.stream(where, order_by=("customer_id", "at", "created_at")):
+            for rec in self.stream(where, order_by=("customer_id", *LATEST_FIRST)):
                 recorded.add(rec.customer_id)
-                if rec.at <= when:
-                    latest[rec.customer_id] = rec
+                if rec.at <= when and rec.customer_id not in latest:
+                    latest[rec.customer_id] = rec  # the first at or before the moment, in LATEST_FIRST order
             for customer in batch:
                 found = latest.get(customer.id)
                 flag = None

@@ -20,6 +20,7 @@ from crmkit.customers import Customer
 from crmkit.marketing._consents import (
     CHANNEL_POINTS,
     FLAG_PURPOSE,
+    LATEST_FIRST,
     NEEDS_NO_CONSENT,
     Consents,
     _flag,
@@ -209,7 +210,7 @@ class _Eligibility:
         before = about & (F("at") <= self.when)
         # the latest record of the customers of ``among`` only: the window sorts their records, not all
         theirs = before & F("customer_id").in_(Select("customers", "id", among))
-        latest = Select("consents", "customer_id", theirs, first_by=("-at", "-created_at"), first_where=valid)
+        latest = Select("consents", "customer_id", theirs, first_by=LATEST_FIRST, first_where=valid)
         allowed: Expr = F("id").in_(latest)
         if not consents.needs_consent(self.channel) or self.purpose in NEEDS_NO_CONSENT:
             return allowed | ~F("id").in_(Select("consents", "customer_id", before)), None
