@@ -693,3 +693,50 @@ def test_consent_records_tied_in_time_decide_alike_for_target_and_every_send(
     assert (audience.added, audience.excluded["no_consent"]) == ((1, 0) if last.granted else (0, 1))
     if last.granted:
         assert crm.marketing.set_status(camp.id, ada.id, "sent", at=NOW).status == "sent"
+
+
+def test_members_are_built_with_the_address_as_the_customer_has_it(crm: crmkit.CRM) -> None:
+    """``target`` copies the first e-mail address in the store, not lower-cased; suppressions still match
+    it case-blind, and a customer allowed by consent but with no address is left out as ``no_address``."""
+    ada = person(crm, "Ada", email="Ada.Lovelace@Example.COM")
+    bob = person(crm, "Bob", email="Bob@Example.com")
+    cy = person(crm, "Cy")  # no e-mail address at all
+    for who in (ada, bob, cy):
+        crm.consents.record(who.id, channel="email", purpose="marketing", granted=True, at=NOW - dt.timedelta(days=1))
+    crm.marketing.suppress(channel="email", address="bob@EXAMPLE.com", at=NOW - dt.timedelta(days=1))
+    seg = crm.segments.add(Segment(name="all", kind="static"))
+    crm.segments.add_members(seg.id, [ada.id, bob.id, cy.id])
+    camp = crm.campaigns.add(winter())
+    audience = crm.marketing.target(camp.id, segment=seg.id, at=NOW)
+    assert audience.added == 1
+    assert audience.excluded == {"suppressed": 1, "opted_out": 0, "no_consent": 0, "no_address": 1}
+    (member,) = crm.marketing.members(camp.id)
+    assert (member.customer_id, member.address, member.status, member.control) == (
+        ada.id,
+        "Ada.Lovelace@Example.COM",
+        "planned",
+        False,
+    )
+    assert member.history == (crmkit.marketing.StatusChange("planned", NOW),) and member.added_at == NOW
+    crm.marketing.suppress(channel="email", address=member.address.upper(), at=NOW)
+    with pytest.raises(ConflictError, match="suppressed"):
+        crm.marketing.set_status(camp.id, ada.id, "sent", at=NOW)
+
+
+def test_a_text_campaign_copies_the_first_phone_number_and_leaves_out_customers_without_one(crm: crmkit.CRM) -> None:
+    from crmkit.customers import Phone
+
+    ana = crm.customers.add(
+        crmkit.Customer(kind="person", name="Ana", phones=(Phone("+40 721 000 001"), Phone("+40 721 000 002")))
+    )
+    ben = person(crm, "Ben", email="ben@example.com")  # no phone
+    for who in (ana, ben):
+        crm.consents.record(who.id, channel="sms", purpose="marketing", granted=True, at=NOW - dt.timedelta(days=1))
+    seg = crm.segments.add(Segment(name="all", where=F("kind") == "person"))
+    camp = crm.campaigns.add(winter(name="Texts", channel=Channel.SMS))
+    audience = crm.marketing.target(camp.id, segment=seg.id, at=NOW, control=0.5, seed=1)
+    assert (audience.added, audience.excluded["no_address"], audience.excluded["no_consent"]) == (1, 1, 0)
+    (member,) = crm.marketing.members(camp.id)
+    assert (member.customer_id, member.address) == (ana.id, "+40 721 000 001")
+    held = random.Random(1).random() < 0.5  # the one chosen customer's draw
+    assert member.control is held and audience.control == int(held)

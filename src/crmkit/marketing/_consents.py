@@ -37,6 +37,9 @@ CHANNEL_POINTS = {
     "chat": "handles",
 }
 
+#: The part of a contact point that is its address, per contact-point field (postal addresses have none).
+POINT_ADDRESS = {"emails": "address", "phones": "number", "handles": "handle"}
+
 #: The order that makes a customer's consent record the latest for a channel and purpose: the
 #: latest ``at``, then the latest written (``created_at``), then the highest (latest made) id.
 #: Targeting (``Select(..., first_by=LATEST_FIRST)``) and every per-customer check use this one.
@@ -52,13 +55,11 @@ def _points(customer: Customer, channel: str) -> tuple[str, tuple[object, ...]]:
 
 def addresses_for(customer: Customer, channel: str) -> tuple[str, ...]:
     """The customer's addresses on a channel (e-mail addresses, phone numbers), normalised as suppressions keep them."""
-    if channel == "email":
-        return tuple(e.address.strip().lower() for e in customer.emails)
-    if channel in ("sms", "phone", "fax"):
-        return tuple(p.number.strip().lower() for p in customer.phones)
-    if channel in ("social", "chat"):
-        return tuple(h.handle.strip().lower() for h in customer.handles)
-    return ()
+    field, points = _points(customer, channel)
+    part = POINT_ADDRESS.get(field)
+    if part is None:
+        return ()
+    return tuple(str(getattr(point, part)).strip().lower() for point in points)
 
 
 def _flag(customer: Customer, channel: str, at: dt.datetime) -> bool:
