@@ -21,11 +21,11 @@ turns for ``--runs`` rounds on:
 - **target**: ``crm.marketing.target(campaign, segment=...)`` (every exclusion counted in
   the store by sub-queries: members already there, customers blocked or opted out by id or
   by address, the latest consent record per customer by ``Select(..., first_by=...)``; the
-  customers who may be contacted read for their addresses and added in bulk with their
-  default status and history) against one hand-written ``INSERT ... SELECT`` that does the
-  same checks in SQL (common table expressions: the segment, its addresses, the blocked
-  ones, the latest consent record per customer by a window function; ``+s.at`` keeps
-  SQLite's planner on the address and customer indexes), on MongoDB one aggregation
+  members built from the customers who may be contacted by one ``add_from``, with their
+  default status, history and first address as the customer has it) against one hand-written
+  ``INSERT ... SELECT`` that does the same checks in SQL (common table expressions: the
+  segment, its addresses, the blocked ones, the latest consent record per customer by a
+  window function; ``+s.at`` keeps SQLite's planner on the address and customer indexes), on MongoDB one aggregation
   pipeline (``$lookup`` of the latest consent and of the block list) whose member
   documents are inserted with one ``insert_many``; each run targets a fresh campaign.
   It runs on a default connection (audit trail and event feed kept for every member) and
@@ -98,7 +98,7 @@ latest AS MATERIALIZED (
       AND +k.at <= :now)
 SELECT :tenant, lower(hex(randomblob(16))), :campaign, seg.id, 'planned', :now, :now,
        json_array(json_object('status', 'planned', 'at', :now)), 0,
-       lower(trim(json_extract(seg.emails, '$[0].address'))), :now, :now, 1
+       json_extract(seg.emails, '$[0].address'), :now, :now, 1
 FROM seg
 WHERE seg.id IN (SELECT l.customer_id FROM latest l
                  WHERE l.rn = 1 AND l.granted AND NOT l.pending AND (l.expires_at IS NULL OR l.expires_at > :now))
@@ -128,7 +128,7 @@ latest AS (
     ORDER BY k.customer_id, k.at DESC)
 SELECT :tenant, gen_random_uuid(), :campaign, seg.id, 'planned', :now, :now,
        jsonb_build_array(jsonb_build_object('status', 'planned', 'at', CAST(:now AS text))), false,
-       lower(trim(seg.emails->0->>'address')), :now, :now, 1
+       seg.emails->0->>'address', :now, :now, 1
 FROM seg JOIN latest l ON l.customer_id = seg.id
 WHERE l.granted AND NOT l.pending AND (l.expires_at IS NULL OR l.expires_at > :now)
   AND seg.id NOT IN (SELECT id FROM blocked)
@@ -300,6 +300,7 @@ def mongo_hand_target(db: Any, campaign: Campaign) -> int:
                 "_id": 0,
                 "id": 1,
                 "addresses": {"$map": {"input": "$emails.address", "in": {"$toLower": {"$trim": {"input": "$$this"}}}}},
+                "address": {"$first": "$emails.address"},
             }
         },
         {
@@ -341,7 +342,7 @@ def mongo_hand_target(db: Any, campaign: Campaign) -> int:
             }
         },
         {"$match": {"by_address": [], "by_id": []}},
-        {"$project": {"id": 1, "address": {"$first": "$addresses"}}},
+        {"$project": {"id": 1, "address": 1}},
     ]
     campaign_id = Binary.from_uuid(campaign.id)
     docs = [

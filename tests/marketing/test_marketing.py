@@ -668,3 +668,75 @@ def test_target_leaves_out_exactly_whom_the_per_customer_rules_exclude(
         assert {m.customer_id for m in members if m.control} == held and audience.control == len(held)
         again = crm.marketing.target(camp.id, segment=everyone.id, at=at)
         assert (again.added, again.already) == (0, len(members))
+
+
+@pytest.mark.parametrize("first_granted", [True, False], ids=["grant-then-withdraw", "withdraw-then-grant"])
+def test_consent_records_tied_in_time_decide_alike_for_target_and_every_send(
+    crm: crmkit.CRM, first_granted: bool
+) -> None:
+    """Two records for one channel and purpose with the same ``at`` and ``created_at``: the one written
+    last (the higher id) decides, for ``target`` in the store as for ``allowed`` and the check of a send."""
+    ada = person(crm, "Ada", email="ada@example.com")
+    at = NOW - dt.timedelta(days=1)
+    for granted in (first_granted, not first_granted):
+        crm.consents.record(ada.id, channel="email", purpose="marketing", granted=granted, at=at)
+    records = crm.consents.history(ada.id)
+    assert len(records) == 2 and len({(r.at, r.created_at) for r in records}) == 1  # tied: the clock stands still
+    last = max(records, key=lambda r: r.id)
+    assert last.granted is not first_granted
+    assert crm.consents.allowed(ada.id, channel="email", purpose="marketing", at=NOW) is last.granted
+    assert crm.consents.latest(ada.id, channel="email", purpose="marketing", at=NOW) == last
+    seg = crm.segments.add(Segment(name="ada", kind="static"))
+    crm.segments.add_members(seg.id, [ada.id])
+    camp = crm.campaigns.add(winter())
+    audience = crm.marketing.target(camp.id, segment=seg.id, at=NOW)
+    assert (audience.added, audience.excluded["no_consent"]) == ((1, 0) if last.granted else (0, 1))
+    if last.granted:
+        assert crm.marketing.set_status(camp.id, ada.id, "sent", at=NOW).status == "sent"
+
+
+def test_members_are_built_with_the_address_as_the_customer_has_it(crm: crmkit.CRM) -> None:
+    """``target`` copies the first e-mail address in the store, not lower-cased; suppressions still match
+    it case-blind, and a customer allowed by consent but with no address is left out as ``no_address``."""
+    ada = person(crm, "Ada", email="Ada.Lovelace@Example.COM")
+    bob = person(crm, "Bob", email="Bob@Example.com")
+    cy = person(crm, "Cy")  # no e-mail address at all
+    for who in (ada, bob, cy):
+        crm.consents.record(who.id, channel="email", purpose="marketing", granted=True, at=NOW - dt.timedelta(days=1))
+    crm.marketing.suppress(channel="email", address="bob@EXAMPLE.com", at=NOW - dt.timedelta(days=1))
+    seg = crm.segments.add(Segment(name="all", kind="static"))
+    crm.segments.add_members(seg.id, [ada.id, bob.id, cy.id])
+    camp = crm.campaigns.add(winter())
+    audience = crm.marketing.target(camp.id, segment=seg.id, at=NOW)
+    assert audience.added == 1
+    assert audience.excluded == {"suppressed": 1, "opted_out": 0, "no_consent": 0, "no_address": 1}
+    (member,) = crm.marketing.members(camp.id)
+    assert (member.customer_id, member.address, member.status, member.control) == (
+        ada.id,
+        "Ada.Lovelace@Example.COM",
+        "planned",
+        False,
+    )
+    assert member.history == (crmkit.marketing.StatusChange("planned", NOW),) and member.added_at == NOW
+    crm.marketing.suppress(channel="email", address=member.address.upper(), at=NOW)
+    with pytest.raises(ConflictError, match="suppressed"):
+        crm.marketing.set_status(camp.id, ada.id, "sent", at=NOW)
+
+
+def test_a_text_campaign_copies_the_first_phone_number_and_leaves_out_customers_without_one(crm: crmkit.CRM) -> None:
+    from crmkit.customers import Phone
+
+    ana = crm.customers.add(
+        crmkit.Customer(kind="person", name="Ana", phones=(Phone("+40 721 000 001"), Phone("+40 721 000 002")))
+    )
+    ben = person(crm, "Ben", email="ben@example.com")  # no phone
+    for who in (ana, ben):
+        crm.consents.record(who.id, channel="sms", purpose="marketing", granted=True, at=NOW - dt.timedelta(days=1))
+    seg = crm.segments.add(Segment(name="all", where=F("kind") == "person"))
+    camp = crm.campaigns.add(winter(name="Texts", channel=Channel.SMS))
+    audience = crm.marketing.target(camp.id, segment=seg.id, at=NOW, control=0.5, seed=1)
+    assert (audience.added, audience.excluded["no_address"], audience.excluded["no_consent"]) == (1, 1, 0)
+    (member,) = crm.marketing.members(camp.id)
+    assert (member.customer_id, member.address) == (ana.id, "+40 721 000 001")
+    held = random.Random(1).random() < 0.5  # the one chosen customer's draw
+    assert member.control is held and audience.control == int(held)

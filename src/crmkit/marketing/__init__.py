@@ -18,7 +18,7 @@ above; ``crm.campaigns``, ``crm.campaign_members``, ``crm.segment_members`` and
 """
 
 from crmkit.marketing import facts
-from crmkit.marketing._consents import Consents
+from crmkit.marketing._consents import LATEST_FIRST, Consents
 from crmkit.marketing._model import (
     AGGREGATES,
     LEGAL_BASES,
@@ -41,6 +41,7 @@ ConsentRecord.__crmkit_records__ = Consents  # type: ignore[attr-defined]  # crm
 
 __all__ = [
     "AGGREGATES",
+    "LATEST_FIRST",
     "LEGAL_BASES",
     "MODELS",
     "SEGMENT_KINDS",

@@ -18,7 +18,7 @@ from crmkit.query import Expr, F
 from crmkit.services.records import Records, _uuids
 from crmkit.store import iter_batches
 
-__all__ = ["Consents", "addresses_for", "decide"]
+__all__ = ["LATEST_FIRST", "Consents", "addresses_for", "decide"]
 
 #: Purposes that need no consent of their own: the contract is the legal basis (an order confirmation).
 NEEDS_NO_CONSENT = frozenset({"transactional"})
@@ -37,6 +37,14 @@ CHANNEL_POINTS = {
     "chat": "handles",
 }
 
+#: The part of a contact point that is its address, per contact-point field (postal addresses have none).
+POINT_ADDRESS = {"emails": "address", "phones": "number", "handles": "handle"}
+
+#: The order that makes a customer's consent record the latest for a channel and purpose: the
+#: latest ``at``, then the latest written (``created_at``), then the highest (latest made) id.
+#: Targeting (``Select(..., first_by=LATEST_FIRST)``) and every per-customer check use this one.
+LATEST_FIRST = ("-at", "-created_at", "-id")
+
 
 def _points(customer: Customer, channel: str) -> tuple[str, tuple[object, ...]]:
     """The contact-point field of a customer that a channel reaches, and its points."""
@@ -47,13 +55,11 @@ def _points(customer: Customer, channel: str) -> tuple[str, tuple[object, ...]]:
 
 def addresses_for(customer: Customer, channel: str) -> tuple[str, ...]:
     """The customer's addresses on a channel (e-mail addresses, phone numbers), normalised as suppressions keep them."""
-    if channel == "email":
-        return tuple(e.address.strip().lower() for e in customer.emails)
-    if channel in ("sms", "phone", "fax"):
-        return tuple(p.number.strip().lower() for p in customer.phones)
-    if channel in ("social", "chat"):
-        return tuple(h.handle.strip().lower() for h in customer.handles)
-    return ()
+    field, points = _points(customer, channel)
+    part = POINT_ADDRESS.get(field)
+    if part is None:
+        return ()
+    return tuple(str(getattr(point, part)).strip().lower() for point in points)
 
 
 def _flag(customer: Customer, channel: str, at: dt.datetime) -> bool:
@@ -166,7 +172,7 @@ class Consents(Records[ConsentRecord]):
             & (F("purpose") == check_identifier("purpose", purpose))
             & (F("at") <= when)
         )
-        found = self.find(where, order_by=("-at", "-created_at"), limit=1).items
+        found = self.find(where, order_by=LATEST_FIRST, limit=1).items
         return found[0] if found else None
 
     def needs_consent(self, channel: str) -> bool:
@@ -196,10 +202,10 @@ class Consents(Records[ConsentRecord]):
                 & (F("channel") == Channel(channel))
                 & (F("purpose") == check_identifier("purpose", purpose))
             )
-            for rec in self.stream(where, order_by=("customer_id", "at", "created_at")):
+            for rec in self.stream(where, order_by=("customer_id", *LATEST_FIRST)):
                 recorded.add(rec.customer_id)
-                if rec.at <= when:
-                    latest[rec.customer_id] = rec
+                if rec.at <= when and rec.customer_id not in latest:
+                    latest[rec.customer_id] = rec  # the first at or before the moment, in LATEST_FIRST order
             for customer in batch:
                 found = latest.get(customer.id)
                 flag = None

@@ -257,8 +257,9 @@ class CampaignMember(schema.Record):
     history: tuple[StatusChange, ...] = schema.many(StatusChange, default=(), personal=False)
     #: Held out at random by ``target`` as a control group: never contacted.
     control: bool = schema.boolean(default=False, personal=False)
-    #: The address the member was (or will be) contacted at.
-    address: str | None = schema.text(default=None, check=_address, personal="contact")
+    #: The address the member was (or will be) contacted at, as its contact point has it (``target``
+    #: copies it in the store): compare it with suppressions and other addresses case-blind.
+    address: str | None = schema.text(default=None, personal="contact")
 
     __crmkit_examples__: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "status": ("planned",),

@@ -20,7 +20,9 @@ from crmkit.customers import Customer
 from crmkit.marketing._consents import (
     CHANNEL_POINTS,
     FLAG_PURPOSE,
+    LATEST_FIRST,
     NEEDS_NO_CONSENT,
+    POINT_ADDRESS,
     Consents,
     _flag,
     _points,
@@ -28,7 +30,7 @@ from crmkit.marketing._consents import (
 )
 from crmkit.marketing._model import Campaign, CampaignMember, StatusChange, Suppression
 from crmkit.marketing._segments import Segments
-from crmkit.query import Expr, F, Select
+from crmkit.query import ALL, Expr, F, Select
 from crmkit.search import fold
 from crmkit.store import iter_batches
 
@@ -131,6 +133,11 @@ def exclusions(
     return out
 
 
+def _among(ids: Sequence[uuid.UUID]) -> Expr:
+    """The customers with these ids (none: a condition no customer meets)."""
+    return F("id").in_(ids) if ids else ~ALL
+
+
 class _Eligibility:
     """Who of a set of customers may get a campaign at a moment, as conditions on customers the store runs.
 
@@ -191,6 +198,34 @@ class _Eligibility:
             opted = opted | F("id").in_(opted_by_address)
         return suppressed, opted, ~suppressed & ~opted
 
+    def reached(self, among: Expr) -> tuple[Expr, int]:
+        """(the customers of ``among`` with a contact point the channel reaches, as a condition on customers;
+        how many of ``among`` have none).
+
+        A channel that needs no contact point reaches everyone. Contact points are kept inside
+        the customer and the query language has no test of an empty list, so on e-mail the
+        customers' stored e-mail search terms say it in the store (a customer with a term has an
+        address) and only those of ``among`` without terms (no address, or written without
+        terms) are read and looked at; on the other channels the customers of ``among`` are read.
+        """
+        field = CHANNEL_POINTS.get(self.channel)
+        if field is None:
+            return ALL, 0
+        known: Expr | None = None
+        candidates = among
+        if field == "emails" and "search_terms" in self.crm.schema:
+            emails = (F("record.aggregate") == "customers") & (F("field") == "emails")
+            known = F("id").in_(Select("search_terms", "record.id", emails))
+            candidates = among & ~known
+        found: list[uuid.UUID] = []
+        missing = 0
+        for c in self.crm.customers.stream(candidates, order_by="id", batch_size=_READ):
+            if _points(c, self.channel)[1]:
+                found.append(c.id)
+            else:
+                missing += 1
+        return (_among(found) if known is None else known | _among(found)), missing
+
     def consent(self, among: Expr) -> tuple[Expr, Expr | None]:
         """(allowed by the records, to be judged by the consent flags or None) as conditions on the customers
         of ``among`` (the records read are theirs).
@@ -209,7 +244,7 @@ class _Eligibility:
         before = about & (F("at") <= self.when)
         # the latest record of the customers of ``among`` only: the window sorts their records, not all
         theirs = before & F("customer_id").in_(Select("customers", "id", among))
-        latest = Select("consents", "customer_id", theirs, first_by=("-at", "-created_at"), first_where=valid)
+        latest = Select("consents", "customer_id", theirs, first_by=LATEST_FIRST, first_where=valid)
         allowed: Expr = F("id").in_(latest)
         if not consents.needs_consent(self.channel) or self.purpose in NEEDS_NO_CONSENT:
             return allowed | ~F("id").in_(Select("consents", "customer_id", before)), None
@@ -283,10 +318,12 @@ class Marketing:
         record at ``at`` is not a valid grant (``Select(..., first_by=...)``) are left out by
         sub-queries (semi-joins). The block list's addresses are read once and matched through
         the customers' stored e-mail search terms, and customers with no consent record at all
-        (marketing) are judged by their contact points' consent flags. Only the customers who
-        may be contacted are read, for the address they will be contacted at, and added in
-        bulk. ``control`` holds out that fraction of them at random as a control group
-        (members never contacted) for ``uplift``. One transaction: all members or none; a
+        (marketing) are judged by their contact points' consent flags. The members are built in
+        the store by one ``add_from`` of the customers who may be contacted, with the address
+        they will be contacted at copied from their first contact point on the channel (as the
+        customer has it, not lower-cased). ``control`` holds out that fraction of them at random
+        (drawn over their ids in id order) as a control group (members never contacted) for
+        ``uplift``. One transaction: all members or none; a
         customer is a member of a campaign at most once (the store keeps (campaign, customer)
         unique), so a concurrent ``target`` of the same campaign that collides is run again
         and finds the members already there.
@@ -331,44 +368,46 @@ class Marketing:
             }
         )
         # the customers left are allowed by their consent records, judged by their flags, or refused: the
-        # first two are read (for the address they are contacted at), the refused ones only counted
+        # allowed ones stay a condition, those judged by their flags (no consent record at all: data from
+        # before them) are read and join the others by id, and the refused ones are what is left
         left = customers.count(rest)
-        chosen: list[tuple[uuid.UUID, tuple[str, ...], bool]] = []
-        for c in customers.stream(rest & allowed, order_by="id", batch_size=_READ):
-            chosen.append((c.id, addresses_for(c, channel), bool(_points(c, channel)[1])))
+        reached, no_address = rules.reached(rest & allowed)
+        by_id: list[uuid.UUID] = []
         if by_flags is not None:
-            # no consent record at all: none of them is allowed by one
             for c in customers.stream(rest & by_flags, order_by="id", batch_size=_READ):
-                if _flag(c, channel, when):
-                    chosen.append((c.id, addresses_for(c, channel), bool(_points(c, channel)[1])))
-            chosen.sort(key=lambda item: item[0])
-        excluded["no_consent"] = left - len(chosen)
-        reaches = channel in CHANNEL_POINTS  # else every customer can be reached
+                if not _flag(c, channel, when):
+                    continue
+                if channel in CHANNEL_POINTS and not _points(c, channel)[1]:
+                    no_address += 1
+                else:
+                    by_id.append(c.id)
+        # those with no contact point the channel reaches are left out ("no_address"), in the store
+        chosen = rest & ((allowed & reached) | _among(by_id))
+        held: list[uuid.UUID] = []
+        if control > 0:
+            # the control group is drawn over the chosen customers in id order: only their ids are read
+            ids = sorted(row["id"] for row in customers.aggregate(chosen, group_by="id", count=True))
+            held = [cid for cid in ids if rng.random() < control]
         default = campaign.default_status.name
-        history = (StatusChange(default, when),)
-        added = held = 0
-        new: list[CampaignMember] = []
-        for cid, addresses, has_points in chosen:
-            if reaches and not has_points:
-                excluded["no_address"] += 1
-                continue
-            is_control = control > 0 and rng.random() < control
-            held += is_control
-            new.append(
-                CampaignMember(
-                    campaign_id=campaign.id,
-                    customer_id=cid,
-                    status=default,
-                    added_at=when,
-                    status_at=when,
-                    history=history,
-                    control=is_control,
-                    address=addresses[0] if addresses else None,
-                )
-            )
-        if new:
-            added = self._crm.records(CampaignMember).add_many(new, batch_size=_BATCH * 5).added
-        return Audience(added, {r: excluded[r] for r in REASONS}, already, held)
+        field = CHANNEL_POINTS.get(channel, "")
+        part = POINT_ADDRESS.get(field)
+        values: dict[str, object] = {
+            "campaign_id": campaign.id,
+            "customer_id": F("id"),
+            "status": default,
+            "added_at": when,
+            "status_at": when,
+            "first_responded_at": None,
+            "contacted_at": None,
+            "history": (StatusChange(default, when),),
+            "control": F("id").in_(held) if held else False,
+            # the first contact point's address, as the customer's record has it
+            "address": F(f"{field}.{part}").first() if part else None,
+        }
+        added = self._crm.records(CampaignMember).add_from("customers", chosen, values=values).added
+        excluded["no_address"] = no_address
+        excluded["no_consent"] = left - added - no_address
+        return Audience(added, {r: excluded[r] for r in REASONS}, already, len(held))
 
     # ----------------------------------------------------------------- members
 
