@@ -212,7 +212,7 @@ class Repository(abc.ABC, Generic[T]):
         source records a page at a time and builds each in Python.
         """
         cls, made = self.spec.cls, []
-        order = parse_order(None, source.spec)
+        order = parse_order("id", source.spec)  # the records are made (and returned) in source-id order
         for page in iter_batches(scan(source, tenant, where, order), 1000):
             ids = tuple(r.id for r in page)
             tests = {
