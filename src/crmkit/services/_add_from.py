@@ -101,6 +101,10 @@ def bound_values(crm: CRM, target: EntitySpec, source: AggregateSpec, values: ob
     return built
 
 
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
 def _constant(crm: CRM, declared: FieldDef, value: Any) -> Any:
     """The stored form of a constant, checked as record construction checks it; a reference must name a record."""
     stored = bound_converter(declared)(value)
@@ -124,7 +128,7 @@ def _constant(crm: CRM, declared: FieldDef, value: Any) -> Any:
 def _test(crm: CRM, source: AggregateSpec, declared: FieldDef, value: Test, now: Any) -> Test:
     if declared.kind != "boolean":
         raise ValidationError(
-            declared.name, f"is a {declared.kind} field: a condition gives True or False, for a boolean field", None
+            declared.name, f"is {_a(declared.kind)} field: a condition gives True or False, for a boolean field", None
         )
     _no_python(declared, None)
     condition = bind(relative_to(value.where, now), source, crm.schema)
@@ -197,8 +201,8 @@ def _check_copy(target: AggregateSpec, source: AggregateSpec, declared: FieldDef
     name, path = declared.name, value.path
     mine, theirs = declared.kind, given.kind
     if _SAME_KIND.get(mine, mine) != _SAME_KIND.get(theirs, theirs) or (mine == "ref" and theirs != "ref"):
-        what = f"a {theirs} field" if theirs != "ref" else "a reference"
-        raise ValidationError(name, f"is a {mine} field: it cannot take {path}, {what}", path)
+        what = f"{_a(theirs)} field" if theirs != "ref" else "a reference"
+        raise ValidationError(name, f"is {_a(mine)} field: it cannot take {path}, {what}", path)
     if mine == "ref" and given.target != declared.target:
         wanted = declared.target
         copied = f"the id of a {source.label}" if path == "id" else f"a reference to {given.target}"
