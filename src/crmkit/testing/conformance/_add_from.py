@@ -293,6 +293,12 @@ def _check_built(
         assert_exact(expected, record, f"built from probe {source.number}")
         assert_exact(record, crm.records(Probe).get(record.id), "read back")
         assert record.external_id is None and record.version == 1 and record.created_at == record.updated_at
+        # text declared search=True is searchable in the records built in the store, as in those added
+        found = F("id") == record.id
+        assert crm.records(Probe).count(found & F("code").matches(record.code)) == 1, record.code
+        if record.note is not None:
+            word = "note" if "note" in record.note else record.note
+            assert crm.records(Probe).count(found & F("note").matches(word)) == 1, record.note
 
 
 #: Sources of the tests that are not property tests: user:a owns (the owner of) probes 0, 3 and 4.
