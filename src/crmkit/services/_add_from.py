@@ -98,7 +98,23 @@ def bound_values(crm: CRM, target: EntitySpec, source: AggregateSpec, values: ob
         if declared.required:
             raise ValidationError(name, "is required (it has no default): give it in values", None)
         built[name] = Const(bound_converter(declared)(default))
+    _check_whole(target, built)
     return built
+
+
+def _check_whole(target: AggregateSpec, built: Mapping[str, Value]) -> None:
+    """An aggregate that checks its records as a whole (``__attrs_post_init__``) takes only constants."""
+    if getattr(target.cls, "__attrs_post_init__", None) is None:
+        return
+    varying = sorted(name for name, value in built.items() if not isinstance(value, Const))
+    if varying:
+        raise ValidationError(
+            "values",
+            f"{target.cls.__name__} checks each record as a whole in Python (__attrs_post_init__), which stores "
+            f"cannot run on the records they build: {', '.join(varying)} must be constants (or use add_many)",
+            varying,
+        )
+    target.cls(**{name: value.value for name, value in built.items() if isinstance(value, Const)})
 
 
 def _a(kind: str) -> str:

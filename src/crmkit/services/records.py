@@ -511,6 +511,8 @@ class _Records(_ReadRecords[R]):
         def once() -> list[R]:
             with self._crm.transaction():
                 made = self._repo.insert_from(self._crm.tenant, source_repo, condition, built, self._crm.now())
+                if made and type(self)._check_references is not _Records._check_references:
+                    self._check_references(made, None)  # a service's own rules (a registered channel...)
                 self._after_insert(made)
                 if made and self._crm._wants_events(self.spec.name):
                     self._crm._emit_created(event_for(self.spec.name, "created", self.spec.label), made)

@@ -33,6 +33,7 @@ from crmkit import ConflictError, Customer, F, ValidationError, schema
 from crmkit.access import AccessDenied, OwnerPolicy
 from crmkit.crm import CRM
 from crmkit.events import Event
+from crmkit.marketing import Segment
 from crmkit.query import ALL, Const, Copy, Expr, Select, Test, Value, ago, bind, evaluate, relative_to
 from crmkit.schema import Ref
 from crmkit.services._add_from import bound_values
@@ -476,6 +477,7 @@ class AddFromContract(ProbeContractBase):
         _, probes = _plant(crm, _FIXED)
         probe, tally, link = crm.records(Probe), crm.records(ProbeTally), crm.records(ProbeLink)
         missing = uuid.UUID(int=12345)
+        contact = {"customer_id": F("id"), "channel": "email", "direction": "inbound", "occurred_at": _NOW}
         cases: list[tuple[Any, Any, Any, str]] = [
             (probe, "no_such_aggregate", _basic(), "source"),
             (probe, 42, _basic(), "source"),
@@ -531,6 +533,11 @@ class AddFromContract(ProbeContractBase):
             (tally, Probe, _tally(cost=Decimal(-1)), "cost"),
             # a field with a check= function takes copies only of a field with the very same check
             (tally, Probe, _tally(label=F("code")), "label"),
+            # a service's own rules (a registered channel) apply to the built records, in their transaction
+            (crm.interactions, Customer, {**contact, "channel": "pigeon"}, "channel"),
+            # an aggregate that checks a record as a whole in Python takes only constants
+            (crm.records(Segment), Customer, {"name": F("name"), "kind": "static"}, "values"),
+            (crm.records(Segment), Customer, {"name": "VIPs", "kind": "dynamic"}, "where"),
         ]
         for service, source, values, field in cases:
             with pytest.raises(ValidationError) as raised:
@@ -543,6 +550,8 @@ class AddFromContract(ProbeContractBase):
             probe.add_from(Probe, F("nope") == 1, values=_basic())
         assert raised.value.field == "nope"
         assert probe.count() == len(_FIXED) and tally.count() == 0 and link.count() == 0
+        assert crm.interactions.count() == 0 and crm.records(Segment).count() == 0
+        assert crm.interactions.add_from(Customer, values=contact).added == 3
         # what fits: a reference from the referred aggregate's id or a reference to it, nullable into nullable,
         # a checked field copied from one with the very same check, constants that pass the field's checks
         assert (
