@@ -493,7 +493,9 @@ class _Records(_ReadRecords[R]):
         value the target field takes (same kind, a reference to the same aggregate or that
         aggregate's ``id``, nothing nullable into a required field, and never into a field with
         a ``check=`` function unless the copied field has the very same one: stores cannot run
-        Python); a condition fills only a boolean field. Conditions (``where``, the tests) may
+        Python); a condition fills only a boolean field; an aggregate with
+        ``__attrs_post_init__`` takes only constants. A service's own ``_check_references``
+        runs on the built records inside their transaction. Conditions (``where``, the tests) may
         hold relative instants (``ago``) and sub-queries. Under an access policy the source is
         read as the actor reads it and every new record is checked as ``add`` checks it.
         """
