@@ -14,6 +14,7 @@ every record that hangs off them (``customer_scope`` says which, from the declar
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,6 +32,8 @@ from crmkit.query import (
     All,
     And,
     Compare,
+    Const,
+    Copy,
     Expr,
     In,
     InSelect,
@@ -38,6 +41,7 @@ from crmkit.query import (
     Or,
     Order,
     Select,
+    Test,
     Where,
     bind,
     evaluate,
@@ -421,6 +425,24 @@ class GuardedRepository(Repository[Any]):
     def insert_new(self, tenant: str, records: Sequence[Any]) -> list[Any]:
         self._store.check(self.spec, tenant, None, records)
         return self.inner.insert_new(tenant, records)
+
+    def insert_from(
+        self,
+        tenant: str,
+        source: Repository[Any],
+        where: Expr,
+        values: Mapping[str, Copy | Const | Test],
+        stamp: dt.datetime,
+    ) -> list[Any]:
+        """The store builds the records from the source records the actor sees; each is then checked as ``add``
+        checks it (a refusal raises inside the caller's transaction, which undoes them all)."""
+        if isinstance(source, GuardedRepository):
+            where = source._where(where)
+            source = source.inner
+        made = self.inner.insert_from(tenant, source, where, values, stamp)
+        if made:
+            self._store.check(self.spec, tenant, None, made)
+        return made
 
     def prepare_insert_new(self, tenant: str, records: Sequence[Any]) -> Callable[[], list[Any]]:
         self._store.check(self.spec, tenant, None, records)

@@ -197,22 +197,27 @@ class Repository(abc.ABC, Generic[T]):
     ) -> list[T]:
         """Store one new record of this aggregate per record of ``source`` that matches ``where``; return them.
 
-        ``where`` is bound on ``source.spec`` (sub-queries included). ``values`` names every
-        stored field of this aggregate except the five every record has: a ``Const`` is a
-        Python value of the field's type (checked by the caller), a ``Copy`` the source
-        record's value at its path (through a list field, ``first=True`` takes the first
-        element's, None when empty), a ``Test`` whether the source record matches its bound
-        condition. Each new record gets a new time-ordered id, version 1, ``created_at`` and
-        ``updated_at`` equal to ``stamp`` and no external_id. The records are returned in the
-        order of their source records' ids, with ids increasing in that order. A unique key
-        already taken raises ConflictError with nothing written.
+        ``where`` is bound on ``source.spec`` (sub-queries included, relative instants already
+        resolved). ``values`` names every stored field of this aggregate except the five every
+        record has, and was checked by the caller (``Records.add_from``): a ``Const`` is the
+        field's stored form, a ``Copy`` names a field of the source whose every value the
+        target field takes as it is (``crmkit.store.copied`` is the reference: through a list
+        field, ``first=True`` takes the first element's, None when empty), a ``Test`` fills a
+        boolean field with whether the source record matches its bound condition. Stores
+        run no Python check on the records they build. Each new record gets a new
+        time-ordered id, version 1, ``created_at`` and ``updated_at`` equal to ``stamp`` and no
+        external_id, and is kept like an inserted one (search words, indexes). The records
+        are returned as ``get`` reads them, in the order of their source records' ids, with
+        ids increasing in that order; none when nothing matches. A unique key already taken
+        raises ConflictError with nothing written. ``AddFromContract`` of the conformance
+        suite holds a store to all of this.
 
         Backends build and insert the records in the store (``INSERT ... SELECT``, a pipeline)
         and read back only the new ones; this default, for stores that cannot, reads the
         source records a page at a time and builds each in Python.
         """
         cls, made = self.spec.cls, []
-        order = parse_order(None, source.spec)
+        order = parse_order("id", source.spec)  # the records are made (and returned) in source-id order
         for page in iter_batches(scan(source, tenant, where, order), 1000):
             ids = tuple(r.id for r in page)
             tests = {

@@ -33,12 +33,9 @@ from crmkit.lifecycle_model import StageChange
 from crmkit.query import (
     ALL,
     And,
-    Const,
-    Copy,
     Cursor,
     Expr,
     In,
-    Test,
     Where,
     bind,
     check_cursor,
@@ -46,7 +43,6 @@ from crmkit.query import (
     keyset_after,
     parse_order,
     relative_to,
-    value_of,
 )
 from crmkit.store import Repository, iter_batches, scan
 
@@ -490,30 +486,35 @@ class _Records(_ReadRecords[R]):
         Fields left out take their defaults. One transaction: all records or none; a unique key
         already taken raises ConflictError with nothing written. Events, the audit trail and
         the feed see the new records as they see ``add_many``'s.
+
+        Everything is checked before the store builds a record, each error a ValidationError
+        naming the field (or ``source``/``values``): a constant as record construction checks
+        it (a reference must name a stored record); a copied field must be one whose every
+        value the target field takes (same kind, a reference to the same aggregate or that
+        aggregate's ``id``, nothing nullable into a required field, and never into a field with
+        a ``check=`` function unless the copied field has the very same one: stores cannot run
+        Python); a condition fills only a boolean field; an aggregate with
+        ``__attrs_post_init__`` takes only constants. A service's own ``_check_references``
+        runs on the built records inside their transaction. Conditions (``where``, the tests) may
+        hold relative instants (``ago``) and sub-queries. Under an access policy the source is
+        read as the actor reads it and every new record is checked as ``add`` checks it.
         """
-        spec = self._crm.schema.spec(source)
-        now = self._crm.now()
+        from crmkit.services._add_from import bound_values, source_spec
+
+        spec = source_spec(self._crm, source)
         source_repo = self._crm.store.repository(spec)
-        condition = bind(relative_to(where, now), spec, self._crm.schema)
-        built: dict[str, Copy | Const | Test] = {}
-        for name, given in values.items():
-            value = value_of(given)
-            if isinstance(value, Test):
-                value = Test(bind(relative_to(value.where, now), spec, self._crm.schema))
-            built[name] = value
-        for field in attrs.fields(self.spec.cls):
-            if field.name not in built and field.name not in (
-                "id",
-                "created_at",
-                "updated_at",
-                "version",
-                "external_id",
-            ):
-                built[field.name] = Const(field.default)
+        condition = bind(relative_to(where, self._crm.now()), spec, self._crm.schema)
+        if has_select(condition):
+            from crmkit.search_terms import check_searched
+
+            check_searched(self._crm, condition)
+        built = bound_values(self._crm, self.spec, spec, values)
 
         def once() -> list[R]:
             with self._crm.transaction():
                 made = self._repo.insert_from(self._crm.tenant, source_repo, condition, built, self._crm.now())
+                if made and type(self)._check_references is not _Records._check_references:
+                    self._check_references(made, None)  # a service's own rules (a registered channel...)
                 self._after_insert(made)
                 if made and self._crm._wants_events(self.spec.name):
                     self._crm._emit_created(event_for(self.spec.name, "created", self.spec.label), made)

@@ -19,6 +19,7 @@ fresh random tenant, so a shared server needs no cleanup. Tests that need a capa
 the store does not declare (``crmkit.store.Capabilities``) are skipped.
 """
 
+from crmkit.testing.conformance._add_from import AddFromContract
 from crmkit.testing.conformance._aggregate_kit import AggregateContractBase
 from crmkit.testing.conformance._aggregate_machine import AggregateStateMachineContract, aggregate_state_machine
 from crmkit.testing.conformance._aggregate_queries import AggregateQueryContract
@@ -81,6 +82,7 @@ __all__ = [
     "TestSearch",
     "TestSemiJoins",
     "TestFirstOfGroup",
+    "TestAddFrom",
     "TestStageChanges",
     "TestStateMachine",
     "TestTenancy",
@@ -118,6 +120,7 @@ __all__ += [
     "SearchContract",
     "SemiJoinContract",
     "FirstOfGroupContract",
+    "AddFromContract",
     "StageChangeContract",
     "StatefulContract",
     "TenancyContract",
@@ -160,6 +163,7 @@ CONTRACTS: tuple[type[ContractBase], ...] = (
     MarketingContract,
     SemiJoinContract,
     FirstOfGroupContract,
+    AddFromContract,
 )
 
 
@@ -285,3 +289,7 @@ class TestSemiJoins(SemiJoinContract):
 
 class TestFirstOfGroup(FirstOfGroupContract):
     """Sub-queries on each group's first record (first_by, first_where): "the latest consent is a grant"."""
+
+
+class TestAddFrom(AddFromContract):
+    """add_from: records built in the store from other records (constants, copies, tests), as the reference says."""
