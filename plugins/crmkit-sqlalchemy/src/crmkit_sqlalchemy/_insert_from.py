@@ -46,10 +46,10 @@ from crmkit.schema import AggregateSpec, declared_fields
 from crmkit.search import fold
 from crmkit.transactions import LineItem
 from crmkit_sqlalchemy import _words
-from crmkit_sqlalchemy._derived import explain_conflict
+from crmkit_sqlalchemy._derived import _many_decoder, explain_conflict
 from crmkit_sqlalchemy._fastread import RawSelect
 from crmkit_sqlalchemy._query import Compiler
-from crmkit_sqlalchemy._rows import record_expressions
+from crmkit_sqlalchemy._rows import _attributes, _json_value, record_expressions
 from crmkit_sqlalchemy._schema import SHADOW, shadow_column
 from crmkit_sqlalchemy._types import Money, UtcDateTime
 
@@ -344,8 +344,14 @@ def insert_from(
     # copies a check may change or whose folded form is to be made: read back as rows, then fixed
     checked = sorted({n for n in copies if n in _checked_fields(spec)} | builder.refold)
     shadows = [table.c[shadow_column(n)] for n in checked if shadow_column(n) in table.c]
-    statement = table.insert().from_select([c.name for c in table.c], select).returning(*repo._columns, *shadows)
-    raw = RawSelect(statement, store.engine.dialect, None if checked else repo.convert.plan)
+    if declared is not None:
+        # a declared aggregate's records are put together here: only the ids, copies and tests come back
+        back = [table.c.id, *(table.c[n] for n, v in wanted.items() if not isinstance(v, Const)), *shadows]
+        statement = table.insert().from_select([c.name for c in table.c], select).returning(*back)
+        raw = RawSelect(statement, store.engine.dialect, None)
+    else:
+        statement = table.insert().from_select([c.name for c in table.c], select).returning(*repo._columns, *shadows)
+        raw = RawSelect(statement, store.engine.dialect, None if checked else repo.convert.plan)
     try:
         with store.connection(atomic=True, several=True, entity=spec.label) as conn:
             if builder.refused:
@@ -357,7 +363,12 @@ def insert_from(
                 rows = raw.fetched(result.cursor)
             finally:
                 result.close()
-            made = _records(repo, conn, tenant, rows, raw.builds_records, copies, checked)
+            if declared is not None:
+                made, fixes = _assembled(declared, rows, wanted, stamp, checked)
+                if fixes:
+                    _write_fixes(repo, conn, tenant, fixes)
+            else:
+                made = _records(repo, conn, tenant, rows, raw.builds_records, copies, checked)
             made.sort(key=lambda r: r.id)
             searched = _words.searched(table)
             if searched and store.dialect == "sqlite" and made:
@@ -402,6 +413,73 @@ def _refuse(conn: sa.Connection, builder: _Builder, condition: sa.ColumnElement[
     if found is not None:
         field, message, _ = builder.refused[int(found[0])]
         raise ValidationError(field, message, found[1])
+
+
+def _decoder(fd: Any) -> Callable[[Any], Any] | None:
+    """How a returned column value of a declared field becomes what its converter takes (None: as it is)."""
+    if fd.kind == "many":
+        many = _many_decoder(fd.type)
+        return lambda stored: many(_json_value(stored))
+    if fd.kind == "attributes":
+        return _attributes
+    if fd.kind == "text_set":
+        return lambda stored: frozenset(_json_value(stored))
+    return None
+
+
+def _assembled(
+    spec: AggregateSpec,
+    rows: list[dict[str, Any]],
+    wanted: Mapping[str, Copy | Const | Test],
+    stamp: dt.datetime,
+    checked: list[str],
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Records of a declared aggregate from the returned ids, copies and tests, and the copies to write back.
+
+    Constants are the values the record holds already (converted once, shared by every
+    record, as immutable values may be); each copied value goes through the field's
+    converter, as a record built with the class's constructor would, and a value the
+    converter changes (a check's normalisation) or a folded form still to be made is to be
+    written back.
+    """
+    cls = spec.cls
+    new, put = object.__new__, object.__setattr__
+    fixed: list[tuple[str, Any]] = [(n, v.value) for n, v in wanted.items() if isinstance(v, Const)]
+    fixed += [("created_at", stamp), ("updated_at", stamp), ("version", 1), ("external_id", None)]
+    converters = {a.name: a.converter for a in attrs.fields(cls)}
+    tests = [n for n, v in wanted.items() if isinstance(v, Test)]
+    copies = []
+    for name, value in wanted.items():
+        if isinstance(value, Copy):
+            convert = converters[name]
+            shadow = shadow_column(name)
+            copies.append(
+                (name, _decoder(spec.declared[name]), convert if callable(convert) else None, name in checked, shadow)
+            )
+    made: list[Any] = []
+    fixes: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        record = new(cls)
+        for name, value in fixed:
+            put(record, name, value)
+        put(record, "id", row["id"])
+        for name in tests:
+            put(record, name, bool(row[name]))
+        for name, decode, convert, fix, shadow in copies:
+            stored = row[name]
+            value = stored if decode is None or stored is None else decode(stored)
+            if convert is not None:
+                try:
+                    value = convert(value)
+                except ValidationError as exc:
+                    raise exc.at_row(i) from None
+            if fix:
+                folded = (None if value is None else fold(value)) if shadow in row else None
+                if value != stored or (shadow in row and row[shadow] != folded):
+                    fixes.append({"p_id": row["id"], "p_value": value, "p_folded": folded, "p_field": name})
+            put(record, name, value)
+        made.append(record)
+    return made, fixes
 
 
 def _records(
