@@ -459,7 +459,7 @@ def _assembled(
     made: list[Any] = []
     fixes: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
-        record = new(cls)
+        record: Any = new(cls)
         for name, value in fixed:
             put(record, name, value)
         put(record, "id", row["id"])
