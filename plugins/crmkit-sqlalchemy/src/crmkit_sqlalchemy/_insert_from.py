@@ -1,8 +1,7 @@
 """``Repository.insert_from`` in the database: one ``INSERT INTO target (...) SELECT ... FROM source``.
 
 Each new record is a pure function of one source row, so the database builds and writes
-them all in one statement and hands back only the new rows (``RETURNING``), which the
-store's generated decoder (``_fastread``) turns into records:
+them all in one statement and hands back only the new rows (``RETURNING``):
 
 * a ``Const`` is bound once, encoded exactly as ``insert`` encodes the field (the column's
   expression of ``_rows.record_expressions`` applied to the value, then the column type's
@@ -10,21 +9,26 @@ store's generated decoder (``_fastread``) turns into records:
 * a ``Copy`` reads the source column (``about.id``: its column), a custom attribute's
   typed slot (``_encoding``), or the first element's value of a JSON list of value objects
   (``json_extract(emails, '$[0].address')`` / ``emails->0->>'address'``, NULL when empty);
-* a ``Test`` is the source store's condition compiler (``_query.Compiler``: sub-queries,
-  grouped and first-of-group ones included) as ``CASE WHEN ... THEN true ELSE false END``;
+* a ``Test`` is the source store's condition compiler (``_query.Compiler``: semi-joins,
+  grouped and first-of-group sub-queries; never the prepared-statement shapes) as
+  ``CASE WHEN ... THEN true ELSE false END``, and so is ``where``;
 * the ids are UUIDv7 made in SQL from one ``new_id()``: its 64 high bits (the millisecond
   and counter) for every row, and its 64 low bits, the variant and random bits, plus the
   row's number in source-id order (``row_number() OVER (ORDER BY id)``); the top random
   bit is cleared first, so the sum never runs into the variant bits. Later ids of the
   process come after them (``new_id`` counts on within the millisecond).
 
-A copied value goes through the target field's converter afterwards, in Python: a value
-the field refuses (a text that is not one of its ``choices``) raises ValidationError and
-the savepoint takes the rows back; a value a ``check`` normalises (an address lowercased)
-is written back normalised, as ``insert`` would have stored it. Copies SQL cannot type the
-way the domain does (a list element's money or instant, a copy into a searchable field from
-a field without a folded form, a ``ref_any``) are left to the page-at-a-time default:
-``build`` then returns None.
+The returned rows go through the store's generated decoder (``_fastread``). For a declared
+aggregate only the ids, copies and tests come back: constants are the values the records
+hold already, converted once. Each copied value goes through the target field's converter,
+as the class's constructor would run it: a value the field refuses (a text not among its
+``choices``) raises ValidationError and nothing is written; a value a ``check`` normalises
+(an address lowercased) is written back normalised, and so is the folded form of a
+searchable field copied from a text that has none, as ``insert`` stores them. A copy
+that cannot be missing is checked first: a source row without a value (a missing
+attribute, an attribute of another kind) raises ValidationError naming the field.
+Copies SQL cannot type the way the domain does (a list element's money or instant, a
+``ref_any`` field) are left to the page-at-a-time default: ``insert_from`` returns None.
 """
 
 from __future__ import annotations
@@ -80,7 +84,6 @@ _ELEMENT_STORAGE = {
 _ATTRIBUTE_SLOT = {"text": ("s", "text"), "bool": ("b", "bool"), "int": ("i", "int")}
 
 _LOW_BITS = (1 << 64) - 1
-_ROOM = (1 << 61) - 1  # the low 64 bits keep the variant (2 bits) and start at most here
 
 
 class _Unsupported(Exception):
@@ -443,43 +446,63 @@ def _assembled(
     written back.
     """
     cls = spec.cls
-    new, put = object.__new__, object.__setattr__
+    converters = {a.name: a.converter for a in attrs.fields(cls)}
+    namespace: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "cls": cls, "_fix": _fix}
+    namespace["ValidationError"] = ValidationError
+
+    def assign(name: str, value: str) -> str:
+        """Set field ``name`` of ``new``: through its slot's own setter when it has one (as ``_rows``)."""
+        slot = next((k.__dict__[name] for k in cls.__mro__ if name in k.__dict__), None)
+        if isinstance(slot, types.MemberDescriptorType):
+            namespace[f"_set_{name}"] = slot.__set__
+            return f"_set_{name}(new, {value})"
+        return f"_set(new, {name!r}, {value})"
+
+    body = ["new = _new(cls)", assign("id", "row['id']")]
     fixed: list[tuple[str, Any]] = [(n, v.value) for n, v in wanted.items() if isinstance(v, Const)]
     fixed += [("created_at", stamp), ("updated_at", stamp), ("version", 1), ("external_id", None)]
-    converters = {a.name: a.converter for a in attrs.fields(cls)}
-    tests = [n for n, v in wanted.items() if isinstance(v, Test)]
-    copies = []
-    for name, value in wanted.items():
-        if isinstance(value, Copy):
-            convert = converters[name]
-            shadow = shadow_column(name)
-            copies.append(
-                (name, _decoder(spec.declared[name]), convert if callable(convert) else None, name in checked, shadow)
-            )
-    made: list[Any] = []
-    fixes: list[dict[str, Any]] = []
-    for i, row in enumerate(rows):
-        record: Any = new(cls)
-        for name, value in fixed:
-            put(record, name, value)
-        put(record, "id", row["id"])
-        for name in tests:
-            put(record, name, bool(row[name]))
-        for name, decode, convert, fix, shadow in copies:
-            stored = row[name]
-            value = stored if decode is None or stored is None else decode(stored)
-            if convert is not None:
-                try:
-                    value = convert(value)
-                except ValidationError as exc:
-                    raise exc.at_row(i) from None
-            if fix:
-                folded = (None if value is None else fold(value)) if shadow in row else None
-                if value != stored or (shadow in row and row[shadow] != folded):
-                    fixes.append({"p_id": row["id"], "p_value": value, "p_folded": folded, "p_field": name})
-            put(record, name, value)
-        made.append(record)
+    for j, (name, value) in enumerate(fixed):
+        namespace[f"k{j}"] = value  # one value, shared by every record (values of records are immutable)
+        body.append(assign(name, f"k{j}"))
+    for j, (name, value) in enumerate(wanted.items()):
+        if isinstance(value, Test):
+            body.append(assign(name, f"bool(row[{name!r}])"))
+        elif isinstance(value, Copy):
+            body.append(f"v = row[{name!r}]")
+            decode, convert = _decoder(spec.declared[name]), converters[name]
+            if decode is not None:
+                namespace[f"d{j}"] = decode
+                body.append(f"if v is not None: v = d{j}(v)")
+            if callable(convert):
+                namespace[f"c{j}"] = convert
+                body.append(f"v = c{j}(v)")
+            if name in checked:
+                body.append(f"_fix(fixes, row, {name!r}, v, {shadow_column(name)!r})")
+            body.append(assign(name, "v"))
+    lines = [
+        "def assemble(rows):",
+        "    made, fixes = [], []",
+        "    append = made.append",
+        "    i = -1",
+        "    try:",
+        "        for row in rows:",
+        "            i += 1",
+        *(f"            {line}" for line in body),
+        "            append(new)",
+        "    except ValidationError as exc:",
+        "        raise exc.at_row(i) from None",
+        "    return made, fixes",
+    ]
+    exec(compile("\n".join(lines) + "\n", f"<crmkit_sqlalchemy insert_from of {spec.name}>", "exec"), namespace)
+    made, fixes = namespace["assemble"](rows)
     return made, fixes
+
+
+def _fix(fixes: list[dict[str, Any]], row: Mapping[str, Any], name: str, value: Any, shadow: str) -> None:
+    """Note a copied value to write back: its converter changed it, or its folded form is still to be made."""
+    folded = (None if value is None else fold(value)) if shadow in row else None
+    if value != row[name] or (shadow in row and row[shadow] != folded):
+        fixes.append({"p_id": row["id"], "p_value": value, "p_folded": folded, "p_field": name})
 
 
 def _records(
