@@ -28,7 +28,8 @@ searchable field copied from a text that has none, as ``insert`` stores them. A 
 that cannot be missing is checked first: a source row without a value (a missing
 attribute, an attribute of another kind) raises ValidationError naming the field.
 Copies SQL cannot type the way the domain does (a list element's money or instant, a
-``ref_any`` field) are left to the page-at-a-time default: ``insert_from`` returns None.
+text copied into a number) are left to the page-at-a-time default: ``insert_from`` then
+returns None.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from crmkit._ids import new_id
 from crmkit.customers import EmailAddress, Handle, Phone, PostalAddress
 from crmkit.entities import EntitySpec
 from crmkit.query import Const, Copy, Expr, Test
-from crmkit.schema import AggregateSpec, declared_fields
+from crmkit.schema import AggregateSpec, Ref, declared_fields
 from crmkit.search import fold
 from crmkit.transactions import LineItem
 from crmkit_sqlalchemy import _words
@@ -233,6 +234,16 @@ class _Builder:
             raise _Unsupported(field)
         return self._null_checked(field, source_column, nullable or not source_column.nullable)
 
+    def reference(self, column: sa.Column[Any], field: str, value: Copy, nullable: bool) -> sa.ColumnElement[Any]:
+        """A ``ref_any`` field copied from one of the source: each of its two columns (aggregate, id) from its own."""
+        source = _derived(self.source.spec)
+        fd = source.declared.get(value.path) if source is not None else None
+        if fd is None or fd.kind != "ref_any":
+            raise _Unsupported(field)
+        part = "aggregate" if column.name == f"{field}_aggregate" else "id"
+        copied = self.alias.c[f"{value.path}_{part}"]
+        return self._null_checked(field, copied, nullable or part == "aggregate" or not fd.nullable)
+
     def _null_checked(self, field: str, expr: sa.ColumnElement[Any], nullable: bool) -> sa.ColumnElement[Any]:
         """``expr``, after making sure no source row gives NULL when the target field cannot be missing."""
         if not nullable:
@@ -334,7 +345,8 @@ def insert_from(
                     columns.append(sa.case((test, sa.true()), else_=sa.false()))
                 else:
                     if declared is not None and declared.declared[field].kind == "ref_any":
-                        raise _Unsupported(field)
+                        columns.append(builder.reference(column, field, value, declared.declared[field].nullable))
+                        continue
                     maybe_missing = nullable.get(field, column.nullable)
                     columns.append(builder.copy(column, field, value, bool(maybe_missing)))
     except _Unsupported:
@@ -349,7 +361,15 @@ def insert_from(
     shadows = [table.c[shadow_column(n)] for n in checked if shadow_column(n) in table.c]
     if declared is not None:
         # a declared aggregate's records are put together here: only the ids, copies and tests come back
-        back = [table.c.id, *(table.c[n] for n, v in wanted.items() if not isinstance(v, Const)), *shadows]
+        back = [
+            table.c.id,
+            *(
+                c
+                for c in table.c
+                if SHADOW not in c.info and not isinstance(wanted.get(_field_of(spec, c)), (Const, type(None)))
+            ),
+        ]
+        back += shadows
         statement = table.insert().from_select([c.name for c in table.c], select).returning(*back)
         raw = RawSelect(statement, store.engine.dialect, None)
     else:
@@ -448,7 +468,7 @@ def _assembled(
     cls = spec.cls
     converters = {a.name: a.converter for a in attrs.fields(cls)}
     namespace: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "cls": cls, "_fix": _fix}
-    namespace["ValidationError"] = ValidationError
+    namespace.update(ValidationError=ValidationError, _Ref=Ref)
 
     def assign(name: str, value: str) -> str:
         """Set field ``name`` of ``new``: through its slot's own setter when it has one (as ``_rows``)."""
@@ -468,7 +488,11 @@ def _assembled(
         if isinstance(value, Test):
             body.append(assign(name, f"bool(row[{name!r}])"))
         elif isinstance(value, Copy):
-            body.append(f"v = row[{name!r}]")
+            if spec.declared[name].kind == "ref_any":
+                a, i = f"{name}_aggregate", f"{name}_id"
+                body.append(f"v = None if row[{a!r}] is None else _Ref(row[{a!r}], row[{i!r}])")
+            else:
+                body.append(f"v = row[{name!r}]")
             decode, convert = _decoder(spec.declared[name]), converters[name]
             if decode is not None:
                 namespace[f"d{j}"] = decode
