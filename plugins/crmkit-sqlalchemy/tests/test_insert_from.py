@@ -303,6 +303,23 @@ def test_campaign_targeting_shape(crm: CRM) -> None:
     # the same members again: the (campaign, customer) key is taken, nothing is written, as with insert
     expected, got = _both(crm, CampaignMember, "customers", where, values)
     assert expected is ConflictError and got is ConflictError
+    # two members of one customer in the same call (built from its transactions): the same
+    values["customer_id"] = F("customer_id")
+    values["campaign_id"] = uuid.UUID(int=rng.getrandbits(128))
+    values["control"] = False
+    values["address"] = None
+    expected, got = _both(crm, CampaignMember, "transactions", None, values)
+    assert expected is ConflictError and got is ConflictError
+    spec, source = crm.schema.spec(CampaignMember), crm.schema.spec("transactions")
+    with pytest.raises(ConflictError, match=r"\(campaign_id, customer_id\)") as raised:
+        crm.store.repository(spec).insert_from(
+            crm.tenant,
+            crm.store.repository(source),
+            bind(None, source, crm.schema),
+            _built(crm, CampaignMember, "transactions", values),
+            STAMP,
+        )
+    assert raised.value.key == ("campaign_id", "customer_id") and not raised.value.transient
 
 
 def test_empty_source(crm: CRM) -> None:

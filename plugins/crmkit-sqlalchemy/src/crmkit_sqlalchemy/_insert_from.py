@@ -410,16 +410,18 @@ def insert_from(
 
 
 def _explained(repo: SqlRepository, conflict: ConflictError) -> ConflictError:
-    """The ConflictError of a unique key the new rows clash on, in ``insert``'s words where it can say."""
-    explained = explain_conflict(repo.spec, repo.table, [], conflict)
-    if explained is conflict and repo.spec.natural_key:
-        names = ", ".join(repo.spec.natural_key)
-        return ConflictError(
-            f"{repo.spec.label}: a record of this write has a ({names}) that is already stored",
-            entity=repo.spec.label,
-            key=repo.spec.natural_key,
-        )
-    return explained
+    """The ConflictError naming the unique key the new rows clash on (stored already, or built twice)."""
+    explained = explain_conflict(repo.spec, repo.table, [], conflict)  # which declared key, if one
+    key = explained.key if explained is not conflict else repo.spec.natural_key
+    if not key:
+        return conflict
+    label = repo.spec.label
+    names = ", ".join(key)
+    return ConflictError(
+        f"{label}: a ({names}) of the records built is already stored, or two of them share one",
+        entity=label,
+        key=key,
+    )
 
 
 def _refuse(conn: sa.Connection, builder: _Builder, condition: sa.ColumnElement[bool]) -> None:
