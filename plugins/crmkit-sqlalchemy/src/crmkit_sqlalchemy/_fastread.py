@@ -116,9 +116,14 @@ class RawSelect:
     from a DBAPI row straight to the record; without one, to a dict by column name.
     """
 
-    __slots__ = ("_dialect", "_plan", "_statement", "builds_records", "decode", "names", "parameters", "sql")
+    __slots__ = (
+        "_dialect", "_plan", "_selected", "_statement", "builds_records", "decode", "names", "parameters", "sql"
+    )  # fmt: skip
 
-    def __init__(self, statement: sa.Select[Any], dialect: Dialect, plan: RecordPlan | None = None) -> None:
+    def __init__(self, statement: sa.Select[Any] | sa.Insert, dialect: Dialect, plan: RecordPlan | None = None) -> None:
+        # a SELECT's columns, or those an INSERT ... RETURNING gives back
+        selected = statement.selected_columns if isinstance(statement, sa.Select) else statement.exported_columns
+        self._selected = list(selected)
         compiled = statement.compile(dialect=dialect)
         positional = compiled.positional
         names = compiled.positiontup if positional else list(compiled.binds)
@@ -146,7 +151,7 @@ class RawSelect:
         source = f"def parameters(values):\n    return {f'({joined})' if positional else f'{{{joined}}}'}\n"
         exec(compile(source, "<crmkit_sqlalchemy raw select parameters>", "exec"), binds)
         self.parameters: Callable[[Mapping[str, Any]], Any] = binds["parameters"]
-        self.names = [c.key for c in statement.selected_columns]
+        self.names = [c.key for c in self._selected]
         self._statement, self._dialect, self._plan = statement, dialect, plan
         columns = {f"row[{name!r}]": f"c{i}" for i, name in enumerate(self.names)}
         self.builds_records = plan is not None and all(
@@ -164,7 +169,7 @@ class RawSelect:
         }  # fmt: skip
         lines = ["def decode(row):"]
         instants: list[int] = []
-        for i, (column, code) in enumerate(zip(self._statement.selected_columns, type_codes, strict=True)):
+        for i, (column, code) in enumerate(zip(self._selected, type_codes, strict=True)):
             process: Callable[[Any], Any] | None = column.type._cached_result_processor(dialect, code)
             namespace[f"p{i}"] = process
             lines += _read(i, column, process, dialect, namespace, instants)
@@ -185,10 +190,14 @@ class RawSelect:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(self.sql, self.parameters(values))
-            fetched = cursor.fetchall()
-            decode = self.decode
-            if decode is None:
-                decode = self.decode = self._decoder([d[1] for d in cursor.description])
+            return self.fetched(cursor)
         finally:
             cursor.close()
+
+    def fetched(self, cursor: Any) -> list[Any]:
+        """The decoded rows of a DBAPI cursor that has run this statement (here, or through SQLAlchemy)."""
+        fetched = cursor.fetchall()
+        decode = self.decode
+        if decode is None:
+            decode = self.decode = self._decoder([d[1] for d in cursor.description])
         return [decode(row) for row in fetched]

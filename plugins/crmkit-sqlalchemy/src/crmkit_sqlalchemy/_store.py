@@ -18,6 +18,7 @@ at a time, like ``memory://``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -32,7 +33,21 @@ from sqlalchemy.engine import URL
 from crmkit._errors import ConflictError, PluginError
 from crmkit.aggregation import AggregateQuery
 from crmkit.entities import ENTITIES, EntitySpec
-from crmkit.query import All, Compare, Expr, In, InSelect, Matches, Order, StartsWith, conjuncts, parse_order
+from crmkit.query import (
+    All,
+    Compare,
+    Const,
+    Copy,
+    Expr,
+    In,
+    InSelect,
+    Matches,
+    Order,
+    StartsWith,
+    Test,
+    conjuncts,
+    parse_order,
+)
 from crmkit.schema import AggregateSpec, Schema
 from crmkit.search import prefix_end
 from crmkit.store import Activity, Capabilities, Repository, Store
@@ -213,6 +228,23 @@ class SqlRepository(Repository[Any]):
             return stored
 
         return insert
+
+    def insert_from(
+        self,
+        tenant: str,
+        source: Repository[Any],
+        where: Expr,
+        values: Mapping[str, Copy | Const | Test],
+        stamp: dt.datetime,
+    ) -> list[Any]:
+        """One ``INSERT ... SELECT ... RETURNING`` (``_insert_from``); the default for what SQL cannot build."""
+        if isinstance(source, SqlRepository) and source.store is self.store:
+            from crmkit_sqlalchemy._insert_from import insert_from
+
+            made = insert_from(self, tenant, source, where, values, stamp)
+            if made is not None:
+                return made
+        return super().insert_from(tenant, source, where, values, stamp)
 
     def _grown(self, rows: int) -> None:
         """Refresh PostgreSQL's statistics after big imports, at 20,000 rows, 40,000, 80,000...
