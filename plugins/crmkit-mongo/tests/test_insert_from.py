@@ -359,3 +359,44 @@ def test_money_and_enum_copy_between_probes(crm: CRM) -> None:
     values["happened_at"] = F("happened_at")
     values["sponsor_id"] = F("about.id")
     same_as_reference(crm, Probe, Probe, F("number") >= 0, values, {"crmkit_probes": sources})
+
+
+def test_several_batches_with_tests_across_them(crm: CRM, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("crmkit_mongo._insert_from.BATCH", 3)
+    customers = [
+        stored(Customer(kind=("person", "organization")[i % 2], name=f"n{i}", emails=(cst_email(f"N{i}@x.org"),)))
+        for i in range(10)
+    ]
+    held_out = [customers[i].id for i in (0, 4, 5, 9)]
+    made = same_as_reference(
+        crm, CampaignMember, "customers", None, campaign_values(uuid.uuid4(), held_out), {"customers": customers}
+    )
+    assert [m.control for m in made] == [i in (0, 4, 5, 9) for i in range(10)]
+    assert [m.address for m in made] == [f"n{i}@x.org" for i in range(10)]
+
+
+def test_without_transactions_a_collision_in_a_later_batch_leaves_nothing(
+    mongo_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store without transactions takes back the batches it wrote before the one that clashed."""
+    monkeypatch.setattr("crmkit_mongo._insert_from.BATCH", 2)
+    tenant = tenants()[0]
+    with crmkit.connect(mongo_db_url, tenant=tenant, transactions=False) as plain:
+        customers = [stored(Customer(kind="person", name=f"n{i}")) for i in range(7)]
+        put(plain, tenant, CUSTOMERS, customers)
+        campaign = uuid.uuid4()
+        members = plain.store.repository(plain.schema.spec(CampaignMember))
+        clashing = customers[5].id
+        taken = CampaignMember(campaign_id=campaign, customer_id=clashing, status="planned", added_at=T0, status_at=T0)
+        taken = stored(taken)
+        members.insert(tenant, [taken])
+        values = {name: value_of(v) for name, v in campaign_values(campaign, []).items()}
+        values["control"] = Const(False)
+        source = plain.store.repository(CUSTOMERS)
+        with no_reference(), pytest.raises(ConflictError) as raised:
+            members.insert_from(tenant, source, bind(None, CUSTOMERS, plain.schema), values, STAMP)
+        assert raised.value.key == (campaign, customers[5].id)
+        assert [d["customer_id"] for d in members.collection.find({"tenant": tenant})] == [customers[5].id]
+        made = members.insert_from(tenant, source, bind(F("name") != "n5", CUSTOMERS, plain.schema), values, STAMP)
+        assert len(made) == 6
+        assert members.collection.count_documents({"tenant": tenant}) == 7

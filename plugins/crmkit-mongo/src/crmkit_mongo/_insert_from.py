@@ -183,6 +183,8 @@ def plan(
         value = values[name]
         if isinstance(value, Const):
             given = value.value
+            if given is attrs.NOTHING:
+                return None  # a required field left out: the base class refuses it as records do
             if isinstance(given, _FACTORY) and not given.takes_self:
                 given = given.factory()  # a declared default made per record (``attributes``)
             codec.put[name](constants, given)
@@ -237,7 +239,8 @@ def insert_from(repo: MongoRepository, tenant: str, source: MongoRepository, whe
     if source.collection.full_name == repo.collection.full_name:
         found = iter(list(cursor))  # every source document read before the first new one is written
     made: list[Any] = []
-    written: list[Any] = []
+    written: list[list[dict[str, Any]]] = []
+    moved = False
     try:
         for batch in _batches(found, BATCH):
             flagged = [_matching(source, tenant, [doc["id"] for doc in batch], where) for _, where in built.tests]
@@ -250,30 +253,38 @@ def insert_from(repo: MongoRepository, tenant: str, source: MongoRepository, whe
                         doc[name] = True
                 record = decode(doc)  # the declaration's checks, before anything is written
                 for name in built.normalised:
-                    doc.pop(name, None)
-                    put[name](doc, getattr(record, name))
+                    # stored as the record holds it, in its place (a key that was missing goes last: reordered)
+                    value: dict[str, Any] = {}
+                    put[name](value, getattr(record, name))
+                    if name in value:
+                        moved = moved or name not in doc
+                        doc[name] = value[name]
+                    else:
+                        doc.pop(name, None)
                 if built.searched:
                     doc.pop(FOLDED, None)
                     doc.pop(WORDS, None)
                     for name in built.searched:
                         put_search(doc, name, getattr(record, name))
                 records.append(record)
-            if built.normalised:
+            if moved:
                 batch = [_reordered(doc, built.project) for doc in batch]
-            repo.collection.insert_many(batch, ordered=True, session=session)
+                moved = False
             if session is None:
-                written.extend(doc["_id"] for doc in batch)
+                written.append(batch)  # insert_many gives each document its _id before it sends any
+            repo.collection.insert_many(batch, ordered=True, session=session)
             made.extend(records)
     except BaseException:
         if session is None and written:
-            # without a transaction: take back what this call wrote (a later batch failed)
-            repo.collection.delete_many({"_id": {"$in": written}})
+            # without a transaction: take back what this call wrote (the batches before, the clashing one's start)
+            sent = [doc["_id"] for batch in written for doc in batch if "_id" in doc]
+            repo.collection.delete_many({"_id": {"$in": sent}})
         raise
     return made
 
 
 def _reordered(doc: dict[str, Any], project: Mapping[str, Any]) -> dict[str, Any]:
-    """``doc`` with its keys in the encoder's order (a normalised field was stored again at the end)."""
+    """``doc`` with its keys in the encoder's order (a normalised field was added at the end)."""
     out = {key: doc[key] for key in project if key in doc}
     out.update((key, value) for key, value in doc.items() if key not in out)
     return out
