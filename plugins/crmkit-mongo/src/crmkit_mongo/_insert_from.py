@@ -7,8 +7,8 @@ writes each new document whole, in the key order the aggregate's encoder writes:
 * a copied value (``Copy``) is the source document's stored value at its path: a field,
   ``attributes.<name>``, or the first element's field of a list (``$arrayElemAt``), left
   out when missing, as the encoder leaves None out. Copies are made only between fields
-  stored alike (text to text, ref to uuid, a datetime attribute's microseconds to an
-  instant...); a pair stored differently is built by the base class instead;
+  stored alike (text to text, ref to uuid, an attribute to a text or boolean field); a
+  pair stored differently is built by the base class instead;
 * a constant (``Const``) is encoded once, by the aggregate's own per-field encoder, and
   sent as a ``$literal``; the tenant, ``created_at``, ``updated_at`` and ``version`` too;
 * a test (``Test``) is ``False`` in the pipeline: see below.
@@ -17,8 +17,8 @@ MongoDB cannot ``$merge`` into a collection inside a multi-document transaction,
 documents come back and are written with ``insert_many`` in the current session, a batch
 at a time. In Python each document only gets its new id (UUIDv7, increasing in source
 order, in the place of the source id it carried), its tests, and, when a copied field is
-searchable or normalised by the declaration (``check=``/``convert=``), the stored forms
-the encoder derives from the record's value. The returned records are the documents
+searchable, normalised by the declaration (``check=``/``convert=``) or an attribute's value,
+the stored forms the encoder derives from the record's value. The returned records are the documents
 decoded by the aggregate's decoder (which runs the declaration's checks before anything is
 written): nothing is read back.
 
@@ -75,8 +75,10 @@ _FORM: Mapping[str, str] = {
 }
 #: The fields every record has, with their stored forms.
 _COMMON_FORM = {"id": "uuid", "created_at": "micros", "updated_at": "micros", "version": "int", "external_id": "text"}
-#: What an attribute value may be copied to: its stored form is the field's when its type is the field's.
-_FROM_ATTRIBUTE = frozenset({"text", "int", "bool", "decimal", "date", "micros"})
+#: What an attribute value is copied to in the pipeline: fields whose decoder takes the stored value as it
+#: is, so that the declaration's converter sees what a record would (and refuses an attribute of another
+#: type as it would). An attribute datetime, an integer into money...: the generic way.
+_FROM_ATTRIBUTE = frozenset({"text", "bool"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FACTORY: Any = attrs.Factory  # a declared default made per record (``attributes``)
 
@@ -117,7 +119,7 @@ def _source(spec: EntitySpec, value: Copy) -> _Source | None:
     form = None if sub is None else _FORM.get(sub.kind)
     if sub is None or form is None or not _NAME.match(rest):
         return None
-    first = {"$getField": {"field": rest, "input": {"$arrayElemAt": ["$" + head, 0]}}}
+    first = {"$let": {"vars": {"first": {"$arrayElemAt": ["$" + head, 0]}}, "in": "$$first." + rest}}
     return _Source(first, form, True, sub.type if sub.kind == "enum" else None)
 
 
@@ -132,14 +134,6 @@ def _copy_expr(source: _Source, target: FieldDef) -> Any:
     if source.form == "attribute":
         if form not in _FROM_ATTRIBUTE:
             return None
-        if form == "micros":  # an attribute datetime is stored as {"us": microseconds}
-            expr = {
-                "$cond": [
-                    {"$eq": [{"$type": expr}, "object"]},
-                    {"$getField": {"field": "us", "input": expr}},
-                    expr,
-                ]
-            }
     elif source.form != form:
         return None
     if form == "texts":
@@ -198,11 +192,11 @@ def plan(
         elif isinstance(value, Copy):
             found = _source(source, value)
             expr = None if found is None else _copy_expr(found, fd)
-            if expr is None:
+            if found is None or expr is None:
                 return None
             project[name] = expr
-            if fd.check is not None or fd.convert is not None:
-                normalised.append(name)
+            if fd.check is not None or fd.convert is not None or found.form == "attribute":
+                normalised.append(name)  # stored as the record holds it (an attribute: as converted, if at all)
             copied_search = copied_search or fd.search
         else:
             return None
