@@ -156,13 +156,19 @@ def raw_side(client: Any, db: Any, held_out: list[uuid.UUID]) -> int:
 
 
 def main() -> int:
+    global BATCH
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default=os.environ.get("CRMKIT_MONGO_URL"), help="a server (else one is started)")
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=BATCH, help="documents per insert_many, both ways")
     parser.add_argument("--generic", action="store_true", help="also time the base class's page-at-a-time way")
     parser.add_argument("--cache-gb", type=int, default=4, help="WiredTiger cache of the server it starts")
     args = parser.parse_args()
+    BATCH = args.batch
+    import crmkit_mongo._insert_from
+
+    crmkit_mongo._insert_from.BATCH = args.batch
 
     server = None
     url = args.url
