@@ -152,18 +152,21 @@ class _Compiler:
         args = "tenant, r" if record_lines else "r"
         lines = [f"def {name}({args}):", f"    {start}"]
         for fd in fields:
-            key = repr(fd.name)
             lines.append(f"    v = r.{fd.name}")
-            stored = self._to_bson(fd, "v")
-            if fd.kind in _COLLECTIONS and not (fd.nullable and fd.kind == "text_set"):
-                lines.append(f"    if v:\n        doc[{key}] = {stored}")  # empty: left out
-            elif fd.nullable:
-                lines.append(f"    if v is not None:\n        doc[{key}] = {stored}")
-            else:
-                lines.append(f"    doc[{key}] = {stored}")
+            lines.append(self.put(fd))
         lines.extend(record_lines)
         lines.append("    return doc")
         return "\n".join(lines) + "\n"
+
+    def put(self, fd: FieldDef) -> str:
+        """The lines storing the value ``v`` of one field in ``doc`` (None and empty collections left out)."""
+        key = repr(fd.name)
+        stored = self._to_bson(fd, "v")
+        if fd.kind in _COLLECTIONS and not (fd.nullable and fd.kind == "text_set"):
+            return f"    if v:\n        doc[{key}] = {stored}"  # empty: left out
+        if fd.nullable:
+            return f"    if v is not None:\n        doc[{key}] = {stored}"
+        return f"    doc[{key}] = {stored}"
 
     def decoder(self, name: str, fields: tuple[FieldDef, ...], cls_name: str, record_args: tuple[str, ...]) -> str:
         """``def name(d)``: the record or value object of one document."""
@@ -239,6 +242,12 @@ class DerivedCodec(Codec):
             "created_at": from_micros,
             "updated_at": from_micros,
         }
+        #: Per declared field, ``put(doc, value)``: the field stored as ``encode`` stores it (``insert_from``).
+        self.put: dict[str, Callable[[dict[str, Any], Any], None]] = {}
+        for fd in fields:
+            writer = f"def put(doc, v):\n{compiler.put(fd)}\n"
+            exec(compile(writer, f"<crmkit_mongo {spec.name}.{fd.name} put>", "exec"), namespace)
+            self.put[fd.name] = namespace.pop("put")
         for fd in fields:
             # Keys hold scalar fields only; an enum is named by its text, as queries compare it.
             if fd.kind not in _COLLECTIONS and fd.kind not in ("ref_any", "enum"):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bson.binary import Binary, UuidRepresentation
@@ -15,14 +16,16 @@ from pymongo.errors import BulkWriteError
 from crmkit._errors import ConflictError
 from crmkit.aggregation import AggregateQuery, select_values
 from crmkit.entities import EntitySpec
-from crmkit.query import Expr, Order, Select, has_select, resolve_selects
+from crmkit.query import Const, Copy, Expr, Order, Select, Test, has_select, resolve_selects
+from crmkit.schema import AggregateSpec
 from crmkit.store import Activity, Repository
 from crmkit_mongo._aggregate import _decode as decode_value
 from crmkit_mongo._aggregate import aggregate
-from crmkit_mongo._derived import codec_for
+from crmkit_mongo._derived import DerivedCodec, codec_for
 from crmkit_mongo._documents import as_binary, from_micros
 from crmkit_mongo._errors import DUPLICATE_KEY, conflict_for, duplicate_key_of
 from crmkit_mongo._filters import for_tenant, sort_spec
+from crmkit_mongo._insert_from import insert_from, plan
 from crmkit_mongo._semijoin import stages
 
 if TYPE_CHECKING:
@@ -140,6 +143,29 @@ class MongoRepository(Repository[Any]):
             if written:
                 self.collection.delete_many({"_id": {"$in": written}})
             raise
+
+    @_translated
+    def insert_from(
+        self,
+        tenant: str,
+        source: Repository[Any],
+        where: Expr,
+        values: Mapping[str, Copy | Const | Test],
+        stamp: dt.datetime,
+    ) -> list[Any]:
+        """One pipeline on the source collection builds the new documents, written in this session (``_insert_from``).
+
+        A declared aggregate built from a collection of this store's database with values
+        stored as they are copied; anything else (crmkit's own four as targets, a copy
+        between differently stored fields) is built by the base class, a page at a time.
+        """
+        built = None
+        same_store = isinstance(source, MongoRepository) and source._store is self._store
+        if same_store and isinstance(self.spec, AggregateSpec) and isinstance(self._codec, DerivedCodec):
+            built = plan(self.spec, self._codec, tenant, source.spec, values, stamp)
+        if built is None or not isinstance(source, MongoRepository):
+            return super().insert_from(tenant, source, where, values, stamp)
+        return insert_from(self, tenant, source, where, built)
 
     @_translated
     def insert_new(self, tenant: str, records: Sequence[Any]) -> list[Any]:
