@@ -10,10 +10,10 @@ transaction). Each round adds one
 campaign's members, one per customer, both ways, taking turns:
 
 * crmkit: ``crm.records(CampaignMember).add_from("customers", values=...)`` as targeting
-  calls it: constants, the customer's id, the first e-mail address (normalised by the
-  declaration), and ``control`` a test of a held-out list of 1,000 ids;
+  calls it: constants, the customer's id, the first e-mail address (as the customer
+  has it), and ``control`` a test of a held-out list of 1,000 ids;
 * raw: the pipeline one would write by hand (``$match`` of the tenant, ``$sort`` by id,
-  ``$project`` with the constants as literals, ``$toLower``/``$trim`` of the first address,
+  ``$project`` with the constants as literals, the first address as stored,
   ``control`` as ``$in`` of the held-out ids), each document given a UUIDv7 in Python and
   written with ``insert_many`` in batches of 2,000 in one transaction, into a collection
   with the same indexes as crmkit's;
@@ -132,7 +132,7 @@ def raw_side(client: Any, db: Any, held_out: list[uuid.UUID]) -> int:
         "added_at": {"$literal": stamp},
         "status_at": {"$literal": stamp},
         "control": {"$in": ["$id", held_out]},
-        "address": {"$ifNull": [{"$toLower": {"$trim": {"input": first}}}, "$$REMOVE"]},
+        "address": {"$ifNull": [first, "$$REMOVE"]},
         "created_at": {"$literal": stamp},
         "updated_at": {"$literal": stamp},
         "version": {"$literal": 1},
