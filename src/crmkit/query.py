@@ -31,6 +31,9 @@ Semantics (every backend must give the same answers; the conformance suite check
   inside the query that uses it: ``IN (SELECT ... [GROUP BY ... HAVING ...])`` in SQL, a
   ``$lookup`` in one pipeline on MongoDB; a store with no sub-queries of its own reads the
   values first (one query, a group-by when there is ``having``): ``resolve_selects``.
+* ``F("emails").is_empty()`` holds when a list field (a ``schema.many`` tuple of value objects,
+  a ``text_set``) has no element; a missing (None) list counts as empty, so ``~`` of it means
+  "has at least one element". Stores test the stored list itself (no element 0).
 * Text compares by Unicode code point (binary collation), never by locale.
 * Text in a condition is Unicode: a lone surrogate is a ValidationError, as it is in
   stored text. A value for a model field may hold NUL, which stored text never does: it
@@ -78,6 +81,7 @@ __all__ = [
     "F",
     "In",
     "InSelect",
+    "IsEmpty",
     "Not",
     "Matches",
     "Or",
@@ -228,6 +232,13 @@ class Contains(Expr):
 
 
 @attrs.frozen
+class IsEmpty(Expr):
+    """The list field (value objects, a set of texts) has no element; a missing list is empty."""
+
+    field: str
+
+
+@attrs.frozen
 class Matches(Expr):
     """Every one of ``words`` is a word of the folded text field (bound: folded, distinct, sorted)."""
 
@@ -356,6 +367,10 @@ class F:
         record). The same as ``F(field).in_(Select(aggregate, "id", where))``.
         """
         return InSelect(self.name, Select(aggregate, "id", where))
+
+    def is_empty(self) -> IsEmpty:
+        """The list field has no element (``F("emails").is_empty()``: no e-mail address); ``~``: it has one."""
+        return IsEmpty(self.name)
 
     def is_null(self) -> Compare:
         """The field is missing."""
@@ -698,6 +713,8 @@ def _bind(expr: Expr, entity: EntitySpec, schema: Aggregates | None = None) -> E
             # said here, once, because some stores cannot even search for it.
             return Not(ALL)
         return Contains(expr.field, value)
+    if isinstance(expr, IsEmpty):
+        return _bind_is_empty(expr, entity)
     if isinstance(expr, (Matches, StartsWith)):
         derived = _derived_search(expr, entity, schema)
         return _bind_search(expr, entity) if derived is None else derived
@@ -709,6 +726,32 @@ def _bind(expr: Expr, entity: EntitySpec, schema: Aggregates | None = None) -> E
     if isinstance(expr, Not):
         return Not(_bind(_expr(expr.item), entity, schema))
     raise ValidationError("where", "is not a crmkit condition", expr)
+
+
+#: Declared kinds whose values are lists (``is_empty`` applies).
+LIST_KINDS = frozenset({"many", "text_set", "text_list"})
+
+
+def list_kind(entity: EntitySpec, name: str) -> str | None:
+    """The declared kind of a list field of ``entity`` (``many``, ``text_set``, ``text_list``), None otherwise."""
+    declared = getattr(entity, "declared", None)
+    fd = declared.get(name) if isinstance(declared, Mapping) else None
+    if fd is not None:
+        return fd.kind if fd.kind in LIST_KINDS else None
+    spec = entity.field(name)
+    return "text_set" if spec is not None and spec.kind == "text_set" else None
+
+
+def _bind_is_empty(expr: IsEmpty, entity: EntitySpec) -> Expr:
+    name = expr.field
+    if not isinstance(name, str):
+        raise ValidationError("where", "field names are strings", name)
+    if list_kind(entity, name) is None:
+        known = name.startswith("attributes.") or entity.field(name) is not None
+        if not known and name not in getattr(entity, "declared", {}):
+            _field_spec(entity, name)  # an unknown name: the error says which fields are known
+        raise ValidationError(name, "is_empty() applies to list fields (schema.many, text_set)", expr)
+    return IsEmpty(name)
 
 
 def _derived_search(expr: Matches | StartsWith, entity: EntitySpec, schema: Aggregates | None) -> Expr | None:
@@ -824,6 +867,8 @@ def evaluate(expr: Expr, entity: EntitySpec, record: Any) -> bool:
         if isinstance(value, (frozenset, set)):
             return expr.value in value
         return isinstance(value, str) and expr.value in value
+    if isinstance(expr, IsEmpty):
+        return not getattr(record, expr.field)
     if isinstance(expr, Matches):
         value = _plain(entity.record_value(record, expr.field))
         if not isinstance(value, str):

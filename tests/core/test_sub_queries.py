@@ -188,3 +188,21 @@ def test_a_grouped_sub_query_keeps_the_values_whose_group_passes_having(url: str
             crm.customers.count(F("id").in_(Select("crmkit_probes", "owner_id", None, ("sum(code)", ">", 1))))
         with pytest.raises(ValidationError):
             crm.customers.count(F("id").in_(Select("crmkit_probes", "owner_id", None, ("count", "~", 1))))
+
+
+def test_is_empty_binds_on_list_fields_only_and_evaluates_a_missing_list_as_empty() -> None:
+    """``F(field).is_empty()`` on the lists of a declared aggregate; any other field is refused by name."""
+    from crmkit.entities import CUSTOMERS
+    from crmkit.query import IsEmpty, bind, evaluate
+
+    assert bind(~F("emails").is_empty(), CUSTOMERS) == Not(IsEmpty("emails"))
+    for name in ("name", "owner", "attributes.emails", "id"):
+        with pytest.raises(ValidationError) as caught:
+            bind(F(name).is_empty(), CUSTOMERS)
+        assert caught.value.field == name
+    with pytest.raises(ValidationError, match="is not a field of customers"):
+        bind(F("nothing").is_empty(), CUSTOMERS)
+    ana = crmkit.Customer(kind="person", name="Ana", emails=[crmkit.EmailAddress("ana@example.com")])
+    ben = crmkit.Customer(kind="person", name="Ben")
+    assert [evaluate(IsEmpty("emails"), CUSTOMERS, c) for c in (ana, ben)] == [False, True]
+    assert evaluate(IsEmpty("tags"), CUSTOMERS, ben) and evaluate(IsEmpty("phones"), CUSTOMERS, ana)

@@ -39,6 +39,7 @@ _leaves = st.one_of(
     st.builds(lambda f, v: F(f) == v, st.sampled_from(["name", "attributes.tier"]), _values),
     st.builds(lambda v: F("tags").contains(v), st.text(min_size=1, max_size=5)),
     st.builds(lambda vs: F("kind").in_(vs), st.lists(st.sampled_from(["person", "organization"]), min_size=1)),
+    st.builds(lambda f: F(f).is_empty(), st.sampled_from(["emails", "phones", "tags"])),
 )
 conditions: st.SearchStrategy[Expr] = st.recursive(
     _leaves,

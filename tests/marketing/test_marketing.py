@@ -740,3 +740,37 @@ def test_a_text_campaign_copies_the_first_phone_number_and_leaves_out_customers_
     assert (member.customer_id, member.address) == (ana.id, "+40 721 000 001")
     held = random.Random(1).random() < 0.5  # the one chosen customer's draw
     assert member.control is held and audience.control == int(held)
+
+
+@pytest.mark.parametrize("channel", [Channel.LETTER, Channel.SOCIAL])
+def test_customers_without_a_contact_point_on_the_channel_are_counted_as_no_address(
+    crm: crmkit.CRM, channel: Channel
+) -> None:
+    """On every channel that needs a contact point, an empty list of them is ``no_address`` (counted in the store):
+    for customers allowed by a consent record and for those judged by their points' consent flags alike."""
+    from crmkit.customers import Consent, Handle, PostalAddress
+
+    flag = (Consent(str(channel), True, NOW - dt.timedelta(days=2)),)
+    if channel == Channel.LETTER:
+        point: dict[str, object] = {"addresses": (PostalAddress(("1 Main St",)),)}
+        flagged: dict[str, object] = {"addresses": (PostalAddress(("2 Main St",), consent=flag),)}
+    else:
+        point = {"handles": (Handle("mastodon", "@ana"),)}
+        flagged = {"handles": (Handle("mastodon", "@fay", consent=flag),)}
+    ana = person(crm, "Ana", **point)
+    ben = person(crm, "Ben", email="ben@example.com", tags={"vip"})  # no point on the channel
+    cy = person(crm, "Cy")  # nothing at all
+    # no consent record: judged by the flags; Dan's flag sits on an e-mail address (no point on the channel)
+    dan = crm.customers.add(
+        crmkit.Customer(kind="person", name="Dan", emails=[EmailAddress("dan@example.com", consent=flag)])
+    )
+    fay = person(crm, "Fay", **flagged)
+    for who in (ana, ben, cy):
+        crm.consents.record(who.id, channel=str(channel), purpose="marketing", granted=True, at=NOW - dt.timedelta(1))
+    seg = crm.segments.add(Segment(name="people", where=F("kind") == "person"))
+    camp = crm.campaigns.add(winter(name="Post", channel=channel))
+    audience = crm.marketing.target(camp.id, segment=seg.id, at=NOW)
+    assert audience.excluded == {"suppressed": 0, "opted_out": 0, "no_consent": 0, "no_address": 3}
+    assert {m.customer_id for m in crm.marketing.members(camp.id)} == {ana.id, fay.id}
+    field = "addresses" if channel == Channel.LETTER else "handles"
+    assert {c.id for c in crm.customers.find(F(field).is_empty())} == {ben.id, cy.id, dan.id}

@@ -145,9 +145,11 @@ class _Eligibility:
     sub-queries (semi-joins; the latest record per customer is ``Select(..., first_by=...)``).
     Customers blocked by address: the block list's addresses for the channel are read once (as
     many as there are, not one per customer), the customers that may hold one are found in the
-    store through their e-mail search terms (folded addresses, a superset; customers without
-    e-mail terms are candidates too), and only those few are read to compare their addresses
-    as suppressions keep them.
+    store through their e-mail search terms (folded addresses, a superset; customers with
+    addresses but without e-mail terms are candidates too; those whose contact-point list for
+    the channel is empty never are), and only those few are read to compare their addresses
+    as suppressions keep them. Customers with no contact point on the channel are counted in
+    the store (``F(field).is_empty()``).
     """
 
     def __init__(self, crm: CRM, campaign: Campaign, when: dt.datetime) -> None:
@@ -169,14 +171,16 @@ class _Eligibility:
                 reasons[address] = "suppressed" if row["list_name"] is None else "opted_out"
         if not reasons:
             return [], []
-        candidates = within
+        field = CHANNEL_POINTS.get(self.channel)
+        # a customer with no contact point on the channel holds no listed address: never read
+        candidates = within if field is None else within & ~F(field).is_empty()
         if self.channel == "email" and "search_terms" in self.crm.schema:
             folded = sorted({fold(address) for address in reasons})
             emails = (F("record.aggregate") == "customers") & (F("field") == "emails")
             listed_terms = F("id").in_(Select("search_terms", "record.id", emails & F("term").in_(folded)))
             # a customer without e-mail terms (written with search_emails=False, or before the terms
             # existed) cannot be ruled out by them: it is read and compared like the others
-            candidates = within & (listed_terms | ~F("id").in_(Select("search_terms", "record.id", emails)))
+            candidates = candidates & (listed_terms | ~F("id").in_(Select("search_terms", "record.id", emails)))
         suppressed: list[uuid.UUID] = []
         opted_out: list[uuid.UUID] = []
         for c in self.crm.customers.stream(candidates, order_by="id", batch_size=_READ):
@@ -199,32 +203,18 @@ class _Eligibility:
         return suppressed, opted, ~suppressed & ~opted
 
     def reached(self, among: Expr) -> tuple[Expr, int]:
-        """(the customers of ``among`` with a contact point the channel reaches, as a condition on customers;
-        how many of ``among`` have none).
+        """(the customers with a contact point the channel reaches, as a condition on customers;
+        how many of ``among`` have none, counted in the store).
 
         A channel that needs no contact point reaches everyone. Contact points are kept inside
-        the customer and the query language has no test of an empty list, so on e-mail the
-        customers' stored e-mail search terms say it in the store (a customer with a term has an
-        address) and only those of ``among`` without terms (no address, or written without
-        terms) are read and looked at; on the other channels the customers of ``among`` are read.
+        the customer as a list (``emails``, ``phones``, ``addresses``, ``handles``): the channel's
+        list is not empty (``~F(field).is_empty()``), so no customer is read for it.
         """
         field = CHANNEL_POINTS.get(self.channel)
         if field is None:
             return ALL, 0
-        known: Expr | None = None
-        candidates = among
-        if field == "emails" and "search_terms" in self.crm.schema:
-            emails = (F("record.aggregate") == "customers") & (F("field") == "emails")
-            known = F("id").in_(Select("search_terms", "record.id", emails))
-            candidates = among & ~known
-        found: list[uuid.UUID] = []
-        missing = 0
-        for c in self.crm.customers.stream(candidates, order_by="id", batch_size=_READ):
-            if _points(c, self.channel)[1]:
-                found.append(c.id)
-            else:
-                missing += 1
-        return (_among(found) if known is None else known | _among(found)), missing
+        none = F(field).is_empty()
+        return ~none, self.crm.customers.count(among & none)
 
     def consent(self, among: Expr) -> tuple[Expr, Expr | None]:
         """(allowed by the records, to be judged by the consent flags or None) as conditions on the customers
@@ -317,8 +307,10 @@ class Marketing:
         those already members, suppressed or opted out by id, and those whose latest consent
         record at ``at`` is not a valid grant (``Select(..., first_by=...)``) are left out by
         sub-queries (semi-joins). The block list's addresses are read once and matched through
-        the customers' stored e-mail search terms, and customers with no consent record at all
-        (marketing) are judged by their contact points' consent flags. The members are built in
+        the customers' stored e-mail search terms, customers with no contact point on a channel
+        that needs one are counted as ``no_address`` (``F("phones").is_empty()``), and customers
+        with no consent record at all (marketing) are judged by their contact points' consent
+        flags. The members are built in
         the store by one ``add_from`` of the customers who may be contacted, with the address
         they will be contacted at copied from their first contact point on the channel (as the
         customer has it, not lower-cased). ``control`` holds out that fraction of them at random
@@ -369,7 +361,8 @@ class Marketing:
         )
         # the customers left are allowed by their consent records, judged by their flags, or refused: the
         # allowed ones stay a condition, those judged by their flags (no consent record at all: data from
-        # before them) are read and join the others by id, and the refused ones are what is left
+        # before them) are read and join the others by id, and the refused ones are what is left; the
+        # allowed ones with an empty contact-point list for the channel are counted in the store
         left = customers.count(rest)
         reached, no_address = rules.reached(rest & allowed)
         by_id: list[uuid.UUID] = []

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from crmkit._errors import ValidationError
-from crmkit.query import ALL, Ago, All, And, Compare, Contains, Expr, In, InSelect, Not, Or, Order, Select
+from crmkit.query import ALL, Ago, All, And, Compare, Contains, Expr, In, InSelect, IsEmpty, Not, Or, Order, Select
 
 __all__ = ["condition_text", "parse_condition"]
 
@@ -72,6 +72,8 @@ def _tree(expr: Any) -> Any:
         return {"field": expr.field, "in": [_value(v) for v in expr.values]}
     if isinstance(expr, Contains):
         return {"field": expr.field, "contains": _value(expr.value)}
+    if isinstance(expr, IsEmpty):
+        return {"field": expr.field, "is_empty": True}
     if isinstance(expr, InSelect) and isinstance(expr.select, Select):
         select = expr.select
         where = None if select.where is None else _tree(select.where)
@@ -131,6 +133,8 @@ def _expr(tree: Any) -> Expr:
                 return InSelect(field, Select(select["entity"], select["field"], inner, grouped))
             if "contains" in tree:
                 return Contains(field, _read_value(tree["contains"]))
+            if tree.get("is_empty") is True:
+                return IsEmpty(field)
             if "op" in tree:
                 return Compare(field, tree["op"], _read_value(tree.get("value")))
     raise ValidationError("condition", "is not the stored form of a condition", tree)

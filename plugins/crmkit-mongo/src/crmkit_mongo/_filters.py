@@ -12,6 +12,9 @@ How each rule of the reference semantics is kept:
 * binary collation: no collation is ever given, so strings compare by UTF-8 bytes, which
   is code-point order;
 * ``contains``: array membership for sets, an escaped regular expression for text;
+* ``is_empty``: the list has no element 0 (``{"field.0": {"$exists": false}}``), which holds for
+  an empty array, null and a field left out (empty lists are not stored); under ``~`` the
+  ``$nor`` of it is "has an element";
 * ``startswith``: a range of strings (``prefix <= v < prefix_end(prefix)``), on the field
   or, folded, on its folded form ``_folded.<field>``; ``matches``: ``$all`` of the folded
   words on the array ``_words.<field>``; both kept and indexed by the codecs (``_documents``);
@@ -37,7 +40,7 @@ from decimal import Decimal
 from typing import Any
 
 from crmkit.entities import EntitySpec
-from crmkit.query import All, And, Compare, Contains, Expr, In, Matches, Not, Or, Order, StartsWith
+from crmkit.query import All, And, Compare, Contains, Expr, In, IsEmpty, Matches, Not, Or, Order, StartsWith
 from crmkit.search import prefix_end
 from crmkit_mongo._documents import FOLDED, WORDS, bson_date, decimal128, encode_attribute, micros
 
@@ -88,6 +91,8 @@ def translate(expr: Expr, spec: EntitySpec) -> dict[str, Any]:
         if not field.startswith("attributes.") and spec.fields[field].kind == "text_set":
             return {field: {"$eq": expr.value}}  # an array field equals a value when it holds it
         return {field: {"$regex": re.escape(expr.value)}}
+    if isinstance(expr, IsEmpty):
+        return {f"{expr.field}.0": {"$exists": False}}
     if isinstance(expr, StartsWith):
         path = f"{FOLDED}.{expr.field}" if expr.fold else expr.field
         end = prefix_end(expr.prefix)

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 
 from crmkit.entities import EntitySpec
-from crmkit.query import All, And, Compare, Contains, Expr, In, InSelect, Matches, Not, Or, Order, StartsWith
+from crmkit.query import All, And, Compare, Contains, Expr, In, InSelect, IsEmpty, Matches, Not, Or, Order, StartsWith
 from crmkit.search import prefix_end
 from crmkit_sqlalchemy._encoding import MONEY_KEY_WIDTH, money_key, number_key, utc_text
 from crmkit_sqlalchemy._having import OPERATORS, having
@@ -48,7 +48,7 @@ def _columns_of(compiler: Compiler, expr: Expr, field: str) -> list[Any]:
             todo.extend(item.items)
         elif isinstance(item, Not):
             todo.append(item.item)
-        elif isinstance(item, (Compare, In, InSelect)) and not item.field.startswith("attributes."):
+        elif isinstance(item, (Compare, In, InSelect, IsEmpty)) and not item.field.startswith("attributes."):
             names.add(item.field)
         elif not isinstance(item, All):
             return list(compiler.table.c)
@@ -150,6 +150,8 @@ class Compiler:
             return self._in(expr.field, expr.values)
         if isinstance(expr, Contains):
             return self._contains(expr.field, expr.value, negated)
+        if isinstance(expr, IsEmpty):
+            return self._is_empty(expr.field)
         if isinstance(expr, StartsWith):
             column = self.table.c[shadow_column(expr.field)] if expr.fold else self.column(expr.field)
             return self._guard(expr.field, self._prefix(column, expr.prefix))
@@ -289,6 +291,17 @@ class Compiler:
             each = sa.func.json_each(column).table_valued("value")
             return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == value))
         return self._guard(name, self._substring(column, value))
+
+    def _is_empty(self, name: str) -> ColumnElement[bool]:
+        """The JSON list in column ``name`` has no element 0: ``[]``, JSON ``null`` (a None set) or SQL NULL.
+
+        Never NULL itself, so NOT means "has an element". PostgreSQL: ``col -> 0 IS NULL`` (jsonb_array_length
+        fails on a scalar); SQLite: ``coalesce(json_array_length(col), 0) = 0`` (0 for a scalar, NULL for NULL).
+        """
+        column = self.table.c[name]
+        if self.pg:
+            return column.op("->")(sa.literal_column("0")).is_(None)
+        return sa.func.coalesce(sa.func.json_array_length(column), 0) == 0
 
     def _substring(self, text: ColumnElement[Any], value: str) -> ColumnElement[bool]:
         # strpos / instr treat % _ \ literally, unlike LIKE; an empty needle is found at 1

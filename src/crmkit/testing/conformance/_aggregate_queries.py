@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from crmkit.query import And, Compare, Contains, Expr, In, Not, Or, Order, bind, evaluate, parse_order
+from crmkit.query import And, Compare, Contains, Expr, In, IsEmpty, Not, Or, Order, bind, evaluate, parse_order
 from crmkit.schema import AggregateSpec
 from crmkit.testing import strategies as cs
 from crmkit.testing._backends import Backend
@@ -115,6 +115,7 @@ def _leaves(spec: AggregateSpec, records: Sequence[Any]) -> list[Expr]:
             leaves += [Compare(name, "==", None), Compare(name, "!=", None)]
             leaves += [In(name, tuple(values[i : i + 3])) for i in range(0, len(values), 3)]
             leaves += [Contains(name, part) for part in q.SUBSTRINGS]
+    leaves += [IsEmpty(name) for name, fd in spec.declared.items() if fd.kind in ("many", "text_set", "text_list")]
     return leaves
 
 

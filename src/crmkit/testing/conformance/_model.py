@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from crmkit.query import ALL, And, Compare, Contains, Expr, In, Not, Or
+from crmkit.query import ALL, And, Compare, Contains, Expr, In, IsEmpty, Not, Or
 
 __all__ = ["matches", "plain", "sort_records", "value_of"]
 
@@ -87,6 +87,9 @@ def matches(expr: Expr, record: Any) -> bool:
         if isinstance(left, frozenset):
             return expr.value in left
         return isinstance(left, str) and expr.value in left
+    if isinstance(expr, IsEmpty):  # a list with no element; None counts as empty
+        items = getattr(record, expr.field)
+        return items is None or len(items) == 0
     if isinstance(expr, And):
         return all(matches(item, record) for item in expr.items)
     if isinstance(expr, Or):

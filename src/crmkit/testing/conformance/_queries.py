@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from crmkit.lifecycle_model import Stage
-from crmkit.query import And, Compare, Contains, Expr, In, Not, Or
+from crmkit.query import And, Compare, Contains, Expr, In, IsEmpty, Not, Or
 
 __all__ = [
     "AMOUNTS",
@@ -129,6 +129,7 @@ def customer_wheres(ids: Sequence[uuid.UUID] = ()) -> SearchStrategy[Expr]:
         *(_in(key, attribute_value) for key in _ATTRIBUTE_KEYS),
         st.builds(Contains, st.just("tags"), st.sampled_from(TAGS)),
         st.builds(Contains, st.sampled_from(("name", "owner", *_ATTRIBUTE_KEYS)), st.sampled_from(SUBSTRINGS)),
+        st.builds(IsEmpty, st.sampled_from(("emails", "phones", "addresses", "handles", "tags"))),
     )
     return _combine(leaves)
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from crmkit import Customer, Stage, ValidationError
+from crmkit import Customer, EmailAddress, Stage, ValidationError
 from crmkit.crm import CRM
 from crmkit.entities import CUSTOMERS, TRANSACTIONS
 from crmkit.query import Cursor, Expr, F, bind, evaluate, parse_order
@@ -252,6 +252,9 @@ class QueryContract(ContractBase):
             F("attributes.tier") == "\ud800",
             F("attributes.tier").contains("\udfff"),
             F("attributes.tier").in_(["gold", "\ud800"]),
+            F("name").is_empty(),  # not a list field
+            F("attributes.emails").is_empty(),
+            F("nothing").is_empty(),
             {"name": "\ud800"},
             "kind",
             7,
@@ -325,6 +328,7 @@ def _random_population(crm: CRM) -> list[Customer]:
             stage=list(Stage)[i % len(Stage)],
             external_id=None if i % 5 else f"e-{i}",
             attributes=attributes,
+            emails=(EmailAddress(f"c{i}@example.com"),) if i % 3 == 1 else (),
         )
         out.append(crm.customers.add(customer))
     return out
