@@ -145,6 +145,12 @@ def add_targets(
     aggregate are ``example_record``s whose own references get targets the same way. A
     nullable reference to the aggregate itself gets none (the field stays None);
     a required one cannot be satisfied and is a ValueError.
+
+    The records of each aggregate are written with one ``add_many`` and all of them in one
+    ``crm.transaction()`` (a store's commits and per-call checks are what tests pay for
+    here): stored as ``add`` stores them (version 1, stamped with the connection's clock),
+    with the cause ``add`` gives their events (the caller's, else ``api``), and either all
+    of them or, if one is refused, none.
     """
     spec = aggregate_spec(aggregate)
     wanted: dict[str, None] = {}
@@ -156,30 +162,39 @@ def add_targets(
                 continue
             wanted.setdefault(name, None)
     ids: dict[str, tuple[uuid.UUID, ...]] = {}
-    for name in wanted:
-        ids[name] = _add_records(crm, name, count, _seen | {spec.name})
+    with crm.caused_by(crm.cause), crm.transaction():  # add_many's own cause would be "import"
+        for name in wanted:
+            ids[name] = _add_records(crm, name, count, _seen | {spec.name})
     return Targets(ids)
 
 
 def _add_records(crm: CRM, name: str, count: int, seen: frozenset[str]) -> tuple[uuid.UUID, ...]:
     if name == "customers":
-        return tuple(
-            crm.customers.add(Customer(kind="person", name=f"{_TEXTS[i % len(_TEXTS)]} {i}")).id for i in range(count)
-        )
+        people = [Customer(kind="person", name=f"{_TEXTS[i % len(_TEXTS)]} {i}") for i in range(count)]
+        return _added(crm.customers, people)
     if name == "interactions":
         owner = crm.customers.add(Customer(kind="organization", name="Interactions owner"))
-        return tuple(
-            crm.interactions.add(
+        return _added(
+            crm.interactions,
+            [
                 Interaction(customer_id=owner.id, channel="email", direction="inbound", occurred_at=_INSTANTS[i % 6])
-            ).id
-            for i in range(count)
+                for i in range(count)
+            ],
         )
     declared = crm.schema.derived.get(name)
     if declared is None:
         raise ValueError(f"add_targets cannot make records of {name!r}: add them yourself and pass Targets")
     targets = add_targets(crm, declared, count=1, _seen=seen)
     service: Records[Any] = crm.records(declared.name)
-    return tuple(service.add(example_record(declared, i, targets=targets)).id for i in range(count))
+    return _added(service, [example_record(declared, i, targets=targets) for i in range(count)])
+
+
+def _added(service: Any, records: list[Any]) -> tuple[uuid.UUID, ...]:
+    """The ids of ``records``, new records of one service, stored with one ``add_many``."""
+    result = service.add_many(records)
+    if result.added != len(records):  # they hold no external id: add_many skips none of them
+        raise AssertionError(f"add_many stored {result.added} of {len(records)} {service.spec.name} records")
+    return tuple(record.id for record in records)
 
 
 def example_value(fd: FieldDef, n: int, *, targets: Targets | None = None) -> Any:

@@ -142,7 +142,11 @@ class AggregateContractBase(ClockedContractBase):
 
 
 class AggregateKit:
-    """Records of one aggregate for one CRM: targets for its references, new records that hold no taken key."""
+    """Records of one aggregate for one CRM: targets for its references, new records that hold no taken key.
+
+    The targets are written by ``add_targets``, in bulk (``add_many`` in one transaction, as
+    ``add`` would store them); ``add`` writes a record of the aggregate itself one at a time.
+    """
 
     def __init__(self, crm: CRM, spec: AggregateSpec, *, count: int = 3) -> None:
         self.crm = crm
