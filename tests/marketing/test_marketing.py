@@ -258,6 +258,15 @@ def test_segments_combine_and_follow_changes(crm: crmkit.CRM) -> None:
     with pytest.raises(ValidationError) as caught:
         crm.segments.add(Segment(name="bad", where=F("no_such_field") == 1))
     assert caught.value.field == "where"
+    # every write path checks the query: a bulk import names the row and writes none of its batch
+    rows = [Segment(name="fine", where=F("tags").contains("x")), Segment(name="bad 2", where=F("nope") == 1)]
+    with pytest.raises(ValidationError) as caught:
+        crm.records("segments").add_many(rows)
+    assert (caught.value.field, caught.value.row) == ("where", 1)
+    assert crm.segments.count(F("name").in_(["fine", "bad 2"])) == 0
+    with pytest.raises(ValidationError) as caught:
+        crm.segments.update(attrs.evolve(vip, where=F("nope") == 2))
+    assert caught.value.field == "where"
     with pytest.raises(ValidationError):
         crm.segments.add_members(vip.id, [ada.id])  # a dynamic segment's members follow its query
     crm.customers.delete(ada.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
 from crmkit._errors import ValidationError
@@ -35,16 +35,15 @@ class Segments(Records[Segment]):
     (the connection's clock when not given).
     """
 
-    def add(self, item: Segment) -> Segment:
-        """Store a segment; a dynamic one's query is checked against the customers' fields first."""
-        if isinstance(item, Segment):
-            self._condition(item)
-        return super().add(item)
-
-    def update(self, item: Segment) -> Segment:
-        if isinstance(item, Segment):
-            self._condition(item)
-        return super().update(item)
+    def _check_references(self, records: Sequence[Segment], first_row: int | None) -> None:
+        """Every write (add, update, add_many, upsert_many) checks a dynamic segment's query against the
+        customers' fields, the error naming the input row in bulk writes."""
+        for i, segment in enumerate(records):
+            try:
+                self._condition(segment)
+            except ValidationError as exc:
+                raise exc if first_row is None else exc.at_row(first_row + i) from None
+        super()._check_references(records, first_row)
 
     def _condition(self, segment: Segment, at: dt.datetime | None = None) -> Expr | None:
         where = segment.condition
