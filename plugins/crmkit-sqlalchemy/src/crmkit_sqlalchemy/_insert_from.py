@@ -23,7 +23,7 @@ aggregate only the ids, copies and tests come back: constants are the values the
 hold already, converted once. Each copied value goes through the target field's converter,
 as the class's constructor would run it: a value the field refuses (a text not among its
 ``choices``) raises ValidationError and nothing is written; a value a ``check`` normalises
-(an address lowercased) is written back normalised, and so is the folded form of a
+(a text lower-cased) is written back normalised, and so is the folded form of a
 searchable field copied from a text that has none, as ``insert`` stores them. A copy
 that cannot be missing is checked first: a source row without a value (a missing
 attribute, an attribute of another kind) raises ValidationError naming the field.
