@@ -18,6 +18,7 @@ from crmkit._errors import ValidationError
 from crmkit.entities import EntitySpec
 from crmkit.query import Const, Copy, Test, Value, bind, has_select, relative_to, value_of
 from crmkit.schema import AggregateSpec
+from crmkit.schema._declare import _RECORD_FIELDS
 from crmkit.schema._fields import FieldDef, Ref, bound_converter, field_def
 
 if TYPE_CHECKING:
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RECORD_FIELDS", "bound_values", "source_spec"]
 
-#: The fields the store gives every new record itself: never in ``values``.
-RECORD_FIELDS = ("id", "created_at", "updated_at", "version", "external_id")
+#: The fields the store gives every new record itself (those of ``schema.Record``): never in ``values``.
+RECORD_FIELDS = _RECORD_FIELDS
 
 #: What the source's record fields hold, seen as declared fields (every stored record has them set).
 _RECORD_DEFS = {
