@@ -16,7 +16,7 @@ import attrs
 
 from crmkit._errors import ValidationError
 from crmkit.entities import EntitySpec
-from crmkit.query import Const, Copy, Test, Value, bind, has_select, relative_to, value_of
+from crmkit.query import Const, Copy, Test, Value, value_of
 from crmkit.schema import AggregateSpec
 from crmkit.schema._declare import _RECORD_FIELDS
 from crmkit.schema._fields import FieldDef, Ref, bound_converter, field_def
@@ -148,12 +148,9 @@ def _test(crm: CRM, source: AggregateSpec, declared: FieldDef, value: Test, now:
             declared.name, f"is {_a(declared.kind)} field: a condition gives True or False, for a boolean field", None
         )
     _no_python(declared, None)
-    condition = bind(relative_to(value.where, now), source, crm.schema)
-    if has_select(condition):
-        from crmkit.search_terms import check_searched
+    from crmkit.services.records import bound_on
 
-        check_searched(crm, condition)
-    return Test(condition)
+    return Test(bound_on(crm, source, value.where, now))
 
 
 def _no_python(declared: FieldDef, given: FieldDef | None) -> None:

@@ -217,6 +217,18 @@ def _located(rows: Mapping[Any, int]) -> Iterator[None]:
         raise
 
 
+def bound_on(crm: CRM, spec: EntitySpec, where: Where, now: dt.datetime | None = None) -> Expr:
+    """A condition bound to the aggregate ``spec``; relative instants (``ago(days=90)``) count back from
+    ``now`` (the connection's clock when not given); stores run its sub-queries (grouped ones too) inside
+    the query that uses them, and searches through them are checked to be possible on this connection."""
+    condition = bind(relative_to(where, crm.now() if now is None else now), spec, crm.schema)
+    if has_select(condition):
+        from crmkit.search_terms import check_searched
+
+        check_searched(crm, condition)
+    return condition
+
+
 class _ReadRecords(Generic[R]):
     """Reads shared by every repository of a CRM: get, find, count, stream."""
 
@@ -236,14 +248,8 @@ class _ReadRecords(Generic[R]):
         return record
 
     def _bound(self, where: Where) -> Expr:
-        """A condition bound to this aggregate; relative instants (``ago(days=90)``) count back from the
-        connection's clock; stores run its sub-queries (grouped ones too) inside the query that uses them."""
-        condition = bind(relative_to(where, self._crm.now()), self.spec, self._crm.schema)
-        if has_select(condition):
-            from crmkit.search_terms import check_searched
-
-            check_searched(self._crm, condition)
-        return condition
+        """A condition bound to this aggregate (``bound_on``)."""
+        return bound_on(self._crm, self.spec, where)
 
     def count(self, where: Where = None) -> int:
         """How many records match, counted in the store."""
@@ -503,11 +509,7 @@ class _Records(_ReadRecords[R]):
 
         spec = source_spec(self._crm, source)
         source_repo = self._crm.store.repository(spec)
-        condition = bind(relative_to(where, self._crm.now()), spec, self._crm.schema)
-        if has_select(condition):
-            from crmkit.search_terms import check_searched
-
-            check_searched(self._crm, condition)
+        condition = bound_on(self._crm, spec, where)
         built = bound_values(self._crm, self.spec, spec, values)
 
         def once() -> list[R]:
